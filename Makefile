@@ -1,0 +1,44 @@
+# Two commands matter: `make run` (local stack) and `make test` (whole suite).
+# Both create .venv and install the pinned dependencies on first use.
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cat requirements-dev.txt pyproject.toml | cksum | cut -d' ' -f1)
+
+.PHONY: install run test lint format lock proto clean
+
+install: $(STAMP)
+
+$(STAMP): requirements-dev.txt pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit("Python 3.11+ is required, found " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+run: install
+	$(PY) -m devstack
+
+test: install
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+format: install
+	$(PY) -m ruff check --fix .
+	$(PY) -m ruff format .
+
+# Re-pin every dependency (direct and transitive) from the ranges in pyproject.toml.
+lock: install
+	$(PY) -m pip install --quiet uv==0.13.8
+	$(VENV)/bin/uv pip compile pyproject.toml --universal --python-version 3.11 -q -o requirements.txt
+	$(VENV)/bin/uv pip compile pyproject.toml --extra dev --universal --python-version 3.11 -q -o requirements-dev.txt
+
+# Regenerate the gRPC code committed in common/rpc (a test fails when it is stale).
+proto: install
+	$(PY) -m common.rpc.generate
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache
