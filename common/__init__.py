@@ -1,0 +1,1 @@
+"""Code shared by the User Manager and the Data Collector."""

@@ -1,0 +1,94 @@
+"""gRPC client side: one channel per process, created lazily, every call with a deadline.
+
+grpcio is not fork-safe, and gunicorn forks its workers, so no channel may
+exist before the fork: :class:`GrpcPeer` opens its channel on first use and
+opens a new one if it finds itself in a different process than the one that
+created it. The channel's service config retries only ``UNAVAILABLE`` (the
+peer is not reachable, nothing was executed), a few times with backoff, and
+always within the caller's deadline.
+"""
+
+import json
+import logging
+import os
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import grpc
+
+log = logging.getLogger(__name__)
+
+RETRY_SERVICE_CONFIG = json.dumps(
+    {
+        "methodConfig": [
+            {
+                "name": [{}],
+                "retryPolicy": {
+                    "maxAttempts": 3,
+                    "initialBackoff": "0.05s",
+                    "maxBackoff": "0.5s",
+                    "backoffMultiplier": 2,
+                    "retryableStatusCodes": ["UNAVAILABLE"],
+                },
+            }
+        ]
+    }
+)
+
+
+class PeerUnavailableError(Exception):
+    """The peer could not answer (down, unreachable, deadline exceeded)."""
+
+
+class GrpcPeer:
+    """A lazily connected stub for one peer service, safe across gunicorn forks."""
+
+    def __init__(self, address: str, stub_factory: Callable[[grpc.Channel], Any], timeout: float):
+        self.address = address
+        self.timeout = timeout
+        self._stub_factory = stub_factory
+        self._lock = threading.Lock()
+        self._pid: int | None = None
+        self._channel: grpc.Channel | None = None
+        self._stub: Any = None
+
+    def _current_stub(self) -> Any:
+        with self._lock:
+            if self._pid != os.getpid():
+                # Never reuse a channel inherited through fork: its threads did not survive.
+                self._channel = grpc.insecure_channel(
+                    self.address,
+                    options=[
+                        ("grpc.service_config", RETRY_SERVICE_CONFIG),
+                        ("grpc.enable_retries", 1),
+                        ("grpc.keepalive_time_ms", 30_000),
+                    ],
+                )
+                self._stub = self._stub_factory(self._channel)
+                self._pid = os.getpid()
+            return self._stub
+
+    def call(self, method: str, request: Any, *, timeout: float | None = None) -> Any:
+        """Call ``method`` with a deadline; raise :class:`PeerUnavailableError` if the peer is down.
+
+        Errors other than unavailability (a bug on either side) propagate as
+        ``grpc.RpcError`` so they are not mistaken for an outage.
+        """
+        stub = self._current_stub()
+        try:
+            return getattr(stub, method)(request, timeout=timeout or self.timeout)
+        except grpc.RpcError as error:
+            code = error.code() if hasattr(error, "code") else None
+            if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+                raise PeerUnavailableError(f"{self.address}: {code.name}") from error
+            raise
+
+    def close(self) -> None:
+        """Close the channel (used at shutdown and by tests)."""
+        with self._lock:
+            if self._channel is not None and self._pid == os.getpid():
+                self._channel.close()
+            self._channel = None
+            self._stub = None
+            self._pid = None

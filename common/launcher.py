@@ -1,0 +1,99 @@
+"""Run one service: migrate its database, then supervise its processes.
+
+``python -m user_manager`` and ``python -m data_collector`` (the container
+command and what the local stack runs) come here. The launcher itself stays
+small: it imports no Flask, SQLAlchemy or grpcio, and every role is a fresh
+interpreter:
+
+- ``migrate``: applies migrations (waiting for the database) and exits;
+- ``web``: gunicorn serving the Flask app with several workers;
+- ``grpc_server``: the service's gRPC server, bound once, beside gunicorn;
+- ``worker``: the background jobs (scheduler), when the service has any.
+"""
+
+import importlib
+import logging
+import subprocess
+import sys
+from collections.abc import Sequence
+
+from common.logs import configure_logging
+from common.supervisor import Supervisor
+
+log = logging.getLogger(__name__)
+
+# Gunicorn gives in-flight requests this long after SIGTERM before killing workers.
+GRACEFUL_TIMEOUT_SECONDS = 15
+
+
+def gunicorn_command(*, package: str, bind: str, workers: int, timeout: int) -> list[str]:
+    """Return the command line that serves ``package.app:create_app()`` with gunicorn."""
+    return [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "--bind",
+        bind,
+        "--workers",
+        str(workers),
+        "--timeout",
+        str(timeout),
+        "--graceful-timeout",
+        str(GRACEFUL_TIMEOUT_SECONDS),
+        "--name",
+        f"{package}-web",
+        # Gunicorn 27's control socket defaults to one path per user; two services would collide.
+        "--no-control-socket",
+        f"{package}.app:create_app()",
+    ]
+
+
+def migrate(package: str) -> int:
+    """Apply the package's migrations, waiting for its database to accept connections."""
+    from common.database import upgrade_database
+
+    app_module = importlib.import_module(f"{package}.app")
+    db = importlib.import_module(f"{package}.models").db
+    app = app_module.create_app()
+    configure_logging(app.config["LOG_LEVEL"])
+    with app.app_context():
+        engine = db.engine
+    upgrade_database(
+        app, engine, app_module.MIGRATIONS_DIR, timeout=app.config["DB_CONNECT_TIMEOUT_SECONDS"]
+    )
+    return 0
+
+
+def serve(package: str, roles: Sequence[str]) -> int:
+    """Migrate, then run gunicorn and the given roles until a signal or a crash."""
+    config = importlib.import_module(f"{package}.config").Config()
+    configure_logging(config.LOG_LEVEL)
+    migration = subprocess.run([sys.executable, "-m", package, "migrate"], check=False)
+    if migration.returncode != 0:
+        log.error("%s: migrations failed (exit %s); not starting", package, migration.returncode)
+        return 1
+
+    supervisor = Supervisor(package)
+    supervisor.install_signal_handlers()
+    supervisor.start(
+        "web",
+        gunicorn_command(
+            package=package,
+            bind=f"{config.BIND_HOST}:{config.HTTP_PORT}",
+            workers=config.WEB_WORKERS,
+            timeout=config.REQUEST_TIMEOUT_SECONDS,
+        ),
+    )
+    for role in roles:
+        supervisor.start(role, [sys.executable, "-m", f"{package}.{role}"])
+    return supervisor.wait()
+
+
+def main(package: str, argv: Sequence[str], *, roles: Sequence[str]) -> int:
+    """Command line of ``python -m <package> [migrate]``."""
+    if list(argv[1:]) == ["migrate"]:
+        return migrate(package)
+    if argv[1:]:
+        print(f"usage: python -m {package} [migrate]", file=sys.stderr)
+        return 2
+    return serve(package, roles)

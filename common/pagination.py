@@ -1,0 +1,81 @@
+"""Keyset pagination shared by every list endpoint.
+
+Lists stay plain JSON arrays (the seed's shape); the next page is announced
+in an RFC 8288 ``Link: <url>; rel="next"`` header, absent on the last page, as
+GitHub's API does. The cursor is an opaque token holding the sort key of the
+last item served, so pages stay stable while rows are inserted or deleted
+and cost the same on page 1 and page 10,000 (no OFFSET).
+"""
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from flask import Response, jsonify, request, url_for
+
+from common.errors import ApiError
+
+
+@dataclass(frozen=True)
+class PageRequest:
+    """What the client asked for: how many items, and after which sort key."""
+
+    limit: int
+    after: list[Any] | None
+
+
+def encode_cursor(sort_key: list[Any]) -> str:
+    """Turn a sort key (JSON-serializable values) into an opaque URL-safe token."""
+    raw = json.dumps(sort_key, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(token: str, *, arity: int) -> list[Any]:
+    """Decode a token made by :func:`encode_cursor`, or raise a 400."""
+    try:
+        padded = token + "=" * (-len(token) % 4)
+        value = json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
+    except (ValueError, binascii.Error, UnicodeError):
+        value = None
+    if not isinstance(value, list) or len(value) != arity:
+        raise ApiError(
+            400, "The cursor is invalid; use the URL from the previous page's Link header."
+        )
+    return value
+
+
+def parse_page_request(*, default_limit: int, max_limit: int, arity: int) -> PageRequest:
+    """Read ``limit`` and ``cursor`` from the query string, rejecting bad values with 400."""
+    raw_limit = request.args.get("limit")
+    limit = default_limit
+    if raw_limit is not None:
+        if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= max_limit:
+            raise ApiError(
+                400,
+                f"limit must be a whole number from 1 to {max_limit}.",
+                details={"limit": raw_limit},
+            )
+        limit = int(raw_limit)
+    cursor = request.args.get("cursor")
+    after = decode_cursor(cursor, arity=arity) if cursor else None
+    return PageRequest(limit=limit, after=after)
+
+
+def page_response(items: list[Any], *, page: PageRequest, sort_key_of) -> Response:
+    """Answer with the JSON array of the first ``page.limit`` items and a Link to the next page.
+
+    Callers fetch ``limit + 1`` rows: the extra one only tells whether a next
+    page exists, and is not returned.
+    """
+    has_next = len(items) > page.limit
+    items = items[: page.limit]
+    response = jsonify(items)
+    if has_next and items:
+        args = request.args.to_dict()
+        args["cursor"] = encode_cursor(sort_key_of(items[-1]))
+        args["limit"] = str(page.limit)
+        next_url = url_for(request.endpoint, **(request.view_args or {}), **args, _external=True)
+        response.headers["Link"] = f'<{next_url}>; rel="next"'
+    return response

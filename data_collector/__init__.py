@@ -1,0 +1,1 @@
+"""Data Collector: users' airport interests, OpenSky flight collection and flight queries."""

@@ -1,0 +1,33 @@
+"""User Manager application factory (gunicorn serves ``user_manager.app:create_app()``)."""
+
+from pathlib import Path
+
+from flask import Flask
+
+from common.flask_app import build_app
+from common.grpc_client import GrpcPeer
+from common.rpc import flight_tracker_pb2_grpc
+from user_manager.config import Config
+from user_manager.models import db
+from user_manager.routes import bp
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+
+
+def create_app(test_config: dict | None = None) -> Flask:
+    """Build the app: configuration from the environment, then the test's overrides."""
+    app = build_app(
+        __name__,
+        config=Config(),
+        test_config=test_config,
+        db=db,
+        migrations_dir=MIGRATIONS_DIR,
+        blueprints=[bp],
+    )
+    # Lazy: the channel is opened on first use, inside the gunicorn worker.
+    app.extensions["data_collector_peer"] = GrpcPeer(
+        app.config["DATA_COLLECTOR_GRPC_ADDR"],
+        flight_tracker_pb2_grpc.DataCollectorServiceStub,
+        timeout=app.config["GRPC_TIMEOUT_SECONDS"],
+    )
+    return app

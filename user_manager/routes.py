@@ -1,0 +1,95 @@
+"""User Manager REST API: thin views that validate, call services, and shape answers."""
+
+from flask import Blueprint, current_app, jsonify, request
+
+from common.errors import ApiError, json_object_body
+from common.pagination import page_response, parse_page_request
+from common.validation import normalize_email, parse_model
+from user_manager import services
+
+bp = Blueprint("users", __name__)
+
+# A page of users is a few KB; 100 per page by default, never more than 1,000.
+DEFAULT_PAGE_SIZE = 100
+MAX_PAGE_SIZE = 1000
+
+
+def _path_email(email: str) -> str:
+    try:
+        return normalize_email(email)
+    except ValueError as error:
+        raise ApiError(400, f"'{email}' is not a valid email address: {error}") from None
+
+
+def _outcome_response(outcome: services.Outcome):
+    response = jsonify(outcome.body)
+    response.status_code = outcome.status
+    if outcome.replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    return response
+
+
+@bp.get("/ping")
+def ping():
+    """Answer liveness probes."""
+    return {"message": "pong"}
+
+
+@bp.post("/users")
+def create_user():
+    """Register a new user, at most once per Idempotency-Key."""
+    key = services.require_idempotency_key(request.headers.get("Idempotency-Key"))
+    data = parse_model(services.UserCreate, json_object_body())
+    outcome = services.execute_once(
+        key=key,
+        method="POST",
+        path="/users",
+        body=data.model_dump(),
+        user_email=data.email,
+        operation=lambda: services.create_user(data=data),
+    )
+    return _outcome_response(outcome)
+
+
+@bp.get("/users")
+def list_users():
+    """List users ordered by email, one page at a time."""
+    page = parse_page_request(default_limit=DEFAULT_PAGE_SIZE, max_limit=MAX_PAGE_SIZE, arity=1)
+    after = page.after[0] if page.after else None
+    if after is not None and not isinstance(after, str):
+        raise ApiError(
+            400, "The cursor is invalid; use the URL from the previous page's Link header."
+        )
+    users = services.list_users(after_email=after, limit=page.limit + 1)
+    return page_response(
+        [user.to_dict() for user in users], page=page, sort_key_of=lambda item: [item["email"]]
+    )
+
+
+@bp.get("/users/<path:email>")
+def get_user(email: str):
+    """Return one user."""
+    user = services.get_user(email=_path_email(email))
+    if user is None:
+        raise ApiError(404, "User not found")
+    return user.to_dict()
+
+
+@bp.delete("/users/<path:email>")
+def delete_user(email: str):
+    """Delete a user and their interests in the Data Collector, at most once per key."""
+    key = services.require_idempotency_key(request.headers.get("Idempotency-Key"))
+    normalized = _path_email(email)
+    outcome = services.execute_once(
+        key=key,
+        method="DELETE",
+        path=f"/users/{normalized}",
+        body=None,
+        user_email=normalized,
+        operation=lambda: services.delete_user(email=normalized),
+    )
+    if outcome.status == 200 and not outcome.replayed:
+        services.delete_user_interests(
+            peer=current_app.extensions["data_collector_peer"], email=normalized
+        )
+    return _outcome_response(outcome)
