@@ -88,6 +88,17 @@ class Supervisor:
         self.stop_all()
         return exit_code
 
+    def stop(self, role: str) -> int | None:
+        """Stop one child gracefully (SIGKILL after the grace period); return its exit code."""
+        process = self.children.pop(role)
+        _signal(process, signal.SIGTERM)
+        try:
+            return process.wait(timeout=self.grace_seconds)
+        except subprocess.TimeoutExpired:
+            log.warning("%s: %s did not stop in time; killing it", self.name, role)
+            _signal(process, signal.SIGKILL)
+            return process.wait()
+
     def stop_all(self) -> None:
         """SIGTERM every child, wait up to the grace period, then SIGKILL what is left."""
         for process in reversed(list(self.children.values())):

@@ -7,6 +7,15 @@ OPENSKY_TOKEN_URL = (
     "https://auth.opensky-network.org/auth/realms/opensky-network/protocol/openid-connect/token"
 )
 
+# The seed's .env ships these placeholders; they mean "no credentials" (anonymous access).
+CREDENTIAL_PLACEHOLDERS = {"your_api_client_id", "your_api_client_secret"}
+
+
+def opensky_credential(name: str) -> str:
+    """Return an OpenSky credential from the environment, or "" when unset or a placeholder."""
+    value = env_str(name, "") or ""
+    return "" if value in CREDENTIAL_PLACEHOLDERS else value
+
 
 class Config:
     """Everything the Data Collector reads from its environment, read when instantiated."""
@@ -40,7 +49,7 @@ class Config:
         self.MAX_CONTENT_LENGTH = 16 * 1024
         self.OPENSKY_API_URL = env_str("OPENSKY_API_URL", OPENSKY_API_URL).rstrip("/")
         self.OPENSKY_TOKEN_URL = env_str("OPENSKY_TOKEN_URL", OPENSKY_TOKEN_URL)
-        self.OPENSKY_CLIENT_ID = env_str("OPENSKY_CLIENT_ID", "")
-        self.OPENSKY_CLIENT_SECRET = env_str("OPENSKY_CLIENT_SECRET", "")
+        self.OPENSKY_CLIENT_ID = opensky_credential("OPENSKY_CLIENT_ID")
+        self.OPENSKY_CLIENT_SECRET = opensky_credential("OPENSKY_CLIENT_SECRET")
         self.LOG_LEVEL = env_str("LOG_LEVEL", "INFO")
         self.DB_CONNECT_TIMEOUT_SECONDS = env_int("DB_CONNECT_TIMEOUT_SECONDS", 60, minimum=1)

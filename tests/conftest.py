@@ -1,0 +1,79 @@
+"""Fixtures: the stack under test, started here or given by UM_URL and DC_URL.
+
+By default the suite starts its own stack (embedded PostgreSQL, both
+services under gunicorn with their gRPC servers, the OpenSky simulator) on
+free ports, once per session. With ``UM_URL`` and ``DC_URL`` set it targets
+an already running stack instead (docker compose); tests that must stop or
+crash processes are marked ``local_stack`` and skipped there.
+"""
+
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from devstack.stack import LocalStack, StackSettings
+from tests.utils import Api
+
+
+class RemoteStack:
+    """A stack someone else runs; only its URLs are known."""
+
+    def __init__(self, user_manager_url: str, data_collector_url: str, simulator_url: str | None):
+        self.user_manager_url = user_manager_url.rstrip("/")
+        self.data_collector_url = data_collector_url.rstrip("/")
+        self.simulator_url = simulator_url.rstrip("/") if simulator_url else None
+
+
+def _remote_stack() -> RemoteStack | None:
+    um_url, dc_url = os.environ.get("UM_URL"), os.environ.get("DC_URL")
+    if um_url and dc_url:
+        return RemoteStack(um_url, dc_url, os.environ.get("SIM_URL"))
+    return None
+
+
+def pytest_collection_modifyitems(config, items):
+    """Skip tests that need processes of their own when the stack is remote."""
+    if _remote_stack() is None:
+        return
+    skip = pytest.mark.skip(reason="needs a stack started by the suite (UM_URL/DC_URL are set)")
+    for item in items:
+        if "local_stack" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def stack():
+    """The running stack: started for this session, or the remote one."""
+    remote = _remote_stack()
+    if remote is not None:
+        yield remote
+        return
+    with tempfile.TemporaryDirectory(prefix="flight-tracker-test-") as tmp:
+        local = LocalStack(StackSettings.on_free_ports(Path(tmp) / "pg", simulator=False))
+        try:
+            local.start()
+            yield local
+        finally:
+            local.stop()
+
+
+@pytest.fixture(scope="session")
+def local_stack(stack):
+    """The stack, when this suite started it (for tests that stop or crash its processes)."""
+    if not isinstance(stack, LocalStack):
+        pytest.skip("needs a stack started by the suite")
+    return stack
+
+
+@pytest.fixture
+def um(stack) -> Api:
+    """Client of the User Manager REST API."""
+    return Api(stack.user_manager_url)
+
+
+@pytest.fixture
+def dc(stack) -> Api:
+    """Client of the Data Collector REST API."""
+    return Api(stack.data_collector_url)

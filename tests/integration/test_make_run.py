@@ -1,0 +1,83 @@
+"""``make run`` (python -m devstack): starts everything, keeps data, and Ctrl-C leaves nothing."""
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import psutil
+import pytest
+import requests
+
+from devstack.stack import free_port
+from tests.utils import Api, create_user, wait_until
+
+pytestmark = pytest.mark.local_stack
+
+
+class RunningDevstack:
+    """``python -m devstack`` as a developer runs it, on free ports."""
+
+    def __init__(self, data_dir: Path, ports: dict[str, int]):
+        env = {k: v for k, v in os.environ.items() if not k.endswith("_DATABASE_URL")}
+        env.update({name: str(port) for name, port in ports.items()})
+        env["WEB_CONCURRENCY"] = "2"
+        self.ports = ports
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "devstack", "--data-dir", str(data_dir)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        self.output: list[str] = []
+        for line in self.process.stdout:
+            self.output.append(line)
+            if "Press Ctrl-C" in line:
+                break
+        assert self.process.poll() is None, "".join(self.output)
+        self.um = Api(f"http://127.0.0.1:{ports['USER_MANAGER_HTTP_PORT']}")
+
+    def interrupt(self) -> list[psutil.Process]:
+        """Press Ctrl-C; return the processes that were running under it."""
+        descendants = psutil.Process(self.process.pid).children(recursive=True)
+        self.process.send_signal(signal.SIGINT)
+        self.output.extend(self.process.stdout)
+        assert self.process.wait(timeout=60) == 0, "".join(self.output)
+        return descendants
+
+
+@pytest.fixture
+def ports():
+    names = [
+        "USER_MANAGER_HTTP_PORT",
+        "DATA_COLLECTOR_HTTP_PORT",
+        "USER_MANAGER_GRPC_PORT",
+        "DATA_COLLECTOR_GRPC_PORT",
+        "OPENSKY_SIMULATOR_PORT",
+    ]
+    return {name: free_port() for name in names}
+
+
+def test_banner_ctrl_c_and_data_kept_across_restarts(tmp_path, ports):
+    data_dir = tmp_path / "postgres"
+    first = RunningDevstack(data_dir, ports)
+    banner = "".join(first.output)
+    assert f"http://127.0.0.1:{ports['USER_MANAGER_HTTP_PORT']}" in banner
+    assert f"http://127.0.0.1:{ports['DATA_COLLECTOR_HTTP_PORT']}" in banner
+    email = create_user(first.um)
+
+    descendants = first.interrupt()
+    assert len(descendants) >= 6  # two launchers, two gunicorn masters with workers, two gRPC
+    psutil.wait_procs(descendants, timeout=5)
+    assert not [p for p in descendants if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    assert not (data_dir / "postmaster.pid").exists(), "PostgreSQL was left running"
+    with pytest.raises(requests.ConnectionError):
+        requests.get(f"{first.um.base_url}/ping", timeout=2)
+
+    second = RunningDevstack(data_dir, ports)
+    try:
+        wait_until(lambda: second.um.get(f"/users/{email}").status_code == 200)
+    finally:
+        second.interrupt()

@@ -1,0 +1,60 @@
+"""REST under gunicorn with several workers, gRPC beside it, schema from migrations."""
+
+from concurrent.futures import ThreadPoolExecutor
+
+import grpc
+import psutil
+import pytest
+from flask_migrate import check
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from tests.utils import create_user
+
+pytestmark = pytest.mark.local_stack
+
+
+def test_each_service_runs_several_gunicorn_workers(local_stack):
+    for package in ("user_manager", "data_collector"):
+        launcher = psutil.Process(local_stack.supervisor.children[package].pid)
+        masters = [p for p in launcher.children() if "gunicorn" in " ".join(p.cmdline())]
+        assert len(masters) == 1
+        assert len(masters[0].children()) >= 2, f"{package} should run several workers"
+
+
+def test_grpc_health_service_reports_serving(local_stack):
+    settings = local_stack.settings
+    for port, service in (
+        (settings.user_manager_grpc_port, "flighttracker.v1.UserService"),
+        (settings.data_collector_grpc_port, "flighttracker.v1.DataCollectorService"),
+    ):
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = health_pb2_grpc.HealthStub(channel)
+            reply = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
+            assert reply.status == health_pb2.HealthCheckResponse.SERVING
+
+
+def test_grpc_user_checks_work_from_every_worker_concurrently(um, dc):
+    email = create_user(um)
+    airports = ["LIRF", "LIMC", "LIME", "LIPZ", "LIRN", "LICC", "EGLL", "EGKK"] * 3
+
+    def follow(airport):
+        return dc.post("/interests", json={"email": email, "airport_code": airport}).status_code
+
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        statuses = list(pool.map(follow, airports))
+    assert set(statuses) <= {200, 201}
+    assert statuses.count(201) == 8
+    assert len(dc.get(f"/interests/{email}").json()) == 8
+
+
+@pytest.mark.parametrize("package", ["user_manager", "data_collector"])
+def test_models_and_migrations_agree(local_stack, monkeypatch, package):
+    """The schema comes from migrations; a model change without one fails here."""
+    import importlib
+
+    variable = f"{package.upper()}_DATABASE_URL"
+    monkeypatch.setenv(variable, local_stack.database_urls[variable])
+    app_module = importlib.import_module(f"{package}.app")
+    app = app_module.create_app()
+    with app.app_context():
+        check(directory=str(app_module.MIGRATIONS_DIR))

@@ -1,0 +1,79 @@
+"""Helpers shared by the test modules: HTTP clients, unique test data, polling."""
+
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import requests
+
+# Long enough for a loaded CI machine, short enough to fail fast when broken.
+DEFAULT_TIMEOUT = 10.0
+
+
+class Api:
+    """A tiny client for one service: ``api.get("/users")`` against its base URL."""
+
+    def __init__(self, base_url: str):
+        self.base_url = base_url.rstrip("/")
+        self.session = requests.Session()
+
+    def request(self, method: str, path: str, **kwargs) -> requests.Response:
+        """Send a request; a timeout is always set so a hang fails the test."""
+        kwargs.setdefault("timeout", DEFAULT_TIMEOUT)
+        return self.session.request(method, self.base_url + path, **kwargs)
+
+    def get(self, path: str, **kwargs) -> requests.Response:
+        """GET ``path``."""
+        return self.request("GET", path, **kwargs)
+
+    def post(self, path: str, **kwargs) -> requests.Response:
+        """POST ``path``."""
+        return self.request("POST", path, **kwargs)
+
+    def delete(self, path: str, **kwargs) -> requests.Response:
+        """DELETE ``path``."""
+        return self.request("DELETE", path, **kwargs)
+
+
+def unique_email(prefix: str = "user") -> str:
+    """Return an email no other test (or earlier run against the same stack) uses."""
+    return f"{prefix}.{uuid.uuid4().hex[:12]}@example.com"
+
+
+def new_key() -> dict[str, str]:
+    """Return headers with a fresh Idempotency-Key."""
+    return {"Idempotency-Key": str(uuid.uuid4())}
+
+
+def user_payload(email: str | None = None, **overrides: Any) -> dict[str, Any]:
+    """Return a valid ``POST /users`` body for a new user."""
+    body = {
+        "email": email or unique_email(),
+        "first_name": "Mario",
+        "last_name": "Rossi",
+    }
+    body.update(overrides)
+    return body
+
+
+def create_user(um: Api, email: str | None = None, **overrides: Any) -> str:
+    """Create a user through the API and return the (normalized) email."""
+    body = user_payload(email, **overrides)
+    response = um.post("/users", json=body, headers=new_key())
+    assert response.status_code == 201, response.text
+    return response.json()["user"]["email"]
+
+
+def wait_until(
+    condition: Callable[[], Any], *, timeout: float = DEFAULT_TIMEOUT, interval: float = 0.1
+) -> Any:
+    """Poll ``condition`` until it returns something truthy; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s: {condition}")
+        time.sleep(interval)
