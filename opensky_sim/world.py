@@ -265,11 +265,12 @@ def select_flights(world, *, direction, airport, begin, end, now, all_semantics=
     A flight exists only once it has landed (``lastSeen <= now``), because
     OpenSky computes flights after the fact.
     """
-    # An arrival in [begin, end] may have taken off up to one flight earlier.
+    # An arrival in [begin, end] may have taken off up to one flight earlier;
+    # nothing first seen after now has landed (and now may be a float).
     lo = begin - world.max_duration if direction == "arrival" else begin
     return [
         flight
-        for flight in world.flights_departing(lo, min(end, now))
+        for flight in world.flights_departing(lo, min(end, int(now)))
         if flight["lastSeen"] <= now
         and _matches(flight, direction, airport, begin, end, all_semantics)
     ]
