@@ -51,7 +51,7 @@ def stack():
         yield remote
         return
     with tempfile.TemporaryDirectory(prefix="flight-tracker-test-") as tmp:
-        local = LocalStack(StackSettings.on_free_ports(Path(tmp) / "pg", simulator=False))
+        local = LocalStack(StackSettings.on_free_ports(Path(tmp) / "pg", simulator=True))
         try:
             local.start()
             yield local

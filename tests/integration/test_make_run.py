@@ -19,9 +19,10 @@ pytestmark = pytest.mark.local_stack
 class RunningDevstack:
     """``python -m devstack`` as a developer runs it, on free ports."""
 
-    def __init__(self, data_dir: Path, ports: dict[str, int]):
+    def __init__(self, data_dir: Path, ports: dict[str, int], *, simulator: bool = False):
         env = {k: v for k, v in os.environ.items() if not k.endswith("_DATABASE_URL")}
         env.update({name: str(port) for name, port in ports.items()})
+        env["OPENSKY_SIMULATOR"] = "1" if simulator else "0"
         env["WEB_CONCURRENCY"] = "2"
         self.ports = ports
         self.process = subprocess.Popen(
@@ -76,8 +77,11 @@ def test_banner_ctrl_c_and_data_kept_across_restarts(tmp_path, ports):
     with pytest.raises(requests.ConnectionError):
         requests.get(f"{first.um.base_url}/ping", timeout=2)
 
-    second = RunningDevstack(data_dir, ports)
+    second = RunningDevstack(data_dir, ports, simulator=True)
     try:
+        simulator = f"http://127.0.0.1:{ports['OPENSKY_SIMULATOR_PORT']}"
+        assert f"simulator at {simulator}/api" in "".join(second.output)
+        assert requests.get(f"{simulator}/_sim/state", timeout=5).ok
         wait_until(lambda: second.um.get(f"/users/{email}").status_code == 200)
     finally:
         second.interrupt()
