@@ -7,6 +7,8 @@ from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 
 from common.errors import register_error_handlers
+from common.http_observability import install_request_observability
+from common.logs import configure_logging
 
 
 def build_app(
@@ -23,11 +25,13 @@ def build_app(
     app.config.from_object(config)
     if test_config:
         app.config.update(test_config)
+    configure_logging(app.config["LOG_LEVEL"])
     # Keep fields in the order the code writes them (seed shapes first).
     app.json.sort_keys = False
     db.init_app(app)
     Migrate(app, db, directory=str(migrations_dir))
     register_error_handlers(app)
+    install_request_observability(app)
     for blueprint in blueprints:
         app.register_blueprint(blueprint)
     return app

@@ -17,6 +17,9 @@ from typing import Any
 
 import grpc
 
+from common.metrics import GRPC_CLIENT_CALLS
+from common.request_context import GRPC_METADATA_KEY, current_request_id
+
 log = logging.getLogger(__name__)
 
 RETRY_SERVICE_CONFIG = json.dumps(
@@ -76,13 +79,20 @@ class GrpcPeer:
         ``grpc.RpcError`` so they are not mistaken for an outage.
         """
         stub = self._current_stub()
+        request_id = current_request_id()
+        metadata = ((GRPC_METADATA_KEY, request_id),) if request_id else None
         try:
-            return getattr(stub, method)(request, timeout=timeout or self.timeout)
+            reply = getattr(stub, method)(
+                request, timeout=timeout or self.timeout, metadata=metadata
+            )
         except grpc.RpcError as error:
             code = error.code() if hasattr(error, "code") else None
+            GRPC_CLIENT_CALLS.labels(method, code.name if code else "UNKNOWN").inc()
             if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
                 raise PeerUnavailableError(f"{self.address}: {code.name}") from error
             raise
+        GRPC_CLIENT_CALLS.labels(method, "OK").inc()
+        return reply
 
     def close(self) -> None:
         """Close the channel (used at shutdown and by tests)."""

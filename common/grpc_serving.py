@@ -10,6 +10,7 @@ calls get ``GRACE_SECONDS`` to finish.
 import logging
 import signal
 import threading
+import time
 from collections.abc import Callable
 from concurrent import futures
 
@@ -18,8 +19,56 @@ from flask import Flask
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from common.logs import configure_logging
+from common.metrics import GRPC_SERVER_CALLS, GRPC_SERVER_LATENCY
+from common.request_context import (
+    GRPC_METADATA_KEY,
+    accept_or_generate,
+    bind_request_id,
+    unbind_request_id,
+)
 
 log = logging.getLogger(__name__)
+call_log = logging.getLogger("grpc.access")
+
+HEALTH_METHOD_PREFIX = "/grpc.health.v1.Health/"
+
+
+class ObservabilityInterceptor(grpc.ServerInterceptor):
+    """Give each call the caller's request id, one log line and metrics, like HTTP requests."""
+
+    def intercept_service(self, continuation, handler_call_details):
+        """Wrap unary-unary handlers (all this contract has) with the bookkeeping."""
+        handler = continuation(handler_call_details)
+        if handler is None or handler.unary_unary is None:
+            return handler
+        method = handler_call_details.method
+        metadata = dict(handler_call_details.invocation_metadata or ())
+        request_id = accept_or_generate(metadata.get(GRPC_METADATA_KEY))
+        serve = handler.unary_unary
+
+        def observed(request, context):
+            token = bind_request_id(request_id)
+            started = time.perf_counter()
+            try:
+                return serve(request, context)
+            finally:
+                elapsed = time.perf_counter() - started
+                code = context.code() or grpc.StatusCode.OK
+                if isinstance(code, grpc.StatusCode):
+                    code = code.name
+                GRPC_SERVER_CALLS.labels(method, code).inc()
+                GRPC_SERVER_LATENCY.labels(method).observe(elapsed)
+                # Probes call Health every few seconds; their lines would drown the rest.
+                level = logging.DEBUG if method.startswith(HEALTH_METHOD_PREFIX) else logging.INFO
+                call_log.log(level, "%s %s %.1fms", method, code, elapsed * 1000)
+                unbind_request_id(token)
+
+        return grpc.unary_unary_rpc_method_handler(
+            observed,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+
 
 # Long enough for a database round trip in flight, short enough for a rolling restart.
 GRACE_SECONDS = 5
@@ -32,7 +81,10 @@ def run_grpc_server(app: Flask, register: Callable[[grpc.Server], list[str]]) ->
     (``GRPC_PORT``, ``BIND_HOST``, ``GRPC_WORKERS``).
     """
     configure_logging(app.config["LOG_LEVEL"])
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=app.config["GRPC_WORKERS"]))
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=app.config["GRPC_WORKERS"]),
+        interceptors=[ObservabilityInterceptor()],
+    )
     service_names = register(server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

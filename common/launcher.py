@@ -13,14 +13,21 @@ interpreter:
 
 import importlib
 import logging
+import os
 import subprocess
 import sys
+import tempfile
 from collections.abc import Sequence
+from pathlib import Path
 
 from common.logs import configure_logging
 from common.supervisor import Supervisor
 
 log = logging.getLogger(__name__)
+
+# Read by prometheus_client in every child (common.metrics); not imported here to keep the
+# launcher free of Flask and prometheus_client.
+MULTIPROC_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 
 # Gunicorn gives in-flight requests this long after SIGTERM before killing workers.
 GRACEFUL_TIMEOUT_SECONDS = 15
@@ -42,6 +49,8 @@ def gunicorn_command(*, package: str, bind: str, workers: int, timeout: int) -> 
         str(GRACEFUL_TIMEOUT_SECONDS),
         "--name",
         f"{package}-web",
+        "--config",
+        "python:common.gunicorn_conf",
         # Gunicorn 27's control socket defaults to one path per user; two services would collide.
         "--no-control-socket",
         f"{package}.app:create_app()",
@@ -64,6 +73,22 @@ def migrate(package: str) -> int:
     return 0
 
 
+def prepare_metrics_dir(package: str) -> Path:
+    """Give every process of this service instance one empty metrics directory (inherited by env).
+
+    prometheus_client's multiprocess mode sums the files its processes write
+    there; files of an earlier run would add stale counts, so they go first.
+    """
+    given = os.environ.get(MULTIPROC_DIR_VARIABLE)
+    default = Path(tempfile.gettempdir()) / f"{package}-metrics-{os.getpid()}"
+    path = Path(given) if given else default
+    path.mkdir(parents=True, exist_ok=True)
+    for stale in path.glob("*.db"):
+        stale.unlink()
+    os.environ[MULTIPROC_DIR_VARIABLE] = str(path)
+    return path
+
+
 def serve(package: str, roles: Sequence[str]) -> int:
     """Migrate, then run gunicorn and the given roles until a signal or a crash."""
     config = importlib.import_module(f"{package}.config").Config()
@@ -73,6 +98,7 @@ def serve(package: str, roles: Sequence[str]) -> int:
         log.error("%s: migrations failed (exit %s); not starting", package, migration.returncode)
         return 1
 
+    prepare_metrics_dir(package)
     supervisor = Supervisor(package)
     supervisor.install_signal_handlers()
     supervisor.start(

@@ -19,6 +19,7 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
+from typing import IO
 
 log = logging.getLogger(__name__)
 
@@ -43,12 +44,22 @@ class Supervisor:
         self._stop_reason = ""
 
     def start(
-        self, role: str, argv: Sequence[str], *, env: dict[str, str] | None = None
+        self,
+        role: str,
+        argv: Sequence[str],
+        *,
+        env: dict[str, str] | None = None,
+        output: IO | None = None,
     ) -> subprocess.Popen:
-        """Start ``argv`` as child ``role`` in its own session (terminal signals reach us only)."""
+        """Start ``argv`` as child ``role`` in its own session (terminal signals reach us only).
+
+        ``output`` receives the child's stdout and stderr (default: ours).
+        """
         process = subprocess.Popen(
             list(argv),
             env=env,
+            stdout=output,
+            stderr=output,
             start_new_session=True,
             preexec_fn=_die_with_parent,
         )

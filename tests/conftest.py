@@ -51,7 +51,10 @@ def stack():
         yield remote
         return
     with tempfile.TemporaryDirectory(prefix="flight-tracker-test-") as tmp:
-        local = LocalStack(StackSettings.on_free_ports(Path(tmp) / "pg", simulator=True))
+        settings = StackSettings.on_free_ports(
+            Path(tmp) / "pg", simulator=True, log_dir=Path(tmp) / "logs"
+        )
+        local = LocalStack(settings)
         try:
             local.start()
             yield local

@@ -1,0 +1,39 @@
+"""Gunicorn settings that cannot be given on the command line: logging and metrics hooks.
+
+Loaded with ``--config python:common.gunicorn_conf`` by the launcher.
+"""
+
+import os
+
+from common.logs import build_formatter
+from common.metrics import MULTIPROC_DIR_VARIABLE
+
+# Gunicorn's own messages go through the same handler and format as the app's.
+logconfig_dict = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"service": {"()": build_formatter}},
+    "filters": {"request_id": {"()": "common.logs.RequestIdFilter"}},
+    "handlers": {
+        "stderr": {
+            "class": "logging.StreamHandler",
+            "formatter": "service",
+            "filters": ["request_id"],
+            "stream": "ext://sys.stderr",
+        }
+    },
+    "root": {"level": os.environ.get("LOG_LEVEL", "INFO").upper(), "handlers": ["stderr"]},
+    "loggers": {
+        "gunicorn.error": {"level": "INFO", "handlers": [], "propagate": True},
+        # The app logs one line per request itself, with the request id.
+        "gunicorn.access": {"level": "WARNING", "handlers": [], "propagate": False},
+    },
+}
+
+
+def child_exit(_server, worker):
+    """Drop a dead worker's live gauges from the aggregated metrics."""
+    if os.environ.get(MULTIPROC_DIR_VARIABLE):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)

@@ -1,0 +1,67 @@
+"""Per-request observability for the Flask apps: request id, one access log line, HTTP metrics."""
+
+import logging
+import time
+
+from flask import Flask, g, request
+
+from common.metrics import HTTP_LATENCY, HTTP_REQUESTS, metrics_response
+from common.request_context import (
+    REQUEST_ID_HEADER,
+    accept_or_generate,
+    bind_request_id,
+    current_request_id,
+    unbind_request_id,
+)
+
+access_log = logging.getLogger("access")
+
+# Metric labels must stay bounded: any other method a client invents is counted as OTHER.
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+def install_request_observability(app: Flask) -> None:
+    """Register the hooks that give every request an id, a log line and metrics; add /metrics."""
+
+    @app.before_request
+    def start_request():
+        g.request_started = time.perf_counter()
+        g.request_id_token = bind_request_id(
+            accept_or_generate(request.headers.get(REQUEST_ID_HEADER))
+        )
+
+    @app.after_request
+    def finish_request(response):
+        request_id = current_request_id()
+        if request_id:
+            response.headers[REQUEST_ID_HEADER] = request_id
+        elapsed = time.perf_counter() - g.get("request_started", time.perf_counter())
+        method = request.method if request.method in KNOWN_METHODS else "OTHER"
+        route = request.url_rule.rule if request.url_rule else "unmatched"
+        HTTP_REQUESTS.labels(method, route, str(response.status_code)).inc()
+        HTTP_LATENCY.labels(method, route).observe(elapsed)
+        access_log.info(
+            "%s %s %s %.1fms",
+            method,
+            request.path,
+            response.status_code,
+            elapsed * 1000,
+            extra={
+                "method": method,
+                "path": request.path,
+                "status": response.status_code,
+                "duration_ms": round(elapsed * 1000, 2),
+            },
+        )
+        return response
+
+    @app.teardown_request
+    def forget_request_id(_error):
+        token = g.pop("request_id_token", None)
+        if token is not None:
+            unbind_request_id(token)
+
+    @app.get("/metrics")
+    def metrics():
+        """Expose the service's metrics in the Prometheus text format."""
+        return metrics_response(app)
