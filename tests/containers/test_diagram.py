@@ -39,7 +39,7 @@ def test_every_link_of_the_compose_stack_is_drawn_with_its_port():
     for name in app_services(compose):
         spec = compose["services"][name]
         for entry in spec["ports"]:
-            host_port, container_port = str(entry).rsplit(":", 2)[1:]
+            host_port, container_port = str(entry).split(":")[-2:]
             label = edges[CLIENT, name]
             assert "REST" in label and has_port(label, container_port), label
             assert f"host :{host_port}" in label, label

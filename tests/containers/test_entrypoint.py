@@ -191,6 +191,7 @@ def assert_talks_to_its_peer_over_grpc(name: str, http: int, local_stack) -> Non
         wait_until(lambda: dc.get(f"/interests/{email}").json() == [])
 
 
+@pytest.mark.local_stack
 @pytest.mark.parametrize("name", sorted(SERVICES))
 def test_sigterm_while_waiting_for_the_database_stops_at_once(name, tmp_path):
     """A docker stop during start-up (database not up yet) must not hang or leave a migrator."""
