@@ -20,7 +20,7 @@ import pytest
 import requests
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from devstack.stack import free_port
+from devstack.stack import TOKEN_PATH, free_port
 from tests.containers.deployment import (
     REPO_ROOT,
     app_services,
@@ -128,13 +128,18 @@ def outside_the_container(name: str, local_stack, *, http: int, grpc_port: int) 
         f"{package.upper()}_HTTP_PORT": str(http),
         f"{package.upper()}_GRPC_PORT": str(grpc_port),
     }
-    for variable, value in service_environment(COMPOSE["services"][name]).items():
+    compose_env = service_environment(COMPOSE["services"][name])
+    for variable, value in compose_env.items():
         if variable.endswith("_DATABASE_URL"):
             changes[variable] = local_stack.database_urls[variable]
         peer, _, _ = value.rpartition(":")
         if peer in SERVICES and peer != name:
             peer_port = getattr(local_stack.settings, f"{SERVICES[peer]}_grpc_port")
             changes[variable] = f"127.0.0.1:{peer_port}"
+    if "OPENSKY_API_URL" in compose_env:
+        # The internet is outside too: OpenSky is the suite's simulator (credentials as in .env).
+        changes["OPENSKY_API_URL"] = f"{local_stack.simulator_url}/api"
+        changes["OPENSKY_TOKEN_URL"] = f"{local_stack.simulator_url}{TOKEN_PATH}"
     return changes
 
 
