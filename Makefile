@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements-dev.txt pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: install run test lint format lock proto clean
+.PHONY: install run test lint format lock proto diagram clean
 
 install: $(STAMP)
 
@@ -39,6 +39,11 @@ lock: install
 # Regenerate the gRPC code committed in common/rpc (a test fails when it is stale).
 proto: install
 	$(PY) -m common.rpc.generate
+
+# Re-render architecture.png from docs/architecture.dot (needs graphviz's `dot`; a test
+# fails when the picture is older than its source).
+diagram: install
+	$(PY) -m devstack.diagram
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

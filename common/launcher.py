@@ -14,7 +14,6 @@ interpreter:
 import importlib
 import logging
 import os
-import subprocess
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -91,16 +90,23 @@ def prepare_metrics_dir(package: str) -> Path:
 
 def serve(package: str, roles: Sequence[str]) -> int:
     """Migrate, then run gunicorn and the given roles until a signal or a crash."""
-    config = importlib.import_module(f"{package}.config").Config()
+    config_module = importlib.import_module(f"{package}.config")
+    config = config_module.Config()
     configure_logging(config.LOG_LEVEL)
-    migration = subprocess.run([sys.executable, "-m", package, "migrate"], check=False)
-    if migration.returncode != 0:
-        log.error("%s: migrations failed (exit %s); not starting", package, migration.returncode)
-        return 1
+    # A service may name what its operator should know at start (data_collector: OpenSky access).
+    for warning in getattr(config_module, "startup_warnings", lambda _config: [])(config):
+        log.warning("%s: %s", package, warning)
 
     prepare_metrics_dir(package)
+    # Signals are handled from here on, so SIGTERM during migrations stops them too.
     supervisor = Supervisor(package)
     supervisor.install_signal_handlers()
+    migration = supervisor.run("migrate", [sys.executable, "-m", package, "migrate"])
+    if migration is None:
+        return 0
+    if migration != 0:
+        log.error("%s: migrations failed (exit %s); not starting", package, migration)
+        return 1
     supervisor.start(
         "web",
         gunicorn_command(

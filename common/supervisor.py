@@ -67,6 +67,24 @@ class Supervisor:
         log.info("%s: started %s (pid %d)", self.name, role, process.pid)
         return process
 
+    def run(
+        self, role: str, argv: Sequence[str], *, env: dict[str, str] | None = None
+    ) -> int | None:
+        """Run ``argv`` to completion; return its exit code, or None if asked to stop first.
+
+        A stop request (SIGTERM) while it runs stops it like any other child,
+        so a container stopped during a long step (migrations waiting for the
+        database) exits promptly and leaves nothing behind.
+        """
+        process = self.start(role, argv, env=env)
+        while process.poll() is None:
+            if self._stop.wait(0.2):
+                log.info("%s: stopping (%s)", self.name, self._stop_reason)
+                self.stop_all()
+                return None
+        del self.children[role]
+        return process.returncode
+
     def install_signal_handlers(self) -> None:
         """Turn SIGTERM and SIGINT (Ctrl-C) into an orderly stop of every child."""
 

@@ -53,3 +53,18 @@ class Config:
         self.OPENSKY_CLIENT_SECRET = opensky_credential("OPENSKY_CLIENT_SECRET")
         self.LOG_LEVEL = env_str("LOG_LEVEL", "INFO")
         self.DB_CONNECT_TIMEOUT_SECONDS = env_int("DB_CONNECT_TIMEOUT_SECONDS", 60, minimum=1)
+
+
+# --- Start-up notes (logged once by common.launcher when the service starts) ---------------
+
+
+def startup_warnings(config: Config) -> list[str]:
+    """Return what the operator must know at start: OpenSky access without credentials."""
+    if config.OPENSKY_CLIENT_ID and config.OPENSKY_CLIENT_SECRET:
+        return []
+    return [
+        "OpenSky credentials are not set (missing, or still the .env placeholders "
+        "your_api_client_id / your_api_client_secret): the collector calls OpenSky "
+        "anonymously, with the anonymous daily credit limit. Put your API client's id "
+        "and secret in OPENSKY_CLIENT_ID and OPENSKY_CLIENT_SECRET (.env) to use yours."
+    ]

@@ -30,7 +30,15 @@ def _remote_stack() -> RemoteStack | None:
     um_url, dc_url = os.environ.get("UM_URL"), os.environ.get("DC_URL")
     if um_url and dc_url:
         return RemoteStack(um_url, dc_url, os.environ.get("SIM_URL"))
+    if um_url or dc_url:
+        # Half a remote stack would silently test a local one instead.
+        raise pytest.UsageError("set both UM_URL and DC_URL to test a running stack, or neither")
     return None
+
+
+def pytest_configure(config):
+    """Refuse a half-given remote stack before anything starts."""
+    _remote_stack()
 
 
 def pytest_collection_modifyitems(config, items):

@@ -76,7 +76,8 @@ def test_exhausted_budget_gets_429_with_retry_after_and_no_charge(client):
 
     now = int(time.time())
     cheap = flights(client, "departure", now - 3600, now, "EGLL")
-    assert cheap.status_code == 200
+    # Allowed and charged 4; 404 when no flight of the last hour has landed yet (most days).
+    assert cheap.status_code in (200, 404)
     assert cheap.headers["X-Rate-Limit-Remaining"] == "16"
 
 

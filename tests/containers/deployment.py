@@ -1,0 +1,307 @@
+"""Read the deployment files as Docker would, without a Docker engine.
+
+The tests in this package check the Dockerfiles, ``docker-compose.yml``,
+``.env`` and ``.dockerignore`` against each other and against the code. This
+module holds the small parsers they share: Dockerfile instructions, compose
+variable substitution (``${VAR:-default}``, ``${VAR:?message}``, ``$$``), the
+``.env`` file, and an AST scan of every environment variable the services read.
+"""
+
+import ast
+import fnmatch
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
+ENV_FILE = REPO_ROOT / ".env"
+DOCKERIGNORE = REPO_ROOT / ".dockerignore"
+SHARED_PACKAGE = "common"
+# The calls through which service code reads its environment (common/config.py, and the
+# Data Collector's credential reader, which maps the .env placeholders to "no credentials").
+ENV_READERS = {"env_str", "env_int", "env_float", "env_bool", "opensky_credential"}
+VARIABLE_NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
+
+
+# --- Dockerfiles ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Instruction:
+    """One Dockerfile instruction: ``keyword`` upper-cased, ``args`` as written."""
+
+    keyword: str
+    args: str
+
+
+def dockerfile_instructions(path: Path) -> list[Instruction]:
+    """Parse a Dockerfile into instructions (comments dropped, continuations joined)."""
+    instructions, pending = [], ""
+    for raw in path.read_text().splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.endswith("\\"):
+            pending += line[:-1] + " "
+            continue
+        keyword, _, args = (pending + line).partition(" ")
+        instructions.append(Instruction(keyword.upper(), " ".join(args.split())))
+        pending = ""
+    return instructions
+
+
+def exec_form(args: str) -> list[str]:
+    """Return the argv of an exec-form (JSON array) CMD/HEALTHCHECK; raise if shell form."""
+    argv = json.loads(args)
+    if not (isinstance(argv, list) and argv and all(isinstance(a, str) for a in argv)):
+        raise ValueError(f"not an exec-form command: {args}")
+    return argv
+
+
+def only(instructions: list[Instruction], keyword: str) -> Instruction:
+    """Return the single instruction named ``keyword`` (Docker uses the last; we allow one)."""
+    found = [i for i in instructions if i.keyword == keyword]
+    assert len(found) == 1, f"expected exactly one {keyword}, found {len(found)}"
+    return found[0]
+
+
+def healthcheck_command(instructions: list[Instruction]) -> list[str]:
+    """Return the argv of the HEALTHCHECK's ``CMD [...]`` (its options skipped)."""
+    args = only(instructions, "HEALTHCHECK").args
+    _, _, command = args.partition("CMD ")
+    return exec_form(command)
+
+
+def dockerfile_env(instructions: list[Instruction]) -> dict[str, str]:
+    """Return the ``ENV KEY=value`` settings of a Dockerfile."""
+    env = {}
+    for instruction in instructions:
+        if instruction.keyword == "ENV":
+            for pair in instruction.args.split():
+                key, _, value = pair.partition("=")
+                env[key] = value
+    return env
+
+
+def dockerignore_allows(path: str, patterns: list[str]) -> bool:
+    """Tell whether ``path`` reaches the build context: the last matching pattern decides."""
+    allowed = True
+    parts = path.strip("/").split("/")
+    prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+    for pattern in patterns:
+        negated = pattern.startswith("!")
+        glob = pattern.lstrip("!").strip("/")
+        if glob.startswith("**/"):
+            matched = any(fnmatch.fnmatch(part, glob[3:]) for part in parts)
+        else:
+            matched = any(fnmatch.fnmatch(prefix, glob) for prefix in prefixes)
+        if matched:
+            allowed = negated
+    return allowed
+
+
+def dockerignore_patterns() -> list[str]:
+    """Return the patterns of ``.dockerignore`` in order."""
+    lines = (line.strip() for line in DOCKERIGNORE.read_text().splitlines())
+    return [line for line in lines if line and not line.startswith("#")]
+
+
+# --- docker-compose.yml and .env -----------------------------------------------------------
+
+SUBSTITUTION = re.compile(
+    r"\$\$|\$\{(?P<braced>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?+])(?P<arg>[^}]*))?\}"
+    r"|\$(?P<plain>[A-Za-z_][A-Za-z0-9_]*)"
+)
+
+
+def interpolate(text: str, env: dict[str, str]) -> str:
+    """Substitute variables as compose does (``${VAR:-default}``, ``${VAR:?error}``, ``$$``)."""
+
+    def replace(match: re.Match) -> str:
+        if match.group(0) == "$$":
+            return "$"
+        name = match.group("braced") or match.group("plain")
+        op, arg = match.group("op"), match.group("arg") or ""
+        value = env.get(name)
+        unset_or_empty = not value if op and op.startswith(":") else value is None
+        if op in (":-", "-"):
+            return arg if unset_or_empty else value
+        if op in (":?", "?"):
+            if unset_or_empty:
+                raise ValueError(f"required variable {name} is missing: {arg}")
+            return value
+        if op in (":+", "+"):
+            return "" if unset_or_empty else arg
+        return value or ""
+
+    return SUBSTITUTION.sub(replace, text)
+
+
+def _interpolate_tree(node: Any, env: dict[str, str]) -> Any:
+    if isinstance(node, dict):
+        return {key: _interpolate_tree(value, env) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_interpolate_tree(value, env) for value in node]
+    if isinstance(node, str):
+        return interpolate(node, env)
+    return node
+
+
+def load_compose(env: dict[str, str] | None = None) -> dict[str, Any]:
+    """Return docker-compose.yml as compose sees it with ``env`` (default: nothing set)."""
+    return _interpolate_tree(yaml.safe_load(COMPOSE_FILE.read_text()), env or {})
+
+
+def compose_variables() -> set[str]:
+    """Return the names of every variable the compose file substitutes."""
+    return {
+        match.group("braced") or match.group("plain")
+        for match in SUBSTITUTION.finditer(COMPOSE_FILE.read_text())
+        if match.group(0) != "$$"
+    }
+
+
+def service_environment(service: dict[str, Any]) -> dict[str, str]:
+    """Return a compose service's ``environment`` as a mapping of strings."""
+    environment = service.get("environment") or {}
+    if isinstance(environment, list):
+        environment = dict(item.split("=", 1) for item in environment)
+    return {key: "" if value is None else str(value) for key, value in environment.items()}
+
+
+def app_services(compose: dict[str, Any]) -> dict[str, str]:
+    """Map each service built from this repository to its package (its Dockerfile's folder)."""
+    return {
+        name: Path(spec["build"]["dockerfile"]).parent.name
+        for name, spec in compose["services"].items()
+        if "build" in spec
+    }
+
+
+@dataclass(frozen=True)
+class DotenvEntry:
+    """One ``NAME=value`` line of .env, active or commented out, and whether it is explained."""
+
+    name: str
+    value: str
+    active: bool
+    documented: bool
+
+
+def dotenv_entries() -> list[DotenvEntry]:
+    """Parse .env: every variable line, with whether a comment explains it.
+
+    A variable is explained by text after its value (``# NAME=1   what it does``) or
+    by a prose comment line above it in the same paragraph (section rulers don't count).
+    """
+    entries, explained = [], False
+    assignment = re.compile(r"^(?P<hash>#\s*)?(?P<name>[A-Z][A-Z0-9_]*)=(?P<rest>.*)$")
+    for raw in ENV_FILE.read_text().splitlines():
+        line = raw.strip()
+        if not line:
+            explained = False
+            continue
+        match = assignment.match(line)
+        if match is None:
+            if line.startswith("#") and not line.lstrip("# ").startswith("---"):
+                explained = True
+            continue
+        value, _, note = match.group("rest").partition("  ")
+        entries.append(
+            DotenvEntry(
+                name=match.group("name"),
+                value=value.strip(),
+                active=match.group("hash") is None,
+                documented=explained or bool(note.strip()),
+            )
+        )
+    return entries
+
+
+def read_dotenv() -> dict[str, str]:
+    """Return the active (uncommented) settings of .env, as compose reads them."""
+    return {entry.name: entry.value for entry in dotenv_entries() if entry.active}
+
+
+# --- Environment variables the code reads -------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EnvRead:
+    """A call in service code that reads one environment variable."""
+
+    name: str
+    package: str
+    location: str
+    has_default: bool
+    default: Any
+
+
+def _call_name(call: ast.Call) -> str | None:
+    if isinstance(call.func, ast.Name):
+        return call.func.id
+    if isinstance(call.func, ast.Attribute):
+        return call.func.attr
+    return None
+
+
+def _read_of(call: ast.Call, package: str, location: str) -> EnvRead | None:
+    reader = _call_name(call)
+    if reader not in ENV_READERS or not call.args:
+        return None
+    first = call.args[0]
+    if not (isinstance(first, ast.Constant) and isinstance(first.value, str)):
+        return None  # a helper passing its own argument on (opensky_credential's env_str)
+    keywords = {k.arg: k.value for k in call.keywords}
+    default_node = call.args[1] if len(call.args) > 1 else keywords.get("default")
+    if reader == "opensky_credential":
+        default_node = ast.Constant("")
+    has_default = default_node is not None and not (
+        isinstance(default_node, ast.Constant) and default_node.value is None
+    )
+    try:
+        default = ast.literal_eval(default_node) if has_default else None
+    except ValueError:
+        default = ast.unparse(default_node)  # a named constant: has a default, shown by name
+    return EnvRead(first.value, package, location, has_default, default)
+
+
+def env_reads() -> list[EnvRead]:
+    """Find every environment variable read in the services' and the shared code."""
+    reads = []
+    packages = [SHARED_PACKAGE, *sorted(app_services(load_compose()).values())]
+    for package in packages:
+        for path in sorted((REPO_ROOT / package).rglob("*.py")):
+            tree = ast.parse(path.read_text(), filename=str(path))
+            for node in ast.walk(tree):
+                if isinstance(node, ast.Call):
+                    location = f"{path.relative_to(REPO_ROOT)}:{node.lineno}"
+                    read = _read_of(node, package, location)
+                    if read is not None:
+                        reads.append(read)
+    return reads
+
+
+def reads_by_service(package: str) -> dict[str, list[EnvRead]]:
+    """Variables one service reads (its own package plus the shared code), by name."""
+    found: dict[str, list[EnvRead]] = {}
+    for read in env_reads():
+        if read.package in (package, SHARED_PACKAGE):
+            found.setdefault(read.name, []).append(read)
+    return found
+
+
+def string_constants(package: str) -> set[str]:
+    """Every string literal in a package that looks like an environment variable name."""
+    names = set()
+    for path in (REPO_ROOT / package).rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            is_text = isinstance(node, ast.Constant) and isinstance(node.value, str)
+            if is_text and VARIABLE_NAME.match(node.value):
+                names.add(node.value)
+    return names

@@ -1,0 +1,219 @@
+"""The containers' command run here as a plain process: the closest this machine gets to the image.
+
+Each test takes the Dockerfile's ``CMD`` and ``HEALTHCHECK`` and the
+environment compose gives the container (with .env, as compose reads it),
+and changes only what lies outside the container: the in-network database
+URL and peer addresses point at the suite's PostgreSQL and services, and the
+ports are free ones, so it runs beside the session's stack.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import grpc
+import psutil
+import pytest
+import requests
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from devstack.stack import TOKEN_PATH, free_port
+from tests.containers.deployment import (
+    REPO_ROOT,
+    app_services,
+    dockerfile_env,
+    dockerfile_instructions,
+    exec_form,
+    healthcheck_command,
+    load_compose,
+    only,
+    read_dotenv,
+    service_environment,
+)
+from tests.utils import Api, create_user, new_key, unique_email, wait_until
+
+COMPOSE = load_compose(read_dotenv())
+SERVICES = app_services(COMPOSE)
+# Worst case on a loaded CI machine: migrations, then gunicorn's workers and the gRPC server.
+START_TIMEOUT = 60.0
+# The launcher gives its children 20 s; a clean stop takes a fraction of that.
+STOP_TIMEOUT = 30.0
+
+
+class ContainerProcess:
+    """One service started exactly as its container starts it, outside any container."""
+
+    def __init__(self, name: str, env_changes: dict[str, str], workdir: Path):
+        spec = COMPOSE["services"][name]
+        instructions = dockerfile_instructions(REPO_ROOT / spec["build"]["dockerfile"])
+        self.package = SERVICES[name]
+        self.command = exec_form(only(instructions, "CMD").args)
+        self.healthcheck = healthcheck_command(instructions)
+        # The image's environment: its ENV lines, then what compose sets, then our changes.
+        # `python` resolves, as in the image, to the interpreter that has the dependencies.
+        self.env = {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+        self.env.update(dockerfile_env(instructions))
+        self.env.update(service_environment(spec))
+        self.env.update(env_changes)
+        self.log_path = workdir / f"{self.package}.log"
+        self.workdir = workdir
+        with self.log_path.open("w") as log:
+            self.process = subprocess.Popen(
+                self.command, env=self.env, cwd=workdir, stdout=log, stderr=subprocess.STDOUT
+            )
+
+    def exited(self) -> bool:
+        return self.process.poll() is not None
+
+    @property
+    def log(self) -> str:
+        return self.log_path.read_text()
+
+    def descendants(self) -> list[psutil.Process]:
+        return psutil.Process(self.process.pid).children(recursive=True)
+
+    def run_healthcheck(self) -> subprocess.CompletedProcess:
+        """Run the Dockerfile's HEALTHCHECK command as docker would, in the container's env."""
+        return subprocess.run(
+            self.healthcheck, env=self.env, cwd=self.workdir, capture_output=True, text=True
+        )
+
+    def terminate(self) -> tuple[int, float, list[psutil.Process]]:
+        """Send SIGTERM as docker stop (through tini) does; return code, seconds, survivors."""
+        children = self.descendants()
+        started = time.monotonic()
+        self.process.send_signal(signal.SIGTERM)
+        code = self.process.wait(timeout=STOP_TIMEOUT)
+        elapsed = time.monotonic() - started
+        _, alive = psutil.wait_procs(children, timeout=1)
+        return code, elapsed, [p for p in alive if p.status() != psutil.STATUS_ZOMBIE]
+
+    def kill(self) -> None:
+        """Leave nothing behind, whatever happened in the test."""
+        if self.process.poll() is None:
+            for child in self.descendants():
+                child.kill()
+            self.process.kill()
+            self.process.wait()
+
+
+def grpc_serving(port: int) -> bool:
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            reply = health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(service=""), timeout=2
+            )
+        return reply.status == health_pb2.HealthCheckResponse.SERVING
+    except grpc.RpcError:
+        return False
+
+
+def rest_ping(port: int) -> bool:
+    try:
+        return requests.get(f"http://127.0.0.1:{port}/ping", timeout=2).json() == {
+            "message": "pong"
+        }
+    except (requests.RequestException, ValueError):
+        return False
+
+
+def outside_the_container(name: str, local_stack, *, http: int, grpc_port: int) -> dict:
+    """What changes when the container's network is this machine's loopback."""
+    package = SERVICES[name]
+    changes = {
+        "BIND_HOST": "127.0.0.1",
+        f"{package.upper()}_HTTP_PORT": str(http),
+        f"{package.upper()}_GRPC_PORT": str(grpc_port),
+    }
+    compose_env = service_environment(COMPOSE["services"][name])
+    for variable, value in compose_env.items():
+        if variable.endswith("_DATABASE_URL"):
+            changes[variable] = local_stack.database_urls[variable]
+        peer, _, _ = value.rpartition(":")
+        if peer in SERVICES and peer != name:
+            peer_port = getattr(local_stack.settings, f"{SERVICES[peer]}_grpc_port")
+            changes[variable] = f"127.0.0.1:{peer_port}"
+    if "OPENSKY_API_URL" in compose_env:
+        # The internet is outside too: OpenSky is the suite's simulator (credentials as in .env).
+        changes["OPENSKY_API_URL"] = f"{local_stack.simulator_url}/api"
+        changes["OPENSKY_TOKEN_URL"] = f"{local_stack.simulator_url}{TOKEN_PATH}"
+    return changes
+
+
+@pytest.mark.local_stack
+@pytest.mark.parametrize("name", sorted(SERVICES))
+def test_container_command_serves_rest_and_grpc_then_stops_cleanly(local_stack, name, tmp_path):
+    http, grpc_port = free_port(), free_port()
+    changes = outside_the_container(name, local_stack, http=http, grpc_port=grpc_port)
+    service = ContainerProcess(name, changes, tmp_path)
+    try:
+        unmapped = [v for v in service.env.values() if any(s in v for s in COMPOSE["services"])]
+        assert not unmapped, f"an in-network address was not mapped: {unmapped}"
+        wait_until(
+            lambda: service.exited() or (rest_ping(http) and grpc_serving(grpc_port)),
+            timeout=START_TIMEOUT,
+            interval=0.2,
+        )
+        assert not service.exited(), service.log
+        check = service.run_healthcheck()
+        assert check.returncode == 0, check.stderr
+        assert_talks_to_its_peer_over_grpc(name, http, local_stack)
+        if name == "data-collector":
+            # .env ships the placeholders: the collector must say it runs anonymously.
+            assert "OpenSky credentials are not set" in service.log
+
+        code, seconds, survivors = service.terminate()
+        assert code == 0, service.log
+        assert not survivors, f"left running after SIGTERM: {survivors}"
+        assert "received SIGTERM" in service.log
+        print(f"{name}: stopped in {seconds:.2f}s after SIGTERM")
+        assert not rest_ping(http) and not grpc_serving(grpc_port)
+        unhealthy = service.run_healthcheck()
+        assert unhealthy.returncode == 1 and "unhealthy" in unhealthy.stderr
+    finally:
+        service.kill()
+
+
+def assert_talks_to_its_peer_over_grpc(name: str, http: int, local_stack) -> None:
+    """Use the link the compose environment configured: a wrong peer address fails here."""
+    here = Api(f"http://127.0.0.1:{http}")
+    um, dc = Api(local_stack.user_manager_url), Api(local_stack.data_collector_url)
+    if name == "data-collector":
+        email = create_user(um)
+        # CheckUserExists goes to the User Manager named by USER_MANAGER_GRPC_ADDR.
+        added = here.post("/interests", json={"email": email, "airport_code": "LIRF"})
+        assert added.status_code == 201, added.text
+        stranger = here.post("/interests", json={"email": unique_email(), "airport_code": "LIRF"})
+        assert stranger.status_code == 404, stranger.text
+    else:
+        email = create_user(here)
+        assert dc.post("/interests", json={"email": email, "airport_code": "LIRF"}).ok
+        # DeleteUserInterests goes to the Data Collector named by DATA_COLLECTOR_GRPC_ADDR.
+        assert here.delete(f"/users/{email}", headers=new_key()).status_code == 200
+        wait_until(lambda: dc.get(f"/interests/{email}").json() == [])
+
+
+@pytest.mark.local_stack
+@pytest.mark.parametrize("name", sorted(SERVICES))
+def test_sigterm_while_waiting_for_the_database_stops_at_once(name, tmp_path):
+    """A docker stop during start-up (database not up yet) must not hang or leave a migrator."""
+    package = SERVICES[name]
+    nowhere = f"postgresql://flight_tracker:pw@127.0.0.1:{free_port()}/{package}"
+    changes = {
+        f"{package.upper()}_DATABASE_URL": nowhere,
+        "BIND_HOST": "127.0.0.1",
+        f"{package.upper()}_HTTP_PORT": str(free_port()),
+        f"{package.upper()}_GRPC_PORT": str(free_port()),
+    }
+    service = ContainerProcess(name, changes, tmp_path)
+    try:
+        wait_until(lambda: "database not ready" in service.log, timeout=START_TIMEOUT)
+        code, seconds, survivors = service.terminate()
+        assert code == 0, service.log
+        assert not survivors, f"left running after SIGTERM: {survivors}"
+        assert seconds < 5, f"took {seconds:.1f}s to stop"
+    finally:
+        service.kill()
