@@ -5,6 +5,7 @@ Loaded with ``--config python:common.gunicorn_conf`` by the launcher.
 
 import os
 
+from common.config import env_str
 from common.logs import build_formatter
 from common.metrics import MULTIPROC_DIR_VARIABLE
 
@@ -22,7 +23,7 @@ logconfig_dict = {
             "stream": "ext://sys.stderr",
         }
     },
-    "root": {"level": os.environ.get("LOG_LEVEL", "INFO").upper(), "handlers": ["stderr"]},
+    "root": {"level": env_str("LOG_LEVEL", "INFO").upper(), "handlers": ["stderr"]},
     "loggers": {
         "gunicorn.error": {"level": "INFO", "handlers": [], "propagate": True},
         # The app logs one line per request itself, with the request id.

@@ -7,12 +7,12 @@ request bodies, which is how IBANs, tax codes and secrets stay out of logs.
 """
 
 import logging
-import os
 import sys
 import time
 
 from pythonjsonlogger.json import JsonFormatter
 
+from common.config import env_str
 from common.request_context import current_request_id
 
 TEXT_FORMAT = (
@@ -35,7 +35,7 @@ class RequestIdFilter(logging.Filter):
 
 def build_formatter(log_format: str | None = None) -> logging.Formatter:
     """Return the formatter for ``log_format`` (default: the ``LOG_FORMAT`` variable, else text)."""
-    log_format = (log_format or os.environ.get("LOG_FORMAT") or "text").lower()
+    log_format = (log_format or env_str("LOG_FORMAT", "text")).lower()
     if log_format == "json":
         formatter: logging.Formatter = JsonFormatter(
             JSON_FIELDS,
