@@ -66,6 +66,10 @@ class GrpcPeer:
                         ("grpc.service_config", RETRY_SERVICE_CONFIG),
                         ("grpc.enable_retries", 1),
                         ("grpc.keepalive_time_ms", 30_000),
+                        # After a peer outage, reconnect within seconds of its return
+                        # (gRPC's default backoff grows to two minutes).
+                        ("grpc.initial_reconnect_backoff_ms", 500),
+                        ("grpc.max_reconnect_backoff_ms", 5_000),
                     ],
                 )
                 self._stub = self._stub_factory(self._channel)

@@ -51,7 +51,9 @@ def parse_page_request(*, default_limit: int, max_limit: int, arity: int) -> Pag
     raw_limit = request.args.get("limit")
     limit = default_limit
     if raw_limit is not None:
-        if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= max_limit:
+        # isascii: str.isdigit() also accepts digits int() refuses, such as "²".
+        digits = raw_limit.isascii() and raw_limit.isdigit() and len(raw_limit) <= 9
+        if not digits or not 1 <= int(raw_limit) <= max_limit:
             raise ApiError(
                 400,
                 f"limit must be a whole number from 1 to {max_limit}.",

@@ -30,7 +30,11 @@ def normalize_email(value: str) -> str:
         result = validate_email(value, check_deliverability=False)
     except EmailNotValidError as error:
         raise ValueError(str(error)) from None
-    return result.normalized.lower()
+    normalized = result.normalized.lower()
+    if len(normalized) > EMAIL_MAX_LENGTH:
+        # Normalization can lengthen an address (NFC, lower-casing some letters).
+        raise ValueError(f"must be at most {EMAIL_MAX_LENGTH} characters")
+    return normalized
 
 
 def parse_model(model: type[Model], data: Any) -> Model:

@@ -60,7 +60,16 @@ def stack():
         return
     with tempfile.TemporaryDirectory(prefix="flight-tracker-test-") as tmp:
         settings = StackSettings.on_free_ports(
-            Path(tmp) / "pg", simulator=True, log_dir=Path(tmp) / "logs"
+            Path(tmp) / "pg",
+            simulator=True,
+            log_dir=Path(tmp) / "logs",
+            extra_env={
+                # Test-only crash points (X-Fault-Inject); never set outside tests.
+                "FAULT_INJECTION_ENABLED": "1",
+                # Retry undelivered outbox calls within seconds, not minutes.
+                "OUTBOX_RELAY_INTERVAL_SECONDS": "0.5",
+                "OUTBOX_MAX_BACKOFF_SECONDS": "2",
+            },
         )
         local = LocalStack(settings)
         try:

@@ -1,6 +1,6 @@
 """User Manager settings, read from the environment with local-stack defaults."""
 
-from common.config import env_float, env_int, env_str, sqlalchemy_url
+from common.config import env_bool, env_float, env_int, env_str, sqlalchemy_url
 
 
 class Config:
@@ -18,7 +18,8 @@ class Config:
             "pool_pre_ping": True,
             "pool_recycle": 1800,
             # Sessions in UTC, so timestamptz values come back in UTC.
-            "connect_args": {"options": "-c timezone=UTC"},
+            # A database that does not answer fails a request (503) instead of hanging it.
+            "connect_args": {"options": "-c timezone=UTC", "connect_timeout": 5},
         }
         self.BIND_HOST = env_str("BIND_HOST", "0.0.0.0")
         self.HTTP_PORT = env_int("USER_MANAGER_HTTP_PORT", 5001, minimum=1)
@@ -36,3 +37,34 @@ class Config:
         self.MAX_CONTENT_LENGTH = 64 * 1024
         self.LOG_LEVEL = env_str("LOG_LEVEL", "INFO")
         self.DB_CONNECT_TIMEOUT_SECONDS = env_int("DB_CONNECT_TIMEOUT_SECONDS", 60, minimum=1)
+
+        # At-most-once: a retry comes within minutes; 24 h is the customary window
+        # (Stripe's) and keeps the table to one day of writes.
+        self.IDEMPOTENCY_KEY_RETENTION_HOURS = env_float(
+            "IDEMPOTENCY_KEY_RETENTION_HOURS", 24.0, minimum=0.01
+        )
+        # Expiry is enforced when a key is reused; the reaper only reclaims space,
+        # so running it every ten minutes is plenty.
+        self.IDEMPOTENCY_REAPER_INTERVAL_SECONDS = 600
+        # One short transaction per batch: never a long lock on the key table.
+        self.IDEMPOTENCY_REAPER_BATCH_SIZE = 1000
+
+        # Outbox relay: how often it looks for calls the request could not deliver.
+        # A few seconds keeps a recovered Data Collector's backlog short.
+        self.OUTBOX_RELAY_INTERVAL_SECONDS = env_float(
+            "OUTBOX_RELAY_INTERVAL_SECONDS", 5.0, minimum=0.1
+        )
+        # Retries back off exponentially from one second up to this ceiling, so a peer
+        # that is down for hours is asked every five minutes, not hammered.
+        self.OUTBOX_MAX_BACKOFF_SECONDS = env_float("OUTBOX_MAX_BACKOFF_SECONDS", 300.0, minimum=1)
+        # The request delivers its own message right after commit; the relay leaves a
+        # fresh message alone this long so the two do not both try it.
+        self.OUTBOX_HANDOFF_SECONDS = self.GRPC_TIMEOUT_SECONDS + 5
+        # Deliveries per relay run: bounds one run; the next run continues.
+        self.OUTBOX_RELAY_BATCH_SIZE = 500
+        # How often the worker logs a non-empty backlog (each failure is logged too).
+        self.OUTBOX_BACKLOG_LOG_INTERVAL_SECONDS = 60
+
+        # TEST ONLY: honour the X-Fault-Inject header (crash a worker at a fault point).
+        # Never enable in production: any client could kill workers.
+        self.FAULT_INJECTION_ENABLED = env_bool("FAULT_INJECTION_ENABLED", False)

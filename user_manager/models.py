@@ -1,17 +1,24 @@
-"""User Manager tables: users and the idempotency keys that make writes at-most-once."""
+"""User Manager tables: users, the idempotency keys that make writes at-most-once, the outbox."""
 
 from datetime import datetime
+from typing import Any
 
 from flask_sqlalchemy import SQLAlchemy
-from sqlalchemy import DateTime, Integer, String, Text, func
+from sqlalchemy import BigInteger, DateTime, Identity, Integer, String, Text, func
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from common.timeutil import isoformat_utc
+from common.validation import EMAIL_MAX_LENGTH
 
 db = SQLAlchemy()
 
-# RFC 5321 caps a forward path at 256 octets including the angle brackets.
-EMAIL_MAX_LENGTH = 254
+# Long enough for every real given or family name; short enough to stop abuse.
+NAME_MAX_LENGTH = 100
+# National tax identifiers run from a few characters to 18 (China); 32 leaves room.
+TAX_CODE_MAX_LENGTH = 32
+# ISO 13616 caps an IBAN at 34 characters.
+IBAN_MAX_LENGTH = 34
 
 
 class User(db.Model):
@@ -20,10 +27,10 @@ class User(db.Model):
     __tablename__ = "users"
 
     email: Mapped[str] = mapped_column(String(EMAIL_MAX_LENGTH), primary_key=True)
-    first_name: Mapped[str] = mapped_column(String(100))
-    last_name: Mapped[str] = mapped_column(String(100))
-    tax_code: Mapped[str | None] = mapped_column(String(32), unique=True)
-    iban: Mapped[str | None] = mapped_column(String(34))
+    first_name: Mapped[str] = mapped_column(String(NAME_MAX_LENGTH))
+    last_name: Mapped[str] = mapped_column(String(NAME_MAX_LENGTH))
+    tax_code: Mapped[str | None] = mapped_column(String(TAX_CODE_MAX_LENGTH), unique=True)
+    iban: Mapped[str | None] = mapped_column(String(IBAN_MAX_LENGTH))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
     def to_dict(self) -> dict:
@@ -59,3 +66,24 @@ class IdempotencyKey(db.Model):
     request_method: Mapped[str] = mapped_column(String(10))
     request_path: Mapped[str] = mapped_column(String(2048))
     request_fingerprint: Mapped[str] = mapped_column(String(64))
+
+
+class OutboxMessage(db.Model):
+    """A gRPC call to a peer, written in the transaction whose change requires it.
+
+    The row exists until the peer acknowledges the call; the request that
+    wrote it tries first, the relay (``user_manager.worker``) retries with
+    backoff. ``next_attempt_at`` orders and schedules those attempts.
+    """
+
+    __tablename__ = "outbox"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    method: Mapped[str] = mapped_column(String(64))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    attempts: Mapped[int] = mapped_column(Integer, server_default="0")
+    next_attempt_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), index=True
+    )
+    last_error: Mapped[str | None] = mapped_column(Text)

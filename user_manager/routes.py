@@ -1,31 +1,41 @@
 """User Manager REST API: thin views that validate, call services, and shape answers."""
 
+import contextlib
+
 from flask import Blueprint, current_app, jsonify, request
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
 
 from common.errors import ApiError, json_object_body
 from common.pagination import page_response, parse_page_request
-from common.validation import normalize_email, parse_model
-from user_manager import services
+from common.validation import EMAIL_MAX_LENGTH, normalize_email, parse_model
+from user_manager import idempotency, outbox, services
+from user_manager.models import db
 
 bp = Blueprint("users", __name__)
 
 # A page of users is a few KB; 100 per page by default, never more than 1,000.
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
+# A readiness probe must answer within its own timeout even when PostgreSQL hangs.
+HEALTH_STATEMENT_TIMEOUT_MS = 2000
+INVALID_CURSOR = "The cursor is invalid; use the URL from the previous page's Link header."
 
 
 def _path_email(email: str) -> str:
     try:
         return normalize_email(email)
     except ValueError as error:
-        raise ApiError(400, f"'{email}' is not a valid email address: {error}") from None
+        raise ApiError(
+            400, f"The email in the path is not valid: {error}", details={"email": str(error)}
+        ) from None
 
 
-def _outcome_response(outcome: services.Outcome):
+def _outcome_response(outcome: idempotency.Outcome):
     response = jsonify(outcome.body)
     response.status_code = outcome.status
     if outcome.replayed:
-        response.headers["Idempotent-Replayed"] = "true"
+        response.headers[idempotency.REPLAY_HEADER] = "true"
     return response
 
 
@@ -35,12 +45,39 @@ def ping():
     return {"message": "pong"}
 
 
+@bp.get("/health")
+def health():
+    """Report readiness: the database answers; how many calls to the collector are pending."""
+    try:
+        db.session.execute(text(f"SET LOCAL statement_timeout = {HEALTH_STATEMENT_TIMEOUT_MS}"))
+        backlog = outbox.backlog()
+        db.session.rollback()
+    except SQLAlchemyError as error:
+        with contextlib.suppress(SQLAlchemyError):
+            db.session.rollback()
+        current_app.logger.warning("health check: database unavailable: %s", error)
+        body = {
+            "status": "unavailable",
+            "database": "unavailable",
+            "error": "The database is unavailable.",
+        }
+        return body, 503, {"Retry-After": "5"}
+    return {
+        "status": "ok",
+        "database": "ok",
+        "outbox_backlog": backlog.count,
+        "oldest_pending_seconds": (
+            None if backlog.oldest_seconds is None else round(backlog.oldest_seconds, 1)
+        ),
+    }
+
+
 @bp.post("/users")
 def create_user():
     """Register a new user, at most once per Idempotency-Key."""
-    key = services.require_idempotency_key(request.headers.get("Idempotency-Key"))
+    key = idempotency.require_key(request.headers.get("Idempotency-Key"))
     data = parse_model(services.UserCreate, json_object_body())
-    outcome = services.execute_once(
+    outcome = idempotency.execute_once(
         key=key,
         method="POST",
         path="/users",
@@ -56,10 +93,10 @@ def list_users():
     """List users ordered by email, one page at a time."""
     page = parse_page_request(default_limit=DEFAULT_PAGE_SIZE, max_limit=MAX_PAGE_SIZE, arity=1)
     after = page.after[0] if page.after else None
-    if after is not None and not isinstance(after, str):
-        raise ApiError(
-            400, "The cursor is invalid; use the URL from the previous page's Link header."
-        )
+    if after is not None and not (
+        isinstance(after, str) and len(after) <= EMAIL_MAX_LENGTH and after.isprintable()
+    ):
+        raise ApiError(400, INVALID_CURSOR)
     users = services.list_users(after_email=after, limit=page.limit + 1)
     return page_response(
         [user.to_dict() for user in users], page=page, sort_key_of=lambda item: [item["email"]]
@@ -78,9 +115,9 @@ def get_user(email: str):
 @bp.delete("/users/<path:email>")
 def delete_user(email: str):
     """Delete a user and their interests in the Data Collector, at most once per key."""
-    key = services.require_idempotency_key(request.headers.get("Idempotency-Key"))
+    key = idempotency.require_key(request.headers.get("Idempotency-Key"))
     normalized = _path_email(email)
-    outcome = services.execute_once(
+    outcome = idempotency.execute_once(
         key=key,
         method="DELETE",
         path=f"/users/{normalized}",
@@ -88,8 +125,8 @@ def delete_user(email: str):
         user_email=normalized,
         operation=lambda: services.delete_user(email=normalized),
     )
-    if outcome.status == 200 and not outcome.replayed:
-        services.delete_user_interests(
-            peer=current_app.extensions["data_collector_peer"], email=normalized
-        )
+    # Committed: now try the collector ourselves; what fails is the relay's job.
+    outbox.deliver(
+        message_ids=outcome.outbox_ids, peer=current_app.extensions["data_collector_peer"]
+    )
     return _outcome_response(outcome)

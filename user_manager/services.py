@@ -1,60 +1,58 @@
-"""User Manager business logic: validation rules, at-most-once execution, user storage.
+"""User Manager business logic: the rules a user must satisfy, and user storage.
 
-At-most-once design (issue "at-most-once", option a): the idempotency key
-is claimed, the work is done and the key is completed in ONE database
-transaction. PostgreSQL makes a concurrent INSERT of the same key wait until
-the first transaction ends; the waiter then sees the completed key and
-replays its answer. Consequences that matter to clients:
-
-- a crash at any point rolls back the claim together with the work, so a key
-  is never left ``in-progress`` and a retry simply does the work;
-- concurrent duplicates never see ``in-progress``: they wait (milliseconds)
-  and get the original answer, marked ``Idempotent-Replayed: true``;
-- validation errors are raised before the claim is committed, so they are
-  never stored and a corrected retry with the same key works.
+Writes run inside :func:`user_manager.idempotency.execute_once`, which owns
+the transaction: the functions here never commit, so the user row, the
+idempotency key and any outbox message commit together or not at all.
 """
 
-import hashlib
-import json
-import logging
 import re
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+import unicodedata
 
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, field_validator
+from schwifty import IBAN
+from schwifty.exceptions import SchwiftyException
 from sqlalchemy import delete, select
 from sqlalchemy.dialects.postgresql import insert
 
-from common.errors import ApiError
-from common.grpc_client import GrpcPeer, PeerUnavailableError
-from common.rpc import flight_tracker_pb2
 from common.timeutil import utc_now
 from common.validation import normalize_email
-from user_manager.models import IdempotencyKey, User, db
+from user_manager import outbox
+from user_manager.idempotency import Outcome
+from user_manager.models import (
+    IBAN_MAX_LENGTH,
+    NAME_MAX_LENGTH,
+    TAX_CODE_MAX_LENGTH,
+    User,
+    db,
+)
 
-log = logging.getLogger(__name__)
+# Tax identifiers are printed with spaces, dots, hyphens or slashes between groups.
+TAX_CODE_SEPARATORS = re.compile(r"[\s./-]")
+# Shorter national codes exist only for companies in a few registries; four is a safe floor.
+TAX_CODE_MIN_LENGTH = 4
+ASCII_ALNUM = re.compile(r"^[A-Za-z0-9]*$")
 
-IDEMPOTENCY_KEY_PATTERN = re.compile(r"^[\x21-\x7e]{1,255}$")
-TAX_CODE_PATTERN = re.compile(r"^[A-Z0-9]{4,32}$")
-IBAN_PATTERN = re.compile(r"^[A-Z]{2}[0-9]{2}[A-Z0-9]{11,30}$")
+
+def _is_invisible(char: str) -> bool:
+    return char.isspace() or unicodedata.category(char) == "Cf"
 
 
-def iban_checksum_ok(iban: str) -> bool:
-    """Check the ISO 13616 mod-97 checksum of a normalized IBAN."""
-    rearranged = iban[4:] + iban[:4]
-    digits = "".join(str(int(char, 36)) for char in rearranged)
-    return int(digits) % 97 == 1
+def _check_name(value: str) -> str:
+    if any(unicodedata.category(char) in ("Cc", "Cs") for char in value):
+        raise ValueError("must not contain control characters")
+    if all(_is_invisible(char) for char in value):
+        raise ValueError("must not be blank")
+    return value
 
 
 class UserCreate(BaseModel):
-    """The body of ``POST /users``."""
+    """The body of ``POST /users``: unknown fields and non-string values are refused."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
     email: StrictStr
-    first_name: StrictStr = Field(min_length=1, max_length=100)
-    last_name: StrictStr = Field(min_length=1, max_length=100)
+    first_name: StrictStr = Field(max_length=NAME_MAX_LENGTH)
+    last_name: StrictStr = Field(max_length=NAME_MAX_LENGTH)
     tax_code: StrictStr | None = None
     iban: StrictStr | None = None
 
@@ -63,111 +61,40 @@ class UserCreate(BaseModel):
     def _email(cls, value: str) -> str:
         return normalize_email(value)
 
+    @field_validator("first_name", "last_name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return _check_name(value)
+
     @field_validator("tax_code")
     @classmethod
     def _tax_code(cls, value: str | None) -> str | None:
+        """Normalize to upper-case letters and digits; no single country's checksum is imposed."""
         if value is None or value == "":
             return None
-        normalized = re.sub(r"[\s-]", "", value).upper()
-        if not TAX_CODE_PATTERN.fullmatch(normalized):
-            raise ValueError("must be 4 to 32 letters and digits")
-        return normalized
+        normalized = TAX_CODE_SEPARATORS.sub("", value)
+        if not ASCII_ALNUM.fullmatch(normalized):
+            raise ValueError("must contain only letters A-Z and digits (spaces, . - / allowed)")
+        if not TAX_CODE_MIN_LENGTH <= len(normalized) <= TAX_CODE_MAX_LENGTH:
+            raise ValueError(
+                f"must have {TAX_CODE_MIN_LENGTH} to {TAX_CODE_MAX_LENGTH} letters and digits"
+            )
+        return normalized.upper()
 
     @field_validator("iban")
     @classmethod
     def _iban(cls, value: str | None) -> str | None:
+        """Normalize to the compact upper-case form, checked against the IBAN registry."""
         if value is None or value == "":
             return None
-        normalized = re.sub(r"\s", "", value).upper()
-        if not IBAN_PATTERN.fullmatch(normalized) or not iban_checksum_ok(normalized):
-            raise ValueError("is not a valid IBAN (ISO 13616 check digits do not match)")
-        return normalized
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """The answer to a state-changing request, fresh or replayed."""
-
-    status: int
-    body: dict[str, Any]
-    replayed: bool = False
-
-
-def require_idempotency_key(value: str | None) -> str:
-    """Return the header's value, or raise the seed's 400 when it is missing or malformed."""
-    if value is None or not value.strip():
-        raise ApiError(400, "The Idempotency-Key header is required for this request.")
-    if not IDEMPOTENCY_KEY_PATTERN.fullmatch(value):
-        raise ApiError(400, "The Idempotency-Key header must be 1 to 255 visible ASCII characters.")
-    return value
-
-
-def request_fingerprint(method: str, path: str, body: dict[str, Any] | None) -> str:
-    """Hash what makes two requests "the same": method, resource and normalized body."""
-    canonical = json.dumps([method, path, body], sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()
-
-
-def execute_once(
-    *,
-    key: str,
-    method: str,
-    path: str,
-    body: dict[str, Any] | None,
-    user_email: str,
-    operation: Callable[[], Outcome],
-) -> Outcome:
-    """Run ``operation`` at most once per key; replay the stored outcome for repeats."""
-    fingerprint = request_fingerprint(method, path, body)
-    session = db.session
-    claimed = session.execute(
-        insert(IdempotencyKey)
-        .values(
-            key=key,
-            status="in-progress",
-            created_at=utc_now(),
-            user_email=user_email,
-            request_method=method,
-            request_path=path,
-            request_fingerprint=fingerprint,
-        )
-        .on_conflict_do_nothing(index_elements=[IdempotencyKey.key])
-        .returning(IdempotencyKey.key)
-    ).first()
-    if claimed is None:
-        session.rollback()
-        return _replay(key=key, fingerprint=fingerprint)
-
-    outcome = operation()
-    session.execute(
-        IdempotencyKey.__table__.update()
-        .where(IdempotencyKey.key == key)
-        .values(
-            status="completed",
-            response_code=outcome.status,
-            response_body=json.dumps(outcome.body),
-        )
-    )
-    session.commit()
-    return outcome
-
-
-def _replay(*, key: str, fingerprint: str) -> Outcome:
-    stored = db.session.get(IdempotencyKey, key)
-    if stored is None:
-        # Expired and reaped between our INSERT and this read: the client reused an old key.
-        raise ApiError(409, "This Idempotency-Key was just expired; retry with a new key.")
-    if stored.request_fingerprint != fingerprint:
-        raise ApiError(
-            422,
-            "This Idempotency-Key was already used for a different request; "
-            "use a new key for a new request.",
-        )
-    if stored.status != "completed" or stored.response_code is None:
-        raise ApiError(
-            409, "A request with this Idempotency-Key is in progress.", headers={"Retry-After": "1"}
-        )
-    return Outcome(stored.response_code, json.loads(stored.response_body or "{}"), replayed=True)
+        compact = re.sub(r"\s", "", value)
+        if not ASCII_ALNUM.fullmatch(compact) or not 5 <= len(compact) <= IBAN_MAX_LENGTH:
+            raise ValueError(f"must be 5 to {IBAN_MAX_LENGTH} letters and digits (spaces allowed)")
+        try:
+            # Country code, length and BBAN format for that country, ISO 13616 mod-97.
+            return IBAN(compact).compact
+        except SchwiftyException as error:
+            raise ValueError(f"is not a valid IBAN: {error}") from None
 
 
 def create_user(*, data: UserCreate) -> Outcome:
@@ -201,13 +128,14 @@ def create_user(*, data: UserCreate) -> Outcome:
 
 
 def delete_user(*, email: str) -> Outcome:
-    """Delete the user; answer 404 when there is none."""
+    """Delete the user and queue the deletion of their interests; 404 when there is none."""
     deleted = db.session.execute(
         delete(User).where(User.email == email).returning(User.email)
     ).first()
     if deleted is None:
         return Outcome(404, {"error": "User not found"})
-    return Outcome(200, {"message": "User deleted successfully"})
+    message_id = outbox.enqueue_delete_user_interests(email=email)
+    return Outcome(200, {"message": "User deleted successfully"}, outbox_ids=(message_id,))
 
 
 def get_user(*, email: str) -> User | None:
@@ -230,13 +158,3 @@ def user_exists(*, email: str) -> bool:
     except ValueError:
         return False
     return db.session.scalar(select(User.email).where(User.email == normalized)) is not None
-
-
-def delete_user_interests(*, peer: GrpcPeer, email: str) -> int | None:
-    """Ask the Data Collector to drop the user's interests; return the count, None if it failed."""
-    try:
-        reply = peer.call("DeleteUserInterests", flight_tracker_pb2.UserRequest(email=email))
-    except PeerUnavailableError as error:
-        log.warning("could not delete interests of a deleted user: %s", error)
-        return None
-    return reply.deleted_count

@@ -1,0 +1,96 @@
+"""Deleting a user deletes their interests in the Data Collector, even when it is down.
+
+The delete and the pending ``DeleteUserInterests`` call commit together (a
+transactional outbox); the request delivers the call itself right after the
+commit, and the User Manager's worker relays what failed until the collector
+acknowledges it.
+"""
+
+import time
+
+import pytest
+
+from tests.utils import create_user, new_key, run_sql, wait_until
+
+# The relay retries within seconds in the test stack (conftest sets its interval
+# and backoff ceiling); this bounds how long a recovered collector may take.
+DELIVERY_DEADLINE_SECONDS = 30
+# The request's own attempt is bounded by the gRPC deadline (2 s); a delete that
+# takes longer than this is waiting on the dead peer, which it must not.
+PROMPT_ANSWER_SECONDS = 5
+
+AIRPORTS = ("LIRF", "LIMC")
+
+
+def follow_airports(dc, email: str) -> None:
+    for airport in AIRPORTS:
+        assert dc.post("/interests", json={"email": email, "airport_code": airport}).ok
+    assert len(dc.get(f"/interests/{email}").json()) == len(AIRPORTS)
+
+
+def pending_messages(local_stack, email: str) -> list[tuple]:
+    """The user's undelivered outbox rows: (attempts, last_error) each."""
+    return run_sql(
+        local_stack.database_urls["USER_MANAGER_DATABASE_URL"],
+        "SELECT attempts, last_error FROM outbox WHERE payload->>'email' = %s",
+        (email,),
+    )
+
+
+def wait_until_delivered(local_stack, dc, email: str) -> None:
+    wait_until(
+        lambda: dc.get(f"/interests/{email}").json() == [], timeout=DELIVERY_DEADLINE_SECONDS
+    )
+    wait_until(lambda: not pending_messages(local_stack, email))
+
+
+def test_interests_are_gone_when_delete_answers(um, dc):
+    email = create_user(um)
+    follow_airports(dc, email)
+
+    assert um.delete(f"/users/{email}", headers=new_key()).status_code == 200
+    assert dc.get(f"/interests/{email}").json() == []
+
+
+@pytest.mark.local_stack
+def test_delivered_calls_leave_no_backlog(local_stack, um, dc):
+    email = create_user(um)
+    follow_airports(dc, email)
+    assert um.delete(f"/users/{email}", headers=new_key()).status_code == 200
+    assert not pending_messages(local_stack, email)
+
+
+@pytest.mark.local_stack
+def test_delete_while_the_collector_is_down_is_delivered_after_restarts(local_stack, um, dc):
+    email = create_user(um)
+    follow_airports(dc, email)
+
+    local_stack.stop_service("data_collector")
+    try:
+        started = time.monotonic()
+        deleted = um.delete(f"/users/{email}", headers=new_key())
+        elapsed = time.monotonic() - started
+        assert deleted.status_code == 200
+        assert elapsed < PROMPT_ANSWER_SECONDS, f"DELETE took {elapsed:.1f}s"
+        assert um.get(f"/users/{email}").status_code == 404
+
+        health = um.get("/health").json()
+        assert health["outbox_backlog"] >= 1
+        assert health["oldest_pending_seconds"] >= 0
+        # The relay keeps trying, and records why it fails, while the collector is down.
+        [(_, last_error)] = wait_until(
+            lambda: [row for row in pending_messages(local_stack, email) if row[0] >= 2],
+            timeout=DELIVERY_DEADLINE_SECONDS,
+        )
+        assert "UNAVAILABLE" in last_error
+
+        # The pending call outlives the User Manager's processes.
+        local_stack.stop_service("user_manager")
+        local_stack.start_service("user_manager")
+        assert len(pending_messages(local_stack, email)) == 1
+    finally:
+        if "user_manager" not in local_stack.supervisor.children:
+            local_stack.start_service("user_manager")
+        local_stack.start_service("data_collector")
+
+    wait_until_delivered(local_stack, dc, email)

@@ -1,0 +1,27 @@
+"""Test-only fault points: let the integration suite crash a worker at a chosen moment.
+
+Off unless ``FAULT_INJECTION_ENABLED=1`` (the test suite's stack sets it;
+production must not, since any client could then kill workers). When on, a
+request carrying ``X-Fault-Inject: <point>`` kills its own worker process with
+SIGKILL when it reaches that point: no cleanup, no rollback sent, exactly
+like a power cut or the OOM killer. Gunicorn then starts a new worker.
+"""
+
+import logging
+import os
+import signal
+
+from flask import current_app, has_request_context, request
+
+log = logging.getLogger(__name__)
+
+HEADER = "X-Fault-Inject"
+
+
+def crash_point(name: str) -> None:
+    """Kill this process here if fault injection is on and the request asks for ``name``."""
+    if not current_app.config.get("FAULT_INJECTION_ENABLED") or not has_request_context():
+        return
+    if request.headers.get(HEADER) == name:
+        log.warning("fault injection: %s, killing worker %d", name, os.getpid())
+        os.kill(os.getpid(), signal.SIGKILL)

@@ -1,0 +1,48 @@
+"""User Manager background jobs, in their own process (role ``worker``).
+
+- the outbox relay: delivers the ``DeleteUserInterests`` calls that a
+  ``DELETE /users/<email>`` could not deliver itself, with backoff, until the
+  Data Collector acknowledges them;
+- the backlog report: a warning in the log while calls are pending;
+- the idempotency-key reaper: deletes keys past their retention, in batches.
+
+Every replica may run this process: rows are claimed with ``SKIP LOCKED``,
+so replicas share the work and never deliver one message at the same time.
+"""
+
+from common.scheduling import PeriodicJob, run_periodic_jobs
+from user_manager import idempotency, outbox
+from user_manager.app import create_app
+
+
+def main() -> None:
+    """Run the jobs until SIGTERM."""
+    app = create_app()
+    config = app.config
+    peer = app.extensions["data_collector_peer"]
+    run_periodic_jobs(
+        app,
+        [
+            PeriodicJob(
+                "outbox-relay",
+                lambda: outbox.relay(peer=peer, max_messages=config["OUTBOX_RELAY_BATCH_SIZE"]),
+                config["OUTBOX_RELAY_INTERVAL_SECONDS"],
+            ),
+            PeriodicJob(
+                "outbox-backlog-report",
+                outbox.log_backlog,
+                config["OUTBOX_BACKLOG_LOG_INTERVAL_SECONDS"],
+            ),
+            PeriodicJob(
+                "idempotency-key-reaper",
+                lambda: idempotency.reap_expired_keys(
+                    batch_size=config["IDEMPOTENCY_REAPER_BATCH_SIZE"]
+                ),
+                config["IDEMPOTENCY_REAPER_INTERVAL_SECONDS"],
+            ),
+        ],
+    )
+
+
+if __name__ == "__main__":
+    main()
