@@ -44,6 +44,9 @@ EXPECTED_SERVICES = {"user-manager", "user-db", "data-collector", "data-db"}
 CONTRACT_HTTP_PORTS = {"user-manager": 5001, "data-collector": 5002}
 POSTGRES_PORT = 5432
 LOCAL_ADDRESSES = ("localhost", "127.0.0.1", "::1")
+# Switches only the test suite's own stack sets (README, "Tests"); operators never see them,
+# so neither .env nor compose may carry them.
+TEST_ONLY_SETTINGS = {"FAULT_INJECTION_ENABLED"}
 # check-jsonschema ships the Compose Specification's schema: this works offline.
 SCHEMA_CHECK = [sys.executable, "-m", "check_jsonschema", "--builtin-schema", "vendor.compose-spec"]
 
@@ -196,6 +199,7 @@ def test_every_setting_a_service_reads_is_set_or_defaulted_and_reaches_the_conta
     reads = reads_by_service(package)
     env = service_environment(COMPOSE["services"][name])
     documented = {entry.name for entry in dotenv_entries()}
+    assert not TEST_ONLY_SETTINGS & (documented | set(env)), "a test-only switch is exposed"
     for variable, calls in sorted(reads.items()):
         where = ", ".join(call.location for call in calls)
         if not all(call.has_default for call in calls):
@@ -245,7 +249,7 @@ def test_env_file_documents_every_setting_and_nothing_else():
         assert entry.documented, f".env: explain {entry.name} in a comment"
 
     read_by_services = {read.name for read in env_reads()}
-    missing = read_by_services - set(names)
+    missing = read_by_services - set(names) - TEST_ONLY_SETTINGS
     assert not missing, f".env must document every setting the services read: {sorted(missing)}"
     used = read_by_services | compose_variables() | string_constants("devstack")
     unused = set(names) - used
