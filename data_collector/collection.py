@@ -308,7 +308,7 @@ class _Cycle:
     def _sweep(self, sweep_days: list[planning.SweepDay]) -> None:
         """Fetch whole past days through /flights/all; mark each once all its windows are in."""
         swept_at: dict[int, int] = {}  # day -> when its first window was fetched
-        in_window = set(planning.window_days(int(time.time()), self.policy.backfill_days))
+        in_window = planning.window_days(int(time.time()), self.policy.backfill_days)
         for sweep_day in sweep_days:
             started = int(time.time())
             complete = True
@@ -327,17 +327,10 @@ class _Cycle:
                 db.session.commit()
             if not complete:
                 continue
-            day = sweep_day.day
-            swept_at[day] = started
-            marks = {}
-            if not sweep_day.lead_in and day in in_window:
-                for airport in self.airports:
-                    marks[(airport, "departure", day)] = Mark(planning.day_end(day), started)
-            # Days go oldest first, so d-1 (when swept) is already in: d's arrivals are complete.
-            if day - 1 in swept_at and not sweep_day.lead_in and day in in_window:
-                at = min(swept_at[day - 1], started)
-                for airport in self.airports:
-                    marks[(airport, "arrival", day)] = Mark(planning.day_end(day), at)
+            swept_at[sweep_day.day] = started
+            marks = planning.marks_after_sweep(
+                sweep_day, swept_at=swept_at, airports=self.airports, window=in_window
+            )
             store_marks(marks)
             db.session.commit()
 

@@ -277,3 +277,24 @@ def mark_after_fetch(
     if existing is None or existing.fetched_until + 1 < first:
         return None
     return Mark(fetched_until=max(last, existing.fetched_until), fetched_at=existing.fetched_at)
+
+
+def marks_after_sweep(
+    sweep_day: SweepDay, *, swept_at: Mapping[int, int], airports: Iterable[str], window: range
+) -> dict[tuple[str, str, int], Mark]:
+    """Return the marks a completed sweep day earns for every followed airport.
+
+    ``swept_at`` maps each day swept so far in this cycle (this one included,
+    days in ascending order) to when its first window was fetched. The day's
+    departures are complete; its arrivals too when the day before was swept
+    as well. A lead-in day earns nothing: it was only fetched for its successor.
+    """
+    day, marks = sweep_day.day, {}
+    if sweep_day.lead_in or day not in window:
+        return marks
+    for airport in airports:
+        marks[(airport, "departure", day)] = Mark(day_end(day), swept_at[day])
+        if day - 1 in swept_at:
+            at = min(swept_at[day - 1], swept_at[day])
+            marks[(airport, "arrival", day)] = Mark(day_end(day), at)
+    return marks
