@@ -1,6 +1,7 @@
 """The collector's cost model and range arithmetic (pure functions, no I/O)."""
 
 import dataclasses
+import itertools
 
 import pytest
 from hypothesis import given, settings
@@ -8,14 +9,12 @@ from hypothesis import strategies as st
 
 from data_collector.planning import (
     DAY,
-    AirportRequest,
     Mark,
     Policy,
     day_end,
     day_start,
     mark_after_fetch,
     marks_after_sweep,
-    needs,
     plan_cycle,
     request_cost,
     window_days,
@@ -69,7 +68,7 @@ def test_a_new_airport_is_backfilled_in_two_day_requests_cut_on_day_boundaries()
     # today, cheaper than yesterday alone at 30 plus today at 4).
     assert arrivals[0].begin == day_start(TODAY - 7)
     assert arrivals[-1].end == NOON
-    for before, after in zip(arrivals, arrivals[1:], strict=False):
+    for before, after in itertools.pairwise(arrivals):
         assert after.begin == before.end + 1  # contiguous, no overlap
     for request in arrivals:
         assert request.begin % DAY == 0  # cut on UTC day boundaries
@@ -149,7 +148,8 @@ def test_repeated_cycles_always_leave_the_window_collected(count, steps):
                 days = marks[(airport, direction)]
                 for day in window_days(now, POLICY.backfill_days):
                     assert day in days
-                    assert days[day].fetched_until >= min(day_end(day), now) - POLICY.min_gap_seconds
+                    newest = min(day_end(day), now)
+                    assert days[day].fetched_until >= newest - POLICY.min_gap_seconds
         now += hours * 3600
 
 
