@@ -161,3 +161,57 @@ def without_type(items: list[dict]) -> list[dict]:
 def keyed(flights: list[dict]) -> dict:
     """Index API-shaped flights by (icao24, first_seen)."""
     return {(f["icao24"], f["first_seen"]): f for f in flights}
+
+
+def sample_dataset() -> list[dict]:
+    """Flights at LIRF and LIMC over the collected window (two past days and today).
+
+    Includes a flight that takes off on one day and lands on the next, flights
+    with an unknown airport, and (unless the day has just begun) flights today.
+    """
+    d0 = today_start()
+    flights = [
+        make_flight("a00001", "LIRF", "LIMC", d0 - 2 * DAY + 3600),
+        make_flight("a00002", "LIMC", "LIRF", d0 - 2 * DAY + 7200),
+        make_flight("a00003", "EGLL", "LIRF", d0 - DAY - 1800, minutes=120),  # lands next day
+        make_flight("a00004", "LIRF", "EGLL", d0 - DAY + 5 * 3600),
+        make_flight("a00005", "LIRF", None, d0 - DAY + 8 * 3600),
+        make_flight("a00006", None, "LIRF", d0 - DAY + 9 * 3600),
+        make_flight("a00007", "LIMC", "LIRF", d0 - DAY + 10 * 3600),
+        make_flight("a00008", "LIRF", "LIMC", d0 - DAY + 11 * 3600),
+    ]
+    elapsed = int(time.time()) - d0
+    if elapsed > 1200:  # today: flights that have landed already
+        flights += [
+            make_flight("a00009", "LIRF", "LIMC", d0 + elapsed // 4, minutes=elapsed // 240),
+            make_flight("a0000a", "LIMC", "LIRF", d0 + elapsed // 3, minutes=elapsed // 240),
+        ]
+    return flights
+
+
+def expected(flights: list[dict], airport: str, direction: str) -> dict:
+    """The flights OpenSky would answer for the airport and direction over the window."""
+    begin = today_start() - 2 * DAY
+    if direction == "arrival":
+        chosen = [
+            f for f in flights if f["estArrivalAirport"] == airport and f["lastSeen"] >= begin
+        ]
+    else:
+        chosen = [
+            f for f in flights if f["estDepartureAirport"] == airport and f["firstSeen"] >= begin
+        ]
+    return keyed([as_api(f) for f in chosen])
+
+
+def assert_complete(collector: "Collector", flights: list[dict], airports=("LIRF",)) -> None:
+    """Every flight of the dataset at the airports is stored once, as served."""
+    for airport in airports:
+        for direction, flight_type in (("arrival", "arrivals"), ("departure", "departures")):
+            items = without_type(collector.stored(airport, flight_type))
+            assert len(items) == len(keyed(items)), "a flight is stored twice"
+            assert keyed(items) == expected(flights, airport, direction), (airport, direction)
+    duplicates = collector.sql(
+        "SELECT count(*) FROM (SELECT 1 FROM flight_data GROUP BY icao24, first_seen "
+        "HAVING count(*) > 1) AS d"
+    )
+    assert duplicates == [(0,)]
