@@ -115,16 +115,19 @@ class Collector:
 
         return wait_until(finished, timeout=timeout, interval=0.1)
 
+    def follow_without_waiting(self, *airports: str) -> str:
+        """Make a new user follow ``airports``; return the user's email."""
+        email = create_user(self.um)
+        for airport in airports:
+            response = self.dc.post("/interests", json={"email": email, "airport_code": airport})
+            assert response.status_code == 201, response.text
+        return email
+
     def follow(self, *airports: str) -> dict:
         """Make a new user follow ``airports`` and wait for the one cycle that collects them all."""
-        email = create_user(self.um)
         with self.paused():
             asked_at = time.time()
-            for airport in airports:
-                response = self.dc.post(
-                    "/interests", json={"email": email, "airport_code": airport}
-                )
-                assert response.status_code == 201, response.text
+            self.follow_without_waiting(*airports)
         return self.wait_for_cycle(asked_at)
 
     def run_cycle(self) -> dict:
