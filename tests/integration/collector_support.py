@@ -137,9 +137,12 @@ class Collector:
         assert response.status_code == 202, response.text
         return self.wait_for_cycle(asked_at)
 
-    def stored(self, airport: str, flight_type: str | None = None) -> list[dict]:
-        """Every stored flight of the airport through the API, following the Link header."""
-        params = {"limit": "1000"}
+    def stored(self, airport: str, flight_type: str | None = None, **window: int) -> list[dict]:
+        """Every stored flight of the airport through the API, following the Link header.
+
+        ``since``/``until`` (Unix seconds) limit the flights as the API does.
+        """
+        params = {"limit": "1000", **{name: str(value) for name, value in window.items()}}
         if flight_type:
             params["type"] = flight_type
         response = self.dc.get(f"/flights/{airport}", params=params)
