@@ -51,7 +51,11 @@ def stack():
         yield remote
         return
     with tempfile.TemporaryDirectory(prefix="flight-tracker-test-") as tmp:
-        local = LocalStack(StackSettings.on_free_ports(Path(tmp) / "pg", simulator=True))
+        # One day of backfill: tests here follow airports, collection tests have their own stack.
+        settings = StackSettings.on_free_ports(
+            Path(tmp) / "pg", simulator=True, extra_env={"COLLECT_BACKFILL_DAYS": "1"}
+        )
+        local = LocalStack(settings)
         try:
             local.start()
             yield local
