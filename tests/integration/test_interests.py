@@ -66,9 +66,8 @@ def test_user_manager_down_answers_503_quickly(local_stack, dc):
         elapsed = time.monotonic() - started
         assert response.status_code == 503, response.text
         assert "error" in response.json()
-        # The gRPC deadline (GRPC_TIMEOUT_SECONDS, 2 s) bounds the wait (a hang would last
-        # until gunicorn's 30 s timeout); a refused
-        # connection fails well before it.
+        # The gRPC deadline (GRPC_TIMEOUT_SECONDS, 2 s) bounds the wait, where a hang
+        # would last until gunicorn's 30 s timeout; a refused connection fails sooner.
         assert elapsed < 5
     finally:
         local_stack.start_service("user_manager")
