@@ -65,15 +65,16 @@ def parse_page_request(*, default_limit: int, max_limit: int, arity: int) -> Pag
     return PageRequest(limit=limit, after=after)
 
 
-def page_response(items: list[Any], *, page: PageRequest, sort_key_of) -> Response:
+def page_response(items: list[Any], *, page: PageRequest, sort_key_of, shape=None) -> Response:
     """Answer with the JSON array of the first ``page.limit`` items and a Link to the next page.
 
     Callers fetch ``limit + 1`` rows: the extra one only tells whether a next
-    page exists, and is not returned.
+    page exists, and is not returned. ``shape``, when given, turns each item
+    into what is served (after ``sort_key_of`` has read it).
     """
     has_next = len(items) > page.limit
     items = items[: page.limit]
-    response = jsonify(items)
+    response = jsonify([shape(item) for item in items] if shape else items)
     if has_next and items:
         args = request.args.to_dict()
         args["cursor"] = encode_cursor(sort_key_of(items[-1]))

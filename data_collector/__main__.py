@@ -5,4 +5,4 @@ import sys
 from common.launcher import main
 
 if __name__ == "__main__":
-    sys.exit(main("data_collector", sys.argv, roles=["grpc_server"]))
+    sys.exit(main("data_collector", sys.argv, roles=["grpc_server", "worker"]))

@@ -1,11 +1,13 @@
 """Data Collector settings, read from the environment with local-stack defaults."""
 
-from common.config import env_float, env_int, env_str, sqlalchemy_url
+from common.config import ConfigError, env_float, env_int, env_str, sqlalchemy_url
 
 OPENSKY_API_URL = "https://opensky-network.org/api"
 OPENSKY_TOKEN_URL = (
     "https://auth.opensky-network.org/auth/realms/opensky-network/protocol/openid-connect/token"
 )
+
+SWEEP_MODES = ("auto", "never")
 
 # The seed's .env ships these placeholders; they mean "no credentials" (anonymous access).
 CREDENTIAL_PLACEHOLDERS = {"your_api_client_id", "your_api_client_secret"}
@@ -53,6 +55,48 @@ class Config:
         self.OPENSKY_CLIENT_SECRET = opensky_credential("OPENSKY_CLIENT_SECRET")
         self.LOG_LEVEL = env_str("LOG_LEVEL", "INFO")
         self.DB_CONNECT_TIMEOUT_SECONDS = env_int("DB_CONNECT_TIMEOUT_SECONDS", 60, minimum=1)
+
+        # --- Collection (the worker role) --------------------------------------------
+        # Twice a day: arrivals are completed by OpenSky's nightly batch, so a 12-hour
+        # period picks the batch up within half a day while the cheap "recent" requests
+        # (4 credits each) keep today's flights fresh; the assignment suggests 12 or 24 h.
+        self.COLLECT_INTERVAL_MINUTES = env_int("COLLECT_INTERVAL_MINUTES", 720, minimum=1)
+        # A week back for a newly followed airport: the default window of /flights/average.
+        self.COLLECT_BACKFILL_DAYS = env_int("COLLECT_BACKFILL_DAYS", 7, minimum=0)
+        # A day is fetched again once it is this many days old, then never again: by
+        # then the nightly batch has filled its arrivals and every flight has landed.
+        self.COLLECT_REFRESH_DAYS = env_int("COLLECT_REFRESH_DAYS", 1, minimum=0)
+        # Today's newest part is fetched only when at least this much is new: a request
+        # costs the same for one minute as for a day, so tiny tails waste credits.
+        self.COLLECT_MIN_GAP_MINUTES = env_int("COLLECT_MIN_GAP_MINUTES", 60, minimum=0)
+        # How often the worker looks for cycles asked for by POST /interests (a tiny
+        # indexed query); a new airport's flights start arriving within this delay.
+        self.COLLECT_POLL_SECONDS = env_float("COLLECT_POLL_SECONDS", 2.0, minimum=0.1)
+        # auto: use the global /flights/all sweep when the cost model says it is cheaper;
+        # never: always ask per airport. Keep "never" at hand: an OpenSky forum report says
+        # /flights/all only returns flights wholly inside its 2-hour window, which would
+        # make a sweep miss every longer flight.
+        self.COLLECT_SWEEP = (env_str("COLLECT_SWEEP", "auto") or "auto").lower()
+        if self.COLLECT_SWEEP not in SWEEP_MODES:
+            raise ConfigError(f"COLLECT_SWEEP must be auto or never, got {self.COLLECT_SWEEP!r}.")
+        # Flights (and collection marks) older than this are deleted after each cycle.
+        self.RETENTION_DAYS = env_int("RETENTION_DAYS", 30, minimum=1)
+        if self.RETENTION_DAYS <= self.COLLECT_BACKFILL_DAYS:
+            raise ConfigError(
+                "RETENTION_DAYS must exceed COLLECT_BACKFILL_DAYS, or the collector would "
+                "fetch again the days it has just deleted."
+            )
+        # OpenSky's flights queries can take several seconds on busy airports; 30 s
+        # separates slow from stuck.
+        self.OPENSKY_TIMEOUT_SECONDS = env_float("OPENSKY_TIMEOUT_SECONDS", 30.0, minimum=0.1)
+        # Attempts per request on timeouts and 5xx (then the range waits for the next cycle),
+        # with exponential backoff from OPENSKY_RETRY_BACKOFF_SECONDS: 2, 4, 8 s by default.
+        self.OPENSKY_MAX_ATTEMPTS = env_int("OPENSKY_MAX_ATTEMPTS", 4, minimum=1)
+        self.OPENSKY_RETRY_BACKOFF_SECONDS = env_float(
+            "OPENSKY_RETRY_BACKOFF_SECONDS", 2.0, minimum=0.0
+        )
+        # Tokens live 30 minutes; renewing one a minute early avoids a 401 mid-cycle.
+        self.OPENSKY_TOKEN_MARGIN_SECONDS = env_int("OPENSKY_TOKEN_MARGIN_SECONDS", 60, minimum=0)
 
 
 # --- Start-up notes (logged once by common.launcher when the service starts) ---------------

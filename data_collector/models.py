@@ -1,13 +1,24 @@
-"""Data Collector tables: user interests and collected flights (seed section 5.2)."""
+"""Data Collector tables: interests and flights (seed section 5.2), and collection bookkeeping."""
 
-from datetime import datetime
+from datetime import date, datetime
 
 from flask_sqlalchemy import SQLAlchemy
-from sqlalchemy import BigInteger, DateTime, Index, Integer, String, UniqueConstraint, func
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Date,
+    DateTime,
+    Index,
+    Integer,
+    String,
+    UniqueConstraint,
+    func,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
-from common.timeutil import isoformat_utc
+from common.timeutil import isoformat_utc, utc_now
 from common.validation import EMAIL_MAX_LENGTH
+from data_collector.airports import airport_name
 
 db = SQLAlchemy()
 
@@ -31,6 +42,7 @@ class UserInterest(db.Model):
         return {
             "email": self.user_email,
             "airport_code": self.airport_code,
+            "airport_name": airport_name(self.airport_code),
             "created_at": isoformat_utc(self.created_at),
         }
 
@@ -62,17 +74,102 @@ class FlightData(db.Model):
 
     def to_dict(self) -> dict:
         """Return the public JSON representation (UTC ISO 8601 times)."""
+        return flight_to_dict(self)
+
+
+def flight_to_dict(flight) -> dict:
+    """Return a flight (a ``FlightData`` or a result row with its columns) as public JSON."""
+    return {
+        "icao24": flight.icao24,
+        "first_seen": isoformat_utc(flight.first_seen),
+        "est_departure_airport": flight.est_departure_airport,
+        "last_seen": isoformat_utc(flight.last_seen),
+        "est_arrival_airport": flight.est_arrival_airport,
+        "callsign": flight.callsign,
+        "est_departure_airport_horiz_distance": flight.est_departure_airport_horiz_distance,
+        "est_departure_airport_vert_distance": flight.est_departure_airport_vert_distance,
+        "est_arrival_airport_horiz_distance": flight.est_arrival_airport_horiz_distance,
+        "est_arrival_airport_vert_distance": flight.est_arrival_airport_vert_distance,
+        "departure_airport_candidates_count": flight.departure_airport_candidates_count,
+        "arrival_airport_candidates_count": flight.arrival_airport_candidates_count,
+    }
+
+
+class CollectedDay(db.Model):
+    """What was fetched of one UTC day for one airport and direction (see planning.py).
+
+    Written in the same transaction as the flights of the fetch, so a mark
+    never claims a range whose flights are not stored.
+    """
+
+    __tablename__ = "collected_days"
+    __table_args__ = (
+        CheckConstraint(
+            "direction IN ('arrival', 'departure')", name="ck_collected_days_direction"
+        ),
+    )
+
+    airport_code: Mapped[str] = mapped_column(String(4), primary_key=True)
+    direction: Mapped[str] = mapped_column(String(9), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    # Every second from the day's start up to this one was fetched.
+    fetched_until: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # When the oldest of those fetches happened (decides whether the day is settled).
+    fetched_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class CollectionRequest(db.Model):
+    """A cycle asked for (a new interest); the worker runs one soon and deletes these rows.
+
+    A table rather than an in-memory signal, so a request made by any web
+    worker of any replica reaches whichever worker process runs the cycle,
+    and survives a restart of either.
+    """
+
+    __tablename__ = "collection_requests"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    airport_code: Mapped[str | None] = mapped_column(String(4))
+    requested_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+
+
+class CollectorState(db.Model):
+    """The single row every replica reads: when OpenSky may be asked again, credits, last cycle."""
+
+    __tablename__ = "collector_state"
+    __table_args__ = (CheckConstraint("id = 1", name="ck_collector_state_single_row"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # After a 429: no OpenSky request before this instant, from any process.
+    not_before: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    credits_remaining: Mapped[int | None] = mapped_column(Integer)
+    credits_checked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_cycle_started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_cycle_finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_cycle_outcome: Mapped[str | None] = mapped_column(String(32))
+    last_cycle_mode: Mapped[str | None] = mapped_column(String(16))
+    last_cycle_requests: Mapped[int | None] = mapped_column(Integer)
+    last_cycle_credits: Mapped[int | None] = mapped_column(Integer)
+    last_cycle_flights: Mapped[int | None] = mapped_column(Integer)
+
+    def to_dict(self) -> dict:
+        """Return the ``opensky`` part of ``GET /health``."""
         return {
-            "icao24": self.icao24,
-            "first_seen": isoformat_utc(self.first_seen),
-            "est_departure_airport": self.est_departure_airport,
-            "last_seen": isoformat_utc(self.last_seen),
-            "est_arrival_airport": self.est_arrival_airport,
-            "callsign": self.callsign,
-            "est_departure_airport_horiz_distance": self.est_departure_airport_horiz_distance,
-            "est_departure_airport_vert_distance": self.est_departure_airport_vert_distance,
-            "est_arrival_airport_horiz_distance": self.est_arrival_airport_horiz_distance,
-            "est_arrival_airport_vert_distance": self.est_arrival_airport_vert_distance,
-            "departure_airport_candidates_count": self.departure_airport_candidates_count,
-            "arrival_airport_candidates_count": self.arrival_airport_candidates_count,
+            "credits_remaining": self.credits_remaining,
+            "credits_checked_at": isoformat_utc(self.credits_checked_at),
+            # Only while it is in the future: after that OpenSky may be asked again.
+            "retry_after": isoformat_utc(
+                self.not_before if self.not_before and self.not_before > utc_now() else None
+            ),
+            "last_cycle": {
+                "started_at": isoformat_utc(self.last_cycle_started_at),
+                "finished_at": isoformat_utc(self.last_cycle_finished_at),
+                "outcome": self.last_cycle_outcome,
+                "mode": self.last_cycle_mode,
+                "requests": self.last_cycle_requests,
+                "credits_spent": self.last_cycle_credits,
+                "flights_stored": self.last_cycle_flights,
+            },
         }

@@ -1,18 +1,39 @@
 """Data Collector REST API: thin views that validate, call services, and shape answers."""
 
-from flask import Blueprint, current_app, jsonify
+from flask import Blueprint, current_app, jsonify, request
 
 from common.errors import ApiError, json_object_body
+from common.pagination import page_response, parse_page_request
 from common.validation import normalize_email, parse_model
 from data_collector import services
 
 bp = Blueprint("collector", __name__)
+
+# A page of flights is ~0.5 KB per item: 100 by default, never more than 1,000 (as users).
+DEFAULT_PAGE_SIZE = 100
+MAX_PAGE_SIZE = 1000
+# The average looks back a week unless asked otherwise (the assignment's "last X days").
+DEFAULT_AVERAGE_DAYS = 7
 
 
 @bp.get("/ping")
 def ping():
     """Answer liveness probes."""
     return {"message": "pong"}
+
+
+@bp.get("/health")
+def health():
+    """Report readiness: database, OpenSky credits, rate-limit wait and the last cycle."""
+    body, status = services.health()
+    return body, status
+
+
+@bp.post("/collection/runs")
+def request_collection_run():
+    """Ask the worker for a collection cycle now (it fetches only what is due)."""
+    services.request_cycle()
+    return {"message": "Collection cycle requested"}, 202
 
 
 @bp.post("/interests")
@@ -45,3 +66,62 @@ def list_interests(email: str):
     except ValueError as error:
         raise ApiError(400, f"'{email}' is not a valid email address: {error}") from None
     return jsonify([interest.to_dict() for interest in services.list_interests(email=normalized)])
+
+
+def _flight_item(item: dict) -> dict:
+    """Drop the sort key's internals from a flight item."""
+    return {k: v for k, v in item.items() if k not in ("id", "event_time")}
+
+
+@bp.get("/flights/<airport_code>")
+def list_flights(airport_code: str):
+    """List an airport's arrivals and/or departures, newest first, one page at a time."""
+    airport = services.path_airport_code(airport_code)
+    directions = services.flight_types(request.args.get("type"))
+    since = services.parse_instant("since", request.args.get("since"))
+    until = services.parse_instant("until", request.args.get("until"))
+    if since is not None and until is not None and since >= until:
+        raise ApiError(400, "since must be before until.")
+    page = parse_page_request(default_limit=DEFAULT_PAGE_SIZE, max_limit=MAX_PAGE_SIZE, arity=3)
+    after = services.FlightCursor.from_key(page.after) if page.after else None
+    items = services.list_flights(
+        airport=airport,
+        directions=directions,
+        since=since,
+        until=until,
+        after=after,
+        limit=page.limit + 1,
+    )
+    return page_response(
+        items, page=page, sort_key_of=services.FlightCursor.key_of, shape=_flight_item
+    )
+
+
+@bp.get("/flights/last/<icao>")
+def last_flight(icao: str):
+    """Return the airport's most recent flight (or last arrival / last departure)."""
+    airport = services.path_airport_code(icao)
+    directions = services.flight_types(request.args.get("type"))
+    items = services.list_flights(airport=airport, directions=directions, limit=1)
+    if not items:
+        raise ApiError(404, f"No flight stored for {airport}.")
+    return _flight_item(items[0])
+
+
+@bp.get("/flights/average/<icao>")
+def average_flights(icao: str):
+    """Return the average flights per day over the last X whole days that were collected."""
+    airport = services.path_airport_code(icao)
+    directions = services.flight_types(request.args.get("type"))
+    max_days = current_app.config["RETENTION_DAYS"]
+    raw = request.args.get("days")
+    days = DEFAULT_AVERAGE_DAYS if raw is None else None
+    if raw is not None and raw.isdigit() and 1 <= int(raw) <= max_days:
+        days = int(raw)
+    if days is None:
+        raise ApiError(
+            400, f"days must be a whole number from 1 to {max_days}.", details={"days": raw}
+        )
+    return services.average_flights(
+        airport=airport, days=min(days, max_days), directions=directions
+    )

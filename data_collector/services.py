@@ -1,30 +1,45 @@
-"""Data Collector business logic: interests, and the user check against the User Manager."""
+"""Data Collector business logic: interests, the user check, flight queries, health."""
 
 import logging
 import re
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
 
 from pydantic import BaseModel, ConfigDict, StrictStr, field_validator
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, literal, select, text, tuple_, union_all
 from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.exc import SQLAlchemyError
 
 from common.errors import ApiError
 from common.grpc_client import GrpcPeer, PeerUnavailableError
 from common.rpc import flight_tracker_pb2
-from common.timeutil import utc_now
+from common.timeutil import isoformat_utc, utc_now
 from common.validation import normalize_email
-from data_collector.models import UserInterest, db
+from data_collector import collection
+from data_collector.airports import airport_name, normalize_airport_code
+from data_collector.models import (
+    CollectedDay,
+    CollectorState,
+    FlightData,
+    UserInterest,
+    db,
+    flight_to_dict,
+)
+from data_collector.planning import DAY
 
 log = logging.getLogger(__name__)
 
-ICAO_PATTERN = re.compile(r"^[A-Z]{4}$")
+# The ``type`` query parameter and the direction each value stands for.
+FLIGHT_TYPES = {"arrivals": "arrival", "departures": "departure"}
+UNIX_SECONDS = re.compile(r"[0-9]{1,11}(\.[0-9]{1,6})?")
 
 
-def normalize_airport_code(value: str) -> str:
-    """Return the upper-case ICAO code, or raise ``ValueError`` saying what is wrong."""
-    code = value.strip().upper()
-    if not ICAO_PATTERN.fullmatch(code):
-        raise ValueError("must be a 4-letter ICAO airport code, e.g. LIRF")
-    return code
+def path_airport_code(value: str) -> str:
+    """Normalize an airport code from a URL, or raise a 400 saying why it is refused."""
+    try:
+        return normalize_airport_code(value)
+    except ValueError as error:
+        raise ApiError(400, f"Invalid airport code '{value}': {error}.") from None
 
 
 class InterestRequest(BaseModel):
@@ -62,13 +77,20 @@ def require_existing_user(*, peer: GrpcPeer, email: str) -> None:
 
 
 def add_interest(*, email: str, airport_code: str) -> bool:
-    """Store the interest once; return whether it is new."""
+    """Store the interest once; return whether it is new.
+
+    A new interest also asks the worker for a collection cycle, in the same
+    transaction: the request answers at once, and the airport's flights start
+    arriving within ``COLLECT_POLL_SECONDS`` plus the time OpenSky takes.
+    """
     inserted = db.session.execute(
         insert(UserInterest)
         .values(user_email=email, airport_code=airport_code, created_at=utc_now())
         .on_conflict_do_nothing(constraint="uq_user_interests_user_airport")
         .returning(UserInterest.id)
     ).first()
+    if inserted is not None:
+        collection.request_collection(airport_code=airport_code)
     db.session.commit()
     return inserted is not None
 
@@ -103,3 +125,208 @@ def delete_user_interests(*, email: str) -> int:
     result = db.session.execute(delete(UserInterest).where(UserInterest.user_email == normalized))
     db.session.commit()
     return result.rowcount
+
+
+def request_cycle() -> None:
+    """Ask the worker for a collection cycle soon (ops; it fetches only what is due)."""
+    collection.request_collection()
+    db.session.commit()
+
+
+# --- Flight queries ------------------------------------------------------------------
+
+
+def flight_types(raw: str | None) -> tuple[str, ...]:
+    """Return the directions a ``type`` parameter asks for (none: both), or raise a 400."""
+    if raw is None or raw == "":
+        return ("arrival", "departure")
+    if raw not in FLIGHT_TYPES:
+        raise ApiError(400, "type must be arrivals or departures.", details={"type": raw})
+    return (FLIGHT_TYPES[raw],)
+
+
+def parse_instant(name: str, raw: str | None) -> datetime | None:
+    """Read an ISO 8601 time (UTC when it names no offset) or Unix seconds, or raise a 400."""
+    if raw is None or raw == "":
+        return None
+    try:
+        if UNIX_SECONDS.fullmatch(raw):
+            return datetime.fromtimestamp(float(raw), UTC)
+        moment = datetime.fromisoformat(raw)
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        return moment.astimezone(UTC)
+    except (ValueError, OverflowError, OSError):
+        raise ApiError(
+            400,
+            f"{name} must be an ISO 8601 time (e.g. 2026-01-31T12:00:00Z) or Unix seconds.",
+            details={name: raw},
+        ) from None
+
+
+@dataclass(frozen=True)
+class FlightCursor:
+    """Where a page of flights ended: event time, row id and direction of the last item."""
+
+    event_time: datetime
+    flight_id: int
+    direction: str
+
+    @classmethod
+    def from_key(cls, key: list) -> "FlightCursor":
+        """Rebuild a cursor from a decoded sort key, or raise the pagination 400."""
+        try:
+            moment, flight_id, direction = key
+            if not isinstance(flight_id, int) or direction not in FLIGHT_TYPES.values():
+                raise ValueError
+            return cls(datetime.fromisoformat(moment), flight_id, direction)
+        except (TypeError, ValueError):
+            raise ApiError(
+                400, "The cursor is invalid; use the URL from the previous page's Link header."
+            ) from None
+
+    @staticmethod
+    def key_of(item: dict) -> list:
+        """Return the sort key of a served flight item."""
+        return [item["event_time"], item["id"], item["type"]]
+
+
+def _columns(direction: str):
+    """Return (airport column, event time column) of a direction."""
+    if direction == "arrival":
+        return FlightData.est_arrival_airport, FlightData.last_seen
+    return FlightData.est_departure_airport, FlightData.first_seen
+
+
+def list_flights(
+    *,
+    airport: str,
+    directions: tuple[str, ...],
+    since: datetime | None = None,
+    until: datetime | None = None,
+    after: FlightCursor | None = None,
+    limit: int,
+) -> list[dict]:
+    """Return up to ``limit`` flights at the airport, newest first, strictly after ``after``.
+
+    An arrival's time is its ``last_seen``, a departure's its ``first_seen``;
+    each direction is one range scan of its index, and with both the two
+    scans are merged. Items carry ``type`` and the sort key (``event_time``,
+    ``id``) for the cursor; the route removes ``id``.
+    """
+    queries = []
+    for direction in directions:
+        airport_column, event = _columns(direction)
+        query = select(
+            *FlightData.__table__.c,
+            event.label("event_time"),
+            literal(direction).label("direction"),
+        ).where(airport_column == airport)
+        if since is not None:
+            query = query.where(event >= since)
+        if until is not None:
+            query = query.where(event < until)
+        if after is not None:
+            position = tuple_(event, FlightData.id)
+            bound = tuple_(after.event_time, after.flight_id)
+            # Sort order is (event time, id, direction) descending.
+            later = position <= bound if direction < after.direction else position < bound
+            query = query.where(event <= after.event_time, later)
+        queries.append(query.order_by(event.desc(), FlightData.id.desc()).limit(limit))
+    if len(queries) == 1:
+        rows = db.session.execute(queries[0]).all()
+    else:
+        merged = union_all(*queries).subquery()
+        rows = db.session.execute(
+            select(merged)
+            .order_by(merged.c.event_time.desc(), merged.c.id.desc(), merged.c.direction.desc())
+            .limit(limit)
+        ).all()
+    return [
+        {
+            **flight_to_dict(row),
+            "type": row.direction,
+            "event_time": isoformat_utc(row.event_time),
+            "id": row.id,
+        }
+        for row in rows
+    ]
+
+
+def collected_days(*, airport: str, directions: tuple[str, ...], first: date, last: date) -> set:
+    """Return the days in [first, last] wholly collected for every given direction."""
+    rows = db.session.scalars(
+        select(CollectedDay).where(
+            CollectedDay.airport_code == airport,
+            CollectedDay.direction.in_(directions),
+            CollectedDay.day >= first,
+            CollectedDay.day <= last,
+        )
+    )
+    whole: dict[str, set] = {direction: set() for direction in directions}
+    for row in rows:
+        day_end = datetime.combine(row.day, datetime.min.time(), UTC) + timedelta(seconds=DAY - 1)
+        if row.fetched_until >= day_end:
+            whole[row.direction].add(row.day)
+    return set.intersection(*whole.values())
+
+
+def daily_counts(*, airport: str, direction: str, start: datetime, end: datetime) -> dict:
+    """Return {UTC date: flights} in [start, end) for one direction (one index range scan)."""
+    airport_column, event = _columns(direction)
+    day = func.date(func.timezone("UTC", event))
+    rows = db.session.execute(
+        select(day, func.count())
+        .where(airport_column == airport, event >= start, event < end)
+        .group_by(day)
+    ).all()
+    return dict(rows)
+
+
+def average_flights(*, airport: str, days: int, directions: tuple[str, ...]) -> dict:
+    """Average flights per day over the last ``days`` whole UTC days that were collected.
+
+    Today is left out (it is not over), and so is every day whose collection
+    is incomplete for a requested direction: an average over days that were
+    never fetched would pass missing data off as quiet days.
+    """
+    today = utc_now().date()
+    first, last = today - timedelta(days=days), today - timedelta(days=1)
+    start = datetime.combine(first, datetime.min.time(), UTC)
+    end = datetime.combine(today, datetime.min.time(), UTC)
+    covered = collected_days(airport=airport, directions=directions, first=first, last=last)
+    result = {
+        "airport": airport,
+        "airport_name": airport_name(airport),
+        "days_requested": days,
+        "days_covered": len(covered),
+        "window": {"from": isoformat_utc(start), "to": isoformat_utc(end)},
+    }
+    total = 0.0
+    for direction in ("arrival", "departure"):
+        if direction not in directions:
+            continue
+        counts = daily_counts(airport=airport, direction=direction, start=start, end=end)
+        flights = sum(n for day, n in counts.items() if day in covered)
+        per_day = flights / len(covered) if covered else None
+        result[f"{direction}s_per_day"] = per_day
+        total += per_day or 0.0
+    result["average_flights_per_day"] = total if covered else None
+    return result
+
+
+# --- Health ----------------------------------------------------------------------------
+
+
+def health() -> tuple[dict, int]:
+    """Report readiness: the database answers, and what is known about OpenSky."""
+    try:
+        db.session.execute(text("SELECT 1"))
+        state = db.session.get(CollectorState, 1)
+        opensky = state.to_dict() if state is not None else None
+        db.session.rollback()
+    except SQLAlchemyError as error:
+        log.warning("health: database unavailable: %s", error)
+        db.session.rollback()
+        return {"status": "unavailable", "database": "unavailable", "opensky": None}, 503
+    return {"status": "ok", "database": "ok", "opensky": opensky}, 200

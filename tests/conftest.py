@@ -69,6 +69,8 @@ def stack():
                 # Retry undelivered outbox calls within seconds, not minutes.
                 "OUTBOX_RELAY_INTERVAL_SECONDS": "0.5",
                 "OUTBOX_MAX_BACKOFF_SECONDS": "2",
+                # One day of backfill: collection tests have a stack of their own.
+                "COLLECT_BACKFILL_DAYS": "1",
             },
         )
         local = LocalStack(settings)

@@ -1,0 +1,402 @@
+"""One collection cycle: plan from the stored marks, fetch from OpenSky, store as it goes.
+
+Single runner across processes and replicas
+-------------------------------------------
+A cycle runs only while its process holds the transaction-scoped advisory
+lock ``COLLECTION_LOCK_ID``. The lock is taken with
+``pg_try_advisory_xact_lock`` on a connection of its own, opened for the
+cycle outside the connection pool (``NullPool``), whose transaction stays
+open, idle, until the cycle ends; closing that transaction releases the
+lock. Nothing else ever runs on that connection, so no pooled connection can
+carry a lock into someone else's work, and if the process dies the server
+closes the connection and the lock goes with it (TCP keepalives detect a
+vanished host). The idle transaction holds no snapshot and wrote nothing, so
+it does not hold back vacuum. Another process that finds the lock taken
+skips its cycle: the one running covers every followed airport.
+
+The cycle's own work commits on the ordinary session, one fetched range at a
+time: the range's flights and its marks in ``collected_days`` go in one
+transaction. A crash mid-cycle therefore loses nothing already stored and
+leaves no range marked that was not stored. Sweep windows store their flights
+as they arrive; the sweep's marks are written only once the whole day is in.
+
+A 429 stops the cycle and stores "not before" in ``collector_state``, which
+every process checks before asking OpenSky anything.
+"""
+
+import functools
+import logging
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+
+from flask import current_app
+from sqlalchemy import create_engine, delete, func, select, text, tuple_
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.engine import Engine
+from sqlalchemy.pool import NullPool
+
+from common.timeutil import utc_now
+from data_collector import planning
+from data_collector.models import (
+    CollectedDay,
+    CollectionRequest,
+    CollectorState,
+    FlightData,
+    UserInterest,
+    db,
+)
+from data_collector.opensky import (
+    CredentialsRefusedError,
+    OpenSkyClient,
+    OpenSkyError,
+    RateLimitedError,
+)
+from data_collector.planning import DAY, Mark
+
+log = logging.getLogger(__name__)
+
+# Arbitrary constant shared by every replica; distinct from the migration lock.
+COLLECTION_LOCK_ID = 7_404_002
+EPOCH = date(1970, 1, 1)
+FLIGHT_KEY = ("icao24", "first_seen")
+FLIGHT_COLUMNS = tuple(c.name for c in FlightData.__table__.columns if c.name != "id")
+
+
+@dataclass
+class CycleResult:
+    """What a cycle did, for logs, ``GET /health`` and ``worker --once``."""
+
+    outcome: str  # done, partial, rate-limited, busy, waiting
+    mode: str | None = None
+    requests: int = 0
+    credits: int = 0
+    flights: int = 0
+    planned_requests: int = 0
+    per_airport_cost: int | None = None
+    sweep_cost: int | None = None
+
+
+def policy_from_config(config) -> planning.Policy:
+    """Build the planning policy from the app's configuration."""
+    return planning.Policy(
+        backfill_days=config["COLLECT_BACKFILL_DAYS"],
+        refresh_days=config["COLLECT_REFRESH_DAYS"],
+        min_gap_seconds=config["COLLECT_MIN_GAP_MINUTES"] * 60,
+        sweep=config["COLLECT_SWEEP"] == "auto",
+    )
+
+
+def client_from_config(config) -> OpenSkyClient:
+    """Build the OpenSky client from the app's configuration."""
+    return OpenSkyClient(
+        api_url=config["OPENSKY_API_URL"],
+        token_url=config["OPENSKY_TOKEN_URL"],
+        client_id=config["OPENSKY_CLIENT_ID"],
+        client_secret=config["OPENSKY_CLIENT_SECRET"],
+        timeout=config["OPENSKY_TIMEOUT_SECONDS"],
+        max_attempts=config["OPENSKY_MAX_ATTEMPTS"],
+        backoff_seconds=config["OPENSKY_RETRY_BACKOFF_SECONDS"],
+        token_margin_seconds=config["OPENSKY_TOKEN_MARGIN_SECONDS"],
+    )
+
+
+@functools.cache
+def _lock_engine(url: str) -> Engine:
+    return create_engine(
+        url,
+        poolclass=NullPool,
+        connect_args={"keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10},
+    )
+
+
+@contextmanager
+def cycle_lock() -> Iterator[bool]:
+    """Hold the collection lock for the duration of the block; yield whether it was free."""
+    engine = _lock_engine(current_app.config["SQLALCHEMY_DATABASE_URI"])
+    with engine.connect() as connection:
+        acquired = connection.execute(
+            text("SELECT pg_try_advisory_xact_lock(:id)"), {"id": COLLECTION_LOCK_ID}
+        ).scalar()
+        try:
+            yield bool(acquired)
+        finally:
+            connection.rollback()  # ends the transaction: releases the lock
+
+
+def day_number(value: date) -> int:
+    """UTC day number of a date (planning's unit)."""
+    return (value - EPOCH).days
+
+
+def day_date(day: int) -> date:
+    """Date of a UTC day number."""
+    return EPOCH + timedelta(days=day)
+
+
+def _at(seconds: int) -> datetime:
+    return datetime.fromtimestamp(seconds, UTC)
+
+
+def _state() -> CollectorState:
+    return db.session.get(CollectorState, 1)
+
+
+def collection_pending() -> bool:
+    """Tell whether a cycle was asked for and OpenSky may be asked now."""
+    state = _state()
+    if state.not_before is not None and state.not_before > utc_now():
+        return False
+    return db.session.scalar(select(CollectionRequest.id).limit(1)) is not None
+
+
+def request_collection(*, airport_code: str | None = None) -> None:
+    """Ask the worker for a cycle soon (in the caller's transaction)."""
+    db.session.add(CollectionRequest(airport_code=airport_code))
+
+
+def run_cycle(*, client: OpenSkyClient) -> CycleResult:
+    """Run one cycle if no other process is running one and OpenSky is not to be waited for."""
+    with cycle_lock() as acquired:
+        if not acquired:
+            log.info("another process is collecting; skipping this cycle")
+            return CycleResult("busy")
+        state = _state()
+        if state.not_before is not None and state.not_before > utc_now():
+            log.info("OpenSky asked us to wait until %s; skipping this cycle", state.not_before)
+            db.session.rollback()
+            return CycleResult("waiting")
+        last_request = db.session.scalar(select(func.max(CollectionRequest.id)))
+        state.last_cycle_started_at = utc_now()
+        state.last_cycle_finished_at = None
+        state.last_cycle_outcome = "running"
+        db.session.commit()
+
+        result = _Cycle(client, current_app.config).run()
+
+        if result.outcome == "rate-limited":
+            if last_request is None:
+                request_collection()  # resume as soon as the wait is over
+        elif last_request is not None:
+            consumed = CollectionRequest.id <= last_request
+            db.session.execute(delete(CollectionRequest).where(consumed))
+        delete_expired(retention_days=current_app.config["RETENTION_DAYS"])
+        state = _state()
+        state.last_cycle_finished_at = utc_now()
+        state.last_cycle_outcome = result.outcome
+        state.last_cycle_mode = result.mode
+        state.last_cycle_requests = result.requests
+        state.last_cycle_credits = result.credits
+        state.last_cycle_flights = result.flights
+        db.session.commit()
+        log.info(
+            "collection cycle %s: %s mode, %d requests, %d credits, %d flights stored",
+            result.outcome,
+            result.mode,
+            result.requests,
+            result.credits,
+            result.flights,
+        )
+        return result
+
+
+def delete_expired(*, retention_days: int) -> None:
+    """Delete flights and marks older than the retention period (in the caller's transaction)."""
+    cutoff = utc_now() - timedelta(days=retention_days)
+    flights = db.session.execute(delete(FlightData).where(FlightData.last_seen < cutoff))
+    db.session.execute(delete(CollectedDay).where(CollectedDay.day < cutoff.date()))
+    if flights.rowcount:
+        log.info("deleted %d flights older than %d days", flights.rowcount, retention_days)
+
+
+class _Cycle:
+    """The work of one cycle, once the lock is held."""
+
+    def __init__(self, client: OpenSkyClient, config):
+        self.client = client
+        self.policy = policy_from_config(config)
+        self.result = CycleResult("done")
+
+    def run(self) -> CycleResult:
+        now = int(time.time())
+        airports = sorted(db.session.scalars(select(UserInterest.airport_code).distinct()))
+        self.airports = set(airports)
+        self.marks = self._load_marks(airports, now)
+        plan = planning.plan_cycle(self.marks, airports, now=now, policy=self.policy)
+        db.session.commit()
+        self.result.mode = plan.mode
+        self.result.planned_requests = plan.request_count
+        self.result.per_airport_cost = plan.per_airport_cost
+        self.result.sweep_cost = plan.sweep_cost
+        log.info(
+            "cycle plan for %d airports: %s, %d requests, %d credits (per airport %d, sweep %s)",
+            len(airports),
+            plan.mode,
+            plan.request_count,
+            plan.cost,
+            plan.per_airport_cost,
+            plan.sweep_cost,
+        )
+        try:
+            # Newest first: if credits run out, the most wanted data is in.
+            for request in sorted(plan.airport_requests, key=lambda r: -r.begin):
+                self._fetch_airport_range(request)
+            self._sweep(plan.sweep_days)
+        except RateLimitedError as error:
+            self._wait(error)
+        except CredentialsRefusedError as error:
+            log.error("stopping the cycle: %s", error)
+            self.result.outcome = "partial"
+        return self.result
+
+    def _load_marks(self, airports: list[str], now: int) -> dict:
+        first_day = day_date(now // DAY - self.policy.backfill_days)
+        rows = db.session.scalars(
+            select(CollectedDay).where(
+                CollectedDay.airport_code.in_(airports), CollectedDay.day >= first_day
+            )
+        )
+        marks: dict[tuple[str, str], dict[int, Mark]] = {}
+        for row in rows:
+            marks.setdefault((row.airport_code, row.direction), {})[day_number(row.day)] = Mark(
+                fetched_until=int(row.fetched_until.timestamp()),
+                fetched_at=int(row.fetched_at.timestamp()),
+            )
+        return marks
+
+    def _fetch(self, endpoint: str, *, begin: int, end: int, airport: str | None):
+        """One OpenSky request; return its flights, or None when the range must be skipped."""
+        self.result.requests += 1
+        cost = planning.request_cost(begin, end, int(time.time()))
+        try:
+            answer = self.client.flights(endpoint, begin=begin, end=end, airport=airport)
+        except (RateLimitedError, CredentialsRefusedError):
+            raise
+        except OpenSkyError as error:
+            log.error("skipping %s %s [%s, %s]: %s", endpoint, airport or "", begin, end, error)
+            self.result.outcome = "partial"
+            self._record_credits()
+            db.session.commit()
+            return None
+        self.result.credits += cost
+        self._record_credits()
+        return answer.flights
+
+    def _fetch_airport_range(self, request: planning.AirportRequest) -> None:
+        fetched_at = int(time.time())
+        flights = self._fetch(
+            request.direction, begin=request.begin, end=request.end, airport=request.airport
+        )
+        if flights is None:
+            return
+        self.result.flights += upsert_flights(flights)
+        key = (request.airport, request.direction)
+        days = self.marks.setdefault(key, {})
+        updated = {}
+        for day in range(request.begin // DAY, request.end // DAY + 1):
+            mark = planning.mark_after_fetch(
+                days.get(day), day=day, begin=request.begin, end=request.end, fetched_at=fetched_at
+            )
+            if mark is not None:
+                updated[day] = mark
+        store_marks({(request.airport, request.direction, day): m for day, m in updated.items()})
+        db.session.commit()
+        days.update(updated)
+
+    def _sweep(self, sweep_days: list[planning.SweepDay]) -> None:
+        """Fetch whole past days through /flights/all; mark each once all its windows are in."""
+        swept_at: dict[int, int] = {}  # day -> when its first window was fetched
+        in_window = planning.window_days(int(time.time()), self.policy.backfill_days)
+        for sweep_day in sweep_days:
+            started = int(time.time())
+            complete = True
+            for begin, end, _cost in sweep_day.windows:
+                flights = self._fetch("all", begin=begin, end=end, airport=None)
+                if flights is None:
+                    complete = False
+                    continue
+                followed = [
+                    f
+                    for f in flights
+                    if f["est_departure_airport"] in self.airports
+                    or f["est_arrival_airport"] in self.airports
+                ]
+                self.result.flights += upsert_flights(followed)
+                db.session.commit()
+            if not complete:
+                continue
+            swept_at[sweep_day.day] = started
+            marks = planning.marks_after_sweep(
+                sweep_day, swept_at=swept_at, airports=self.airports, window=in_window
+            )
+            store_marks(marks)
+            db.session.commit()
+
+    def _record_credits(self) -> None:
+        if self.client.last_remaining is not None:
+            state = _state()
+            state.credits_remaining = self.client.last_remaining
+            state.credits_checked_at = utc_now()
+
+    def _wait(self, error: RateLimitedError) -> None:
+        db.session.rollback()
+        not_before = utc_now() + timedelta(seconds=error.retry_after)
+        log.warning("OpenSky rate limit: no request before %s; stopping the cycle", not_before)
+        if error.remaining is not None:
+            self.client.last_remaining = error.remaining
+        self._record_credits()
+        _state().not_before = not_before
+        db.session.commit()
+        self.result.outcome = "rate-limited"
+
+
+def upsert_flights(rows: list[dict]) -> int:
+    """Insert or update flights on (icao24, first_seen) in bulk; return how many were given.
+
+    The batch is sent as multi-row INSERT ... ON CONFLICT DO UPDATE statements
+    (SQLAlchemy's "insertmanyvalues", the equivalent of psycopg2's
+    ``execute_values``). A row whose content did not change is left alone, so
+    re-fetching a range writes nothing; an arrival OpenSky filled in later
+    updates the row. The caller commits.
+    """
+    if not rows:
+        return 0
+    unique = list({(r["icao24"], r["first_seen"]): r for r in rows}.values())
+    statement = insert(FlightData)
+    changing = [c for c in FLIGHT_COLUMNS if c not in FLIGHT_KEY]
+    statement = statement.on_conflict_do_update(
+        constraint="uq_flight_data_icao24_first_seen",
+        set_={c: statement.excluded[c] for c in changing},
+        where=tuple_(*(FlightData.__table__.c[c] for c in changing)).is_distinct_from(
+            tuple_(*(statement.excluded[c] for c in changing))
+        ),
+    )
+    db.session.execute(statement, unique)
+    return len(unique)
+
+
+def store_marks(marks: dict[tuple[str, str, int], Mark]) -> None:
+    """Write marks for (airport, direction, day) (the caller commits with the flights)."""
+    if not marks:
+        return
+    rows = [
+        {
+            "airport_code": airport,
+            "direction": direction,
+            "day": day_date(day),
+            "fetched_until": _at(mark.fetched_until),
+            "fetched_at": _at(mark.fetched_at),
+        }
+        for (airport, direction, day), mark in marks.items()
+    ]
+    statement = insert(CollectedDay)
+    statement = statement.on_conflict_do_update(
+        index_elements=["airport_code", "direction", "day"],
+        set_={
+            "fetched_until": statement.excluded.fetched_until,
+            "fetched_at": statement.excluded.fetched_at,
+        },
+    )
+    db.session.execute(statement, rows)

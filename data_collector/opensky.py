@@ -1,0 +1,255 @@
+"""OpenSky REST client for the collector: OAuth2 tokens, timeouts, retries, strict parsing.
+
+Every request has a timeout. Timeouts, connection errors and 5xx answers are
+retried a bounded number of times with exponential backoff; a 429 is never
+retried here: it raises :class:`RateLimitedError` so the cycle stops and
+waits as long as OpenSky says. A body that is not a list of well-formed
+flights raises :class:`MalformedResponseError` before anything is stored.
+Tokens (client-credentials grant) are cached until shortly before they
+expire and renewed once when OpenSky answers 401; without credentials the
+client is anonymous.
+"""
+
+import logging
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import requests
+
+log = logging.getLogger(__name__)
+
+# When a 429 carries no X-Rate-Limit-Retry-After-Seconds, wait this long (a guess
+# that neither hammers OpenSky nor stalls collection for a day).
+DEFAULT_RETRY_AFTER_SECONDS = 300
+MAX_TEXT_FIELD = 8  # ICAO codes and callsigns fit in 8 characters
+
+
+class OpenSkyError(Exception):
+    """OpenSky could not give an answer for this request (the range stays uncollected)."""
+
+
+class RateLimitedError(OpenSkyError):
+    """OpenSky answered 429: no request before ``retry_after`` seconds have passed."""
+
+    def __init__(self, retry_after: int, remaining: int | None):
+        super().__init__(f"rate limited; retry after {retry_after}s")
+        self.retry_after = retry_after
+        self.remaining = remaining
+
+
+class MalformedResponseError(OpenSkyError):
+    """The body is not what OpenSky documents; nothing of it may be stored."""
+
+
+class UnavailableError(OpenSkyError):
+    """Timeouts or 5xx on every attempt, or the request rejected."""
+
+
+class CredentialsRefusedError(UnavailableError):
+    """The token endpoint refused our client id and secret: no request can succeed."""
+
+
+@dataclass(frozen=True)
+class FlightsAnswer:
+    """The flights of one request (rows for ``flight_data``) and the credits left."""
+
+    flights: list[dict[str, Any]]
+    remaining: int | None
+
+
+class OpenSkyClient:
+    """A client for one process; holds the cached token."""
+
+    def __init__(
+        self,
+        *,
+        api_url: str,
+        token_url: str,
+        client_id: str,
+        client_secret: str,
+        timeout: float,
+        max_attempts: int,
+        backoff_seconds: float,
+        token_margin_seconds: int = 60,
+        session: requests.Session | None = None,
+    ):
+        self.api_url = api_url.rstrip("/")
+        self.token_url = token_url
+        self.client_id = client_id
+        self.client_secret = client_secret
+        self.timeout = timeout
+        self.max_attempts = max_attempts
+        self.backoff_seconds = backoff_seconds
+        self.token_margin_seconds = token_margin_seconds
+        self.session = session or requests.Session()
+        self._token: str | None = None
+        self._token_expires_at = 0.0  # time.monotonic()
+        self.last_remaining: int | None = None
+
+    @property
+    def anonymous(self) -> bool:
+        """True when no credentials are configured."""
+        return not (self.client_id and self.client_secret)
+
+    def flights(self, endpoint: str, *, begin: int, end: int, airport: str | None) -> FlightsAnswer:
+        """Fetch ``/flights/<endpoint>`` over ``[begin, end]``; raise OpenSkyError if it fails."""
+        params: dict[str, Any] = {"begin": begin, "end": end}
+        if airport is not None:
+            params["airport"] = airport
+        url = f"{self.api_url}/flights/{endpoint}"
+        renewed = False
+        while True:
+            response = self._with_retries(
+                lambda: self._get(url, params), what=f"{endpoint} {params}"
+            )
+            remaining = _int_header(response, "X-Rate-Limit-Remaining")
+            if remaining is not None:
+                self.last_remaining = remaining
+            if response.status_code == 401 and not self.anonymous and not renewed:
+                log.info("OpenSky answered 401: renewing the token once")
+                self._token = None
+                renewed = True
+                continue
+            break
+        status = response.status_code
+        if status == 429:
+            retry_after = _int_header(response, "X-Rate-Limit-Retry-After-Seconds")
+            raise RateLimitedError(
+                DEFAULT_RETRY_AFTER_SECONDS if retry_after is None else retry_after, remaining
+            )
+        if status == 404:
+            return FlightsAnswer([], remaining)  # OpenSky's "no flights in this interval"
+        if status != 200:
+            raise UnavailableError(f"OpenSky answered {status} to {endpoint} {params}")
+        return FlightsAnswer(parse_flights(response), remaining)
+
+    def _get(self, url: str, params: dict[str, Any]) -> requests.Response:
+        headers = {}
+        token = self._current_token()
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
+        return self.session.get(url, params=params, headers=headers, timeout=self.timeout)
+
+    def _current_token(self) -> str | None:
+        if self.anonymous:
+            return None
+        if self._token is None or time.monotonic() >= self._token_expires_at:
+            self._token, lifetime = self._request_token()
+            usable = max(lifetime - self.token_margin_seconds, lifetime / 2)
+            self._token_expires_at = time.monotonic() + usable
+        return self._token
+
+    def _request_token(self) -> tuple[str, float]:
+        form = {
+            "grant_type": "client_credentials",
+            "client_id": self.client_id,
+            "client_secret": self.client_secret,
+        }
+
+        parsed: list[tuple[str, float]] = []
+
+        def post() -> requests.Response:
+            response = self.session.post(self.token_url, data=form, timeout=self.timeout)
+            if response.status_code == 200:
+                try:
+                    body = response.json()
+                    token, lifetime = body["access_token"], float(body["expires_in"])
+                    if not isinstance(token, str) or not token or lifetime <= 0:
+                        raise ValueError("no usable token")
+                except (ValueError, KeyError, TypeError) as error:
+                    # Treated like a 5xx: a broken answer from a sick server.
+                    raise _RetryableError(f"malformed token answer: {error}") from None
+                parsed.append((token, lifetime))
+            return response
+
+        response = self._with_retries(post, what="token")
+        if response.status_code != 200:
+            raise CredentialsRefusedError(
+                f"OpenSky refused the credentials (HTTP {response.status_code}); "
+                "check OPENSKY_CLIENT_ID and OPENSKY_CLIENT_SECRET"
+            )
+        return parsed[-1]
+
+    def _with_retries(self, send, *, what: str) -> requests.Response:
+        """Call ``send`` until it answers without a timeout or 5xx, at most ``max_attempts``."""
+        for attempt in range(1, self.max_attempts + 1):
+            try:
+                response = send()
+                if response.status_code < 500:
+                    return response
+                problem = f"HTTP {response.status_code}"
+            except requests.Timeout:
+                problem = f"no answer within {self.timeout}s"
+            except (requests.ConnectionError, _RetryableError) as error:
+                problem = str(error)
+            if attempt == self.max_attempts:
+                raise UnavailableError(f"OpenSky {what}: {problem} ({attempt} attempts)")
+            delay = self.backoff_seconds * 2 ** (attempt - 1)
+            log.warning("OpenSky %s: %s; retrying in %.2fs", what, problem, delay)
+            time.sleep(delay)
+        raise AssertionError("unreachable")
+
+
+class _RetryableError(Exception):
+    """A failure worth another attempt that is not an HTTP status."""
+
+
+def _int_header(response: requests.Response, name: str) -> int | None:
+    try:
+        return int(response.headers[name])
+    except (KeyError, ValueError):
+        return None
+
+
+def parse_flights(response: requests.Response) -> list[dict[str, Any]]:
+    """Turn an OpenSky flights body into ``flight_data`` rows, all or none."""
+    try:
+        body = response.json()
+    except ValueError as error:
+        raise MalformedResponseError(f"body is not JSON: {error}") from None
+    if not isinstance(body, list):
+        raise MalformedResponseError(f"body is a {type(body).__name__}, not a list of flights")
+    return [parse_flight(item, index) for index, item in enumerate(body)]
+
+
+def parse_flight(item: Any, index: int = 0) -> dict[str, Any]:
+    """Check one OpenSky flight object and return it as a ``flight_data`` row."""
+    if not isinstance(item, dict):
+        raise MalformedResponseError(f"flight {index} is not an object")
+
+    def integer(name: str, *, required: bool = False) -> int | None:
+        value = item.get(name)
+        if value is None and not required:
+            return None
+        if not isinstance(value, int) or isinstance(value, bool) or (required and value < 0):
+            raise MalformedResponseError(f"flight {index}: {name} is not a whole number")
+        return value
+
+    def text(name: str) -> str | None:
+        value = item.get(name)
+        if value is None:
+            return None
+        if not isinstance(value, str) or len(value.strip()) > MAX_TEXT_FIELD:
+            raise MalformedResponseError(f"flight {index}: {name} is not a short string")
+        return value.strip() or None
+
+    icao24 = item.get("icao24")
+    if not isinstance(icao24, str) or not 1 <= len(icao24.strip()) <= 6:
+        raise MalformedResponseError(f"flight {index}: icao24 is not a 24-bit address")
+    first_seen, last_seen = integer("firstSeen", required=True), integer("lastSeen", required=True)
+    return {
+        "icao24": icao24.strip().lower(),
+        "first_seen": datetime.fromtimestamp(first_seen, UTC),
+        "est_departure_airport": text("estDepartureAirport"),
+        "last_seen": datetime.fromtimestamp(last_seen, UTC),
+        "est_arrival_airport": text("estArrivalAirport"),
+        "callsign": text("callsign"),
+        "est_departure_airport_horiz_distance": integer("estDepartureAirportHorizDistance"),
+        "est_departure_airport_vert_distance": integer("estDepartureAirportVertDistance"),
+        "est_arrival_airport_horiz_distance": integer("estArrivalAirportHorizDistance"),
+        "est_arrival_airport_vert_distance": integer("estArrivalAirportVertDistance"),
+        "departure_airport_candidates_count": integer("departureAirportCandidatesCount"),
+        "arrival_airport_candidates_count": integer("arrivalAirportCandidatesCount"),
+    }

@@ -1,0 +1,300 @@
+"""What one collection cycle asks OpenSky for, and what it costs: pure functions, no I/O.
+
+Time is Unix seconds and days are UTC day numbers (``seconds // DAY``), as
+OpenSky counts its partitions. For every followed airport and direction the
+collector keeps one mark per day (table ``collected_days``): ``fetched_until``,
+the last second of that day fetched so far (every second from the day's start
+up to it was fetched), and ``fetched_at``, when the oldest of those fetches
+happened. From the marks this module derives what is due:
+
+- a day of the backfill window with no mark: the whole day (up to now);
+- a day fetched only up to some second: the rest of it (today: only once at
+  least ``min_gap`` is new, since a request costs the same for a minute as for
+  a day);
+- a whole day fetched before it was ``refresh_days`` old: the whole day again,
+  once it is that old (OpenSky's nightly batch fills arrivals late, and a
+  departure shows up only after the flight landed); after that fetch the day
+  is settled and never asked for again.
+
+Requests are cut on UTC day boundaries and priced by OpenSky's documented
+rules (design.md section 5): 4 credits when the interval starts less than
+24 hours ago, else 30 for one or two day partitions, so one request covering
+two whole days costs the same as one covering one. Two ways to get past days
+are priced for the airports followed, and the cheaper is used:
+
+- per airport: each direction's due days in requests of one or two days;
+- global sweep: every past due day through ``/flights/all`` in twelve 2-hour
+  windows, filtered locally. A sweep of day d gives every flight *first seen*
+  on d, so d's departures; d's arrivals also need the flights first seen on
+  d-1 (a flight may land the day after it took off), so each run of swept
+  days is preceded by a "lead-in" day swept for that purpose. Today is never
+  swept: its flights are still landing, and per-airport requests for it cost
+  4 credits.
+"""
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+DAY = 86400
+DIRECTIONS = ("arrival", "departure")
+# OpenSky's limits on one request's interval.
+MAX_AIRPORT_INTERVAL = 2 * DAY
+SWEEP_WINDOW = 2 * 3600
+SWEEP_WINDOWS_PER_DAY = DAY // SWEEP_WINDOW
+
+# Credits per flights request (design.md section 5).
+RECENT_COST = 4
+PAST_COST = 30
+PER_PARTITION_COST = 60
+
+
+def day_start(day: int) -> int:
+    """First second of UTC day ``day``."""
+    return day * DAY
+
+
+def day_end(day: int) -> int:
+    """Last second of UTC day ``day`` (intervals are inclusive at both ends, as OpenSky's)."""
+    return day * DAY + DAY - 1
+
+
+def request_cost(begin: int, end: int, now: int) -> int:
+    """Credits OpenSky charges for a flights request over ``[begin, end]`` asked at ``now``."""
+    if begin >= now - DAY:
+        return RECENT_COST
+    partitions = end // DAY - begin // DAY + 1
+    if partitions <= 2:
+        return PAST_COST
+    return PER_PARTITION_COST * partitions
+
+
+@dataclass(frozen=True)
+class Mark:
+    """What is stored about one airport, direction and day."""
+
+    fetched_until: int
+    fetched_at: int
+
+
+@dataclass(frozen=True)
+class Policy:
+    """The tunables of planning (from the Data Collector's configuration)."""
+
+    backfill_days: int
+    refresh_days: int
+    min_gap_seconds: int
+    sweep: bool
+
+
+@dataclass(frozen=True)
+class Need:
+    """A day of one airport and direction that must be fetched from ``begin`` on."""
+
+    day: int
+    begin: int
+
+
+@dataclass(frozen=True)
+class AirportRequest:
+    """One ``/flights/arrival`` or ``/flights/departure`` request."""
+
+    airport: str
+    direction: str
+    begin: int
+    end: int
+    cost: int
+
+
+@dataclass(frozen=True)
+class SweepDay:
+    """One past day fetched through ``/flights/all`` in 2-hour windows."""
+
+    day: int
+    windows: tuple[tuple[int, int, int], ...]  # (begin, end, cost)
+    # Swept only so the next day's arrivals are complete: write no marks for it.
+    lead_in: bool = False
+
+    @property
+    def cost(self) -> int:
+        """Credits of every window of the day."""
+        return sum(cost for _, _, cost in self.windows)
+
+
+@dataclass
+class Plan:
+    """Every request of one cycle, and the cost of the option that was not taken."""
+
+    airport_requests: list[AirportRequest] = field(default_factory=list)
+    sweep_days: list[SweepDay] = field(default_factory=list)
+    per_airport_cost: int = 0
+    sweep_cost: int | None = None
+
+    @property
+    def mode(self) -> str:
+        """``sweep`` when past days go through /flights/all, else ``per-airport``."""
+        return "sweep" if self.sweep_days else "per-airport"
+
+    @property
+    def cost(self) -> int:
+        """Credits the cycle will spend if every request succeeds once."""
+        return sum(r.cost for r in self.airport_requests) + sum(d.cost for d in self.sweep_days)
+
+    @property
+    def request_count(self) -> int:
+        """Flights requests the cycle will send if every request succeeds once."""
+        return len(self.airport_requests) + sum(len(d.windows) for d in self.sweep_days)
+
+
+def window_days(now: int, backfill_days: int) -> range:
+    """Return the days collection keeps: the last ``backfill_days`` whole days and today."""
+    today = now // DAY
+    return range(today - backfill_days, today + 1)
+
+
+def needs(marks: Mapping[int, Mark], *, now: int, policy: Policy) -> list[Need]:
+    """Return the days of one airport and direction that are due, oldest first."""
+    result = []
+    for day in window_days(now, policy.backfill_days):
+        end = min(day_end(day), now)
+        mark = marks.get(day)
+        if mark is None:
+            result.append(Need(day, day_start(day)))
+        elif mark.fetched_until < day_end(day):
+            new_seconds = end - mark.fetched_until
+            if new_seconds > 0 and (now > day_end(day) or new_seconds >= policy.min_gap_seconds):
+                result.append(Need(day, mark.fetched_until + 1))
+        else:
+            settles_at = day_end(day) + policy.refresh_days * DAY
+            if mark.fetched_at < settles_at <= now:
+                result.append(Need(day, day_start(day)))
+    return result
+
+
+def group_requests(
+    airport: str, direction: str, due: list[Need], *, now: int
+) -> list[AirportRequest]:
+    """Cover the due days with the cheapest requests of one or two consecutive days."""
+
+    def request(first: Need, last_day: int) -> AirportRequest:
+        end = min(day_end(last_day), now)
+        cost = request_cost(first.begin, end, now)
+        return AirportRequest(airport, direction, first.begin, end, cost)
+
+    # best[i]: the cheapest requests covering due[i:].
+    best: list[list[AirportRequest]] = [[] for _ in range(len(due) + 1)]
+    best_cost = [0] * (len(due) + 1)
+    for i in range(len(due) - 1, -1, -1):
+        single = request(due[i], due[i].day)
+        best[i], best_cost[i] = [single, *best[i + 1]], single.cost + best_cost[i + 1]
+        if i + 1 < len(due) and due[i + 1].day == due[i].day + 1:
+            pair = request(due[i], due[i + 1].day)
+            if pair.cost + best_cost[i + 2] < best_cost[i]:
+                best[i], best_cost[i] = [pair, *best[i + 2]], pair.cost + best_cost[i + 2]
+    return best[0]
+
+
+def sweep_windows(day: int, now: int) -> tuple[tuple[int, int, int], ...]:
+    """Return the twelve 2-hour ``/flights/all`` windows of a past day, with their cost."""
+    windows = []
+    for begin in range(day_start(day), day_start(day + 1), SWEEP_WINDOW):
+        end = begin + SWEEP_WINDOW - 1
+        windows.append((begin, end, request_cost(begin, end, now)))
+    return tuple(windows)
+
+
+def sweep_days(past_due: Iterable[int], arrival_due: set[int], now: int) -> list[SweepDay]:
+    """Sweep every past due day, plus the lead-in day before each run that needs arrivals."""
+    days = set(past_due)
+    lead_ins = {day - 1 for day in days if day in arrival_due and day - 1 not in days}
+    return [
+        SweepDay(day, sweep_windows(day, now), lead_in=day in lead_ins)
+        for day in sorted(days | lead_ins)
+    ]
+
+
+def plan_cycle(
+    marks: Mapping[tuple[str, str], Mapping[int, Mark]],
+    airports: Iterable[str],
+    *,
+    now: int,
+    policy: Policy,
+) -> Plan:
+    """Plan one cycle for the followed ``airports`` given the stored marks.
+
+    ``marks[(airport, direction)][day]`` is the stored mark. The per-airport
+    plan and (when allowed) the sweep plan are both priced; the cheaper wins,
+    the per-airport one on a tie.
+    """
+    today = now // DAY
+    due = {
+        (airport, direction): needs(marks.get((airport, direction), {}), now=now, policy=policy)
+        for airport in sorted(set(airports))
+        for direction in DIRECTIONS
+    }
+
+    per_airport = [
+        request
+        for (airport, direction), days in due.items()
+        for request in group_requests(airport, direction, days, now=now)
+    ]
+    plan = Plan(airport_requests=per_airport, per_airport_cost=sum(r.cost for r in per_airport))
+
+    past_due = {need.day for days in due.values() for need in days if need.day < today}
+    if not policy.sweep or not past_due:
+        return plan
+    arrival_due = {
+        need.day for (_, direction), days in due.items() if direction == "arrival" for need in days
+    }
+    swept = sweep_days(past_due, arrival_due, now)
+    todays = [
+        request
+        for (airport, direction), days in due.items()
+        for request in group_requests(
+            airport, direction, [n for n in days if n.day == today], now=now
+        )
+    ]
+    plan.sweep_cost = sum(r.cost for r in todays) + sum(d.cost for d in swept)
+    if plan.sweep_cost < plan.per_airport_cost:
+        plan.airport_requests, plan.sweep_days = todays, swept
+    return plan
+
+
+def mark_after_fetch(
+    existing: Mark | None, *, day: int, begin: int, end: int, fetched_at: int
+) -> Mark | None:
+    """Return the mark of ``day`` once ``[begin, end]`` was fetched at ``fetched_at``.
+
+    A fetch from the day's start replaces the mark. A fetch of the rest of a
+    day extends it but keeps the older ``fetched_at``, because the day's first
+    part is only as fresh as the fetch that got it. ``None`` when the fetch
+    does not touch the day or would leave a gap.
+    """
+    first, last = max(begin, day_start(day)), min(end, day_end(day))
+    if first > last:
+        return None
+    if first == day_start(day):
+        return Mark(fetched_until=last, fetched_at=fetched_at)
+    if existing is None or existing.fetched_until + 1 < first:
+        return None
+    return Mark(fetched_until=max(last, existing.fetched_until), fetched_at=existing.fetched_at)
+
+
+def marks_after_sweep(
+    sweep_day: SweepDay, *, swept_at: Mapping[int, int], airports: Iterable[str], window: range
+) -> dict[tuple[str, str, int], Mark]:
+    """Return the marks a completed sweep day earns for every followed airport.
+
+    ``swept_at`` maps each day swept so far in this cycle (this one included,
+    days in ascending order) to when its first window was fetched. The day's
+    departures are complete; its arrivals too when the day before was swept
+    as well. A lead-in day earns nothing: it was only fetched for its successor.
+    """
+    day, marks = sweep_day.day, {}
+    if sweep_day.lead_in or day not in window:
+        return marks
+    for airport in airports:
+        marks[(airport, "departure", day)] = Mark(day_end(day), swept_at[day])
+        if day - 1 in swept_at:
+            at = min(swept_at[day - 1], swept_at[day])
+            marks[(airport, "arrival", day)] = Mark(day_end(day), at)
+    return marks

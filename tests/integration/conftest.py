@@ -1,0 +1,72 @@
+"""A stack of its own for the collection tests: small backfill, fast retries, clean slate.
+
+Collection tests change the simulator's world and need to know exactly which
+airports are followed, so they get their own stack (PostgreSQL, both
+services, simulator) instead of sharing the session one, and every test
+starts from empty collector tables and a reset simulator.
+"""
+
+import tempfile
+from pathlib import Path
+
+import psycopg2
+import pytest
+
+from data_collector.collection import COLLECTION_LOCK_ID
+from devstack.stack import LocalStack, StackSettings
+from opensky_sim.control import SimulatorControl
+from tests.integration.collector_support import Collector
+
+COLLECTOR_TEST_ENV = {
+    # Two past days and today: enough to see two-day requests, lead-in days and refreshes.
+    "COLLECT_BACKFILL_DAYS": "2",
+    "COLLECT_POLL_SECONDS": "0.2",
+    "OPENSKY_RETRY_BACKOFF_SECONDS": "0.05",
+    # Injected timeouts sleep 3 s; the client gives up well before.
+    "OPENSKY_TIMEOUT_SECONDS": "1",
+    "WEB_CONCURRENCY": "2",
+}
+COLLECTOR_TABLES = "user_interests, flight_data, collected_days, collection_requests"
+
+
+@pytest.fixture(scope="session")
+def collector_stack(stack):
+    """A second local stack dedicated to collection tests (skipped against a remote stack)."""
+    if not isinstance(stack, LocalStack):
+        pytest.skip("needs a stack started by the suite")
+    with tempfile.TemporaryDirectory(prefix="flight-tracker-collector-") as tmp:
+        local = LocalStack(
+            StackSettings.on_free_ports(
+                Path(tmp) / "pg", simulator=True, extra_env=COLLECTOR_TEST_ENV
+            )
+        )
+        try:
+            local.start()
+            yield local
+        finally:
+            local.stop()
+
+
+def wipe_collector_tables(database_url: str) -> None:
+    """Empty the collector's tables once no cycle is running (the cycle lock is waited for)."""
+    connection = psycopg2.connect(database_url)
+    try:
+        with connection, connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", (COLLECTION_LOCK_ID,))
+            cursor.execute(f"TRUNCATE {COLLECTOR_TABLES}")
+            cursor.execute(
+                "UPDATE collector_state SET not_before = NULL, credits_remaining = NULL, "
+                "last_cycle_started_at = NULL, last_cycle_finished_at = NULL"
+            )
+    finally:
+        connection.close()
+
+
+@pytest.fixture
+def collector(collector_stack) -> Collector:
+    """The collection stack with nothing followed, stored or injected."""
+    sim = SimulatorControl(collector_stack.simulator_url)
+    sim.clear_failures()
+    wipe_collector_tables(collector_stack.database_urls["DATA_COLLECTOR_DATABASE_URL"])
+    sim.reset()
+    return Collector(collector_stack, sim)

@@ -1,0 +1,80 @@
+"""Two Data Collector deployments on one database never ask OpenSky at the same time."""
+
+import itertools
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+import requests
+
+from devstack.stack import free_port
+from tests.integration.collector_support import assert_complete, sample_dataset
+from tests.utils import wait_until
+
+pytestmark = pytest.mark.local_stack
+
+
+@pytest.fixture
+def second_collector(collector, tmp_path):
+    """Another ``python -m data_collector`` (web, gRPC, worker) on other ports, same database."""
+    port = free_port()
+    env = dict(
+        collector.stack.env,
+        DATA_COLLECTOR_HTTP_PORT=str(port),
+        DATA_COLLECTOR_GRPC_PORT=str(free_port()),
+    )
+    log_path = tmp_path / "second_collector.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "data_collector"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+
+        def answers():
+            assert process.poll() is None, log_path.read_text()
+            try:
+                return requests.get(f"{url}/ping", timeout=1).ok
+            except requests.RequestException:
+                return False
+
+        wait_until(answers, timeout=60)
+        yield url, log_path
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=30)
+
+
+def test_two_collectors_on_one_database_take_turns(collector, second_collector):
+    url, log_path = second_collector
+    flights = sample_dataset()
+    collector.sim.load_dataset(flights)
+    # Every answer takes a while, so both workers try to collect while a cycle runs.
+    collector.sim.inject([{"kind": "timeout", "seconds": 0.3}] * 12)
+    airports = ("LIRF", "LIMC", "EGLL", "LIPZ")
+
+    with collector.paused():
+        collector.follow_without_waiting(*airports)
+        for _ in range(3):
+            assert requests.post(f"{url}/collection/runs", timeout=5).status_code == 202
+            assert collector.dc.post("/collection/runs").status_code == 202
+
+    def all_collected():
+        days = collector.sql("SELECT count(*) FROM collected_days")[0][0]
+        pending = collector.sql("SELECT count(*) FROM collection_requests")[0][0]
+        return days == len(airports) * 2 * 3 and pending == 0
+
+    wait_until(all_collected, timeout=60)
+    calls = sorted(collector.flight_calls(), key=lambda c: c["started_at"])
+    assert len(calls) >= len(airports) * 4
+    for before, after in itertools.pairwise(calls):
+        assert after["started_at"] >= before["finished_at"], (before, after)
+    assert_complete(collector, flights, airports=airports)
+    log = log_path.read_text()
+    assert "collection cycle" in log or "another process is collecting" in log

@@ -1,0 +1,58 @@
+"""Following an airport collects exactly what OpenSky serves, once."""
+
+import pytest
+
+from tests.integration.collector_support import (
+    DAY,
+    as_api,
+    keyed,
+    today_start,
+    without_type,
+)
+
+pytestmark = pytest.mark.local_stack
+
+
+def test_following_an_airport_stores_what_the_simulator_serves_and_asks_only_once(collector):
+    begin = today_start() - 2 * DAY
+    cycle = collector.follow("LIRF")
+    assert cycle["outcome"] == "done"
+
+    calls = collector.flight_calls()
+    assert {(c["endpoint"], c["params"]["airport"]) for c in calls} == {
+        ("arrival", "LIRF"),
+        ("departure", "LIRF"),
+    }
+    # Per direction: the two past days in one request (30 credits), today in one (4).
+    assert sorted(c["cost"] for c in calls) == [4, 4, 30, 30]
+    assert cycle["requests"] == 4 and cycle["credits_spent"] == 68
+    remaining = collector.sim.credits()["sim-client"]["remaining"]
+    assert collector.dc.get("/health").json()["opensky"]["credits_remaining"] == remaining
+    first_call = min(c["started_at"] for c in calls)
+
+    for direction, flight_type in (("arrival", "arrivals"), ("departure", "departures")):
+        end = max(int(c["params"]["end"]) for c in calls if c["endpoint"] == direction)
+        truth = collector.sim.ground_truth("LIRF", begin, end, direction)
+        assert truth, "the synthetic world always has flights at LIRF"
+        every = keyed([as_api(f) for f in truth])
+        # Served: every flight landed before the first request; at most those landed by now.
+        landed_before = keyed([as_api(f) for f in truth if f["lastSeen"] <= first_call])
+        stored = keyed(without_type(collector.stored("LIRF", flight_type)))
+        assert landed_before.keys() <= stored.keys() <= every.keys()
+        assert all(stored[key] == every[key] for key in stored)
+
+    rows = collector.sql("SELECT count(*) FROM flight_data")[0][0]
+    collector.sim.clear_calls()
+    second = collector.run_cycle()
+    assert second["outcome"] == "done"
+    assert second["requests"] == 0
+    assert collector.flight_calls() == []
+    assert collector.sql("SELECT count(*) FROM flight_data")[0][0] == rows
+
+
+def test_health_reports_database_and_opensky(collector):
+    response = collector.dc.get("/health")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "ok" and body["database"] == "ok"
+    assert set(body["opensky"]) >= {"credits_remaining", "retry_after", "last_cycle"}

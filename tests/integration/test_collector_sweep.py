@@ -1,0 +1,51 @@
+"""Many airports: one global /flights/all sweep costs less and stores the same flights."""
+
+import time
+
+import pytest
+
+from data_collector.planning import Policy, plan_cycle
+from opensky_sim.world import AIRPORTS
+from tests.integration.collector_support import DAY, as_api, keyed, today_start, without_type
+from tests.integration.conftest import COLLECTOR_TEST_ENV
+
+pytestmark = pytest.mark.local_stack
+
+FOLLOWED = [airport.icao for airport in AIRPORTS[:20]]
+TEST_POLICY = Policy(
+    backfill_days=int(COLLECTOR_TEST_ENV["COLLECT_BACKFILL_DAYS"]),
+    refresh_days=1,
+    min_gap_seconds=3600,
+    sweep=True,
+)
+
+
+def test_a_cycle_over_many_airports_uses_the_sweep_the_cost_model_predicts(collector):
+    predicted = plan_cycle({}, FOLLOWED, now=int(time.time()), policy=TEST_POLICY)
+    assert predicted.mode == "sweep" and predicted.sweep_cost < predicted.per_airport_cost
+
+    cycle = collector.follow(*FOLLOWED)
+    assert cycle["outcome"] == "done" and cycle["mode"] == "sweep"
+    calls = collector.flight_calls()
+    sweeps = [c for c in calls if c["endpoint"] == "all"]
+    assert len(calls) == predicted.request_count == cycle["requests"]
+    assert len(sweeps) == 12 * len(predicted.sweep_days)
+    assert sum(c["cost"] for c in calls) == predicted.cost
+    first_call = min(c["started_at"] for c in calls)
+
+    # What per-airport requests would have answered: OpenSky's flights for each airport.
+    begin = today_start() - TEST_POLICY.backfill_days * DAY
+    end = int(max(c["started_at"] for c in calls))
+    for airport in FOLLOWED:
+        for direction, flight_type in (("arrival", "arrivals"), ("departure", "departures")):
+            truth = collector.sim.ground_truth(airport, begin, end, direction)
+            every = keyed([as_api(f) for f in truth])
+            landed_before = keyed([as_api(f) for f in truth if f["lastSeen"] <= first_call])
+            # The sweep also stores flights outside the window (from its lead-in day).
+            window = collector.stored(airport, flight_type, since=begin, until=end + 1)
+            stored = keyed(without_type(window))
+            assert landed_before.keys() <= stored.keys() <= every.keys(), (airport, direction)
+            assert all(stored[key] == every[key] for key in stored)
+
+    collector.sim.clear_calls()
+    assert collector.run_cycle()["requests"] == 0

@@ -1,0 +1,163 @@
+"""Flight queries: lists, last flight and daily average agree with what OpenSky served."""
+
+import psycopg2
+import pytest
+
+from data_collector.planning import DAY
+from tests.integration.collector_support import (
+    as_api,
+    iso,
+    make_flight,
+    today_start,
+    without_type,
+)
+
+pytestmark = pytest.mark.local_stack
+
+AIRPORT = "LIPZ"
+
+
+def dataset():
+    """Two past days at LIPZ: yesterday busy, the day before with no departures at all."""
+    d0 = today_start()
+    before, yesterday = d0 - 2 * DAY, d0 - DAY
+    return [
+        # The day before yesterday: arrivals only (no departures).
+        make_flight("b00001", "LIRF", AIRPORT, before + 3600),
+        make_flight("b00002", "EGLL", AIRPORT, before + 5 * 3600, minutes=150),
+        # Yesterday: three departures, two arrivals (one taking off the day before).
+        make_flight("b00003", AIRPORT, "LIRF", yesterday + 2 * 3600),
+        make_flight("b00004", AIRPORT, "LIMC", yesterday + 6 * 3600),
+        make_flight("b00005", AIRPORT, "EGLL", yesterday + 20 * 3600),
+        make_flight("b00006", "LIMC", AIRPORT, yesterday - 1800, minutes=60),
+        make_flight("b00007", "LIRF", AIRPORT, yesterday + 12 * 3600),
+        # Older than the collected window: never fetched, never counted.
+        make_flight("b00008", AIRPORT, "LIRF", d0 - 4 * DAY),
+    ]
+
+
+@pytest.fixture
+def collected(collector):
+    flights = dataset()
+    collector.sim.load_dataset(flights)
+    assert collector.follow(AIRPORT)["outcome"] == "done"
+    return flights
+
+
+def test_flights_list_newest_first_by_type_with_pagination(collector, collected):
+    dc = collector.dc
+    arrivals = dc.get(f"/flights/{AIRPORT.lower()}?type=arrivals").json()
+    assert [f["icao24"] for f in arrivals] == ["b00007", "b00006", "b00002", "b00001"]
+    assert all(f["type"] == "arrival" for f in arrivals)
+    by_id = {f["icao24"]: f for f in collected}
+    assert without_type(arrivals)[0] == as_api(by_id["b00007"])
+    departures = dc.get(f"/flights/{AIRPORT}?type=departures").json()
+    assert [f["icao24"] for f in departures] == ["b00005", "b00004", "b00003"]
+
+    both = dc.get(f"/flights/{AIRPORT}").json()
+    times = [f["last_seen"] if f["type"] == "arrival" else f["first_seen"] for f in both]
+    assert times == sorted(times, reverse=True) and len(both) == 7
+
+    pages, response = [], dc.get(f"/flights/{AIRPORT}?limit=3")
+    while True:
+        assert response.status_code == 200
+        pages.append(response.json())
+        if "next" not in response.links:
+            break
+        response = dc.session.get(response.links["next"]["url"], timeout=10)
+    assert [len(p) for p in pages] == [3, 3, 1]
+    assert [f for page in pages for f in page] == both
+
+    yesterday = today_start() - DAY
+    window = dc.get(f"/flights/{AIRPORT}?since={yesterday}&until={iso(yesterday + 12 * 3600)}")
+    assert {f["icao24"] for f in window.json()} == {"b00003", "b00004", "b00006"}
+    assert dc.get("/flights/LIRQ").json() == []
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "/flights/LIPZ?type=sideways",
+        "/flights/LIPZ?since=yesterday",
+        "/flights/LIPZ?since=2026-01-02&until=2026-01-01",
+        "/flights/LIPZ?limit=0",
+        "/flights/LIPZ?cursor=garbage",
+        "/flights/ZZZZ",
+        "/flights/L1",
+        "/flights/last/ZZZZ",
+        "/flights/average/LIPZ?days=0",
+        "/flights/average/LIPZ?days=lots",
+        "/flights/average/LIPZ?days=100000",
+    ],
+)
+def test_bad_query_parameters_are_a_400(collector, query):
+    response = collector.dc.get(query)
+    assert response.status_code == 400, response.text
+    assert "error" in response.json()
+
+
+def test_last_flight_of_each_type(collector, collected):
+    dc = collector.dc
+    assert dc.get(f"/flights/last/{AIRPORT}").json()["icao24"] == "b00005"  # 20:00 departure
+    assert dc.get(f"/flights/last/{AIRPORT}?type=arrivals").json()["icao24"] == "b00007"
+    assert dc.get(f"/flights/last/{AIRPORT}?type=departures").json()["icao24"] == "b00005"
+    missing = dc.get("/flights/last/LIRQ")
+    assert missing.status_code == 404 and "error" in missing.json()
+
+
+@pytest.mark.parametrize(
+    ("days", "covered", "arrivals", "departures"),
+    [
+        (1, 1, 2.0, 3.0),  # yesterday only
+        (2, 2, 2.0, 1.5),  # with the day that had no departures
+        (5, 2, 2.0, 1.5),  # older days were never collected: not counted as quiet days
+    ],
+)
+def test_average_counts_only_collected_days(
+    collector, collected, days, covered, arrivals, departures
+):
+    body = collector.dc.get(f"/flights/average/{AIRPORT}?days={days}").json()
+    assert body["days_requested"] == days and body["days_covered"] == covered
+    assert body["window"] == {"from": iso(today_start() - days * DAY), "to": iso(today_start())}
+    assert body["arrivals_per_day"] == arrivals
+    assert body["departures_per_day"] == departures
+    assert body["average_flights_per_day"] == arrivals + departures
+
+    only = collector.dc.get(f"/flights/average/{AIRPORT}?days={days}&type=departures").json()
+    assert only["average_flights_per_day"] == departures and "arrivals_per_day" not in only
+
+
+def test_average_without_collected_days_says_so(collector):
+    body = collector.dc.get("/flights/average/LIRQ").json()
+    assert body["days_requested"] == 7 and body["days_covered"] == 0
+    assert body["average_flights_per_day"] is None
+
+
+def test_queries_use_the_airport_indexes_on_a_large_table(collector):
+    """EXPLAIN each query shape on 100,000 seeded flights (rolled back afterwards)."""
+    connection = psycopg2.connect(collector.stack.database_urls["DATA_COLLECTOR_DATABASE_URL"])
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "INSERT INTO flight_data (icao24, first_seen, last_seen, est_departure_airport, "
+                "est_arrival_airport) SELECT to_hex(n), now() - n * interval '10 seconds', "
+                "now() - n * interval '10 seconds' + interval '2 hours', "
+                "(ARRAY['LIRF','LIMC','EGLL','EDDF','LFPG'])[1 + n % 5], "
+                "(ARRAY['LIMC','EGLL','EDDF','LFPG','LIRF'])[1 + n % 5] "
+                "FROM generate_series(1, 100000) AS n"
+            )
+            cursor.execute("ANALYZE flight_data")
+            shapes = {
+                "ix_flight_data_departure": "SELECT * FROM flight_data "
+                "WHERE est_departure_airport = 'LIRF' ORDER BY first_seen DESC, id DESC LIMIT 101",
+                "ix_flight_data_arrival": "SELECT count(*) FROM flight_data "
+                "WHERE est_arrival_airport = 'LIRF' AND last_seen >= now() - interval '7 days' "
+                "AND last_seen < now()",
+            }
+            for index, query in shapes.items():
+                cursor.execute("EXPLAIN " + query)
+                plan = "\n".join(row[0] for row in cursor.fetchall())
+                assert index in plan and "Seq Scan" not in plan, plan
+    finally:
+        connection.rollback()
+        connection.close()
