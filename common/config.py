@@ -63,6 +63,21 @@ def env_bool(name: str, default: bool) -> bool:
     raise ConfigError(f"{name} must be true or false, got {raw!r}.")
 
 
+def database_engine_options() -> dict:
+    """Return the SQLAlchemy engine options both services use (``DB_POOL_SIZE`` per process)."""
+    return {
+        # A handful per process: gunicorn workers are single-threaded.
+        "pool_size": env_int("DB_POOL_SIZE", 5, minimum=1),
+        "max_overflow": 5,
+        # Survive a database restart without failing the first request after it.
+        "pool_pre_ping": True,
+        "pool_recycle": 1800,
+        # Sessions in UTC, so timestamptz values come back in UTC.
+        # A database that does not answer fails a request (503) instead of hanging it.
+        "connect_args": {"options": "-c timezone=UTC", "connect_timeout": 5},
+    }
+
+
 def sqlalchemy_url(url: str) -> str:
     """Accept ``postgres://`` and plain ``postgresql://`` URLs and pin the psycopg2 driver."""
     if url.startswith("postgres://"):

@@ -1,6 +1,13 @@
 """Data Collector settings, read from the environment with local-stack defaults."""
 
-from common.config import ConfigError, env_float, env_int, env_str, sqlalchemy_url
+from common.config import (
+    ConfigError,
+    database_engine_options,
+    env_float,
+    env_int,
+    env_str,
+    sqlalchemy_url,
+)
 
 OPENSKY_API_URL = "https://opensky-network.org/api"
 OPENSKY_TOKEN_URL = (
@@ -26,16 +33,7 @@ class Config:
         self.SQLALCHEMY_DATABASE_URI = sqlalchemy_url(
             env_str("DATA_COLLECTOR_DATABASE_URL", required=True)
         )
-        self.SQLALCHEMY_ENGINE_OPTIONS = {
-            # A handful per process: gunicorn workers are single-threaded.
-            "pool_size": env_int("DB_POOL_SIZE", 5, minimum=1),
-            "max_overflow": 5,
-            # Survive a database restart without failing the first request after it.
-            "pool_pre_ping": True,
-            "pool_recycle": 1800,
-            # Sessions in UTC, so timestamptz values come back in UTC.
-            "connect_args": {"options": "-c timezone=UTC"},
-        }
+        self.SQLALCHEMY_ENGINE_OPTIONS = database_engine_options()
         self.BIND_HOST = env_str("BIND_HOST", "0.0.0.0")
         self.HTTP_PORT = env_int("DATA_COLLECTOR_HTTP_PORT", 5002, minimum=1)
         self.GRPC_PORT = env_int("DATA_COLLECTOR_GRPC_PORT", 50052, minimum=1)

@@ -4,7 +4,7 @@
 (role ``worker``); ``python -m data_collector.worker --once`` runs one cycle
 in the foreground and prints what it did (ops and tests).
 
-Two APScheduler jobs share one app context per run: the periodic cycle every
+Two jobs (common.scheduling): the periodic cycle every
 ``COLLECT_INTERVAL_MINUTES`` (also once at start, so a restarted worker
 catches up), and a poll every ``COLLECT_POLL_SECONDS`` that runs a cycle when
 ``POST /interests`` (from any web worker of any replica) asked for one.
@@ -16,83 +16,30 @@ import argparse
 import dataclasses
 import json
 import logging
-import signal
 import sys
-from datetime import UTC, datetime
 
-from apscheduler.schedulers.blocking import BlockingScheduler
-
-from common.logs import configure_logging
+from common.scheduling import PeriodicJob, run_periodic_jobs
 from data_collector import collection
 from data_collector.app import create_app
+from data_collector.config import Config, startup_warnings
+from data_collector.opensky import OpenSkyClient
 
 log = logging.getLogger(__name__)
 
 
-class Worker:
-    """One worker process: the app, the OpenSky client (and its token cache), the jobs."""
+def collect(client: OpenSkyClient) -> collection.CycleResult:
+    """Run one collection cycle now (skipped if another process is running one)."""
+    try:
+        return collection.run_cycle(client=client)
+    except Exception:
+        log.exception("collection cycle failed")
+        return collection.CycleResult("failed")
 
-    def __init__(self):
-        self.app = create_app()
-        self.client = collection.client_from_config(self.app.config)
-        configure_logging(self.app.config["LOG_LEVEL"])
-        if self.client.anonymous:
-            log.warning(
-                "OPENSKY_CLIENT_ID/OPENSKY_CLIENT_SECRET are empty or placeholders: "
-                "collecting anonymously (400 credits a day)"
-            )
 
-    def cycle(self) -> collection.CycleResult:
-        """Run one collection cycle now (skipped if another process is running one)."""
-        with self.app.app_context():
-            try:
-                return collection.run_cycle(client=self.client)
-            except Exception:
-                log.exception("collection cycle failed")
-                return collection.CycleResult("failed")
-
-    def poll(self) -> None:
-        """Run a cycle if one was asked for."""
-        with self.app.app_context():
-            try:
-                pending = collection.collection_pending()
-            except Exception as error:
-                log.warning("cannot check for requested cycles: %s", error)
-                return
-        if pending:
-            self.cycle()
-
-    def run_forever(self) -> None:
-        """Schedule the jobs and block until SIGTERM or SIGINT."""
-        config = self.app.config
-        scheduler = BlockingScheduler(
-            timezone=UTC,
-            # A late or overlapping run is merged into one; the lock does the rest.
-            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
-        )
-        scheduler.add_job(
-            self.cycle,
-            "interval",
-            minutes=config["COLLECT_INTERVAL_MINUTES"],
-            next_run_time=datetime.now(UTC),
-            id="collect",
-        )
-        scheduler.add_job(
-            self.poll, "interval", seconds=config["COLLECT_POLL_SECONDS"], id="requested"
-        )
-
-        def stop(signum, _frame):
-            log.info("worker received %s, stopping", signal.Signals(signum).name)
-            scheduler.shutdown(wait=False)
-
-        signal.signal(signal.SIGTERM, stop)
-        signal.signal(signal.SIGINT, stop)
-        log.info(
-            "worker started: a cycle every %d minutes, requests polled every %.1fs",
-            config["COLLECT_INTERVAL_MINUTES"],
-            config["COLLECT_POLL_SECONDS"],
-        )
-        scheduler.start()
+def collect_if_requested(client: OpenSkyClient) -> None:
+    """Run a cycle if one was asked for (a new interest) and OpenSky may be asked now."""
+    if collection.collection_pending():
+        collect(client)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -100,12 +47,25 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m data_collector.worker")
     parser.add_argument("--once", action="store_true", help="run one cycle now and exit")
     args = parser.parse_args(argv)
-    worker = Worker()
+    app = create_app()
+    # One client per process: it caches the OAuth2 token between cycles.
+    client = collection.client_from_config(app.config)
     if args.once:
-        result = worker.cycle()
+        for warning in startup_warnings(Config()):
+            log.warning(warning)
+        with app.app_context():
+            result = collect(client)
         print(json.dumps(dataclasses.asdict(result)))
         return 0 if result.outcome in {"done", "busy", "waiting"} else 1
-    worker.run_forever()
+    cycle_seconds = app.config["COLLECT_INTERVAL_MINUTES"] * 60
+    poll_seconds = app.config["COLLECT_POLL_SECONDS"]
+    run_periodic_jobs(
+        app,
+        [
+            PeriodicJob("collect", lambda: collect(client), cycle_seconds),
+            PeriodicJob("requested", lambda: collect_if_requested(client), poll_seconds),
+        ],
+    )
     return 0
 
 

@@ -1,6 +1,13 @@
 """User Manager settings, read from the environment with local-stack defaults."""
 
-from common.config import env_bool, env_float, env_int, env_str, sqlalchemy_url
+from common.config import (
+    database_engine_options,
+    env_bool,
+    env_float,
+    env_int,
+    env_str,
+    sqlalchemy_url,
+)
 
 
 class Config:
@@ -10,17 +17,7 @@ class Config:
         self.SQLALCHEMY_DATABASE_URI = sqlalchemy_url(
             env_str("USER_MANAGER_DATABASE_URL", required=True)
         )
-        self.SQLALCHEMY_ENGINE_OPTIONS = {
-            # A handful per process: gunicorn workers are single-threaded.
-            "pool_size": env_int("DB_POOL_SIZE", 5, minimum=1),
-            "max_overflow": 5,
-            # Survive a database restart without failing the first request after it.
-            "pool_pre_ping": True,
-            "pool_recycle": 1800,
-            # Sessions in UTC, so timestamptz values come back in UTC.
-            # A database that does not answer fails a request (503) instead of hanging it.
-            "connect_args": {"options": "-c timezone=UTC", "connect_timeout": 5},
-        }
+        self.SQLALCHEMY_ENGINE_OPTIONS = database_engine_options()
         self.BIND_HOST = env_str("BIND_HOST", "0.0.0.0")
         self.HTTP_PORT = env_int("USER_MANAGER_HTTP_PORT", 5001, minimum=1)
         self.GRPC_PORT = env_int("USER_MANAGER_GRPC_PORT", 50051, minimum=1)

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import psycopg2
 
 from data_collector.collection import COLLECTION_LOCK_ID
-from tests.utils import Api, create_user, wait_until
+from tests.utils import Api, create_user, run_sql, wait_until
 
 DAY = 86400
 # A cycle over a handful of airports takes well under a second on the simulator;
@@ -89,13 +89,7 @@ class Collector:
 
     def sql(self, statement: str, params=None) -> list[tuple]:
         """Run one statement on the collector's database (tests that inspect or reset state)."""
-        connection = psycopg2.connect(self.stack.database_urls["DATA_COLLECTOR_DATABASE_URL"])
-        try:
-            with connection, connection.cursor() as cursor:
-                cursor.execute(statement, params)
-                return cursor.fetchall() if cursor.description else []
-        finally:
-            connection.close()
+        return run_sql(self.stack.database_urls["DATA_COLLECTOR_DATABASE_URL"], statement, params)
 
     def last_cycle(self) -> dict:
         """The ``last_cycle`` part of ``GET /health``."""
