@@ -75,6 +75,9 @@ def database_engine_options() -> dict:
         # Sessions in UTC, so timestamptz values come back in UTC.
         # A database that does not answer fails a request (503) instead of hanging it.
         "connect_args": {"options": "-c timezone=UTC", "connect_timeout": 5},
+        # Error messages would otherwise carry the statement's values (IBANs, tax codes)
+        # into the logs.
+        "hide_parameters": True,
     }
 
 

@@ -14,6 +14,8 @@ from flask import Flask, jsonify, request
 from sqlalchemy.exc import DBAPIError, OperationalError
 from werkzeug.exceptions import HTTPException
 
+from common.logs import describe_database_error
+
 log = logging.getLogger(__name__)
 
 
@@ -63,7 +65,12 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(OperationalError)
     def handle_database_unavailable(error: OperationalError):
-        log.error("database unavailable during %s %s: %s", request.method, request.path, error)
+        log.error(
+            "database unavailable during %s %s: %s",
+            request.method,
+            request.path,
+            describe_database_error(error),
+        )
         return error_response(
             503, "The database is unavailable; try again shortly.", None, {"Retry-After": "5"}
         )

@@ -7,7 +7,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from common.errors import ApiError, json_object_body
-from common.pagination import page_response, parse_page_request
+from common.pagination import INVALID_CURSOR_MESSAGE, page_response, parse_page_request
 from common.validation import EMAIL_MAX_LENGTH, normalize_email, parse_model
 from user_manager import idempotency, outbox, services
 from user_manager.models import db
@@ -19,7 +19,6 @@ DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
 # A readiness probe must answer within its own timeout even when PostgreSQL hangs.
 HEALTH_STATEMENT_TIMEOUT_MS = 2000
-INVALID_CURSOR = "The cursor is invalid; use the URL from the previous page's Link header."
 
 
 def _path_email(email: str) -> str:
@@ -96,7 +95,7 @@ def list_users():
     if after is not None and not (
         isinstance(after, str) and len(after) <= EMAIL_MAX_LENGTH and after.isprintable()
     ):
-        raise ApiError(400, INVALID_CURSOR)
+        raise ApiError(400, INVALID_CURSOR_MESSAGE)
     users = services.list_users(after_email=after, limit=page.limit + 1)
     return page_response(
         [user.to_dict() for user in users], page=page, sort_key_of=lambda item: [item["email"]]
