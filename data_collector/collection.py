@@ -36,6 +36,7 @@ from flask import current_app
 from sqlalchemy import create_engine, delete, func, select, text, tuple_
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import NullPool
 
 from common.timeutil import utc_now
@@ -174,32 +175,46 @@ def run_cycle(*, client: OpenSkyClient) -> CycleResult:
         state.last_cycle_outcome = "running"
         db.session.commit()
 
-        result = _Cycle(client, current_app.config).run()
+        cycle = _Cycle(client, current_app.config)
+        try:
+            cycle.run()
+        except Exception:
+            log.exception("collection cycle failed")
+            cycle.result.outcome = "failed"
+        finally:
+            # Whatever happened, the cycle ends here: the requests it answered are
+            # consumed and its outcome recorded. A failure that repeats would
+            # otherwise be retried every COLLECT_POLL_SECONDS, spending credits.
+            db.session.rollback()
+            _finish(cycle.result, last_request)
+        return cycle.result
 
-        if result.outcome == "rate-limited":
-            if last_request is None:
-                request_collection()  # resume as soon as the wait is over
-        elif last_request is not None:
-            consumed = CollectionRequest.id <= last_request
-            db.session.execute(delete(CollectionRequest).where(consumed))
-        delete_expired(retention_days=current_app.config["RETENTION_DAYS"])
-        state = _state()
-        state.last_cycle_finished_at = utc_now()
-        state.last_cycle_outcome = result.outcome
-        state.last_cycle_mode = result.mode
-        state.last_cycle_requests = result.requests
-        state.last_cycle_credits = result.credits
-        state.last_cycle_flights = result.flights
-        db.session.commit()
-        log.info(
-            "collection cycle %s: %s mode, %d requests, %d credits, %d flights stored",
-            result.outcome,
-            result.mode,
-            result.requests,
-            result.credits,
-            result.flights,
-        )
-        return result
+
+def _finish(result: CycleResult, last_request: int | None) -> None:
+    """Consume the requests the cycle answered, apply retention, record the outcome."""
+    if result.outcome == "rate-limited":
+        if last_request is None:
+            request_collection()  # resume as soon as the wait is over
+    elif last_request is not None:
+        consumed = CollectionRequest.id <= last_request
+        db.session.execute(delete(CollectionRequest).where(consumed))
+    delete_expired(retention_days=current_app.config["RETENTION_DAYS"])
+    state = _state()
+    state.last_cycle_finished_at = utc_now()
+    state.last_cycle_outcome = result.outcome
+    state.last_cycle_mode = result.mode
+    state.last_cycle_requests = result.requests
+    state.last_cycle_credits = result.credits
+    state.last_cycle_flights = result.flights
+    db.session.commit()
+    log.info(
+        "collection cycle %s: %s mode, %d requests, %d credits, %d flights stored",
+        result.outcome,
+        result.mode,
+        result.requests,
+        result.credits,
+        result.flights,
+    )
 
 
 def delete_expired(*, retention_days: int) -> None:
@@ -284,7 +299,30 @@ class _Cycle:
         self._record_credits()
         return answer.flights
 
+    @contextmanager
+    def _one_range(self, what: str) -> Iterator[None]:
+        """Store a range's flights and marks in one go, or nothing of them.
+
+        An unexpected error (a value the database refuses, a bug) loses only
+        this range, which stays unmarked and is asked for again next cycle;
+        the cycle goes on with the others. Rate limits, refused credentials
+        and a database that does not answer still stop the cycle.
+        """
+        try:
+            yield
+        except (RateLimitedError, CredentialsRefusedError, OperationalError):
+            raise
+        except Exception:
+            db.session.rollback()
+            log.exception("skipping %s: its flights could not be stored", what)
+            self.result.outcome = "partial"
+
     def _fetch_airport_range(self, request: planning.AirportRequest) -> None:
+        what = f"{request.direction} {request.airport} [{request.begin}, {request.end}]"
+        with self._one_range(what):
+            self._store_airport_range(request)
+
+    def _store_airport_range(self, request: planning.AirportRequest) -> None:
         fetched_at = int(time.time())
         flights = self._fetch(
             request.direction, begin=request.begin, end=request.end, airport=request.airport
@@ -313,18 +351,10 @@ class _Cycle:
             started = int(time.time())
             complete = True
             for begin, end, _cost in sweep_day.windows:
-                flights = self._fetch("all", begin=begin, end=end, airport=None)
-                if flights is None:
-                    complete = False
-                    continue
-                followed = [
-                    f
-                    for f in flights
-                    if f["est_departure_airport"] in self.airports
-                    or f["est_arrival_airport"] in self.airports
-                ]
-                self.result.flights += upsert_flights(followed)
-                db.session.commit()
+                stored = False
+                with self._one_range(f"all [{begin}, {end}]"):
+                    stored = self._store_sweep_window(begin, end)
+                complete = complete and stored
             if not complete:
                 continue
             swept_at[sweep_day.day] = started
@@ -333,6 +363,21 @@ class _Cycle:
             )
             store_marks(marks)
             db.session.commit()
+
+    def _store_sweep_window(self, begin: int, end: int) -> bool:
+        """Fetch one window and store its flights at followed airports; tell if it worked."""
+        flights = self._fetch("all", begin=begin, end=end, airport=None)
+        if flights is None:
+            return False
+        followed = [
+            f
+            for f in flights
+            if f["est_departure_airport"] in self.airports
+            or f["est_arrival_airport"] in self.airports
+        ]
+        self.result.flights += upsert_flights(followed)
+        db.session.commit()
+        return True
 
     def _record_credits(self) -> None:
         if self.client.last_remaining is not None:

@@ -18,6 +18,7 @@ from opensky_sim.world import (
     DAY,
     DIRECTIONS,
     FIRST_SEEN,
+    FLIGHT_FIELDS,
     DatasetWorld,
     SyntheticWorld,
     select_flights,
@@ -34,17 +35,37 @@ MAX_ALL_INTERVAL = 2 * 3600
 AIRPORT_PATTERN = re.compile(r"[A-Za-z0-9]{4}")
 UNSIGNED_INT_PATTERN = re.compile(r"[0-9]+")
 
-# Bodies of injected "malformed" answers: the three ways a body can be wrong
-# that a client must survive without losing what it already stored.
+# A well-formed flight; the "out_of_range" variant spoils one value of it per copy.
+_GOOD_FLIGHT = dict(
+    zip(
+        FLIGHT_FIELDS,
+        ("4b1805", 1700000000, "LSZH", 1700003600, "LIRF", "SWR1234 ", 500, 50, 700, 60, 1, 2),
+        strict=True,
+    )
+)
+# Right JSON types, values no database column or datetime can hold.
+OUT_OF_RANGE_VALUES = (
+    {"estDepartureAirportHorizDistance": 2**31},  # beyond a 32-bit integer
+    {"callsign": "SWR\u00001234"},  # NUL, which PostgreSQL text refuses
+    {"firstSeen": 10**12, "lastSeen": 10**12 + 60},  # year 33658
+    {"lastSeen": 1_699_999_999},  # lands before it took off
+    {"icao24": "4b18zz"},  # not 24 bits in hex
+    {"estArrivalAirport": "LIRF-ROME"},  # longer than any airport code
+)
+
+# Bodies of injected "malformed" answers: the ways a body can be wrong that a
+# client must survive without losing what it already stored.
 MALFORMED_FLIGHTS = {
     "truncated": '[{"icao24": "4b1805", "firstSeen": 17',
     "not_a_list": '{"message": "Internal error, please retry"}',
     "bad_items": '[{"icao24": 12345, "firstSeen": "yesterday"}, "not an object", null]',
+    "out_of_range": json.dumps([dict(_GOOD_FLIGHT, **spoiled) for spoiled in OUT_OF_RANGE_VALUES]),
 }
 MALFORMED_TOKEN = {
     "truncated": '{"access_token": "eyJhbGciOi',
     "not_a_list": '["not", "an", "object"]',
     "bad_items": '{"access_token": null, "expires_in": "soon", "token_type": "Bearer"}',
+    "out_of_range": '{"access_token": "eyJhbGciOi", "expires_in": -1800, "token_type": "Bearer"}',
 }
 
 
