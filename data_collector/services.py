@@ -5,6 +5,7 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
+import grpc
 from pydantic import BaseModel, ConfigDict, StrictStr, field_validator
 from sqlalchemy import delete, func, literal, select, text, tuple_, union_all
 from sqlalchemy.dialects.postgresql import insert
@@ -65,8 +66,14 @@ def require_existing_user(*, peer: GrpcPeer, email: str) -> None:
     """Ask the User Manager whether the user exists: 404 if not, 503 if it cannot answer."""
     try:
         reply = peer.call("CheckUserExists", flight_tracker_pb2.UserRequest(email=email))
-    except PeerUnavailableError as error:
-        log.warning("User Manager unavailable for CheckUserExists: %s", error)
+    except (PeerUnavailableError, grpc.RpcError) as error:
+        # Any failure means "cannot check now": never assume the user exists, never a 500.
+        code = error.code() if callable(getattr(error, "code", None)) else None
+        log.warning(
+            "User Manager cannot answer CheckUserExists (%s): %s",
+            code.name if code else "UNAVAILABLE",
+            error,
+        )
         raise ApiError(
             503,
             "The User Manager is unavailable, so the user cannot be checked; try again shortly.",
