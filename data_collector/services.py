@@ -184,7 +184,10 @@ class FlightCursor:
         """Rebuild a cursor from a decoded sort key, or raise the pagination 400."""
         try:
             moment, flight_id, direction = key
-            if not isinstance(flight_id, int) or direction not in FLIGHT_TYPES.values():
+            # bool is an int to Python, and ids are bigint to PostgreSQL.
+            if type(flight_id) is not int or not 0 <= flight_id < 2**63:
+                raise ValueError
+            if direction not in FLIGHT_TYPES.values():
                 raise ValueError
             return cls(datetime.fromisoformat(moment), flight_id, direction)
         except (TypeError, ValueError):
