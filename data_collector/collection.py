@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import create_engine, delete, func, select, text, tuple_
+from sqlalchemy import create_engine, delete, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
@@ -150,12 +150,22 @@ def collection_pending() -> bool:
     state = _state()
     if state.not_before is not None and state.not_before > utc_now():
         return False
-    return db.session.scalar(select(CollectionRequest.id).limit(1)) is not None
+    pending = select(CollectionRequest.id).where(~CollectionRequest.taken).limit(1)
+    return db.session.scalar(pending) is not None
 
 
-def request_collection(*, airport_code: str | None = None) -> None:
-    """Ask the worker for a cycle soon (in the caller's transaction)."""
-    db.session.add(CollectionRequest(airport_code=airport_code))
+def request_collection() -> None:
+    """Ask the worker for a cycle soon, and commit (with whatever the caller added before).
+
+    Requests made before the next cycle starts coalesce into one pending row,
+    so calling this often costs nothing more than calling it once.
+    """
+    db.session.execute(
+        insert(CollectionRequest)
+        .values(taken=False)
+        .on_conflict_do_nothing(index_elements=["taken"], index_where=~CollectionRequest.taken)
+    )
+    db.session.commit()
 
 
 def run_cycle(*, client: OpenSkyClient) -> CycleResult:
@@ -169,7 +179,10 @@ def run_cycle(*, client: OpenSkyClient) -> CycleResult:
             log.info("OpenSky asked us to wait until %s; skipping this cycle", state.not_before)
             db.session.rollback()
             return CycleResult("waiting")
-        last_request = db.session.scalar(select(func.max(CollectionRequest.id)))
+        # The requests this cycle answers: exactly these rows are deleted at its end.
+        taken = db.session.scalars(
+            update(CollectionRequest).values(taken=True).returning(CollectionRequest.id)
+        ).all()
         state.last_cycle_started_at = utc_now()
         state.last_cycle_finished_at = None
         state.last_cycle_outcome = "running"
@@ -186,20 +199,20 @@ def run_cycle(*, client: OpenSkyClient) -> CycleResult:
             # consumed and its outcome recorded. A failure that repeats would
             # otherwise be retried every COLLECT_POLL_SECONDS, spending credits.
             db.session.rollback()
-            _finish(cycle.result, last_request)
+            _finish(cycle.result, taken)
         return cycle.result
 
 
-def _finish(result: CycleResult, last_request: int | None) -> None:
+def _finish(result: CycleResult, taken: list[int]) -> None:
     """Consume the requests the cycle answered, apply retention, record the outcome."""
+    db.session.execute(delete(CollectionRequest).where(CollectionRequest.id.in_(taken)))
     if result.outcome == "rate-limited":
-        if last_request is None:
-            request_collection()  # resume as soon as the wait is over
-    elif last_request is not None:
-        consumed = CollectionRequest.id <= last_request
-        db.session.execute(delete(CollectionRequest).where(consumed))
-    delete_expired(retention_days=current_app.config["RETENTION_DAYS"])
+        request_collection()  # resume as soon as the wait is over
     state = _state()
+    today = utc_now().date()
+    if state.retention_ran_on != today:
+        delete_expired(retention_days=current_app.config["RETENTION_DAYS"])
+        state.retention_ran_on = today
     state.last_cycle_finished_at = utc_now()
     state.last_cycle_outcome = result.outcome
     state.last_cycle_mode = result.mode

@@ -5,7 +5,7 @@ from flask import Blueprint, current_app, jsonify, request
 from common.errors import ApiError, json_object_body
 from common.pagination import page_response, parse_page_request
 from common.validation import normalize_email, parse_model, whole_number
-from data_collector import services
+from data_collector import collection, services
 
 bp = Blueprint("collector", __name__)
 
@@ -32,7 +32,7 @@ def health():
 @bp.post("/collection/runs")
 def request_collection_run():
     """Ask the worker for a collection cycle now (it fetches only what is due)."""
-    services.request_cycle()
+    collection.request_collection()
     return {"message": "Collection cycle requested"}, 202
 
 

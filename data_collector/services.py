@@ -96,10 +96,11 @@ def add_interest(*, email: str, airport_code: str) -> bool:
         .on_conflict_do_nothing(constraint="uq_user_interests_user_airport")
         .returning(UserInterest.id)
     ).first()
-    if inserted is not None:
-        collection.request_collection(airport_code=airport_code)
-    db.session.commit()
-    return inserted is not None
+    if inserted is None:
+        db.session.commit()
+        return False
+    collection.request_collection()  # commits the interest and the request together
+    return True
 
 
 def remove_interest(*, email: str, airport_code: str) -> bool:
@@ -132,12 +133,6 @@ def delete_user_interests(*, email: str) -> int:
     result = db.session.execute(delete(UserInterest).where(UserInterest.user_email == normalized))
     db.session.commit()
     return result.rowcount
-
-
-def request_cycle() -> None:
-    """Ask the worker for a collection cycle soon (ops; it fetches only what is due)."""
-    collection.request_collection()
-    db.session.commit()
 
 
 # --- Flight queries ------------------------------------------------------------------

@@ -56,7 +56,8 @@ def wipe_collector_tables(database_url: str) -> None:
             cursor.execute(f"TRUNCATE {COLLECTOR_TABLES}")
             cursor.execute(
                 "UPDATE collector_state SET not_before = NULL, credits_remaining = NULL, "
-                "last_cycle_started_at = NULL, last_cycle_finished_at = NULL"
+                "last_cycle_started_at = NULL, last_cycle_finished_at = NULL, "
+                "retention_ran_on = NULL"
             )
     finally:
         connection.close()
