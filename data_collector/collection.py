@@ -231,12 +231,21 @@ def _finish(result: CycleResult, taken: list[int]) -> None:
 
 
 def delete_expired(*, retention_days: int) -> None:
-    """Delete flights and marks older than the retention period (in the caller's transaction)."""
-    cutoff = utc_now() - timedelta(days=retention_days)
+    """Delete the days before the last ``retention_days``: flights and marks alike.
+
+    The cut is a UTC day boundary, the same for both, so a day that keeps its
+    mark keeps every flight it counts: its departures and arrivals all have
+    ``last_seen`` on or after the day's start, and only flights that ended
+    before it go. (A cut at "now minus N days" deleted part of the oldest
+    marked day, which the average then counted as a whole, quieter day.)
+    Runs in the caller's transaction.
+    """
+    first_kept = utc_now().date() - timedelta(days=retention_days)
+    cutoff = datetime.combine(first_kept, datetime.min.time(), UTC)
     flights = db.session.execute(delete(FlightData).where(FlightData.last_seen < cutoff))
-    db.session.execute(delete(CollectedDay).where(CollectedDay.day < cutoff.date()))
+    db.session.execute(delete(CollectedDay).where(CollectedDay.day < first_kept))
     if flights.rowcount:
-        log.info("deleted %d flights older than %d days", flights.rowcount, retention_days)
+        log.info("deleted %d flights that ended before %s", flights.rowcount, first_kept)
 
 
 class _Cycle:

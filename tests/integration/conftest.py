@@ -25,6 +25,8 @@ COLLECTOR_TEST_ENV = {
     # Injected timeouts sleep 3 s; the client gives up well before.
     "OPENSKY_TIMEOUT_SECONDS": "1",
     "WEB_CONCURRENCY": "2",
+    # Short, so retention tests work with days close to the collected ones.
+    "RETENTION_DAYS": "10",
 }
 COLLECTOR_TABLES = "user_interests, flight_data, collected_days, collection_requests"
 

@@ -1,5 +1,7 @@
 """Flight queries: lists, last flight and daily average agree with what OpenSky served."""
 
+from datetime import UTC, datetime
+
 import psycopg2
 import pytest
 
@@ -11,6 +13,7 @@ from tests.integration.collector_support import (
     today_start,
     without_type,
 )
+from tests.integration.conftest import COLLECTOR_TEST_ENV
 
 pytestmark = pytest.mark.local_stack
 
@@ -161,3 +164,29 @@ def test_queries_use_the_airport_indexes_on_a_large_table(collector):
     finally:
         connection.rollback()
         connection.close()
+
+
+def test_the_oldest_day_kept_by_retention_keeps_all_its_flights(collector):
+    """The average over RETENTION_DAYS counts the oldest day whole, or not at all."""
+    retention = int(COLLECTOR_TEST_ENV["RETENTION_DAYS"])
+    oldest = today_start() - retention * DAY
+    for day, icao24s in ((oldest - DAY, ["e00001"]), (oldest, ["e00002", "e00003"])):
+        collector.sql(
+            "INSERT INTO collected_days VALUES (%s, 'departure', to_timestamp(%s)::date, "
+            "to_timestamp(%s), now())",
+            (AIRPORT, day, day + DAY - 1),
+        )
+        for offset, icao24 in zip((30, DAY - 3600), icao24s, strict=False):
+            collector.sql(
+                "INSERT INTO flight_data (icao24, first_seen, last_seen, est_departure_airport) "
+                "VALUES (%s, to_timestamp(%s), to_timestamp(%s), %s)",
+                (icao24, day + offset, day + offset + 60, AIRPORT),
+            )
+    collector.run_cycle()  # retention runs at the end of the cycle
+
+    body = collector.dc.get(f"/flights/average/{AIRPORT}?days={retention}&type=departures").json()
+    assert body["days_covered"] == 1 and body["departures_per_day"] == 2.0
+    oldest_day = datetime.fromtimestamp(oldest, UTC).date()
+    assert collector.sql("SELECT min(day) FROM collected_days") == [(oldest_day,)]
+    stored = collector.sql("SELECT icao24 FROM flight_data ORDER BY 1")
+    assert stored == [("e00002",), ("e00003",)]
