@@ -2,17 +2,23 @@
 
 Single runner across processes and replicas
 -------------------------------------------
-A cycle runs only while its process holds the transaction-scoped advisory
-lock ``COLLECTION_LOCK_ID``. The lock is taken with
-``pg_try_advisory_xact_lock`` on a connection of its own, opened for the
-cycle outside the connection pool (``NullPool``), whose transaction stays
-open, idle, until the cycle ends; closing that transaction releases the
-lock. Nothing else ever runs on that connection, so no pooled connection can
-carry a lock into someone else's work, and if the process dies the server
-closes the connection and the lock goes with it (TCP keepalives detect a
-vanished host). The idle transaction holds no snapshot and wrote nothing, so
-it does not hold back vacuum. Another process that finds the lock taken
-skips its cycle: the one running covers every followed airport.
+A cycle runs only while its process holds the advisory lock
+``COLLECTION_LOCK_ID``, taken with ``pg_try_advisory_lock`` on a connection
+of its own: opened for the cycle outside the connection pool (``NullPool``),
+used for nothing else, unlocked and closed when the cycle ends. A
+session-level lock is safe here because that connection is never shared or
+reused: no pooled connection can carry the lock into someone else's work,
+and if the process dies the server closes the connection and the lock goes
+with it (TCP keepalives detect a vanished host). Unlike a transaction-scoped
+lock it needs no transaction left open, idle, for the whole cycle, which an
+``idle_in_transaction_session_timeout`` (common on managed PostgreSQL) would
+silently kill, releasing the lock mid-cycle. Another process that finds the
+lock taken skips its cycle: the one running covers every followed airport.
+
+Exactly once per period (design.md section 3): every replica's worker runs
+the periodic cycle on its own schedule, so under the lock a periodic cycle is
+skipped when another one started within the period (``last_cycle_started_at``
+in ``collector_state``). Requested cycles (a new interest) always run.
 
 The cycle's own work commits on the ordinary session, one fetched range at a
 time: the range's flights and its marks in ``collected_days`` go in one
@@ -61,6 +67,12 @@ log = logging.getLogger(__name__)
 
 # Arbitrary constant shared by every replica; distinct from the migration lock.
 COLLECTION_LOCK_ID = 7_404_002
+# A database that does not answer fails the cycle in seconds instead of hanging the worker.
+LOCK_CONNECT_TIMEOUT_SECONDS = 10
+# A periodic cycle is skipped when another started less than this share of the
+# interval ago: the margin absorbs scheduler jitter, so a replica never skips
+# the cycle that is its own turn.
+PERIOD_SHARE = 0.9
 EPOCH = date(1970, 1, 1)
 FLIGHT_KEY = ("icao24", "first_seen")
 FLIGHT_COLUMNS = tuple(c.name for c in FlightData.__table__.columns if c.name != "id")
@@ -70,7 +82,7 @@ FLIGHT_COLUMNS = tuple(c.name for c in FlightData.__table__.columns if c.name !=
 class CycleResult:
     """What a cycle did, for logs, ``GET /health`` and ``worker --once``."""
 
-    outcome: str  # done, partial, rate-limited, busy, waiting
+    outcome: str  # done, partial, failed, rate-limited, busy, waiting, skipped
     mode: str | None = None
     requests: int = 0
     credits: int = 0
@@ -109,7 +121,14 @@ def _lock_engine(url: str) -> Engine:
     return create_engine(
         url,
         poolclass=NullPool,
-        connect_args={"keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10},
+        # No transaction is left open on this connection (see the module docstring).
+        isolation_level="AUTOCOMMIT",
+        connect_args={
+            "connect_timeout": LOCK_CONNECT_TIMEOUT_SECONDS,
+            "keepalives": 1,
+            "keepalives_idle": 30,
+            "keepalives_interval": 10,
+        },
     )
 
 
@@ -118,13 +137,17 @@ def cycle_lock() -> Iterator[bool]:
     """Hold the collection lock for the duration of the block; yield whether it was free."""
     engine = _lock_engine(current_app.config["SQLALCHEMY_DATABASE_URI"])
     with engine.connect() as connection:
-        acquired = connection.execute(
-            text("SELECT pg_try_advisory_xact_lock(:id)"), {"id": COLLECTION_LOCK_ID}
-        ).scalar()
+        lock = {"id": COLLECTION_LOCK_ID}
+        acquired = connection.execute(text("SELECT pg_try_advisory_lock(:id)"), lock).scalar()
         try:
             yield bool(acquired)
         finally:
-            connection.rollback()  # ends the transaction: releases the lock
+            # Closing the connection would release it too; unlocking says if it was lost.
+            if (
+                acquired
+                and not connection.execute(text("SELECT pg_advisory_unlock(:id)"), lock).scalar()
+            ):
+                log.error("the collection lock was lost during the cycle")
 
 
 def day_number(value: date) -> int:
@@ -168,17 +191,31 @@ def request_collection() -> None:
     db.session.commit()
 
 
-def run_cycle(*, client: OpenSkyClient) -> CycleResult:
-    """Run one cycle if no other process is running one and OpenSky is not to be waited for."""
+def run_cycle(*, client: OpenSkyClient, periodic: bool = False) -> CycleResult:
+    """Run one cycle if no other process is running one and OpenSky is not to be waited for.
+
+    ``periodic``: the scheduled cycle, skipped if any replica started one
+    within the current period.
+    """
     with cycle_lock() as acquired:
         if not acquired:
             log.info("another process is collecting; skipping this cycle")
             return CycleResult("busy")
+        # What this session read before the lock may be stale: another replica may
+        # have just stored a 429's "not before" or finished a cycle.
+        db.session.expire_all()
         state = _state()
         if state.not_before is not None and state.not_before > utc_now():
             log.info("OpenSky asked us to wait until %s; skipping this cycle", state.not_before)
             db.session.rollback()
             return CycleResult("waiting")
+        if periodic and _cycle_started_this_period(state):
+            log.info(
+                "a cycle started at %s, within this period; skipping the periodic cycle",
+                state.last_cycle_started_at,
+            )
+            db.session.rollback()
+            return CycleResult("skipped")
         # The requests this cycle answers: exactly these rows are deleted at its end.
         taken = db.session.scalars(
             update(CollectionRequest).values(taken=True).returning(CollectionRequest.id)
@@ -201,6 +238,14 @@ def run_cycle(*, client: OpenSkyClient) -> CycleResult:
             db.session.rollback()
             _finish(cycle.result, taken)
         return cycle.result
+
+
+def _cycle_started_this_period(state: CollectorState) -> bool:
+    """Tell whether a cycle that ended (one left "running" died) started within the period."""
+    if state.last_cycle_started_at is None or state.last_cycle_outcome == "running":
+        return False
+    period = timedelta(minutes=current_app.config["COLLECT_INTERVAL_MINUTES"]) * PERIOD_SHARE
+    return utc_now() - state.last_cycle_started_at < period
 
 
 def _finish(result: CycleResult, taken: list[int]) -> None:

@@ -9,7 +9,8 @@ Two jobs (common.scheduling): the periodic cycle every
 catches up), and a poll every ``COLLECT_POLL_SECONDS`` that runs a cycle when
 ``POST /interests`` (from any web worker of any replica) asked for one.
 Every replica runs this worker; the advisory lock in ``collection.py`` lets
-only one cycle run at a time.
+only one cycle run at a time, and a periodic cycle is skipped when any
+replica started one within the period.
 """
 
 import argparse
@@ -27,10 +28,10 @@ from data_collector.opensky import OpenSkyClient
 log = logging.getLogger(__name__)
 
 
-def collect(client: OpenSkyClient) -> collection.CycleResult:
+def collect(client: OpenSkyClient, *, periodic: bool = False) -> collection.CycleResult:
     """Run one collection cycle now (skipped if another process is running one)."""
     try:
-        return collection.run_cycle(client=client)
+        return collection.run_cycle(client=client, periodic=periodic)
     except Exception:
         log.exception("collection cycle failed")
         return collection.CycleResult("failed")
@@ -62,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     run_periodic_jobs(
         app,
         [
-            PeriodicJob("collect", lambda: collect(client), cycle_seconds),
+            PeriodicJob("collect", lambda: collect(client, periodic=True), cycle_seconds),
             PeriodicJob("requested", lambda: collect_if_requested(client), poll_seconds),
         ],
     )

@@ -12,7 +12,9 @@ from pathlib import Path
 import psycopg2
 import pytest
 
+from data_collector.app import create_app
 from data_collector.collection import COLLECTION_LOCK_ID
+from data_collector.models import db
 from devstack.stack import LocalStack, StackSettings
 from opensky_sim.control import SimulatorControl
 from tests.integration.collector_support import Collector
@@ -73,3 +75,18 @@ def collector(collector_stack) -> Collector:
     wipe_collector_tables(collector_stack.database_urls["DATA_COLLECTOR_DATABASE_URL"])
     sim.reset()
     return Collector(collector_stack, sim)
+
+
+@pytest.fixture
+def collector_app(collector, monkeypatch):
+    """The Data Collector app in this process, on the collection stack's database and simulator.
+
+    For checks at the level of one function against the real database (the
+    stack's own worker runs beside it; the collection lock keeps them apart).
+    """
+    for name, value in collector.stack.env.items():
+        monkeypatch.setenv(name, value)
+    app = create_app()
+    with app.app_context():
+        yield app
+        db.session.remove()

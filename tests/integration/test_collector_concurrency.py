@@ -5,10 +5,12 @@ import os
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 import requests
 
+from data_collector.collection import COLLECTION_LOCK_ID
 from devstack.stack import free_port
 from tests.integration.collector_support import assert_complete, sample_dataset
 from tests.utils import wait_until
@@ -78,3 +80,22 @@ def test_two_collectors_on_one_database_take_turns(collector, second_collector):
     assert_complete(collector, flights, airports=airports)
     log = log_path.read_text()
     assert "collection cycle" in log or "another process is collecting" in log
+
+
+def test_the_lock_holder_is_not_left_idle_in_a_transaction(collector):
+    """A managed PostgreSQL's idle_in_transaction_session_timeout must not drop the lock."""
+    collector.sim.load_dataset(sample_dataset())
+    collector.sim.inject([{"kind": "timeout", "seconds": 0.5}] * 4)
+    asked_at = time.time()
+    collector.follow_without_waiting("LIRF")
+
+    def lock_holder_between_statements():
+        rows = collector.sql(
+            "SELECT a.state, a.xact_start FROM pg_locks l JOIN pg_stat_activity a USING (pid) "
+            "WHERE l.locktype = 'advisory' AND l.objid = %s AND l.granted",
+            (COLLECTION_LOCK_ID,),
+        )
+        return [row for row in rows if row[0] != "active"]
+
+    assert wait_until(lock_holder_between_statements, timeout=20, interval=0.05) == [("idle", None)]
+    collector.wait_for_cycle(asked_at)
