@@ -11,7 +11,7 @@ import re
 import secrets
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 from opensky_sim.world import (
     ALL_SEMANTICS,
@@ -193,11 +193,12 @@ class Simulator:
     """OpenSky as one client population sees it: tokens, credits, clock, failures."""
 
     def __init__(self, settings):
-        self.settings = settings
+        self.initial_settings = settings
         self._lock = threading.Lock()
         self._reset()
 
     def _reset(self):
+        self.settings = self.initial_settings
         self.world = SyntheticWorld(self.settings.seed, self.settings.density)
         self.dataset_loaded = False
         self.clock_offset = 0.0
@@ -364,7 +365,7 @@ class Simulator:
     # Control interface.
 
     def reset(self):
-        """Forget everything tests changed: world, failures, calls, tokens, credits, clock."""
+        """Forget what tests changed: world, failures, calls, tokens, credits, clock, settings."""
         with self._lock:
             self._reset()
 
@@ -453,6 +454,13 @@ class Simulator:
                 bucket.limit = limit
             if remaining is not None:
                 bucket.used = bucket.limit - remaining
+
+    def set_all_semantics(self, semantics):
+        """Switch what ``/flights/all`` returns from now on (``first-seen`` or ``contained``)."""
+        if semantics not in ALL_SEMANTICS:
+            raise ValueError(f"all_semantics must be one of {', '.join(ALL_SEMANTICS)}")
+        with self._lock:
+            self.settings = replace(self.settings, all_semantics=semantics)
 
     def set_clock_offset(self, seconds):
         """Shift the sim clock relative to real time."""
