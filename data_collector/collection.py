@@ -35,7 +35,7 @@ import logging
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 
 from flask import current_app
@@ -306,6 +306,8 @@ class _Cycle:
         airports = sorted(db.session.scalars(select(UserInterest.airport_code).distinct()))
         self.airports = set(airports)
         self.marks = self._load_marks(airports, now)
+        if _state().sweep_unreliable_since is not None:
+            self.policy = replace(self.policy, sweep=False)
         plan = planning.plan_cycle(self.marks, airports, now=now, policy=self.policy)
         db.session.commit()
         self.result.mode = plan.mode
@@ -325,7 +327,8 @@ class _Cycle:
             # Newest first: if credits run out, the most wanted data is in.
             for request in sorted(plan.airport_requests, key=lambda r: -r.begin):
                 self._fetch_airport_range(request)
-            self._sweep(plan.sweep_days)
+            if not self._sweep(plan.sweep_days):
+                self._fetch_per_airport_instead(airports)
         except RateLimitedError as error:
             self._wait(error)
         except CredentialsRefusedError as error:
@@ -410,32 +413,41 @@ class _Cycle:
         db.session.commit()
         days.update(updated)
 
-    def _sweep(self, sweep_days: list[planning.SweepDay]) -> None:
-        """Fetch whole past days through /flights/all; mark each once all its windows are in."""
+    def _sweep(self, sweep_days: list[planning.SweepDay]) -> bool:
+        """Fetch whole past days through /flights/all; mark each once all its windows are in.
+
+        Return False, having marked nothing of the day, when a day shows that
+        /flights/all only returns flights contained in their window (see
+        ``_contained_only``): such a sweep loses every longer flight.
+        """
         swept_at: dict[int, int] = {}  # day -> when its first window was fetched
         in_window = planning.window_days(int(time.time()), self.policy.backfill_days)
         for sweep_day in sweep_days:
             started = int(time.time())
-            complete = True
+            answers = []
             for begin, end, _cost in sweep_day.windows:
-                stored = False
+                flights = None
                 with self._one_range(f"all [{begin}, {end}]"):
-                    stored = self._store_sweep_window(begin, end)
-                complete = complete and stored
-            if not complete:
-                continue
+                    flights = self._store_sweep_window(begin, end)
+                answers.append((end, flights))
+            if any(flights is None for _end, flights in answers):
+                continue  # a window failed: the day waits for the next cycle
+            if _contained_only(answers):
+                self._distrust_sweep(sweep_day.day, sum(len(f) for _end, f in answers))
+                return False
             swept_at[sweep_day.day] = started
             marks = planning.marks_after_sweep(
                 sweep_day, swept_at=swept_at, airports=self.airports, window=in_window
             )
             store_marks(marks)
             db.session.commit()
+        return True
 
-    def _store_sweep_window(self, begin: int, end: int) -> bool:
-        """Fetch one window and store its flights at followed airports; tell if it worked."""
+    def _store_sweep_window(self, begin: int, end: int) -> list[dict] | None:
+        """Fetch one window, store its flights at followed airports; return all it gave."""
         flights = self._fetch("all", begin=begin, end=end, airport=None)
         if flights is None:
-            return False
+            return None
         followed = [
             f
             for f in flights
@@ -444,7 +456,31 @@ class _Cycle:
         ]
         self.result.flights += upsert_flights(followed)
         db.session.commit()
-        return True
+        return flights
+
+    def _distrust_sweep(self, day: int, flights: int) -> None:
+        """Remember, for every process and later cycle, that the sweep cannot be used."""
+        log.warning(
+            "OpenSky /flights/all returned %d flights for %s and none ends after its 2-hour "
+            "window: it only returns flights contained in the window, so a sweep would lose "
+            "every longer flight. The day is not marked; collecting per airport from now on "
+            "(collector_state.sweep_unreliable_since; set it to NULL to try the sweep again).",
+            flights,
+            day_date(day),
+        )
+        _state().sweep_unreliable_since = utc_now()
+        db.session.commit()
+        self.policy = replace(self.policy, sweep=False)
+
+    def _fetch_per_airport_instead(self, airports: list[str]) -> None:
+        """After an unreliable sweep, ask per airport for everything still due."""
+        now = int(time.time())
+        self.marks = self._load_marks(airports, now)
+        plan = planning.plan_cycle(self.marks, airports, now=now, policy=self.policy)
+        db.session.commit()
+        self.result.mode = plan.mode
+        for request in sorted(plan.airport_requests, key=lambda r: -r.begin):
+            self._fetch_airport_range(request)
 
     def _record_credits(self) -> None:
         if self.client.last_remaining is not None:
@@ -462,6 +498,20 @@ class _Cycle:
         _state().not_before = not_before
         db.session.commit()
         self.result.outcome = "rate-limited"
+
+
+def _contained_only(answers: list[tuple[int, list[dict]]]) -> bool:
+    """Tell whether a swept day's windows gave flights, none ending after its window.
+
+    ``answers`` holds each window's end and flights. With OpenSky's documented
+    behaviour (flights first seen in the window) a day's sweep always has
+    flights still in the air when their window ends; if none does, the
+    endpoint only returns flights contained in the window.
+    """
+    given = [flight for _end, flights in answers for flight in flights]
+    return bool(given) and not any(
+        flight["last_seen"] > _at(end) for end, flights in answers for flight in flights
+    )
 
 
 def upsert_flights(rows: list[dict]) -> int:

@@ -172,6 +172,9 @@ class CollectorState(db.Model):
     last_cycle_flights: Mapped[int | None] = mapped_column(Integer)
     # Retention runs once per UTC day (it cuts on day boundaries): the day it last ran.
     retention_ran_on: Mapped[date | None] = mapped_column(Date)
+    # Set when /flights/all was seen to return only flights contained in its window:
+    # from then on every process collects per airport (NULL again to retry the sweep).
+    sweep_unreliable_since: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     def to_dict(self) -> dict:
         """Return the ``opensky`` part of ``GET /health``."""
@@ -182,6 +185,8 @@ class CollectorState(db.Model):
             "retry_after": isoformat_utc(
                 self.not_before if self.not_before and self.not_before > utc_now() else None
             ),
+            # Set when OpenSky's /flights/all proved unusable for the sweep.
+            "sweep_unreliable_since": isoformat_utc(self.sweep_unreliable_since),
             "last_cycle": {
                 "started_at": isoformat_utc(self.last_cycle_started_at),
                 "finished_at": isoformat_utc(self.last_cycle_finished_at),

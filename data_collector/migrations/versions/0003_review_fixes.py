@@ -1,4 +1,4 @@
-"""Coalesced collection requests, daily retention on an index of last_seen.
+"""Coalesced collection requests, daily retention on an index of last_seen, sweep trust.
 
 Revision ID: 0003
 Revises: 0002
@@ -32,11 +32,16 @@ def upgrade():
         postgresql_where=sa.text("NOT taken"),
     )
     op.add_column("collector_state", sa.Column("retention_ran_on", sa.Date(), nullable=True))
+    op.add_column(
+        "collector_state",
+        sa.Column("sweep_unreliable_since", sa.DateTime(timezone=True), nullable=True),
+    )
     op.create_index("ix_flight_data_last_seen", "flight_data", ["last_seen"])
 
 
 def downgrade():
     op.drop_index("ix_flight_data_last_seen", table_name="flight_data")
+    op.drop_column("collector_state", "sweep_unreliable_since")
     op.drop_column("collector_state", "retention_ran_on")
     op.drop_index("uq_collection_requests_pending", table_name="collection_requests")
     op.drop_column("collection_requests", "taken")
