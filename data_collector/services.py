@@ -33,6 +33,12 @@ log = logging.getLogger(__name__)
 # The ``type`` query parameter and the direction each value stands for.
 FLIGHT_TYPES = {"arrivals": "arrival", "departures": "departure"}
 UNIX_SECONDS = re.compile(r"[0-9]{1,11}(\.[0-9]{1,6})?")
+# Reconciliation leaves interests younger than this alone: far longer than any
+# POST /interests takes between its user check and its insert (at most the gRPC
+# deadline plus the request timeout, about half a minute).
+RECONCILE_GRACE = timedelta(minutes=10)
+# Users per query; each costs one CheckUserExists call (a primary-key lookup).
+RECONCILE_BATCH = 500
 
 
 def path_airport_code(value: str) -> str:
@@ -133,6 +139,58 @@ def delete_user_interests(*, email: str) -> int:
     result = db.session.execute(delete(UserInterest).where(UserInterest.user_email == normalized))
     db.session.commit()
     return result.rowcount
+
+
+def reconcile_interests(*, peer: GrpcPeer, batch: int = RECONCILE_BATCH) -> int:
+    """Delete the interests of users the User Manager no longer knows; return how many went.
+
+    ``POST /interests`` checks the user, then inserts: if the user is deleted
+    in between (and ``DeleteUserInterests`` has already run), the interest is
+    orphaned and would cost credits forever. Only interests older than
+    ``RECONCILE_GRACE`` are looked at, so one being added right now is left
+    alone. Users are read in batches, with no transaction open during the
+    calls; the first call the User Manager cannot answer ends the run, so
+    nothing is deleted on doubt.
+    """
+    cutoff = utc_now() - RECONCILE_GRACE
+    old = UserInterest.created_at < cutoff
+    removed, after = 0, ""
+    while True:
+        emails = db.session.scalars(
+            select(UserInterest.user_email)
+            .where(old, UserInterest.user_email > after)
+            .group_by(UserInterest.user_email)
+            .order_by(UserInterest.user_email)
+            .limit(batch)
+        ).all()
+        db.session.commit()
+        for email in emails:
+            try:
+                request = flight_tracker_pb2.UserRequest(email=email)
+                exists = peer.call("CheckUserExists", request).exists
+            except (PeerUnavailableError, grpc.RpcError) as error:
+                log.warning(
+                    "interest reconciliation stopped: the User Manager cannot answer: %s", error
+                )
+                return removed
+            if exists:
+                continue
+            airports = db.session.scalars(
+                delete(UserInterest)
+                .where(UserInterest.user_email == email, old)
+                .returning(UserInterest.airport_code)
+            ).all()
+            db.session.commit()
+            if airports:
+                log.warning(
+                    "removed the interests of %s, a user that no longer exists: %s",
+                    email,
+                    ", ".join(sorted(airports)),
+                )
+                removed += len(airports)
+        if len(emails) < batch:
+            return removed
+        after = emails[-1]
 
 
 # --- Flight queries ------------------------------------------------------------------
