@@ -1,5 +1,6 @@
 """Data Collector business logic: interests, the user check, flight queries, health."""
 
+import contextlib
 import logging
 import re
 from dataclasses import dataclass
@@ -33,6 +34,8 @@ log = logging.getLogger(__name__)
 # The ``type`` query parameter and the direction each value stands for.
 FLIGHT_TYPES = {"arrivals": "arrival", "departures": "departure"}
 UNIX_SECONDS = re.compile(r"[0-9]{1,11}(\.[0-9]{1,6})?")
+# A readiness probe must answer within its own timeout even when PostgreSQL hangs.
+HEALTH_STATEMENT_TIMEOUT_MS = 2000
 # Reconciliation leaves interests younger than this alone: far longer than any
 # POST /interests takes between its user check and its insert (at most the gRPC
 # deadline plus the request timeout, about half a minute).
@@ -384,12 +387,13 @@ def average_flights(*, airport: str, days: int, directions: tuple[str, ...]) -> 
 def health() -> tuple[dict, int]:
     """Report readiness: the database answers, and what is known about OpenSky."""
     try:
-        db.session.execute(text("SELECT 1"))
+        db.session.execute(text(f"SET LOCAL statement_timeout = {HEALTH_STATEMENT_TIMEOUT_MS}"))
         state = db.session.get(CollectorState, 1)
         opensky = state.to_dict() if state is not None else None
         db.session.rollback()
     except SQLAlchemyError as error:
         log.warning("health: database unavailable: %s", error)
-        db.session.rollback()
+        with contextlib.suppress(SQLAlchemyError):
+            db.session.rollback()
         return {"status": "unavailable", "database": "unavailable", "opensky": None}, 503
     return {"status": "ok", "database": "ok", "opensky": opensky}, 200

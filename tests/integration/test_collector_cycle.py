@@ -1,7 +1,9 @@
 """Following an airport collects exactly what OpenSky serves, once."""
 
+import time
 from datetime import UTC, datetime
 
+import psycopg2
 import pytest
 
 from tests.integration.collector_support import (
@@ -59,6 +61,21 @@ def test_health_reports_database_and_opensky(collector):
     body = response.json()
     assert body["status"] == "ok" and body["database"] == "ok"
     assert set(body["opensky"]) >= {"credits_remaining", "retry_after", "last_cycle"}
+
+
+def test_health_answers_503_quickly_when_the_database_hangs(collector):
+    connection = psycopg2.connect(collector.stack.database_urls["DATA_COLLECTOR_DATABASE_URL"])
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("LOCK TABLE collector_state IN ACCESS EXCLUSIVE MODE")
+        started = time.monotonic()
+        response = collector.dc.get("/health", timeout=10)
+        assert response.status_code == 503 and response.json()["database"] == "unavailable"
+        assert time.monotonic() - started < 5
+    finally:
+        connection.rollback()
+        connection.close()
+    assert collector.dc.get("/health").status_code == 200
 
 
 def test_requests_for_a_cycle_coalesce_into_one(collector):
