@@ -53,3 +53,16 @@ def parse_model(model: type[Model], data: Any) -> Model:
             details.setdefault(field, message)
         fields = ", ".join(sorted(details))
         raise ApiError(400, f"Invalid request: check {fields}.", details=details) from None
+
+
+def whole_number(name: str, raw: str, *, minimum: int, maximum: int) -> int:
+    """Read a query parameter that must be a whole number in [minimum, maximum], or raise a 400.
+
+    ``isascii``: ``str.isdigit`` also accepts digits ``int`` refuses, such as
+    "²"; the length bound keeps ``int`` away from its 4,300-digit limit.
+    """
+    if raw.isascii() and raw.isdigit() and len(raw) <= 9 and minimum <= int(raw) <= maximum:
+        return int(raw)
+    raise ApiError(
+        400, f"{name} must be a whole number from {minimum} to {maximum}.", details={name: raw}
+    )

@@ -2,17 +2,23 @@
 
 Single runner across processes and replicas
 -------------------------------------------
-A cycle runs only while its process holds the transaction-scoped advisory
-lock ``COLLECTION_LOCK_ID``. The lock is taken with
-``pg_try_advisory_xact_lock`` on a connection of its own, opened for the
-cycle outside the connection pool (``NullPool``), whose transaction stays
-open, idle, until the cycle ends; closing that transaction releases the
-lock. Nothing else ever runs on that connection, so no pooled connection can
-carry a lock into someone else's work, and if the process dies the server
-closes the connection and the lock goes with it (TCP keepalives detect a
-vanished host). The idle transaction holds no snapshot and wrote nothing, so
-it does not hold back vacuum. Another process that finds the lock taken
-skips its cycle: the one running covers every followed airport.
+A cycle runs only while its process holds the advisory lock
+``COLLECTION_LOCK_ID``, taken with ``pg_try_advisory_lock`` on a connection
+of its own: opened for the cycle outside the connection pool (``NullPool``),
+used for nothing else, unlocked and closed when the cycle ends. A
+session-level lock is safe here because that connection is never shared or
+reused: no pooled connection can carry the lock into someone else's work,
+and if the process dies the server closes the connection and the lock goes
+with it (TCP keepalives detect a vanished host). Unlike a transaction-scoped
+lock it needs no transaction left open, idle, for the whole cycle, which an
+``idle_in_transaction_session_timeout`` (common on managed PostgreSQL) would
+silently kill, releasing the lock mid-cycle. Another process that finds the
+lock taken skips its cycle: the one running covers every followed airport.
+
+Exactly once per period (design.md section 3): every replica's worker runs
+the periodic cycle on its own schedule, so under the lock a periodic cycle is
+skipped when another one started within the period (``last_cycle_started_at``
+in ``collector_state``). Requested cycles (a new interest) always run.
 
 The cycle's own work commits on the ordinary session, one fetched range at a
 time: the range's flights and its marks in ``collected_days`` go in one
@@ -29,13 +35,14 @@ import logging
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import create_engine, delete, func, select, text, tuple_
+from sqlalchemy import create_engine, delete, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import NullPool
 
 from common.timeutil import utc_now
@@ -60,6 +67,12 @@ log = logging.getLogger(__name__)
 
 # Arbitrary constant shared by every replica; distinct from the migration lock.
 COLLECTION_LOCK_ID = 7_404_002
+# A database that does not answer fails the cycle in seconds instead of hanging the worker.
+LOCK_CONNECT_TIMEOUT_SECONDS = 10
+# A periodic cycle is skipped when another started less than this share of the
+# interval ago: the margin absorbs scheduler jitter, so a replica never skips
+# the cycle that is its own turn.
+PERIOD_SHARE = 0.9
 EPOCH = date(1970, 1, 1)
 FLIGHT_KEY = ("icao24", "first_seen")
 FLIGHT_COLUMNS = tuple(c.name for c in FlightData.__table__.columns if c.name != "id")
@@ -69,7 +82,7 @@ FLIGHT_COLUMNS = tuple(c.name for c in FlightData.__table__.columns if c.name !=
 class CycleResult:
     """What a cycle did, for logs, ``GET /health`` and ``worker --once``."""
 
-    outcome: str  # done, partial, rate-limited, busy, waiting
+    outcome: str  # done, partial, failed, rate-limited, busy, waiting, skipped
     mode: str | None = None
     requests: int = 0
     credits: int = 0
@@ -108,7 +121,14 @@ def _lock_engine(url: str) -> Engine:
     return create_engine(
         url,
         poolclass=NullPool,
-        connect_args={"keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10},
+        # No transaction is left open on this connection (see the module docstring).
+        isolation_level="AUTOCOMMIT",
+        connect_args={
+            "connect_timeout": LOCK_CONNECT_TIMEOUT_SECONDS,
+            "keepalives": 1,
+            "keepalives_idle": 30,
+            "keepalives_interval": 10,
+        },
     )
 
 
@@ -117,13 +137,17 @@ def cycle_lock() -> Iterator[bool]:
     """Hold the collection lock for the duration of the block; yield whether it was free."""
     engine = _lock_engine(current_app.config["SQLALCHEMY_DATABASE_URI"])
     with engine.connect() as connection:
-        acquired = connection.execute(
-            text("SELECT pg_try_advisory_xact_lock(:id)"), {"id": COLLECTION_LOCK_ID}
-        ).scalar()
+        lock = {"id": COLLECTION_LOCK_ID}
+        acquired = connection.execute(text("SELECT pg_try_advisory_lock(:id)"), lock).scalar()
         try:
             yield bool(acquired)
         finally:
-            connection.rollback()  # ends the transaction: releases the lock
+            # Closing the connection would release it too; unlocking says if it was lost.
+            if (
+                acquired
+                and not connection.execute(text("SELECT pg_advisory_unlock(:id)"), lock).scalar()
+            ):
+                log.error("the collection lock was lost during the cycle")
 
 
 def day_number(value: date) -> int:
@@ -149,66 +173,124 @@ def collection_pending() -> bool:
     state = _state()
     if state.not_before is not None and state.not_before > utc_now():
         return False
-    return db.session.scalar(select(CollectionRequest.id).limit(1)) is not None
+    pending = select(CollectionRequest.id).where(~CollectionRequest.taken).limit(1)
+    return db.session.scalar(pending) is not None
 
 
-def request_collection(*, airport_code: str | None = None) -> None:
-    """Ask the worker for a cycle soon (in the caller's transaction)."""
-    db.session.add(CollectionRequest(airport_code=airport_code))
+def request_collection() -> None:
+    """Ask the worker for a cycle soon, and commit (with whatever the caller added before).
+
+    Requests made before the next cycle starts coalesce into one pending row,
+    so calling this often costs nothing more than calling it once.
+    """
+    db.session.execute(
+        insert(CollectionRequest)
+        .values(taken=False)
+        .on_conflict_do_nothing(index_elements=["taken"], index_where=~CollectionRequest.taken)
+    )
+    db.session.commit()
 
 
-def run_cycle(*, client: OpenSkyClient) -> CycleResult:
-    """Run one cycle if no other process is running one and OpenSky is not to be waited for."""
+def run_cycle(*, client: OpenSkyClient, periodic: bool = False) -> CycleResult:
+    """Run one cycle if no other process is running one and OpenSky is not to be waited for.
+
+    ``periodic``: the scheduled cycle, skipped if any replica started one
+    within the current period.
+    """
     with cycle_lock() as acquired:
         if not acquired:
             log.info("another process is collecting; skipping this cycle")
             return CycleResult("busy")
+        # What this session read before the lock may be stale: another replica may
+        # have just stored a 429's "not before" or finished a cycle.
+        db.session.expire_all()
         state = _state()
         if state.not_before is not None and state.not_before > utc_now():
             log.info("OpenSky asked us to wait until %s; skipping this cycle", state.not_before)
             db.session.rollback()
             return CycleResult("waiting")
-        last_request = db.session.scalar(select(func.max(CollectionRequest.id)))
+        if periodic and _cycle_started_this_period(state):
+            log.info(
+                "a cycle started at %s, within this period; skipping the periodic cycle",
+                state.last_cycle_started_at,
+            )
+            db.session.rollback()
+            return CycleResult("skipped")
+        # The requests this cycle answers: exactly these rows are deleted at its end.
+        taken = db.session.scalars(
+            update(CollectionRequest).values(taken=True).returning(CollectionRequest.id)
+        ).all()
         state.last_cycle_started_at = utc_now()
         state.last_cycle_finished_at = None
         state.last_cycle_outcome = "running"
         db.session.commit()
 
-        result = _Cycle(client, current_app.config).run()
+        cycle = _Cycle(client, current_app.config)
+        try:
+            cycle.run()
+        except Exception:
+            log.exception("collection cycle failed")
+            cycle.result.outcome = "failed"
+        finally:
+            # Whatever happened, the cycle ends here: the requests it answered are
+            # consumed and its outcome recorded. A failure that repeats would
+            # otherwise be retried every COLLECT_POLL_SECONDS, spending credits.
+            db.session.rollback()
+            _finish(cycle.result, taken)
+        return cycle.result
 
-        if result.outcome == "rate-limited":
-            if last_request is None:
-                request_collection()  # resume as soon as the wait is over
-        elif last_request is not None:
-            consumed = CollectionRequest.id <= last_request
-            db.session.execute(delete(CollectionRequest).where(consumed))
+
+def _cycle_started_this_period(state: CollectorState) -> bool:
+    """Tell whether a cycle that ended (one left "running" died) started within the period."""
+    if state.last_cycle_started_at is None or state.last_cycle_outcome == "running":
+        return False
+    period = timedelta(minutes=current_app.config["COLLECT_INTERVAL_MINUTES"]) * PERIOD_SHARE
+    return utc_now() - state.last_cycle_started_at < period
+
+
+def _finish(result: CycleResult, taken: list[int]) -> None:
+    """Consume the requests the cycle answered, apply retention, record the outcome."""
+    db.session.execute(delete(CollectionRequest).where(CollectionRequest.id.in_(taken)))
+    if result.outcome == "rate-limited":
+        request_collection()  # resume as soon as the wait is over
+    state = _state()
+    today = utc_now().date()
+    if state.retention_ran_on != today:
         delete_expired(retention_days=current_app.config["RETENTION_DAYS"])
-        state = _state()
-        state.last_cycle_finished_at = utc_now()
-        state.last_cycle_outcome = result.outcome
-        state.last_cycle_mode = result.mode
-        state.last_cycle_requests = result.requests
-        state.last_cycle_credits = result.credits
-        state.last_cycle_flights = result.flights
-        db.session.commit()
-        log.info(
-            "collection cycle %s: %s mode, %d requests, %d credits, %d flights stored",
-            result.outcome,
-            result.mode,
-            result.requests,
-            result.credits,
-            result.flights,
-        )
-        return result
+        state.retention_ran_on = today
+    state.last_cycle_finished_at = utc_now()
+    state.last_cycle_outcome = result.outcome
+    state.last_cycle_mode = result.mode
+    state.last_cycle_requests = result.requests
+    state.last_cycle_credits = result.credits
+    state.last_cycle_flights = result.flights
+    db.session.commit()
+    log.info(
+        "collection cycle %s: %s mode, %d requests, %d credits, %d flights stored",
+        result.outcome,
+        result.mode,
+        result.requests,
+        result.credits,
+        result.flights,
+    )
 
 
 def delete_expired(*, retention_days: int) -> None:
-    """Delete flights and marks older than the retention period (in the caller's transaction)."""
-    cutoff = utc_now() - timedelta(days=retention_days)
+    """Delete the days before the last ``retention_days``: flights and marks alike.
+
+    The cut is a UTC day boundary, the same for both, so a day that keeps its
+    mark keeps every flight it counts: its departures and arrivals all have
+    ``last_seen`` on or after the day's start, and only flights that ended
+    before it go. (A cut at "now minus N days" deleted part of the oldest
+    marked day, which the average then counted as a whole, quieter day.)
+    Runs in the caller's transaction.
+    """
+    first_kept = utc_now().date() - timedelta(days=retention_days)
+    cutoff = datetime.combine(first_kept, datetime.min.time(), UTC)
     flights = db.session.execute(delete(FlightData).where(FlightData.last_seen < cutoff))
-    db.session.execute(delete(CollectedDay).where(CollectedDay.day < cutoff.date()))
+    db.session.execute(delete(CollectedDay).where(CollectedDay.day < first_kept))
     if flights.rowcount:
-        log.info("deleted %d flights older than %d days", flights.rowcount, retention_days)
+        log.info("deleted %d flights that ended before %s", flights.rowcount, first_kept)
 
 
 class _Cycle:
@@ -224,6 +306,8 @@ class _Cycle:
         airports = sorted(db.session.scalars(select(UserInterest.airport_code).distinct()))
         self.airports = set(airports)
         self.marks = self._load_marks(airports, now)
+        if _state().sweep_unreliable_since is not None:
+            self.policy = replace(self.policy, sweep=False)
         plan = planning.plan_cycle(self.marks, airports, now=now, policy=self.policy)
         db.session.commit()
         self.result.mode = plan.mode
@@ -243,7 +327,8 @@ class _Cycle:
             # Newest first: if credits run out, the most wanted data is in.
             for request in sorted(plan.airport_requests, key=lambda r: -r.begin):
                 self._fetch_airport_range(request)
-            self._sweep(plan.sweep_days)
+            if not self._sweep(plan.sweep_days):
+                self._fetch_per_airport_instead(airports)
         except RateLimitedError as error:
             self._wait(error)
         except CredentialsRefusedError as error:
@@ -284,7 +369,30 @@ class _Cycle:
         self._record_credits()
         return answer.flights
 
+    @contextmanager
+    def _one_range(self, what: str) -> Iterator[None]:
+        """Store a range's flights and marks in one go, or nothing of them.
+
+        An unexpected error (a value the database refuses, a bug) loses only
+        this range, which stays unmarked and is asked for again next cycle;
+        the cycle goes on with the others. Rate limits, refused credentials
+        and a database that does not answer still stop the cycle.
+        """
+        try:
+            yield
+        except (RateLimitedError, CredentialsRefusedError, OperationalError):
+            raise
+        except Exception:
+            db.session.rollback()
+            log.exception("skipping %s: its flights could not be stored", what)
+            self.result.outcome = "partial"
+
     def _fetch_airport_range(self, request: planning.AirportRequest) -> None:
+        what = f"{request.direction} {request.airport} [{request.begin}, {request.end}]"
+        with self._one_range(what):
+            self._store_airport_range(request)
+
+    def _store_airport_range(self, request: planning.AirportRequest) -> None:
         fetched_at = int(time.time())
         flights = self._fetch(
             request.direction, begin=request.begin, end=request.end, airport=request.airport
@@ -305,34 +413,74 @@ class _Cycle:
         db.session.commit()
         days.update(updated)
 
-    def _sweep(self, sweep_days: list[planning.SweepDay]) -> None:
-        """Fetch whole past days through /flights/all; mark each once all its windows are in."""
+    def _sweep(self, sweep_days: list[planning.SweepDay]) -> bool:
+        """Fetch whole past days through /flights/all; mark each once all its windows are in.
+
+        Return False, having marked nothing of the day, when a day shows that
+        /flights/all only returns flights contained in their window (see
+        ``_contained_only``): such a sweep loses every longer flight.
+        """
         swept_at: dict[int, int] = {}  # day -> when its first window was fetched
         in_window = planning.window_days(int(time.time()), self.policy.backfill_days)
         for sweep_day in sweep_days:
             started = int(time.time())
-            complete = True
+            answers = []
             for begin, end, _cost in sweep_day.windows:
-                flights = self._fetch("all", begin=begin, end=end, airport=None)
-                if flights is None:
-                    complete = False
-                    continue
-                followed = [
-                    f
-                    for f in flights
-                    if f["est_departure_airport"] in self.airports
-                    or f["est_arrival_airport"] in self.airports
-                ]
-                self.result.flights += upsert_flights(followed)
-                db.session.commit()
-            if not complete:
-                continue
+                flights = None
+                with self._one_range(f"all [{begin}, {end}]"):
+                    flights = self._store_sweep_window(begin, end)
+                answers.append((end, flights))
+            if any(flights is None for _end, flights in answers):
+                continue  # a window failed: the day waits for the next cycle
+            if _contained_only(answers):
+                self._distrust_sweep(sweep_day.day, sum(len(f) for _end, f in answers))
+                return False
             swept_at[sweep_day.day] = started
             marks = planning.marks_after_sweep(
                 sweep_day, swept_at=swept_at, airports=self.airports, window=in_window
             )
             store_marks(marks)
             db.session.commit()
+        return True
+
+    def _store_sweep_window(self, begin: int, end: int) -> list[dict] | None:
+        """Fetch one window, store its flights at followed airports; return all it gave."""
+        flights = self._fetch("all", begin=begin, end=end, airport=None)
+        if flights is None:
+            return None
+        followed = [
+            f
+            for f in flights
+            if f["est_departure_airport"] in self.airports
+            or f["est_arrival_airport"] in self.airports
+        ]
+        self.result.flights += upsert_flights(followed)
+        db.session.commit()
+        return flights
+
+    def _distrust_sweep(self, day: int, flights: int) -> None:
+        """Remember, for every process and later cycle, that the sweep cannot be used."""
+        log.warning(
+            "OpenSky /flights/all returned %d flights for %s and none ends after its 2-hour "
+            "window: it only returns flights contained in the window, so a sweep would lose "
+            "every longer flight. The day is not marked; collecting per airport from now on "
+            "(collector_state.sweep_unreliable_since; set it to NULL to try the sweep again).",
+            flights,
+            day_date(day),
+        )
+        _state().sweep_unreliable_since = utc_now()
+        db.session.commit()
+        self.policy = replace(self.policy, sweep=False)
+
+    def _fetch_per_airport_instead(self, airports: list[str]) -> None:
+        """After an unreliable sweep, ask per airport for everything still due."""
+        now = int(time.time())
+        self.marks = self._load_marks(airports, now)
+        plan = planning.plan_cycle(self.marks, airports, now=now, policy=self.policy)
+        db.session.commit()
+        self.result.mode = plan.mode
+        for request in sorted(plan.airport_requests, key=lambda r: -r.begin):
+            self._fetch_airport_range(request)
 
     def _record_credits(self) -> None:
         if self.client.last_remaining is not None:
@@ -350,6 +498,20 @@ class _Cycle:
         _state().not_before = not_before
         db.session.commit()
         self.result.outcome = "rate-limited"
+
+
+def _contained_only(answers: list[tuple[int, list[dict]]]) -> bool:
+    """Tell whether a swept day's windows gave flights, none ending after its window.
+
+    ``answers`` holds each window's end and flights. With OpenSky's documented
+    behaviour (flights first seen in the window) a day's sweep always has
+    flights still in the air when their window ends; if none does, the
+    endpoint only returns flights contained in the window.
+    """
+    given = [flight for _end, flights in answers for flight in flights]
+    return bool(given) and not any(
+        flight["last_seen"] > _at(end) for end, flights in answers for flight in flights
+    )
 
 
 def upsert_flights(rows: list[dict]) -> int:

@@ -71,12 +71,18 @@ class Config:
         # indexed query); a new airport's flights start arriving within this delay.
         self.COLLECT_POLL_SECONDS = env_float("COLLECT_POLL_SECONDS", 2.0, minimum=0.1)
         # auto: use the global /flights/all sweep when the cost model says it is cheaper;
-        # never: always ask per airport. Keep "never" at hand: an OpenSky forum report says
-        # /flights/all only returns flights wholly inside its 2-hour window, which would
-        # make a sweep miss every longer flight.
+        # never: always ask per airport. An OpenSky forum report says /flights/all only
+        # returns flights wholly inside its 2-hour window, which would make a sweep miss
+        # every longer flight: the collector checks every swept day for it and, if so,
+        # marks nothing of it and collects per airport from then on (see collection.py).
         self.COLLECT_SWEEP = (env_str("COLLECT_SWEEP", "auto") or "auto").lower()
         if self.COLLECT_SWEEP not in SWEEP_MODES:
             raise ConfigError(f"COLLECT_SWEEP must be auto or never, got {self.COLLECT_SWEEP!r}.")
+        # How often interests of users deleted behind the collector's back (a user deleted
+        # while POST /interests was between its check and its insert) are looked for: one
+        # cheap CheckUserExists per user with interests; hourly bounds the credits an
+        # orphan can cost to one collection cycle.
+        self.INTEREST_RECONCILE_MINUTES = env_int("INTEREST_RECONCILE_MINUTES", 60, minimum=1)
         # Flights (and collection marks) older than this are deleted after each cycle.
         self.RETENTION_DAYS = env_int("RETENTION_DAYS", 30, minimum=1)
         if self.RETENTION_DAYS <= self.COLLECT_BACKFILL_DAYS:

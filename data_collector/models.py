@@ -5,6 +5,7 @@ from datetime import date, datetime
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     Date,
     DateTime,
@@ -12,7 +13,9 @@ from sqlalchemy import (
     Integer,
     String,
     UniqueConstraint,
+    false,
     func,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -56,6 +59,8 @@ class FlightData(db.Model):
         # "Departures of X, newest first" and "arrivals at X, newest first".
         Index("ix_flight_data_departure", "est_departure_airport", "first_seen"),
         Index("ix_flight_data_arrival", "est_arrival_airport", "last_seen"),
+        # Retention: "older than the cutoff" without reading the whole table.
+        Index("ix_flight_data_last_seen", "last_seen"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
@@ -119,17 +124,29 @@ class CollectedDay(db.Model):
 
 
 class CollectionRequest(db.Model):
-    """A cycle asked for (a new interest); the worker runs one soon and deletes these rows.
+    """A cycle asked for (a new interest, the ops endpoint); the worker runs one soon.
 
     A table rather than an in-memory signal, so a request made by any web
     worker of any replica reaches whichever worker process runs the cycle,
-    and survives a restart of either.
+    and survives a restart of either. Requests coalesce: at most one row is
+    pending (``taken`` false; a partial unique index enforces it), however
+    often the unauthenticated ``POST /collection/runs`` is called. A cycle
+    takes the rows present when it starts and deletes exactly those when it
+    ends; a request made meanwhile is a new pending row for the next cycle.
     """
 
     __tablename__ = "collection_requests"
+    __table_args__ = (
+        Index(
+            "uq_collection_requests_pending",
+            "taken",
+            unique=True,
+            postgresql_where=text("NOT taken"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
-    airport_code: Mapped[str | None] = mapped_column(String(4))
+    taken: Mapped[bool] = mapped_column(Boolean, server_default=false())
     requested_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now()
     )
@@ -153,6 +170,11 @@ class CollectorState(db.Model):
     last_cycle_requests: Mapped[int | None] = mapped_column(Integer)
     last_cycle_credits: Mapped[int | None] = mapped_column(Integer)
     last_cycle_flights: Mapped[int | None] = mapped_column(Integer)
+    # Retention runs once per UTC day (it cuts on day boundaries): the day it last ran.
+    retention_ran_on: Mapped[date | None] = mapped_column(Date)
+    # Set when /flights/all was seen to return only flights contained in its window:
+    # from then on every process collects per airport (NULL again to retry the sweep).
+    sweep_unreliable_since: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     def to_dict(self) -> dict:
         """Return the ``opensky`` part of ``GET /health``."""
@@ -163,6 +185,8 @@ class CollectorState(db.Model):
             "retry_after": isoformat_utc(
                 self.not_before if self.not_before and self.not_before > utc_now() else None
             ),
+            # Set when OpenSky's /flights/all proved unusable for the sweep.
+            "sweep_unreliable_since": isoformat_utc(self.sweep_unreliable_since),
             "last_cycle": {
                 "started_at": isoformat_utc(self.last_cycle_started_at),
                 "finished_at": isoformat_utc(self.last_cycle_finished_at),

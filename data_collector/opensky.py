@@ -4,13 +4,18 @@ Every request has a timeout. Timeouts, connection errors and 5xx answers are
 retried a bounded number of times with exponential backoff; a 429 is never
 retried here: it raises :class:`RateLimitedError` so the cycle stops and
 waits as long as OpenSky says. A body that is not a list of well-formed
-flights raises :class:`MalformedResponseError` before anything is stored.
+flights raises :class:`MalformedResponseError` before anything is stored:
+"well-formed" includes every value fitting its column (32-bit integers,
+printable ASCII text of the column's length, a 6-hex-digit icao24, times a
+``datetime`` can hold with ``lastSeen`` not before ``firstSeen``), so a
+flight that passes the check can always be stored.
 Tokens (client-credentials grant) are cached until shortly before they
 expire and renewed once when OpenSky answers 401; without credentials the
 client is anonymous.
 """
 
 import logging
+import re
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -23,7 +28,12 @@ log = logging.getLogger(__name__)
 # When a 429 carries no X-Rate-Limit-Retry-After-Seconds, wait this long (a guess
 # that neither hammers OpenSky nor stalls collection for a day).
 DEFAULT_RETRY_AFTER_SECONDS = 300
-MAX_TEXT_FIELD = 8  # ICAO codes and callsigns fit in 8 characters
+MAX_TEXT_FIELD = 8  # ICAO codes and callsigns fit in 8 characters (their columns' length)
+# Distances and candidate counts are stored in PostgreSQL ``integer`` columns.
+INT32 = range(-(2**31), 2**31)
+# firstSeen/lastSeen: from the epoch to the end of year 9999 (datetime's limit).
+UNIX_SECONDS = range(0, 253_402_300_800)
+ICAO24 = re.compile(r"[0-9a-f]{6}")
 
 
 class OpenSkyError(Exception):
@@ -182,8 +192,10 @@ class OpenSkyClient:
                 problem = f"HTTP {response.status_code}"
             except requests.Timeout:
                 problem = f"no answer within {self.timeout}s"
-            except (requests.ConnectionError, _RetryableError) as error:
-                problem = str(error)
+            except (requests.RequestException, _RetryableError) as error:
+                # Connection errors, but also a body cut off or garbled on the way
+                # (ChunkedEncodingError, ContentDecodingError): worth another attempt.
+                problem = f"{type(error).__name__}: {error}"
             if attempt == self.max_attempts:
                 raise UnavailableError(f"OpenSky {what}: {problem} ({attempt} attempts)")
             delay = self.backoff_seconds * 2 ** (attempt - 1)
@@ -215,32 +227,47 @@ def parse_flights(response: requests.Response) -> list[dict[str, Any]]:
 
 
 def parse_flight(item: Any, index: int = 0) -> dict[str, Any]:
-    """Check one OpenSky flight object and return it as a ``flight_data`` row."""
+    """Check one OpenSky flight object and return it as a ``flight_data`` row.
+
+    Types and value ranges are both checked: a value the database or
+    ``datetime`` would refuse must be refused here, as a malformed body,
+    rather than fail the cycle when the row is inserted.
+    """
     if not isinstance(item, dict):
         raise MalformedResponseError(f"flight {index} is not an object")
 
-    def integer(name: str, *, required: bool = False) -> int | None:
+    def bad(name: str, why: str) -> MalformedResponseError:
+        return MalformedResponseError(f"flight {index}: {name} {why} ({item.get(name)!r:.40})")
+
+    def integer(name: str, allowed: range = INT32, *, required: bool = False) -> int | None:
         value = item.get(name)
         if value is None and not required:
             return None
-        if not isinstance(value, int) or isinstance(value, bool) or (required and value < 0):
-            raise MalformedResponseError(f"flight {index}: {name} is not a whole number")
+        if not isinstance(value, int) or isinstance(value, bool) or value not in allowed:
+            raise bad(name, "is not a whole number in range")
         return value
 
     def text(name: str) -> str | None:
         value = item.get(name)
         if value is None:
             return None
-        if not isinstance(value, str) or len(value.strip()) > MAX_TEXT_FIELD:
-            raise MalformedResponseError(f"flight {index}: {name} is not a short string")
-        return value.strip() or None
+        if not isinstance(value, str) or not (value.isascii() and value.isprintable()):
+            raise bad(name, "is not printable ASCII text")
+        value = value.strip()
+        if len(value) > MAX_TEXT_FIELD:
+            raise bad(name, f"is longer than {MAX_TEXT_FIELD} characters")
+        return value or None
 
     icao24 = item.get("icao24")
-    if not isinstance(icao24, str) or not 1 <= len(icao24.strip()) <= 6:
-        raise MalformedResponseError(f"flight {index}: icao24 is not a 24-bit address")
-    first_seen, last_seen = integer("firstSeen", required=True), integer("lastSeen", required=True)
+    icao24 = icao24.strip().lower() if isinstance(icao24, str) else icao24
+    if not isinstance(icao24, str) or not ICAO24.fullmatch(icao24):
+        raise bad("icao24", "is not a 24-bit address in 6 hex digits")
+    first_seen = integer("firstSeen", UNIX_SECONDS, required=True)
+    last_seen = integer("lastSeen", UNIX_SECONDS, required=True)
+    if last_seen < first_seen:
+        raise bad("lastSeen", f"is before firstSeen {first_seen}")
     return {
-        "icao24": icao24.strip().lower(),
+        "icao24": icao24,
         "first_seen": datetime.fromtimestamp(first_seen, UTC),
         "est_departure_airport": text("estDepartureAirport"),
         "last_seen": datetime.fromtimestamp(last_seen, UTC),

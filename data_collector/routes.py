@@ -4,8 +4,8 @@ from flask import Blueprint, current_app, jsonify, request
 
 from common.errors import ApiError, json_object_body
 from common.pagination import page_response, parse_page_request
-from common.validation import normalize_email, parse_model
-from data_collector import services
+from common.validation import normalize_email, parse_model, whole_number
+from data_collector import collection, services
 
 bp = Blueprint("collector", __name__)
 
@@ -32,7 +32,7 @@ def health():
 @bp.post("/collection/runs")
 def request_collection_run():
     """Ask the worker for a collection cycle now (it fetches only what is due)."""
-    services.request_cycle()
+    collection.request_collection()
     return {"message": "Collection cycle requested"}, 202
 
 
@@ -113,15 +113,8 @@ def average_flights(icao: str):
     """Return the average flights per day over the last X whole days that were collected."""
     airport = services.path_airport_code(icao)
     directions = services.flight_types(request.args.get("type"))
-    max_days = current_app.config["RETENTION_DAYS"]
     raw = request.args.get("days")
-    days = DEFAULT_AVERAGE_DAYS if raw is None else None
-    if raw is not None and raw.isdigit() and 1 <= int(raw) <= max_days:
-        days = int(raw)
-    if days is None:
-        raise ApiError(
-            400, f"days must be a whole number from 1 to {max_days}.", details={"days": raw}
-        )
-    return services.average_flights(
-        airport=airport, days=min(days, max_days), directions=directions
-    )
+    days = DEFAULT_AVERAGE_DAYS
+    if raw is not None:
+        days = whole_number("days", raw, minimum=1, maximum=current_app.config["RETENTION_DAYS"])
+    return services.average_flights(airport=airport, days=days, directions=directions)

@@ -1,10 +1,12 @@
 """Data Collector business logic: interests, the user check, flight queries, health."""
 
+import contextlib
 import logging
 import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
+import grpc
 from pydantic import BaseModel, ConfigDict, StrictStr, field_validator
 from sqlalchemy import delete, func, literal, select, text, tuple_, union_all
 from sqlalchemy.dialects.postgresql import insert
@@ -32,6 +34,14 @@ log = logging.getLogger(__name__)
 # The ``type`` query parameter and the direction each value stands for.
 FLIGHT_TYPES = {"arrivals": "arrival", "departures": "departure"}
 UNIX_SECONDS = re.compile(r"[0-9]{1,11}(\.[0-9]{1,6})?")
+# A readiness probe must answer within its own timeout even when PostgreSQL hangs.
+HEALTH_STATEMENT_TIMEOUT_MS = 2000
+# Reconciliation leaves interests younger than this alone: far longer than any
+# POST /interests takes between its user check and its insert (at most the gRPC
+# deadline plus the request timeout, about half a minute).
+RECONCILE_GRACE = timedelta(minutes=10)
+# Users per query; each costs one CheckUserExists call (a primary-key lookup).
+RECONCILE_BATCH = 500
 
 
 def path_airport_code(value: str) -> str:
@@ -65,8 +75,14 @@ def require_existing_user(*, peer: GrpcPeer, email: str) -> None:
     """Ask the User Manager whether the user exists: 404 if not, 503 if it cannot answer."""
     try:
         reply = peer.call("CheckUserExists", flight_tracker_pb2.UserRequest(email=email))
-    except PeerUnavailableError as error:
-        log.warning("User Manager unavailable for CheckUserExists: %s", error)
+    except (PeerUnavailableError, grpc.RpcError) as error:
+        # Any failure means "cannot check now": never assume the user exists, never a 500.
+        code = error.code() if callable(getattr(error, "code", None)) else None
+        log.warning(
+            "User Manager cannot answer CheckUserExists (%s): %s",
+            code.name if code else "UNAVAILABLE",
+            error,
+        )
         raise ApiError(
             503,
             "The User Manager is unavailable, so the user cannot be checked; try again shortly.",
@@ -89,10 +105,11 @@ def add_interest(*, email: str, airport_code: str) -> bool:
         .on_conflict_do_nothing(constraint="uq_user_interests_user_airport")
         .returning(UserInterest.id)
     ).first()
-    if inserted is not None:
-        collection.request_collection(airport_code=airport_code)
-    db.session.commit()
-    return inserted is not None
+    if inserted is None:
+        db.session.commit()
+        return False
+    collection.request_collection()  # commits the interest and the request together
+    return True
 
 
 def remove_interest(*, email: str, airport_code: str) -> bool:
@@ -127,10 +144,56 @@ def delete_user_interests(*, email: str) -> int:
     return result.rowcount
 
 
-def request_cycle() -> None:
-    """Ask the worker for a collection cycle soon (ops; it fetches only what is due)."""
-    collection.request_collection()
-    db.session.commit()
+def reconcile_interests(*, peer: GrpcPeer, batch: int = RECONCILE_BATCH) -> int:
+    """Delete the interests of users the User Manager no longer knows; return how many went.
+
+    ``POST /interests`` checks the user, then inserts: if the user is deleted
+    in between (and ``DeleteUserInterests`` has already run), the interest is
+    orphaned and would cost credits forever. Only interests older than
+    ``RECONCILE_GRACE`` are looked at, so one being added right now is left
+    alone. Users are read in batches, with no transaction open during the
+    calls; the first call the User Manager cannot answer ends the run, so
+    nothing is deleted on doubt.
+    """
+    cutoff = utc_now() - RECONCILE_GRACE
+    old = UserInterest.created_at < cutoff
+    removed, after = 0, ""
+    while True:
+        emails = db.session.scalars(
+            select(UserInterest.user_email)
+            .where(old, UserInterest.user_email > after)
+            .group_by(UserInterest.user_email)
+            .order_by(UserInterest.user_email)
+            .limit(batch)
+        ).all()
+        db.session.commit()
+        for email in emails:
+            try:
+                request = flight_tracker_pb2.UserRequest(email=email)
+                exists = peer.call("CheckUserExists", request).exists
+            except (PeerUnavailableError, grpc.RpcError) as error:
+                log.warning(
+                    "interest reconciliation stopped: the User Manager cannot answer: %s", error
+                )
+                return removed
+            if exists:
+                continue
+            airports = db.session.scalars(
+                delete(UserInterest)
+                .where(UserInterest.user_email == email, old)
+                .returning(UserInterest.airport_code)
+            ).all()
+            db.session.commit()
+            if airports:
+                log.warning(
+                    "removed the interests of %s, a user that no longer exists: %s",
+                    email,
+                    ", ".join(sorted(airports)),
+                )
+                removed += len(airports)
+        if len(emails) < batch:
+            return removed
+        after = emails[-1]
 
 
 # --- Flight queries ------------------------------------------------------------------
@@ -177,7 +240,10 @@ class FlightCursor:
         """Rebuild a cursor from a decoded sort key, or raise the pagination 400."""
         try:
             moment, flight_id, direction = key
-            if not isinstance(flight_id, int) or direction not in FLIGHT_TYPES.values():
+            # bool is an int to Python, and ids are bigint to PostgreSQL.
+            if type(flight_id) is not int or not 0 <= flight_id < 2**63:
+                raise ValueError
+            if direction not in FLIGHT_TYPES.values():
                 raise ValueError
             return cls(datetime.fromisoformat(moment), flight_id, direction)
         except (TypeError, ValueError):
@@ -321,12 +387,13 @@ def average_flights(*, airport: str, days: int, directions: tuple[str, ...]) -> 
 def health() -> tuple[dict, int]:
     """Report readiness: the database answers, and what is known about OpenSky."""
     try:
-        db.session.execute(text("SELECT 1"))
+        db.session.execute(text(f"SET LOCAL statement_timeout = {HEALTH_STATEMENT_TIMEOUT_MS}"))
         state = db.session.get(CollectorState, 1)
         opensky = state.to_dict() if state is not None else None
         db.session.rollback()
     except SQLAlchemyError as error:
         log.warning("health: database unavailable: %s", error)
-        db.session.rollback()
+        with contextlib.suppress(SQLAlchemyError):
+            db.session.rollback()
         return {"status": "unavailable", "database": "unavailable", "opensky": None}, 503
     return {"status": "ok", "database": "ok", "opensky": opensky}, 200

@@ -4,12 +4,15 @@
 (role ``worker``); ``python -m data_collector.worker --once`` runs one cycle
 in the foreground and prints what it did (ops and tests).
 
-Two jobs (common.scheduling): the periodic cycle every
+Three jobs (common.scheduling): the periodic cycle every
 ``COLLECT_INTERVAL_MINUTES`` (also once at start, so a restarted worker
-catches up), and a poll every ``COLLECT_POLL_SECONDS`` that runs a cycle when
-``POST /interests`` (from any web worker of any replica) asked for one.
+catches up); a poll every ``COLLECT_POLL_SECONDS`` that runs a cycle when
+``POST /interests`` (from any web worker of any replica) asked for one; and,
+every ``INTEREST_RECONCILE_MINUTES``, the removal of interests whose user the
+User Manager no longer knows (``--reconcile`` runs it once).
 Every replica runs this worker; the advisory lock in ``collection.py`` lets
-only one cycle run at a time.
+only one cycle run at a time, and a periodic cycle is skipped when any
+replica started one within the period.
 """
 
 import argparse
@@ -18,8 +21,10 @@ import json
 import logging
 import sys
 
+from flask import current_app
+
 from common.scheduling import PeriodicJob, run_periodic_jobs
-from data_collector import collection
+from data_collector import collection, services
 from data_collector.app import create_app
 from data_collector.config import Config, startup_warnings
 from data_collector.opensky import OpenSkyClient
@@ -27,10 +32,10 @@ from data_collector.opensky import OpenSkyClient
 log = logging.getLogger(__name__)
 
 
-def collect(client: OpenSkyClient) -> collection.CycleResult:
+def collect(client: OpenSkyClient, *, periodic: bool = False) -> collection.CycleResult:
     """Run one collection cycle now (skipped if another process is running one)."""
     try:
-        return collection.run_cycle(client=client)
+        return collection.run_cycle(client=client, periodic=periodic)
     except Exception:
         log.exception("collection cycle failed")
         return collection.CycleResult("failed")
@@ -42,12 +47,28 @@ def collect_if_requested(client: OpenSkyClient) -> None:
         collect(client)
 
 
+def reconcile_interests() -> int:
+    """Remove the interests of users the User Manager no longer knows (orphans of a race)."""
+    removed = services.reconcile_interests(peer=current_app.extensions["user_manager_peer"])
+    if removed:
+        log.warning("interest reconciliation removed %d orphaned interests", removed)
+    return removed
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Command line: run the scheduler, or one cycle with ``--once``."""
+    """Command line: run the scheduler, or one job now with ``--once`` or ``--reconcile``."""
     parser = argparse.ArgumentParser(prog="python -m data_collector.worker")
-    parser.add_argument("--once", action="store_true", help="run one cycle now and exit")
+    once = parser.add_mutually_exclusive_group()
+    once.add_argument("--once", action="store_true", help="run one cycle now and exit")
+    once.add_argument(
+        "--reconcile", action="store_true", help="reconcile interests with users now and exit"
+    )
     args = parser.parse_args(argv)
     app = create_app()
+    if args.reconcile:
+        with app.app_context():
+            print(json.dumps({"removed": reconcile_interests()}))
+        return 0
     # One client per process: it caches the OAuth2 token between cycles.
     client = collection.client_from_config(app.config)
     if args.once:
@@ -59,11 +80,13 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if result.outcome in {"done", "busy", "waiting"} else 1
     cycle_seconds = app.config["COLLECT_INTERVAL_MINUTES"] * 60
     poll_seconds = app.config["COLLECT_POLL_SECONDS"]
+    reconcile_seconds = app.config["INTEREST_RECONCILE_MINUTES"] * 60
     run_periodic_jobs(
         app,
         [
-            PeriodicJob("collect", lambda: collect(client), cycle_seconds),
+            PeriodicJob("collect", lambda: collect(client, periodic=True), cycle_seconds),
             PeriodicJob("requested", lambda: collect_if_requested(client), poll_seconds),
+            PeriodicJob("reconcile-interests", reconcile_interests, reconcile_seconds),
         ],
     )
     return 0

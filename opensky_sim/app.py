@@ -193,6 +193,16 @@ def set_clock():
     return jsonify(offset_seconds=offset)
 
 
+@control.put("/settings")
+def change_settings():
+    """Change the settings that may change at runtime: all_semantics."""
+    body = _json_object()
+    if set(body) != {"all_semantics"}:
+        raise ControlError("only all_semantics can change at runtime")
+    _sim().set_all_semantics(body["all_semantics"])
+    return jsonify(_sim().state()["settings"])
+
+
 @control.get("/state")
 def state():
     """Summarise settings, world and queues for debugging."""

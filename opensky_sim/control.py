@@ -89,6 +89,10 @@ class SimulatorControl:
         """Shift the simulator's "now" by ``seconds`` from real time."""
         return self._call("PUT", "/clock", json={"offset_seconds": seconds})
 
+    def set_all_semantics(self, semantics):
+        """Make ``/flights/all`` return flights first seen in the window or only those inside it."""
+        return self._call("PUT", "/settings", json={"all_semantics": semantics})
+
     def state(self):
         """Return the simulator's summary (settings, dataset, queues)."""
         return self._call("GET", "/state")

@@ -11,13 +11,14 @@ import re
 import secrets
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 from opensky_sim.world import (
     ALL_SEMANTICS,
     DAY,
     DIRECTIONS,
     FIRST_SEEN,
+    FLIGHT_FIELDS,
     DatasetWorld,
     SyntheticWorld,
     select_flights,
@@ -34,17 +35,37 @@ MAX_ALL_INTERVAL = 2 * 3600
 AIRPORT_PATTERN = re.compile(r"[A-Za-z0-9]{4}")
 UNSIGNED_INT_PATTERN = re.compile(r"[0-9]+")
 
-# Bodies of injected "malformed" answers: the three ways a body can be wrong
-# that a client must survive without losing what it already stored.
+# A well-formed flight; the "out_of_range" variant spoils one value of it per copy.
+_GOOD_FLIGHT = dict(
+    zip(
+        FLIGHT_FIELDS,
+        ("4b1805", 1700000000, "LSZH", 1700003600, "LIRF", "SWR1234 ", 500, 50, 700, 60, 1, 2),
+        strict=True,
+    )
+)
+# Right JSON types, values no database column or datetime can hold.
+OUT_OF_RANGE_VALUES = (
+    {"estDepartureAirportHorizDistance": 2**31},  # beyond a 32-bit integer
+    {"callsign": "SWR\u00001234"},  # NUL, which PostgreSQL text refuses
+    {"firstSeen": 10**12, "lastSeen": 10**12 + 60},  # year 33658
+    {"lastSeen": 1_699_999_999},  # lands before it took off
+    {"icao24": "4b18zz"},  # not 24 bits in hex
+    {"estArrivalAirport": "LIRF-ROME"},  # longer than any airport code
+)
+
+# Bodies of injected "malformed" answers: the ways a body can be wrong that a
+# client must survive without losing what it already stored.
 MALFORMED_FLIGHTS = {
     "truncated": '[{"icao24": "4b1805", "firstSeen": 17',
     "not_a_list": '{"message": "Internal error, please retry"}',
     "bad_items": '[{"icao24": 12345, "firstSeen": "yesterday"}, "not an object", null]',
+    "out_of_range": json.dumps([dict(_GOOD_FLIGHT, **spoiled) for spoiled in OUT_OF_RANGE_VALUES]),
 }
 MALFORMED_TOKEN = {
     "truncated": '{"access_token": "eyJhbGciOi',
     "not_a_list": '["not", "an", "object"]',
     "bad_items": '{"access_token": null, "expires_in": "soon", "token_type": "Bearer"}',
+    "out_of_range": '{"access_token": "eyJhbGciOi", "expires_in": -1800, "token_type": "Bearer"}',
 }
 
 
@@ -172,11 +193,12 @@ class Simulator:
     """OpenSky as one client population sees it: tokens, credits, clock, failures."""
 
     def __init__(self, settings):
-        self.settings = settings
+        self.initial_settings = settings
         self._lock = threading.Lock()
         self._reset()
 
     def _reset(self):
+        self.settings = self.initial_settings
         self.world = SyntheticWorld(self.settings.seed, self.settings.density)
         self.dataset_loaded = False
         self.clock_offset = 0.0
@@ -343,7 +365,7 @@ class Simulator:
     # Control interface.
 
     def reset(self):
-        """Forget everything tests changed: world, failures, calls, tokens, credits, clock."""
+        """Forget what tests changed: world, failures, calls, tokens, credits, clock, settings."""
         with self._lock:
             self._reset()
 
@@ -432,6 +454,13 @@ class Simulator:
                 bucket.limit = limit
             if remaining is not None:
                 bucket.used = bucket.limit - remaining
+
+    def set_all_semantics(self, semantics):
+        """Switch what ``/flights/all`` returns from now on (``first-seen`` or ``contained``)."""
+        if semantics not in ALL_SEMANTICS:
+            raise ValueError(f"all_semantics must be one of {', '.join(ALL_SEMANTICS)}")
+        with self._lock:
+            self.settings = replace(self.settings, all_semantics=semantics)
 
     def set_clock_offset(self, seconds):
         """Shift the sim clock relative to real time."""

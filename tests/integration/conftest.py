@@ -7,15 +7,18 @@ starts from empty collector tables and a reset simulator.
 """
 
 import tempfile
+import time
 from pathlib import Path
 
 import psycopg2
 import pytest
 
+from data_collector.app import create_app
 from data_collector.collection import COLLECTION_LOCK_ID
+from data_collector.models import db
 from devstack.stack import LocalStack, StackSettings
 from opensky_sim.control import SimulatorControl
-from tests.integration.collector_support import Collector
+from tests.integration.collector_support import DAY, Collector
 
 COLLECTOR_TEST_ENV = {
     # Two past days and today: enough to see two-day requests, lead-in days and refreshes.
@@ -25,7 +28,11 @@ COLLECTOR_TEST_ENV = {
     # Injected timeouts sleep 3 s; the client gives up well before.
     "OPENSKY_TIMEOUT_SECONDS": "1",
     "WEB_CONCURRENCY": "2",
+    # Short, so retention tests work with days close to the collected ones.
+    "RETENTION_DAYS": "10",
 }
+# Longer than any collection test takes (a cycle waits at most CYCLE_TIMEOUT).
+MIDNIGHT_MARGIN = 120
 COLLECTOR_TABLES = "user_interests, flight_data, collected_days, collection_requests"
 
 
@@ -56,17 +63,47 @@ def wipe_collector_tables(database_url: str) -> None:
             cursor.execute(f"TRUNCATE {COLLECTOR_TABLES}")
             cursor.execute(
                 "UPDATE collector_state SET not_before = NULL, credits_remaining = NULL, "
-                "last_cycle_started_at = NULL, last_cycle_finished_at = NULL"
+                "last_cycle_started_at = NULL, last_cycle_finished_at = NULL, "
+                "retention_ran_on = NULL, sweep_unreliable_since = NULL"
             )
     finally:
         connection.close()
 
 
+def wait_out_midnight() -> None:
+    """Start no test in the last minutes of a UTC day: let the day change first.
+
+    Tests build their data around today_start() while the worker and the
+    simulator read the real clock; a test that straddled midnight would see
+    the collected window move under it. Waiting (at most MIDNIGHT_MARGIN, and
+    only near midnight) keeps every test within one UTC day.
+    """
+    left = DAY - time.time() % DAY
+    if left < MIDNIGHT_MARGIN:
+        time.sleep(left + 1)
+
+
 @pytest.fixture
 def collector(collector_stack) -> Collector:
     """The collection stack with nothing followed, stored or injected."""
+    wait_out_midnight()
     sim = SimulatorControl(collector_stack.simulator_url)
     sim.clear_failures()
     wipe_collector_tables(collector_stack.database_urls["DATA_COLLECTOR_DATABASE_URL"])
     sim.reset()
     return Collector(collector_stack, sim)
+
+
+@pytest.fixture
+def collector_app(collector, monkeypatch):
+    """The Data Collector app in this process, on the collection stack's database and simulator.
+
+    For checks at the level of one function against the real database (the
+    stack's own worker runs beside it; the collection lock keeps them apart).
+    """
+    for name, value in collector.stack.env.items():
+        monkeypatch.setenv(name, value)
+    app = create_app()
+    with app.app_context():
+        yield app
+        db.session.remove()

@@ -5,10 +5,12 @@ import os
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 import requests
 
+from data_collector.collection import COLLECTION_LOCK_ID
 from devstack.stack import free_port
 from tests.integration.collector_support import assert_complete, sample_dataset
 from tests.utils import wait_until
@@ -58,12 +60,18 @@ def test_two_collectors_on_one_database_take_turns(collector, second_collector):
     # Every answer takes a while, so both workers try to collect while a cycle runs.
     collector.sim.inject([{"kind": "timeout", "seconds": 0.3}] * 12)
     airports = ("LIRF", "LIMC", "EGLL", "LIPZ")
+    log_start = log_path.stat().st_size
+
+    def second_turned_away():
+        return b"another process is collecting" in log_path.read_bytes()[log_start:]
 
     with collector.paused():
         collector.follow_without_waiting(*airports)
         for _ in range(3):
             assert requests.post(f"{url}/collection/runs", timeout=5).status_code == 202
             assert collector.dc.post("/collection/runs").status_code == 202
+        # The second collector's worker sees the request and respects the lock.
+        wait_until(second_turned_away, timeout=10)
 
     def all_collected():
         days = collector.sql("SELECT count(*) FROM collected_days")[0][0]
@@ -72,9 +80,28 @@ def test_two_collectors_on_one_database_take_turns(collector, second_collector):
 
     wait_until(all_collected, timeout=60)
     calls = sorted(collector.flight_calls(), key=lambda c: c["started_at"])
-    assert len(calls) >= len(airports) * 4
     for before, after in itertools.pairwise(calls):
         assert after["started_at"] >= before["finished_at"], (before, after)
+    # Between them they asked once for each range: per airport and direction, the
+    # two past days and today. A second cycle repeating the first would show here.
+    assert len(calls) == len(airports) * 2 * 2
     assert_complete(collector, flights, airports=airports)
-    log = log_path.read_text()
-    assert "collection cycle" in log or "another process is collecting" in log
+
+
+def test_the_lock_holder_is_not_left_idle_in_a_transaction(collector):
+    """A managed PostgreSQL's idle_in_transaction_session_timeout must not drop the lock."""
+    collector.sim.load_dataset(sample_dataset())
+    collector.sim.inject([{"kind": "timeout", "seconds": 0.5}] * 4)
+    asked_at = time.time()
+    collector.follow_without_waiting("LIRF")
+
+    def lock_holder_between_statements():
+        rows = collector.sql(
+            "SELECT a.state, a.xact_start FROM pg_locks l JOIN pg_stat_activity a USING (pid) "
+            "WHERE l.locktype = 'advisory' AND l.objid = %s AND l.granted",
+            (COLLECTION_LOCK_ID,),
+        )
+        return [row for row in rows if row[0] != "active"]
+
+    assert wait_until(lock_holder_between_statements, timeout=20, interval=0.05) == [("idle", None)]
+    collector.wait_for_cycle(asked_at)

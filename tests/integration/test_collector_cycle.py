@@ -1,5 +1,9 @@
 """Following an airport collects exactly what OpenSky serves, once."""
 
+import time
+from datetime import UTC, datetime
+
+import psycopg2
 import pytest
 
 from tests.integration.collector_support import (
@@ -9,6 +13,7 @@ from tests.integration.collector_support import (
     today_start,
     without_type,
 )
+from tests.utils import wait_until
 
 pytestmark = pytest.mark.local_stack
 
@@ -56,3 +61,43 @@ def test_health_reports_database_and_opensky(collector):
     body = response.json()
     assert body["status"] == "ok" and body["database"] == "ok"
     assert set(body["opensky"]) >= {"credits_remaining", "retry_after", "last_cycle"}
+
+
+def test_health_answers_503_quickly_when_the_database_hangs(collector):
+    connection = psycopg2.connect(collector.stack.database_urls["DATA_COLLECTOR_DATABASE_URL"])
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("LOCK TABLE collector_state IN ACCESS EXCLUSIVE MODE")
+        started = time.monotonic()
+        response = collector.dc.get("/health", timeout=10)
+        assert response.status_code == 503 and response.json()["database"] == "unavailable"
+        assert time.monotonic() - started < 5
+    finally:
+        connection.rollback()
+        connection.close()
+    assert collector.dc.get("/health").status_code == 200
+
+
+def test_requests_for_a_cycle_coalesce_into_one(collector):
+    with collector.paused():
+        for _ in range(20):
+            assert collector.dc.post("/collection/runs").status_code == 202
+        assert collector.sql("SELECT count(*) FROM collection_requests") == [(1,)]
+    wait_until(lambda: collector.sql("SELECT count(*) FROM collection_requests") == [(0,)])
+
+
+def test_retention_runs_once_a_day(collector):
+    insert_old = (
+        "INSERT INTO flight_data (icao24, first_seen, last_seen) "
+        "VALUES (%s, now() - interval '400 days', now() - interval '400 days')"
+    )
+    collector.sql(insert_old, ("d00001",))
+    collector.run_cycle()
+    assert collector.sql("SELECT icao24 FROM flight_data") == []
+    ran_on = collector.sql("SELECT retention_ran_on FROM collector_state")[0][0]
+    assert ran_on == datetime.now(UTC).date()
+
+    # The next cycle the same day leaves retention alone.
+    collector.sql(insert_old, ("d00002",))
+    collector.run_cycle()
+    assert collector.sql("SELECT icao24 FROM flight_data") == [("d00002",)]

@@ -5,6 +5,7 @@ import time
 import pytest
 
 from tests.integration.collector_support import assert_complete, sample_dataset
+from tests.integration.conftest import COLLECTOR_TEST_ENV
 from tests.utils import wait_until
 
 pytestmark = pytest.mark.local_stack
@@ -45,13 +46,23 @@ def test_timeouts_and_server_errors_are_retried_with_backoff(collector, flights,
     assert_complete(collector, flights)
 
 
-@pytest.mark.parametrize("variant", ["truncated", "not_a_list", "bad_items"])
+def assert_cycle_is_over(collector) -> None:
+    """The cycle consumed its request: nothing runs it again until asked (no hot loop)."""
+    assert collector.sql("SELECT count(*) FROM collection_requests") == [(0,)]
+    calls = len(collector.flight_calls())
+    time.sleep(5 * float(COLLECTOR_TEST_ENV["COLLECT_POLL_SECONDS"]))
+    assert len(collector.flight_calls()) == calls
+    assert collector.last_cycle()["outcome"] == "partial"
+
+
+@pytest.mark.parametrize("variant", ["truncated", "not_a_list", "bad_items", "out_of_range"])
 def test_a_malformed_body_is_skipped_whole_and_only_its_range_is_asked_again(
     collector, flights, variant
 ):
     collector.sim.inject([{"kind": "malformed", "variant": variant}], endpoint="departure")
     first = collector.follow("LIRF")
     assert first["outcome"] == "partial"
+    assert_cycle_is_over(collector)
     bad = next(c for c in collector.flight_calls() if c["injected"])
     bad_begin, bad_end = int(bad["params"]["begin"]), int(bad["params"]["end"])
     stored = collector.stored("LIRF", "departures")
@@ -67,6 +78,25 @@ def test_a_malformed_body_is_skipped_whole_and_only_its_range_is_asked_again(
     assert [(c["endpoint"], c["params"]["begin"]) for c in again] == [
         ("departure", bad["params"]["begin"])
     ]
+    assert_complete(collector, flights)
+
+
+def test_a_range_the_database_refuses_is_skipped_and_the_cycle_goes_on(collector, flights):
+    # A real refusal from PostgreSQL, for one flight of yesterday's LIRF departures.
+    collector.sql(
+        "ALTER TABLE flight_data ADD CONSTRAINT test_refuse CHECK (icao24 <> 'a00004') NOT VALID"
+    )
+    try:
+        first = collector.follow("LIRF")
+        assert_cycle_is_over(collector)
+        assert first["requests"] == 4
+        stored = {f["icao24"] for f in collector.stored("LIRF")}
+        assert "a00004" not in stored and {"a00002", "a00003"} <= stored
+    finally:
+        collector.sql("ALTER TABLE flight_data DROP CONSTRAINT test_refuse")
+    collector.sim.clear_calls()
+    assert collector.run_cycle()["outcome"] == "done"
+    assert [c["endpoint"] for c in collector.flight_calls()] == ["departure"]
     assert_complete(collector, flights)
 
 

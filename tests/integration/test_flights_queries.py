@@ -1,8 +1,12 @@
 """Flight queries: lists, last flight and daily average agree with what OpenSky served."""
 
-import psycopg2
-import pytest
+from datetime import UTC, datetime
 
+import pytest
+from sqlalchemy import event, text
+
+from data_collector import collection, services
+from data_collector.models import db
 from data_collector.planning import DAY
 from tests.integration.collector_support import (
     as_api,
@@ -11,6 +15,7 @@ from tests.integration.collector_support import (
     today_start,
     without_type,
 )
+from tests.integration.conftest import COLLECTOR_TEST_ENV
 
 pytestmark = pytest.mark.local_stack
 
@@ -25,12 +30,14 @@ def dataset():
         # The day before yesterday: arrivals only (no departures).
         make_flight("b00001", "LIRF", AIRPORT, before + 3600),
         make_flight("b00002", "EGLL", AIRPORT, before + 5 * 3600, minutes=150),
-        # Yesterday: three departures, two arrivals (one taking off the day before).
+        # Yesterday: four departures, three arrivals (one taking off the day before).
         make_flight("b00003", AIRPORT, "LIRF", yesterday + 2 * 3600),
         make_flight("b00004", AIRPORT, "LIMC", yesterday + 6 * 3600),
         make_flight("b00005", AIRPORT, "EGLL", yesterday + 20 * 3600),
         make_flight("b00006", "LIMC", AIRPORT, yesterday - 1800, minutes=60),
         make_flight("b00007", "LIRF", AIRPORT, yesterday + 12 * 3600),
+        # Back where it started, seen once: an arrival and a departure with one id and time.
+        make_flight("b00009", AIRPORT, AIRPORT, yesterday + 8 * 3600, minutes=0),
         # Older than the collected window: never fetched, never counted.
         make_flight("b00008", AIRPORT, "LIRF", d0 - 4 * DAY),
     ]
@@ -47,30 +54,39 @@ def collected(collector):
 def test_flights_list_newest_first_by_type_with_pagination(collector, collected):
     dc = collector.dc
     arrivals = dc.get(f"/flights/{AIRPORT.lower()}?type=arrivals").json()
-    assert [f["icao24"] for f in arrivals] == ["b00007", "b00006", "b00002", "b00001"]
+    assert [f["icao24"] for f in arrivals] == ["b00007", "b00009", "b00006", "b00002", "b00001"]
     assert all(f["type"] == "arrival" for f in arrivals)
     by_id = {f["icao24"]: f for f in collected}
     assert without_type(arrivals)[0] == as_api(by_id["b00007"])
     departures = dc.get(f"/flights/{AIRPORT}?type=departures").json()
-    assert [f["icao24"] for f in departures] == ["b00005", "b00004", "b00003"]
+    assert [f["icao24"] for f in departures] == ["b00005", "b00009", "b00004", "b00003"]
 
     both = dc.get(f"/flights/{AIRPORT}").json()
     times = [f["last_seen"] if f["type"] == "arrival" else f["first_seen"] for f in both]
-    assert times == sorted(times, reverse=True) and len(both) == 7
+    assert times == sorted(times, reverse=True) and len(both) == 9
 
-    pages, response = [], dc.get(f"/flights/{AIRPORT}?limit=3")
-    while True:
-        assert response.status_code == 200
-        pages.append(response.json())
-        if "next" not in response.links:
-            break
-        response = dc.session.get(response.links["next"]["url"], timeout=10)
-    assert [len(p) for p in pages] == [3, 3, 1]
-    assert [f for page in pages for f in page] == both
+    def pages(limit):
+        result, response = [], dc.get(f"/flights/{AIRPORT}?limit={limit}")
+        while True:
+            assert response.status_code == 200
+            result.append(response.json())
+            if "next" not in response.links:
+                return result
+            response = dc.session.get(response.links["next"]["url"], timeout=10)
+
+    # Pages of 3 end between b00009's departure and its arrival (same time, same id).
+    by_three = pages(3)
+    assert [(f["icao24"], f["type"]) for f in by_three[0][-1:] + by_three[1][:1]] == [
+        ("b00009", "departure"),
+        ("b00009", "arrival"),
+    ]
+    assert [len(p) for p in by_three] == [3, 3, 3]
+    assert [f for page in by_three for f in page] == both
+    assert [f for page in pages(1) for f in page] == both
 
     yesterday = today_start() - DAY
     window = dc.get(f"/flights/{AIRPORT}?since={yesterday}&until={iso(yesterday + 12 * 3600)}")
-    assert {f["icao24"] for f in window.json()} == {"b00003", "b00004", "b00006"}
+    assert {f["icao24"] for f in window.json()} == {"b00003", "b00004", "b00006", "b00009"}
     assert dc.get("/flights/LIRQ").json() == []
 
 
@@ -108,9 +124,9 @@ def test_last_flight_of_each_type(collector, collected):
 @pytest.mark.parametrize(
     ("days", "covered", "arrivals", "departures"),
     [
-        (1, 1, 2.0, 3.0),  # yesterday only
-        (2, 2, 2.0, 1.5),  # with the day that had no departures
-        (5, 2, 2.0, 1.5),  # older days were never collected: not counted as quiet days
+        (1, 1, 3.0, 4.0),  # yesterday only
+        (2, 2, 2.5, 2.0),  # with the day that had no departures
+        (5, 2, 2.5, 2.0),  # older days were never collected: not counted as quiet days
     ],
 )
 def test_average_counts_only_collected_days(
@@ -133,31 +149,70 @@ def test_average_without_collected_days_says_so(collector):
     assert body["average_flights_per_day"] is None
 
 
-def test_queries_use_the_airport_indexes_on_a_large_table(collector):
-    """EXPLAIN each query shape on 100,000 seeded flights (rolled back afterwards)."""
-    connection = psycopg2.connect(collector.stack.database_urls["DATA_COLLECTOR_DATABASE_URL"])
+def test_the_statements_the_service_sends_use_the_indexes_on_a_large_table(collector_app):
+    """EXPLAIN what the query functions send, on 100,000 seeded flights (rolled back)."""
+    db.session.execute(
+        text(
+            "INSERT INTO flight_data (icao24, first_seen, last_seen, est_departure_airport, "
+            "est_arrival_airport) SELECT to_hex(n), now() - n * interval '10 seconds', "
+            "now() - n * interval '10 seconds' + interval '2 hours', "
+            "(ARRAY['LIRF','LIMC','EGLL','EDDF','LFPG'])[1 + n % 5], "
+            "(ARRAY['LIMC','EGLL','EDDF','LFPG','LIRF'])[1 + n % 5] "
+            "FROM generate_series(1, 100000) AS n"
+        )
+    )
+    db.session.execute(text("ANALYZE flight_data"))
+    sent = []
+
+    def record(_connection, _cursor, statement, parameters, _context, _executemany):
+        if "flight_data" in statement:
+            sent.append((statement, parameters))
+
+    event.listen(db.engine, "before_cursor_execute", record)
     try:
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "INSERT INTO flight_data (icao24, first_seen, last_seen, est_departure_airport, "
-                "est_arrival_airport) SELECT to_hex(n), now() - n * interval '10 seconds', "
-                "now() - n * interval '10 seconds' + interval '2 hours', "
-                "(ARRAY['LIRF','LIMC','EGLL','EDDF','LFPG'])[1 + n % 5], "
-                "(ARRAY['LIMC','EGLL','EDDF','LFPG','LIRF'])[1 + n % 5] "
-                "FROM generate_series(1, 100000) AS n"
-            )
-            cursor.execute("ANALYZE flight_data")
-            shapes = {
-                "ix_flight_data_departure": "SELECT * FROM flight_data "
-                "WHERE est_departure_airport = 'LIRF' ORDER BY first_seen DESC, id DESC LIMIT 101",
-                "ix_flight_data_arrival": "SELECT count(*) FROM flight_data "
-                "WHERE est_arrival_airport = 'LIRF' AND last_seen >= now() - interval '7 days' "
-                "AND last_seen < now()",
-            }
-            for index, query in shapes.items():
-                cursor.execute("EXPLAIN " + query)
-                plan = "\n".join(row[0] for row in cursor.fetchall())
-                assert index in plan and "Seq Scan" not in plan, plan
+        both = ("arrival", "departure")
+        for directions in (("arrival",), ("departure",), both):
+            page = services.list_flights(airport="LIRF", directions=directions, limit=101)
+            after = services.FlightCursor.from_key(services.FlightCursor.key_of(page[-1]))
+            services.list_flights(airport="LIRF", directions=directions, after=after, limit=101)
+        services.average_flights(airport="LIRF", days=7, directions=both)
+        collection.delete_expired(retention_days=30)
     finally:
-        connection.rollback()
-        connection.close()
+        event.remove(db.engine, "before_cursor_execute", record)
+        plans = [
+            "\n".join(db.session.connection().exec_driver_sql("EXPLAIN " + sql, params).scalars())
+            for sql, params in sent
+        ]
+        db.session.rollback()
+    assert len(plans) == 9
+    for plan in plans:
+        assert "Seq Scan on flight_data" not in plan, plan
+    used = "\n".join(plans)
+    for index in ("ix_flight_data_departure", "ix_flight_data_arrival", "ix_flight_data_last_seen"):
+        assert index in used, used
+
+
+def test_the_oldest_day_kept_by_retention_keeps_all_its_flights(collector):
+    """The average over RETENTION_DAYS counts the oldest day whole, or not at all."""
+    retention = int(COLLECTOR_TEST_ENV["RETENTION_DAYS"])
+    oldest = today_start() - retention * DAY
+    for day, icao24s in ((oldest - DAY, ["e00001"]), (oldest, ["e00002", "e00003"])):
+        collector.sql(
+            "INSERT INTO collected_days VALUES (%s, 'departure', to_timestamp(%s)::date, "
+            "to_timestamp(%s), now())",
+            (AIRPORT, day, day + DAY - 1),
+        )
+        for offset, icao24 in zip((30, DAY - 3600), icao24s, strict=False):
+            collector.sql(
+                "INSERT INTO flight_data (icao24, first_seen, last_seen, est_departure_airport) "
+                "VALUES (%s, to_timestamp(%s), to_timestamp(%s), %s)",
+                (icao24, day + offset, day + offset + 60, AIRPORT),
+            )
+    collector.run_cycle()  # retention runs at the end of the cycle
+
+    body = collector.dc.get(f"/flights/average/{AIRPORT}?days={retention}&type=departures").json()
+    assert body["days_covered"] == 1 and body["departures_per_day"] == 2.0
+    oldest_day = datetime.fromtimestamp(oldest, UTC).date()
+    assert collector.sql("SELECT min(day) FROM collected_days") == [(oldest_day,)]
+    stored = collector.sql("SELECT icao24 FROM flight_data ORDER BY 1")
+    assert stored == [("e00002",), ("e00003",)]

@@ -1,12 +1,15 @@
 """Interests: validated ICAO codes, stored once, checked against the User Manager over gRPC."""
 
+import json
+import subprocess
+import sys
 import time
 
 import grpc
 import pytest
 
 from common.rpc import flight_tracker_pb2, flight_tracker_pb2_grpc
-from tests.utils import create_user, unique_email
+from tests.utils import create_user, run_sql, unique_email
 
 
 def interest(email, code):
@@ -71,3 +74,63 @@ def test_user_manager_down_answers_503_quickly(local_stack, dc):
         assert elapsed < 5
     finally:
         local_stack.start_service("user_manager")
+
+
+def reconcile(local_stack) -> dict:
+    """Run the worker's interest reconciliation once, as ops would."""
+    done = subprocess.run(
+        [sys.executable, "-m", "data_collector.worker", "--reconcile"],
+        env=local_stack.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.splitlines()[-1])
+
+
+def orphan_and_kept_user(local_stack, um, dc) -> tuple[str, str]:
+    """A user deleted behind the collector's back (no DeleteUserInterests), and one still there."""
+    gone, kept = create_user(um), create_user(um)
+    for email in (gone, kept):
+        assert dc.post("/interests", json=interest(email, "LIRF")).status_code == 201
+    run_sql(
+        local_stack.database_urls["USER_MANAGER_DATABASE_URL"],
+        "DELETE FROM users WHERE email = %s",
+        (gone,),
+    )
+    collector_db = local_stack.database_urls["DATA_COLLECTOR_DATABASE_URL"]
+    # Added an hour ago, past the grace period...
+    run_sql(
+        collector_db,
+        "UPDATE user_interests SET created_at = now() - interval '1 hour' "
+        "WHERE user_email IN (%s, %s)",
+        (gone, kept),
+    )
+    # ... and one added just now, as if its POST were between its user check and insert.
+    run_sql(
+        collector_db,
+        "INSERT INTO user_interests (user_email, airport_code, created_at) "
+        "VALUES (%s, 'LIMC', now())",
+        (gone,),
+    )
+    return gone, kept
+
+
+@pytest.mark.local_stack
+def test_interests_of_a_user_deleted_behind_the_collector_are_reconciled_away(local_stack, um, dc):
+    gone, kept = orphan_and_kept_user(local_stack, um, dc)
+    assert reconcile(local_stack)["removed"] >= 1
+    assert [i["airport_code"] for i in dc.get(f"/interests/{gone}").json()] == ["LIMC"]
+    assert [i["airport_code"] for i in dc.get(f"/interests/{kept}").json()] == ["LIRF"]
+
+
+@pytest.mark.local_stack
+def test_reconciliation_deletes_nothing_while_the_user_manager_is_down(local_stack, um, dc):
+    gone, _kept = orphan_and_kept_user(local_stack, um, dc)
+    local_stack.stop_service("user_manager")
+    try:
+        assert reconcile(local_stack)["removed"] == 0
+    finally:
+        local_stack.start_service("user_manager")
+    assert {i["airport_code"] for i in dc.get(f"/interests/{gone}").json()} == {"LIRF", "LIMC"}

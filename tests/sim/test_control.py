@@ -152,6 +152,28 @@ def test_all_semantics(semantics, expected):
     assert ground_truth(client, "all", B, B + 7200) == expected
 
 
+def test_all_semantics_can_be_switched_at_runtime_until_reset(client):
+    client.put("/_sim/dataset", json={"flights": [STAYS_INSIDE, LANDS_AFTER]})
+
+    response = client.put("/_sim/settings", json={"all_semantics": "contained"})
+
+    assert response.status_code == 200 and response.get_json()["all_semantics"] == "contained"
+    assert flights(client, "all", B, B + 7200).get_json() == [STAYS_INSIDE]
+    client.post("/_sim/reset")
+    client.put("/_sim/dataset", json={"flights": [STAYS_INSIDE, LANDS_AFTER]})
+    assert flights(client, "all", B, B + 7200).get_json() == [STAYS_INSIDE, LANDS_AFTER]
+
+
+@pytest.mark.parametrize(
+    "body", [{"all_semantics": "overlapping"}, {"seed": 7}, {"all_semantics": "contained", "x": 1}]
+)
+def test_settings_that_cannot_change_at_runtime_are_a_400(client, body):
+    response = client.put("/_sim/settings", json=body)
+
+    assert response.status_code == 400 and response.get_json()["error"]
+    assert client.get("/_sim/state").get_json()["settings"]["all_semantics"] == "first-seen"
+
+
 def test_unknown_all_semantics_is_refused():
     with pytest.raises(ValueError, match="all_semantics"):
         Settings(all_semantics="overlapping")

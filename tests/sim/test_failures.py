@@ -7,7 +7,7 @@ import pytest
 
 from opensky_sim.simulator import TOKEN_PATH
 
-from .helpers import GOOD_FORM, day_start, flights
+from .helpers import GOOD_FORM, day_start, flight, flights
 
 B = day_start(3)
 
@@ -154,7 +154,23 @@ def test_malformed_body_comes_with_status_200(client, variant):
     assert departures(client).status_code == 200
 
 
-@pytest.mark.parametrize("variant", ["truncated", "not_a_list", "bad_items"])
+def test_out_of_range_body_has_the_right_types_and_one_impossible_value_per_flight(client):
+    inject(client, [{"kind": "malformed", "variant": "out_of_range"}])
+
+    response = departures(client)
+
+    assert response.status_code == 200
+    body = json.loads(response.get_data(as_text=True))
+    good = flight("4b1805", 1_700_000_000, 1_700_003_600, "LSZH", "LIRF", "SWR1234 ")
+    assert len(body) >= 6
+    for item in body:
+        assert set(item) == set(good)
+        assert all(type(item[key]) is type(good[key]) for key in good), item
+        assert [key for key in good if item[key] != good[key]], "every flight is spoiled"
+    assert departures(client).status_code == 200
+
+
+@pytest.mark.parametrize("variant", ["truncated", "not_a_list", "bad_items", "out_of_range"])
 def test_malformed_token_answer_has_no_usable_token(client, variant):
     inject(client, [{"kind": "malformed", "variant": variant}], endpoint="token")
 
@@ -165,7 +181,13 @@ def test_malformed_token_answer_has_no_usable_token(client, variant):
         body = json.loads(response.get_data(as_text=True))
     except json.JSONDecodeError:
         return
-    assert not isinstance(body, dict) or not isinstance(body.get("access_token"), str)
+    usable = (
+        isinstance(body, dict)
+        and isinstance(body.get("access_token"), str)
+        and isinstance(body.get("expires_in"), int)
+        and body["expires_in"] > 0
+    )
+    assert not usable
 
 
 def test_call_log_records_injected_failures_and_outcomes(client):
