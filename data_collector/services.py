@@ -14,6 +14,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from common.errors import ApiError
 from common.grpc_client import GrpcPeer, PeerUnavailableError
+from common.pagination import INVALID_CURSOR_MESSAGE
 from common.rpc import flight_tracker_pb2
 from common.timeutil import isoformat_utc, utc_now
 from common.validation import normalize_email
@@ -247,9 +248,7 @@ class FlightCursor:
                 raise ValueError
             return cls(datetime.fromisoformat(moment), flight_id, direction)
         except (TypeError, ValueError):
-            raise ApiError(
-                400, "The cursor is invalid; use the URL from the previous page's Link header."
-            ) from None
+            raise ApiError(400, INVALID_CURSOR_MESSAGE) from None
 
     @staticmethod
     def key_of(item: dict) -> list:

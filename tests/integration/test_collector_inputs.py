@@ -156,9 +156,6 @@ def paginated(collector):
 
 
 @pytest.mark.local_stack
-@pytest.mark.xfail(
-    strict=True, reason="fixed on main by the lead (url_for collision in common/pagination.py)"
-)
 @PROPERTY_SETTINGS
 @given(name=names, value=values)
 @example(name="airport_code", value="LIRF")
