@@ -14,6 +14,8 @@ from flask import Flask, jsonify, request
 from sqlalchemy.exc import DBAPIError, OperationalError
 from werkzeug.exceptions import HTTPException
 
+from common.http_observability import loggable_path
+
 log = logging.getLogger(__name__)
 
 
@@ -63,19 +65,19 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(OperationalError)
     def handle_database_unavailable(error: OperationalError):
-        log.error("database unavailable during %s %s: %s", request.method, request.path, error)
+        log.error("database unavailable during %s %s: %s", request.method, loggable_path(), error)
         return error_response(
             503, "The database is unavailable; try again shortly.", None, {"Retry-After": "5"}
         )
 
     @app.errorhandler(DBAPIError)
     def handle_database_error(error: DBAPIError):
-        log.exception("database error during %s %s", request.method, request.path)
+        log.exception("database error during %s %s", request.method, loggable_path())
         return error_response(500, "Internal server error.")
 
     @app.errorhandler(Exception)
     def handle_unexpected(error: Exception):
-        log.exception("unhandled error during %s %s", request.method, request.path)
+        log.exception("unhandled error during %s %s", request.method, loggable_path())
         return error_response(500, "Internal server error.")
 
 

@@ -3,9 +3,11 @@
 from flask import Blueprint, current_app, jsonify, request
 
 from common.errors import ApiError, json_object_body
+from common.health import readiness
 from common.pagination import page_response, parse_page_request
 from common.validation import normalize_email, parse_model
 from data_collector import services
+from data_collector.models import db
 
 bp = Blueprint("collector", __name__)
 
@@ -24,9 +26,15 @@ def ping():
 
 @bp.get("/health")
 def health():
-    """Report readiness: database, OpenSky credits, rate-limit wait and the last cycle."""
-    body, status = services.health()
-    return body, status
+    """Report readiness: the database, the User Manager, OpenSky credits and the last cycle."""
+    return readiness(
+        service="data_collector",
+        db=db,
+        peer=current_app.extensions["user_manager_peer"],
+        peer_service="user_manager",
+        facts_key="opensky",
+        facts=services.opensky_facts,
+    )
 
 
 @bp.post("/collection/runs")
@@ -116,7 +124,8 @@ def average_flights(icao: str):
     max_days = current_app.config["RETENTION_DAYS"]
     raw = request.args.get("days")
     days = DEFAULT_AVERAGE_DAYS if raw is None else None
-    if raw is not None and raw.isdigit() and 1 <= int(raw) <= max_days:
+    # isascii: str.isdigit() also accepts digits int() refuses, such as "²".
+    if raw is not None and raw.isascii() and raw.isdigit() and 1 <= int(raw) <= max_days:
         days = int(raw)
     if days is None:
         raise ApiError(

@@ -6,9 +6,8 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
 from pydantic import BaseModel, ConfigDict, StrictStr, field_validator
-from sqlalchemy import delete, func, literal, select, text, tuple_, union_all
+from sqlalchemy import delete, func, literal, select, tuple_, union_all
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.exc import SQLAlchemyError
 
 from common.errors import ApiError
 from common.grpc_client import GrpcPeer, PeerUnavailableError
@@ -137,8 +136,12 @@ def request_cycle() -> None:
 
 
 def flight_types(raw: str | None) -> tuple[str, ...]:
-    """Return the directions a ``type`` parameter asks for (none: both), or raise a 400."""
-    if raw is None or raw == "":
+    """Return the directions a ``type`` parameter asks for (none: both), or raise a 400.
+
+    An empty ``type=`` is refused like any other unknown value (as ``limit=`` and
+    ``days=`` are): leave the parameter out to get both directions.
+    """
+    if raw is None:
         return ("arrival", "departure")
     if raw not in FLIGHT_TYPES:
         raise ApiError(400, "type must be arrivals or departures.", details={"type": raw})
@@ -177,7 +180,8 @@ class FlightCursor:
         """Rebuild a cursor from a decoded sort key, or raise the pagination 400."""
         try:
             moment, flight_id, direction = key
-            if not isinstance(flight_id, int) or direction not in FLIGHT_TYPES.values():
+            # bool is an int to Python, not to PostgreSQL.
+            if type(flight_id) is not int or direction not in FLIGHT_TYPES.values():
                 raise ValueError
             return cls(datetime.fromisoformat(moment), flight_id, direction)
         except (TypeError, ValueError):
@@ -318,15 +322,7 @@ def average_flights(*, airport: str, days: int, directions: tuple[str, ...]) -> 
 # --- Health ----------------------------------------------------------------------------
 
 
-def health() -> tuple[dict, int]:
-    """Report readiness: the database answers, and what is known about OpenSky."""
-    try:
-        db.session.execute(text("SELECT 1"))
-        state = db.session.get(CollectorState, 1)
-        opensky = state.to_dict() if state is not None else None
-        db.session.rollback()
-    except SQLAlchemyError as error:
-        log.warning("health: database unavailable: %s", error)
-        db.session.rollback()
-        return {"status": "unavailable", "database": "unavailable", "opensky": None}, 503
-    return {"status": "ok", "database": "ok", "opensky": opensky}, 200
+def opensky_facts() -> dict | None:
+    """Return the ``opensky`` part of ``/health``: credits, rate-limit wait, the last cycle."""
+    state = db.session.get(CollectorState, 1)
+    return state.to_dict() if state is not None else None
