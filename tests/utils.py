@@ -1,5 +1,6 @@
 """Helpers shared by the test modules: HTTP clients, unique test data, polling."""
 
+import re
 import time
 import uuid
 from collections.abc import Callable
@@ -89,3 +90,24 @@ def run_sql(database_url: str, statement: str, params: tuple = ()) -> list[tuple
             return cursor.fetchall() if cursor.description else []
     finally:
         connection.close()
+
+
+def metric_value(metrics_text: str, name: str, **labels: str) -> float | None:
+    """Return one sample's value from Prometheus text format (None when absent).
+
+    ``labels`` must all match; other labels of the sample are ignored.
+    """
+    for line in metrics_text.splitlines():
+        if line.startswith(name + " ") and not labels:
+            return float(line.rsplit(" ", 1)[1])
+        if not line.startswith(name + "{"):
+            continue
+        found = dict(re.findall(r'(\w+)="([^"]*)"', line[: line.index("}")]))
+        if all(found.get(key) == value for key, value in labels.items()):
+            return float(line.rsplit(" ", 1)[1])
+    return None
+
+
+def metric(api: Api, name: str, **labels: str) -> float:
+    """Return one sample's current value from ``api``'s ``/metrics`` (0 when absent)."""
+    return metric_value(api.get("/metrics").text, name, **labels) or 0.0

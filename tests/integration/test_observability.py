@@ -5,7 +5,7 @@ import uuid
 
 import pytest
 
-from tests.utils import create_user, new_key, user_payload, wait_until
+from tests.utils import create_user, metric_value, new_key, user_payload, wait_until
 
 
 def test_request_id_is_echoed_or_generated(um, dc):
@@ -53,14 +53,7 @@ def test_logs_never_contain_iban_or_tax_code(local_stack, um):
 
 
 def _sample(metrics_text: str, name: str, **labels: str) -> float:
-    """Return the value of one sample in Prometheus text format (0 when absent)."""
-    for line in metrics_text.splitlines():
-        if not line.startswith(name + "{"):
-            continue
-        found = dict(re.findall(r'(\w+)="([^"]*)"', line[: line.index("}")]))
-        if all(found.get(key) == value for key, value in labels.items()):
-            return float(line.rsplit(" ", 1)[1])
-    return 0.0
+    return metric_value(metrics_text, name, **labels) or 0.0
 
 
 def test_metrics_count_requests_by_route_across_workers(um):
