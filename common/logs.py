@@ -3,7 +3,9 @@
 ``LOG_FORMAT=json`` switches every process to one JSON object per line (for
 log shippers); the default is one readable text line per event. Each record
 carries the current request id (``-`` outside a request). Nothing here logs
-request bodies, which is how IBANs, tax codes and secrets stay out of logs.
+request bodies, and database errors are logged without their statement's
+parameters (``hide_parameters`` in common.config): that is how IBANs, tax
+codes and secrets stay out of logs (tests/integration/test_log_secrets.py).
 """
 
 import logging
