@@ -11,13 +11,12 @@ serve, which keeps test collection independent of the stack while fuzzing
 exactly what is served.
 """
 
-import os
-from unittest import mock
-
 import pytest
 import schemathesis
 from schemathesis.config import SchemathesisConfig
 from schemathesis.specs.openapi.checks import positive_data_acceptance
+
+from tests.utils import api_document
 
 # Examples per operation. With the deterministic coverage phase that schemathesis runs
 # first (boundaries, missing and wrong-typed values), 25 random ones keep both APIs to
@@ -31,19 +30,7 @@ EXCLUDED_CHECKS = [
     # 400/404/422 (all documented; status_code_conformance checks that).
     positive_data_acceptance,
 ]
-PLACEHOLDER_DATABASE = "postgresql://nobody@127.0.0.1:1/none"
-
-
-def served_document(package: str) -> dict:
-    """Build the OpenAPI document of ``package`` here, as its running app serves it."""
-    variables = ("USER_MANAGER_DATABASE_URL", "DATA_COLLECTOR_DATABASE_URL")
-    placeholders = {name: PLACEHOLDER_DATABASE for name in variables if not os.environ.get(name)}
-    with mock.patch.dict(os.environ, placeholders):
-        create_app = __import__(f"{package}.app", fromlist=["create_app"]).create_app
-        return create_app().test_client().get("/openapi.json").get_json()
-
-
-DOCUMENTS = {package: served_document(package) for package in ("user_manager", "data_collector")}
+DOCUMENTS = {package: api_document(package) for package in ("user_manager", "data_collector")}
 CONFIG = {"generation": {"max-examples": MAX_EXAMPLES}}
 user_manager = schemathesis.openapi.from_dict(
     DOCUMENTS["user_manager"], config=SchemathesisConfig.from_dict(CONFIG)
