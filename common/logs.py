@@ -23,6 +23,9 @@ TEXT_FORMAT = (
 )
 JSON_FIELDS = "{asctime}{levelname}{name}{process}{message}{request_id}"
 DATE_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+# Libraries that say at INFO what nobody running the services needs: alembic lists its
+# plugins once per process (dozens of lines per start of the stack).
+QUIET_LOGGERS = {"alembic.runtime.plugins": "WARNING"}
 
 
 class RequestIdFilter(logging.Filter):
@@ -59,3 +62,5 @@ def configure_logging(level: str = "INFO", log_format: str | None = None) -> Non
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    for name, quiet_level in QUIET_LOGGERS.items():
+        logging.getLogger(name).setLevel(quiet_level)

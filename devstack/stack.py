@@ -92,6 +92,36 @@ class StackSettings:
         return cls(data_dir=data_dir, **values)
 
 
+def busy_ports(settings: StackSettings) -> list[str]:
+    """Return one sentence for each port the stack needs that something already uses.
+
+    ``make run`` checks first, so a newcomer whose port 5001 is taken reads which
+    variable moves it, instead of a service's bind error among many log lines.
+    """
+    wanted = {
+        "USER_MANAGER_HTTP_PORT": settings.user_manager_http_port,
+        "DATA_COLLECTOR_HTTP_PORT": settings.data_collector_http_port,
+        "USER_MANAGER_GRPC_PORT": settings.user_manager_grpc_port,
+        "DATA_COLLECTOR_GRPC_PORT": settings.data_collector_grpc_port,
+    }
+    if settings.simulator:
+        wanted["OPENSKY_SIMULATOR_PORT"] = settings.simulator_port
+    busy = []
+    for variable, port in wanted.items():
+        with socket.socket() as probe:
+            # As gunicorn binds: a port left in TIME_WAIT by an earlier run is free.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((settings.bind_host, port))
+            except OSError:
+                busy.append(
+                    f"port {port} ({variable}) is already in use on {settings.bind_host}: stop "
+                    f"what listens there (`ss -ltnp | grep :{port}` names it), or choose "
+                    f"another port: {variable}={port + 1000} make run"
+                )
+    return busy
+
+
 class LocalStack:
     """The running processes of one local stack."""
 
