@@ -32,7 +32,7 @@ def newman() -> Path:
     if missing:
         pytest.skip(
             f"Postman collection not run: newman needs Node.js, and {' and '.join(missing)} "
-            "is not on PATH (install Node.js 18+ with npm to run it)"
+            "is not on PATH (install Node.js 16+ with npm to run it)"
         )
     digest = hashlib.sha256(LOCK_FILE.read_bytes()).hexdigest()
     if not NEWMAN.exists() or not STAMP.exists() or STAMP.read_text() != digest:
