@@ -26,8 +26,6 @@ from common.request_context import REQUEST_ID_HEADER, REQUEST_ID_PATTERN
 OPENAPI_VERSION = "3.1.0"
 DOCUMENT_PATH = "/openapi.json"
 DOCS_PATH = "/docs"
-# Seconds a client is asked to wait after a 503 (the central error handlers' value).
-RETRY_AFTER_SECONDS = 5
 
 REF = "#/components/{kind}/{name}"
 STRING = {"type": "string"}

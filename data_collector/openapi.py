@@ -102,11 +102,10 @@ def build_document(app: Flask) -> dict:
                 "callsign": nullable(STRING),
                 **dict.fromkeys(FLIGHT_INTEGERS, nullable(INTEGER)),
                 "type": {"type": "string", "enum": sorted(services.FLIGHT_TYPES.values())},
-                "event_time": DATE_TIME,
             },
             description="A flight as OpenSky reports it (seed table `flight_data`), with "
-            "`type` and `event_time`: the arrival's `last_seen` or the departure's "
-            "`first_seen` at the airport asked about.",
+            "`type`: whether it is an arrival at the airport asked about (its time is "
+            "`last_seen`) or a departure from it (its time is `first_seen`).",
         ),
     )
     per_day = nullable({"type": "number"})
