@@ -8,9 +8,10 @@ import re
 import pytest
 
 from data_collector import config as collector_config
-from data_collector.planning import DAY, Policy, mark_after_fetch, plan_cycle, sweep_windows
+from data_collector.planning import DAY, Policy, plan_cycle, sweep_windows
 from devstack.stack import REPO_ROOT
 from tests.containers.deployment import dotenv_entries, env_reads
+from tests.unit.test_planning import apply
 from tests.utils import api_document
 
 README = (REPO_ROOT / "README.md").read_text()
@@ -92,14 +93,7 @@ def steady_credits_per_day(airports: list[str], policy: Policy, start: int) -> i
     for _ in range(14):
         plan = plan_cycle(marks, airports, now=now, policy=policy)
         spent.append(plan.cost)
-        for request in plan.airport_requests:
-            days = marks.setdefault((request.airport, request.direction), {})
-            for day in range(request.begin // DAY, request.end // DAY + 1):
-                mark = mark_after_fetch(
-                    days.get(day), day=day, begin=request.begin, end=request.end, fetched_at=now
-                )
-                if mark is not None:
-                    days[day] = mark
+        marks = apply(plan, marks, now=now)
         now += 12 * 3600
     return spent[-1] + spent[-2]
 
