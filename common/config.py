@@ -72,12 +72,12 @@ def database_engine_options() -> dict:
         # Survive a database restart without failing the first request after it.
         "pool_pre_ping": True,
         "pool_recycle": 1800,
-        # A database error's text would otherwise quote the statement's parameters, and
-        # the error handlers log it: IBANs, tax codes and emails would reach the logs.
-        "hide_parameters": True,
         # Sessions in UTC, so timestamptz values come back in UTC.
         # A database that does not answer fails a request (503) instead of hanging it.
         "connect_args": {"options": "-c timezone=UTC", "connect_timeout": 5},
+        # Error messages would otherwise carry the statement's values (IBANs, tax codes)
+        # into the logs.
+        "hide_parameters": True,
     }
 
 

@@ -15,6 +15,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from werkzeug.exceptions import HTTPException
 
 from common.http_observability import loggable_path
+from common.logs import describe_database_error
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +66,12 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(OperationalError)
     def handle_database_unavailable(error: OperationalError):
-        log.error("database unavailable during %s %s: %s", request.method, loggable_path(), error)
+        log.error(
+            "database unavailable during %s %s: %s",
+            request.method,
+            loggable_path(),
+            describe_database_error(error),
+        )
         return error_response(
             503, "The database is unavailable; try again shortly.", None, {"Retry-After": "5"}
         )

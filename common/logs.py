@@ -3,14 +3,17 @@
 ``LOG_FORMAT=json`` switches every process to one JSON object per line (for
 log shippers); the default is one readable text line per event. Each record
 carries the current request id (``-`` outside a request). Nothing here logs
-request bodies, and database errors are logged without their statement's
-parameters (``hide_parameters`` in common.config): that is how IBANs, tax
-codes and secrets stay out of logs (tests/integration/test_log_secrets.py).
+request bodies, which is how IBANs, tax codes and secrets stay out of logs;
+and because PostgreSQL repeats a statement's values in some error messages
+(``LINE 1: ... 'GB82WEST...'``, ``Key (tax_code)=(...)``), database exceptions
+are logged by class, SQLSTATE and statement template only, never by message
+(tests/integration/test_log_secrets.py checks every process's logs).
 """
 
 import logging
 import sys
 import time
+import traceback
 
 from pythonjsonlogger.json import JsonFormatter
 
@@ -38,18 +41,54 @@ class RequestIdFilter(logging.Filter):
         return True
 
 
+def describe_database_error(error: BaseException) -> str | None:
+    """Describe a database exception without any value it may quote; None for other errors."""
+    from sqlalchemy.exc import DBAPIError
+
+    original = error.orig if isinstance(error, DBAPIError) else error
+    if not type(original).__module__.startswith("psycopg2"):
+        return None
+    statement = error.statement if isinstance(error, DBAPIError) else None
+    description = f"{type(original).__name__} (SQLSTATE {getattr(original, 'pgcode', None)})"
+    if statement:
+        # The template, with %(name)s placeholders: values are bound separately.
+        description += f" in: {' '.join(statement.split())[:300]}"
+    return description
+
+
+class _RedactDatabaseErrors:
+    """Mixin for formatters: a database exception's traceback ends with its description only."""
+
+    def formatException(self, exc_info) -> str:  # noqa: N802 - logging's method name
+        """Format the traceback, replacing a database error's message (values) by its kind."""
+        _type, error, tb = exc_info
+        description = describe_database_error(error) if error is not None else None
+        if description is None:
+            return super().formatException(exc_info)
+        frames = "".join(traceback.format_tb(tb))
+        return f"Traceback (most recent call last):\n{frames}{type(error).__name__}: {description}"
+
+
+class TextFormatter(_RedactDatabaseErrors, logging.Formatter):
+    """One readable line per event (plus a redacted traceback when there is one)."""
+
+
+class JsonLineFormatter(_RedactDatabaseErrors, JsonFormatter):
+    """One JSON object per event."""
+
+
 def build_formatter(log_format: str | None = None) -> logging.Formatter:
     """Return the formatter for ``log_format`` (default: the ``LOG_FORMAT`` variable, else text)."""
     log_format = (log_format or env_str("LOG_FORMAT", "text")).lower()
     if log_format == "json":
-        formatter: logging.Formatter = JsonFormatter(
+        formatter: logging.Formatter = JsonLineFormatter(
             JSON_FIELDS,
             style="{",
             datefmt=DATE_FORMAT,
             rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
         )
     else:
-        formatter = logging.Formatter(TEXT_FORMAT, datefmt=DATE_FORMAT)
+        formatter = TextFormatter(TEXT_FORMAT, datefmt=DATE_FORMAT)
     formatter.converter = time.gmtime
     return formatter
 

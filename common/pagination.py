@@ -12,10 +12,13 @@ import binascii
 import json
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlencode
 
-from flask import Response, jsonify, request, url_for
+from flask import Response, jsonify, request
 
 from common.errors import ApiError
+
+INVALID_CURSOR_MESSAGE = "The cursor is invalid; use the URL from the previous page's Link header."
 
 
 @dataclass(frozen=True)
@@ -40,9 +43,7 @@ def decode_cursor(token: str, *, arity: int) -> list[Any]:
     except (ValueError, binascii.Error, UnicodeError):
         value = None
     if not isinstance(value, list) or len(value) != arity:
-        raise ApiError(
-            400, "The cursor is invalid; use the URL from the previous page's Link header."
-        )
+        raise ApiError(400, INVALID_CURSOR_MESSAGE)
     return value
 
 
@@ -76,9 +77,11 @@ def page_response(items: list[Any], *, page: PageRequest, sort_key_of, shape=Non
     items = items[: page.limit]
     response = jsonify([shape(item) for item in items] if shape else items)
     if has_next and items:
+        # Every parameter the client sent is kept as given (filters such as ``type`` must
+        # stay), built into the URL as data: never as keyword arguments of url_for, where
+        # a parameter named like a view argument or ``_external`` would break it.
         args = request.args.to_dict()
         args["cursor"] = encode_cursor(sort_key_of(items[-1]))
         args["limit"] = str(page.limit)
-        next_url = url_for(request.endpoint, **(request.view_args or {}), **args, _external=True)
-        response.headers["Link"] = f'<{next_url}>; rel="next"'
+        response.headers["Link"] = f'<{request.base_url}?{urlencode(args)}>; rel="next"'
     return response

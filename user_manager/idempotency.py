@@ -148,13 +148,7 @@ def _replay(*, key: str, fingerprint: str) -> Outcome:
             "This Idempotency-Key was already used for a different request; "
             "use a new key for a new request.",
         )
-    if stored.status != "completed" or stored.response_code is None:
-        # Unreachable with this design (claims commit only completed); kept for rows
-        # written by anything else.
-        IDEMPOTENCY_CONFLICTS.labels("409").inc()
-        raise ApiError(
-            409, "A request with this Idempotency-Key is in progress.", headers={"Retry-After": "1"}
-        )
+    # Only completed keys are ever committed (claim and completion share a transaction).
     return Outcome(stored.response_code, json.loads(stored.response_body or "{}"), replayed=True)
 
 

@@ -127,6 +127,18 @@ def build_document(app: Flask) -> dict:
         "The Idempotency-Key was already used for a different request (method, path or body)."
     )
     key_expired = error("The Idempotency-Key expired while this request ran; retry it.")
+    created_conflict = error(
+        "A user with this email, or this tax code, already exists (replays of this answer "
+        "carry `Idempotent-Replayed: true`); or the key expired meanwhile; or a user with "
+        "this email was just deleted and the deletion of their interests is still being "
+        "delivered to the Data Collector (with `Retry-After`; not stored against the key).",
+        headers=(REPLAY_HEADER,),
+    )
+    created_conflict["headers"]["Retry-After"] = {
+        "description": "Only while an earlier user with this email is still being deleted: "
+        "seconds to wait before retrying.",
+        "schema": {"type": "string", "pattern": "^[0-9]+$"},
+    }
 
     doc.operation(
         "POST",
@@ -146,11 +158,7 @@ def build_document(app: Flask) -> dict:
                 "Missing or malformed Idempotency-Key, a body that is not a JSON object, or "
                 "invalid fields (`details` names each)."
             ),
-            409: error(
-                "A user with this email, or this tax code, already exists (replays of this "
-                "answer carry `Idempotent-Replayed: true`); or the key expired meanwhile.",
-                headers=(REPLAY_HEADER,),
-            ),
+            409: created_conflict,
             413: error(f"The body is larger than {max_body} bytes."),
             415: error("The body is not declared as JSON (`Content-Type: application/json`)."),
             422: key_reused,

@@ -23,7 +23,7 @@ from typing import Any
 
 import grpc
 from flask import current_app
-from sqlalchemy import func, select
+from sqlalchemy import Exists, exists, func, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from common.grpc_client import GrpcPeer, PeerUnavailableError
@@ -53,6 +53,14 @@ class Backlog:
 
     count: int
     oldest_seconds: float | None
+
+
+def pending_delete_for(*, email: str) -> Exists:
+    """Build the SQL condition "a ``DeleteUserInterests`` for this email is undelivered"."""
+    return exists().where(
+        OutboxMessage.method == DELETE_USER_INTERESTS,
+        OutboxMessage.payload["email"].astext == email,
+    )
 
 
 def enqueue_delete_user_interests(*, email: str) -> int:

@@ -4,7 +4,7 @@ from flask import Blueprint, current_app, jsonify, request
 
 from common.errors import ApiError, json_object_body
 from common.health import readiness
-from common.pagination import page_response, parse_page_request
+from common.pagination import INVALID_CURSOR_MESSAGE, page_response, parse_page_request
 from common.validation import EMAIL_MAX_LENGTH, normalize_email, parse_model
 from user_manager import idempotency, outbox, services
 from user_manager.models import db
@@ -14,7 +14,6 @@ bp = Blueprint("users", __name__)
 # A page of users is a few KB; 100 per page by default, never more than 1,000.
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
-INVALID_CURSOR = "The cursor is invalid; use the URL from the previous page's Link header."
 
 
 def _path_email(email: str) -> str:
@@ -87,7 +86,7 @@ def list_users():
     if after is not None and not (
         isinstance(after, str) and len(after) <= EMAIL_MAX_LENGTH and after.isprintable()
     ):
-        raise ApiError(400, INVALID_CURSOR)
+        raise ApiError(400, INVALID_CURSOR_MESSAGE)
     users = services.list_users(after_email=after, limit=page.limit + 1)
     return page_response(
         [user.to_dict() for user in users], page=page, sort_key_of=lambda item: [item["email"]]

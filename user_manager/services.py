@@ -11,9 +11,10 @@ import unicodedata
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, field_validator
 from schwifty import IBAN
 from schwifty.exceptions import SchwiftyException
-from sqlalchemy import delete, select
+from sqlalchemy import delete, literal, select
 from sqlalchemy.dialects.postgresql import insert
 
+from common.errors import ApiError
 from common.timeutil import utc_now
 from common.validation import normalize_email
 from user_manager import outbox
@@ -98,31 +99,31 @@ class UserCreate(BaseModel):
 
 
 def create_user(*, data: UserCreate) -> Outcome:
-    """Insert the user, or answer 409 when the email or tax code is taken."""
-    user = User(
-        email=data.email,
-        first_name=data.first_name,
-        last_name=data.last_name,
-        tax_code=data.tax_code,
-        iban=data.iban,
-        created_at=utc_now(),
+    """Insert the user, or answer 409 when the email or tax code is taken.
+
+    An email whose previous account's interests are still waiting in the
+    outbox to be deleted (the Data Collector was down) is refused for now:
+    created again, the new account's interests would be wiped by that late
+    delivery. The refusal is raised, not returned, so it is not stored
+    against the key and the same request succeeds once the outbox is drained.
+    """
+    user = User(**data.model_dump(), created_at=utc_now())
+    columns = ["email", "first_name", "last_name", "tax_code", "iban", "created_at"]
+    row = select(*(literal(getattr(user, column)) for column in columns)).where(
+        ~outbox.pending_delete_for(email=user.email)
     )
     inserted = db.session.execute(
-        insert(User)
-        .values(
-            email=user.email,
-            first_name=user.first_name,
-            last_name=user.last_name,
-            tax_code=user.tax_code,
-            iban=user.iban,
-            created_at=user.created_at,
-        )
-        .on_conflict_do_nothing()
-        .returning(User.email)
+        insert(User).from_select(columns, row).on_conflict_do_nothing().returning(User.email)
     ).first()
     if inserted is None:
         if db.session.get(User, data.email) is not None:
             return Outcome(409, {"error": "User already exists"})
+        if db.session.scalar(select(outbox.pending_delete_for(email=user.email))):
+            raise ApiError(
+                409,
+                "A previous account with this email is still being deleted; try again shortly.",
+                headers={"Retry-After": "10"},
+            )
         return Outcome(409, {"error": "tax_code is already registered to another user"})
     return Outcome(201, {"message": "User created successfully", "user": user.to_dict()})
 

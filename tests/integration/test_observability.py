@@ -71,3 +71,30 @@ def test_metrics_count_grpc_calls_on_both_sides(um, dc):
     )
     assert client >= 1
     assert served >= 1
+
+
+@pytest.mark.local_stack
+def test_logged_database_errors_do_not_carry_the_statement_values(local_stack, capsys):
+    """PostgreSQL quotes values in some errors; what the services log must not."""
+    import logging
+
+    from sqlalchemy import create_engine, text
+
+    from common.config import database_engine_options, sqlalchemy_url
+    from common.logs import configure_logging
+
+    url = sqlalchemy_url(local_stack.database_urls["USER_MANAGER_DATABASE_URL"])
+    engine = create_engine(url, **database_engine_options())
+    iban = "GB82WEST12345698765432"
+    for log_format in ("text", "json"):
+        configure_logging("INFO", log_format)
+        try:
+            with engine.connect() as connection:
+                connection.execute(text("SELECT CAST(:iban AS integer)"), {"iban": iban})
+        except Exception as error:
+            assert iban in str(error)  # the raw error does quote it...
+            logging.getLogger("test").exception("query failed")
+        logged = capsys.readouterr().err
+        assert "InvalidTextRepresentation (SQLSTATE 22P02)" in logged
+        assert iban not in logged  # ...the log line does not
+    engine.dispose()

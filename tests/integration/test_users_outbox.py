@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from tests.utils import create_user, metric, new_key, run_sql, wait_until
+from tests.utils import create_user, metric, new_key, run_sql, user_payload, wait_until
 
 # The relay retries within seconds in the test stack (conftest sets its interval
 # and backoff ceiling); this bounds how long a recovered collector may take.
@@ -96,6 +96,14 @@ def test_delete_while_the_collector_is_down_is_delivered_after_restarts(local_st
         )
         assert "UNAVAILABLE" in last_error
 
+        # Registering the email again now would let the late delivery wipe the new
+        # account's interests: refused for now, and not remembered against the key.
+        key = new_key()
+        again = um.post("/users", json=user_payload(email), headers=key)
+        assert again.status_code == 409
+        assert "still being deleted" in again.json()["error"]
+        assert again.headers["Retry-After"]
+
         # The pending call outlives the User Manager's processes.
         local_stack.stop_service("user_manager")
         local_stack.start_service("user_manager")
@@ -108,3 +116,7 @@ def test_delete_while_the_collector_is_down_is_delivered_after_restarts(local_st
     wait_until_delivered(local_stack, dc, email)
     assert metric(um, "outbox_backlog_messages") < waiting
     assert um.get("/health").json()["status"] == "ok"
+    # Delivered: the same request with the same key now creates the account afresh,
+    # and its new interests stay.
+    assert um.post("/users", json=user_payload(email), headers=key).status_code == 201
+    follow_airports(dc, email)

@@ -2,6 +2,7 @@
 
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
@@ -104,3 +105,16 @@ def test_following_links_sees_every_user_exactly_once_while_users_come_and_go(um
     assert set(survivors) <= set(ours), "a user present all along was skipped"
     assert not set(removed_ahead) & set(ours)
     assert set(added_ahead) <= set(ours)
+
+
+def test_next_link_keeps_unknown_parameters_as_plain_data(um):
+    for _ in range(2):
+        create_user(um)
+    response = um.get(
+        "/users", params={"limit": "1", "endpoint": "x", "_external": "0", "_anchor": "frag"}
+    )
+    assert response.status_code == 200
+    next_url = response.links["next"]["url"]
+    assert "#" not in next_url
+    assert parse_qs(urlsplit(next_url).query)["endpoint"] == ["x"]
+    assert um.get(next_url.removeprefix(um.base_url)).status_code == 200

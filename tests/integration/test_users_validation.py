@@ -260,6 +260,20 @@ def test_no_list_query_yields_a_server_error(api, limit, cursor):
     assert_no_server_error(api.get("/users", params={"limit": limit, "cursor": cursor}))
 
 
+# Parameter names that collide with Flask's url_for() keywords or a view argument.
+TRICKY_PARAMETER_NAMES = st.sampled_from(["endpoint", "_external", "_anchor", "_method", "email"])
+
+
+@PROPERTY_SETTINGS
+@given(
+    extra=st.dictionaries(TRICKY_PARAMETER_NAMES | st.text(max_size=20), st.text(max_size=20)),
+)
+def test_unknown_query_parameters_never_yield_a_server_error(api, extra):
+    # limit=1 with more than one user stored: the answer builds a Link to the next page.
+    response = api.get("/users", params={**extra, "limit": "1"})
+    assert_no_server_error(response)
+
+
 def test_a_long_email_in_the_path_is_a_400_not_a_crash(um):
     assert um.get("/users/" + "a" * 300 + "@example.com").status_code == 400
     assert um.get(f"/users/{unique_email()}%00").status_code == 400
