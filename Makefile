@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements-dev.txt pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: install run test lint format lock proto diagram clean
+.PHONY: install run test lint format lock proto diagram postman clean
 
 install: $(STAMP)
 
@@ -45,5 +45,9 @@ proto: install
 diagram: install
 	$(PY) -m devstack.diagram
 
+# Rewrite postman/*.json from devstack/postman.py (a test fails when they are stale).
+postman: install
+	$(PY) -m devstack.postman
+
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache postman/node_modules

@@ -14,6 +14,7 @@ from flask import Flask, jsonify, request
 from sqlalchemy.exc import DBAPIError, OperationalError
 from werkzeug.exceptions import HTTPException
 
+from common.http_observability import loggable_path
 from common.logs import describe_database_error
 
 log = logging.getLogger(__name__)
@@ -68,7 +69,7 @@ def register_error_handlers(app: Flask) -> None:
         log.error(
             "database unavailable during %s %s: %s",
             request.method,
-            request.path,
+            loggable_path(),
             describe_database_error(error),
         )
         return error_response(
@@ -77,12 +78,12 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(DBAPIError)
     def handle_database_error(error: DBAPIError):
-        log.exception("database error during %s %s", request.method, request.path)
+        log.exception("database error during %s %s", request.method, loggable_path())
         return error_response(500, "Internal server error.")
 
     @app.errorhandler(Exception)
     def handle_unexpected(error: Exception):
-        log.exception("unhandled error during %s %s", request.method, request.path)
+        log.exception("unhandled error during %s %s", request.method, loggable_path())
         return error_response(500, "Internal server error.")
 
 

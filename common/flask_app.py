@@ -5,10 +5,22 @@ from pathlib import Path
 from flask import Blueprint, Flask
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
+from werkzeug.routing import PathConverter
 
 from common.errors import register_error_handlers
 from common.http_observability import install_request_observability
 from common.logs import configure_logging
+
+
+class AnyCharacterPathConverter(PathConverter):
+    """``<path:...>`` that also matches line breaks.
+
+    Werkzeug's path converter uses ``.``, which stops at a newline, so
+    ``GET /users/a%0A`` matched no route and answered "URL not found" (404).
+    With this converter it reaches the view, which says the email is invalid.
+    """
+
+    regex = "[^/](?s:.)*?"
 
 
 def build_app(
@@ -21,7 +33,9 @@ def build_app(
     blueprints: list[Blueprint],
 ) -> Flask:
     """Create a Flask app: environment config, then the test's overrides, then extensions."""
-    app = Flask(import_name)
+    # No static folder: the services serve JSON only (Swagger UI brings its own assets).
+    app = Flask(import_name, static_folder=None)
+    app.url_map.converters["path"] = AnyCharacterPathConverter
     app.config.from_object(config)
     if test_config:
         app.config.update(test_config)

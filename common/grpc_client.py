@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from common.metrics import GRPC_CLIENT_CALLS
 from common.request_context import GRPC_METADATA_KEY, current_request_id
@@ -40,6 +41,10 @@ RETRY_SERVICE_CONFIG = json.dumps(
 )
 
 
+# The method label of health checks in grpc_client_calls_total.
+HEALTH_CHECK = "Health.Check"
+
+
 class PeerUnavailableError(Exception):
     """The peer could not answer (down, unreachable, deadline exceeded)."""
 
@@ -55,6 +60,7 @@ class GrpcPeer:
         self._pid: int | None = None
         self._channel: grpc.Channel | None = None
         self._stub: Any = None
+        self._health_stub: Any = None
 
     def _current_stub(self) -> Any:
         with self._lock:
@@ -73,6 +79,7 @@ class GrpcPeer:
                     ],
                 )
                 self._stub = self._stub_factory(self._channel)
+                self._health_stub = health_pb2_grpc.HealthStub(self._channel)
                 self._pid = os.getpid()
             return self._stub
 
@@ -98,6 +105,20 @@ class GrpcPeer:
         GRPC_CLIENT_CALLS.labels(method, "OK").inc()
         return reply
 
+    def is_serving(self, *, timeout: float) -> bool:
+        """Ask the peer's standard gRPC health service whether it serves; never raises."""
+        self._current_stub()
+        try:
+            reply = self._health_stub.Check(
+                health_pb2.HealthCheckRequest(service=""), timeout=timeout
+            )
+        except grpc.RpcError as error:
+            code = error.code() if hasattr(error, "code") else None
+            GRPC_CLIENT_CALLS.labels(HEALTH_CHECK, code.name if code else "UNKNOWN").inc()
+            return False
+        GRPC_CLIENT_CALLS.labels(HEALTH_CHECK, "OK").inc()
+        return reply.status == health_pb2.HealthCheckResponse.SERVING
+
     def close(self) -> None:
         """Close the channel (used at shutdown and by tests)."""
         with self._lock:
@@ -105,4 +126,5 @@ class GrpcPeer:
                 self._channel.close()
             self._channel = None
             self._stub = None
+            self._health_stub = None
             self._pid = None

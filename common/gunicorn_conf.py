@@ -6,7 +6,7 @@ Loaded with ``--config python:common.gunicorn_conf`` by the launcher.
 import os
 
 from common.config import env_str
-from common.logs import build_formatter
+from common.logs import QUIET_LOGGERS, build_formatter
 from common.metrics import MULTIPROC_DIR_VARIABLE
 
 # Gunicorn's own messages go through the same handler and format as the app's.
@@ -28,6 +28,7 @@ logconfig_dict = {
         "gunicorn.error": {"level": "INFO", "handlers": [], "propagate": True},
         # The app logs one line per request itself, with the request id.
         "gunicorn.access": {"level": "WARNING", "handlers": [], "propagate": False},
+        **{name: {"level": level} for name, level in QUIET_LOGGERS.items()},
     },
 }
 

@@ -20,6 +20,18 @@ access_log = logging.getLogger("access")
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
+def loggable_path() -> str:
+    """Return the request's path with control characters escaped, safe to put in a log line.
+
+    A path may carry any character (``%0A`` decodes to a newline); written as is,
+    it would split one log line in two, or forge a second one.
+    """
+    return "".join(
+        char if char.isprintable() else char.encode("unicode_escape").decode("ascii")
+        for char in request.path
+    )
+
+
 def install_request_observability(app: Flask) -> None:
     """Register the hooks that give every request an id, a log line and metrics; add /metrics."""
 
@@ -36,6 +48,7 @@ def install_request_observability(app: Flask) -> None:
         if request_id:
             response.headers[REQUEST_ID_HEADER] = request_id
         elapsed = time.perf_counter() - g.get("request_started", time.perf_counter())
+        path = loggable_path()
         method = request.method if request.method in KNOWN_METHODS else "OTHER"
         route = request.url_rule.rule if request.url_rule else "unmatched"
         HTTP_REQUESTS.labels(method, route, str(response.status_code)).inc()
@@ -43,12 +56,12 @@ def install_request_observability(app: Flask) -> None:
         access_log.info(
             "%s %s %s %.1fms",
             method,
-            request.path,
+            path,
             response.status_code,
             elapsed * 1000,
             extra={
                 "method": method,
-                "path": request.path,
+                "path": path,
                 "status": response.status_code,
                 "duration_ms": round(elapsed * 1000, 2),
             },

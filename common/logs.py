@@ -6,7 +6,8 @@ carries the current request id (``-`` outside a request). Nothing here logs
 request bodies, which is how IBANs, tax codes and secrets stay out of logs;
 and because PostgreSQL repeats a statement's values in some error messages
 (``LINE 1: ... 'GB82WEST...'``, ``Key (tax_code)=(...)``), database exceptions
-are logged by class, SQLSTATE and statement template only, never by message.
+are logged by class, SQLSTATE and statement template only, never by message
+(tests/integration/test_log_secrets.py checks every process's logs).
 """
 
 import logging
@@ -25,6 +26,9 @@ TEXT_FORMAT = (
 )
 JSON_FIELDS = "{asctime}{levelname}{name}{process}{message}{request_id}"
 DATE_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+# Libraries that say at INFO what nobody running the services needs: alembic lists its
+# plugins once per process (dozens of lines per start of the stack).
+QUIET_LOGGERS = {"alembic.runtime.plugins": "WARNING"}
 
 
 class RequestIdFilter(logging.Filter):
@@ -97,3 +101,5 @@ def configure_logging(level: str = "INFO", log_format: str | None = None) -> Non
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    for name, quiet_level in QUIET_LOGGERS.items():
+        logging.getLogger(name).setLevel(quiet_level)

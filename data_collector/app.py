@@ -6,9 +6,11 @@ from flask import Flask
 
 from common.flask_app import build_app
 from common.grpc_client import GrpcPeer
+from common.openapi import install_api_docs
 from common.rpc import flight_tracker_pb2_grpc
 from data_collector.config import Config
 from data_collector.models import db
+from data_collector.openapi import build_document
 from data_collector.routes import bp
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
@@ -30,4 +32,5 @@ def create_app(test_config: dict | None = None) -> Flask:
         flight_tracker_pb2_grpc.UserServiceStub,
         timeout=app.config["GRPC_TIMEOUT_SECONDS"],
     )
+    install_api_docs(app, build_document)
     return app

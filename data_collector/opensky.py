@@ -23,6 +23,8 @@ from typing import Any
 
 import requests
 
+from data_collector.metrics import OPENSKY_CREDITS, OPENSKY_REQUESTS, request_outcome
+
 log = logging.getLogger(__name__)
 
 # When a 429 carries no X-Rate-Limit-Retry-After-Seconds, wait this long (a guess
@@ -112,11 +114,12 @@ class OpenSkyClient:
         renewed = False
         while True:
             response = self._with_retries(
-                lambda: self._get(url, params), what=f"{endpoint} {params}"
+                lambda: self._get(url, params), what=f"{endpoint} {params}", endpoint=endpoint
             )
             remaining = _int_header(response, "X-Rate-Limit-Remaining")
             if remaining is not None:
                 self.last_remaining = remaining
+                OPENSKY_CREDITS.set(remaining)
             if response.status_code == 401 and not self.anonymous and not renewed:
                 log.info("OpenSky answered 401: renewing the token once")
                 self._token = None
@@ -174,7 +177,7 @@ class OpenSkyClient:
                 parsed.append((token, lifetime))
             return response
 
-        response = self._with_retries(post, what="token")
+        response = self._with_retries(post, what="token", endpoint="token")
         if response.status_code != 200:
             raise CredentialsRefusedError(
                 f"OpenSky refused the credentials (HTTP {response.status_code}); "
@@ -182,19 +185,28 @@ class OpenSkyClient:
             )
         return parsed[-1]
 
-    def _with_retries(self, send, *, what: str) -> requests.Response:
-        """Call ``send`` until it answers without a timeout or 5xx, at most ``max_attempts``."""
+    def _with_retries(self, send, *, what: str, endpoint: str) -> requests.Response:
+        """Call ``send`` until it answers without a timeout or 5xx, at most ``max_attempts``.
+
+        Every attempt is counted in ``opensky_requests_total`` under ``endpoint``.
+        """
         for attempt in range(1, self.max_attempts + 1):
             try:
                 response = send()
+                OPENSKY_REQUESTS.labels(
+                    endpoint, request_outcome(endpoint, response.status_code)
+                ).inc()
                 if response.status_code < 500:
                     return response
                 problem = f"HTTP {response.status_code}"
             except requests.Timeout:
+                OPENSKY_REQUESTS.labels(endpoint, "timeout").inc()
                 problem = f"no answer within {self.timeout}s"
             except (requests.RequestException, _RetryableError) as error:
                 # Connection errors, but also a body cut off or garbled on the way
                 # (ChunkedEncodingError, ContentDecodingError): worth another attempt.
+                outcome = "malformed" if isinstance(error, _RetryableError) else "connection_error"
+                OPENSKY_REQUESTS.labels(endpoint, outcome).inc()
                 problem = f"{type(error).__name__}: {error}"
             if attempt == self.max_attempts:
                 raise UnavailableError(f"OpenSky {what}: {problem} ({attempt} attempts)")

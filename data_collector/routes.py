@@ -3,9 +3,11 @@
 from flask import Blueprint, current_app, jsonify, request
 
 from common.errors import ApiError, json_object_body
+from common.health import readiness
 from common.pagination import page_response, parse_page_request
 from common.validation import normalize_email, parse_model, whole_number
 from data_collector import collection, services
+from data_collector.models import db
 
 bp = Blueprint("collector", __name__)
 
@@ -24,9 +26,15 @@ def ping():
 
 @bp.get("/health")
 def health():
-    """Report readiness: database, OpenSky credits, rate-limit wait and the last cycle."""
-    body, status = services.health()
-    return body, status
+    """Report readiness: the database, the User Manager, OpenSky credits and the last cycle."""
+    return readiness(
+        service="data_collector",
+        db=db,
+        peer=current_app.extensions["user_manager_peer"],
+        peer_service="user_manager",
+        facts_key="opensky",
+        facts=services.opensky_facts,
+    )
 
 
 @bp.post("/collection/runs")

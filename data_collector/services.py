@@ -1,6 +1,5 @@
 """Data Collector business logic: interests, the user check, flight queries, health."""
 
-import contextlib
 import logging
 import re
 from dataclasses import dataclass
@@ -8,9 +7,8 @@ from datetime import UTC, date, datetime, timedelta
 
 import grpc
 from pydantic import BaseModel, ConfigDict, StrictStr, field_validator
-from sqlalchemy import delete, func, literal, select, text, tuple_, union_all
+from sqlalchemy import delete, func, literal, select, tuple_, union_all
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.exc import SQLAlchemyError
 
 from common.errors import ApiError
 from common.grpc_client import GrpcPeer, PeerUnavailableError
@@ -36,7 +34,6 @@ log = logging.getLogger(__name__)
 FLIGHT_TYPES = {"arrivals": "arrival", "departures": "departure"}
 UNIX_SECONDS = re.compile(r"[0-9]{1,11}(\.[0-9]{1,6})?")
 # A readiness probe must answer within its own timeout even when PostgreSQL hangs.
-HEALTH_STATEMENT_TIMEOUT_MS = 2000
 # Reconciliation leaves interests younger than this alone: far longer than any
 # POST /interests takes between its user check and its insert (at most the gRPC
 # deadline plus the request timeout, about half a minute).
@@ -201,8 +198,12 @@ def reconcile_interests(*, peer: GrpcPeer, batch: int = RECONCILE_BATCH) -> int:
 
 
 def flight_types(raw: str | None) -> tuple[str, ...]:
-    """Return the directions a ``type`` parameter asks for (none: both), or raise a 400."""
-    if raw is None or raw == "":
+    """Return the directions a ``type`` parameter asks for (none: both), or raise a 400.
+
+    An empty ``type=`` is refused like any other unknown value (as ``limit=`` and
+    ``days=`` are): leave the parameter out to get both directions.
+    """
+    if raw is None:
         return ("arrival", "departure")
     if raw not in FLIGHT_TYPES:
         raise ApiError(400, "type must be arrivals or departures.", details={"type": raw})
@@ -383,16 +384,7 @@ def average_flights(*, airport: str, days: int, directions: tuple[str, ...]) -> 
 # --- Health ----------------------------------------------------------------------------
 
 
-def health() -> tuple[dict, int]:
-    """Report readiness: the database answers, and what is known about OpenSky."""
-    try:
-        db.session.execute(text(f"SET LOCAL statement_timeout = {HEALTH_STATEMENT_TIMEOUT_MS}"))
-        state = db.session.get(CollectorState, 1)
-        opensky = state.to_dict() if state is not None else None
-        db.session.rollback()
-    except SQLAlchemyError as error:
-        log.warning("health: database unavailable: %s", error)
-        with contextlib.suppress(SQLAlchemyError):
-            db.session.rollback()
-        return {"status": "unavailable", "database": "unavailable", "opensky": None}, 503
-    return {"status": "ok", "database": "ok", "opensky": opensky}, 200
+def opensky_facts() -> dict | None:
+    """Return the ``opensky`` part of ``/health``: credits, rate-limit wait, the last cycle."""
+    state = db.session.get(CollectorState, 1)
+    return state.to_dict() if state is not None else None

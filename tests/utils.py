@@ -1,9 +1,13 @@
 """Helpers shared by the test modules: HTTP clients, unique test data, polling."""
 
+import importlib
+import os
+import re
 import time
 import uuid
 from collections.abc import Callable
 from typing import Any
+from unittest import mock
 
 import psycopg2
 import requests
@@ -89,3 +93,38 @@ def run_sql(database_url: str, statement: str, params: tuple = ()) -> list[tuple
             return cursor.fetchall() if cursor.description else []
     finally:
         connection.close()
+
+
+def metric_value(metrics_text: str, name: str, **labels: str) -> float | None:
+    """Return one sample's value from Prometheus text format (None when absent).
+
+    ``labels`` must all match; other labels of the sample are ignored.
+    """
+    for line in metrics_text.splitlines():
+        if line.startswith(name + " ") and not labels:
+            return float(line.rsplit(" ", 1)[1])
+        if not line.startswith(name + "{"):
+            continue
+        found = dict(re.findall(r'(\w+)="([^"]*)"', line[: line.index("}")]))
+        if all(found.get(key) == value for key, value in labels.items()):
+            return float(line.rsplit(" ", 1)[1])
+    return None
+
+
+def metric(api: Api, name: str, **labels: str) -> float:
+    """Return one sample's current value from ``api``'s ``/metrics`` (0 when absent)."""
+    return metric_value(api.get("/metrics").text, name, **labels) or 0.0
+
+
+def api_document(package: str) -> dict:
+    """Build the OpenAPI document of ``package`` in this process, as its running app serves it.
+
+    Building the app contacts no database, so an address nobody listens on
+    stands in for the database URL when none is set.
+    """
+    variables = ("USER_MANAGER_DATABASE_URL", "DATA_COLLECTOR_DATABASE_URL")
+    placeholder = "postgresql://nobody@127.0.0.1:1/none"
+    missing = {name: placeholder for name in variables if not os.environ.get(name)}
+    with mock.patch.dict(os.environ, missing):
+        app = importlib.import_module(f"{package}.app").create_app()
+        return app.test_client().get("/openapi.json").get_json()

@@ -6,9 +6,13 @@ from flask import Flask
 
 from common.flask_app import build_app
 from common.grpc_client import GrpcPeer
+from common.metrics import add_scrape_collector
+from common.openapi import install_api_docs
 from common.rpc import flight_tracker_pb2_grpc
 from user_manager.config import Config
+from user_manager.metrics import OutboxBacklogCollector
 from user_manager.models import db
+from user_manager.openapi import build_document
 from user_manager.routes import bp
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
@@ -30,4 +34,6 @@ def create_app(test_config: dict | None = None) -> Flask:
         flight_tracker_pb2_grpc.DataCollectorServiceStub,
         timeout=app.config["GRPC_TIMEOUT_SECONDS"],
     )
+    add_scrape_collector(app, OutboxBacklogCollector())
+    install_api_docs(app, build_document)
     return app

@@ -35,6 +35,7 @@ from sqlalchemy.dialects.postgresql import insert
 
 from common.errors import ApiError
 from user_manager import faults
+from user_manager.metrics import IDEMPOTENCY_CONFLICTS, IDEMPOTENCY_REPLAYS
 from user_manager.models import IdempotencyKey, db
 
 log = logging.getLogger(__name__)
@@ -115,7 +116,9 @@ def execute_once(
     ).returning(IdempotencyKey.key)
     if session.execute(claim).first() is None:
         session.rollback()
-        return _replay(key=key, fingerprint=fingerprint)
+        outcome = _replay(key=key, fingerprint=fingerprint)
+        IDEMPOTENCY_REPLAYS.labels(method).inc()
+        return outcome
 
     outcome = operation()
     session.execute(
@@ -136,8 +139,10 @@ def _replay(*, key: str, fingerprint: str) -> Outcome:
     stored = db.session.get(IdempotencyKey, key)
     if stored is None:
         # Expired and reaped between our INSERT and this read: the client reused an old key.
+        IDEMPOTENCY_CONFLICTS.labels("409").inc()
         raise ApiError(409, "This Idempotency-Key has just expired; retry the request.")
     if stored.request_fingerprint != fingerprint:
+        IDEMPOTENCY_CONFLICTS.labels("422").inc()
         raise ApiError(
             422,
             "This Idempotency-Key was already used for a different request; "

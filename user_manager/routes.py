@@ -1,12 +1,9 @@
 """User Manager REST API: thin views that validate, call services, and shape answers."""
 
-import contextlib
-
 from flask import Blueprint, current_app, jsonify, request
-from sqlalchemy import text
-from sqlalchemy.exc import SQLAlchemyError
 
 from common.errors import ApiError, json_object_body
+from common.health import readiness
 from common.pagination import INVALID_CURSOR_MESSAGE, page_response, parse_page_request
 from common.validation import EMAIL_MAX_LENGTH, normalize_email, parse_model
 from user_manager import idempotency, outbox, services
@@ -17,8 +14,6 @@ bp = Blueprint("users", __name__)
 # A page of users is a few KB; 100 per page by default, never more than 1,000.
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
-# A readiness probe must answer within its own timeout even when PostgreSQL hangs.
-HEALTH_STATEMENT_TIMEOUT_MS = 2000
 
 
 def _path_email(email: str) -> str:
@@ -46,28 +41,24 @@ def ping():
 
 @bp.get("/health")
 def health():
-    """Report readiness: the database answers; how many calls to the collector are pending."""
-    try:
-        db.session.execute(text(f"SET LOCAL statement_timeout = {HEALTH_STATEMENT_TIMEOUT_MS}"))
-        backlog = outbox.backlog()
-        db.session.rollback()
-    except SQLAlchemyError as error:
-        with contextlib.suppress(SQLAlchemyError):
-            db.session.rollback()
-        current_app.logger.warning("health check: database unavailable: %s", error)
-        body = {
-            "status": "unavailable",
-            "database": "unavailable",
-            "error": "The database is unavailable.",
-        }
-        return body, 503, {"Retry-After": "5"}
+    """Report readiness: the database, the Data Collector, the calls still owed to it."""
+    return readiness(
+        service="user_manager",
+        db=db,
+        peer=current_app.extensions["data_collector_peer"],
+        peer_service="data_collector",
+        facts_key="outbox",
+        facts=outbox_facts,
+    )
+
+
+def outbox_facts() -> dict:
+    """Return the ``outbox`` part of ``/health``: undelivered calls and the oldest one's age."""
+    backlog = outbox.backlog()
+    oldest = backlog.oldest_seconds
     return {
-        "status": "ok",
-        "database": "ok",
-        "outbox_backlog": backlog.count,
-        "oldest_pending_seconds": (
-            None if backlog.oldest_seconds is None else round(backlog.oldest_seconds, 1)
-        ),
+        "backlog": backlog.count,
+        "oldest_pending_seconds": None if oldest is None else round(oldest, 1),
     }
 
 

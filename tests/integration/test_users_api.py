@@ -150,14 +150,16 @@ def test_ping_and_unknown_routes_and_methods_answer_json(um):
     assert "error" in wrong_method.json()
 
 
-def test_health_reports_database_and_outbox_backlog(um):
+def test_health_reports_database_peer_and_outbox_backlog(um):
     response = um.get("/health")
     assert response.status_code == 200
     health = response.json()
     assert health["status"] == "ok"
     assert health["database"] == "ok"
-    assert isinstance(health["outbox_backlog"], int)
-    assert "oldest_pending_seconds" in health
+    assert health["peer"]["service"] == "data_collector"
+    assert health["peer"]["status"] == "ok"
+    assert isinstance(health["outbox"]["backlog"], int)
+    assert "oldest_pending_seconds" in health["outbox"]
 
 
 @pytest.mark.local_stack

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from tests.utils import create_user, new_key, run_sql, user_payload, wait_until
+from tests.utils import create_user, metric, new_key, run_sql, user_payload, wait_until
 
 # The relay retries within seconds in the test stack (conftest sets its interval
 # and backoff ceiling); this bounds how long a recovered collector may take.
@@ -74,9 +74,21 @@ def test_delete_while_the_collector_is_down_is_delivered_after_restarts(local_st
         assert elapsed < PROMPT_ANSWER_SECONDS, f"DELETE took {elapsed:.1f}s"
         assert um.get(f"/users/{email}").status_code == 404
 
-        health = um.get("/health").json()
-        assert health["outbox_backlog"] >= 1
-        assert health["oldest_pending_seconds"] >= 0
+        # Still ready (200), but says the collector is down and calls are waiting.
+        response = um.get("/health")
+        assert response.status_code == 200
+        health = response.json()
+        assert health["status"] == "degraded"
+        assert health["peer"] == {
+            "service": "data_collector",
+            "address": local_stack.env["DATA_COLLECTOR_GRPC_ADDR"],
+            "status": "unavailable",
+        }
+        assert health["outbox"]["backlog"] >= 1
+        assert health["outbox"]["oldest_pending_seconds"] >= 0
+        waiting = metric(um, "outbox_backlog_messages")
+        assert waiting >= 1
+        assert metric(um, "outbox_oldest_pending_seconds") > 0
         # The relay keeps trying, and records why it fails, while the collector is down.
         [(_, last_error)] = wait_until(
             lambda: [row for row in pending_messages(local_stack, email) if row[0] >= 2],
@@ -102,6 +114,8 @@ def test_delete_while_the_collector_is_down_is_delivered_after_restarts(local_st
         local_stack.start_service("data_collector")
 
     wait_until_delivered(local_stack, dc, email)
+    assert metric(um, "outbox_backlog_messages") < waiting
+    assert um.get("/health").json()["status"] == "ok"
     # Delivered: the same request with the same key now creates the account afresh,
     # and its new interests stay.
     assert um.post("/users", json=user_payload(email), headers=key).status_code == 201

@@ -1,0 +1,333 @@
+"""The Data Collector's OpenAPI document (served at ``/openapi.json``, shown at ``/docs/``).
+
+Built from the code: the interest body is ``services.InterestRequest``'s JSON
+schema, flight types are ``services.FLIGHT_TYPES``, page sizes and the
+average's window are the routes' constants and the app's ``RETENTION_DAYS``.
+``tests/unit/test_openapi.py`` checks that every route is documented and
+nothing else; the integration suite fuzzes the running service against it.
+"""
+
+from flask import Flask
+
+from common.openapi import (
+    DATE_TIME,
+    INTEGER,
+    STRING,
+    Document,
+    add_operations_for_operators,
+    closed_object,
+    error,
+    json_body,
+    nullable,
+    page_parameters,
+    path_parameter,
+    query_parameter,
+    ref,
+    response,
+    unavailable,
+)
+from data_collector import routes, services
+
+DESCRIPTION = """\
+Airports followed by users, and the flights collected for them from the OpenSky Network.
+
+**Interests.** A user (who must exist in the User Manager, asked over gRPC) follows an
+airport by its ICAO code (`LIRF`, `EGLL`, ...). A new interest asks the collector's worker
+for a cycle at once; its flights appear within seconds to minutes (whatever OpenSky takes).
+
+**Flights** are stored in UTC and served newest first: an arrival's time is its
+`last_seen`, a departure's its `first_seen`. Averages cover only the whole days that were
+actually collected, and say which.
+
+**Errors** are JSON, `{"error": "...", "details": {...}}`. **Lists** of flights are JSON
+arrays; the next page's URL is in the `Link: <...>; rel="next"` header. Every response
+carries `X-Request-ID`.
+"""
+
+EXAMPLE_INTEREST = {"email": "mario.rossi@example.com", "airport_code": "LIRF"}
+FLIGHT_INTEGERS = (
+    "est_departure_airport_horiz_distance",
+    "est_departure_airport_vert_distance",
+    "est_arrival_airport_horiz_distance",
+    "est_arrival_airport_vert_distance",
+    "departure_airport_candidates_count",
+    "arrival_airport_candidates_count",
+)
+
+
+def build_document(app: Flask) -> dict:
+    """Return the OpenAPI document of the Data Collector app ``app``."""
+    doc = Document(
+        title="Data Collector API",
+        description=DESCRIPTION,
+        tags=[
+            {"name": "interests", "description": "Which airports each user follows."},
+            {"name": "flights", "description": "Collected flights, last flights, averages."},
+            {"name": "collection", "description": "The OpenSky collection worker."},
+            {"name": "operations", "description": "Probes, metrics and this document."},
+        ],
+    )
+    max_body = app.config["MAX_CONTENT_LENGTH"]
+    max_days = app.config["RETENTION_DAYS"]
+    interest_body = json_body(
+        doc.model(
+            services.InterestRequest,
+            email={"description": "The user's email (any case)."},
+            airport_code={
+                "description": "ICAO code of a known airport (any case), e.g. `LIRF`.",
+            },
+        ),
+        EXAMPLE_INTEREST,
+    )
+    interest = doc.schema(
+        "Interest",
+        closed_object(
+            {
+                "email": STRING,
+                "airport_code": STRING,
+                "airport_name": nullable(STRING),
+                "created_at": DATE_TIME,
+            }
+        ),
+    )
+    flight = doc.schema(
+        "Flight",
+        closed_object(
+            {
+                "icao24": STRING,
+                "first_seen": DATE_TIME,
+                "est_departure_airport": nullable(STRING),
+                "last_seen": DATE_TIME,
+                "est_arrival_airport": nullable(STRING),
+                "callsign": nullable(STRING),
+                **dict.fromkeys(FLIGHT_INTEGERS, nullable(INTEGER)),
+                "type": {"type": "string", "enum": sorted(services.FLIGHT_TYPES.values())},
+            },
+            description="A flight as OpenSky reports it (seed table `flight_data`), with "
+            "`type`: whether it is an arrival at the airport asked about (its time is "
+            "`last_seen`) or a departure from it (its time is `first_seen`).",
+        ),
+    )
+    per_day = nullable({"type": "number"})
+    average = doc.schema(
+        "Average",
+        closed_object(
+            {
+                "airport": STRING,
+                "airport_name": nullable(STRING),
+                "days_requested": INTEGER,
+                "days_covered": INTEGER,
+                "window": closed_object({"from": DATE_TIME, "to": DATE_TIME}),
+                "arrivals_per_day": per_day,
+                "departures_per_day": per_day,
+                "average_flights_per_day": per_day,
+            },
+            # Each direction's average is there only when that direction was asked for.
+            optional=("arrivals_per_day", "departures_per_day"),
+            description="Flights per day over the whole UTC days in `window` that were "
+            "collected (`days_covered` of `days_requested`); null when none was.",
+        ),
+    )
+    email = path_parameter(
+        "email", "The user's email (any case).", {"type": "string"}, "mario.rossi@example.com"
+    )
+
+    def airport(name: str):
+        return path_parameter(
+            name, "ICAO code of a known airport (any case).", {"type": "string"}, "LIRF"
+        )
+
+    flight_type = query_parameter(
+        "type",
+        "Only arrivals or only departures (default: both).",
+        {"type": "string", "enum": sorted(services.FLIGHT_TYPES)},
+    )
+    bad_airport = "An airport code that is not the ICAO code of a known airport"
+    body_errors = {
+        400: error("A body that is not a JSON object, or invalid fields (`details` names each)."),
+        413: error(f"The body is larger than {max_body} bytes."),
+        415: error("The body is not declared as JSON (`Content-Type: application/json`)."),
+    }
+
+    doc.operation(
+        "POST",
+        "/interests",
+        summary="Follow an airport for a user",
+        tag="interests",
+        description="The user is checked in the User Manager over gRPC. A new interest "
+        "starts a collection cycle for the airport soon after.",
+        body=interest_body,
+        responses={
+            201: response(
+                "Followed; collection starts shortly.",
+                ref("schemas", "Message"),
+                example={"message": "Interest added and data fetch initiated"},
+            ),
+            200: response(
+                "Already followed (nothing changed).",
+                ref("schemas", "Message"),
+                example={"message": "Interest already registered"},
+            ),
+            **body_errors,
+            404: error("The User Manager has no such user."),
+            503: unavailable("The User Manager (or the database) is unavailable"),
+        },
+    )
+    doc.operation(
+        "DELETE",
+        "/interests",
+        summary="Stop following an airport",
+        tag="interests",
+        body=interest_body,
+        responses={
+            200: response(
+                "No longer followed.",
+                ref("schemas", "Message"),
+                example={"message": "Interest removed"},
+            ),
+            **body_errors,
+            404: error("The user does not follow this airport."),
+            503: unavailable(),
+        },
+    )
+    doc.operation(
+        "GET",
+        "/interests/{email}",
+        summary="List the airports a user follows",
+        tag="interests",
+        parameters=[email],
+        responses={
+            200: response(
+                "The user's interests by airport code (empty for an unknown user).",
+                {"type": "array", "items": interest},
+            ),
+            400: error("The email in the path is not a valid address."),
+            503: unavailable(),
+        },
+    )
+    time_format = "ISO 8601 (UTC when no offset is given, e.g. `2026-01-31T12:00:00Z`) or Unix "
+    doc.operation(
+        "GET",
+        "/flights/{airport_code}",
+        summary="List an airport's flights, newest first, one page at a time",
+        tag="flights",
+        parameters=[
+            airport("airport_code"),
+            flight_type,
+            query_parameter(
+                "since",
+                f"Only flights at or after this time: {time_format}seconds.",
+                {"type": "string"},
+                example="2026-01-30T00:00:00Z",
+            ),
+            query_parameter(
+                "until",
+                f"Only flights before this time: {time_format}seconds.",
+                {"type": "string"},
+                example="1769904000",
+            ),
+            *page_parameters(
+                default_limit=routes.DEFAULT_PAGE_SIZE, max_limit=routes.MAX_PAGE_SIZE
+            ),
+        ],
+        responses={
+            200: response(
+                "A page of flights (empty when none is stored).",
+                {"type": "array", "items": flight},
+                headers=("Link",),
+            ),
+            400: error(
+                f"{bad_airport}, an unknown `type`, a time that does not parse, `since` not "
+                "before `until`, `limit` out of range or a cursor that did not come from a "
+                "Link header."
+            ),
+            503: unavailable(),
+        },
+    )
+    doc.operation(
+        "GET",
+        "/flights/last/{icao}",
+        summary="The airport's most recent flight (or last arrival, or last departure)",
+        tag="flights",
+        parameters=[airport("icao"), flight_type],
+        responses={
+            200: response("The most recent flight.", flight),
+            400: error(f"{bad_airport}, or an unknown `type`."),
+            404: error("No flight is stored for this airport."),
+            503: unavailable(),
+        },
+    )
+    doc.operation(
+        "GET",
+        "/flights/average/{icao}",
+        summary="Average flights per day over the last X collected days",
+        tag="flights",
+        parameters=[
+            airport("icao"),
+            flight_type,
+            query_parameter(
+                "days",
+                f"How many whole UTC days back, before today: 1 to {max_days} "
+                f"(`RETENTION_DAYS`; default {routes.DEFAULT_AVERAGE_DAYS}).",
+                {
+                    "type": "integer",
+                    "minimum": 1,
+                    "maximum": max_days,
+                    "default": routes.DEFAULT_AVERAGE_DAYS,
+                },
+                example=7,
+            ),
+        ],
+        responses={
+            200: response("The average, and the days it covers.", average),
+            400: error(f"{bad_airport}, an unknown `type`, or `days` out of range."),
+            503: unavailable(),
+        },
+    )
+    doc.operation(
+        "POST",
+        "/collection/runs",
+        summary="Ask the worker for a collection cycle now",
+        tag="collection",
+        description="The cycle fetches only what is due, so asking often costs no extra "
+        "OpenSky credits. `GET /health` shows its outcome.",
+        responses={
+            202: response(
+                "Requested; the worker starts it within `COLLECT_POLL_SECONDS`.",
+                ref("schemas", "Message"),
+                example={"message": "Collection cycle requested"},
+            ),
+            503: unavailable(),
+        },
+    )
+    time_or_null = nullable(DATE_TIME)
+    count_or_null = nullable(INTEGER)
+    add_operations_for_operators(
+        doc,
+        service="data_collector",
+        facts_key="opensky",
+        facts_schema=closed_object(
+            {
+                "credits_remaining": count_or_null,
+                "credits_checked_at": time_or_null,
+                "retry_after": time_or_null,
+                "sweep_unreliable_since": time_or_null,
+                "last_cycle": closed_object(
+                    {
+                        "started_at": time_or_null,
+                        "finished_at": time_or_null,
+                        "outcome": nullable(STRING),
+                        "mode": nullable(STRING),
+                        "requests": count_or_null,
+                        "credits_spent": count_or_null,
+                        "flights_stored": count_or_null,
+                    }
+                ),
+            },
+            description="What the collector knows about OpenSky: the credits left at "
+            "its last request, until when it must wait after a 429, since when the "
+            "/flights/all sweep is known to miss flights (then it collects per airport), "
+            "and the last cycle.",
+        ),
+    )
+    return doc.spec

@@ -1,0 +1,638 @@
+"""Write the Postman collection and environment in ``postman/`` (``make postman``).
+
+The collection (v2.1) walks through every endpoint of both services in an
+order that tells a story: a new user, the seed's four idempotency scenarios
+(section 7.2) for creating it, its interests and the flights collected for
+them, then the same four scenarios for deleting it. Every request carries
+``pm.test`` assertions on status and body, so the same file is a manual
+walkthrough in Postman and an automated test with newman
+(tests/integration/test_postman.py runs it against the suite's stack).
+
+The first request draws a fresh email, tax code and idempotency keys, so the
+collection can run again and again against the same stack. The scenarios
+that need a repeated key use those per-run keys (``{{create_key}}``,
+``{{delete_key}}``); the others send Postman's ``{{$guid}}``.
+
+The JSON files are generated from this module rather than edited by hand:
+scripts read better as Python lists than as JSON-escaped lines, and a test
+fails when the committed files are older than this module.
+"""
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+POSTMAN_DIR = REPO_ROOT / "postman"
+COLLECTION_FILE = POSTMAN_DIR / "flight-tracker.postman_collection.json"
+ENVIRONMENT_FILE = POSTMAN_DIR / "local.postman_environment.json"
+SCHEMA = "https://schema.getpostman.com/json/collection/v2.1.0/collection.json"
+BASE_URLS = {"um_url": "http://localhost:5001", "dc_url": "http://localhost:5002"}
+
+DESCRIPTION = (
+    "Every endpoint of the User Manager ({{um_url}}) and the Data Collector ({{dc_url}}), in "
+    "order: a new user, the seed's four idempotency scenarios for creating it, its interests "
+    "and flights, then the four scenarios for deleting it. Run the whole collection (Run "
+    "collection, or `newman run`): each run uses a fresh email, tax code and keys. Start the "
+    "stack first: `make run OPENSKY_SIMULATOR=1` (see README)."
+)
+JSON_HEADER = {"key": "Content-Type", "value": "application/json"}
+# A fixed IBAN is fine (it need not be unique); the tax code must be, so it is drawn per run.
+USER_BODY = {
+    "email": "{{email}}",
+    "first_name": "Mario",
+    "last_name": "Rossi",
+    "tax_code": "{{tax_code}}",
+    "iban": "IT60X0542811101000000123456",
+}
+INTEREST_BODY = {"email": "{{email}}", "airport_code": "LIRF"}
+
+START_RUN = [
+    "// A fresh user and fresh keys for every run, so the collection can run again",
+    "// against the same stack (emails and tax codes are unique).",
+    'const id = pm.variables.replaceIn("{{$guid}}").replace(/-/g, "");',
+    'pm.collectionVariables.set("email", `postman.${id.slice(0, 16)}@example.com`);',
+    'pm.collectionVariables.set("second_email", `postman.${id.slice(16)}@example.com`);',
+    'pm.collectionVariables.set("tax_code", `PM${id.slice(0, 14).toUpperCase()}`);',
+    'pm.collectionVariables.set("create_key", pm.variables.replaceIn("{{$guid}}"));',
+    'pm.collectionVariables.set("delete_key", pm.variables.replaceIn("{{$guid}}"));',
+]
+EVERY_RESPONSE = [
+    "// Runs after every request of the collection.",
+    'pm.test("the answer carries its request id (X-Request-ID)", () => {',
+    '    pm.response.to.have.header("X-Request-ID");',
+    "});",
+]
+
+
+def status(code: int) -> list[str]:
+    """Assert the status code."""
+    return [f'pm.test("status is {code}", () => pm.response.to.have.status({code}));']
+
+
+def error_says(fragment: str) -> list[str]:
+    """Assert an error body (the one error shape) whose sentence contains ``fragment``."""
+    return [
+        'pm.test("the error says why", () => {',
+        f"    pm.expect(pm.response.json().error).to.include({json.dumps(fragment)});",
+        "});",
+    ]
+
+
+def not_replayed() -> list[str]:
+    """Assert a first answer, not a replay."""
+    return [
+        'pm.test("a first answer, not a replay", () => {',
+        '    pm.response.to.not.have.header("Idempotent-Replayed");',
+        "});",
+    ]
+
+
+def replay_of(variable: str) -> list[str]:
+    """Assert a replay whose body equals the answer stored in ``variable``."""
+    return [
+        'pm.test("the stored answer, replayed (Idempotent-Replayed: true)", () => {',
+        '    pm.expect(pm.response.headers.get("Idempotent-Replayed")).to.eql("true");',
+        f'    pm.expect(pm.response.json()).to.eql(JSON.parse(pm.collectionVariables.get("{variable}")));',
+        "});",
+    ]
+
+
+def request(
+    name: str,
+    method: str,
+    base: str,
+    path: str,
+    *,
+    tests: list[str],
+    description: str = "",
+    query: dict[str, str] | None = None,
+    headers: list[dict[str, str]] | None = None,
+    body: dict[str, Any] | None = None,
+    prerequest: list[str] | None = None,
+) -> dict[str, Any]:
+    """Return one collection item: a request with its tests (and pre-request script)."""
+    url: dict[str, Any] = {
+        "raw": f"{{{{{base}}}}}{path}",
+        "host": [f"{{{{{base}}}}}"],
+        "path": [part for part in path.split("/") if part],
+    }
+    if query:
+        url["raw"] += "?" + "&".join(f"{key}={value}" for key, value in query.items())
+        url["query"] = [{"key": key, "value": value} for key, value in query.items()]
+    item_request: dict[str, Any] = {"method": method, "header": list(headers or []), "url": url}
+    if description:
+        item_request["description"] = description
+    if body is not None:
+        item_request["header"].append(JSON_HEADER)
+        item_request["body"] = {
+            "mode": "raw",
+            "raw": json.dumps(body, indent=2),
+            "options": {"raw": {"language": "json"}},
+        }
+    events = []
+    if prerequest:
+        events.append(script("prerequest", prerequest))
+    events.append(script("test", tests))
+    return {"name": name, "event": events, "request": item_request}
+
+
+def script(listen: str, lines: list[str]) -> dict[str, Any]:
+    """Return a Postman event running ``lines`` of JavaScript."""
+    return {"listen": listen, "script": {"type": "text/javascript", "exec": lines}}
+
+
+def folder(name: str, description: str, items: list[dict[str, Any]]) -> dict[str, Any]:
+    """Return a folder of items."""
+    return {"name": name, "description": description, "item": items}
+
+
+def key(value: str) -> list[dict[str, str]]:
+    """Return the Idempotency-Key header."""
+    return [{"key": "Idempotency-Key", "value": value}]
+
+
+def probes() -> dict[str, Any]:
+    """Return liveness, readiness, metrics and the API documents of both services."""
+    items = []
+    for label, base, facts in (
+        ("User Manager", "um_url", "outbox"),
+        ("Data Collector", "dc_url", "opensky"),
+    ):
+        items += [
+            request(
+                f"{label}: liveness",
+                "GET",
+                base,
+                "/ping",
+                tests=[
+                    *status(200),
+                    'pm.test("pong", () => pm.expect(pm.response.json().message).to.eql("pong"));',
+                ],
+                prerequest=START_RUN if base == "um_url" else None,
+            ),
+            request(
+                f"{label}: readiness",
+                "GET",
+                base,
+                "/health",
+                tests=[
+                    *status(200),
+                    'pm.test("database ok, peer reported", () => {',
+                    "    const health = pm.response.json();",
+                    '    pm.expect(health.database).to.eql("ok");',
+                    '    pm.expect(["ok", "degraded"]).to.include(health.status);',
+                    '    pm.expect(health.peer).to.have.property("status");',
+                    f'    pm.expect(health).to.have.property("{facts}");',
+                    "});",
+                ],
+            ),
+            request(
+                f"{label}: OpenAPI document",
+                "GET",
+                base,
+                "/openapi.json",
+                description="The same document as an interactive page: /docs/ in a browser.",
+                tests=[
+                    *status(200),
+                    'pm.test("OpenAPI 3.1", () => pm.expect(pm.response.json().openapi).to.match(/^3\\.1/));',
+                ],
+            ),
+            request(
+                f"{label}: Prometheus metrics",
+                "GET",
+                base,
+                "/metrics",
+                tests=[
+                    *status(200),
+                    'pm.test("request counters", () => pm.expect(pm.response.text()).to.include("http_requests_total"));',
+                ],
+            ),
+        ]
+    return folder(
+        "Probes and documents", "Liveness, readiness, metrics and the OpenAPI documents.", items
+    )
+
+
+def create_user_scenarios() -> dict[str, Any]:
+    """Return the seed's section 7.2 for POST /users (plus a key reused for another body)."""
+    return folder(
+        "Create a user: idempotency scenarios (seed 7.2)",
+        "Run in order: scenario 2 repeats scenario 1's key ({{create_key}}).",
+        [
+            request(
+                "Scenario 1: first request creates the user (201)",
+                "POST",
+                "um_url",
+                "/users",
+                headers=key("{{create_key}}"),
+                body=USER_BODY,
+                tests=[
+                    *status(201),
+                    *not_replayed(),
+                    'pm.test("the user as stored (email lower-cased, IBAN compact)", () => {',
+                    "    const user = pm.response.json().user;",
+                    '    pm.expect(user.email).to.eql(pm.collectionVariables.get("email"));',
+                    '    pm.expect(user.iban).to.eql("IT60X0542811101000000123456");',
+                    "    pm.expect(user.created_at).to.match(/Z$/);",
+                    "});",
+                    'pm.collectionVariables.set("created_answer", pm.response.text());',
+                ],
+            ),
+            request(
+                "Scenario 2: same request, same key: the stored answer again (201)",
+                "POST",
+                "um_url",
+                "/users",
+                headers=key("{{create_key}}"),
+                body=USER_BODY,
+                tests=[*status(201), *replay_of("created_answer")],
+            ),
+            request(
+                "Scenario 3: the user exists, new key (409)",
+                "POST",
+                "um_url",
+                "/users",
+                headers=key("{{$guid}}"),
+                body=USER_BODY,
+                tests=[*status(409), *error_says("already exists")],
+            ),
+            request(
+                "Scenario 4: no Idempotency-Key (400)",
+                "POST",
+                "um_url",
+                "/users",
+                body=USER_BODY,
+                tests=[*status(400), *error_says("Idempotency-Key")],
+            ),
+            request(
+                "Same key, different body (422)",
+                "POST",
+                "um_url",
+                "/users",
+                headers=key("{{create_key}}"),
+                body={**USER_BODY, "first_name": "Luigi"},
+                tests=[*status(422), *error_says("different request")],
+            ),
+            request(
+                "Invalid fields are named (400)",
+                "POST",
+                "um_url",
+                "/users",
+                headers=key("{{$guid}}"),
+                body={
+                    "email": "not-an-email",
+                    "first_name": "",
+                    "last_name": "Rossi",
+                    "iban": "IT00",
+                },
+                tests=[
+                    *status(400),
+                    'pm.test("details name each invalid field", () => {',
+                    '    pm.expect(pm.response.json().details).to.have.all.keys("email", "first_name", "iban");',
+                    "});",
+                ],
+            ),
+        ],
+    )
+
+
+def read_users() -> dict[str, Any]:
+    """Return GET /users and GET /users/{email}."""
+    return folder(
+        "Read users",
+        "One user, and the list one page at a time (next page in the Link header).",
+        [
+            request(
+                "Read the user (200)",
+                "GET",
+                "um_url",
+                "/users/{{email}}",
+                tests=[
+                    *status(200),
+                    'pm.test("the user", () => {',
+                    "    const user = pm.response.json();",
+                    '    pm.expect(user.email).to.eql(pm.collectionVariables.get("email"));',
+                    '    pm.expect(user.tax_code).to.eql(pm.collectionVariables.get("tax_code"));',
+                    "});",
+                ],
+            ),
+            request(
+                "Create a second user, so that the list has two pages (201)",
+                "POST",
+                "um_url",
+                "/users",
+                headers=key("{{$guid}}"),
+                body={"email": "{{second_email}}", "first_name": "Luigi", "last_name": "Verdi"},
+                tests=[*status(201)],
+            ),
+            request(
+                "List users, one per page (200, Link: rel=next)",
+                "GET",
+                "um_url",
+                "/users",
+                query={"limit": "1"},
+                tests=[
+                    *status(200),
+                    'pm.test("a page of at most one user, with the next page\'s URL", () => {',
+                    '    pm.expect(pm.response.json()).to.be.an("array").with.lengthOf(1);',
+                    '    pm.expect(pm.response.headers.get("Link")).to.match(/^<http.*cursor=.*>; rel="next"$/);',
+                    "});",
+                ],
+            ),
+            request(
+                "Unknown user (404)",
+                "GET",
+                "um_url",
+                "/users/nobody.{{$guid}}@example.com",
+                tests=[*status(404), *error_says("not found")],
+            ),
+        ],
+    )
+
+
+def interests() -> dict[str, Any]:
+    """Return POST, GET and DELETE of interests."""
+    return folder(
+        "Interests",
+        "The Data Collector asks the User Manager (gRPC) whether the user exists.",
+        [
+            request(
+                "Follow an airport (201)",
+                "POST",
+                "dc_url",
+                "/interests",
+                body=INTEREST_BODY,
+                tests=[
+                    *status(201),
+                    'pm.test("collection starts", () => pm.expect(pm.response.json().message).to.include("initiated"));',
+                ],
+            ),
+            request(
+                "Follow it again: nothing changes (200)",
+                "POST",
+                "dc_url",
+                "/interests",
+                body=INTEREST_BODY,
+                tests=[
+                    *status(200),
+                    'pm.test("already there", () => pm.expect(pm.response.json().message).to.include("already"));',
+                ],
+            ),
+            request(
+                "The user's airports (200)",
+                "GET",
+                "dc_url",
+                "/interests/{{email}}",
+                tests=[
+                    *status(200),
+                    'pm.test("LIRF, with its name", () => {',
+                    "    const [interest] = pm.response.json();",
+                    '    pm.expect(interest.airport_code).to.eql("LIRF");',
+                    '    pm.expect(interest.airport_name).to.include("Fiumicino");',
+                    "});",
+                ],
+            ),
+            request(
+                "Unknown airport code (400)",
+                "POST",
+                "dc_url",
+                "/interests",
+                body={"email": "{{email}}", "airport_code": "ZZZZ"},
+                tests=[
+                    *status(400),
+                    'pm.test("names the field", () => pm.expect(pm.response.json().details).to.have.property("airport_code"));',
+                ],
+            ),
+            request(
+                "Unknown user (404)",
+                "POST",
+                "dc_url",
+                "/interests",
+                body={"email": "nobody.{{$guid}}@example.com", "airport_code": "LIRF"},
+                tests=[*status(404), *error_says("User not found")],
+            ),
+            request(
+                "Stop following (200)",
+                "DELETE",
+                "dc_url",
+                "/interests",
+                body=INTEREST_BODY,
+                tests=[*status(200)],
+            ),
+            request(
+                "Stop following again (404)",
+                "DELETE",
+                "dc_url",
+                "/interests",
+                body=INTEREST_BODY,
+                tests=[*status(404), *error_says("not found")],
+            ),
+            request(
+                "Follow it once more, for the delete scenarios (201)",
+                "POST",
+                "dc_url",
+                "/interests",
+                body=INTEREST_BODY,
+                tests=[*status(201)],
+            ),
+        ],
+    )
+
+
+def flights() -> dict[str, Any]:
+    """Return the flight queries and the collection trigger."""
+    flight_or_none = [
+        'pm.test("the most recent flight, or none stored yet", () => {',
+        "    pm.expect([200, 404]).to.include(pm.response.code);",
+        "    if (pm.response.code === 200) {",
+        '        pm.expect(pm.response.json()).to.include.keys("icao24", "first_seen", "last_seen", "type");',
+        "    }",
+        "});",
+    ]
+    return folder(
+        "Flights",
+        "Flights appear once the collector's worker has fetched them (seconds with the "
+        "simulator; OpenSky may take longer).",
+        [
+            request(
+                "Ask for a collection cycle now (202)",
+                "POST",
+                "dc_url",
+                "/collection/runs",
+                tests=[*status(202)],
+            ),
+            request(
+                "Arrivals at LIRF, newest first (200)",
+                "GET",
+                "dc_url",
+                "/flights/LIRF",
+                query={"type": "arrivals", "limit": "5"},
+                tests=[
+                    *status(200),
+                    'pm.test("at most 5 arrivals at LIRF", () => {',
+                    "    const flights = pm.response.json();",
+                    "    pm.expect(flights.length).to.be.at.most(5);",
+                    '    flights.forEach((f) => { pm.expect(f.type).to.eql("arrival"); pm.expect(f.est_arrival_airport).to.eql("LIRF"); });',
+                    "});",
+                ],
+            ),
+            request(
+                "Last departure from LIRF (200, or 404 before the first collection)",
+                "GET",
+                "dc_url",
+                "/flights/last/LIRF",
+                query={"type": "departures"},
+                tests=flight_or_none,
+            ),
+            request(
+                "Average flights per day over the last 7 days (200)",
+                "GET",
+                "dc_url",
+                "/flights/average/LIRF",
+                query={"days": "7"},
+                tests=[
+                    *status(200),
+                    'pm.test("the days asked for and the days covered", () => {',
+                    "    const average = pm.response.json();",
+                    "    pm.expect(average.days_requested).to.eql(7);",
+                    "    pm.expect(average.days_covered).to.be.within(0, 7);",
+                    "});",
+                ],
+            ),
+            request(
+                "A bad type (400)",
+                "GET",
+                "dc_url",
+                "/flights/LIRF",
+                query={"type": "landings"},
+                tests=[*status(400), *error_says("type")],
+            ),
+        ],
+    )
+
+
+def delete_user_scenarios() -> dict[str, Any]:
+    """Return the seed's section 7.2 applied to DELETE /users/{email}."""
+    return folder(
+        "Delete the user: idempotency scenarios (seed 7.2 for DELETE)",
+        "Run in order: scenario 2 repeats scenario 1's key ({{delete_key}}).",
+        [
+            request(
+                "Scenario 1: first request deletes the user and their interests (200)",
+                "DELETE",
+                "um_url",
+                "/users/{{email}}",
+                headers=key("{{delete_key}}"),
+                tests=[
+                    *status(200),
+                    *not_replayed(),
+                    'pm.collectionVariables.set("deleted_answer", pm.response.text());',
+                ],
+            ),
+            request(
+                "The interests went with the user (200, empty)",
+                "GET",
+                "dc_url",
+                "/interests/{{email}}",
+                tests=[
+                    *status(200),
+                    'pm.test("no interest left", () => pm.expect(pm.response.json()).to.eql([]));',
+                ],
+            ),
+            request(
+                "Scenario 2: same request, same key: the stored answer again (200)",
+                "DELETE",
+                "um_url",
+                "/users/{{email}}",
+                headers=key("{{delete_key}}"),
+                tests=[*status(200), *replay_of("deleted_answer")],
+            ),
+            request(
+                "Scenario 3: the user is gone, new key (404)",
+                "DELETE",
+                "um_url",
+                "/users/{{email}}",
+                headers=key("{{$guid}}"),
+                tests=[*status(404), *error_says("not found")],
+            ),
+            request(
+                "Scenario 4: no Idempotency-Key (400)",
+                "DELETE",
+                "um_url",
+                "/users/{{email}}",
+                tests=[*status(400), *error_says("Idempotency-Key")],
+            ),
+            request(
+                "Clean up: delete the second user (200)",
+                "DELETE",
+                "um_url",
+                "/users/{{second_email}}",
+                headers=key("{{$guid}}"),
+                tests=[*status(200)],
+            ),
+        ],
+    )
+
+
+def collection() -> dict[str, Any]:
+    """Return the whole collection."""
+    return {
+        "info": {
+            "name": "Flight Tracker",
+            "description": DESCRIPTION,
+            "schema": SCHEMA,
+        },
+        "event": [script("test", EVERY_RESPONSE)],
+        "variable": [
+            {"key": name, "value": ""}
+            for name in (
+                "email",
+                "second_email",
+                "tax_code",
+                "create_key",
+                "delete_key",
+                "created_answer",
+                "deleted_answer",
+            )
+        ],
+        "item": [
+            probes(),
+            create_user_scenarios(),
+            read_users(),
+            interests(),
+            flights(),
+            delete_user_scenarios(),
+        ],
+    }
+
+
+def environment() -> dict[str, Any]:
+    """Return the environment of the local stack (``make run``, docker compose)."""
+    return {
+        "name": "Flight Tracker (local)",
+        "values": [
+            {"key": key, "value": value, "type": "default", "enabled": True}
+            for key, value in BASE_URLS.items()
+        ],
+    }
+
+
+def render(document: dict[str, Any]) -> str:
+    """Return a file's text: two-space indented JSON, as Postman writes it."""
+    return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+
+
+def main() -> int:
+    """Write both files."""
+    COLLECTION_FILE.write_text(render(collection()))
+    ENVIRONMENT_FILE.write_text(render(environment()))
+    print(
+        f"wrote {COLLECTION_FILE.relative_to(REPO_ROOT)} and {ENVIRONMENT_FILE.relative_to(REPO_ROOT)}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,95 @@
+"""The OpenAPI documents: valid OpenAPI 3.1, and exactly the routes each app serves."""
+
+import re
+
+import pytest
+from openapi_spec_validator import validate
+
+from data_collector.app import create_app as create_data_collector
+from data_collector.services import InterestRequest
+from devstack.stack import free_port
+from user_manager.app import create_app as create_user_manager
+from user_manager.services import UserCreate
+
+APPS = {"user_manager": create_user_manager, "data_collector": create_data_collector}
+BODY_MODELS = {"user_manager": UserCreate, "data_collector": InterestRequest}
+# The Swagger UI page and its assets: HTML for people, not part of the JSON API.
+UNDOCUMENTED_BLUEPRINTS = {"swagger_ui"}
+IMPLICIT_METHODS = {"HEAD", "OPTIONS"}
+
+
+@pytest.fixture(params=sorted(APPS))
+def app(request, monkeypatch):
+    # Nothing is connected while the app is built; an address nobody listens on will do.
+    for variable in ("USER_MANAGER_DATABASE_URL", "DATA_COLLECTOR_DATABASE_URL"):
+        monkeypatch.setenv(variable, f"postgresql://nobody@127.0.0.1:{free_port()}/none")
+    app = APPS[request.param]()
+    app.config["SERVICE"] = request.param
+    return app
+
+
+def flask_operations(app) -> set[tuple[str, str]]:
+    """(method, OpenAPI path) of every route the app serves."""
+    operations = set()
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint.split(".")[0] in UNDOCUMENTED_BLUEPRINTS:
+            continue
+        path = re.sub(r"<(?:[^:<>]+:)?([^<>]+)>", r"{\1}", rule.rule)
+        operations |= {(method, path) for method in rule.methods - IMPLICIT_METHODS}
+    return operations
+
+
+def document_operations(document) -> set[tuple[str, str]]:
+    return {
+        (method.upper(), path)
+        for path, item in document["paths"].items()
+        for method in item
+        if method != "parameters"
+    }
+
+
+def test_the_document_is_valid_openapi_3_1(app):
+    document = app.test_client().get("/openapi.json").get_json()
+    assert document["openapi"].startswith("3.1")
+    validate(document)
+
+
+def test_the_document_lists_exactly_the_routes_the_app_serves(app):
+    document = app.test_client().get("/openapi.json").get_json()
+    assert document_operations(document) == flask_operations(app)
+
+
+def test_every_operation_documents_its_errors_and_the_request_id(app):
+    document = app.test_client().get("/openapi.json").get_json()
+    for path, item in document["paths"].items():
+        for method, operation in item.items():
+            where = f"{method.upper()} {path}"
+            for status, answer in operation["responses"].items():
+                if status == "414":
+                    continue  # gunicorn's, before the app (and its request id) is reached
+                assert "X-Request-ID" in answer.get("headers", {}), f"{where} {status}"
+                if status.startswith(("4", "5")) and path != "/health":
+                    schema = answer["content"]["application/json"]["schema"]
+                    assert schema == {"$ref": "#/components/schemas/Error"}, f"{where} {status}"
+                if status == "503":
+                    assert "Retry-After" in answer["headers"], where
+            has_body = "requestBody" in operation
+            for status in ("400", "413", "415"):
+                if has_body:
+                    assert status in operation["responses"], f"{where} lacks {status}"
+            if any(p["name"] == "Idempotency-Key" for p in operation["parameters"]):
+                assert {"400", "422"} <= set(operation["responses"]), where
+
+
+def test_request_bodies_are_the_models_the_routes_validate_with(app):
+    document = app.test_client().get("/openapi.json").get_json()
+    model = BODY_MODELS[app.config["SERVICE"]]
+    expected = model.model_json_schema()
+    documented = document["components"]["schemas"][model.__name__]
+    assert documented["required"] == expected["required"]
+    assert documented["additionalProperties"] is False
+    assert documented["properties"].keys() == expected["properties"].keys()
+    for name, rules in expected["properties"].items():
+        for keyword, value in rules.items():
+            if keyword not in ("title", "description", "examples"):
+                assert documented["properties"][name][keyword] == value, (name, keyword)

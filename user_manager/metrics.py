@@ -1,0 +1,62 @@
+"""User Manager metrics beyond the shared HTTP and gRPC ones (common.metrics).
+
+Counters are incremented where the behaviour happens, in whichever process
+it happens (prometheus_client's multiprocess mode adds them up). The outbox
+backlog is read from the database at scrape time instead: it is a fact of
+the shared database, not of any one process, so every replica reports the
+same value and no process has to keep a gauge up to date.
+"""
+
+import contextlib
+import logging
+
+from prometheus_client import Counter
+from prometheus_client.core import GaugeMetricFamily
+from sqlalchemy.exc import SQLAlchemyError
+
+from user_manager import outbox
+from user_manager.models import db
+
+log = logging.getLogger(__name__)
+
+IDEMPOTENCY_REPLAYS = Counter(
+    "idempotency_replays_total",
+    "State-changing requests answered with the stored outcome of an earlier request "
+    "with the same Idempotency-Key (Idempotent-Replayed: true), by method.",
+    ["method"],
+)
+IDEMPOTENCY_CONFLICTS = Counter(
+    "idempotency_conflicts_total",
+    "Requests refused because of their Idempotency-Key, by status: 422 the key was used "
+    "for a different request, 409 the key expired while the request ran.",
+    ["status"],
+)
+
+
+class OutboxBacklogCollector:
+    """Read the outbox backlog when Prometheus scrapes (inside the request's app context)."""
+
+    def describe(self):
+        """Declare nothing up front: registering must not query the database."""
+        return []
+
+    def collect(self):
+        """Yield the backlog gauges, or nothing when the database does not answer."""
+        try:
+            backlog = outbox.backlog()
+            db.session.rollback()
+        except SQLAlchemyError as error:
+            with contextlib.suppress(SQLAlchemyError):
+                db.session.rollback()
+            log.warning("metrics: outbox backlog unknown, the database is unavailable: %s", error)
+            return
+        yield GaugeMetricFamily(
+            "outbox_backlog_messages",
+            "Calls to the Data Collector (DeleteUserInterests) committed but not yet delivered.",
+            value=backlog.count,
+        )
+        yield GaugeMetricFamily(
+            "outbox_oldest_pending_seconds",
+            "Age of the oldest undelivered outbox call (0 when there is none).",
+            value=backlog.oldest_seconds or 0.0,
+        )
