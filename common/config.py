@@ -63,6 +63,12 @@ def env_bool(name: str, default: bool) -> bool:
     raise ConfigError(f"{name} must be true or false, got {raw!r}.")
 
 
+def web_workers() -> int:
+    """Return the number of gunicorn workers per service (``WEB_CONCURRENCY``)."""
+    # Four sync workers keep both cores busy while some wait on PostgreSQL.
+    return env_int("WEB_CONCURRENCY", 4, minimum=1)
+
+
 def database_engine_options() -> dict:
     """Return the SQLAlchemy engine options both services use (``DB_POOL_SIZE`` per process)."""
     return {

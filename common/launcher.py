@@ -32,8 +32,13 @@ MULTIPROC_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 GRACEFUL_TIMEOUT_SECONDS = 15
 
 
-def gunicorn_command(*, package: str, bind: str, workers: int, timeout: int) -> list[str]:
-    """Return the command line that serves ``package.app:create_app()`` with gunicorn."""
+def gunicorn_command(
+    *, package: str, bind: str, workers: int, timeout: int, app: str | None = None
+) -> list[str]:
+    """Return the command line that serves ``package.app:create_app()`` (or ``app``) with gunicorn.
+
+    The benchmark's ceiling app is served with this same command line.
+    """
     return [
         sys.executable,
         "-m",
@@ -52,7 +57,7 @@ def gunicorn_command(*, package: str, bind: str, workers: int, timeout: int) -> 
         "python:common.gunicorn_conf",
         # Gunicorn 27's control socket defaults to one path per user; two services would collide.
         "--no-control-socket",
-        f"{package}.app:create_app()",
+        app or f"{package}.app:create_app()",
     ]
 
 

@@ -276,6 +276,17 @@ def _trade_durability_for_speed(server_uri: str) -> None:
         connection.close()
 
 
+def run_sql(database_url: str, statement: str, params: tuple = ()) -> list[tuple]:
+    """Run one statement on a service's database directly (commits); return its rows, if any."""
+    connection = psycopg2.connect(database_url)
+    try:
+        with connection, connection.cursor() as cursor:
+            cursor.execute(statement, params)
+            return cursor.fetchall() if cursor.description else []
+    finally:
+        connection.close()
+
+
 def _create_database(server_uri: str, name: str) -> None:
     connection = psycopg2.connect(server_uri)
     try:
