@@ -75,8 +75,8 @@ def database_engine_options() -> dict:
         # A handful per process: gunicorn workers are single-threaded.
         "pool_size": env_int("DB_POOL_SIZE", 5, minimum=1),
         "max_overflow": 5,
-        # Survive a database restart without failing the first request after it.
-        "pool_pre_ping": True,
+        # No pre-ping on every checkout: common.db_connections pings only idle connections.
+        "pool_pre_ping": False,
         "pool_recycle": 1800,
         # Sessions in UTC, so timestamptz values come back in UTC.
         # A database that does not answer fails a request (503) instead of hanging it.

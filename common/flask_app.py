@@ -6,6 +6,7 @@ from flask import Blueprint, Flask
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 
+from common import db_connections
 from common.errors import register_error_handlers
 from common.http_observability import install_request_observability
 from common.logs import configure_logging
@@ -29,6 +30,7 @@ def build_app(
     # Keep fields in the order the code writes them (seed shapes first).
     app.json.sort_keys = False
     db.init_app(app)
+    db_connections.install(app, db)
     Migrate(app, db, directory=str(migrations_dir))
     register_error_handlers(app)
     install_request_observability(app)
