@@ -77,15 +77,7 @@ def create_user():
     """Register a new user, at most once per Idempotency-Key."""
     key = idempotency.require_key(request.headers.get("Idempotency-Key"))
     data = parse_model(services.UserCreate, json_object_body())
-    outcome = idempotency.execute_once(
-        key=key,
-        method="POST",
-        path="/users",
-        body=data.model_dump(),
-        user_email=data.email,
-        operation=lambda: services.create_user(data=data),
-    )
-    return _outcome_response(outcome)
+    return _outcome_response(services.create_user(data=data, key=key))
 
 
 @bp.get("/users")
@@ -98,9 +90,7 @@ def list_users():
     ):
         raise ApiError(400, INVALID_CURSOR)
     users = services.list_users(after_email=after, limit=page.limit + 1)
-    return page_response(
-        [user.to_dict() for user in users], page=page, sort_key_of=lambda item: [item["email"]]
-    )
+    return page_response(users, page=page, sort_key_of=lambda item: [item["email"]])
 
 
 @bp.get("/users/<path:email>")
@@ -109,7 +99,7 @@ def get_user(email: str):
     user = services.get_user(email=_path_email(email))
     if user is None:
         raise ApiError(404, "User not found")
-    return user.to_dict()
+    return user
 
 
 @bp.delete("/users/<path:email>")

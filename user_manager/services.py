@@ -1,8 +1,9 @@
 """User Manager business logic: the rules a user must satisfy, and user storage.
 
-Writes run inside :func:`user_manager.idempotency.execute_once`, which owns
-the transaction: the functions here never commit, so the user row, the
-idempotency key and any outbox message commit together or not at all.
+Writes run inside :func:`user_manager.idempotency.execute_once` (or
+``insert_once``), which owns the transaction: the functions here never
+commit, so the user row, the idempotency key and any outbox message commit
+together or not at all.
 """
 
 import re
@@ -11,12 +12,12 @@ import unicodedata
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, field_validator
 from schwifty import IBAN
 from schwifty.exceptions import SchwiftyException
-from sqlalchemy import delete, select
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import bindparam, delete, select
 
+from common.db_connections import autocommit_reads
 from common.timeutil import utc_now
 from common.validation import normalize_email
-from user_manager import outbox
+from user_manager import idempotency, outbox
 from user_manager.idempotency import Outcome
 from user_manager.models import (
     IBAN_MAX_LENGTH,
@@ -24,6 +25,7 @@ from user_manager.models import (
     TAX_CODE_MAX_LENGTH,
     User,
     db,
+    user_to_dict,
 )
 
 # Tax identifiers are printed with spaces, dots, hyphens or slashes between groups.
@@ -97,34 +99,41 @@ class UserCreate(BaseModel):
             raise ValueError(f"is not a valid IBAN: {error}") from None
 
 
-def create_user(*, data: UserCreate) -> Outcome:
-    """Insert the user, or answer 409 when the email or tax code is taken."""
-    user = User(
-        email=data.email,
-        first_name=data.first_name,
-        last_name=data.last_name,
-        tax_code=data.tax_code,
-        iban=data.iban,
-        created_at=utc_now(),
+# The user's INSERT, done in the statement that claims the Idempotency-Key (built once).
+CREATE_USER_STATEMENT = idempotency.insert_statement(
+    "INSERT INTO users (email, first_name, last_name, tax_code, iban, created_at) "
+    "SELECT :email, :first_name, :last_name, :tax_code, :iban, :created_at FROM claim "
+    "ON CONFLICT DO NOTHING RETURNING 1"
+)
+
+
+def create_user(*, data: UserCreate, key: str) -> Outcome:
+    """Insert the user at most once per key, or answer 409 when the email or tax code is taken."""
+    row = {
+        "email": data.email,
+        "first_name": data.first_name,
+        "last_name": data.last_name,
+        "tax_code": data.tax_code,
+        "iban": data.iban,
+        "created_at": utc_now(),
+    }
+    return idempotency.insert_once(
+        statement=CREATE_USER_STATEMENT,
+        params=row,
+        key=key,
+        method="POST",
+        path="/users",
+        body=data.model_dump(),
+        user_email=data.email,
+        done=Outcome(201, {"message": "User created successfully", "user": user_to_dict(row)}),
+        otherwise=lambda: _create_conflict(email=data.email),
     )
-    inserted = db.session.execute(
-        insert(User)
-        .values(
-            email=user.email,
-            first_name=user.first_name,
-            last_name=user.last_name,
-            tax_code=user.tax_code,
-            iban=user.iban,
-            created_at=user.created_at,
-        )
-        .on_conflict_do_nothing()
-        .returning(User.email)
-    ).first()
-    if inserted is None:
-        if db.session.get(User, data.email) is not None:
-            return Outcome(409, {"error": "User already exists"})
-        return Outcome(409, {"error": "tax_code is already registered to another user"})
-    return Outcome(201, {"message": "User created successfully", "user": user.to_dict()})
+
+
+def _create_conflict(*, email: str) -> Outcome:
+    if db.session.get(User, email) is not None:
+        return Outcome(409, {"error": "User already exists"})
+    return Outcome(409, {"error": "tax_code is already registered to another user"})
 
 
 def delete_user(*, email: str) -> Outcome:
@@ -138,17 +147,29 @@ def delete_user(*, email: str) -> Outcome:
     return Outcome(200, {"message": "User deleted successfully"}, outbox_ids=(message_id,))
 
 
-def get_user(*, email: str) -> User | None:
-    """Return the user with this (normalized) email, if any."""
-    return db.session.get(User, email)
+# Reads are prebuilt Core statements on the table: no ORM identity map, no per-request
+# statement construction.
+USERS = User.__table__
+GET_USER = select(USERS).where(USERS.c.email == bindparam("email"))
+FIRST_USERS = select(USERS).order_by(USERS.c.email).limit(bindparam("limit"))
+USERS_AFTER = FIRST_USERS.where(USERS.c.email > bindparam("after"))
 
 
-def list_users(*, after_email: str | None, limit: int) -> list[User]:
+def get_user(*, email: str) -> dict | None:
+    """Return the user with this (normalized) email as public JSON, if any."""
+    autocommit_reads(db)
+    row = db.session.execute(GET_USER, {"email": email}).first()
+    return None if row is None else user_to_dict(row)
+
+
+def list_users(*, after_email: str | None, limit: int) -> list[dict]:
     """Return up to ``limit`` users ordered by email, strictly after ``after_email``."""
-    query = select(User).order_by(User.email).limit(limit)
-    if after_email is not None:
-        query = query.where(User.email > after_email)
-    return list(db.session.scalars(query))
+    autocommit_reads(db)
+    if after_email is None:
+        rows = db.session.execute(FIRST_USERS, {"limit": limit})
+    else:
+        rows = db.session.execute(USERS_AFTER, {"limit": limit, "after": after_email})
+    return [user_to_dict(row) for row in rows]
 
 
 def user_exists(*, email: str) -> bool:
