@@ -12,7 +12,11 @@ Two round trips per request that buy nothing under load are avoided here:
 - A read-only request run inside a transaction costs ``BEGIN`` and
   ``ROLLBACK`` around its statements. :func:`autocommit_reads` makes the
   request's statements run outside a transaction; each is then its own
-  consistent snapshot, which is all a single-statement read needs.
+  consistent snapshot, which is all a single-statement read needs. It flips
+  psycopg2's ``autocommit`` attribute (client-side only) rather than
+  SQLAlchemy's ``isolation_level`` option, whose reset when the connection
+  returns to the pool costs a ``SET default_transaction_isolation`` round
+  trip; the pool's checkin turns ``autocommit`` off again.
 """
 
 import time
@@ -49,16 +53,26 @@ def ping_idle_connections(engine: Engine, idle_seconds: float = PING_AFTER_IDLE_
             raise DisconnectionError("ping failed")
 
 
+def restore_transactions_at_checkin(engine: Engine) -> None:
+    """Give every connection back to the pool in transactional mode (see autocommit_reads)."""
+
+    @event.listens_for(engine, "checkin")
+    def transactional_again(dbapi_connection, _record):
+        if dbapi_connection is not None and dbapi_connection.autocommit:
+            dbapi_connection.autocommit = False
+
+
 def install(app: Flask, db: SQLAlchemy) -> None:
-    """Apply the idle-only ping to the app's engine (``pool_pre_ping`` stays off)."""
+    """Apply the idle-only ping and the checkin reset to the app's engine."""
     with app.app_context():
         ping_idle_connections(db.engine)
+        restore_transactions_at_checkin(db.engine)
 
 
 def autocommit_reads(db: SQLAlchemy) -> None:
-    """Run the rest of this request's statements without a transaction (reads only).
+    """Run this request's statements without a transaction (read-only requests only).
 
     Call it before the request's first statement; the connection goes back
     to the pool in its normal transactional mode.
     """
-    db.session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+    db.session.connection().connection.dbapi_connection.autocommit = True
