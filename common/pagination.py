@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from flask import Response, jsonify, request, url_for
+from flask import Response, current_app, jsonify, request, url_for
 
 from common.errors import ApiError
 
@@ -75,10 +75,24 @@ def page_response(items: list[Any], *, page: PageRequest, sort_key_of, shape=Non
     has_next = len(items) > page.limit
     items = items[: page.limit]
     response = jsonify([shape(item) for item in items] if shape else items)
+    _link_next_page(response, items, page=page, has_next=has_next, sort_key_of=sort_key_of)
+    return response
+
+
+def json_page_response(items: list[Any], *, page: PageRequest, sort_key_of, json_of) -> Response:
+    """Like :func:`page_response`, for items whose JSON text is already built (``json_of``)."""
+    has_next = len(items) > page.limit
+    items = items[: page.limit]
+    body = "[" + ",".join(json_of(item) for item in items) + "]\n"
+    response = current_app.response_class(body, mimetype="application/json")
+    _link_next_page(response, items, page=page, has_next=has_next, sort_key_of=sort_key_of)
+    return response
+
+
+def _link_next_page(response: Response, items, *, page, has_next: bool, sort_key_of) -> None:
     if has_next and items:
         args = request.args.to_dict()
         args["cursor"] = encode_cursor(sort_key_of(items[-1]))
         args["limit"] = str(page.limit)
         next_url = url_for(request.endpoint, **(request.view_args or {}), **args, _external=True)
         response.headers["Link"] = f'<{next_url}>; rel="next"'
-    return response

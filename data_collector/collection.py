@@ -45,6 +45,7 @@ from data_collector.models import (
     CollectionRequest,
     CollectorState,
     FlightData,
+    FlightDayCount,
     UserInterest,
     db,
 )
@@ -207,6 +208,8 @@ def delete_expired(*, retention_days: int) -> None:
     cutoff = utc_now() - timedelta(days=retention_days)
     flights = db.session.execute(delete(FlightData).where(FlightData.last_seen < cutoff))
     db.session.execute(delete(CollectedDay).where(CollectedDay.day < cutoff.date()))
+    # The triggers keep counts exact; days whose flights are all gone leave zeros behind.
+    db.session.execute(delete(FlightDayCount).where(FlightDayCount.flights == 0))
     if flights.rowcount:
         log.info("deleted %d flights older than %d days", flights.rowcount, retention_days)
 

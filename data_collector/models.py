@@ -118,6 +118,26 @@ class CollectedDay(db.Model):
     fetched_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
+class FlightDayCount(db.Model):
+    """How many stored flights arrived at / departed from an airport on one UTC day.
+
+    Maintained by triggers on ``flight_data`` (migration 0003), never written
+    by the code: averages read a row per day instead of every flight.
+    """
+
+    __tablename__ = "flight_day_counts"
+    __table_args__ = (
+        CheckConstraint(
+            "direction IN ('arrival', 'departure')", name="ck_flight_day_counts_direction"
+        ),
+    )
+
+    airport_code: Mapped[str] = mapped_column(String(8), primary_key=True)
+    direction: Mapped[str] = mapped_column(String(9), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    flights: Mapped[int] = mapped_column(Integer)
+
+
 class CollectionRequest(db.Model):
     """A cycle asked for (a new interest); the worker runs one soon and deletes these rows.
 
