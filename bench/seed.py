@@ -1,8 +1,9 @@
 """Load realistic rows straight into the services' databases with COPY.
 
 Flights: ~50 airports with OpenSky-like skew (a hub sees a hundred times the
-traffic of a regional airport), first seen uniformly over the last 30 days,
-each flight between two of those airports. Every (airport, direction, day)
+traffic of a regional airport), first seen uniformly over the last 30 days
+and stored roughly in time order (as collection appends them), each flight
+between two of those airports. Every (airport, direction, day)
 of the window is marked as collected in ``collected_days``, so averages have
 coverage. Users: ``seed000000@example.com`` ... with unique tax codes.
 
@@ -70,13 +71,15 @@ def _flight_chunks(first_row: int, rows: int, now: int, rng: random.Random) -> I
     codes = [code for code, _ in AIRPORTS]
     weights = [weight for _, weight in AIRPORTS]
     start = now - WINDOW_DAYS * DAY
+    # Rows go in roughly in time order, as a collector appending day after day stores them.
+    step = (WINDOW_DAYS * DAY - 12 * 3600) / max(rows, 1)
     lines: list[str] = []
-    for i in range(first_row, first_row + rows):
+    for n, i in enumerate(range(first_row, first_row + rows)):
         origin, destination = rng.choices(codes, weights, k=2)
         if origin == destination:
             destination = codes[(codes.index(origin) + 1) % len(codes)]
         duration = rng.randint(30, 720) * 60
-        first_seen = rng.randint(start, now - duration)
+        first_seen = min(start + int(n * step) + rng.randint(0, 600), now - duration)
         icao24 = f"{(i * ICAO24_SCRAMBLE) % (1 << 24):06x}"
         lines.append(
             f"{icao24}\t{_ts(first_seen)}\t{origin}\t{_ts(first_seen + duration)}\t"
