@@ -29,7 +29,7 @@ import requests
 from bench import ceiling, loadgen, seed
 from bench.processes import service_rss
 from bench.report import Row, render
-from common.config import web_workers
+from common.config import web_threads, web_workers
 from common.launcher import gunicorn_command
 from devstack.stack import SIMULATOR_CLIENT_ID, LocalStack, StackSettings, free_port, run_sql
 from opensky_sim.control import SimulatorControl
@@ -165,6 +165,7 @@ def ceiling_server(stack: LocalStack, database_url: str) -> Iterator[str]:
         package="bench",
         bind=f"127.0.0.1:{port}",
         workers=web_workers(),
+        threads=web_threads(),
         timeout=30,
         app="bench.ceiling:create_app()",
     )
@@ -175,7 +176,11 @@ def ceiling_server(stack: LocalStack, database_url: str) -> Iterator[str]:
         yield url
     finally:
         process.send_signal(signal.SIGTERM)
-        process.wait(timeout=30)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 class Bench:

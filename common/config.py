@@ -64,9 +64,16 @@ def env_bool(name: str, default: bool) -> bool:
 
 
 def web_workers() -> int:
-    """Return the number of gunicorn workers per service (``WEB_CONCURRENCY``)."""
-    # Four sync workers keep both cores busy while some wait on PostgreSQL.
+    """Return the number of gunicorn worker processes per service (``WEB_CONCURRENCY``)."""
+    # Four processes keep two cores busy while some threads wait on PostgreSQL.
     return env_int("WEB_CONCURRENCY", 4, minimum=1)
+
+
+def web_threads() -> int:
+    """Return the request threads of each gunicorn worker (``WEB_THREADS``)."""
+    # Requests mostly wait on PostgreSQL or gRPC, which releases the GIL: four threads
+    # overlap those waits; more only add GIL contention (the benchmark, README).
+    return env_int("WEB_THREADS", 4, minimum=1)
 
 
 def database_engine_options() -> dict:

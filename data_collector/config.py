@@ -7,6 +7,7 @@ from common.config import (
     env_int,
     env_str,
     sqlalchemy_url,
+    web_threads,
     web_workers,
 )
 
@@ -39,6 +40,7 @@ class Config:
         self.HTTP_PORT = env_int("DATA_COLLECTOR_HTTP_PORT", 5002, minimum=1)
         self.GRPC_PORT = env_int("DATA_COLLECTOR_GRPC_PORT", 50052, minimum=1)
         self.WEB_WORKERS = web_workers()
+        self.WEB_THREADS = web_threads()
         # Threads of the gRPC server; DeleteUserInterests is one indexed DELETE.
         self.GRPC_WORKERS = env_int("GRPC_WORKERS", 8, minimum=1)
         self.USER_MANAGER_GRPC_ADDR = env_str("USER_MANAGER_GRPC_ADDR", "localhost:50051")
