@@ -3,7 +3,6 @@
 from pathlib import Path
 
 from flask import Blueprint, Flask
-from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 
 from common import db_connections
@@ -18,10 +17,15 @@ def build_app(
     config: object,
     test_config: dict | None,
     db: SQLAlchemy,
-    migrations_dir: Path,
+    migrations_dir: Path | None,
     blueprints: list[Blueprint],
 ) -> Flask:
-    """Create a Flask app: environment config, then the test's overrides, then extensions."""
+    """Create a Flask app: environment config, then the test's overrides, then extensions.
+
+    Flask-Migrate (and with it Alembic, ~11 MB per process) is registered
+    only when ``migrations_dir`` is given: for the ``migrate`` role, the
+    ``flask db`` commands and tests, not for the processes that serve.
+    """
     app = Flask(import_name)
     app.config.from_object(config)
     if test_config:
@@ -31,7 +35,10 @@ def build_app(
     app.json.sort_keys = False
     db.init_app(app)
     db_connections.install(app, db)
-    Migrate(app, db, directory=str(migrations_dir))
+    if migrations_dir is not None:
+        from flask_migrate import Migrate
+
+        Migrate(app, db, directory=str(migrations_dir))
     register_error_handlers(app)
     install_request_observability(app)
     for blueprint in blueprints:

@@ -10,8 +10,6 @@ import logging
 import sys
 import time
 
-from pythonjsonlogger.json import JsonFormatter
-
 from common.config import env_str
 from common.request_context import current_request_id
 
@@ -37,6 +35,9 @@ def build_formatter(log_format: str | None = None) -> logging.Formatter:
     """Return the formatter for ``log_format`` (default: the ``LOG_FORMAT`` variable, else text)."""
     log_format = (log_format or env_str("LOG_FORMAT", "text")).lower()
     if log_format == "json":
+        # Imported only when asked for: every process would otherwise carry it.
+        from pythonjsonlogger.json import JsonFormatter
+
         formatter: logging.Formatter = JsonFormatter(
             JSON_FIELDS,
             style="{",

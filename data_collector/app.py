@@ -1,4 +1,4 @@
-"""Data Collector application factory (gunicorn serves ``data_collector.app:create_app()``)."""
+"""Data Collector application factory (gunicorn serves ``create_app(migrations=False)``)."""
 
 from pathlib import Path
 
@@ -14,14 +14,18 @@ from data_collector.routes import bp
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
 
-def create_app(test_config: dict | None = None) -> Flask:
-    """Build the app: configuration from the environment, then the test's overrides."""
+def create_app(test_config: dict | None = None, *, migrations: bool = True) -> Flask:
+    """Build the app: configuration from the environment, then the test's overrides.
+
+    The serving processes pass ``migrations=False``: only the ``migrate``
+    role and the ``flask db`` commands need Flask-Migrate.
+    """
     app = build_app(
         __name__,
         config=Config(),
         test_config=test_config,
         db=db,
-        migrations_dir=MIGRATIONS_DIR,
+        migrations_dir=MIGRATIONS_DIR if migrations else None,
         blueprints=[bp],
     )
     # Lazy: the channel is opened on first use, inside the gunicorn worker.

@@ -40,6 +40,7 @@ from sqlalchemy.pool import NullPool
 
 from common.timeutil import utc_now
 from data_collector import planning
+from data_collector.cycle_requests import request_collection
 from data_collector.models import (
     CollectedDay,
     CollectionRequest,
@@ -151,11 +152,6 @@ def collection_pending() -> bool:
     if state.not_before is not None and state.not_before > utc_now():
         return False
     return db.session.scalar(select(CollectionRequest.id).limit(1)) is not None
-
-
-def request_collection(*, airport_code: str | None = None) -> None:
-    """Ask the worker for a cycle soon (in the caller's transaction)."""
-    db.session.add(CollectionRequest(airport_code=airport_code))
 
 
 def run_cycle(*, client: OpenSkyClient) -> CycleResult:

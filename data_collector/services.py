@@ -31,8 +31,8 @@ from common.grpc_client import GrpcPeer, PeerUnavailableError
 from common.rpc import flight_tracker_pb2
 from common.timeutil import isoformat_utc, utc_now
 from common.validation import normalize_email
-from data_collector import collection
 from data_collector.airports import airport_name, normalize_airport_code
+from data_collector.cycle_requests import request_collection
 from data_collector.models import (
     CollectedDay,
     CollectorState,
@@ -92,6 +92,19 @@ def require_existing_user(*, peer: GrpcPeer, email: str) -> None:
         raise ApiError(404, "User not found")
 
 
+# Built once: the hot path of POST /interests.
+ADD_INTEREST = (
+    insert(UserInterest)
+    .values(
+        user_email=bindparam("user_email"),
+        airport_code=bindparam("airport_code"),
+        created_at=bindparam("created_at"),
+    )
+    .on_conflict_do_nothing(constraint="uq_user_interests_user_airport")
+    .returning(UserInterest.id)
+)
+
+
 def add_interest(*, email: str, airport_code: str) -> bool:
     """Store the interest once; return whether it is new.
 
@@ -100,13 +113,10 @@ def add_interest(*, email: str, airport_code: str) -> bool:
     arriving within ``COLLECT_POLL_SECONDS`` plus the time OpenSky takes.
     """
     inserted = db.session.execute(
-        insert(UserInterest)
-        .values(user_email=email, airport_code=airport_code, created_at=utc_now())
-        .on_conflict_do_nothing(constraint="uq_user_interests_user_airport")
-        .returning(UserInterest.id)
+        ADD_INTEREST, {"user_email": email, "airport_code": airport_code, "created_at": utc_now()}
     ).first()
     if inserted is not None:
-        collection.request_collection(airport_code=airport_code)
+        request_collection(airport_code=airport_code)
     db.session.commit()
     return inserted is not None
 
@@ -145,7 +155,7 @@ def delete_user_interests(*, email: str) -> int:
 
 def request_cycle() -> None:
     """Ask the worker for a collection cycle soon (ops; it fetches only what is due)."""
-    collection.request_collection()
+    request_collection()
     db.session.commit()
 
 

@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m data_collector.worker")
     parser.add_argument("--once", action="store_true", help="run one cycle now and exit")
     args = parser.parse_args(argv)
-    app = create_app()
+    app = create_app(migrations=False)
     # One client per process: it caches the OAuth2 token between cycles.
     client = collection.client_from_config(app.config)
     if args.once:

@@ -153,6 +153,7 @@ USERS = User.__table__
 GET_USER = select(USERS).where(USERS.c.email == bindparam("email"))
 FIRST_USERS = select(USERS).order_by(USERS.c.email).limit(bindparam("limit"))
 USERS_AFTER = FIRST_USERS.where(USERS.c.email > bindparam("after"))
+USER_EXISTS = select(USERS.c.email).where(USERS.c.email == bindparam("email"))
 
 
 def get_user(*, email: str) -> dict | None:
@@ -178,4 +179,5 @@ def user_exists(*, email: str) -> bool:
         normalized = normalize_email(email)
     except ValueError:
         return False
-    return db.session.scalar(select(User.email).where(User.email == normalized)) is not None
+    autocommit_reads(db)
+    return db.session.execute(USER_EXISTS, {"email": normalized}).first() is not None
