@@ -7,7 +7,10 @@ with the services' own command line (``common.launcher.gunicorn_command``):
 - ``GET /select/<n>``: one primary-key SELECT of a user-like row;
 - ``POST /insert``: one INSERT of a user-like row and its COMMIT.
 
-Each worker takes connections from a psycopg2 pool it creates after the fork.
+Each worker takes connections from a thread-safe psycopg2 pool it creates
+after the fork. Connections are in autocommit mode: the SELECT is one round
+trip, and the INSERT commits by itself (one round trip, same durability as
+INSERT then COMMIT): the cheapest way to do each, as a ceiling should be.
 :func:`batched_upsert_rows_per_second` measures the ingest ceiling:
 ``execute_values`` in pages of 1,000 into a copy of ``flight_data`` with the
 same statement shape as the collector (upsert on ``(icao24, first_seen)``).
@@ -16,12 +19,13 @@ same statement shape as the collector (upsert on ``(icao24, first_seen)``).
 import itertools
 import os
 import random
+import threading
 import time
 
 import psycopg2
 from flask import Flask, jsonify
 from psycopg2.extras import execute_values
-from psycopg2.pool import SimpleConnectionPool
+from psycopg2.pool import ThreadedConnectionPool
 
 DATABASE_URL_VARIABLE = "CEILING_DATABASE_URL"
 ROWS = 10_000
@@ -59,16 +63,24 @@ def prepare(database_url: str) -> None:
 def create_app() -> Flask:
     """Build the ceiling app (gunicorn serves ``bench.ceiling:create_app()``)."""
     app = Flask(__name__)
-    pool: dict[int, SimpleConnectionPool] = {}
+    pool: dict[int, ThreadedConnectionPool] = {}
     counter = itertools.count()
 
-    def connection_pool() -> SimpleConnectionPool:
+    lock = threading.Lock()
+
+    def connection_pool() -> ThreadedConnectionPool:
         # Created in the worker, after gunicorn's fork, like the services' engines.
         pid = os.getpid()
-        if pid not in pool:
-            pool.clear()
-            pool[pid] = SimpleConnectionPool(1, 5, os.environ[DATABASE_URL_VARIABLE])
-        return pool[pid]
+        with lock:
+            if pid not in pool:
+                pool.clear()
+                pool[pid] = ThreadedConnectionPool(1, 10, os.environ[DATABASE_URL_VARIABLE])
+            return pool[pid]
+
+    def connection():
+        taken = connection_pool().getconn()
+        taken.autocommit = True
+        return taken
 
     @app.get("/noop")
     def noop():
@@ -78,36 +90,32 @@ def create_app() -> Flask:
     @app.get("/select/<int:n>")
     def select(n: int):
         """Read one row by primary key."""
-        connections = connection_pool()
-        connection = connections.getconn()
+        taken = connection()
         try:
-            with connection.cursor() as cursor:
+            with taken.cursor() as cursor:
                 cursor.execute(
                     "SELECT email, first_name, last_name, created_at FROM ceiling_users "
                     "WHERE email = %s",
                     (f"row{n % ROWS}@example.com",),
                 )
                 row = cursor.fetchone()
-            connection.rollback()
         finally:
-            connections.putconn(connection)
+            connection_pool().putconn(taken)
         return jsonify(email=row[0], first_name=row[1], last_name=row[2], created_at=row[3])
 
     @app.post("/insert")
     def insert():
         """Insert one row and commit."""
         email = f"new{os.getpid()}.{next(counter)}.{time.time_ns()}@example.com"
-        connections = connection_pool()
-        connection = connections.getconn()
+        taken = connection()
         try:
-            with connection.cursor() as cursor:
+            with taken.cursor() as cursor:
                 cursor.execute(
                     "INSERT INTO ceiling_users (email, first_name, last_name) VALUES (%s, %s, %s)",
                     (email, "Mario", "Rossi"),
                 )
-            connection.commit()
         finally:
-            connections.putconn(connection)
+            connection_pool().putconn(taken)
         return {"message": "created", "email": email}, 201
 
     return app

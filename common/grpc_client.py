@@ -6,16 +6,16 @@ opens a new one if it finds itself in a different process than the one that
 created it. The channel's service config retries only ``UNAVAILABLE`` (the
 peer is not reachable, nothing was executed), a few times with backoff, and
 always within the caller's deadline.
+
+grpcio itself (~11 MB per process) is imported on first use too: the User
+Manager's web workers only need it when a DELETE delivers its outbox call.
 """
 
 import json
 import logging
 import os
 import threading
-from collections.abc import Callable
 from typing import Any
-
-import grpc
 
 from common.metrics import GRPC_CLIENT_CALLS
 from common.request_context import GRPC_METADATA_KEY, current_request_id
@@ -47,18 +47,23 @@ class PeerUnavailableError(Exception):
 class GrpcPeer:
     """A lazily connected stub for one peer service, safe across gunicorn forks."""
 
-    def __init__(self, address: str, stub_factory: Callable[[grpc.Channel], Any], timeout: float):
+    def __init__(self, address: str, stub: str, timeout: float):
+        """Talk to ``address`` through ``common.rpc.flight_tracker_pb2_grpc.<stub>``."""
         self.address = address
         self.timeout = timeout
-        self._stub_factory = stub_factory
+        self._stub_name = stub
         self._lock = threading.Lock()
         self._pid: int | None = None
-        self._channel: grpc.Channel | None = None
+        self._channel: Any = None  # a grpc.Channel, opened in the process that uses it
         self._stub: Any = None
 
     def _current_stub(self) -> Any:
         with self._lock:
             if self._pid != os.getpid():
+                import grpc
+
+                from common.rpc import flight_tracker_pb2_grpc
+
                 # Never reuse a channel inherited through fork: its threads did not survive.
                 self._channel = grpc.insecure_channel(
                     self.address,
@@ -72,7 +77,7 @@ class GrpcPeer:
                         ("grpc.max_reconnect_backoff_ms", 5_000),
                     ],
                 )
-                self._stub = self._stub_factory(self._channel)
+                self._stub = getattr(flight_tracker_pb2_grpc, self._stub_name)(self._channel)
                 self._pid = os.getpid()
             return self._stub
 
@@ -82,6 +87,8 @@ class GrpcPeer:
         Errors other than unavailability (a bug on either side) propagate as
         ``grpc.RpcError`` so they are not mistaken for an outage.
         """
+        import grpc
+
         stub = self._current_stub()
         request_id = current_request_id()
         metadata = ((GRPC_METADATA_KEY, request_id),) if request_id else None

@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from flask import Response, current_app, jsonify, request, url_for
+from flask import Response, current_app, request, url_for
 
 from common.errors import ApiError
 
@@ -65,22 +65,14 @@ def parse_page_request(*, default_limit: int, max_limit: int, arity: int) -> Pag
     return PageRequest(limit=limit, after=after)
 
 
-def page_response(items: list[Any], *, page: PageRequest, sort_key_of, shape=None) -> Response:
+def json_page_response(items: list[Any], *, page: PageRequest, sort_key_of, json_of) -> Response:
     """Answer with the JSON array of the first ``page.limit`` items and a Link to the next page.
 
     Callers fetch ``limit + 1`` rows: the extra one only tells whether a next
-    page exists, and is not returned. ``shape``, when given, turns each item
-    into what is served (after ``sort_key_of`` has read it).
+    page exists, and is not returned. Each item's JSON text is already built
+    (``json_of(item)``, by PostgreSQL on the hot paths); ``sort_key_of(item)``
+    gives the cursor of the last one.
     """
-    has_next = len(items) > page.limit
-    items = items[: page.limit]
-    response = jsonify([shape(item) for item in items] if shape else items)
-    _link_next_page(response, items, page=page, has_next=has_next, sort_key_of=sort_key_of)
-    return response
-
-
-def json_page_response(items: list[Any], *, page: PageRequest, sort_key_of, json_of) -> Response:
-    """Like :func:`page_response`, for items whose JSON text is already built (``json_of``)."""
     has_next = len(items) > page.limit
     items = items[: page.limit]
     body = "[" + ",".join(json_of(item) for item in items) + "]\n"

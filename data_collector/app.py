@@ -6,7 +6,6 @@ from flask import Flask
 
 from common.flask_app import build_app
 from common.grpc_client import GrpcPeer
-from common.rpc import flight_tracker_pb2_grpc
 from data_collector.config import Config
 from data_collector.models import db
 from data_collector.routes import bp
@@ -31,7 +30,7 @@ def create_app(test_config: dict | None = None, *, migrations: bool = True) -> F
     # Lazy: the channel is opened on first use, inside the gunicorn worker.
     app.extensions["user_manager_peer"] = GrpcPeer(
         app.config["USER_MANAGER_GRPC_ADDR"],
-        flight_tracker_pb2_grpc.UserServiceStub,
+        "UserServiceStub",
         timeout=app.config["GRPC_TIMEOUT_SECONDS"],
     )
     return app

@@ -10,10 +10,8 @@ from pydantic import BaseModel, ConfigDict, StrictStr, field_validator
 from sqlalchemy import (
     Text,
     bindparam,
-    case,
     cast,
     delete,
-    extract,
     func,
     literal_column,
     select,
@@ -29,7 +27,7 @@ from common.db_connections import autocommit_reads
 from common.errors import ApiError
 from common.grpc_client import GrpcPeer, PeerUnavailableError
 from common.rpc import flight_tracker_pb2
-from common.timeutil import isoformat_utc, utc_now
+from common.timeutil import isoformat_utc, isoformat_utc_sql, utc_now
 from common.validation import normalize_email
 from data_collector.airports import airport_name, normalize_airport_code
 from data_collector.cycle_requests import request_collection
@@ -224,17 +222,6 @@ def _columns(direction: str):
     return FlightData.est_departure_airport, FlightData.first_seen
 
 
-def iso_utc_sql(column):
-    """Format a timestamptz column in SQL as :func:`common.timeutil.isoformat_utc` does."""
-    utc = func.timezone("UTC", column)
-    fraction = case(
-        (extract("microseconds", column) % 1_000_000 == 0, literal_column("''")),
-        else_=func.to_char(utc, literal_column("'.US'")),
-    )
-    whole = func.to_char(utc, literal_column("""'YYYY-MM-DD"T"HH24:MI:SS'"""))
-    return func.concat(whole, fraction, literal_column("'Z'"))
-
-
 @functools.cache
 def _flights_statement(
     directions: tuple[str, ...], since: bool, until: bool, after_direction: str | None
@@ -280,9 +267,9 @@ def _flights_statement(
     c = page.c
     item = select(
         c.icao24,
-        iso_utc_sql(c.first_seen).label("first_seen"),
+        isoformat_utc_sql(c.first_seen).label("first_seen"),
         c.est_departure_airport,
-        iso_utc_sql(c.last_seen).label("last_seen"),
+        isoformat_utc_sql(c.last_seen).label("last_seen"),
         c.est_arrival_airport,
         c.callsign,
         c.est_departure_airport_horiz_distance,

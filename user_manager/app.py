@@ -6,7 +6,6 @@ from flask import Flask
 
 from common.flask_app import build_app
 from common.grpc_client import GrpcPeer
-from common.rpc import flight_tracker_pb2_grpc
 from user_manager.config import Config
 from user_manager.models import db
 from user_manager.routes import bp
@@ -31,7 +30,7 @@ def create_app(test_config: dict | None = None, *, migrations: bool = True) -> F
     # Lazy: the channel is opened on first use, inside the gunicorn worker.
     app.extensions["data_collector_peer"] = GrpcPeer(
         app.config["DATA_COLLECTOR_GRPC_ADDR"],
-        flight_tracker_pb2_grpc.DataCollectorServiceStub,
+        "DataCollectorServiceStub",
         timeout=app.config["GRPC_TIMEOUT_SECONDS"],
     )
     return app

@@ -7,7 +7,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from common.errors import ApiError, json_object_body
-from common.pagination import page_response, parse_page_request
+from common.pagination import json_page_response, parse_page_request
 from common.validation import EMAIL_MAX_LENGTH, normalize_email, parse_model
 from user_manager import idempotency, outbox, services
 from user_manager.models import db
@@ -90,7 +90,9 @@ def list_users():
     ):
         raise ApiError(400, INVALID_CURSOR)
     users = services.list_users(after_email=after, limit=page.limit + 1)
-    return page_response(users, page=page, sort_key_of=lambda item: [item["email"]])
+    return json_page_response(
+        users, page=page, sort_key_of=lambda row: [row.email], json_of=lambda row: row.item
+    )
 
 
 @bp.get("/users/<path:email>")

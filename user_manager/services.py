@@ -12,10 +12,10 @@ import unicodedata
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, field_validator
 from schwifty import IBAN
 from schwifty.exceptions import SchwiftyException
-from sqlalchemy import bindparam, delete, select
+from sqlalchemy import Text, bindparam, cast, delete, func, select, true
 
 from common.db_connections import autocommit_reads
-from common.timeutil import utc_now
+from common.timeutil import isoformat_utc_sql, utc_now
 from common.validation import normalize_email
 from user_manager import idempotency, outbox
 from user_manager.idempotency import Outcome
@@ -151,8 +151,35 @@ def delete_user(*, email: str) -> Outcome:
 # statement construction.
 USERS = User.__table__
 GET_USER = select(USERS).where(USERS.c.email == bindparam("email"))
-FIRST_USERS = select(USERS).order_by(USERS.c.email).limit(bindparam("limit"))
-USERS_AFTER = FIRST_USERS.where(USERS.c.email > bindparam("after"))
+
+
+def _users_page(*, after: bool):
+    """Build a page query whose rows are (item: the user's JSON built by PostgreSQL, email)."""
+    page = select(USERS).order_by(USERS.c.email).limit(bindparam("limit"))
+    if after:
+        page = page.where(USERS.c.email > bindparam("after"))
+    page = page.subquery("page")
+    item = (
+        select(
+            page.c.email,
+            page.c.first_name,
+            page.c.last_name,
+            page.c.tax_code,
+            page.c.iban,
+            isoformat_utc_sql(page.c.created_at).label("created_at"),
+        )
+        .correlate(page)
+        .lateral("item")
+    )
+    return (
+        select(cast(func.row_to_json(item.table_valued()), Text).label("item"), page.c.email)
+        .select_from(page.join(item, true()))
+        .order_by(page.c.email)
+    )
+
+
+FIRST_USERS = _users_page(after=False)
+USERS_AFTER = _users_page(after=True)
 USER_EXISTS = select(USERS.c.email).where(USERS.c.email == bindparam("email"))
 
 
@@ -163,14 +190,17 @@ def get_user(*, email: str) -> dict | None:
     return None if row is None else user_to_dict(row)
 
 
-def list_users(*, after_email: str | None, limit: int) -> list[dict]:
-    """Return up to ``limit`` users ordered by email, strictly after ``after_email``."""
+def list_users(*, after_email: str | None, limit: int) -> list:
+    """Return up to ``limit`` users ordered by email, strictly after ``after_email``.
+
+    Each row holds ``item``, the user's public JSON (built by PostgreSQL, as
+    :func:`user_to_dict` shapes it), and ``email``, the sort key.
+    """
     autocommit_reads(db)
+    connection = db.session.connection()
     if after_email is None:
-        rows = db.session.execute(FIRST_USERS, {"limit": limit})
-    else:
-        rows = db.session.execute(USERS_AFTER, {"limit": limit, "after": after_email})
-    return [user_to_dict(row) for row in rows]
+        return connection.execute(FIRST_USERS, {"limit": limit}).all()
+    return connection.execute(USERS_AFTER, {"limit": limit, "after": after_email}).all()
 
 
 def user_exists(*, email: str) -> bool:
