@@ -9,10 +9,11 @@ Two round trips per request that buy nothing under load are avoided here:
   connection in constant use fails its next statement instead, which the
   central handler answers with 503 (nothing is half-written: the statement
   never ran), and SQLAlchemy then replaces every connection of that pool.
-- A read-only request run inside a transaction costs ``BEGIN`` and
-  ``ROLLBACK`` around its statements. :func:`autocommit_reads` makes the
-  request's statements run outside a transaction; each is then its own
-  consistent snapshot, which is all a single-statement read needs. It flips
+- A request run inside a transaction costs ``BEGIN`` and ``ROLLBACK`` (or
+  ``COMMIT``) around its statements. :func:`autocommit_statements` makes
+  each of the request's statements its own transaction: right for reads
+  (each statement sees one consistent snapshot) and for a write done in
+  one statement, which PostgreSQL applies entirely or not at all. It flips
   psycopg2's ``autocommit`` attribute (client-side only) rather than
   SQLAlchemy's ``isolation_level`` option, whose reset when the connection
   returns to the pool costs a ``SET default_transaction_isolation`` round
@@ -54,7 +55,7 @@ def ping_idle_connections(engine: Engine, idle_seconds: float = PING_AFTER_IDLE_
 
 
 def restore_transactions_at_checkin(engine: Engine) -> None:
-    """Give every connection back to the pool in transactional mode (see autocommit_reads)."""
+    """Give every connection back to the pool in transactional mode (see autocommit_statements)."""
 
     @event.listens_for(engine, "checkin")
     def transactional_again(dbapi_connection, _record):
@@ -69,8 +70,11 @@ def install(app: Flask, db: SQLAlchemy) -> None:
         restore_transactions_at_checkin(db.engine)
 
 
-def autocommit_reads(db: SQLAlchemy) -> None:
-    """Run this request's statements without a transaction (read-only requests only).
+def autocommit_statements(db: SQLAlchemy) -> None:
+    """Make each of this request's statements its own transaction (see the module doc).
+
+    Only for requests whose every write is a single statement: several
+    writes that must commit together need the ordinary transaction.
 
     Call it before the request's first statement; the connection goes back
     to the pool in its normal transactional mode.

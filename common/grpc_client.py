@@ -71,18 +71,32 @@ class GrpcPeer:
                         ("grpc.service_config", RETRY_SERVICE_CONFIG),
                         ("grpc.enable_retries", 1),
                         ("grpc.keepalive_time_ms", 30_000),
-                        # After a peer outage, reconnect within seconds of its return
-                        # (gRPC's default backoff grows to two minutes).
+                        # After a peer outage, reconnect within a second of its return
+                        # (gRPC's default backoff grows to two minutes); a local peer
+                        # is cheap to retry every second while it is down.
                         ("grpc.initial_reconnect_backoff_ms", 500),
-                        ("grpc.max_reconnect_backoff_ms", 5_000),
+                        ("grpc.max_reconnect_backoff_ms", 1_000),
                     ],
                 )
                 self._stub = getattr(flight_tracker_pb2_grpc, self._stub_name)(self._channel)
                 self._pid = os.getpid()
             return self._stub
 
-    def call(self, method: str, request: Any, *, timeout: float | None = None) -> Any:
+    def call(
+        self,
+        method: str,
+        request: Any,
+        *,
+        timeout: float | None = None,
+        wait_for_ready: bool = False,
+    ) -> Any:
         """Call ``method`` with a deadline; raise :class:`PeerUnavailableError` if the peer is down.
+
+        ``wait_for_ready``: a call made while the channel waits out its
+        reconnect backoff (the peer has just come back) waits for the
+        connection within the deadline instead of failing at once; a peer that
+        stays down then fails at the deadline rather than immediately. Client
+        requests use it; background retries (the outbox relay) fail fast.
 
         Errors other than unavailability (a bug on either side) propagate as
         ``grpc.RpcError`` so they are not mistaken for an outage.
@@ -94,7 +108,10 @@ class GrpcPeer:
         metadata = ((GRPC_METADATA_KEY, request_id),) if request_id else None
         try:
             reply = getattr(stub, method)(
-                request, timeout=timeout or self.timeout, metadata=metadata
+                request,
+                timeout=timeout or self.timeout,
+                metadata=metadata,
+                wait_for_ready=wait_for_ready,
             )
         except grpc.RpcError as error:
             code = error.code() if hasattr(error, "code") else None

@@ -23,7 +23,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import SQLAlchemyError
 
-from common.db_connections import autocommit_reads
+from common.db_connections import autocommit_statements
 from common.errors import ApiError
 from common.grpc_client import GrpcPeer, PeerUnavailableError
 from common.rpc import flight_tracker_pb2
@@ -33,6 +33,7 @@ from data_collector.airports import airport_name, normalize_airport_code
 from data_collector.cycle_requests import request_collection
 from data_collector.models import (
     CollectedDay,
+    CollectionRequest,
     CollectorState,
     FlightData,
     FlightDayCount,
@@ -78,7 +79,9 @@ class InterestRequest(BaseModel):
 def require_existing_user(*, peer: GrpcPeer, email: str) -> None:
     """Ask the User Manager whether the user exists: 404 if not, 503 if it cannot answer."""
     try:
-        reply = peer.call("CheckUserExists", flight_tracker_pb2.UserRequest(email=email))
+        reply = peer.call(
+            "CheckUserExists", flight_tracker_pb2.UserRequest(email=email), wait_for_ready=True
+        )
     except PeerUnavailableError as error:
         log.warning("User Manager unavailable for CheckUserExists: %s", error)
         raise ApiError(
@@ -90,16 +93,24 @@ def require_existing_user(*, peer: GrpcPeer, email: str) -> None:
         raise ApiError(404, "User not found")
 
 
-# Built once: the hot path of POST /interests.
-ADD_INTEREST = (
-    insert(UserInterest)
+# POST /interests in one statement (built once): store the interest unless it exists, and
+# for a new one ask the worker for a collection cycle (a collection_requests row).
+_NEW_INTEREST = (
+    insert(UserInterest.__table__)
     .values(
         user_email=bindparam("user_email"),
         airport_code=bindparam("airport_code"),
         created_at=bindparam("created_at"),
     )
     .on_conflict_do_nothing(constraint="uq_user_interests_user_airport")
-    .returning(UserInterest.id)
+    .returning(UserInterest.__table__.c.airport_code)
+    .cte("new_interest")
+)
+ADD_INTEREST = (
+    insert(CollectionRequest.__table__)
+    .from_select(["airport_code"], select(_NEW_INTEREST.c.airport_code))
+    .add_cte(_NEW_INTEREST)
+    .returning(CollectionRequest.__table__.c.id)
 )
 
 
@@ -107,15 +118,20 @@ def add_interest(*, email: str, airport_code: str) -> bool:
     """Store the interest once; return whether it is new.
 
     A new interest also asks the worker for a collection cycle, in the same
-    transaction: the request answers at once, and the airport's flights start
-    arriving within ``COLLECT_POLL_SECONDS`` plus the time OpenSky takes.
+    statement (so both or neither): the request answers at once, and the
+    airport's flights start arriving within ``COLLECT_POLL_SECONDS`` plus the
+    time OpenSky takes. One statement is atomic by itself, so it runs without
+    BEGIN and COMMIT round trips.
     """
-    inserted = db.session.execute(
-        ADD_INTEREST, {"user_email": email, "airport_code": airport_code, "created_at": utc_now()}
-    ).first()
-    if inserted is not None:
-        request_collection(airport_code=airport_code)
-    db.session.commit()
+    autocommit_statements(db)
+    inserted = (
+        db.session.connection()
+        .execute(
+            ADD_INTEREST,
+            {"user_email": email, "airport_code": airport_code, "created_at": utc_now()},
+        )
+        .first()
+    )
     return inserted is not None
 
 
@@ -315,7 +331,7 @@ def list_flights(
     params = {"airport": airport, "limit": limit, "since": since, "until": until}
     if after is not None:
         params.update(after_time=after.event_time, after_id=after.flight_id)
-    autocommit_reads(db)
+    autocommit_statements(db)
     return db.session.connection().execute(statement, params).all()
 
 
@@ -365,7 +381,7 @@ def average_flights(*, airport: str, days: int, directions: tuple[str, ...]) -> 
     first, last = today - timedelta(days=days), today - timedelta(days=1)
     start = datetime.combine(first, datetime.min.time(), UTC)
     end = datetime.combine(today, datetime.min.time(), UTC)
-    autocommit_reads(db)
+    autocommit_statements(db)
     counts = marked_day_counts(airport=airport, first=first, last=last)
     covered = set.intersection(
         *({day for (marked, day) in counts if marked == direction} for direction in directions)

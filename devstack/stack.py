@@ -130,13 +130,18 @@ class LocalStack:
         self.start_service("data_collector")
 
     def start_service(self, package: str, *, wait: bool = True) -> None:
-        """Start one service (``user_manager`` or ``data_collector``) and wait until it answers."""
+        """Start one service (``user_manager`` or ``data_collector``) and wait until it answers.
+
+        Both halves: REST ``/ping`` and the gRPC health service (the gRPC
+        server starts beside gunicorn and may come up after it).
+        """
         self.supervisor.start(
             package, [sys.executable, "-m", package], env=self.env, output=self._log_file(package)
         )
         if wait:
             url = self.user_manager_url if package == "user_manager" else self.data_collector_url
             self._wait_for(package, f"{url}/ping")
+            self._wait_for_grpc(package)
 
     def stop_service(self, package: str) -> None:
         """Stop one service gracefully (tests use this to take a peer down)."""
@@ -244,6 +249,24 @@ class LocalStack:
         if self.settings.log_dir is None:
             raise RuntimeError("this stack logs to the terminal (no log_dir)")
         return (self.settings.log_dir / f"{role}.log").read_text(errors="replace")
+
+    def _wait_for_grpc(self, package: str, timeout: float = 60.0) -> None:
+        from common.healthcheck import check_grpc
+
+        port = (
+            self.settings.user_manager_grpc_port
+            if package == "user_manager"
+            else self.settings.data_collector_grpc_port
+        )
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                check_grpc("127.0.0.1", port)
+                return
+            except Exception as error:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{package}'s gRPC server is not serving") from error
+                time.sleep(0.1)
 
     def _wait_for(self, role: str, url: str, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout

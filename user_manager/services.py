@@ -14,7 +14,7 @@ from schwifty import IBAN
 from schwifty.exceptions import SchwiftyException
 from sqlalchemy import Text, bindparam, cast, delete, func, select, true
 
-from common.db_connections import autocommit_reads
+from common.db_connections import autocommit_statements
 from common.timeutil import isoformat_utc_sql, utc_now
 from common.validation import normalize_email
 from user_manager import idempotency, outbox
@@ -185,7 +185,7 @@ USER_EXISTS = select(USERS.c.email).where(USERS.c.email == bindparam("email"))
 
 def get_user(*, email: str) -> dict | None:
     """Return the user with this (normalized) email as public JSON, if any."""
-    autocommit_reads(db)
+    autocommit_statements(db)
     row = db.session.execute(GET_USER, {"email": email}).first()
     return None if row is None else user_to_dict(row)
 
@@ -196,7 +196,7 @@ def list_users(*, after_email: str | None, limit: int) -> list:
     Each row holds ``item``, the user's public JSON (built by PostgreSQL, as
     :func:`user_to_dict` shapes it), and ``email``, the sort key.
     """
-    autocommit_reads(db)
+    autocommit_statements(db)
     connection = db.session.connection()
     if after_email is None:
         return connection.execute(FIRST_USERS, {"limit": limit}).all()
@@ -209,5 +209,5 @@ def user_exists(*, email: str) -> bool:
         normalized = normalize_email(email)
     except ValueError:
         return False
-    autocommit_reads(db)
+    autocommit_statements(db)
     return db.session.execute(USER_EXISTS, {"email": normalized}).first() is not None
