@@ -83,8 +83,14 @@ def render(outcome) -> str:
     ]
     for row in outcome.rows:
         result = row.result
+        # Ingest is one timed run (its time is in the note), not a latency distribution.
+        latency = (
+            "- | -"
+            if row.ceiling == "batched upsert"
+            else f"{result.p50_ms:.1f} | {result.p99_ms:.1f}"
+        )
         lines.append(
-            f"| {row.name} | {result.rate:,.0f} | {result.p50_ms:.1f} | {result.p99_ms:.1f} "
+            f"| {row.name} | {result.rate:,.0f} | {latency} "
             f"| {result.errors} | {row.ceiling} | {row.ratio:.0%} | {_verdict(row, outcome.rows)} "
             f"| {row.note} |"
         )
