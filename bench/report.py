@@ -32,6 +32,8 @@ class Row:
     ceiling: str
     ceiling_rate: float
     note: str = ""
+    # CPU milliseconds per request: both services' processes, PostgreSQL's.
+    cpu_ms: tuple[float, float] | None = None
 
     @property
     def ratio(self) -> float:
@@ -67,6 +69,9 @@ def render(outcome) -> str:
         f"{machine['memory_gb']} GB RAM, Python {machine['python']}; "
         f"load average before {machine['load_before']}, after {machine.get('load_after')}.",
         "",
+        "CPU ms/req: CPU time per request of both services' processes + PostgreSQL's, which"
+        " other load on the machine changes much less than requests/s.",
+        "",
         "| ceiling | req/s | p50 ms | p99 ms | errors |",
         "|---|--:|--:|--:|--:|",
     ]
@@ -78,20 +83,22 @@ def render(outcome) -> str:
     lines.append(f"| batched upsert (rows/s) | {outcome.upsert_rows_per_second:,.0f} | | | |")
     lines += [
         "",
-        "| scenario | req/s | p50 ms | p99 ms | errors | ceiling | ratio | target | note |",
-        "|---|--:|--:|--:|--:|---|--:|---|---|",
+        "| scenario | req/s | p50 ms | p99 ms | errors | CPU ms/req | ceiling | ratio | target "
+        "| note |",
+        "|---|--:|--:|--:|--:|--:|---|--:|---|---|",
     ]
     for row in outcome.rows:
         result = row.result
         # Ingest is one timed run (its time is in the note), not a latency distribution.
+        cpu = f"{row.cpu_ms[0]:.2f} + {row.cpu_ms[1]:.2f}" if row.cpu_ms else "-"
         latency = (
             "- | -"
             if row.ceiling == "batched upsert"
             else f"{result.p50_ms:.1f} | {result.p99_ms:.1f}"
         )
         lines.append(
-            f"| {row.name} | {result.rate:,.0f} | {latency} "
-            f"| {result.errors} | {row.ceiling} | {row.ratio:.0%} | {_verdict(row, outcome.rows)} "
+            f"| {row.name} | {result.rate:,.0f} | {latency} | {result.errors} | {cpu} "
+            f"| {row.ceiling} | {row.ratio:.0%} | {_verdict(row, outcome.rows)} "
             f"| {row.note} |"
         )
     lines += ["", "| service | process | pid | RSS MB |", "|---|---|--:|--:|"]

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+import psutil
 import psycopg2
 import requests
 
@@ -95,10 +96,18 @@ class Outcome:
     notes: list[str] = field(default_factory=list)
 
 
+def _tree_cpu(process: psutil.Process) -> float:
+    """User and system CPU seconds of a process and its living children."""
+    total = 0.0
+    for member in [process, *process.children(recursive=True)]:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            times = member.cpu_times()
+            total += times.user + times.system
+    return total
+
+
 def machine_description() -> dict:
     """CPU model, cores, memory and load: what the figures depend on."""
-    import psutil
-
     model = ""
     with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -196,6 +205,7 @@ class Bench:
         self.sim = SimulatorControl(stack.simulator_url)
         self.um_db = stack.database_urls["USER_MANAGER_DATABASE_URL"]
         self.dc_db = stack.database_urls["DATA_COLLECTOR_DATABASE_URL"]
+        self.last_cpu_ms: tuple[float, float] | None = None
         self.outcome = Outcome(
             started=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
             machine=machine_description(),
@@ -216,22 +226,41 @@ class Bench:
                 connections=connections,
                 seconds=self.options.warmup_seconds,
             )
-        return loadgen.run(
+        before = self.cpu_seconds()
+        result = loadgen.run(
             url, script, args=list(args), connections=connections, seconds=self.options.seconds
         )
+        after = self.cpu_seconds()
+        if result.requests:
+            self.last_cpu_ms = tuple(
+                (after[i] - before[i]) * 1000 / result.requests for i in range(2)
+            )
+        return result
+
+    def cpu_seconds(self) -> tuple[float, float]:
+        """CPU time used so far by both services' processes, and by PostgreSQL's.
+
+        Per request, these tell what a scenario costs whatever else runs on the
+        machine (other engineers' test suites change throughput, much less this).
+        """
+        services = sum(_tree_cpu(psutil.Process(pid)) for pid in self.service_pids().values())
+        pid_file = Path(self.stack.postgres.pgdata) / "postmaster.pid"
+        postgres = _tree_cpu(psutil.Process(int(pid_file.read_text().split()[0])))
+        return services, postgres
 
     def progress(self, message: str) -> None:
         """Say what is happening (the full run takes several minutes)."""
         print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
     def add(self, name: str, result: loadgen.LoadResult, ceiling_name: str, note: str = "") -> None:
-        """Record a scenario's result beside its ceiling."""
+        """Record a scenario's result (and the CPU it cost) beside its ceiling."""
         ceiling_rate = (
             self.outcome.upsert_rows_per_second
             if ceiling_name == "batched upsert"
             else self.outcome.ceilings[ceiling_name].rate
         )
-        self.outcome.rows.append(Row(name, result, ceiling_name, ceiling_rate, note))
+        cpu, self.last_cpu_ms = self.last_cpu_ms, None
+        self.outcome.rows.append(Row(name, result, ceiling_name, ceiling_rate, note, cpu))
         self.progress(f"{name}: {result.rate:.0f}/s p99 {result.p99_ms:.1f} ms {note}")
 
     # --- the run ------------------------------------------------------------------------

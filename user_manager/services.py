@@ -10,8 +10,6 @@ import re
 import unicodedata
 
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, field_validator
-from schwifty import IBAN
-from schwifty.exceptions import SchwiftyException
 from sqlalchemy import Text, bindparam, cast, delete, func, select, true
 
 from common.db_connections import autocommit_statements
@@ -92,6 +90,11 @@ class UserCreate(BaseModel):
         compact = re.sub(r"\s", "", value)
         if not ASCII_ALNUM.fullmatch(compact) or not 5 <= len(compact) <= IBAN_MAX_LENGTH:
             raise ValueError(f"must be 5 to {IBAN_MAX_LENGTH} letters and digits (spaces allowed)")
+        # Imported on first use: the gRPC server and the worker never validate an IBAN,
+        # and schwifty with its registry costs ~6 MB per process.
+        from schwifty import IBAN
+        from schwifty.exceptions import SchwiftyException
+
         try:
             # Country code, length and BBAN format for that country, ISO 13616 mod-97.
             return IBAN(compact).compact
