@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements-dev.txt pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: install run test lint format lock proto diagram postman clean
+.PHONY: install run test bench bench-soak lint format lock proto diagram postman clean
 
 install: $(STAMP)
 
@@ -25,6 +25,14 @@ test: install
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The benchmark (README, "Performance"): a stack of its own, ceilings, every scenario, one table.
+bench: install
+	$(PY) -m bench $(BENCH_ARGS)
+
+# Five minutes of create_user at 64 connections: errors and RSS growth.
+bench-soak: install
+	$(PY) -m bench --soak $(BENCH_ARGS)
 
 format: install
 	$(PY) -m ruff check --fix .

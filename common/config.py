@@ -63,14 +63,27 @@ def env_bool(name: str, default: bool) -> bool:
     raise ConfigError(f"{name} must be true or false, got {raw!r}.")
 
 
+def web_workers() -> int:
+    """Return the number of gunicorn worker processes per service (``WEB_CONCURRENCY``)."""
+    # Four processes keep two cores busy while some threads wait on PostgreSQL.
+    return env_int("WEB_CONCURRENCY", 4, minimum=1)
+
+
+def web_threads() -> int:
+    """Return the request threads of each gunicorn worker (``WEB_THREADS``)."""
+    # Requests mostly wait on PostgreSQL or gRPC, which releases the GIL: four threads
+    # overlap those waits; more only add GIL contention (the benchmark, README).
+    return env_int("WEB_THREADS", 4, minimum=1)
+
+
 def database_engine_options() -> dict:
     """Return the SQLAlchemy engine options both services use (``DB_POOL_SIZE`` per process)."""
     return {
         # A handful per process: gunicorn workers are single-threaded.
         "pool_size": env_int("DB_POOL_SIZE", 5, minimum=1),
         "max_overflow": 5,
-        # Survive a database restart without failing the first request after it.
-        "pool_pre_ping": True,
+        # No pre-ping on every checkout: common.db_connections pings only idle connections.
+        "pool_pre_ping": False,
         "pool_recycle": 1800,
         # Sessions in UTC, so timestamptz values come back in UTC.
         # A database that does not answer fails a request (503) instead of hanging it.

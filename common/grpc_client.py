@@ -6,17 +6,16 @@ opens a new one if it finds itself in a different process than the one that
 created it. The channel's service config retries only ``UNAVAILABLE`` (the
 peer is not reachable, nothing was executed), a few times with backoff, and
 always within the caller's deadline.
+
+grpcio itself (~11 MB per process) is imported on first use too: the User
+Manager's web workers only need it when a DELETE delivers its outbox call.
 """
 
 import json
 import logging
 import os
 import threading
-from collections.abc import Callable
 from typing import Any
-
-import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from common.metrics import GRPC_CLIENT_CALLS
 from common.request_context import GRPC_METADATA_KEY, current_request_id
@@ -52,19 +51,25 @@ class PeerUnavailableError(Exception):
 class GrpcPeer:
     """A lazily connected stub for one peer service, safe across gunicorn forks."""
 
-    def __init__(self, address: str, stub_factory: Callable[[grpc.Channel], Any], timeout: float):
+    def __init__(self, address: str, stub: str, timeout: float):
+        """Talk to ``address`` through ``common.rpc.flight_tracker_pb2_grpc.<stub>``."""
         self.address = address
         self.timeout = timeout
-        self._stub_factory = stub_factory
+        self._stub_name = stub
         self._lock = threading.Lock()
         self._pid: int | None = None
-        self._channel: grpc.Channel | None = None
+        self._channel: Any = None  # a grpc.Channel, opened in the process that uses it
         self._stub: Any = None
         self._health_stub: Any = None
 
     def _current_stub(self) -> Any:
         with self._lock:
             if self._pid != os.getpid():
+                import grpc
+                from grpc_health.v1 import health_pb2_grpc
+
+                from common.rpc import flight_tracker_pb2_grpc
+
                 # Never reuse a channel inherited through fork: its threads did not survive.
                 self._channel = grpc.insecure_channel(
                     self.address,
@@ -72,29 +77,48 @@ class GrpcPeer:
                         ("grpc.service_config", RETRY_SERVICE_CONFIG),
                         ("grpc.enable_retries", 1),
                         ("grpc.keepalive_time_ms", 30_000),
-                        # After a peer outage, reconnect within seconds of its return
-                        # (gRPC's default backoff grows to two minutes).
+                        # After a peer outage, reconnect within a second of its return
+                        # (gRPC's default backoff grows to two minutes); a local peer
+                        # is cheap to retry every second while it is down.
                         ("grpc.initial_reconnect_backoff_ms", 500),
-                        ("grpc.max_reconnect_backoff_ms", 5_000),
+                        ("grpc.max_reconnect_backoff_ms", 1_000),
                     ],
                 )
-                self._stub = self._stub_factory(self._channel)
+                self._stub = getattr(flight_tracker_pb2_grpc, self._stub_name)(self._channel)
                 self._health_stub = health_pb2_grpc.HealthStub(self._channel)
                 self._pid = os.getpid()
             return self._stub
 
-    def call(self, method: str, request: Any, *, timeout: float | None = None) -> Any:
+    def call(
+        self,
+        method: str,
+        request: Any,
+        *,
+        timeout: float | None = None,
+        wait_for_ready: bool = False,
+    ) -> Any:
         """Call ``method`` with a deadline; raise :class:`PeerUnavailableError` if the peer is down.
+
+        ``wait_for_ready``: a call made while the channel waits out its
+        reconnect backoff (the peer has just come back) waits for the
+        connection within the deadline instead of failing at once; a peer that
+        stays down then fails at the deadline rather than immediately. Client
+        requests use it; background retries (the outbox relay) fail fast.
 
         Errors other than unavailability (a bug on either side) propagate as
         ``grpc.RpcError`` so they are not mistaken for an outage.
         """
+        import grpc
+
         stub = self._current_stub()
         request_id = current_request_id()
         metadata = ((GRPC_METADATA_KEY, request_id),) if request_id else None
         try:
             reply = getattr(stub, method)(
-                request, timeout=timeout or self.timeout, metadata=metadata
+                request,
+                timeout=timeout or self.timeout,
+                metadata=metadata,
+                wait_for_ready=wait_for_ready,
             )
         except grpc.RpcError as error:
             code = error.code() if hasattr(error, "code") else None
@@ -107,6 +131,9 @@ class GrpcPeer:
 
     def is_serving(self, *, timeout: float) -> bool:
         """Ask the peer's standard gRPC health service whether it serves; never raises."""
+        import grpc
+        from grpc_health.v1 import health_pb2
+
         self._current_stub()
         try:
             reply = self._health_stub.Check(

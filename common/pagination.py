@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
-from flask import Response, jsonify, request
+from flask import Response, current_app, request
 
 from common.errors import ApiError
 
@@ -66,16 +66,23 @@ def parse_page_request(*, default_limit: int, max_limit: int, arity: int) -> Pag
     return PageRequest(limit=limit, after=after)
 
 
-def page_response(items: list[Any], *, page: PageRequest, sort_key_of, shape=None) -> Response:
+def json_page_response(items: list[Any], *, page: PageRequest, sort_key_of, json_of) -> Response:
     """Answer with the JSON array of the first ``page.limit`` items and a Link to the next page.
 
     Callers fetch ``limit + 1`` rows: the extra one only tells whether a next
-    page exists, and is not returned. ``shape``, when given, turns each item
-    into what is served (after ``sort_key_of`` has read it).
+    page exists, and is not returned. Each item's JSON text is already built
+    (``json_of(item)``, by PostgreSQL on the hot paths); ``sort_key_of(item)``
+    gives the cursor of the last one.
     """
     has_next = len(items) > page.limit
     items = items[: page.limit]
-    response = jsonify([shape(item) for item in items] if shape else items)
+    body = "[" + ",".join(json_of(item) for item in items) + "]\n"
+    response = current_app.response_class(body, mimetype="application/json")
+    _link_next_page(response, items, page=page, has_next=has_next, sort_key_of=sort_key_of)
+    return response
+
+
+def _link_next_page(response: Response, items, *, page, has_next: bool, sort_key_of) -> None:
     if has_next and items:
         # Every parameter the client sent is kept as given (filters such as ``type`` must
         # stay), built into the URL as data: never as keyword arguments of url_for, where
@@ -84,4 +91,3 @@ def page_response(items: list[Any], *, page: PageRequest, sort_key_of, shape=Non
         args["cursor"] = encode_cursor(sort_key_of(items[-1]))
         args["limit"] = str(page.limit)
         response.headers["Link"] = f'<{request.base_url}?{urlencode(args)}>; rel="next"'
-    return response

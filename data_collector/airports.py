@@ -2,20 +2,27 @@
 
 ``airportsdata`` (PyPI, updated monthly) lists about 28,000 airports by ICAO
 code, including some all-digit local codes that OpenSky also reports. Only
-code → name is kept: the full records take ~27 MB per process, the names ~3 MB.
+code → name is kept, read row by row from the package's CSV:
+``airportsdata.load()`` builds every full record first (~27 MB) and a
+process's memory does not shrink back after it, so every web worker stayed
+~30 MB larger than the names need (~3 MB).
 """
 
+import csv
 import functools
 import re
-
-import airportsdata
+from importlib import resources
 
 ICAO_PATTERN = re.compile(r"[A-Z0-9]{4}")
 
 
 @functools.cache
 def _names() -> dict[str, str]:
-    return {code: record["name"] for code, record in airportsdata.load("ICAO").items()}
+    with resources.files("airportsdata").joinpath("airports.csv").open(encoding="utf8") as rows:
+        reader = csv.reader(rows)
+        header = next(reader)
+        code, name = header.index("icao"), header.index("name")
+        return {row[code]: row[name] for row in reader if row[code]}
 
 
 def normalize_airport_code(value: str) -> str:

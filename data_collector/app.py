@@ -1,4 +1,4 @@
-"""Data Collector application factory (gunicorn serves ``data_collector.app:create_app()``)."""
+"""Data Collector application factory (gunicorn serves ``create_app(migrations=False)``)."""
 
 from pathlib import Path
 
@@ -7,7 +7,6 @@ from flask import Flask
 from common.flask_app import build_app
 from common.grpc_client import GrpcPeer
 from common.openapi import install_api_docs
-from common.rpc import flight_tracker_pb2_grpc
 from data_collector.config import Config
 from data_collector.models import db
 from data_collector.openapi import build_document
@@ -16,20 +15,24 @@ from data_collector.routes import bp
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
 
-def create_app(test_config: dict | None = None) -> Flask:
-    """Build the app: configuration from the environment, then the test's overrides."""
+def create_app(test_config: dict | None = None, *, migrations: bool = True) -> Flask:
+    """Build the app: configuration from the environment, then the test's overrides.
+
+    The serving processes pass ``migrations=False``: only the ``migrate``
+    role and the ``flask db`` commands need Flask-Migrate.
+    """
     app = build_app(
         __name__,
         config=Config(),
         test_config=test_config,
         db=db,
-        migrations_dir=MIGRATIONS_DIR,
+        migrations_dir=MIGRATIONS_DIR if migrations else None,
         blueprints=[bp],
     )
     # Lazy: the channel is opened on first use, inside the gunicorn worker.
     app.extensions["user_manager_peer"] = GrpcPeer(
         app.config["USER_MANAGER_GRPC_ADDR"],
-        flight_tracker_pb2_grpc.UserServiceStub,
+        "UserServiceStub",
         timeout=app.config["GRPC_TIMEOUT_SECONDS"],
     )
     install_api_docs(app, build_document)

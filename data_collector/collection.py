@@ -39,7 +39,8 @@ from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import create_engine, delete, select, text, tuple_, update
+from psycopg2.extras import execute_values
+from sqlalchemy import create_engine, delete, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
@@ -47,11 +48,13 @@ from sqlalchemy.pool import NullPool
 
 from common.timeutil import utc_now
 from data_collector import planning
+from data_collector.cycle_requests import request_collection
 from data_collector.models import (
     CollectedDay,
     CollectionRequest,
     CollectorState,
     FlightData,
+    FlightDayCount,
     UserInterest,
     db,
 )
@@ -76,6 +79,17 @@ PERIOD_SHARE = 0.9
 EPOCH = date(1970, 1, 1)
 FLIGHT_KEY = ("icao24", "first_seen")
 FLIGHT_COLUMNS = tuple(c.name for c in FlightData.__table__.columns if c.name != "id")
+_CHANGING = [c for c in FLIGHT_COLUMNS if c not in FLIGHT_KEY]
+UPSERT_FLIGHTS_SQL = (
+    f"INSERT INTO flight_data ({', '.join(FLIGHT_COLUMNS)}) VALUES %s "
+    "ON CONFLICT ON CONSTRAINT uq_flight_data_icao24_first_seen DO UPDATE SET "
+    + ", ".join(f"{c} = EXCLUDED.{c}" for c in _CHANGING)
+    + f" WHERE ({', '.join(f'flight_data.{c}' for c in _CHANGING)})"
+    + f" IS DISTINCT FROM ({', '.join(f'EXCLUDED.{c}' for c in _CHANGING)})"
+)
+# Rows per INSERT statement: big enough to amortize the round trip and planning,
+# small enough to keep each statement's memory modest (the benchmark's ceiling uses it too).
+UPSERT_PAGE_SIZE = 1000
 
 
 @dataclass
@@ -177,20 +191,6 @@ def collection_pending() -> bool:
     return db.session.scalar(pending) is not None
 
 
-def request_collection() -> None:
-    """Ask the worker for a cycle soon, and commit (with whatever the caller added before).
-
-    Requests made before the next cycle starts coalesce into one pending row,
-    so calling this often costs nothing more than calling it once.
-    """
-    db.session.execute(
-        insert(CollectionRequest)
-        .values(taken=False)
-        .on_conflict_do_nothing(index_elements=["taken"], index_where=~CollectionRequest.taken)
-    )
-    db.session.commit()
-
-
 def run_cycle(*, client: OpenSkyClient, periodic: bool = False) -> CycleResult:
     """Run one cycle if no other process is running one and OpenSky is not to be waited for.
 
@@ -289,6 +289,8 @@ def delete_expired(*, retention_days: int) -> None:
     cutoff = datetime.combine(first_kept, datetime.min.time(), UTC)
     flights = db.session.execute(delete(FlightData).where(FlightData.last_seen < cutoff))
     db.session.execute(delete(CollectedDay).where(CollectedDay.day < first_kept))
+    # The triggers keep counts exact; days whose flights are all gone leave zeros behind.
+    db.session.execute(delete(FlightDayCount).where(FlightDayCount.flights == 0))
     if flights.rowcount:
         log.info("deleted %d flights that ended before %s", flights.rowcount, first_kept)
 
@@ -517,26 +519,24 @@ def _contained_only(answers: list[tuple[int, list[dict]]]) -> bool:
 def upsert_flights(rows: list[dict]) -> int:
     """Insert or update flights on (icao24, first_seen) in bulk; return how many were given.
 
-    The batch is sent as multi-row INSERT ... ON CONFLICT DO UPDATE statements
-    (SQLAlchemy's "insertmanyvalues", the equivalent of psycopg2's
-    ``execute_values``). A row whose content did not change is left alone, so
-    re-fetching a range writes nothing; an arrival OpenSky filled in later
-    updates the row. The caller commits.
+    The batch goes through psycopg2's ``execute_values`` in pages of
+    ``UPSERT_PAGE_SIZE`` rows (multi-row INSERT ... ON CONFLICT DO UPDATE),
+    on the session's connection and so in its transaction. SQLAlchemy's
+    insertmanyvalues did the same with per-parameter processing in Python
+    that cost more than PostgreSQL's work. A row whose content did not
+    change is left alone, so re-fetching a range writes nothing; an arrival
+    OpenSky filled in later updates the row. The caller commits.
     """
     if not rows:
         return 0
-    unique = list({(r["icao24"], r["first_seen"]): r for r in rows}.values())
-    statement = insert(FlightData)
-    changing = [c for c in FLIGHT_COLUMNS if c not in FLIGHT_KEY]
-    statement = statement.on_conflict_do_update(
-        constraint="uq_flight_data_icao24_first_seen",
-        set_={c: statement.excluded[c] for c in changing},
-        where=tuple_(*(FlightData.__table__.c[c] for c in changing)).is_distinct_from(
-            tuple_(*(statement.excluded[c] for c in changing))
-        ),
-    )
-    db.session.execute(statement, unique)
-    return len(unique)
+    unique = {(r["icao24"], r["first_seen"]): r for r in rows}.values()
+    values = [tuple(row[column] for column in FLIGHT_COLUMNS) for row in unique]
+    cursor = db.session.connection().connection.dbapi_connection.cursor()
+    try:
+        execute_values(cursor, UPSERT_FLIGHTS_SQL, values, page_size=UPSERT_PAGE_SIZE)
+    finally:
+        cursor.close()
+    return len(values)
 
 
 def store_marks(marks: dict[tuple[str, str, int], Mark]) -> None:

@@ -7,6 +7,8 @@ from common.config import (
     env_int,
     env_str,
     sqlalchemy_url,
+    web_threads,
+    web_workers,
 )
 
 OPENSKY_API_URL = "https://opensky-network.org/api"
@@ -37,7 +39,8 @@ class Config:
         self.BIND_HOST = env_str("BIND_HOST", "0.0.0.0")
         self.HTTP_PORT = env_int("DATA_COLLECTOR_HTTP_PORT", 5002, minimum=1)
         self.GRPC_PORT = env_int("DATA_COLLECTOR_GRPC_PORT", 50052, minimum=1)
-        self.WEB_WORKERS = env_int("WEB_CONCURRENCY", 4, minimum=1)
+        self.WEB_WORKERS = web_workers()
+        self.WEB_THREADS = web_threads()
         # Threads of the gRPC server; DeleteUserInterests is one indexed DELETE.
         self.GRPC_WORKERS = env_int("GRPC_WORKERS", 8, minimum=1)
         self.USER_MANAGER_GRPC_ADDR = env_str("USER_MANAGER_GRPC_ADDR", "localhost:50051")

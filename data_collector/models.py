@@ -77,28 +77,6 @@ class FlightData(db.Model):
     departure_airport_candidates_count: Mapped[int | None] = mapped_column(Integer)
     arrival_airport_candidates_count: Mapped[int | None] = mapped_column(Integer)
 
-    def to_dict(self) -> dict:
-        """Return the public JSON representation (UTC ISO 8601 times)."""
-        return flight_to_dict(self)
-
-
-def flight_to_dict(flight) -> dict:
-    """Return a flight (a ``FlightData`` or a result row with its columns) as public JSON."""
-    return {
-        "icao24": flight.icao24,
-        "first_seen": isoformat_utc(flight.first_seen),
-        "est_departure_airport": flight.est_departure_airport,
-        "last_seen": isoformat_utc(flight.last_seen),
-        "est_arrival_airport": flight.est_arrival_airport,
-        "callsign": flight.callsign,
-        "est_departure_airport_horiz_distance": flight.est_departure_airport_horiz_distance,
-        "est_departure_airport_vert_distance": flight.est_departure_airport_vert_distance,
-        "est_arrival_airport_horiz_distance": flight.est_arrival_airport_horiz_distance,
-        "est_arrival_airport_vert_distance": flight.est_arrival_airport_vert_distance,
-        "departure_airport_candidates_count": flight.departure_airport_candidates_count,
-        "arrival_airport_candidates_count": flight.arrival_airport_candidates_count,
-    }
-
 
 class CollectedDay(db.Model):
     """What was fetched of one UTC day for one airport and direction (see planning.py).
@@ -121,6 +99,26 @@ class CollectedDay(db.Model):
     fetched_until: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     # When the oldest of those fetches happened (decides whether the day is settled).
     fetched_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class FlightDayCount(db.Model):
+    """How many stored flights arrived at / departed from an airport on one UTC day.
+
+    Maintained by triggers on ``flight_data`` (migration 0003), never written
+    by the code: averages read a row per day instead of every flight.
+    """
+
+    __tablename__ = "flight_day_counts"
+    __table_args__ = (
+        CheckConstraint(
+            "direction IN ('arrival', 'departure')", name="ck_flight_day_counts_direction"
+        ),
+    )
+
+    airport_code: Mapped[str] = mapped_column(String(8), primary_key=True)
+    direction: Mapped[str] = mapped_column(String(9), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    flights: Mapped[int] = mapped_column(Integer)
 
 
 class CollectionRequest(db.Model):

@@ -4,9 +4,9 @@ from flask import Blueprint, current_app, jsonify, request
 
 from common.errors import ApiError, json_object_body
 from common.health import readiness
-from common.pagination import page_response, parse_page_request
+from common.pagination import json_page_response, parse_page_request
 from common.validation import normalize_email, parse_model, whole_number
-from data_collector import collection, services
+from data_collector import services
 from data_collector.models import db
 
 bp = Blueprint("collector", __name__)
@@ -40,7 +40,7 @@ def health():
 @bp.post("/collection/runs")
 def request_collection_run():
     """Ask the worker for a collection cycle now (it fetches only what is due)."""
-    collection.request_collection()
+    services.request_cycle()
     return {"message": "Collection cycle requested"}, 202
 
 
@@ -76,11 +76,6 @@ def list_interests(email: str):
     return jsonify([interest.to_dict() for interest in services.list_interests(email=normalized)])
 
 
-def _flight_item(item: dict) -> dict:
-    """Drop the sort key's internals from a flight item."""
-    return {k: v for k, v in item.items() if k not in ("id", "event_time")}
-
-
 @bp.get("/flights/<airport_code>")
 def list_flights(airport_code: str):
     """List an airport's arrivals and/or departures, newest first, one page at a time."""
@@ -100,8 +95,11 @@ def list_flights(airport_code: str):
         after=after,
         limit=page.limit + 1,
     )
-    return page_response(
-        items, page=page, sort_key_of=services.FlightCursor.key_of, shape=_flight_item
+    return json_page_response(
+        items,
+        page=page,
+        sort_key_of=services.FlightCursor.key_of,
+        json_of=lambda row: row.item,
     )
 
 
@@ -113,7 +111,7 @@ def last_flight(icao: str):
     items = services.list_flights(airport=airport, directions=directions, limit=1)
     if not items:
         raise ApiError(404, f"No flight stored for {airport}.")
-    return _flight_item(items[0])
+    return current_app.response_class(items[0].item + "\n", mimetype="application/json")
 
 
 @bp.get("/flights/average/<icao>")

@@ -1,5 +1,6 @@
 """Data Collector business logic: interests, the user check, flight queries, health."""
 
+import functools
 import logging
 import re
 from dataclasses import dataclass
@@ -7,24 +8,36 @@ from datetime import UTC, date, datetime, timedelta
 
 import grpc
 from pydantic import BaseModel, ConfigDict, StrictStr, field_validator
-from sqlalchemy import delete, func, literal, select, tuple_, union_all
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import (
+    Text,
+    bindparam,
+    cast,
+    delete,
+    func,
+    literal_column,
+    select,
+    text,
+    true,
+    tuple_,
+    union_all,
+)
 
+from common.db_connections import autocommit_statements
 from common.errors import ApiError
 from common.grpc_client import GrpcPeer, PeerUnavailableError
 from common.pagination import INVALID_CURSOR_MESSAGE
 from common.rpc import flight_tracker_pb2
-from common.timeutil import isoformat_utc, utc_now
+from common.timeutil import isoformat_utc, isoformat_utc_sql, utc_now
 from common.validation import normalize_email
-from data_collector import collection
 from data_collector.airports import airport_name, normalize_airport_code
+from data_collector.cycle_requests import request_collection
 from data_collector.models import (
     CollectedDay,
     CollectorState,
     FlightData,
+    FlightDayCount,
     UserInterest,
     db,
-    flight_to_dict,
 )
 from data_collector.planning import DAY
 
@@ -72,7 +85,9 @@ class InterestRequest(BaseModel):
 def require_existing_user(*, peer: GrpcPeer, email: str) -> None:
     """Ask the User Manager whether the user exists: 404 if not, 503 if it cannot answer."""
     try:
-        reply = peer.call("CheckUserExists", flight_tracker_pb2.UserRequest(email=email))
+        reply = peer.call(
+            "CheckUserExists", flight_tracker_pb2.UserRequest(email=email), wait_for_ready=True
+        )
     except (PeerUnavailableError, grpc.RpcError) as error:
         # Any failure means "cannot check now": never assume the user exists, never a 500.
         code = error.code() if callable(getattr(error, "code", None)) else None
@@ -90,24 +105,44 @@ def require_existing_user(*, peer: GrpcPeer, email: str) -> None:
         raise ApiError(404, "User not found")
 
 
+# POST /interests in one statement (built once): store the interest unless it exists, and
+# for a new one ask the worker for a collection cycle (the one pending collection_requests
+# row, which requests coalesce into; see CollectionRequest).
+ADD_INTEREST = text(
+    """
+    WITH new_interest AS (
+        INSERT INTO user_interests (user_email, airport_code, created_at)
+        VALUES (:user_email, :airport_code, :created_at)
+        ON CONFLICT ON CONSTRAINT uq_user_interests_user_airport DO NOTHING
+        RETURNING 1
+    ), requested AS (
+        INSERT INTO collection_requests (taken)
+        SELECT false FROM new_interest
+        ON CONFLICT (taken) WHERE NOT taken DO NOTHING
+    )
+    SELECT EXISTS (SELECT FROM new_interest) AS added
+    """
+)
+
+
 def add_interest(*, email: str, airport_code: str) -> bool:
     """Store the interest once; return whether it is new.
 
     A new interest also asks the worker for a collection cycle, in the same
-    transaction: the request answers at once, and the airport's flights start
-    arriving within ``COLLECT_POLL_SECONDS`` plus the time OpenSky takes.
+    statement (so both or neither): the request answers at once, and the
+    airport's flights start arriving within ``COLLECT_POLL_SECONDS`` plus the
+    time OpenSky takes. One statement is atomic by itself, so it runs without
+    BEGIN and COMMIT round trips.
     """
-    inserted = db.session.execute(
-        insert(UserInterest)
-        .values(user_email=email, airport_code=airport_code, created_at=utc_now())
-        .on_conflict_do_nothing(constraint="uq_user_interests_user_airport")
-        .returning(UserInterest.id)
-    ).first()
-    if inserted is None:
-        db.session.commit()
-        return False
-    collection.request_collection()  # commits the interest and the request together
-    return True
+    autocommit_statements(db)
+    return (
+        db.session.connection()
+        .execute(
+            ADD_INTEREST,
+            {"user_email": email, "airport_code": airport_code, "created_at": utc_now()},
+        )
+        .scalar_one()
+    )
 
 
 def remove_interest(*, email: str, airport_code: str) -> bool:
@@ -194,6 +229,12 @@ def reconcile_interests(*, peer: GrpcPeer, batch: int = RECONCILE_BATCH) -> int:
         after = emails[-1]
 
 
+def request_cycle() -> None:
+    """Ask the worker for a collection cycle soon (ops; it fetches only what is due)."""
+    request_collection()
+    db.session.commit()
+
+
 # --- Flight queries ------------------------------------------------------------------
 
 
@@ -252,9 +293,9 @@ class FlightCursor:
             raise ApiError(400, INVALID_CURSOR_MESSAGE) from None
 
     @staticmethod
-    def key_of(item: dict) -> list:
-        """Return the sort key of a served flight item."""
-        return [item["event_time"], item["id"], item["type"]]
+    def key_of(row) -> list:
+        """Return the sort key of a served flight (a row of :func:`list_flights`)."""
+        return [isoformat_utc(row.event_time), row.id, row.direction]
 
 
 def _columns(direction: str):
@@ -262,6 +303,77 @@ def _columns(direction: str):
     if direction == "arrival":
         return FlightData.est_arrival_airport, FlightData.last_seen
     return FlightData.est_departure_airport, FlightData.first_seen
+
+
+@functools.cache
+def _flights_statement(
+    directions: tuple[str, ...], since: bool, until: bool, after_direction: str | None
+):
+    """Build (once per shape) the page query: one index range scan per direction, merged.
+
+    Parameters: airport, limit, and since / until / after_time, after_id when
+    the shape has them. Each row is (item JSON, event_time, id, direction);
+    PostgreSQL builds the JSON, so a page of 100 costs Python almost nothing.
+    """
+    flights = FlightData.__table__
+    branches = []
+    for direction in directions:
+        airport_column, event = _columns(direction)
+        query = select(
+            flights,
+            event.label("event_time"),
+            literal_column(f"'{direction}'").label("direction"),
+        ).where(airport_column == bindparam("airport"))
+        if since:
+            query = query.where(event >= bindparam("since"))
+        if until:
+            query = query.where(event < bindparam("until"))
+        if after_direction is not None:
+            position = tuple_(event, FlightData.id)
+            bound = tuple_(bindparam("after_time"), bindparam("after_id"))
+            # Sort order is (event time, id, direction) descending.
+            later = position <= bound if direction < after_direction else position < bound
+            query = query.where(event <= bindparam("after_time"), later)
+        branches.append(
+            query.order_by(event.desc(), FlightData.id.desc()).limit(bindparam("limit"))
+        )
+    if len(branches) == 1:
+        page = branches[0].subquery("page")
+    else:
+        merged = union_all(*branches).subquery("merged")
+        page = (
+            select(merged)
+            .order_by(merged.c.event_time.desc(), merged.c.id.desc(), merged.c.direction.desc())
+            .limit(bindparam("limit"))
+            .subquery("page")
+        )
+    c = page.c
+    item = select(
+        c.icao24,
+        isoformat_utc_sql(c.first_seen).label("first_seen"),
+        c.est_departure_airport,
+        isoformat_utc_sql(c.last_seen).label("last_seen"),
+        c.est_arrival_airport,
+        c.callsign,
+        c.est_departure_airport_horiz_distance,
+        c.est_departure_airport_vert_distance,
+        c.est_arrival_airport_horiz_distance,
+        c.est_arrival_airport_vert_distance,
+        c.departure_airport_candidates_count,
+        c.arrival_airport_candidates_count,
+        c.direction.label("type"),
+    )
+    item = item.correlate(page).lateral("item")
+    return (
+        select(
+            cast(func.row_to_json(item.table_valued()), Text).label("item"),
+            c.event_time,
+            c.id,
+            c.direction,
+        )
+        .select_from(page.join(item, true()))
+        .order_by(c.event_time.desc(), c.id.desc(), c.direction.desc())
+    )
 
 
 def list_flights(
@@ -272,81 +384,57 @@ def list_flights(
     until: datetime | None = None,
     after: FlightCursor | None = None,
     limit: int,
-) -> list[dict]:
+) -> list:
     """Return up to ``limit`` flights at the airport, newest first, strictly after ``after``.
 
     An arrival's time is its ``last_seen``, a departure's its ``first_seen``;
     each direction is one range scan of its index, and with both the two
-    scans are merged. Items carry ``type`` and the sort key (``event_time``,
-    ``id``) for the cursor; the route removes ``id``.
+    scans are merged. Each row holds ``item`` (the served JSON object, with
+    ``type``) and the sort key (``event_time``, ``id``, ``direction``).
     """
-    queries = []
-    for direction in directions:
-        airport_column, event = _columns(direction)
-        query = select(
-            *FlightData.__table__.c,
-            event.label("event_time"),
-            literal(direction).label("direction"),
-        ).where(airport_column == airport)
-        if since is not None:
-            query = query.where(event >= since)
-        if until is not None:
-            query = query.where(event < until)
-        if after is not None:
-            position = tuple_(event, FlightData.id)
-            bound = tuple_(after.event_time, after.flight_id)
-            # Sort order is (event time, id, direction) descending.
-            later = position <= bound if direction < after.direction else position < bound
-            query = query.where(event <= after.event_time, later)
-        queries.append(query.order_by(event.desc(), FlightData.id.desc()).limit(limit))
-    if len(queries) == 1:
-        rows = db.session.execute(queries[0]).all()
-    else:
-        merged = union_all(*queries).subquery()
-        rows = db.session.execute(
-            select(merged)
-            .order_by(merged.c.event_time.desc(), merged.c.id.desc(), merged.c.direction.desc())
-            .limit(limit)
-        ).all()
-    return [
-        {
-            **flight_to_dict(row),
-            "type": row.direction,
-            "event_time": isoformat_utc(row.event_time),
-            "id": row.id,
-        }
-        for row in rows
-    ]
-
-
-def collected_days(*, airport: str, directions: tuple[str, ...], first: date, last: date) -> set:
-    """Return the days in [first, last] wholly collected for every given direction."""
-    rows = db.session.scalars(
-        select(CollectedDay).where(
-            CollectedDay.airport_code == airport,
-            CollectedDay.direction.in_(directions),
-            CollectedDay.day >= first,
-            CollectedDay.day <= last,
-        )
+    statement = _flights_statement(
+        directions, since is not None, until is not None, after.direction if after else None
     )
-    whole: dict[str, set] = {direction: set() for direction in directions}
-    for row in rows:
+    params = {"airport": airport, "limit": limit, "since": since, "until": until}
+    if after is not None:
+        params.update(after_time=after.event_time, after_id=after.flight_id)
+    autocommit_statements(db)
+    return db.session.connection().execute(statement, params).all()
+
+
+# Each collected (direction, day) of an airport in a date range, with its flight count:
+# one round trip and one snapshot for the whole average.
+MARKED_DAY_COUNTS = (
+    select(
+        CollectedDay.direction,
+        CollectedDay.day,
+        CollectedDay.fetched_until,
+        func.coalesce(FlightDayCount.flights, 0).label("flights"),
+    )
+    .outerjoin(
+        FlightDayCount,
+        (FlightDayCount.airport_code == CollectedDay.airport_code)
+        & (FlightDayCount.direction == CollectedDay.direction)
+        & (FlightDayCount.day == CollectedDay.day),
+    )
+    .where(
+        CollectedDay.airport_code == bindparam("airport"),
+        CollectedDay.day >= bindparam("first"),
+        CollectedDay.day <= bindparam("last"),
+    )
+)
+
+
+def marked_day_counts(*, airport: str, first: date, last: date) -> dict:
+    """Return {(direction, day): flights} for the days in [first, last] wholly collected."""
+    counts = {}
+    for row in db.session.execute(
+        MARKED_DAY_COUNTS, {"airport": airport, "first": first, "last": last}
+    ):
         day_end = datetime.combine(row.day, datetime.min.time(), UTC) + timedelta(seconds=DAY - 1)
         if row.fetched_until >= day_end:
-            whole[row.direction].add(row.day)
-    return set.intersection(*whole.values())
-
-
-def daily_counts(*, airport: str, direction: str, start: datetime, end: datetime) -> dict:
-    """Return {UTC date: flights} in [start, end) for one direction (one index range scan)."""
-    airport_column, event = _columns(direction)
-    day = func.date(func.timezone("UTC", event))
-    rows = db.session.execute(
-        select(day, func.count())
-        .where(airport_column == airport, event >= start, event < end)
-        .group_by(day)
-    ).all()
-    return dict(rows)
+            counts[(row.direction, row.day)] = row.flights
+    return counts
 
 
 def average_flights(*, airport: str, days: int, directions: tuple[str, ...]) -> dict:
@@ -360,7 +448,11 @@ def average_flights(*, airport: str, days: int, directions: tuple[str, ...]) -> 
     first, last = today - timedelta(days=days), today - timedelta(days=1)
     start = datetime.combine(first, datetime.min.time(), UTC)
     end = datetime.combine(today, datetime.min.time(), UTC)
-    covered = collected_days(airport=airport, directions=directions, first=first, last=last)
+    autocommit_statements(db)
+    counts = marked_day_counts(airport=airport, first=first, last=last)
+    covered = set.intersection(
+        *({day for (marked, day) in counts if marked == direction} for direction in directions)
+    )
     result = {
         "airport": airport,
         "airport_name": airport_name(airport),
@@ -372,8 +464,7 @@ def average_flights(*, airport: str, days: int, directions: tuple[str, ...]) -> 
     for direction in ("arrival", "departure"):
         if direction not in directions:
             continue
-        counts = daily_counts(airport=airport, direction=direction, start=start, end=end)
-        flights = sum(n for day, n in counts.items() if day in covered)
+        flights = sum(counts[(direction, day)] for day in covered)
         per_day = flights / len(covered) if covered else None
         result[f"{direction}s_per_day"] = per_day
         total += per_day or 0.0

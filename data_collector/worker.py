@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         "--reconcile", action="store_true", help="reconcile interests with users now and exit"
     )
     args = parser.parse_args(argv)
-    app = create_app()
+    app = create_app(migrations=False)
     if args.reconcile:
         with app.app_context():
             print(json.dumps({"removed": reconcile_interests()}))

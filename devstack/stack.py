@@ -9,6 +9,7 @@ works here works there.
 
 import logging
 import os
+import secrets
 import socket
 import sys
 import time
@@ -30,7 +31,6 @@ DATABASES = {
     "DATA_COLLECTOR_DATABASE_URL": "data_collector",
 }
 SIMULATOR_CLIENT_ID = "sim-client"
-SIMULATOR_CLIENT_SECRET = "sim-secret"
 TOKEN_PATH = "/auth/realms/opensky-network/protocol/openid-connect/token"
 
 
@@ -128,6 +128,9 @@ class LocalStack:
     def __init__(self, settings: StackSettings):
         self.settings = settings
         self.supervisor = Supervisor("devstack", grace_seconds=20)
+        # The simulator's client secret, new for every stack: a known literal would also
+        # turn up where tests look for it leaking (Hypothesis draws strings from the code).
+        self.simulator_client_secret = secrets.token_urlsafe(16)
         self.postgres = None
         self.database_urls: dict[str, str] = {}
         self.env: dict[str, str] = {}
@@ -160,13 +163,18 @@ class LocalStack:
         self.start_service("data_collector")
 
     def start_service(self, package: str, *, wait: bool = True) -> None:
-        """Start one service (``user_manager`` or ``data_collector``) and wait until it answers."""
+        """Start one service (``user_manager`` or ``data_collector``) and wait until it answers.
+
+        Both halves: REST ``/ping`` and the gRPC health service (the gRPC
+        server starts beside gunicorn and may come up after it).
+        """
         self.supervisor.start(
             package, [sys.executable, "-m", package], env=self.env, output=self._log_file(package)
         )
         if wait:
             url = self.user_manager_url if package == "user_manager" else self.data_collector_url
             self._wait_for(package, f"{url}/ping")
+            self._wait_for_grpc(package)
 
     def stop_service(self, package: str) -> None:
         """Stop one service gracefully (tests use this to take a peer down)."""
@@ -228,7 +236,7 @@ class LocalStack:
                     "OPENSKY_API_URL": f"{self.simulator_url}/api",
                     "OPENSKY_TOKEN_URL": f"{self.simulator_url}{TOKEN_PATH}",
                     "OPENSKY_CLIENT_ID": SIMULATOR_CLIENT_ID,
-                    "OPENSKY_CLIENT_SECRET": SIMULATOR_CLIENT_SECRET,
+                    "OPENSKY_CLIENT_SECRET": self.simulator_client_secret,
                 }
             )
         env.update(settings.extra_env)
@@ -248,7 +256,7 @@ class LocalStack:
                 "--client-id",
                 SIMULATOR_CLIENT_ID,
                 "--client-secret",
-                SIMULATOR_CLIENT_SECRET,
+                self.simulator_client_secret,
             ],
             env=self.env,
             output=self._log_file("opensky_sim"),
@@ -288,6 +296,24 @@ class LocalStack:
             raise RuntimeError("this stack logs to the terminal (no log_dir)")
         return (self.settings.log_dir / f"{role}.log").read_text(errors="replace")
 
+    def _wait_for_grpc(self, package: str, timeout: float = 60.0) -> None:
+        from common.healthcheck import check_grpc
+
+        port = (
+            self.settings.user_manager_grpc_port
+            if package == "user_manager"
+            else self.settings.data_collector_grpc_port
+        )
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                check_grpc("127.0.0.1", port)
+                return
+            except Exception as error:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{package}'s gRPC server is not serving") from error
+                time.sleep(0.1)
+
     def _wait_for(self, role: str, url: str, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -315,6 +341,17 @@ def _trade_durability_for_speed(server_uri: str) -> None:
             for setting in ("fsync", "synchronous_commit", "full_page_writes"):
                 cursor.execute(sql.SQL("ALTER SYSTEM SET {} = off").format(sql.Identifier(setting)))
             cursor.execute("SELECT pg_reload_conf()")
+    finally:
+        connection.close()
+
+
+def run_sql(database_url: str, statement: str, params: tuple = ()) -> list[tuple]:
+    """Run one statement on a service's database directly (commits); return its rows, if any."""
+    connection = psycopg2.connect(database_url)
+    try:
+        with connection, connection.cursor() as cursor:
+            cursor.execute(statement, params)
+            return cursor.fetchall() if cursor.description else []
     finally:
         connection.close()
 

@@ -9,8 +9,10 @@ from collections.abc import Callable
 from typing import Any
 from unittest import mock
 
-import psycopg2
 import requests
+
+# Tests run statements on a service's database directly with the stack's helper.
+from devstack.stack import run_sql  # noqa: F401
 
 # Long enough for a loaded CI machine, short enough to fail fast when broken.
 DEFAULT_TIMEOUT = 10.0
@@ -82,17 +84,6 @@ def wait_until(
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout}s: {condition}")
         time.sleep(interval)
-
-
-def run_sql(database_url: str, statement: str, params: tuple = ()) -> list[tuple]:
-    """Run one statement on a service's database directly (commits); return its rows, if any."""
-    connection = psycopg2.connect(database_url)
-    try:
-        with connection, connection.cursor() as cursor:
-            cursor.execute(statement, params)
-            return cursor.fetchall() if cursor.description else []
-    finally:
-        connection.close()
 
 
 def metric_value(metrics_text: str, name: str, **labels: str) -> float | None:

@@ -1,4 +1,4 @@
-"""User Manager application factory (gunicorn serves ``user_manager.app:create_app()``)."""
+"""User Manager application factory (gunicorn serves ``create_app(migrations=False)``)."""
 
 from pathlib import Path
 
@@ -8,7 +8,6 @@ from common.flask_app import build_app
 from common.grpc_client import GrpcPeer
 from common.metrics import add_scrape_collector
 from common.openapi import install_api_docs
-from common.rpc import flight_tracker_pb2_grpc
 from user_manager.config import Config
 from user_manager.metrics import OutboxBacklogCollector
 from user_manager.models import db
@@ -18,20 +17,24 @@ from user_manager.routes import bp
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
 
-def create_app(test_config: dict | None = None) -> Flask:
-    """Build the app: configuration from the environment, then the test's overrides."""
+def create_app(test_config: dict | None = None, *, migrations: bool = True) -> Flask:
+    """Build the app: configuration from the environment, then the test's overrides.
+
+    The serving processes pass ``migrations=False``: only the ``migrate``
+    role and the ``flask db`` commands need Flask-Migrate.
+    """
     app = build_app(
         __name__,
         config=Config(),
         test_config=test_config,
         db=db,
-        migrations_dir=MIGRATIONS_DIR,
+        migrations_dir=MIGRATIONS_DIR if migrations else None,
         blueprints=[bp],
     )
     # Lazy: the channel is opened on first use, inside the gunicorn worker.
     app.extensions["data_collector_peer"] = GrpcPeer(
         app.config["DATA_COLLECTOR_GRPC_ADDR"],
-        flight_tracker_pb2_grpc.DataCollectorServiceStub,
+        "DataCollectorServiceStub",
         timeout=app.config["GRPC_TIMEOUT_SECONDS"],
     )
     add_scrape_collector(app, OutboxBacklogCollector())

@@ -27,7 +27,7 @@ class UserServicer(flight_tracker_pb2_grpc.UserServiceServicer):
 
 def serve() -> None:
     """Run the gRPC server until SIGTERM."""
-    app = create_app()
+    app = create_app(migrations=False)
 
     def register(server: grpc.Server) -> list[str]:
         flight_tracker_pb2_grpc.add_UserServiceServicer_to_server(UserServicer(app), server)

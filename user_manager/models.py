@@ -33,16 +33,18 @@ class User(db.Model):
     iban: Mapped[str | None] = mapped_column(String(IBAN_MAX_LENGTH))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
-    def to_dict(self) -> dict:
-        """Return the public JSON representation."""
-        return {
-            "email": self.email,
-            "first_name": self.first_name,
-            "last_name": self.last_name,
-            "tax_code": self.tax_code,
-            "iban": self.iban,
-            "created_at": isoformat_utc(self.created_at),
-        }
+
+def user_to_dict(user) -> dict:
+    """Return a user (a result row, or a mapping of its columns) as public JSON."""
+    row = user if isinstance(user, dict) else user._mapping
+    return {
+        "email": row["email"],
+        "first_name": row["first_name"],
+        "last_name": row["last_name"],
+        "tax_code": row["tax_code"],
+        "iban": row["iban"],
+        "created_at": isoformat_utc(row["created_at"]),
+    }
 
 
 class IdempotencyKey(db.Model):

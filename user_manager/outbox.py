@@ -21,7 +21,6 @@ from datetime import timedelta
 from enum import Enum
 from typing import Any
 
-import grpc
 from flask import current_app
 from sqlalchemy import Exists, exists, func, select
 from sqlalchemy.exc import SQLAlchemyError
@@ -151,6 +150,8 @@ def log_backlog() -> None:
 
 def _attempt(message: OutboxMessage, peer: GrpcPeer) -> Result:
     """Send one locked message; delete it when acknowledged, else schedule a retry."""
+    import grpc  # loaded by the peer's first call anyway; not at import (module docstring)
+
     try:
         _send(message.method, message.payload, peer)
     except PeerUnavailableError as error:

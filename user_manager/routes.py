@@ -4,7 +4,7 @@ from flask import Blueprint, current_app, jsonify, request
 
 from common.errors import ApiError, json_object_body
 from common.health import readiness
-from common.pagination import INVALID_CURSOR_MESSAGE, page_response, parse_page_request
+from common.pagination import INVALID_CURSOR_MESSAGE, json_page_response, parse_page_request
 from common.validation import EMAIL_MAX_LENGTH, normalize_email, parse_model
 from user_manager import idempotency, outbox, services
 from user_manager.models import db
@@ -67,15 +67,7 @@ def create_user():
     """Register a new user, at most once per Idempotency-Key."""
     key = idempotency.require_key(request.headers.get("Idempotency-Key"))
     data = parse_model(services.UserCreate, json_object_body())
-    outcome = idempotency.execute_once(
-        key=key,
-        method="POST",
-        path="/users",
-        body=data.model_dump(),
-        user_email=data.email,
-        operation=lambda: services.create_user(data=data),
-    )
-    return _outcome_response(outcome)
+    return _outcome_response(services.create_user(data=data, key=key))
 
 
 @bp.get("/users")
@@ -88,8 +80,8 @@ def list_users():
     ):
         raise ApiError(400, INVALID_CURSOR_MESSAGE)
     users = services.list_users(after_email=after, limit=page.limit + 1)
-    return page_response(
-        [user.to_dict() for user in users], page=page, sort_key_of=lambda item: [item["email"]]
+    return json_page_response(
+        users, page=page, sort_key_of=lambda row: [row.email], json_of=lambda row: row.item
     )
 
 
@@ -99,7 +91,7 @@ def get_user(email: str):
     user = services.get_user(email=_path_email(email))
     if user is None:
         raise ApiError(404, "User not found")
-    return user.to_dict()
+    return user
 
 
 @bp.delete("/users/<path:email>")

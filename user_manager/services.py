@@ -1,23 +1,22 @@
 """User Manager business logic: the rules a user must satisfy, and user storage.
 
-Writes run inside :func:`user_manager.idempotency.execute_once`, which owns
-the transaction: the functions here never commit, so the user row, the
-idempotency key and any outbox message commit together or not at all.
+Writes run inside :func:`user_manager.idempotency.execute_once` (or
+``insert_once``), which owns the transaction: the functions here never
+commit, so the user row, the idempotency key and any outbox message commit
+together or not at all.
 """
 
 import re
 import unicodedata
 
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, field_validator
-from schwifty import IBAN
-from schwifty.exceptions import SchwiftyException
-from sqlalchemy import delete, literal, select
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import Text, bindparam, cast, delete, func, select, true
 
+from common.db_connections import autocommit_statements
 from common.errors import ApiError
-from common.timeutil import utc_now
+from common.timeutil import isoformat_utc_sql, utc_now
 from common.validation import normalize_email
-from user_manager import outbox
+from user_manager import idempotency, outbox
 from user_manager.idempotency import Outcome
 from user_manager.models import (
     IBAN_MAX_LENGTH,
@@ -25,6 +24,7 @@ from user_manager.models import (
     TAX_CODE_MAX_LENGTH,
     User,
     db,
+    user_to_dict,
 )
 
 # Tax identifiers are printed with spaces, dots, hyphens or slashes between groups.
@@ -91,6 +91,11 @@ class UserCreate(BaseModel):
         compact = re.sub(r"\s", "", value)
         if not ASCII_ALNUM.fullmatch(compact) or not 5 <= len(compact) <= IBAN_MAX_LENGTH:
             raise ValueError(f"must be 5 to {IBAN_MAX_LENGTH} letters and digits (spaces allowed)")
+        # Imported on first use: the gRPC server and the worker never validate an IBAN,
+        # and schwifty with its registry costs ~6 MB per process.
+        from schwifty import IBAN
+        from schwifty.exceptions import SchwiftyException
+
         try:
             # Country code, length and BBAN format for that country, ISO 13616 mod-97.
             return IBAN(compact).compact
@@ -98,8 +103,20 @@ class UserCreate(BaseModel):
             raise ValueError(f"is not a valid IBAN: {error}") from None
 
 
-def create_user(*, data: UserCreate) -> Outcome:
-    """Insert the user, or answer 409 when the email or tax code is taken.
+# The user's INSERT, done in the statement that claims the Idempotency-Key (built once).
+# Not while the interests of a previous account with this email still wait in the outbox
+# to be deleted (see create_user).
+CREATE_USER_STATEMENT = idempotency.insert_statement(
+    "INSERT INTO users (email, first_name, last_name, tax_code, iban, created_at) "
+    "SELECT :email, :first_name, :last_name, :tax_code, :iban, :created_at FROM claim "
+    "WHERE NOT EXISTS (SELECT FROM outbox "
+    "WHERE method = :pending_method AND payload->>'email' = :email) "
+    "ON CONFLICT DO NOTHING RETURNING 1"
+)
+
+
+def create_user(*, data: UserCreate, key: str) -> Outcome:
+    """Insert the user at most once per key, or answer 409 when the email or tax code is taken.
 
     An email whose previous account's interests are still waiting in the
     outbox to be deleted (the Data Collector was down) is refused for now:
@@ -107,25 +124,37 @@ def create_user(*, data: UserCreate) -> Outcome:
     delivery. The refusal is raised, not returned, so it is not stored
     against the key and the same request succeeds once the outbox is drained.
     """
-    user = User(**data.model_dump(), created_at=utc_now())
-    columns = ["email", "first_name", "last_name", "tax_code", "iban", "created_at"]
-    row = select(*(literal(getattr(user, column)) for column in columns)).where(
-        ~outbox.pending_delete_for(email=user.email)
+    row = {
+        "email": data.email,
+        "first_name": data.first_name,
+        "last_name": data.last_name,
+        "tax_code": data.tax_code,
+        "iban": data.iban,
+        "created_at": utc_now(),
+    }
+    return idempotency.insert_once(
+        statement=CREATE_USER_STATEMENT,
+        params={**row, "pending_method": outbox.DELETE_USER_INTERESTS},
+        key=key,
+        method="POST",
+        path="/users",
+        body=data.model_dump(),
+        user_email=data.email,
+        done=Outcome(201, {"message": "User created successfully", "user": user_to_dict(row)}),
+        otherwise=lambda: _create_conflict(email=data.email),
     )
-    inserted = db.session.execute(
-        insert(User).from_select(columns, row).on_conflict_do_nothing().returning(User.email)
-    ).first()
-    if inserted is None:
-        if db.session.get(User, data.email) is not None:
-            return Outcome(409, {"error": "User already exists"})
-        if db.session.scalar(select(outbox.pending_delete_for(email=user.email))):
-            raise ApiError(
-                409,
-                "A previous account with this email is still being deleted; try again shortly.",
-                headers={"Retry-After": "10"},
-            )
-        return Outcome(409, {"error": "tax_code is already registered to another user"})
-    return Outcome(201, {"message": "User created successfully", "user": user.to_dict()})
+
+
+def _create_conflict(*, email: str) -> Outcome:
+    if db.session.get(User, email) is not None:
+        return Outcome(409, {"error": "User already exists"})
+    if db.session.scalar(select(outbox.pending_delete_for(email=email))):
+        raise ApiError(
+            409,
+            "A previous account with this email is still being deleted; try again shortly.",
+            headers={"Retry-After": "10"},
+        )
+    return Outcome(409, {"error": "tax_code is already registered to another user"})
 
 
 def delete_user(*, email: str) -> Outcome:
@@ -139,17 +168,60 @@ def delete_user(*, email: str) -> Outcome:
     return Outcome(200, {"message": "User deleted successfully"}, outbox_ids=(message_id,))
 
 
-def get_user(*, email: str) -> User | None:
-    """Return the user with this (normalized) email, if any."""
-    return db.session.get(User, email)
+# Reads are prebuilt Core statements on the table: no ORM identity map, no per-request
+# statement construction.
+USERS = User.__table__
+GET_USER = select(USERS).where(USERS.c.email == bindparam("email"))
 
 
-def list_users(*, after_email: str | None, limit: int) -> list[User]:
-    """Return up to ``limit`` users ordered by email, strictly after ``after_email``."""
-    query = select(User).order_by(User.email).limit(limit)
-    if after_email is not None:
-        query = query.where(User.email > after_email)
-    return list(db.session.scalars(query))
+def _users_page(*, after: bool):
+    """Build a page query whose rows are (item: the user's JSON built by PostgreSQL, email)."""
+    page = select(USERS).order_by(USERS.c.email).limit(bindparam("limit"))
+    if after:
+        page = page.where(USERS.c.email > bindparam("after"))
+    page = page.subquery("page")
+    item = (
+        select(
+            page.c.email,
+            page.c.first_name,
+            page.c.last_name,
+            page.c.tax_code,
+            page.c.iban,
+            isoformat_utc_sql(page.c.created_at).label("created_at"),
+        )
+        .correlate(page)
+        .lateral("item")
+    )
+    return (
+        select(cast(func.row_to_json(item.table_valued()), Text).label("item"), page.c.email)
+        .select_from(page.join(item, true()))
+        .order_by(page.c.email)
+    )
+
+
+FIRST_USERS = _users_page(after=False)
+USERS_AFTER = _users_page(after=True)
+USER_EXISTS = select(USERS.c.email).where(USERS.c.email == bindparam("email"))
+
+
+def get_user(*, email: str) -> dict | None:
+    """Return the user with this (normalized) email as public JSON, if any."""
+    autocommit_statements(db)
+    row = db.session.execute(GET_USER, {"email": email}).first()
+    return None if row is None else user_to_dict(row)
+
+
+def list_users(*, after_email: str | None, limit: int) -> list:
+    """Return up to ``limit`` users ordered by email, strictly after ``after_email``.
+
+    Each row holds ``item``, the user's public JSON (built by PostgreSQL, as
+    :func:`user_to_dict` shapes it), and ``email``, the sort key.
+    """
+    autocommit_statements(db)
+    connection = db.session.connection()
+    if after_email is None:
+        return connection.execute(FIRST_USERS, {"limit": limit}).all()
+    return connection.execute(USERS_AFTER, {"limit": limit, "after": after_email}).all()
 
 
 def user_exists(*, email: str) -> bool:
@@ -158,4 +230,5 @@ def user_exists(*, email: str) -> bool:
         normalized = normalize_email(email)
     except ValueError:
         return False
-    return db.session.scalar(select(User.email).where(User.email == normalized)) is not None
+    autocommit_statements(db)
+    return db.session.execute(USER_EXISTS, {"email": normalized}).first() is not None

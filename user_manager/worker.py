@@ -17,7 +17,7 @@ from user_manager.app import create_app
 
 def main() -> None:
     """Run the jobs until SIGTERM."""
-    app = create_app()
+    app = create_app(migrations=False)
     config = app.config
     peer = app.extensions["data_collector_peer"]
     run_periodic_jobs(

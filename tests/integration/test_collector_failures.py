@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from tests.integration.collector_support import assert_complete, sample_dataset
+from tests.integration.collector_support import assert_complete, sample_dataset, today_start
 from tests.integration.conftest import COLLECTOR_TEST_ENV
 from tests.utils import wait_until
 
@@ -59,11 +59,23 @@ def assert_cycle_is_over(collector) -> None:
 def test_a_malformed_body_is_skipped_whole_and_only_its_range_is_asked_again(
     collector, flights, variant
 ):
-    collector.sim.inject([{"kind": "malformed", "variant": variant}], endpoint="departure")
+    failures = [{"kind": "malformed", "variant": variant}]
+    if not any(
+        f["estDepartureAirport"] == "LIRF" and f["firstSeen"] >= today_start() for f in flights
+    ):
+        # In the first minutes after midnight UTC today's range, which the collector asks
+        # first, has no flight yet: let that request through (a zero-second "timeout")
+        # so that the malformed answer hits yesterday's range, which has flights.
+        failures.insert(0, {"kind": "timeout", "seconds": 0})
+    collector.sim.inject(failures, endpoint="departure")
     first = collector.follow("LIRF")
     assert first["outcome"] == "partial"
     assert_cycle_is_over(collector)
-    bad = next(c for c in collector.flight_calls() if c["injected"])
+    bad = next(
+        c
+        for c in collector.flight_calls()
+        if c["injected"] and c["injected"]["kind"] == "malformed"
+    )
     bad_begin, bad_end = int(bad["params"]["begin"]), int(bad["params"]["end"])
     stored = collector.stored("LIRF", "departures")
     in_bad_range = [f for f in flights if f["estDepartureAirport"] == "LIRF"]

@@ -28,7 +28,7 @@ def test_any_grpc_error_from_the_user_check_is_a_503(code):
     flight_tracker_pb2_grpc.add_UserServiceServicer_to_server(_FailingUserService(code), server)
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
-    peer = GrpcPeer(f"127.0.0.1:{port}", flight_tracker_pb2_grpc.UserServiceStub, timeout=5)
+    peer = GrpcPeer(f"127.0.0.1:{port}", "UserServiceStub", timeout=5)
     try:
         with pytest.raises(ApiError) as raised:
             require_existing_user(peer=peer, email="someone@example.com")

@@ -1,0 +1,34 @@
+"""``python -m bench``: the whole benchmark (``make bench``); ``--soak`` for the 5-minute soak."""
+
+import argparse
+import sys
+
+from bench.runner import Options, main_run
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse the command line and run."""
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="tiny data, 1-second runs (smoke)")
+    parser.add_argument("--seconds", type=float, help="measured seconds per scenario (10)")
+    parser.add_argument(
+        "--rows", help="flight table sizes to measure, comma-separated (1000000,5000000)"
+    )
+    parser.add_argument(
+        "--soak", type=float, nargs="?", const=300.0, metavar="SECONDS",
+        help="soak create_user at 64 connections instead (default 300 s)",
+    )  # fmt: skip
+    args = parser.parse_args(argv)
+    options = Options.quick() if args.quick else Options()
+    if args.seconds:
+        options.seconds = args.seconds
+    if args.rows:
+        options.flight_rows = tuple(int(part) for part in args.rows.split(","))
+    if args.soak:
+        options.soak_seconds = args.soak
+    main_run(options)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
