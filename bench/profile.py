@@ -39,7 +39,8 @@ def _summarize(raw_files: list[Path], top: int) -> str:
     for path in raw_files:
         for line in path.read_text().splitlines():
             stack, _, count = line.rpartition(" ")
-            if not stack:
+            # A line cut short when py-spy stopped while writing has no count: skip it.
+            if not stack or not count.isdigit():
                 continue
             frames = stack.split(";")
             samples = int(count)
