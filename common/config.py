@@ -79,7 +79,7 @@ def web_threads() -> int:
 def database_engine_options() -> dict:
     """Return the SQLAlchemy engine options both services use (``DB_POOL_SIZE`` per process)."""
     return {
-        # A handful per process: gunicorn workers are single-threaded.
+        # One per request thread (WEB_THREADS, 4 by default) plus one for the odd extra.
         "pool_size": env_int("DB_POOL_SIZE", 5, minimum=1),
         "max_overflow": 5,
         # No pre-ping on every checkout: common.db_connections pings only idle connections.

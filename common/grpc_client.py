@@ -7,8 +7,9 @@ created it. The channel's service config retries only ``UNAVAILABLE`` (the
 peer is not reachable, nothing was executed), a few times with backoff, and
 always within the caller's deadline.
 
-grpcio itself (~11 MB per process) is imported on first use too: the User
-Manager's web workers only need it when a DELETE delivers its outbox call.
+grpcio itself (~11 MB per process) is imported on first use too: a web
+worker loads it with its first call to the peer or its first ``/health``
+(which asks the peer's gRPC health service), not at start.
 """
 
 import json

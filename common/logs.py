@@ -15,8 +15,6 @@ import sys
 import time
 import traceback
 
-from pythonjsonlogger.json import JsonFormatter
-
 from common.config import env_str
 from common.request_context import current_request_id
 
@@ -73,16 +71,26 @@ class TextFormatter(_RedactDatabaseErrors, logging.Formatter):
     """One readable line per event (plus a redacted traceback when there is one)."""
 
 
-class JsonLineFormatter(_RedactDatabaseErrors, JsonFormatter):
-    """One JSON object per event."""
+def _json_line_formatter(**options) -> logging.Formatter:
+    """Return a formatter writing one JSON object per event (redacted like the text one).
+
+    python-json-logger is imported only when JSON is asked for, so that the
+    processes of a stack logging text do not carry it.
+    """
+    from pythonjsonlogger.json import JsonFormatter
+
+    class JsonLineFormatter(_RedactDatabaseErrors, JsonFormatter):
+        pass
+
+    return JsonLineFormatter(**options)
 
 
 def build_formatter(log_format: str | None = None) -> logging.Formatter:
     """Return the formatter for ``log_format`` (default: the ``LOG_FORMAT`` variable, else text)."""
     log_format = (log_format or env_str("LOG_FORMAT", "text")).lower()
     if log_format == "json":
-        formatter: logging.Formatter = JsonLineFormatter(
-            JSON_FIELDS,
+        formatter = _json_line_formatter(
+            fmt=JSON_FIELDS,
             style="{",
             datefmt=DATE_FORMAT,
             rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},

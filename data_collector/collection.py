@@ -38,6 +38,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 
+import psycopg2
 from flask import current_app
 from psycopg2.extras import execute_values
 from sqlalchemy import create_engine, delete, select, text, update
@@ -382,7 +383,13 @@ class _Cycle:
         """
         try:
             yield
-        except (RateLimitedError, CredentialsRefusedError, OperationalError):
+        # OperationalError twice: SQLAlchemy's, and psycopg2's own from execute_values.
+        except (
+            RateLimitedError,
+            CredentialsRefusedError,
+            OperationalError,
+            psycopg2.OperationalError,
+        ):
             raise
         except Exception:
             db.session.rollback()

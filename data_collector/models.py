@@ -104,7 +104,7 @@ class CollectedDay(db.Model):
 class FlightDayCount(db.Model):
     """How many stored flights arrived at / departed from an airport on one UTC day.
 
-    Maintained by triggers on ``flight_data`` (migration 0003), never written
+    Maintained by triggers on ``flight_data`` (migration 0004), never written
     by the code: averages read a row per day instead of every flight.
     """
 

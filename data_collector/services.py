@@ -6,7 +6,6 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
-import grpc
 from pydantic import BaseModel, ConfigDict, StrictStr, field_validator
 from sqlalchemy import (
     Text,
@@ -46,7 +45,6 @@ log = logging.getLogger(__name__)
 # The ``type`` query parameter and the direction each value stands for.
 FLIGHT_TYPES = {"arrivals": "arrival", "departures": "departure"}
 UNIX_SECONDS = re.compile(r"[0-9]{1,11}(\.[0-9]{1,6})?")
-# A readiness probe must answer within its own timeout even when PostgreSQL hangs.
 # Reconciliation leaves interests younger than this alone: far longer than any
 # POST /interests takes between its user check and its insert (at most the gRPC
 # deadline plus the request timeout, about half a minute).
@@ -84,6 +82,8 @@ class InterestRequest(BaseModel):
 
 def require_existing_user(*, peer: GrpcPeer, email: str) -> None:
     """Ask the User Manager whether the user exists: 404 if not, 503 if it cannot answer."""
+    import grpc  # the call loads it anyway; not imported with the module (memory, README)
+
     try:
         reply = peer.call(
             "CheckUserExists", flight_tracker_pb2.UserRequest(email=email), wait_for_ready=True
@@ -135,7 +135,7 @@ def add_interest(*, email: str, airport_code: str) -> bool:
     BEGIN and COMMIT round trips.
     """
     autocommit_statements(db)
-    return (
+    added = (
         db.session.connection()
         .execute(
             ADD_INTEREST,
@@ -143,6 +143,9 @@ def add_interest(*, email: str, airport_code: str) -> bool:
         )
         .scalar_one()
     )
+    # Sends nothing in autocommit; commits if the statement joined an open transaction.
+    db.session.commit()
+    return added
 
 
 def remove_interest(*, email: str, airport_code: str) -> bool:
@@ -188,6 +191,8 @@ def reconcile_interests(*, peer: GrpcPeer, batch: int = RECONCILE_BATCH) -> int:
     calls; the first call the User Manager cannot answer ends the run, so
     nothing is deleted on doubt.
     """
+    import grpc  # only the worker reconciles; web workers load it on their first user check
+
     cutoff = utc_now() - RECONCILE_GRACE
     old = UserInterest.created_at < cutoff
     removed, after = 0, ""

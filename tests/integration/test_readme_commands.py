@@ -12,6 +12,7 @@ import subprocess
 import pytest
 
 from devstack.stack import REPO_ROOT
+from tests.utils import Api, new_key
 
 pytestmark = pytest.mark.local_stack
 
@@ -40,6 +41,16 @@ def expected_statuses(block: str) -> list[int | None]:
     return expected
 
 
+def delete_their_users(blocks: list[str], local_stack) -> None:
+    """Delete the users the blocks create, which may exist already.
+
+    The fuzzer sends the API documents' examples, which use the same emails.
+    """
+    users = Api(local_stack.user_manager_url)
+    for email in set(re.findall(r"[\w.+-]+@example\.com", "".join(blocks))):
+        assert users.delete(f"/users/{email}", headers=new_key()).status_code in (200, 404)
+
+
 def run(block: str, local_stack) -> str:
     ports = local_stack.settings
     script = block.replace("localhost:5001", f"127.0.0.1:{ports.user_manager_http_port}")
@@ -60,6 +71,7 @@ def _tools():
 
 def test_try_it_creates_follows_shows_and_deletes(local_stack):
     [block] = bash_blocks("### Try it")
+    delete_their_users([block], local_stack)
     output = run(block, local_stack)
     assert '"email":"mario.rossi@example.com"' in output
     assert '{"message":"Interest added and data fetch initiated"}' in output
@@ -70,6 +82,7 @@ def test_try_it_creates_follows_shows_and_deletes(local_stack):
 def test_the_idempotency_scenarios_answer_what_their_comments_say(local_stack):
     blocks = bash_blocks("### At most once")
     assert len(blocks) == 2
+    delete_their_users(blocks, local_stack)
     for block in blocks:
         expected = expected_statuses(block)
         assert None not in expected, "every curl of the scenarios names its status"
