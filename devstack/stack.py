@@ -130,7 +130,7 @@ class LocalStack:
         self.supervisor = Supervisor("devstack", grace_seconds=20)
         # The simulator's client secret, new for every stack: a known literal would also
         # turn up where tests look for it leaking (Hypothesis draws strings from the code).
-        self.simulator_client_secret = secrets.token_urlsafe(16)
+        self.simulator_client_secret = secrets.token_hex(16)  # never starts with "-"
         self.postgres = None
         self.database_urls: dict[str, str] = {}
         self.env: dict[str, str] = {}
