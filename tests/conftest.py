@@ -12,9 +12,18 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from devstack.stack import LocalStack, StackSettings
 from tests.utils import Api
+
+# Property-based tests (Hypothesis, and schemathesis on top of it) draw the same examples
+# on every run, so that a failure in CI is one anybody can reproduce rather than a new
+# draw; HYPOTHESIS_PROFILE=explore draws new examples each run, to look for more.
+EXPLORE = os.environ.get("HYPOTHESIS_PROFILE") == "explore"
+settings.register_profile("repeatable", derandomize=True)
+settings.register_profile("explore", derandomize=False)
+settings.load_profile("explore" if EXPLORE else "repeatable")
 
 
 class RemoteStack:
