@@ -99,7 +99,6 @@ def list_flights(airport_code: str):
         items,
         page=page,
         sort_key_of=services.FlightCursor.key_of,
-        json_of=lambda row: row.item,
     )
 
 

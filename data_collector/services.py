@@ -8,15 +8,12 @@ from datetime import UTC, date, datetime, timedelta
 
 from pydantic import BaseModel, ConfigDict, StrictStr, field_validator
 from sqlalchemy import (
-    Text,
     bindparam,
-    cast,
     delete,
     func,
     literal_column,
     select,
     text,
-    true,
     tuple_,
     union_all,
 )
@@ -24,7 +21,7 @@ from sqlalchemy import (
 from common.db_connections import autocommit_statements
 from common.errors import ApiError
 from common.grpc_client import GrpcPeer, PeerUnavailableError
-from common.pagination import INVALID_CURSOR_MESSAGE
+from common.pagination import INVALID_CURSOR_MESSAGE, json_item_rows
 from common.rpc import flight_tracker_pb2
 from common.timeutil import isoformat_utc, isoformat_utc_sql, utc_now
 from common.validation import normalize_email
@@ -353,7 +350,7 @@ def _flights_statement(
             .subquery("page")
         )
     c = page.c
-    item = select(
+    fields = [
         c.icao24,
         isoformat_utc_sql(c.first_seen).label("first_seen"),
         c.est_departure_airport,
@@ -367,17 +364,12 @@ def _flights_statement(
         c.departure_airport_candidates_count,
         c.arrival_airport_candidates_count,
         c.direction.label("type"),
-    )
-    item = item.correlate(page).lateral("item")
-    return (
-        select(
-            cast(func.row_to_json(item.table_valued()), Text).label("item"),
-            c.event_time,
-            c.id,
-            c.direction,
-        )
-        .select_from(page.join(item, true()))
-        .order_by(c.event_time.desc(), c.id.desc(), c.direction.desc())
+    ]
+    return json_item_rows(
+        page,
+        fields,
+        keys=[c.event_time, c.id, c.direction],
+        order_by=[c.event_time.desc(), c.id.desc(), c.direction.desc()],
     )
 
 

@@ -80,9 +80,7 @@ def list_users():
     ):
         raise ApiError(400, INVALID_CURSOR_MESSAGE)
     users = services.list_users(after_email=after, limit=page.limit + 1)
-    return json_page_response(
-        users, page=page, sort_key_of=lambda row: [row.email], json_of=lambda row: row.item
-    )
+    return json_page_response(users, page=page, sort_key_of=lambda row: [row.email])
 
 
 @bp.get("/users/<path:email>")

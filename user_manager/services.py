@@ -10,10 +10,11 @@ import re
 import unicodedata
 
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, field_validator
-from sqlalchemy import Text, bindparam, cast, delete, func, select, true
+from sqlalchemy import bindparam, delete, select
 
 from common.db_connections import autocommit_statements
 from common.errors import ApiError
+from common.pagination import json_item_rows
 from common.timeutil import isoformat_utc_sql, utc_now
 from common.validation import normalize_email
 from user_manager import idempotency, outbox
@@ -180,23 +181,15 @@ def _users_page(*, after: bool):
     if after:
         page = page.where(USERS.c.email > bindparam("after"))
     page = page.subquery("page")
-    item = (
-        select(
-            page.c.email,
-            page.c.first_name,
-            page.c.last_name,
-            page.c.tax_code,
-            page.c.iban,
-            isoformat_utc_sql(page.c.created_at).label("created_at"),
-        )
-        .correlate(page)
-        .lateral("item")
-    )
-    return (
-        select(cast(func.row_to_json(item.table_valued()), Text).label("item"), page.c.email)
-        .select_from(page.join(item, true()))
-        .order_by(page.c.email)
-    )
+    fields = [
+        page.c.email,
+        page.c.first_name,
+        page.c.last_name,
+        page.c.tax_code,
+        page.c.iban,
+        isoformat_utc_sql(page.c.created_at).label("created_at"),
+    ]
+    return json_item_rows(page, fields, keys=[page.c.email], order_by=[page.c.email])
 
 
 FIRST_USERS = _users_page(after=False)
