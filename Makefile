@@ -44,9 +44,9 @@ lock: install
 	$(VENV)/bin/uv pip compile pyproject.toml --universal --python-version 3.11 -q -o requirements.txt
 	$(VENV)/bin/uv pip compile pyproject.toml --extra dev --universal --python-version 3.11 -q -o requirements-dev.txt
 
-# Regenerate the gRPC code committed in common/rpc (a test fails when it is stale).
+# Regenerate the gRPC code committed in common/rpc/generated (a test fails when it is stale).
 proto: install
-	$(PY) -m common.rpc.generate
+	$(PY) -m devstack.protos
 
 # Re-render architecture.png from docs/architecture.dot (needs graphviz's `dot`; a test
 # fails when the picture is older than its source).

@@ -1,7 +1,7 @@
 """What this machine can do at best, measured the way the services are measured.
 
 ``create_app()`` is a bare Flask app (no hooks, no ORM) served by gunicorn
-with the services' own command line (``common.launcher.gunicorn_command``):
+with the services' own command line (``common.process.launcher.gunicorn_command``):
 
 - ``GET /noop``: an endpoint doing nothing (Flask + gunicorn + HTTP);
 - ``GET /select/<n>``: one primary-key SELECT of a user-like row;

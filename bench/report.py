@@ -4,7 +4,7 @@ from dataclasses import dataclass
 
 from bench.loadgen import LoadResult
 
-# Issue 7's targets: the least share of the matching ceiling each scenario must reach.
+# The targets: the least share of the matching ceiling each scenario must reach.
 RATIO_TARGETS = {
     "create_user": 0.60,
     "add_interest": 0.40,

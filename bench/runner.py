@@ -30,8 +30,8 @@ import requests
 from bench import ceiling, loadgen, seed
 from bench.processes import service_rss
 from bench.report import Row, render
-from common.config import web_threads, web_workers
-from common.launcher import gunicorn_command
+from common.process.launcher import gunicorn_command
+from common.settings import web_threads, web_workers
 from devstack.stack import SIMULATOR_CLIENT_ID, LocalStack, StackSettings, free_port, run_sql
 from opensky_sim.control import SimulatorControl
 
@@ -174,7 +174,7 @@ def ceiling_server(stack: LocalStack, database_url: str) -> Iterator[str]:
     port = free_port()
     env = dict(stack.env, **{ceiling.DATABASE_URL_VARIABLE: database_url})
     command = gunicorn_command(
-        package="bench",
+        name="bench",
         bind=f"127.0.0.1:{port}",
         workers=web_workers(),
         threads=web_threads(),

@@ -3,9 +3,9 @@
 ``airportsdata`` (PyPI, updated monthly) lists about 28,000 airports by ICAO
 code, including some all-digit local codes that OpenSky also reports. Only
 code → name is kept, read row by row from the package's CSV:
-``airportsdata.load()`` builds every full record first (~27 MB) and a
-process's memory does not shrink back after it, so every web worker stayed
-~30 MB larger than the names need (~3 MB).
+``airportsdata.load()`` builds every full record first, and a process's
+memory does not shrink back after it: every web worker would stay many
+times larger than the names need.
 """
 
 import csv

@@ -4,9 +4,8 @@ from pathlib import Path
 
 from flask import Flask
 
-from common.flask_app import build_app
-from common.grpc_client import GrpcPeer
-from common.openapi import install_api_docs
+from common.rpc.peers import UserDirectory
+from common.web.factory import build_app
 from data_collector.config import Config
 from data_collector.models import db
 from data_collector.openapi import build_document
@@ -19,21 +18,19 @@ def create_app(test_config: dict | None = None, *, migrations: bool = True) -> F
     """Build the app: configuration from the environment, then the test's overrides.
 
     The serving processes pass ``migrations=False``: only the ``migrate``
-    role and the ``flask db`` commands need Flask-Migrate.
+    role, the ``flask db`` commands and tests need Flask-Migrate.
     """
     app = build_app(
         __name__,
         config=Config(),
         test_config=test_config,
         db=db,
-        migrations_dir=MIGRATIONS_DIR if migrations else None,
         blueprints=[bp],
+        api_document=build_document,
+        migrations_dir=MIGRATIONS_DIR if migrations else None,
     )
     # Lazy: the channel is opened on first use, inside the gunicorn worker.
-    app.extensions["user_manager_peer"] = GrpcPeer(
-        app.config["USER_MANAGER_GRPC_ADDR"],
-        "UserServiceStub",
-        timeout=app.config["GRPC_TIMEOUT_SECONDS"],
+    app.extensions["user_manager"] = UserDirectory(
+        app.config["USER_MANAGER_GRPC_ADDR"], timeout=app.config["GRPC_TIMEOUT_SECONDS"]
     )
-    install_api_docs(app, build_document)
     return app

@@ -15,16 +15,20 @@ lock it needs no transaction left open, idle, for the whole cycle, which an
 silently kill, releasing the lock mid-cycle. Another process that finds the
 lock taken skips its cycle: the one running covers every followed airport.
 
-Exactly once per period (design.md section 3): every replica's worker runs
-the periodic cycle on its own schedule, so under the lock a periodic cycle is
-skipped when another one started within the period (``last_cycle_started_at``
-in ``collector_state``). Requested cycles (a new interest) always run.
+Exactly once per period: every replica's worker runs the periodic cycle on
+its own schedule, so under the lock a periodic cycle is skipped when another
+one started within the period (``last_cycle_started_at`` in
+``collector_state``). Requested cycles (a new interest) always run.
 
-The cycle's own work commits on the ordinary session, one fetched range at a
-time: the range's flights and its marks in ``collected_days`` go in one
-transaction. A crash mid-cycle therefore loses nothing already stored and
-leaves no range marked that was not stored. Sweep windows store their flights
-as they arrive; the sweep's marks are written only once the whole day is in.
+One range at a time
+-------------------
+Inside the lock, :class:`Cycle` fetches each planned range and stores its
+flights and its marks in ``collected_days`` in one transaction. A crash
+mid-cycle therefore loses nothing already stored and leaves no range marked
+that was not stored. Sweep windows store their flights as they arrive; the
+sweep's marks are written only once the whole day is in. Times inside the
+cycle are planning's: Unix seconds and UTC day numbers
+(:mod:`data_collector.flight_store` converts at the database's edge).
 
 A 429 stops the cycle and stores "not before" in ``collector_state``, which
 every process checks before asking OpenSky anything.
@@ -36,36 +40,25 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from datetime import UTC, date, datetime, timedelta
+from datetime import timedelta
 
 import psycopg2
 from flask import current_app
-from psycopg2.extras import execute_values
 from sqlalchemy import create_engine, delete, select, text, update
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import NullPool
 
 from common.timeutil import utc_now
-from data_collector import planning
+from data_collector import flight_store, planning
 from data_collector.cycle_requests import request_collection
-from data_collector.models import (
-    CollectedDay,
-    CollectionRequest,
-    CollectorState,
-    FlightData,
-    FlightDayCount,
-    UserInterest,
-    db,
-)
+from data_collector.models import CollectionRequest, CollectorState, db
 from data_collector.opensky import (
     CredentialsRefusedError,
     OpenSkyClient,
     OpenSkyError,
     RateLimitedError,
 )
-from data_collector.planning import DAY, Mark
 
 log = logging.getLogger(__name__)
 
@@ -77,20 +70,14 @@ LOCK_CONNECT_TIMEOUT_SECONDS = 10
 # interval ago: the margin absorbs scheduler jitter, so a replica never skips
 # the cycle that is its own turn.
 PERIOD_SHARE = 0.9
-EPOCH = date(1970, 1, 1)
-FLIGHT_KEY = ("icao24", "first_seen")
-FLIGHT_COLUMNS = tuple(c.name for c in FlightData.__table__.columns if c.name != "id")
-_CHANGING = [c for c in FLIGHT_COLUMNS if c not in FLIGHT_KEY]
-UPSERT_FLIGHTS_SQL = (
-    f"INSERT INTO flight_data ({', '.join(FLIGHT_COLUMNS)}) VALUES %s "
-    "ON CONFLICT ON CONSTRAINT uq_flight_data_icao24_first_seen DO UPDATE SET "
-    + ", ".join(f"{c} = EXCLUDED.{c}" for c in _CHANGING)
-    + f" WHERE ({', '.join(f'flight_data.{c}' for c in _CHANGING)})"
-    + f" IS DISTINCT FROM ({', '.join(f'EXCLUDED.{c}' for c in _CHANGING)})"
+# Failures that stop the whole cycle rather than one range: waiting is the only way on.
+# OperationalError twice: SQLAlchemy's, and psycopg2's own from execute_values.
+STOPS_THE_CYCLE = (
+    RateLimitedError,
+    CredentialsRefusedError,
+    OperationalError,
+    psycopg2.OperationalError,
 )
-# Rows per INSERT statement: big enough to amortize the round trip and planning,
-# small enough to keep each statement's memory modest (the benchmark's ceiling uses it too).
-UPSERT_PAGE_SIZE = 1000
 
 
 @dataclass
@@ -165,28 +152,9 @@ def cycle_lock() -> Iterator[bool]:
                 log.error("the collection lock was lost during the cycle")
 
 
-def day_number(value: date) -> int:
-    """UTC day number of a date (planning's unit)."""
-    return (value - EPOCH).days
-
-
-def day_date(day: int) -> date:
-    """Date of a UTC day number."""
-    return EPOCH + timedelta(days=day)
-
-
-def _at(seconds: int) -> datetime:
-    return datetime.fromtimestamp(seconds, UTC)
-
-
-def _state() -> CollectorState:
-    return db.session.get(CollectorState, 1)
-
-
 def collection_pending() -> bool:
     """Tell whether a cycle was asked for and OpenSky may be asked now."""
-    state = _state()
-    if state.not_before is not None and state.not_before > utc_now():
+    if _waiting_for_opensky(flight_store.state()):
         return False
     pending = select(CollectionRequest.id).where(~CollectionRequest.taken).limit(1)
     return db.session.scalar(pending) is not None
@@ -205,8 +173,8 @@ def run_cycle(*, client: OpenSkyClient, periodic: bool = False) -> CycleResult:
         # What this session read before the lock may be stale: another replica may
         # have just stored a 429's "not before" or finished a cycle.
         db.session.expire_all()
-        state = _state()
-        if state.not_before is not None and state.not_before > utc_now():
+        state = flight_store.state()
+        if _waiting_for_opensky(state):
             log.info("OpenSky asked us to wait until %s; skipping this cycle", state.not_before)
             db.session.rollback()
             return CycleResult("waiting")
@@ -226,19 +194,23 @@ def run_cycle(*, client: OpenSkyClient, periodic: bool = False) -> CycleResult:
         state.last_cycle_outcome = "running"
         db.session.commit()
 
-        cycle = _Cycle(client, current_app.config)
+        result = CycleResult("done")
         try:
-            cycle.run()
+            Cycle(client, current_app.config, result).run()
         except Exception:
             log.exception("collection cycle failed")
-            cycle.result.outcome = "failed"
+            result.outcome = "failed"
         finally:
             # Whatever happened, the cycle ends here: the requests it answered are
             # consumed and its outcome recorded. A failure that repeats would
             # otherwise be retried every COLLECT_POLL_SECONDS, spending credits.
             db.session.rollback()
-            _finish(cycle.result, taken)
-        return cycle.result
+            _finish(result, taken)
+        return result
+
+
+def _waiting_for_opensky(state: CollectorState) -> bool:
+    return state.not_before is not None and state.not_before > utc_now()
 
 
 def _cycle_started_this_period(state: CollectorState) -> bool:
@@ -254,10 +226,10 @@ def _finish(result: CycleResult, taken: list[int]) -> None:
     db.session.execute(delete(CollectionRequest).where(CollectionRequest.id.in_(taken)))
     if result.outcome == "rate-limited":
         request_collection()  # resume as soon as the wait is over
-    state = _state()
+    state = flight_store.state()
     today = utc_now().date()
     if state.retention_ran_on != today:
-        delete_expired(retention_days=current_app.config["RETENTION_DAYS"])
+        flight_store.delete_expired(retention_days=current_app.config["RETENTION_DAYS"])
         state.retention_ran_on = today
     state.last_cycle_finished_at = utc_now()
     state.last_cycle_outcome = result.outcome
@@ -276,62 +248,32 @@ def _finish(result: CycleResult, taken: list[int]) -> None:
     )
 
 
-def delete_expired(*, retention_days: int) -> None:
-    """Delete the days before the last ``retention_days``: flights and marks alike.
+class Cycle:
+    """The work of one cycle, once the lock is held: plan, then fetch and store range by range.
 
-    The cut is a UTC day boundary, the same for both, so a day that keeps its
-    mark keeps every flight it counts: its departures and arrivals all have
-    ``last_seen`` on or after the day's start, and only flights that ended
-    before it go. (A cut at "now minus N days" deleted part of the oldest
-    marked day, which the average then counted as a whole, quieter day.)
-    Runs in the caller's transaction.
+    It starts from what is stored: the followed airports and their marks. What
+    it did goes into ``result``.
     """
-    first_kept = utc_now().date() - timedelta(days=retention_days)
-    cutoff = datetime.combine(first_kept, datetime.min.time(), UTC)
-    flights = db.session.execute(delete(FlightData).where(FlightData.last_seen < cutoff))
-    db.session.execute(delete(CollectedDay).where(CollectedDay.day < first_kept))
-    # The triggers keep counts exact; days whose flights are all gone leave zeros behind.
-    db.session.execute(delete(FlightDayCount).where(FlightDayCount.flights == 0))
-    if flights.rowcount:
-        log.info("deleted %d flights that ended before %s", flights.rowcount, first_kept)
 
-
-class _Cycle:
-    """The work of one cycle, once the lock is held."""
-
-    def __init__(self, client: OpenSkyClient, config):
+    def __init__(self, client: OpenSkyClient, config, result: CycleResult):
         self.client = client
         self.policy = policy_from_config(config)
-        self.result = CycleResult("done")
+        if flight_store.state().sweep_unreliable_since is not None:
+            self.policy = replace(self.policy, sweep=False)
+        self.result = result
+        self.airports = flight_store.followed_airports()
+        self.marks = self._load_marks()
+        db.session.commit()
 
     def run(self) -> CycleResult:
-        now = int(time.time())
-        airports = sorted(db.session.scalars(select(UserInterest.airport_code).distinct()))
-        self.airports = set(airports)
-        self.marks = self._load_marks(airports, now)
-        if _state().sweep_unreliable_since is not None:
-            self.policy = replace(self.policy, sweep=False)
-        plan = planning.plan_cycle(self.marks, airports, now=now, policy=self.policy)
-        db.session.commit()
-        self.result.mode = plan.mode
-        self.result.planned_requests = plan.request_count
-        self.result.per_airport_cost = plan.per_airport_cost
-        self.result.sweep_cost = plan.sweep_cost
-        log.info(
-            "cycle plan for %d airports: %s, %d requests, %d credits (per airport %d, sweep %s)",
-            len(airports),
-            plan.mode,
-            plan.request_count,
-            plan.cost,
-            plan.per_airport_cost,
-            plan.sweep_cost,
-        )
+        """Fetch and store everything the plan asks for; stop on a 429 or refused credentials."""
+        plan = self._plan()
         try:
-            # Newest first: if credits run out, the most wanted data is in.
-            for request in sorted(plan.airport_requests, key=lambda r: -r.begin):
-                self._fetch_airport_range(request)
+            self._fetch_airport_ranges(plan)
             if not self._sweep(plan.sweep_days):
-                self._fetch_per_airport_instead(airports)
+                # The sweep proved unusable: ask per airport for everything still due.
+                self.marks = self._load_marks()
+                self._fetch_airport_ranges(self._plan())
         except RateLimitedError as error:
             self._wait(error)
         except CredentialsRefusedError as error:
@@ -339,88 +281,62 @@ class _Cycle:
             self.result.outcome = "partial"
         return self.result
 
-    def _load_marks(self, airports: list[str], now: int) -> dict:
-        first_day = day_date(now // DAY - self.policy.backfill_days)
-        rows = db.session.scalars(
-            select(CollectedDay).where(
-                CollectedDay.airport_code.in_(airports), CollectedDay.day >= first_day
-            )
+    def _load_marks(self) -> flight_store.Marks:
+        first_day = int(time.time()) // planning.DAY - self.policy.backfill_days
+        return flight_store.load_marks(self.airports, first_day=first_day)
+
+    def _plan(self) -> planning.Plan:
+        plan = planning.plan_cycle(
+            self.marks, self.airports, now=int(time.time()), policy=self.policy
         )
-        marks: dict[tuple[str, str], dict[int, Mark]] = {}
-        for row in rows:
-            marks.setdefault((row.airport_code, row.direction), {})[day_number(row.day)] = Mark(
-                fetched_until=int(row.fetched_until.timestamp()),
-                fetched_at=int(row.fetched_at.timestamp()),
-            )
-        return marks
+        self.result.mode = plan.mode
+        self.result.planned_requests = plan.request_count
+        self.result.per_airport_cost = plan.per_airport_cost
+        self.result.sweep_cost = plan.sweep_cost
+        log.info(
+            "cycle plan for %d airports: %s, %d requests, %d credits (per airport %d, sweep %s)",
+            len(self.airports),
+            plan.mode,
+            plan.request_count,
+            plan.cost,
+            plan.per_airport_cost,
+            plan.sweep_cost,
+        )
+        return plan
 
-    def _fetch(self, endpoint: str, *, begin: int, end: int, airport: str | None):
-        """One OpenSky request; return its flights, or None when the range must be skipped."""
-        self.result.requests += 1
-        cost = planning.request_cost(begin, end, int(time.time()))
-        try:
-            answer = self.client.flights(endpoint, begin=begin, end=end, airport=airport)
-        except (RateLimitedError, CredentialsRefusedError):
-            raise
-        except OpenSkyError as error:
-            log.error("skipping %s %s [%s, %s]: %s", endpoint, airport or "", begin, end, error)
-            self.result.outcome = "partial"
-            self._record_credits()
-            db.session.commit()
-            return None
-        self.result.credits += cost
-        self._record_credits()
-        return answer.flights
+    def _fetch_airport_ranges(self, plan: planning.Plan) -> None:
+        # Newest first: if credits run out, the most wanted data is in.
+        for request in sorted(plan.airport_requests, key=lambda r: -r.begin):
+            self._collect_airport_range(request)
 
-    @contextmanager
-    def _one_range(self, what: str) -> Iterator[None]:
-        """Store a range's flights and marks in one go, or nothing of them.
-
-        An unexpected error (a value the database refuses, a bug) loses only
-        this range, which stays unmarked and is asked for again next cycle;
-        the cycle goes on with the others. Rate limits, refused credentials
-        and a database that does not answer still stop the cycle.
-        """
-        try:
-            yield
-        # OperationalError twice: SQLAlchemy's, and psycopg2's own from execute_values.
-        except (
-            RateLimitedError,
-            CredentialsRefusedError,
-            OperationalError,
-            psycopg2.OperationalError,
-        ):
-            raise
-        except Exception:
-            db.session.rollback()
-            log.exception("skipping %s: its flights could not be stored", what)
-            self.result.outcome = "partial"
-
-    def _fetch_airport_range(self, request: planning.AirportRequest) -> None:
+    def _collect_airport_range(self, request: planning.AirportRequest) -> None:
+        """Fetch one airport range; store its flights and marks together, or neither."""
         what = f"{request.direction} {request.airport} [{request.begin}, {request.end}]"
         with self._one_range(what):
-            self._store_airport_range(request)
-
-    def _store_airport_range(self, request: planning.AirportRequest) -> None:
-        fetched_at = int(time.time())
-        flights = self._fetch(
-            request.direction, begin=request.begin, end=request.end, airport=request.airport
-        )
-        if flights is None:
-            return
-        self.result.flights += upsert_flights(flights)
-        key = (request.airport, request.direction)
-        days = self.marks.setdefault(key, {})
-        updated = {}
-        for day in range(request.begin // DAY, request.end // DAY + 1):
-            mark = planning.mark_after_fetch(
-                days.get(day), day=day, begin=request.begin, end=request.end, fetched_at=fetched_at
+            fetched_at = int(time.time())
+            flights = self._fetch(
+                request.direction, begin=request.begin, end=request.end, airport=request.airport
             )
-            if mark is not None:
-                updated[day] = mark
-        store_marks({(request.airport, request.direction, day): m for day, m in updated.items()})
-        db.session.commit()
-        days.update(updated)
+            if flights is None:
+                return
+            self.result.flights += flight_store.upsert_flights(flights)
+            days = self.marks.setdefault((request.airport, request.direction), {})
+            updated = {}
+            for day in range(request.begin // planning.DAY, request.end // planning.DAY + 1):
+                mark = planning.mark_after_fetch(
+                    days.get(day),
+                    day=day,
+                    begin=request.begin,
+                    end=request.end,
+                    fetched_at=fetched_at,
+                )
+                if mark is not None:
+                    updated[day] = mark
+            flight_store.store_marks(
+                {(request.airport, request.direction, day): m for day, m in updated.items()}
+            )
+            db.session.commit()
+            days.update(updated)
 
     def _sweep(self, sweep_days: list[planning.SweepDay]) -> bool:
         """Fetch whole past days through /flights/all; mark each once all its windows are in.
@@ -433,12 +349,10 @@ class _Cycle:
         in_window = planning.window_days(int(time.time()), self.policy.backfill_days)
         for sweep_day in sweep_days:
             started = int(time.time())
-            answers = []
-            for begin, end, _cost in sweep_day.windows:
-                flights = None
-                with self._one_range(f"all [{begin}, {end}]"):
-                    flights = self._store_sweep_window(begin, end)
-                answers.append((end, flights))
+            answers = [
+                (end, self._collect_sweep_window(begin, end))
+                for begin, end, _cost in sweep_day.windows
+            ]
             if any(flights is None for _end, flights in answers):
                 continue  # a window failed: the day waits for the next cycle
             if _contained_only(answers):
@@ -448,24 +362,64 @@ class _Cycle:
             marks = planning.marks_after_sweep(
                 sweep_day, swept_at=swept_at, airports=self.airports, window=in_window
             )
-            store_marks(marks)
+            flight_store.store_marks(marks)
             db.session.commit()
         return True
 
-    def _store_sweep_window(self, begin: int, end: int) -> list[dict] | None:
+    def _collect_sweep_window(self, begin: int, end: int) -> list[dict] | None:
         """Fetch one window, store its flights at followed airports; return all it gave."""
-        flights = self._fetch("all", begin=begin, end=end, airport=None)
-        if flights is None:
+        with self._one_range(f"all [{begin}, {end}]"):
+            flights = self._fetch("all", begin=begin, end=end, airport=None)
+            if flights is None:
+                return None
+            followed = set(self.airports)
+            self.result.flights += flight_store.upsert_flights(
+                [
+                    f
+                    for f in flights
+                    if f["est_departure_airport"] in followed
+                    or f["est_arrival_airport"] in followed
+                ]
+            )
+            db.session.commit()
+            return flights
+        return None
+
+    def _fetch(self, endpoint: str, *, begin: int, end: int, airport: str | None):
+        """One OpenSky request; return its flights, or None when the range must be skipped."""
+        self.result.requests += 1
+        cost = planning.request_cost(begin, end, int(time.time()))
+        try:
+            answer = self.client.flights(endpoint, begin=begin, end=end, airport=airport)
+        except STOPS_THE_CYCLE:
+            raise
+        except OpenSkyError as error:
+            log.error("skipping %s %s [%s, %s]: %s", endpoint, airport or "", begin, end, error)
+            self.result.outcome = "partial"
+            flight_store.record_credits(self.client.last_remaining)
+            db.session.commit()
             return None
-        followed = [
-            f
-            for f in flights
-            if f["est_departure_airport"] in self.airports
-            or f["est_arrival_airport"] in self.airports
-        ]
-        self.result.flights += upsert_flights(followed)
-        db.session.commit()
-        return flights
+        self.result.credits += cost
+        flight_store.record_credits(self.client.last_remaining)
+        return answer.flights
+
+    @contextmanager
+    def _one_range(self, what: str) -> Iterator[None]:
+        """Fetch and store a range in one go; on an unexpected error lose only that range.
+
+        A value the database refuses, or a bug, rolls back this range, which
+        stays unmarked and is asked for again next cycle; the cycle goes on
+        with the others. Rate limits, refused credentials and a database that
+        does not answer still stop the cycle.
+        """
+        try:
+            yield
+        except STOPS_THE_CYCLE:
+            raise
+        except Exception:
+            db.session.rollback()
+            log.exception("skipping %s: its flights could not be stored", what)
+            self.result.outcome = "partial"
 
     def _distrust_sweep(self, day: int, flights: int) -> None:
         """Remember, for every process and later cycle, that the sweep cannot be used."""
@@ -475,27 +429,11 @@ class _Cycle:
             "every longer flight. The day is not marked; collecting per airport from now on "
             "(collector_state.sweep_unreliable_since; set it to NULL to try the sweep again).",
             flights,
-            day_date(day),
+            planning.day_date(day),
         )
-        _state().sweep_unreliable_since = utc_now()
+        flight_store.state().sweep_unreliable_since = utc_now()
         db.session.commit()
         self.policy = replace(self.policy, sweep=False)
-
-    def _fetch_per_airport_instead(self, airports: list[str]) -> None:
-        """After an unreliable sweep, ask per airport for everything still due."""
-        now = int(time.time())
-        self.marks = self._load_marks(airports, now)
-        plan = planning.plan_cycle(self.marks, airports, now=now, policy=self.policy)
-        db.session.commit()
-        self.result.mode = plan.mode
-        for request in sorted(plan.airport_requests, key=lambda r: -r.begin):
-            self._fetch_airport_range(request)
-
-    def _record_credits(self) -> None:
-        if self.client.last_remaining is not None:
-            state = _state()
-            state.credits_remaining = self.client.last_remaining
-            state.credits_checked_at = utc_now()
 
     def _wait(self, error: RateLimitedError) -> None:
         db.session.rollback()
@@ -503,8 +441,8 @@ class _Cycle:
         log.warning("OpenSky rate limit: no request before %s; stopping the cycle", not_before)
         if error.remaining is not None:
             self.client.last_remaining = error.remaining
-        self._record_credits()
-        _state().not_before = not_before
+        flight_store.record_credits(self.client.last_remaining)
+        flight_store.state().not_before = not_before
         db.session.commit()
         self.result.outcome = "rate-limited"
 
@@ -519,53 +457,5 @@ def _contained_only(answers: list[tuple[int, list[dict]]]) -> bool:
     """
     given = [flight for _end, flights in answers for flight in flights]
     return bool(given) and not any(
-        flight["last_seen"] > _at(end) for end, flights in answers for flight in flights
+        flight["last_seen"] > planning.moment(end) for end, flights in answers for flight in flights
     )
-
-
-def upsert_flights(rows: list[dict]) -> int:
-    """Insert or update flights on (icao24, first_seen) in bulk; return how many were given.
-
-    The batch goes through psycopg2's ``execute_values`` in pages of
-    ``UPSERT_PAGE_SIZE`` rows (multi-row INSERT ... ON CONFLICT DO UPDATE),
-    on the session's connection and so in its transaction. SQLAlchemy's
-    insertmanyvalues did the same with per-parameter processing in Python
-    that cost more than PostgreSQL's work. A row whose content did not
-    change is left alone, so re-fetching a range writes nothing; an arrival
-    OpenSky filled in later updates the row. The caller commits.
-    """
-    if not rows:
-        return 0
-    unique = {(r["icao24"], r["first_seen"]): r for r in rows}.values()
-    values = [tuple(row[column] for column in FLIGHT_COLUMNS) for row in unique]
-    cursor = db.session.connection().connection.dbapi_connection.cursor()
-    try:
-        execute_values(cursor, UPSERT_FLIGHTS_SQL, values, page_size=UPSERT_PAGE_SIZE)
-    finally:
-        cursor.close()
-    return len(values)
-
-
-def store_marks(marks: dict[tuple[str, str, int], Mark]) -> None:
-    """Write marks for (airport, direction, day) (the caller commits with the flights)."""
-    if not marks:
-        return
-    rows = [
-        {
-            "airport_code": airport,
-            "direction": direction,
-            "day": day_date(day),
-            "fetched_until": _at(mark.fetched_until),
-            "fetched_at": _at(mark.fetched_at),
-        }
-        for (airport, direction, day), mark in marks.items()
-    ]
-    statement = insert(CollectedDay)
-    statement = statement.on_conflict_do_update(
-        index_elements=["airport_code", "direction", "day"],
-        set_={
-            "fetched_until": statement.excluded.fetched_until,
-            "fetched_at": statement.excluded.fetched_at,
-        },
-    )
-    db.session.execute(statement, rows)

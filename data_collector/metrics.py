@@ -1,4 +1,4 @@
-"""Data Collector metrics beyond the shared HTTP and gRPC ones (common.metrics).
+"""Data Collector metrics beyond the shared HTTP and gRPC ones (common.observability.metrics).
 
 Collection runs in the ``worker`` process, not in the web workers that serve
 ``/metrics``: prometheus_client's multiprocess mode writes the worker's

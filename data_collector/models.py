@@ -1,4 +1,4 @@
-"""Data Collector tables: interests and flights (seed section 5.2), and collection bookkeeping."""
+"""Data Collector tables: interests and flights (names fixed by the specification), bookkeeping."""
 
 from datetime import date, datetime
 
@@ -19,8 +19,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
+from common.emails import EMAIL_MAX_LENGTH
 from common.timeutil import isoformat_utc, utc_now
-from common.validation import EMAIL_MAX_LENGTH
 from data_collector.airports import airport_name
 
 db = SQLAlchemy()

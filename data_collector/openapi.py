@@ -1,7 +1,7 @@
 """The Data Collector's OpenAPI document (served at ``/openapi.json``, shown at ``/docs/``).
 
-Built from the code: the interest body is ``services.InterestRequest``'s JSON
-schema, flight types are ``services.FLIGHT_TYPES``, page sizes and the
+Built from the code: the interest body is ``inputs.InterestRequest``'s JSON
+schema, flight types are ``inputs.FLIGHT_TYPES``, page sizes and the
 average's window are the routes' constants and the app's ``RETENTION_DAYS``.
 ``tests/unit/test_openapi.py`` checks that every route is documented and
 nothing else; the integration suite fuzzes the running service against it.
@@ -9,7 +9,7 @@ nothing else; the integration suite fuzzes the running service against it.
 
 from flask import Flask
 
-from common.openapi import (
+from common.web.openapi import (
     DATE_TIME,
     INTEGER,
     STRING,
@@ -26,7 +26,7 @@ from common.openapi import (
     response,
     unavailable,
 )
-from data_collector import routes, services
+from data_collector import inputs, routes
 
 DESCRIPTION = """\
 Airports followed by users, and the flights collected for them from the OpenSky Network.
@@ -71,7 +71,7 @@ def build_document(app: Flask) -> dict:
     max_days = app.config["RETENTION_DAYS"]
     interest_body = json_body(
         doc.model(
-            services.InterestRequest,
+            inputs.InterestRequest,
             email={"description": "The user's email (any case)."},
             airport_code={
                 "description": "ICAO code of a known airport (any case), e.g. `LIRF`.",
@@ -101,7 +101,7 @@ def build_document(app: Flask) -> dict:
                 "est_arrival_airport": nullable(STRING),
                 "callsign": nullable(STRING),
                 **dict.fromkeys(FLIGHT_INTEGERS, nullable(INTEGER)),
-                "type": {"type": "string", "enum": sorted(services.FLIGHT_TYPES.values())},
+                "type": {"type": "string", "enum": sorted(inputs.FLIGHT_TYPES.values())},
             },
             description="A flight as OpenSky reports it (seed table `flight_data`), with "
             "`type`: whether it is an arrival at the airport asked about (its time is "
@@ -140,7 +140,7 @@ def build_document(app: Flask) -> dict:
     flight_type = query_parameter(
         "type",
         "Only arrivals or only departures (default: both).",
-        {"type": "string", "enum": sorted(services.FLIGHT_TYPES)},
+        {"type": "string", "enum": sorted(inputs.FLIGHT_TYPES)},
     )
     bad_airport = "An airport code that is not the ICAO code of a known airport"
     body_errors = {
@@ -268,12 +268,12 @@ def build_document(app: Flask) -> dict:
             query_parameter(
                 "days",
                 f"How many whole UTC days back, before today: 1 to {max_days} "
-                f"(`RETENTION_DAYS`; default {routes.DEFAULT_AVERAGE_DAYS}).",
+                f"(`RETENTION_DAYS`; default {inputs.DEFAULT_AVERAGE_DAYS}).",
                 {
                     "type": "integer",
                     "minimum": 1,
                     "maximum": max_days,
-                    "default": routes.DEFAULT_AVERAGE_DAYS,
+                    "default": inputs.DEFAULT_AVERAGE_DAYS,
                 },
                 example=7,
             ),

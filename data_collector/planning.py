@@ -17,7 +17,7 @@ happened. From the marks this module derives what is due:
   is settled and never asked for again.
 
 Requests are cut on UTC day boundaries and priced by OpenSky's documented
-rules (design.md section 5): 4 credits when the interval starts less than
+rules (OpenSky's REST documentation): 4 credits when the interval starts less than
 24 hours ago, else 30 for one or two day partitions, so one request covering
 two whole days costs the same as one covering one. Two ways to get past days
 are priced for the airports followed, and the cheaper is used:
@@ -34,18 +34,35 @@ are priced for the airports followed, and the cheaper is used:
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
 
 DAY = 86400
+EPOCH = date(1970, 1, 1)
 DIRECTIONS = ("arrival", "departure")
 # OpenSky's limits on one request's interval.
 MAX_AIRPORT_INTERVAL = 2 * DAY
 SWEEP_WINDOW = 2 * 3600
 SWEEP_WINDOWS_PER_DAY = DAY // SWEEP_WINDOW
 
-# Credits per flights request (design.md section 5).
+# Credits per flights request, as OpenSky documents them.
 RECENT_COST = 4
 PAST_COST = 30
 PER_PARTITION_COST = 60
+
+
+def day_number(value: date) -> int:
+    """Return the UTC day number of a date (the database stores dates)."""
+    return (value - EPOCH).days
+
+
+def day_date(day: int) -> date:
+    """Return the date of a UTC day number."""
+    return EPOCH + timedelta(days=day)
+
+
+def moment(seconds: int) -> datetime:
+    """Return Unix seconds as an aware UTC datetime (the database stores those)."""
+    return datetime.fromtimestamp(seconds, UTC)
 
 
 def day_start(day: int) -> int:

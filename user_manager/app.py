@@ -4,10 +4,9 @@ from pathlib import Path
 
 from flask import Flask
 
-from common.flask_app import build_app
-from common.grpc_client import GrpcPeer
-from common.metrics import add_scrape_collector
-from common.openapi import install_api_docs
+from common.rpc.peers import InterestsPeer
+from common.web.factory import build_app
+from common.web.observability import add_scrape_collector
 from user_manager.config import Config
 from user_manager.metrics import OutboxBacklogCollector
 from user_manager.models import db
@@ -21,22 +20,20 @@ def create_app(test_config: dict | None = None, *, migrations: bool = True) -> F
     """Build the app: configuration from the environment, then the test's overrides.
 
     The serving processes pass ``migrations=False``: only the ``migrate``
-    role and the ``flask db`` commands need Flask-Migrate.
+    role, the ``flask db`` commands and tests need Flask-Migrate.
     """
     app = build_app(
         __name__,
         config=Config(),
         test_config=test_config,
         db=db,
-        migrations_dir=MIGRATIONS_DIR if migrations else None,
         blueprints=[bp],
+        api_document=build_document,
+        migrations_dir=MIGRATIONS_DIR if migrations else None,
     )
     # Lazy: the channel is opened on first use, inside the gunicorn worker.
-    app.extensions["data_collector_peer"] = GrpcPeer(
-        app.config["DATA_COLLECTOR_GRPC_ADDR"],
-        "DataCollectorServiceStub",
-        timeout=app.config["GRPC_TIMEOUT_SECONDS"],
+    app.extensions["data_collector"] = InterestsPeer(
+        app.config["DATA_COLLECTOR_GRPC_ADDR"], timeout=app.config["GRPC_TIMEOUT_SECONDS"]
     )
     add_scrape_collector(app, OutboxBacklogCollector())
-    install_api_docs(app, build_document)
     return app

@@ -1,42 +1,20 @@
 """User Manager settings, read from the environment with local-stack defaults."""
 
-from common.config import (
-    database_engine_options,
-    env_bool,
-    env_float,
-    env_int,
-    env_str,
-    sqlalchemy_url,
-    web_threads,
-    web_workers,
-)
+from common.settings import BaseConfig, env_bool, env_float, env_int, env_str
 
 
-class Config:
+class Config(BaseConfig):
     """Everything the User Manager reads from its environment, read when instantiated."""
 
+    DATABASE_URL_VARIABLE = "USER_MANAGER_DATABASE_URL"
+
     def __init__(self) -> None:
-        self.SQLALCHEMY_DATABASE_URI = sqlalchemy_url(
-            env_str("USER_MANAGER_DATABASE_URL", required=True)
-        )
-        self.SQLALCHEMY_ENGINE_OPTIONS = database_engine_options()
-        self.BIND_HOST = env_str("BIND_HOST", "0.0.0.0")
+        super().__init__()
         self.HTTP_PORT = env_int("USER_MANAGER_HTTP_PORT", 5001, minimum=1)
         self.GRPC_PORT = env_int("USER_MANAGER_GRPC_PORT", 50051, minimum=1)
-        self.WEB_WORKERS = web_workers()
-        self.WEB_THREADS = web_threads()
-        # Threads of the gRPC server; each CheckUserExists is one indexed lookup.
-        self.GRPC_WORKERS = env_int("GRPC_WORKERS", 8, minimum=1)
         self.DATA_COLLECTOR_GRPC_ADDR = env_str("DATA_COLLECTOR_GRPC_ADDR", "localhost:50052")
-        # A gRPC call between two services on one network answers in milliseconds;
-        # two seconds bounds how long a client request waits for a sick peer.
-        self.GRPC_TIMEOUT_SECONDS = env_float("GRPC_TIMEOUT_SECONDS", 2.0, minimum=0.1)
-        # Worst case for one request before gunicorn recycles the worker.
-        self.REQUEST_TIMEOUT_SECONDS = env_int("REQUEST_TIMEOUT_SECONDS", 30, minimum=1)
         # User bodies are a few hundred bytes; 64 KiB leaves room and stops abuse early (413).
         self.MAX_CONTENT_LENGTH = 64 * 1024
-        self.LOG_LEVEL = env_str("LOG_LEVEL", "INFO")
-        self.DB_CONNECT_TIMEOUT_SECONDS = env_int("DB_CONNECT_TIMEOUT_SECONDS", 60, minimum=1)
 
         # At-most-once: a retry comes within minutes; 24 h is the customary window
         # (Stripe's) and keeps the table to one day of writes.

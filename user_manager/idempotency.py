@@ -1,53 +1,61 @@
-"""At-most-once execution of state-changing requests, keyed by the ``Idempotency-Key`` header.
+"""At most once per ``Idempotency-Key``: the protocol both user writes go through.
 
-Design (issue "at-most-once", option a): the idempotency key is claimed, the
-work is done and the key is completed in ONE database transaction.
-PostgreSQL makes a concurrent INSERT of the same key wait until the first
-transaction ends; the waiter then sees the completed key and replays its
-answer. We chose this over a visible ``in-progress`` state with a lease
-(option b) because it has no timing to tune and no state a crash can strand.
-Consequences that matter to clients:
+``POST /users`` and ``DELETE /users/<email>`` each carry a key. A write is
+one :class:`Write`: the answer it predicts for itself and the work it does,
+built once as SQL. :func:`run_once` runs it, in one transaction:
 
-- a crash at any point rolls back the claim together with the work, so a key
-  is never left ``in-progress`` and a retry simply does the work;
-- concurrent duplicates never see ``in-progress``: they wait (milliseconds)
-  and get the original answer, marked ``Idempotent-Replayed: true``;
-- validation errors are raised before the claim, so they are never stored and
-  a corrected retry with the same key works;
-- a key is bound to its request by a fingerprint of method, normalized path
-  and normalized body: reusing it for another request is a 422;
-- a key expires ``IDEMPOTENCY_KEY_RETENTION_HOURS`` after first use: reused
-  later it starts afresh, and the worker's reaper deletes expired keys.
+1. **Lock the subject.** A transaction-scoped advisory lock on the email the
+   request writes: requests on one email run one at a time, so what the next
+   statement reads of that email (does the user exist? is a deletion still
+   pending?) stays true until the commit.
+2. **Claim the key with the answer.** One statement inserts the key, already
+   completed with the answer the work will give, and (only if the key was
+   claimed) does the work. A live key is left alone; an expired one is taken
+   over as new.
+3. **Commit** the claim, the work and the answer together: a crash at any
+   point rolls all of them back, so a key is never left "in progress" and
+   a retry simply does the work.
+4. **Replay.** When the key was already live, its stored answer is returned
+   (``Idempotent-Replayed: true``), unless the key belongs to a different
+   request (another method, path or body: its fingerprint differs): 422.
 
-Two ways to run a request once, with the same guarantees:
-
-- :func:`execute_once` runs any operation between the claim and the
-  completion (claim INSERT, the work, completion UPDATE, COMMIT);
-- :func:`insert_once` is for work that is one INSERT whose success answer is
-  known in advance (creating a user): the claim, stored already completed
-  with that answer, and the INSERT (``... SELECT ... FROM claim``, so it runs
-  only if the key was claimed) are ONE statement, which also returns the
-  stored answer of a live key for a replay. A new request then costs that
-  statement and the COMMIT; a replay costs one statement. If the INSERT
-  finds a conflict, the caller computes the answer in the same transaction
-  and the stored one is corrected before the commit, so no other request
-  ever sees the predicted answer of a request that did not get it.
+Concurrent duplicates of one key wait for the first (PostgreSQL makes a
+second INSERT of the key wait for the first transaction) and replay its
+answer. Validation errors are raised before any of this, so a corrected
+retry may reuse its key. A write may refuse without storing anything (its
+predicted status is NULL): the refusal is an error the caller raises, so the
+same request succeeds later. Keys expire ``IDEMPOTENCY_KEY_RETENTION_HOURS``
+after first use; the worker's reaper deletes them.
 """
 
 import hashlib
 import json
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import delete, func, select, text
+from sqlalchemy import (
+    CTE,
+    ColumnElement,
+    Interval,
+    Select,
+    bindparam,
+    delete,
+    exists,
+    func,
+    literal,
+    select,
+    text,
+    true,
+)
 from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.exc import IntegrityError
 
-from common.errors import ApiError
+from common.web.errors import ApiError
 from user_manager import faults
 from user_manager.metrics import IDEMPOTENCY_CONFLICTS, IDEMPOTENCY_REPLAYS
 from user_manager.models import IdempotencyKey, db
@@ -56,20 +64,73 @@ log = logging.getLogger(__name__)
 
 KEY_PATTERN = re.compile(r"^[\x21-\x7e]{1,255}$")
 REPLAY_HEADER = "Idempotent-Replayed"
+KEYS = IdempotencyKey.__table__
+# The email the request writes; a write's own SQL refers to it too.
+SUBJECT = bindparam("subject")
+RETENTION = bindparam("retention", type_=Interval)
+LIVE = KEYS.c.created_at >= func.now() - RETENTION
+# Two concurrent inserts of one tax code (under two emails) cannot both win; the loser's
+# transaction is rolled back and run again, when it sees the winner and answers 409.
+ATTEMPTS_ON_INTEGRITY_ERROR = 3
+
+# Step 1: the subject's lock, released by the commit or rollback. hashtextextended maps the
+# email to the 64-bit key space of advisory locks.
+LOCK_SUBJECT = text("SELECT pg_advisory_xact_lock(hashtextextended(:subject, 0))")
+# Step 4 when the claim statement could not see the key yet: it was committed by a
+# concurrent request after the statement's snapshot (the claim waited for it).
+STORED_ANSWER = select(KEYS.c.response_code, KEYS.c.response_body, KEYS.c.request_fingerprint)
+
+
+@dataclass(frozen=True)
+class KeyedRequest:
+    """What makes two requests "the same": method, normalized path and body; and its key."""
+
+    key: str
+    method: str
+    path: str
+    body: dict[str, Any] | None
+    subject: str
+
+    @property
+    def fingerprint(self) -> str:
+        """Hash of the method, normalized path and normalized body."""
+        canonical = json.dumps(
+            [self.method, self.path, self.body], sort_keys=True, separators=(",", ":")
+        )
+        return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 @dataclass(frozen=True)
 class Outcome:
     """The answer to a state-changing request, fresh or replayed.
 
-    ``outbox_ids`` lists the outbox messages the request wrote, which it
-    delivers itself right after the commit (empty for replays).
+    ``outbox_id`` is the outbox message the request wrote, which it delivers
+    itself right after the commit (None for replays and writes without one).
     """
 
     status: int
     body: dict[str, Any]
     replayed: bool = False
-    outbox_ids: tuple[int, ...] = ()
+    outbox_id: int | None = None
+
+
+@dataclass(frozen=True)
+class Claim:
+    """Step 2 of a kind of write, as SQL: its predicted answer, and the key claimed with it."""
+
+    answer: CTE
+    cte: CTE
+
+    def made_with(self, status: int) -> ColumnElement:
+        """Return the condition of the write's work: the key was claimed with ``status``."""
+        return exists(select(self.cte.c.response_code).where(self.cte.c.response_code == status))
+
+
+@dataclass(frozen=True)
+class Write:
+    """One kind of state-changing request, as the statement :func:`run_once` executes."""
+
+    statement: Select
 
 
 def require_key(value: str | None) -> str:
@@ -81,195 +142,129 @@ def require_key(value: str | None) -> str:
     return value
 
 
-def request_fingerprint(method: str, path: str, body: dict[str, Any] | None) -> str:
-    """Hash what makes two requests "the same": method, normalized path and normalized body."""
-    canonical = json.dumps([method, path, body], sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()
+def claim(*, status: ColumnElement, body: ColumnElement) -> Claim:
+    """Build (once, at import) the claim of a key with the answer a write predicts.
 
-
-def _retention() -> timedelta:
-    return timedelta(hours=current_app.config["IDEMPOTENCY_KEY_RETENTION_HOURS"])
-
-
-def execute_once(
-    *,
-    key: str,
-    method: str,
-    path: str,
-    body: dict[str, Any] | None,
-    user_email: str,
-    operation: Callable[[], Outcome],
-) -> Outcome:
-    """Run ``operation`` at most once per key; replay the stored outcome for repeats."""
-    fingerprint = request_fingerprint(method, path, body)
-    session = db.session
-    claim = insert(IdempotencyKey).values(
-        key=key,
-        status="in-progress",
-        created_at=func.now(),
-        user_email=user_email,
-        request_method=method,
-        request_path=path,
-        request_fingerprint=fingerprint,
-    )
-    # A live key conflicts and is left alone (we replay it below); an expired one
-    # is taken over in the same statement, so the key acts as new.
-    claim = claim.on_conflict_do_update(
-        index_elements=[IdempotencyKey.key],
-        set_={
-            "status": claim.excluded.status,
-            "created_at": claim.excluded.created_at,
-            "response_code": None,
-            "response_body": None,
-            "user_email": claim.excluded.user_email,
-            "request_method": claim.excluded.request_method,
-            "request_path": claim.excluded.request_path,
-            "request_fingerprint": claim.excluded.request_fingerprint,
-        },
-        where=IdempotencyKey.created_at < func.now() - _retention(),
-    ).returning(IdempotencyKey.key)
-    if session.execute(claim).first() is None:
-        session.rollback()
-        outcome = _replay(key=key, fingerprint=fingerprint)
-        IDEMPOTENCY_REPLAYS.labels(method).inc()
-        return outcome
-
-    outcome = operation()
-    session.execute(
-        IdempotencyKey.__table__.update()
-        .where(IdempotencyKey.key == key)
-        .values(
-            status="completed",
-            response_code=outcome.status,
-            response_body=json.dumps(outcome.body),
-        )
-    )
-    faults.crash_point("crash-before-commit")
-    session.commit()
-    return outcome
-
-
-# The claim of insert_once, as a CTE. The key is stored completed with the predicted answer;
-# an expired key is taken over; a live one is left alone (and read by the outer SELECT).
-CLAIM_CTE = """
-claim AS (
-    INSERT INTO idempotency_keys AS k (
-        key, status, created_at, response_code, response_body,
-        user_email, request_method, request_path, request_fingerprint)
-    VALUES (
-        :key, 'completed', now(), :response_code, :response_body,
-        :user_email, :request_method, :request_path, :request_fingerprint)
-    ON CONFLICT (key) DO UPDATE SET
-        status = EXCLUDED.status, created_at = EXCLUDED.created_at,
-        response_code = EXCLUDED.response_code, response_body = EXCLUDED.response_body,
-        user_email = EXCLUDED.user_email, request_method = EXCLUDED.request_method,
-        request_path = EXCLUDED.request_path,
-        request_fingerprint = EXCLUDED.request_fingerprint
-    WHERE k.created_at < now() - make_interval(secs => :retention_seconds)
-    RETURNING 1
-)"""
-# A live key as this statement's snapshot sees it (absent if committed by a concurrent
-# request after the snapshot was taken: the claim waited for it; a fresh read follows).
-OUTCOME_SELECT = """
-SELECT EXISTS (SELECT FROM claim) AS claimed, EXISTS (SELECT FROM work) AS done,
-       stored.response_code, stored.response_body, stored.request_fingerprint
-FROM (VALUES (1)) AS one
-LEFT JOIN idempotency_keys AS stored
-       ON stored.key = :key AND stored.status = 'completed'
-      AND stored.created_at >= now() - make_interval(secs => :retention_seconds)"""
-COMPLETE_UPDATE = text(
-    "UPDATE idempotency_keys SET response_code = :response_code, response_body = :response_body "
-    "WHERE key = :key"
-)
-
-
-def insert_statement(work_cte: str):
-    """Build (once, at import) the statement of :func:`insert_once` for one kind of work.
-
-    ``work_cte`` is ``INSERT ... SELECT ... FROM claim ... RETURNING 1`` (the
-    work, done only when the key was claimed); its parameters are the
-    caller's, beside the claim's.
+    ``status`` and ``body`` (JSON text) are SQL for the answer the write will
+    give, read under the subject's lock; a NULL status refuses, and nothing
+    is stored. A live key is left alone; an expired one is taken over.
     """
-    return text(f"WITH {CLAIM_CTE.strip()},\nwork AS ({work_cte})\n{OUTCOME_SELECT.strip()}")
+    answer = select(status.label("status"), body.label("body")).cte("answer")
+    columns = {
+        "key": bindparam("key"),
+        "status": literal("completed"),
+        "created_at": func.now(),
+        "response_code": answer.c.status,
+        "response_body": answer.c.body,
+        "user_email": SUBJECT,
+        "request_method": bindparam("method"),
+        "request_path": bindparam("path"),
+        "request_fingerprint": bindparam("fingerprint"),
+    }
+    statement = insert(KEYS).from_select(
+        list(columns), select(*columns.values()).where(answer.c.status.is_not(None))
+    )
+    statement = statement.on_conflict_do_update(
+        index_elements=[KEYS.c.key],
+        set_={name: statement.excluded[name] for name in columns if name != "key"},
+        where=~LIVE,
+    )
+    returning = statement.returning(KEYS.c.response_code, KEYS.c.response_body)
+    return Claim(answer=answer, cte=returning.cte("claim"))
 
 
-def insert_once(
-    *,
-    statement,
-    params: dict[str, Any],
-    key: str,
-    method: str,
-    path: str,
-    body: dict[str, Any],
-    user_email: str,
-    done: Outcome,
-    otherwise: Callable[[], Outcome],
-) -> Outcome:
-    """Claim the key and do the INSERT of ``statement`` in one statement; see the module doc.
+def build_write(
+    claim: Claim, *, work: Sequence[CTE], outbox_id: ColumnElement | None = None
+) -> Write:
+    """Build (once, at import) the statement of step 2: claim the key, do ``work``, report.
 
-    ``done`` is the answer when the INSERT wrote its row; ``otherwise()`` is
-    called (in the same transaction) when it did not.
+    Each CTE of ``work`` must act only under ``claim.made_with(...)``.
+    ``outbox_id``, when given, is SQL for the outbox message the work queued.
     """
-    fingerprint = request_fingerprint(method, path, body)
-    session = db.session
-    row = session.execute(
-        statement,
-        {
-            **params,
-            "key": key,
-            "response_code": done.status,
-            "response_body": json.dumps(done.body),
-            "user_email": user_email,
-            "request_method": method,
-            "request_path": path,
-            "request_fingerprint": fingerprint,
-            "retention_seconds": _retention().total_seconds(),
-        },
-    ).one()
-    if not row.claimed:
-        session.rollback()
-        if row.response_code is None:
-            replayed = _replay(key=key, fingerprint=fingerprint)
-        else:
-            replayed = _stored_outcome(row, fingerprint)
-        IDEMPOTENCY_REPLAYS.labels(method).inc()
-        return replayed
-    outcome = done
-    if not row.done:
-        outcome = otherwise()
-        session.execute(
-            COMPLETE_UPDATE,
-            {
-                "key": key,
-                "response_code": outcome.status,
-                "response_body": json.dumps(outcome.body),
-            },
+    live = STORED_ANSWER.where(KEYS.c.key == bindparam("key"), LIVE).subquery("live")
+    outputs = [] if outbox_id is None else [outbox_id.label("outbox_id")]
+    statement = (
+        select(
+            select(claim.cte.c.response_code).scalar_subquery().label("claimed_status"),
+            select(claim.cte.c.response_body).scalar_subquery().label("claimed_body"),
+            select(claim.answer.c.status).scalar_subquery().label("predicted_status"),
+            live.c.response_code,
+            live.c.response_body,
+            live.c.request_fingerprint,
+            *outputs,
         )
-    faults.crash_point("crash-before-commit")
-    session.commit()
-    return outcome
+        .select_from(select(literal(1)).subquery("one").outerjoin(live, true()))
+        .add_cte(*work)
+    )
+    return Write(statement)
 
 
-def _stored_outcome(stored, fingerprint: str) -> Outcome:
+def run_once(
+    write: Write, request: KeyedRequest, params: dict[str, Any], *, refusal: ApiError | None = None
+) -> Outcome:
+    """Run ``write`` at most once per key (see the module docstring); replay repeats.
+
+    ``params`` are the write's own parameters; ``refusal`` is raised when the
+    write predicts a NULL status.
+    """
+    params = {
+        **params,
+        "key": request.key,
+        "subject": request.subject,
+        "method": request.method,
+        "path": request.path,
+        "fingerprint": request.fingerprint,
+        "retention": _retention(),
+    }
+    session = db.session
+    for attempt in range(1, ATTEMPTS_ON_INTEGRITY_ERROR + 1):
+        try:
+            session.execute(LOCK_SUBJECT, {"subject": request.subject})
+            row = session.execute(write.statement, params).one()
+            if row.claimed_status is not None:
+                faults.crash_point("crash-before-commit")
+                session.commit()
+                return Outcome(
+                    row.claimed_status,
+                    json.loads(row.claimed_body),
+                    outbox_id=row._mapping.get("outbox_id"),
+                )
+            break
+        except IntegrityError:
+            session.rollback()
+            if attempt == ATTEMPTS_ON_INTEGRITY_ERROR:
+                raise
+            log.info("%s lost a race for a unique value; running it again", request.method)
+    session.rollback()
+    if row.response_code is not None:
+        return _replay(row, request)
+    if row.predicted_status is None and refusal is not None:
+        raise refusal
+    stored = session.execute(STORED_ANSWER.where(KEYS.c.key == request.key)).first()
+    session.rollback()
+    if stored is None:
+        # Expired and reaped between our claim and this read: the client reused an old key.
+        IDEMPOTENCY_CONFLICTS.labels("409").inc()
+        raise ApiError(409, "This Idempotency-Key has just expired; retry the request.")
+    return _replay(stored, request)
+
+
+def _replay(stored, request: KeyedRequest) -> Outcome:
     """Replay a completed key's answer, unless it belongs to another request (422)."""
-    if stored.request_fingerprint != fingerprint:
+    if stored.request_fingerprint != request.fingerprint:
         IDEMPOTENCY_CONFLICTS.labels("422").inc()
         raise ApiError(
             422,
             "This Idempotency-Key was already used for a different request; "
             "use a new key for a new request.",
         )
+    IDEMPOTENCY_REPLAYS.labels(request.method).inc()
     # Only completed keys are ever committed (claim and completion share a transaction).
     return Outcome(stored.response_code, json.loads(stored.response_body or "{}"), replayed=True)
 
 
-def _replay(*, key: str, fingerprint: str) -> Outcome:
-    stored = db.session.get(IdempotencyKey, key)
-    if stored is None:
-        # Expired and reaped between our INSERT and this read: the client reused an old key.
-        IDEMPOTENCY_CONFLICTS.labels("409").inc()
-        raise ApiError(409, "This Idempotency-Key has just expired; retry the request.")
-    return _stored_outcome(stored, fingerprint)
+def _retention() -> timedelta:
+    return timedelta(hours=current_app.config["IDEMPOTENCY_KEY_RETENTION_HOURS"])
 
 
 def reap_expired_keys(*, batch_size: int) -> int:
@@ -282,15 +277,15 @@ def reap_expired_keys(*, batch_size: int) -> int:
     total = 0
     while True:
         expired = (
-            select(IdempotencyKey.key)
-            .where(IdempotencyKey.created_at < func.now() - _retention())
-            .order_by(IdempotencyKey.created_at)
+            select(KEYS.c.key)
+            .where(~LIVE)
+            .order_by(KEYS.c.created_at)
             .limit(batch_size)
             .with_for_update(skip_locked=True)
             .scalar_subquery()
         )
         deleted = db.session.execute(
-            delete(IdempotencyKey).where(IdempotencyKey.key.in_(expired))
+            delete(KEYS).where(KEYS.c.key.in_(expired)), {"retention": _retention()}
         ).rowcount
         db.session.commit()
         total += deleted

@@ -1,4 +1,4 @@
-"""User Manager metrics beyond the shared HTTP and gRPC ones (common.metrics).
+"""User Manager metrics beyond the shared HTTP and gRPC ones (common.observability.metrics).
 
 Counters are incremented where the behaviour happens, in whichever process
 it happens (prometheus_client's multiprocess mode adds them up). The outbox

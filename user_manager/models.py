@@ -8,8 +8,8 @@ from sqlalchemy import BigInteger, DateTime, Identity, Integer, String, Text, fu
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
+from common.emails import EMAIL_MAX_LENGTH
 from common.timeutil import isoformat_utc
-from common.validation import EMAIL_MAX_LENGTH
 
 db = SQLAlchemy()
 

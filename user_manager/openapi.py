@@ -9,7 +9,8 @@ service against this document with schemathesis.
 
 from flask import Flask
 
-from common.openapi import (
+from common.emails import EMAIL_MAX_LENGTH
+from common.web.openapi import (
     DATE_TIME,
     STRING,
     Document,
@@ -24,11 +25,10 @@ from common.openapi import (
     response,
     unavailable,
 )
-from common.validation import EMAIL_MAX_LENGTH
 from user_manager import routes
 from user_manager.idempotency import REPLAY_HEADER
+from user_manager.inputs import TAX_CODE_MIN_LENGTH, UserCreate
 from user_manager.models import IBAN_MAX_LENGTH, NAME_MAX_LENGTH, TAX_CODE_MAX_LENGTH
-from user_manager.services import TAX_CODE_MIN_LENGTH, UserCreate
 
 DESCRIPTION = """\
 Users of the Flight Tracker: create, list, read and delete them.

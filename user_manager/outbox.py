@@ -2,11 +2,14 @@
 
 Deleting a user must delete their interests in the Data Collector, even if
 the collector is down at that moment. So the delete writes an outbox row in
-its own transaction (:func:`enqueue`); right after the commit the request
-delivers its own row (:func:`deliver`), so normally the interests are gone
-when ``DELETE`` answers; whatever fails is retried by the relay
-(:func:`relay`, run by ``user_manager.worker``) with exponential backoff until
-the collector acknowledges it, across restarts of either service.
+its own transaction (:func:`enqueue_interest_deletion`); right after the
+commit the request delivers its own row (:func:`deliver`), so normally the
+interests are gone when ``DELETE`` answers; whatever fails is retried by the
+relay (:func:`relay`, run by ``user_manager.worker``) with exponential
+backoff until the collector acknowledges it, across restarts of either
+service. While a deletion is pending, :func:`interest_deletion_pending` is
+true for its email: a new account with that email must wait, or the late
+delivery would delete the new account's interests.
 
 A row is locked (``FOR UPDATE``) while it is being delivered and deleted when
 the peer acknowledges it, so no two processes deliver it at the same time;
@@ -19,14 +22,23 @@ import logging
 from dataclasses import dataclass
 from datetime import timedelta
 from enum import Enum
-from typing import Any
 
 from flask import current_app
-from sqlalchemy import Exists, exists, func, select
+from sqlalchemy import (
+    CTE,
+    ColumnElement,
+    Exists,
+    Interval,
+    bindparam,
+    exists,
+    func,
+    literal,
+    select,
+)
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import SQLAlchemyError
 
-from common.grpc_client import GrpcPeer, PeerUnavailableError
-from common.rpc import flight_tracker_pb2
+from common.rpc.peers import InterestsPeer, PeerError
 from user_manager.models import OutboxMessage, db
 
 log = logging.getLogger(__name__)
@@ -54,49 +66,67 @@ class Backlog:
     oldest_seconds: float | None
 
 
-def pending_delete_for(*, email: str) -> Exists:
-    """Build the SQL condition "a ``DeleteUserInterests`` for this email is undelivered"."""
+OUTBOX = OutboxMessage.__table__
+# How long the relay leaves a fresh message to the request that wrote it (OUTBOX_HANDOFF_SECONDS).
+HANDOFF = bindparam("handoff", type_=Interval)
+
+
+def interest_deletion_pending(email: ColumnElement) -> Exists:
+    """Build the SQL condition "a ``DeleteUserInterests`` for ``email`` is undelivered"."""
     return exists().where(
-        OutboxMessage.method == DELETE_USER_INTERESTS,
-        OutboxMessage.payload["email"].astext == email,
+        OUTBOX.c.method == literal(DELETE_USER_INTERESTS), OUTBOX.c.payload["email"].astext == email
     )
 
 
-def enqueue_delete_user_interests(*, email: str) -> int:
-    """Record, in the current transaction, that the user's interests must go; return the row id."""
-    handoff = timedelta(seconds=current_app.config["OUTBOX_HANDOFF_SECONDS"])
-    message = OutboxMessage(
-        method=DELETE_USER_INTERESTS,
-        payload={"email": email},
-        attempts=0,
-        next_attempt_at=func.now() + handoff,
-    )
-    db.session.add(message)
-    db.session.flush()
-    return message.id
+def enqueue_interest_deletion(emails: CTE, name: str = "queued") -> CTE:
+    """Build the CTE that queues a ``DeleteUserInterests`` for each email of ``emails``.
 
-
-def deliver(*, message_ids: tuple[int, ...], peer: GrpcPeer) -> None:
-    """Deliver the messages this request just committed; failures are left to the relay.
-
-    ``FOR UPDATE`` (not ``SKIP LOCKED``): if the relay holds a row, wait for it,
-    so that when this returns the message is either delivered or scheduled.
-    Never raises: the change has committed, and the relay finishes the job.
+    ``emails`` is a CTE with an ``email`` column (the rows a DELETE removed);
+    the new rows' ids are its ``id`` column. Parameter: ``handoff``, the
+    delay before the relay may try them (:func:`handoff`).
     """
-    for message_id in message_ids:
-        try:
-            message = db.session.scalar(
-                select(OutboxMessage).where(OutboxMessage.id == message_id).with_for_update()
-            )
-            if message is not None:
-                _attempt(message, peer)
-            db.session.commit()
-        except SQLAlchemyError:
-            log.exception("outbox message %d: could not record the attempt", message_id)
-            db.session.rollback()
+    return (
+        insert(OUTBOX)
+        .from_select(
+            ["method", "payload", "attempts", "next_attempt_at"],
+            select(
+                literal(DELETE_USER_INTERESTS),
+                func.jsonb_build_object("email", emails.c.email),
+                literal(0),
+                func.now() + HANDOFF,
+            ),
+        )
+        .returning(OUTBOX.c.id)
+        .cte(name)
+    )
 
 
-def relay(*, peer: GrpcPeer, max_messages: int) -> int:
+def handoff() -> timedelta:
+    """Return the delay before the relay may try a message its request is delivering."""
+    return timedelta(seconds=current_app.config["OUTBOX_HANDOFF_SECONDS"])
+
+
+def deliver(*, message_id: int, peer: InterestsPeer) -> None:
+    """Deliver the message this request just committed; a failure is left to the relay.
+
+    ``FOR UPDATE`` (not ``SKIP LOCKED``): if the relay holds the row, wait for
+    it, so that when this returns the message is either delivered or
+    scheduled. Never raises: the change has committed, and the relay
+    finishes the job.
+    """
+    try:
+        message = db.session.scalar(
+            select(OutboxMessage).where(OutboxMessage.id == message_id).with_for_update()
+        )
+        if message is not None:
+            _attempt(message, peer)
+        db.session.commit()
+    except SQLAlchemyError:
+        log.exception("outbox message %d: could not record the attempt", message_id)
+        db.session.rollback()
+
+
+def relay(*, peer: InterestsPeer, max_messages: int) -> int:
     """Deliver due messages one transaction each, oldest first; return how many were delivered.
 
     Stops early when the peer is unavailable: the rest would fail the same way,
@@ -136,6 +166,16 @@ def backlog() -> Backlog:
     return Backlog(count=count, oldest_seconds=None if oldest is None else float(oldest))
 
 
+def health_facts() -> dict:
+    """Return the ``outbox`` part of ``/health``: undelivered calls and the oldest one's age."""
+    current = backlog()
+    oldest = current.oldest_seconds
+    return {
+        "backlog": current.count,
+        "oldest_pending_seconds": None if oldest is None else round(oldest, 1),
+    }
+
+
 def log_backlog() -> None:
     """Warn when messages are waiting, so an outage of the peer shows in the logs."""
     current = backlog()
@@ -148,16 +188,13 @@ def log_backlog() -> None:
         )
 
 
-def _attempt(message: OutboxMessage, peer: GrpcPeer) -> Result:
+def _attempt(message: OutboxMessage, peer: InterestsPeer) -> Result:
     """Send one locked message; delete it when acknowledged, else schedule a retry."""
-    import grpc  # loaded by the peer's first call anyway; not at import (module docstring)
-
     try:
-        _send(message.method, message.payload, peer)
-    except PeerUnavailableError as error:
-        result, reason = Result.PEER_UNAVAILABLE, str(error)
-    except grpc.RpcError as error:
-        result, reason = Result.FAILED, f"{error.code()}: {error.details()}"
+        _send(message, peer)
+    except PeerError as error:
+        result = Result.PEER_UNAVAILABLE if error.unavailable else Result.FAILED
+        reason = str(error)
     except Exception as error:
         log.exception("outbox message %d: unexpected error", message.id)
         result, reason = Result.FAILED, repr(error)
@@ -183,9 +220,7 @@ def _attempt(message: OutboxMessage, peer: GrpcPeer) -> Result:
     return result
 
 
-def _send(method: str, payload: dict[str, Any], peer: GrpcPeer) -> None:
-    if method != DELETE_USER_INTERESTS:
-        raise ValueError(f"unknown outbox method {method!r}")
-    reply = peer.call(method, flight_tracker_pb2.UserRequest(email=payload["email"]))
-    if not reply.success:
-        raise RuntimeError("the Data Collector answered success=false")
+def _send(message: OutboxMessage, peer: InterestsPeer) -> None:
+    if message.method != DELETE_USER_INTERESTS:
+        raise ValueError(f"unknown outbox method {message.method!r}")
+    peer.delete_user_interests(message.payload["email"])

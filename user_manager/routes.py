@@ -1,12 +1,14 @@
 """User Manager REST API: thin views that validate, call services, and shape answers."""
 
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, jsonify, request
 
-from common.errors import ApiError, json_object_body
-from common.health import readiness
-from common.pagination import INVALID_CURSOR_MESSAGE, json_page_response, parse_page_request
-from common.validation import EMAIL_MAX_LENGTH, normalize_email, parse_model
+from common.emails import EMAIL_MAX_LENGTH
+from common.web.errors import ApiError
+from common.web.health import add_probes
+from common.web.inputs import json_object_body, parse_model, path_email
+from common.web.pagination import INVALID_CURSOR_MESSAGE, json_page_response, parse_page_request
 from user_manager import idempotency, outbox, services
+from user_manager.inputs import UserCreate
 from user_manager.models import db
 
 bp = Blueprint("users", __name__)
@@ -14,15 +16,6 @@ bp = Blueprint("users", __name__)
 # A page of users is a few KB; 100 per page by default, never more than 1,000.
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
-
-
-def _path_email(email: str) -> str:
-    try:
-        return normalize_email(email)
-    except ValueError as error:
-        raise ApiError(
-            400, f"The email in the path is not valid: {error}", details={"email": str(error)}
-        ) from None
 
 
 def _outcome_response(outcome: idempotency.Outcome):
@@ -33,40 +26,22 @@ def _outcome_response(outcome: idempotency.Outcome):
     return response
 
 
-@bp.get("/ping")
-def ping():
-    """Answer liveness probes."""
-    return {"message": "pong"}
-
-
-@bp.get("/health")
-def health():
-    """Report readiness: the database, the Data Collector, the calls still owed to it."""
-    return readiness(
-        service="user_manager",
-        db=db,
-        peer=current_app.extensions["data_collector_peer"],
-        peer_service="data_collector",
-        facts_key="outbox",
-        facts=outbox_facts,
-    )
-
-
-def outbox_facts() -> dict:
-    """Return the ``outbox`` part of ``/health``: undelivered calls and the oldest one's age."""
-    backlog = outbox.backlog()
-    oldest = backlog.oldest_seconds
-    return {
-        "backlog": backlog.count,
-        "oldest_pending_seconds": None if oldest is None else round(oldest, 1),
-    }
+add_probes(
+    bp,
+    service="user_manager",
+    db=db,
+    peer=services.data_collector,
+    peer_service="data_collector",
+    facts_key="outbox",
+    facts=outbox.health_facts,
+)
 
 
 @bp.post("/users")
 def create_user():
     """Register a new user, at most once per Idempotency-Key."""
     key = idempotency.require_key(request.headers.get("Idempotency-Key"))
-    data = parse_model(services.UserCreate, json_object_body())
+    data = parse_model(UserCreate, json_object_body())
     return _outcome_response(services.create_user(data=data, key=key))
 
 
@@ -86,7 +61,7 @@ def list_users():
 @bp.get("/users/<path:email>")
 def get_user(email: str):
     """Return one user."""
-    user = services.get_user(email=_path_email(email))
+    user = services.get_user(email=path_email(email))
     if user is None:
         raise ApiError(404, "User not found")
     return user
@@ -96,17 +71,4 @@ def get_user(email: str):
 def delete_user(email: str):
     """Delete a user and their interests in the Data Collector, at most once per key."""
     key = idempotency.require_key(request.headers.get("Idempotency-Key"))
-    normalized = _path_email(email)
-    outcome = idempotency.execute_once(
-        key=key,
-        method="DELETE",
-        path=f"/users/{normalized}",
-        body=None,
-        user_email=normalized,
-        operation=lambda: services.delete_user(email=normalized),
-    )
-    # Committed: now try the collector ourselves; what fails is the relay's job.
-    outbox.deliver(
-        message_ids=outcome.outbox_ids, peer=current_app.extensions["data_collector_peer"]
-    )
-    return _outcome_response(outcome)
+    return _outcome_response(services.delete_user(email=path_email(email), key=key))

@@ -1,178 +1,133 @@
-"""User Manager business logic: the rules a user must satisfy, and user storage.
+"""User Manager business logic: creating, deleting and reading users.
 
-Writes run inside :func:`user_manager.idempotency.execute_once` (or
-``insert_once``), which owns the transaction: the functions here never
-commit, so the user row, the idempotency key and any outbox message commit
-together or not at all.
+The two writes go route -> here -> :mod:`user_manager.idempotency`, which
+runs each at most once per ``Idempotency-Key``. Each write is defined below,
+once, as the answer it predicts and the work it does, in SQL built at
+import: :func:`create_user` inserts the user; :func:`delete_user` deletes the
+user and queues the deletion of their interests in the Data Collector (the
+outbox), then delivers it right after the commit.
 """
 
-import re
-import unicodedata
+import json
 
-from pydantic import BaseModel, ConfigDict, Field, StrictStr, field_validator
-from sqlalchemy import bindparam, delete, select
+from flask import current_app
+from sqlalchemy import bindparam, case, delete, literal, null, select
+from sqlalchemy.dialects.postgresql import insert
 
-from common.db_connections import autocommit_statements
-from common.errors import ApiError
-from common.pagination import json_item_rows
+from common.db.connections import autocommit_statements
+from common.emails import normalize_email
+from common.rpc.peers import InterestsPeer
 from common.timeutil import isoformat_utc_sql, utc_now
-from common.validation import normalize_email
+from common.web.errors import ApiError
+from common.web.pagination import json_item_rows
 from user_manager import idempotency, outbox
-from user_manager.idempotency import Outcome
-from user_manager.models import (
-    IBAN_MAX_LENGTH,
-    NAME_MAX_LENGTH,
-    TAX_CODE_MAX_LENGTH,
-    User,
-    db,
-    user_to_dict,
+from user_manager.idempotency import SUBJECT, KeyedRequest, Outcome
+from user_manager.inputs import UserCreate
+from user_manager.models import User, db, user_to_dict
+
+USERS = User.__table__
+USER_FIELDS = ("email", "first_name", "last_name", "tax_code", "iban", "created_at")
+USER_EXISTS = {"error": "User already exists"}
+TAX_CODE_TAKEN = {"error": "tax_code is already registered to another user"}
+USER_NOT_FOUND = {"error": "User not found"}
+USER_DELETED = {"message": "User deleted successfully"}
+
+
+def data_collector() -> InterestsPeer:
+    """Return this app's gRPC client of the Data Collector (one channel per process)."""
+    return current_app.extensions["data_collector"]
+
+
+# POST /users: 409 when the email or the tax code is taken; refused (nothing stored) while
+# the interests of a previous account with this email still wait in the outbox to be
+# deleted, or that late delivery would delete the new account's; else 201 and the INSERT.
+_email_taken = select(USERS.c.email).where(USERS.c.email == SUBJECT).exists()
+_tax_code_taken = select(USERS.c.email).where(USERS.c.tax_code == bindparam("tax_code")).exists()
+_CREATE_CLAIM = idempotency.claim(
+    status=case(
+        (_email_taken, literal(409)),
+        (outbox.interest_deletion_pending(SUBJECT), null()),
+        (_tax_code_taken, literal(409)),
+        else_=literal(201),
+    ),
+    body=case(
+        (_email_taken, literal(json.dumps(USER_EXISTS))),
+        (_tax_code_taken, literal(json.dumps(TAX_CODE_TAKEN))),
+        else_=bindparam("created_body"),
+    ),
 )
-
-# Tax identifiers are printed with spaces, dots, hyphens or slashes between groups.
-TAX_CODE_SEPARATORS = re.compile(r"[\s./-]")
-# Shorter national codes exist only for companies in a few registries; four is a safe floor.
-TAX_CODE_MIN_LENGTH = 4
-ASCII_ALNUM = re.compile(r"^[A-Za-z0-9]*$")
-
-
-def _is_invisible(char: str) -> bool:
-    return char.isspace() or unicodedata.category(char) == "Cf"
-
-
-def _check_name(value: str) -> str:
-    if any(unicodedata.category(char) in ("Cc", "Cs") for char in value):
-        raise ValueError("must not contain control characters")
-    if all(_is_invisible(char) for char in value):
-        raise ValueError("must not be blank")
-    return value
-
-
-class UserCreate(BaseModel):
-    """The body of ``POST /users``: unknown fields and non-string values are refused."""
-
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-
-    email: StrictStr
-    first_name: StrictStr = Field(max_length=NAME_MAX_LENGTH)
-    last_name: StrictStr = Field(max_length=NAME_MAX_LENGTH)
-    tax_code: StrictStr | None = None
-    iban: StrictStr | None = None
-
-    @field_validator("email")
-    @classmethod
-    def _email(cls, value: str) -> str:
-        return normalize_email(value)
-
-    @field_validator("first_name", "last_name")
-    @classmethod
-    def _name(cls, value: str) -> str:
-        return _check_name(value)
-
-    @field_validator("tax_code")
-    @classmethod
-    def _tax_code(cls, value: str | None) -> str | None:
-        """Normalize to upper-case letters and digits; no single country's checksum is imposed."""
-        if value is None or value == "":
-            return None
-        normalized = TAX_CODE_SEPARATORS.sub("", value)
-        if not ASCII_ALNUM.fullmatch(normalized):
-            raise ValueError("must contain only letters A-Z and digits (spaces, . - / allowed)")
-        if not TAX_CODE_MIN_LENGTH <= len(normalized) <= TAX_CODE_MAX_LENGTH:
-            raise ValueError(
-                f"must have {TAX_CODE_MIN_LENGTH} to {TAX_CODE_MAX_LENGTH} letters and digits"
-            )
-        return normalized.upper()
-
-    @field_validator("iban")
-    @classmethod
-    def _iban(cls, value: str | None) -> str | None:
-        """Normalize to the compact upper-case form, checked against the IBAN registry."""
-        if value is None or value == "":
-            return None
-        compact = re.sub(r"\s", "", value)
-        if not ASCII_ALNUM.fullmatch(compact) or not 5 <= len(compact) <= IBAN_MAX_LENGTH:
-            raise ValueError(f"must be 5 to {IBAN_MAX_LENGTH} letters and digits (spaces allowed)")
-        # Imported on first use: the gRPC server and the worker never validate an IBAN,
-        # and schwifty with its registry costs ~6 MB per process.
-        from schwifty import IBAN
-        from schwifty.exceptions import SchwiftyException
-
-        try:
-            # Country code, length and BBAN format for that country, ISO 13616 mod-97.
-            return IBAN(compact).compact
-        except SchwiftyException as error:
-            raise ValueError(f"is not a valid IBAN: {error}") from None
-
-
-# The user's INSERT, done in the statement that claims the Idempotency-Key (built once).
-# Not while the interests of a previous account with this email still wait in the outbox
-# to be deleted (see create_user).
-CREATE_USER_STATEMENT = idempotency.insert_statement(
-    "INSERT INTO users (email, first_name, last_name, tax_code, iban, created_at) "
-    "SELECT :email, :first_name, :last_name, :tax_code, :iban, :created_at FROM claim "
-    "WHERE NOT EXISTS (SELECT FROM outbox "
-    "WHERE method = :pending_method AND payload->>'email' = :email) "
-    "ON CONFLICT DO NOTHING RETURNING 1"
+CREATE_USER = idempotency.build_write(
+    _CREATE_CLAIM,
+    work=[
+        insert(USERS)
+        .from_select(
+            list(USER_FIELDS),
+            select(SUBJECT, *(bindparam(name) for name in USER_FIELDS[1:])).where(
+                _CREATE_CLAIM.made_with(201)
+            ),
+        )
+        .cte("created")
+    ],
+)
+STILL_BEING_DELETED = ApiError(
+    409,
+    "A previous account with this email is still being deleted; try again shortly.",
+    headers={"Retry-After": "10"},
 )
 
 
 def create_user(*, data: UserCreate, key: str) -> Outcome:
-    """Insert the user at most once per key, or answer 409 when the email or tax code is taken.
-
-    An email whose previous account's interests are still waiting in the
-    outbox to be deleted (the Data Collector was down) is refused for now:
-    created again, the new account's interests would be wiped by that late
-    delivery. The refusal is raised, not returned, so it is not stored
-    against the key and the same request succeeds once the outbox is drained.
-    """
-    row = {
-        "email": data.email,
-        "first_name": data.first_name,
-        "last_name": data.last_name,
-        "tax_code": data.tax_code,
-        "iban": data.iban,
-        "created_at": utc_now(),
-    }
-    return idempotency.insert_once(
-        statement=CREATE_USER_STATEMENT,
-        params={**row, "pending_method": outbox.DELETE_USER_INTERESTS},
-        key=key,
-        method="POST",
-        path="/users",
-        body=data.model_dump(),
-        user_email=data.email,
-        done=Outcome(201, {"message": "User created successfully", "user": user_to_dict(row)}),
-        otherwise=lambda: _create_conflict(email=data.email),
+    """Insert the user at most once per key, or answer 409 when the email or tax code is taken."""
+    row = {**data.model_dump(), "created_at": utc_now()}
+    created = {"message": "User created successfully", "user": user_to_dict(row)}
+    return idempotency.run_once(
+        CREATE_USER,
+        KeyedRequest(key, "POST", "/users", data.model_dump(), subject=data.email),
+        {**row, "created_body": json.dumps(created)},
+        refusal=STILL_BEING_DELETED,
     )
 
 
-def _create_conflict(*, email: str) -> Outcome:
-    if db.session.get(User, email) is not None:
-        return Outcome(409, {"error": "User already exists"})
-    if db.session.scalar(select(outbox.pending_delete_for(email=email))):
-        raise ApiError(
-            409,
-            "A previous account with this email is still being deleted; try again shortly.",
-            headers={"Retry-After": "10"},
-        )
-    return Outcome(409, {"error": "tax_code is already registered to another user"})
+# DELETE /users/<email>: 404 when there is no such user; else 200, the DELETE, and the
+# deletion of the user's interests queued in the outbox.
+_DELETE_CLAIM = idempotency.claim(
+    status=case((_email_taken, literal(200)), else_=literal(404)),
+    body=case(
+        (_email_taken, literal(json.dumps(USER_DELETED))),
+        else_=literal(json.dumps(USER_NOT_FOUND)),
+    ),
+)
+_deleted = (
+    delete(USERS)
+    .where(USERS.c.email == SUBJECT, _DELETE_CLAIM.made_with(200))
+    .returning(USERS.c.email)
+    .cte("deleted")
+)
+_queued = outbox.enqueue_interest_deletion(_deleted)
+DELETE_USER = idempotency.build_write(
+    _DELETE_CLAIM,
+    work=[_deleted, _queued],
+    outbox_id=select(_queued.c.id).scalar_subquery(),
+)
 
 
-def delete_user(*, email: str) -> Outcome:
-    """Delete the user and queue the deletion of their interests; 404 when there is none."""
-    deleted = db.session.execute(
-        delete(User).where(User.email == email).returning(User.email)
-    ).first()
-    if deleted is None:
-        return Outcome(404, {"error": "User not found"})
-    message_id = outbox.enqueue_delete_user_interests(email=email)
-    return Outcome(200, {"message": "User deleted successfully"}, outbox_ids=(message_id,))
+def delete_user(*, email: str, key: str) -> Outcome:
+    """Delete the user and their interests in the Data Collector, at most once per key."""
+    outcome = idempotency.run_once(
+        DELETE_USER,
+        KeyedRequest(key, "DELETE", f"/users/{email}", None, subject=email),
+        {"handoff": outbox.handoff()},
+    )
+    if outcome.outbox_id is not None:
+        # Committed: now try the collector ourselves; what fails is the relay's job.
+        outbox.deliver(message_id=outcome.outbox_id, peer=data_collector())
+    return outcome
 
 
 # Reads are prebuilt Core statements on the table: no ORM identity map, no per-request
 # statement construction.
-USERS = User.__table__
 GET_USER = select(USERS).where(USERS.c.email == bindparam("email"))
+USER_EXISTS_QUERY = select(USERS.c.email).where(USERS.c.email == bindparam("email"))
 
 
 def _users_page(*, after: bool):
@@ -194,7 +149,6 @@ def _users_page(*, after: bool):
 
 FIRST_USERS = _users_page(after=False)
 USERS_AFTER = _users_page(after=True)
-USER_EXISTS = select(USERS.c.email).where(USERS.c.email == bindparam("email"))
 
 
 def get_user(*, email: str) -> dict | None:
@@ -224,4 +178,4 @@ def user_exists(*, email: str) -> bool:
     except ValueError:
         return False
     autocommit_statements(db)
-    return db.session.execute(USER_EXISTS, {"email": normalized}).first() is not None
+    return db.session.execute(USER_EXISTS_QUERY, {"email": normalized}).first() is not None

@@ -10,7 +10,7 @@ Every replica may run this process: rows are claimed with ``SKIP LOCKED``,
 so replicas share the work and never deliver one message at the same time.
 """
 
-from common.scheduling import PeriodicJob, run_periodic_jobs
+from common.process.scheduling import PeriodicJob, run_periodic_jobs
 from user_manager import idempotency, outbox
 from user_manager.app import create_app
 
@@ -19,7 +19,7 @@ def main() -> None:
     """Run the jobs until SIGTERM."""
     app = create_app(migrations=False)
     config = app.config
-    peer = app.extensions["data_collector_peer"]
+    peer = app.extensions["data_collector"]
     run_periodic_jobs(
         app,
         [

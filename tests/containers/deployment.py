@@ -24,7 +24,17 @@ DOCKERIGNORE = REPO_ROOT / ".dockerignore"
 SHARED_PACKAGE = "common"
 # The calls through which service code reads its environment (common/config.py, and the
 # Data Collector's credential reader, which maps the .env placeholders to "no credentials").
-ENV_READERS = {"env_str", "env_int", "env_float", "env_bool", "opensky_credential"}
+ENV_READERS = {
+    "env_str",
+    "env_int",
+    "env_float",
+    "env_bool",
+    "env_database_url",
+    "opensky_credential",
+}
+# A service's Config names its (required) database URL in this class attribute, which the
+# shared BaseConfig reads.
+DATABASE_URL_ATTRIBUTE = "DATABASE_URL_VARIABLE"
 VARIABLE_NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
 
 
@@ -271,6 +281,14 @@ def _read_of(call: ast.Call, package: str, location: str) -> EnvRead | None:
     return EnvRead(first.value, package, location, has_default, default)
 
 
+def _database_url_read(node: ast.Assign, package: str, location: str) -> EnvRead | None:
+    named = [t for t in node.targets if isinstance(t, ast.Name) and t.id == DATABASE_URL_ATTRIBUTE]
+    value = node.value
+    if named and isinstance(value, ast.Constant) and value.value:
+        return EnvRead(value.value, package, location, False, None)
+    return None
+
+
 def env_reads() -> list[EnvRead]:
     """Find every environment variable read in the services' and the shared code."""
     reads = []
@@ -279,11 +297,14 @@ def env_reads() -> list[EnvRead]:
         for path in sorted((REPO_ROOT / package).rglob("*.py")):
             tree = ast.parse(path.read_text(), filename=str(path))
             for node in ast.walk(tree):
+                location = f"{path.relative_to(REPO_ROOT)}:{getattr(node, 'lineno', 0)}"
+                read = None
                 if isinstance(node, ast.Call):
-                    location = f"{path.relative_to(REPO_ROOT)}:{node.lineno}"
                     read = _read_of(node, package, location)
-                    if read is not None:
-                        reads.append(read)
+                elif isinstance(node, ast.Assign):
+                    read = _database_url_read(node, package, location)
+                if read is not None:
+                    reads.append(read)
     return reads
 
 

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from common.supervisor import Supervisor
+from common.process.supervisor import Supervisor
 from tests.containers.deployment import (
     COMPOSE_FILE,
     REPO_ROOT,
@@ -39,7 +39,7 @@ DATABASES = {
     for name, spec in COMPOSE["services"].items()
     if spec.get("image", "").startswith("postgres")
 }
-# The design's public contract (design.md section 2).
+# Names that scripts and tools outside the code rely on: a public contract.
 EXPECTED_SERVICES = {"user-manager", "user-db", "data-collector", "data-db"}
 CONTRACT_HTTP_PORTS = {"user-manager": 5001, "data-collector": 5002}
 POSTGRES_PORT = 5432

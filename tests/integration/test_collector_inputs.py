@@ -6,8 +6,8 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from common.openapi import MAX_REQUEST_LINE_BYTES
-from common.pagination import encode_cursor
+from common.web.openapi import MAX_REQUEST_LINE_BYTES
+from common.web.pagination import encode_cursor
 from tests.integration.collector_support import make_flight, today_start
 from tests.utils import Api
 

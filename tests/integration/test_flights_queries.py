@@ -5,7 +5,7 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import event, text
 
-from data_collector import collection, services
+from data_collector import flight_store, flights
 from data_collector.models import db
 from data_collector.planning import DAY
 from tests.integration.collector_support import (
@@ -172,11 +172,11 @@ def test_the_statements_the_service_sends_use_the_indexes_on_a_large_table(colle
     try:
         both = ("arrival", "departure")
         for directions in (("arrival",), ("departure",), both):
-            page = services.list_flights(airport="LIRF", directions=directions, limit=101)
-            after = services.FlightCursor.from_key(services.FlightCursor.key_of(page[-1]))
-            services.list_flights(airport="LIRF", directions=directions, after=after, limit=101)
-        services.average_flights(airport="LIRF", days=7, directions=both)
-        collection.delete_expired(retention_days=30)
+            page = flights.list_flights(airport="LIRF", directions=directions, limit=101)
+            after = flights.FlightCursor.from_key(flights.FlightCursor.key_of(page[-1]))
+            flights.list_flights(airport="LIRF", directions=directions, after=after, limit=101)
+        flights.average_flights(airport="LIRF", days=7, directions=both)
+        flight_store.delete_expired(retention_days=30)
     finally:
         event.remove(db.engine, "before_cursor_execute", record)
         plans = [

@@ -8,7 +8,7 @@ import time
 import grpc
 import pytest
 
-from common.rpc import flight_tracker_pb2, flight_tracker_pb2_grpc
+from common.rpc.generated import flight_tracker_pb2, flight_tracker_pb2_grpc
 from tests.utils import create_user, run_sql, unique_email
 
 

@@ -80,11 +80,12 @@ def test_logged_database_errors_do_not_carry_the_statement_values(local_stack, c
 
     from sqlalchemy import create_engine, text
 
-    from common.config import database_engine_options, sqlalchemy_url
-    from common.logs import configure_logging
+    from common.db.connections import engine_options
+    from common.observability.logs import configure_logging
+    from common.settings import sqlalchemy_url
 
     url = sqlalchemy_url(local_stack.database_urls["USER_MANAGER_DATABASE_URL"])
-    engine = create_engine(url, **database_engine_options())
+    engine = create_engine(url, **engine_options(pool_size=1))
     iban = "GB82WEST12345698765432"
     for log_format in ("text", "json"):
         configure_logging("INFO", log_format)

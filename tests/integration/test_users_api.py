@@ -5,7 +5,7 @@ import uuid
 import grpc
 import pytest
 
-from common.rpc import flight_tracker_pb2, flight_tracker_pb2_grpc
+from common.rpc.generated import flight_tracker_pb2, flight_tracker_pb2_grpc
 from tests.utils import create_user, new_key, unique_email, user_payload
 
 REPLAYED = "Idempotent-Replayed"

@@ -6,7 +6,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from common.pagination import encode_cursor
+from common.web.pagination import encode_cursor
 from tests.utils import create_user, new_key
 
 DEFAULT_PAGE_SIZE = 100

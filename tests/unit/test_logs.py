@@ -3,8 +3,8 @@
 import json
 import logging
 
-from common.logs import configure_logging
-from common.request_context import bind_request_id, unbind_request_id
+from common.observability.logs import configure_logging
+from common.observability.request_ids import bind_request_id, unbind_request_id
 
 
 def test_json_lines_carry_level_message_and_request_id(capsys):

@@ -6,10 +6,10 @@ import pytest
 from openapi_spec_validator import validate
 
 from data_collector.app import create_app as create_data_collector
-from data_collector.services import InterestRequest
+from data_collector.inputs import InterestRequest
 from devstack.stack import free_port
 from user_manager.app import create_app as create_user_manager
-from user_manager.services import UserCreate
+from user_manager.inputs import UserCreate
 
 APPS = {"user_manager": create_user_manager, "data_collector": create_data_collector}
 BODY_MODELS = {"user_manager": UserCreate, "data_collector": InterestRequest}

@@ -2,7 +2,7 @@
 
 import pytest
 
-from data_collector.config import Config, startup_warnings
+from data_collector.config import Config
 
 
 @pytest.fixture
@@ -26,10 +26,10 @@ def config_with(monkeypatch):
     ],
 )
 def test_placeholder_or_missing_credentials_are_announced(config_with, client_id, client_secret):
-    (warning,) = startup_warnings(config_with(client_id, client_secret))
+    (warning,) = config_with(client_id, client_secret).startup_warnings()
     assert "anonymously" in warning
     assert "OPENSKY_CLIENT_ID" in warning and "OPENSKY_CLIENT_SECRET" in warning
 
 
 def test_real_credentials_start_quietly(config_with):
-    assert startup_warnings(config_with("my-client", "s3cret-value")) == []
+    assert config_with("my-client", "s3cret-value").startup_warnings() == []

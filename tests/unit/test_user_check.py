@@ -5,9 +5,9 @@ from concurrent import futures
 import grpc
 import pytest
 
-from common.errors import ApiError
-from common.grpc_client import GrpcPeer
-from common.rpc import flight_tracker_pb2_grpc
+from common.rpc.generated import flight_tracker_pb2_grpc
+from common.rpc.peers import UserDirectory
+from common.web.errors import ApiError
 from data_collector.services import require_existing_user
 
 
@@ -28,11 +28,10 @@ def test_any_grpc_error_from_the_user_check_is_a_503(code):
     flight_tracker_pb2_grpc.add_UserServiceServicer_to_server(_FailingUserService(code), server)
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
-    peer = GrpcPeer(f"127.0.0.1:{port}", "UserServiceStub", timeout=5)
+    directory = UserDirectory(f"127.0.0.1:{port}", timeout=5)
     try:
         with pytest.raises(ApiError) as raised:
-            require_existing_user(peer=peer, email="someone@example.com")
+            require_existing_user(directory=directory, email="someone@example.com")
         assert raised.value.status == 503
     finally:
-        peer.close()
         server.stop(None)

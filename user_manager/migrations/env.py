@@ -1,5 +1,5 @@
-"""Alembic environment of the User Manager (shared logic in common.migration_env)."""
+"""Alembic environment of the User Manager (shared logic in common.db.migrations)."""
 
-from common.migration_env import run_migrations
+from common.db.migrations import run_migrations
 
 run_migrations()

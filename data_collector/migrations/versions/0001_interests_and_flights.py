@@ -1,4 +1,4 @@
-"""User interests and flight data (seed section 5.2).
+"""User interests and flight data (the tables and columns of the original specification).
 
 Revision ID: 0001
 Revises:

@@ -1,4 +1,4 @@
-"""Users and idempotency keys (seed section 5.1).
+"""Users and idempotency keys (the tables and columns of the original specification).
 
 Revision ID: 0001
 Revises:

@@ -1,0 +1,1 @@
+"""PostgreSQL as both services use it: pooled connections and migrations."""

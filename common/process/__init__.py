@@ -1,0 +1,1 @@
+"""How a service runs as processes: the launcher, its supervisor, scheduled jobs, probes."""

@@ -1,0 +1,1 @@
+"""Code generated from protos/flight_tracker.proto by ``make proto``; never edit it by hand."""

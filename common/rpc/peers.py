@@ -1,0 +1,167 @@
+"""Clients of the two internal gRPC services, typed: one method per RPC, one error type.
+
+:class:`UserDirectory` is the User Manager's ``UserService`` as the Data
+Collector calls it; :class:`InterestsPeer` is the Data Collector's
+``DataCollectorService`` as the User Manager calls it. Every call has a
+deadline, and every failure raises :class:`PeerError` with the gRPC status,
+so callers decide between "the peer is down" and "the peer refused" without
+touching grpcio.
+
+grpcio is not fork-safe, and gunicorn forks its workers, so no channel may
+exist before the fork: a client opens its channel on first use, and opens a
+new one if it finds itself in another process than the one that opened it.
+The channel's service config retries only ``UNAVAILABLE`` (the peer is not
+reachable, nothing was executed), a few times with backoff, and always within
+the caller's deadline.
+"""
+
+import json
+import os
+import threading
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from common.observability.metrics import GRPC_CLIENT_CALLS
+from common.observability.request_ids import GRPC_METADATA_KEY, current_request_id
+from common.rpc.generated import flight_tracker_pb2 as messages
+from common.rpc.generated import flight_tracker_pb2_grpc as stubs
+
+RETRY_SERVICE_CONFIG = json.dumps(
+    {
+        "methodConfig": [
+            {
+                "name": [{}],
+                "retryPolicy": {
+                    "maxAttempts": 3,
+                    "initialBackoff": "0.05s",
+                    "maxBackoff": "0.5s",
+                    "backoffMultiplier": 2,
+                    "retryableStatusCodes": ["UNAVAILABLE"],
+                },
+            }
+        ]
+    }
+)
+CHANNEL_OPTIONS = [
+    ("grpc.service_config", RETRY_SERVICE_CONFIG),
+    ("grpc.enable_retries", 1),
+    ("grpc.keepalive_time_ms", 30_000),
+    # After a peer outage, reconnect within a second of its return (gRPC's default backoff
+    # grows to two minutes); a peer on the same network is cheap to retry every second.
+    ("grpc.initial_reconnect_backoff_ms", 500),
+    ("grpc.max_reconnect_backoff_ms", 1_000),
+]
+# Statuses that mean "the peer could not answer", as opposed to "the peer answered no".
+UNAVAILABLE_CODES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
+# The method label of health checks in grpc_client_calls_total.
+HEALTH_CHECK = "Health.Check"
+
+
+class PeerError(Exception):
+    """A call to a peer service failed; ``code`` is the gRPC status it failed with."""
+
+    def __init__(self, address: str, method: str, code: grpc.StatusCode, details: str | None):
+        super().__init__(f"{method} on {address}: {code.name} ({details or 'no details'})")
+        self.code = code
+
+    @property
+    def unavailable(self) -> bool:
+        """True when the peer could not answer (down, unreachable, too slow)."""
+        return self.code in UNAVAILABLE_CODES
+
+
+class Peer:
+    """A lazily connected stub for one peer, safe across gunicorn forks.
+
+    Subclasses name their generated stub class in ``STUB`` and add one typed
+    method per RPC.
+    """
+
+    STUB: Any = None
+
+    def __init__(self, address: str, *, timeout: float):
+        self.address = address
+        self.timeout = timeout
+        self._lock = threading.Lock()
+        self._pid: int | None = None
+        self._stub: Any = None
+        self._health: health_pb2_grpc.HealthStub | None = None
+
+    def _connect(self) -> None:
+        with self._lock:
+            if self._pid != os.getpid():
+                # Never reuse a channel inherited through fork: its threads did not survive.
+                channel = grpc.insecure_channel(self.address, options=CHANNEL_OPTIONS)
+                self._stub = self.STUB(channel)
+                self._health = health_pb2_grpc.HealthStub(channel)
+                self._pid = os.getpid()
+
+    def _service(self) -> Any:
+        """Return the stub of this process's channel (opened on first use)."""
+        self._connect()
+        return self._stub
+
+    def _call(self, method: str, rpc, request, *, wait_for_ready: bool = False) -> Any:
+        """Call ``rpc`` (a method of the stub) with the deadline; raise PeerError on failure.
+
+        ``method`` names the call in metrics and errors. ``wait_for_ready``: a
+        call made while the channel waits out its reconnect backoff (the peer
+        has just come back) waits for the connection within the deadline
+        instead of failing at once. Client requests use it; background retries
+        (the outbox relay) fail fast.
+        """
+        request_id = current_request_id()
+        metadata = ((GRPC_METADATA_KEY, request_id),) if request_id else None
+        try:
+            reply = rpc(
+                request, timeout=self.timeout, metadata=metadata, wait_for_ready=wait_for_ready
+            )
+        except grpc.RpcError as error:
+            GRPC_CLIENT_CALLS.labels(method, error.code().name).inc()
+            raise PeerError(self.address, method, error.code(), error.details()) from error
+        GRPC_CLIENT_CALLS.labels(method, "OK").inc()
+        return reply
+
+    def is_serving(self, *, timeout: float) -> bool:
+        """Ask the peer's standard gRPC health service whether it serves; never raises."""
+        self._connect()
+        try:
+            reply = self._health.Check(health_pb2.HealthCheckRequest(service=""), timeout=timeout)
+        except grpc.RpcError as error:
+            GRPC_CLIENT_CALLS.labels(HEALTH_CHECK, error.code().name).inc()
+            return False
+        GRPC_CLIENT_CALLS.labels(HEALTH_CHECK, "OK").inc()
+        return reply.status == health_pb2.HealthCheckResponse.SERVING
+
+
+class UserDirectory(Peer):
+    """The User Manager's ``UserService``: the authority on which users exist."""
+
+    STUB = stubs.UserServiceStub
+
+    def check_user_exists(self, email: str, *, wait_for_ready: bool = False) -> bool:
+        """Tell whether a user with this email exists."""
+        reply = self._call(
+            "CheckUserExists",
+            self._service().CheckUserExists,
+            messages.UserRequest(email=email),
+            wait_for_ready=wait_for_ready,
+        )
+        return reply.exists
+
+
+class InterestsPeer(Peer):
+    """The Data Collector's ``DataCollectorService``: it owns the users' airport interests."""
+
+    STUB = stubs.DataCollectorServiceStub
+
+    def delete_user_interests(self, email: str) -> int:
+        """Delete every interest of the user (idempotent); return how many there were."""
+        reply = self._call(
+            "DeleteUserInterests",
+            self._service().DeleteUserInterests,
+            messages.UserRequest(email=email),
+        )
+        return reply.deleted_count

@@ -1,0 +1,75 @@
+"""Reading a request, shared by both services: every refusal is a 4xx saying what to fix.
+
+Bodies are parsed into pydantic models that forbid unknown fields and refuse
+JSON values of the wrong type; every failure becomes one 400 whose
+``details`` name each offending field. Query and path parameters have small
+readers here that raise the same kind of 400.
+"""
+
+from typing import Any, TypeVar
+
+from flask import request
+from pydantic import BaseModel, ValidationError
+
+from common.emails import normalize_email
+from common.web.errors import ApiError
+
+Model = TypeVar("Model", bound=BaseModel)
+
+
+def json_object_body() -> dict[str, Any]:
+    """Return the request's JSON object, or raise the 4xx a client can act on.
+
+    415 when the body is not declared as JSON, 400 when it does not parse or
+    is not an object. (413 for oversized bodies comes earlier, from
+    ``MAX_CONTENT_LENGTH``.)
+    """
+    if not request.is_json:
+        raise ApiError(415, "The request body must be JSON (Content-Type: application/json).")
+    body = request.get_json(silent=True)
+    if body is None:
+        raise ApiError(400, "The request body is not valid JSON.")
+    if not isinstance(body, dict):
+        raise ApiError(400, "The request body must be a JSON object.")
+    return body
+
+
+def parse_model(model: type[Model], data: Any) -> Model:
+    """Validate ``data`` against ``model``; raise a 400 naming every invalid field."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as error:
+        details: dict[str, str] = {}
+        for problem in error.errors(include_url=False, include_input=False):
+            field = ".".join(str(part) for part in problem["loc"]) or "body"
+            message = problem["msg"]
+            if problem["type"] == "extra_forbidden":
+                message = "unknown field"
+            elif message.startswith("Value error, "):
+                message = message[len("Value error, ") :]
+            details.setdefault(field, message)
+        fields = ", ".join(sorted(details))
+        raise ApiError(400, f"Invalid request: check {fields}.", details=details) from None
+
+
+def path_email(value: str) -> str:
+    """Normalize an email taken from the URL path, or raise a 400 saying why it is refused."""
+    try:
+        return normalize_email(value)
+    except ValueError as error:
+        raise ApiError(
+            400, f"The email in the path is not valid: {error}", details={"email": str(error)}
+        ) from None
+
+
+def whole_number(name: str, raw: str, *, minimum: int, maximum: int) -> int:
+    """Read a query parameter that must be a whole number in [minimum, maximum], or raise a 400.
+
+    ``isascii``: ``str.isdigit`` also accepts digits ``int`` refuses, such as
+    "²"; the length bound keeps ``int`` away from its 4,300-digit limit.
+    """
+    if raw.isascii() and raw.isdigit() and len(raw) <= 9 and minimum <= int(raw) <= maximum:
+        return int(raw)
+    raise ApiError(
+        400, f"{name} must be a whole number from {minimum} to {maximum}.", details={name: raw}
+    )

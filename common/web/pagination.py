@@ -1,0 +1,98 @@
+"""Keyset pagination shared by every list endpoint.
+
+Lists stay plain JSON arrays (the seed's shape); the next page is announced
+in an RFC 8288 ``Link: <url>; rel="next"`` header, absent on the last page, as
+GitHub's API does. The cursor is an opaque token holding the sort key of the
+last item served, so pages stay stable while rows are inserted or deleted
+and cost the same on page 1 and page 10,000 (no OFFSET).
+"""
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlencode
+
+from flask import Response, current_app, request
+from sqlalchemy import Select, Subquery, Text, cast, func, select, true
+
+from common.web.errors import ApiError
+from common.web.inputs import whole_number
+
+INVALID_CURSOR_MESSAGE = "The cursor is invalid; use the URL from the previous page's Link header."
+
+
+@dataclass(frozen=True)
+class PageRequest:
+    """What the client asked for: how many items, and after which sort key."""
+
+    limit: int
+    after: list[Any] | None
+
+
+def encode_cursor(sort_key: list[Any]) -> str:
+    """Turn a sort key (JSON-serializable values) into an opaque URL-safe token."""
+    raw = json.dumps(sort_key, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(token: str, *, arity: int) -> list[Any]:
+    """Decode a token made by :func:`encode_cursor`, or raise a 400."""
+    try:
+        padded = token + "=" * (-len(token) % 4)
+        value = json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
+    except (ValueError, binascii.Error, UnicodeError):
+        value = None
+    if not isinstance(value, list) or len(value) != arity:
+        raise ApiError(400, INVALID_CURSOR_MESSAGE)
+    return value
+
+
+def parse_page_request(*, default_limit: int, max_limit: int, arity: int) -> PageRequest:
+    """Read ``limit`` and ``cursor`` from the query string, rejecting bad values with 400."""
+    raw_limit = request.args.get("limit")
+    limit = default_limit
+    if raw_limit is not None:
+        limit = whole_number("limit", raw_limit, minimum=1, maximum=max_limit)
+    cursor = request.args.get("cursor")
+    after = decode_cursor(cursor, arity=arity) if cursor else None
+    return PageRequest(limit=limit, after=after)
+
+
+def json_item_rows(page: Subquery, fields: list, *, keys: list, order_by: list) -> Select:
+    """Select each row of ``page`` as ``item``, the JSON text of ``fields``, beside ``keys``.
+
+    PostgreSQL builds the JSON (``row_to_json`` of a lateral select over the
+    page's row, so field names and order are the labels of ``fields``), and
+    :func:`json_page_response` joins the items without parsing them again.
+    """
+    item = select(*fields).correlate(page).lateral("item")
+    return (
+        select(cast(func.row_to_json(item.table_valued()), Text).label("item"), *keys)
+        .select_from(page.join(item, true()))
+        .order_by(*order_by)
+    )
+
+
+def json_page_response(rows: list[Any], *, page: PageRequest, sort_key_of) -> Response:
+    """Answer with the JSON array of the first ``page.limit`` rows and a Link to the next page.
+
+    ``rows`` come from a :func:`json_item_rows` query, each with its JSON text
+    in ``item``; callers fetch ``limit + 1`` rows: the extra one only tells
+    whether a next page exists, and is not returned. ``sort_key_of(row)``
+    gives the cursor of the last one.
+    """
+    has_next = len(rows) > page.limit
+    rows = rows[: page.limit]
+    body = "[" + ",".join(row.item for row in rows) + "]\n"
+    response = current_app.response_class(body, mimetype="application/json")
+    if has_next and rows:
+        # Every parameter the client sent is kept as given (filters such as ``type`` must
+        # stay), built into the URL as data: never as keyword arguments of url_for, where
+        # a parameter named like a view argument or ``_external`` would break it.
+        args = request.args.to_dict()
+        args["cursor"] = encode_cursor(sort_key_of(rows[-1]))
+        args["limit"] = str(page.limit)
+        response.headers["Link"] = f'<{request.base_url}?{urlencode(args)}>; rel="next"'
+    return response

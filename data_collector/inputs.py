@@ -1,0 +1,98 @@
+"""What clients may send the Data Collector, and the 400 each mistake gets.
+
+The interest body, airport codes in paths, and the query parameters of the
+flight lists (``type``, ``since``, ``until``, ``days``): each reader returns
+the normalized value or raises an :class:`~common.web.errors.ApiError`.
+"""
+
+import re
+from datetime import UTC, datetime
+
+from flask import current_app
+from pydantic import BaseModel, ConfigDict, StrictStr, field_validator
+
+from common.emails import normalize_email
+from common.web.errors import ApiError
+from common.web.inputs import whole_number
+from data_collector.airports import normalize_airport_code
+
+# The ``type`` query parameter and the direction each value stands for.
+FLIGHT_TYPES = {"arrivals": "arrival", "departures": "departure"}
+DIRECTIONS = tuple(FLIGHT_TYPES.values())
+UNIX_SECONDS = re.compile(r"[0-9]{1,11}(\.[0-9]{1,6})?")
+# The average looks back a week unless asked otherwise (the assignment's "last X days").
+DEFAULT_AVERAGE_DAYS = 7
+
+
+class InterestRequest(BaseModel):
+    """The body of ``POST /interests`` and ``DELETE /interests``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    email: StrictStr
+    airport_code: StrictStr
+
+    @field_validator("email")
+    @classmethod
+    def _email(cls, value: str) -> str:
+        return normalize_email(value.strip())
+
+    @field_validator("airport_code")
+    @classmethod
+    def _airport_code(cls, value: str) -> str:
+        return normalize_airport_code(value)
+
+
+def path_airport_code(value: str) -> str:
+    """Normalize an airport code from a URL, or raise a 400 saying why it is refused."""
+    try:
+        return normalize_airport_code(value)
+    except ValueError as error:
+        raise ApiError(400, f"Invalid airport code '{value}': {error}.") from None
+
+
+def flight_types(raw: str | None) -> tuple[str, ...]:
+    """Return the directions a ``type`` parameter asks for (none: both), or raise a 400.
+
+    An empty ``type=`` is refused like any other unknown value (as ``limit=`` and
+    ``days=`` are): leave the parameter out to get both directions.
+    """
+    if raw is None:
+        return DIRECTIONS
+    if raw not in FLIGHT_TYPES:
+        raise ApiError(400, "type must be arrivals or departures.", details={"type": raw})
+    return (FLIGHT_TYPES[raw],)
+
+
+def instant(name: str, raw: str | None) -> datetime | None:
+    """Read an ISO 8601 time (UTC when it names no offset) or Unix seconds, or raise a 400."""
+    if raw is None or raw == "":
+        return None
+    try:
+        if UNIX_SECONDS.fullmatch(raw):
+            return datetime.fromtimestamp(float(raw), UTC)
+        moment = datetime.fromisoformat(raw)
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        return moment.astimezone(UTC)
+    except (ValueError, OverflowError, OSError):
+        raise ApiError(
+            400,
+            f"{name} must be an ISO 8601 time (e.g. 2026-01-31T12:00:00Z) or Unix seconds.",
+            details={name: raw},
+        ) from None
+
+
+def time_range(since_raw: str | None, until_raw: str | None):
+    """Read ``since`` and ``until``; raise a 400 unless ``since`` comes first."""
+    since, until = instant("since", since_raw), instant("until", until_raw)
+    if since is not None and until is not None and since >= until:
+        raise ApiError(400, "since must be before until.")
+    return since, until
+
+
+def average_days(raw: str | None) -> int:
+    """Read ``days`` of an average: 1 to ``RETENTION_DAYS``, 7 when absent."""
+    if raw is None:
+        return DEFAULT_AVERAGE_DAYS
+    return whole_number("days", raw, minimum=1, maximum=current_app.config["RETENTION_DAYS"])
