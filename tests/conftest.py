@@ -15,7 +15,7 @@ import pytest
 from hypothesis import settings
 
 from devstack.stack import LocalStack, StackSettings
-from tests.utils import Api
+from tests.utils import Api, AppClient
 
 # Property-based tests (Hypothesis, and schemathesis on top of it) draw the same examples
 # on every run, so that a failure in CI is one anybody can reproduce rather than a new
@@ -108,3 +108,52 @@ def um(stack) -> Api:
 def dc(stack) -> Api:
     """Client of the Data Collector REST API."""
     return Api(stack.data_collector_url)
+
+
+@pytest.fixture(scope="session")
+def um_app(local_stack):
+    """The User Manager's Flask app in this process, on the suite's database."""
+    from user_manager.app import create_app
+
+    urls = local_stack.database_urls
+    return create_app(
+        {
+            "SQLALCHEMY_DATABASE_URI": urls["USER_MANAGER_DATABASE_URL"],
+            "DATA_COLLECTOR_GRPC_ADDR": local_stack.env["DATA_COLLECTOR_GRPC_ADDR"],
+        }
+    )
+
+
+@pytest.fixture(scope="session")
+def dc_app(local_stack):
+    """The Data Collector's Flask app in this process, on the suite's database."""
+    from data_collector.app import create_app
+
+    urls = local_stack.database_urls
+    return create_app(
+        {
+            "SQLALCHEMY_DATABASE_URI": urls["DATA_COLLECTOR_DATABASE_URL"],
+            "USER_MANAGER_GRPC_ADDR": local_stack.env["USER_MANAGER_GRPC_ADDR"],
+        }
+    )
+
+
+@pytest.fixture
+def um_client(request, stack):
+    """The User Manager's API for route-level tests: in this process, or over HTTP if remote.
+
+    In-process (Flask's test client on the suite's real database) when the
+    suite runs its own stack; against a remote stack, the same requests go
+    over HTTP, so those tests still check the deployed services.
+    """
+    if not isinstance(stack, LocalStack):
+        return Api(stack.user_manager_url)
+    return AppClient(request.getfixturevalue("um_app"))
+
+
+@pytest.fixture
+def dc_client(request, stack):
+    """The Data Collector's API for route-level tests (see :func:`um_client`)."""
+    if not isinstance(stack, LocalStack):
+        return Api(stack.data_collector_url)
+    return AppClient(request.getfixturevalue("dc_app"))

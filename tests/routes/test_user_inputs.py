@@ -1,4 +1,8 @@
-"""Every input rule of the User Manager, and property-based proof that no input yields a 5xx."""
+"""Every input rule of the User Manager, and property-based proof that no input yields a 5xx.
+
+Route-level: the requests go to the app in this process (Flask's test client
+on the suite's real database; over HTTP against a remote stack).
+"""
 
 import re
 import uuid
@@ -9,8 +13,8 @@ import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from common.pagination import encode_cursor
-from tests.utils import Api, create_user, new_key, unique_email, user_payload
+from common.web.pagination import encode_cursor
+from tests.utils import Api, AppClient, create_user, new_key, unique_email, user_payload
 
 # Enough generated requests to find the odd character, few enough to stay fast.
 PROPERTY_SETTINGS = settings(
@@ -20,7 +24,12 @@ PROPERTY_SETTINGS = settings(
 )
 
 
-def post_user(um: Api, body, **kwargs) -> requests.Response:
+@pytest.fixture
+def um(um_client):
+    return um_client
+
+
+def post_user(um: Api | AppClient, body, **kwargs) -> requests.Response:
     return um.post("/users", json=body, headers=new_key(), **kwargs)
 
 
@@ -216,9 +225,9 @@ def assert_no_server_error(response: requests.Response) -> None:
         assert "error" in response.json()
 
 
-@pytest.fixture(scope="module")
-def api(stack) -> Api:
-    return Api(stack.user_manager_url)
+@pytest.fixture
+def api(um_client):
+    return um_client
 
 
 @PROPERTY_SETTINGS
