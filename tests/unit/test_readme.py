@@ -1,6 +1,6 @@
-"""The README says what the code does: every setting, every endpoint, the credit figures.
+"""The README says what the code does: every setting, every endpoint; docs/design.md the credits.
 
-(tests/integration/test_readme_commands.py runs its curl walkthroughs.)
+(tests/integration/test_readme_commands.py runs the README's curl walkthroughs.)
 """
 
 import re
@@ -15,16 +15,17 @@ from tests.unit.test_planning import apply
 from tests.utils import api_document
 
 README = (REPO_ROOT / "README.md").read_text()
+DESIGN = (REPO_ROOT / "docs" / "design.md").read_text()
 VARIABLE = re.compile(r"`([A-Z][A-Z0-9_]+)`")
 # Read outside the services' config classes: devstack (make run), the launcher, the tests.
 OTHER_VARIABLES = {"PROMETHEUS_MULTIPROC_DIR", "UM_URL", "DC_URL", "SIM_URL"}
 
 
-def section(title: str) -> str:
-    """The README text under ``## title``, up to the next heading of that level."""
-    start = README.index(f"\n## {title}\n")
-    end = README.find("\n## ", start + 1)
-    return README[start : end if end != -1 else None]
+def section(title: str, text: str = README, level: str = "##") -> str:
+    """The text under the heading ``title`` of ``level``, up to the next heading of that level."""
+    start = text.index(f"\n{level} {title}\n")
+    end = text.find(f"\n{level} ", start + 1)
+    return text[start : end if end != -1 else None]
 
 
 def table_rows(text: str) -> list[list[str]]:
@@ -99,7 +100,7 @@ def steady_credits_per_day(airports: list[str], policy: Policy, start: int) -> i
 
 
 def test_the_credit_figures_are_the_planner_s():
-    collection = section("How collection spends OpenSky credits")
+    collection = section("What a cycle asks for, and what it costs", DESIGN, "###")
     policy = Policy(backfill_days=7, refresh_days=1, min_gap_seconds=3600, sweep=False)
     noon = 20_000 * DAY + 12 * 3600
     backfill = plan_cycle({}, ["LIRF"], now=noon, policy=policy).cost
