@@ -81,6 +81,9 @@ database_secrets() {
     service=$1 db=$2 package=$3
     if exists "$service-database"; then
         echo "kept Secret $service-database"
+        if [ "$overlay" = local ] && exists "$db-credentials"; then
+            echo "kept Secret $db-credentials"
+        fi
         return
     fi
     if [ "$overlay" = local ]; then
