@@ -1,0 +1,142 @@
+#!/bin/sh
+# Create the Secrets that the Flight Tracker manifests reference, with fresh random
+# values. Nothing secret is ever committed or rendered by kustomize: this script (or
+# the equivalent commands in docs/kubernetes.md) is the only place values come from.
+#
+#   deploy/kubernetes/create-secrets.sh local        # PostgreSQL in the cluster
+#   deploy/kubernetes/create-secrets.sh production   # database URLs from the environment
+#
+# A Secret that already exists is kept, so running it again changes nothing (and never
+# replaces a password that a database was initialised with). To rotate one, delete it
+# and run the script again (then update the database role to match).
+#
+# Read from the environment:
+#   NAMESPACE (flight-tracker), KUBECTL (kubectl)
+#   OPENSKY_CLIENT_ID, OPENSKY_CLIENT_SECRET: the OpenSky API client; unset, the
+#       collector runs anonymously
+#   production only: USER_MANAGER_DATABASE_URL, USER_MANAGER_MIGRATION_DATABASE_URL,
+#       DATA_COLLECTOR_DATABASE_URL, DATA_COLLECTOR_MIGRATION_DATABASE_URL (serving
+#       role and owner role of each service's database)
+set -eu
+
+NAMESPACE=${NAMESPACE:-flight-tracker}
+KUBECTL=${KUBECTL:-kubectl}
+# Every scope of both APIs: the key printed at the end is the operator's own.
+OPERATOR_SCOPES='"users:read", "users:pii", "users:write", "interests:read", "interests:write", "flights:read", "collection:run", "ops", "admin"'
+
+usage() {
+    echo "usage: $0 local|production" >&2
+    exit 2
+}
+[ $# -eq 1 ] || usage
+case $1 in local | production) overlay=$1 ;; *) usage ;; esac
+
+# Values go to kubectl in files, never on its command line, where `ps` would show them.
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+umask 077
+
+random_hex() {
+    # 32 random bytes as hex: safe inside a URL, in any shell, without openssl.
+    od -An -N32 -tx1 /dev/urandom | tr -d ' \n'
+}
+
+sha256_hex() {
+    if command -v sha256sum >/dev/null 2>&1; then
+        printf '%s' "$1" | sha256sum | cut -d' ' -f1
+    else
+        printf '%s' "$1" | shasum -a 256 | cut -d' ' -f1
+    fi
+}
+
+exists() {
+    "$KUBECTL" --namespace "$NAMESPACE" get secret "$1" >/dev/null 2>&1
+}
+
+# create_secret NAME KEY VALUE [KEY VALUE...]: one Secret, each key from a file in $work.
+create_secret() {
+    name=$1
+    shift
+    mkdir "$work/$name"
+    while [ $# -ge 2 ]; do
+        printf '%s' "$2" >"$work/$name/$1"
+        shift 2
+    done
+    for file in "$work/$name"/*; do
+        set -- "$@" "--from-file=${file##*/}=$file"
+    done
+    "$KUBECTL" --namespace "$NAMESPACE" create secret generic "$name" "$@" >/dev/null
+    echo "created Secret $name"
+}
+
+if ! "$KUBECTL" get namespace "$NAMESPACE" >/dev/null 2>&1; then
+    echo "namespace $NAMESPACE does not exist: kubectl apply -f deploy/kubernetes/base/namespace.yaml" >&2
+    exit 1
+fi
+
+# --- Databases ------------------------------------------------------------------------
+# database_secrets SERVICE DB PACKAGE: the service's URLs, and for the local overlay the
+# passwords its PostgreSQL is initialised with (both made together, so they agree).
+database_secrets() {
+    service=$1 db=$2 package=$3
+    if exists "$service-database"; then
+        echo "kept Secret $service-database"
+        if [ "$overlay" = local ] && exists "$db-credentials"; then
+            echo "kept Secret $db-credentials"
+        fi
+        return
+    fi
+    if [ "$overlay" = local ]; then
+        if exists "$db-credentials"; then
+            echo "$db-credentials exists without $service-database: delete it (and the $db volume) or create $service-database by hand" >&2
+            exit 1
+        fi
+        owner=$(random_hex)
+        serving=$(random_hex)
+        create_secret "$db-credentials" postgres-password "$(random_hex)" \
+            owner-password "$owner" serving-password "$serving"
+        create_secret "$service-database" \
+            url "postgresql://${package}_app:$serving@$db:5432/$package" \
+            migration-url "postgresql://${package}_owner:$owner@$db:5432/$package"
+    else
+        prefix=$(echo "$package" | tr '[:lower:]' '[:upper:]')
+        eval "url=\${${prefix}_DATABASE_URL:-}"
+        eval "migration_url=\${${prefix}_MIGRATION_DATABASE_URL:-}"
+        if [ -z "$url" ] || [ -z "$migration_url" ]; then
+            echo "set ${prefix}_DATABASE_URL (serving role) and ${prefix}_MIGRATION_DATABASE_URL (owner role) to create $service-database" >&2
+            exit 1
+        fi
+        create_secret "$service-database" url "$url" migration-url "$migration_url"
+    fi
+}
+
+database_secrets user-manager user-db user_manager
+database_secrets data-collector data-db data_collector
+
+# --- Between the services -------------------------------------------------------------
+if exists grpc-auth; then
+    echo "kept Secret grpc-auth"
+else
+    create_secret grpc-auth token "$(random_hex)"
+fi
+
+# --- Callers of the REST APIs -----------------------------------------------------------
+# The services keep only the SHA-256 of each key; the key itself is printed once, here.
+if exists api-keys; then
+    echo "kept Secret api-keys"
+else
+    api_key=$(random_hex)
+    create_secret api-keys api-keys.json "$(printf '[{"name": "operator", "sha256": "%s", "scopes": [%s]}]' \
+        "$(sha256_hex "$api_key")" "$OPERATOR_SCOPES")"
+    echo "API key of the operator (every scope), shown only now: $api_key"
+fi
+
+# --- OpenSky ------------------------------------------------------------------------------
+if exists opensky-credentials; then
+    echo "kept Secret opensky-credentials"
+elif [ -n "${OPENSKY_CLIENT_ID:-}" ] && [ -n "${OPENSKY_CLIENT_SECRET:-}" ]; then
+    create_secret opensky-credentials \
+        client-id "$OPENSKY_CLIENT_ID" client-secret "$OPENSKY_CLIENT_SECRET"
+else
+    echo "no OPENSKY_CLIENT_ID/OPENSKY_CLIENT_SECRET: the collector runs anonymously"
+fi

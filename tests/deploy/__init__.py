@@ -1,0 +1,1 @@
+"""Deployment manifests checked without a cluster: render, schema, structure, network paths."""

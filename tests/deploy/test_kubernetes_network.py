@@ -1,0 +1,211 @@
+"""NetworkPolicies evaluated: exactly the agreed paths are open, in every overlay.
+
+Each overlay's policies are applied to a set of endpoints (the rendered pods,
+plus the ingress controller, the cluster DNS, pods of other namespaces,
+public and private addresses, and the production databases) and every
+connection between them on the ports that matter is tried. The allowed set
+must equal the expected one: a missing path and an extra one both fail.
+"""
+
+import itertools
+
+import pytest
+
+from tests.deploy.kubernetes import (
+    COMPONENT_LABEL,
+    NAME_LABEL,
+    NAMESPACE,
+    Endpoint,
+    NetworkModel,
+    containers,
+    of_kind,
+    pod_labels,
+    workloads,
+)
+
+INGRESS_NAMESPACE = "ingress-nginx"
+# Where the production overlay expects each service's database (CloudNativePG pods).
+DATABASE_NAMESPACE = "flight-tracker-db"
+# Documentation addresses (never contacted: the model only compares them to CIDRs).
+PUBLIC_IPV4, PUBLIC_IPV6 = "203.0.113.10", "2001:db8::10"
+TCP_PORTS = [22, 53, 80, 443, 5001, 5002, 5432, 8000, 50051, 50052]
+UDP_PORTS = [53, 443]
+
+OUTSIDE = [
+    Endpoint(
+        "ingress-controller",
+        INGRESS_NAMESPACE,
+        "10.244.9.1",
+        {"app.kubernetes.io/name": "ingress-nginx"},
+    ),
+    Endpoint("kube-dns", "kube-system", "10.244.9.2", {"k8s-app": "kube-dns"}),
+    Endpoint("pod-of-another-namespace", "default", "10.244.9.3", {"app": "stranger"}),
+    # A pod started by hand in our namespace, with labels of no workload of ours.
+    Endpoint("unlabelled-pod", NAMESPACE, "10.244.9.4", {"app": "debug"}),
+    Endpoint("internet", None, PUBLIC_IPV4),
+    Endpoint("internet-v6", None, PUBLIC_IPV6),
+    Endpoint("node", None, "10.0.0.5"),
+    Endpoint("cloud-metadata", None, "169.254.169.254"),
+    Endpoint("private-v6", None, "fd00::5"),
+]
+PRODUCTION_DATABASES = [
+    Endpoint("user-db", DATABASE_NAMESPACE, "10.244.8.1", {"cnpg.io/cluster": "user-db"}),
+    Endpoint("data-db", DATABASE_NAMESPACE, "10.244.8.2", {"cnpg.io/cluster": "data-db"}),
+    Endpoint("other-db", DATABASE_NAMESPACE, "10.244.8.3", {"cnpg.io/cluster": "other-db"}),
+]
+
+
+def endpoint_name(labels: dict[str, str]) -> str:
+    """Name a pod by its role: ``user-manager/server``; a database by its name alone."""
+    if labels.get(COMPONENT_LABEL) == "database":
+        return labels[NAME_LABEL]
+    return f"{labels[NAME_LABEL]}/{labels[COMPONENT_LABEL]}"
+
+
+def endpoints(objects, overlay: str) -> list[Endpoint]:
+    """The rendered pods (one per workload) and the world around them."""
+    found = []
+    for number, workload in enumerate(workloads(objects), start=1):
+        ports = {}
+        for container in containers(objects):
+            if container.workload is workload:
+                ports |= container.ports
+        labels = pod_labels(workload)
+        found.append(
+            Endpoint(endpoint_name(labels), NAMESPACE, f"10.244.0.{number}", labels, ports)
+        )
+    extra = PRODUCTION_DATABASES if overlay == "production" else []
+    return found + OUTSIDE + extra
+
+
+def model(objects) -> NetworkModel:
+    (namespace,) = of_kind(objects, "Namespace")
+    return NetworkModel(
+        of_kind(objects, "NetworkPolicy"),
+        {
+            NAMESPACE: namespace["metadata"].get("labels") or {},
+            INGRESS_NAMESPACE: {},
+            "kube-system": {},
+            "default": {},
+            DATABASE_NAMESPACE: {},
+        },
+    )
+
+
+def governed(source: Endpoint, target: Endpoint, side: str) -> bool:
+    """Tell whether our policies decide this connection on ``side``."""
+    if side == "egress":
+        return source.namespace == NAMESPACE
+    if side == "ingress":
+        return target.namespace == NAMESPACE
+    return NAMESPACE in (source.namespace, target.namespace)
+
+
+def allowed_connections(network: NetworkModel, known: list[Endpoint], side="both") -> set[tuple]:
+    """Every (source, target, protocol, port) our policies allow, on one side or both."""
+    allowed = set()
+    ports = [("TCP", p) for p in TCP_PORTS] + [("UDP", p) for p in UDP_PORTS]
+    for source, target in itertools.permutations(known, 2):
+        if not governed(source, target, side):
+            continue
+        for protocol, port in ports:
+            if network.allows(source, target, protocol, port, side=side):
+                allowed.add((source.name, target.name, protocol, port))
+    return allowed
+
+
+def expected_connections(known: list[Endpoint]) -> set[tuple]:
+    user_manager = {"user-manager/server", "user-manager/worker"}
+    data_collector = {"data-collector/server", "data-collector/worker"}
+    expected = {
+        ("ingress-controller", "user-manager/server", "TCP", 5001),
+        ("ingress-controller", "data-collector/server", "TCP", 5002),
+        ("data-collector/worker", "internet", "TCP", 443),
+        ("data-collector/worker", "internet-v6", "TCP", 443),
+    }
+    for source in user_manager:
+        expected |= {
+            (source, "user-db", "TCP", 5432),
+            (source, "data-collector/server", "TCP", 50052),
+        }
+    for source in data_collector:
+        expected |= {
+            (source, "data-db", "TCP", 5432),
+            (source, "user-manager/server", "TCP", 50051),
+        }
+    for source in known:
+        if source.namespace == NAMESPACE:
+            expected |= {(source.name, "kube-dns", "UDP", 53), (source.name, "kube-dns", "TCP", 53)}
+    return expected
+
+
+def test_the_network_model_sees_every_role_of_the_stack(objects, overlay):
+    names = {endpoint.name for endpoint in endpoints(objects, overlay)}
+    assert names >= {
+        "user-manager/server",
+        "user-manager/worker",
+        "data-collector/server",
+        "data-collector/worker",
+        "user-db",
+        "data-db",
+    }
+
+
+@pytest.mark.parametrize("side", ["both", "egress", "ingress"])
+def test_network_policies_open_exactly_the_agreed_paths(objects, overlay, side):
+    """Check connections as a whole, and each side of them alone.
+
+    A database must refuse a pod of the wrong service even though that pod's own
+    egress policy would already stop it.
+    """
+    known = endpoints(objects, overlay)
+    by_name = {endpoint.name: endpoint for endpoint in known}
+    allowed = allowed_connections(model(objects), known, side)
+    expected = {
+        path
+        for path in expected_connections(known)
+        if governed(by_name[path[0]], by_name[path[1]], side)
+    }
+    missing = sorted(expected - allowed)
+    extra = sorted(allowed - expected)
+    assert not missing and not extra, f"blocked but needed: {missing}\nopen but not agreed: {extra}"
+
+
+def test_without_the_default_deny_the_model_finds_open_paths(objects, overlay):
+    """The evaluator itself must notice a policy set that is too open."""
+    known = endpoints(objects, overlay)
+    policies = [p for p in of_kind(objects, "NetworkPolicy") if p["spec"]["podSelector"]]
+    network = model(objects)
+    network.policies = policies
+    extra = allowed_connections(network, known) - expected_connections(known)
+    assert ("pod-of-another-namespace", "user-manager/worker", "TCP", 8000) in extra
+
+
+@pytest.mark.parametrize(
+    ("source", "target", "protocol", "port"),
+    [
+        ("internet", "user-manager/server", "TCP", 5001),
+        ("ingress-controller", "user-manager/server", "TCP", 50051),
+        ("user-manager/server", "data-db", "TCP", 5432),
+        ("data-collector/server", "user-db", "TCP", 5432),
+        ("unlabelled-pod", "user-db", "TCP", 5432),
+        ("data-collector/server", "internet", "TCP", 443),
+        ("data-collector/worker", "cloud-metadata", "TCP", 443),
+        ("data-collector/worker", "node", "TCP", 443),
+        ("data-collector/worker", "private-v6", "TCP", 443),
+        ("user-manager/worker", "internet", "TCP", 443),
+        ("pod-of-another-namespace", "data-collector/server", "TCP", 50052),
+    ],
+)
+def test_paths_that_must_stay_closed(objects, overlay, source, target, protocol, port):
+    known = {endpoint.name: endpoint for endpoint in endpoints(objects, overlay)}
+    assert not model(objects).allows(known[source], known[target], protocol, port)
+
+
+def test_production_reaches_only_its_own_databases_in_the_database_namespace(objects, overlay):
+    if overlay != "production":
+        pytest.skip("the production overlay's databases live outside the cluster's namespace")
+    known = {endpoint.name: endpoint for endpoint in endpoints(objects, overlay)}
+    network = model(objects)
+    for source in ("user-manager/server", "data-collector/server"):
+        assert not network.allows(known[source], known["other-db"], "TCP", 5432)
