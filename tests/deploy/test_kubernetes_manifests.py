@@ -12,8 +12,8 @@ import re
 
 import pytest
 
-from common.health import PEER_TIMEOUT_SECONDS, STATEMENT_TIMEOUT_MS
-from common.supervisor import Supervisor
+from common.process.supervisor import Supervisor
+from common.web.health import PEER_TIMEOUT_SECONDS, STATEMENT_TIMEOUT_MS
 from tests.containers.deployment import REPO_ROOT, dockerfile_instructions, only, reads_by_service
 from tests.deploy.kubernetes import (
     COMPONENT_LABEL,
@@ -60,10 +60,10 @@ OPTIONAL_WHEN_UNSET = {
     "OPENSKY_CLIENT_ID": "anonymous OpenSky access (only the collector's worker calls OpenSky)",
     "OPENSKY_CLIENT_SECRET": "anonymous OpenSky access",
 }
-# Read by libraries, not through common.config, so the AST scan cannot see them.
+# Read by libraries, not through common.settings, so the AST scan cannot see them.
 READ_OUTSIDE_CONFIG = {"PROMETHEUS_MULTIPROC_DIR": "prometheus_client and the launcher"}
 # The access-control and process-role settings: the manifests set them by their agreed
-# names; a name stays here until the service code reads it through common.config.
+# names; a name stays here until the service code reads it through common.settings.
 AGREED_SETTINGS = {
     "AUTH_MODE",
     "API_KEYS_FILE",
