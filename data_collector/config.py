@@ -85,12 +85,14 @@ class Config(BaseConfig):
         self.OPENSKY_TOKEN_MARGIN_SECONDS = env_int("OPENSKY_TOKEN_MARGIN_SECONDS", 60, minimum=0)
 
     def startup_warnings(self) -> list[str]:
-        """Return what the operator must know at start: OpenSky access without credentials."""
+        """Return what the operator must know at start, OpenSky access without credentials too."""
+        warnings = super().startup_warnings()
         if self.OPENSKY_CLIENT_ID and self.OPENSKY_CLIENT_SECRET:
-            return []
+            return warnings
         return [
+            *warnings,
             "OpenSky credentials are not set (missing, or still the .env placeholders "
             "your_api_client_id / your_api_client_secret): the collector calls OpenSky "
             "anonymously, with the anonymous daily credit limit. Put your API client's id "
-            "and secret in OPENSKY_CLIENT_ID and OPENSKY_CLIENT_SECRET (.env) to use yours."
+            "and secret in OPENSKY_CLIENT_ID and OPENSKY_CLIENT_SECRET (.env) to use yours.",
         ]

@@ -10,6 +10,7 @@ from werkzeug.routing import PathConverter
 from common.db import connections
 from common.observability.logs import configure_logging
 from common.settings import BaseConfig, ConfigError, sqlalchemy_url
+from common.web import auth
 from common.web.errors import register_error_handlers
 from common.web.observability import install_request_observability
 from common.web.openapi import install_api_docs
@@ -67,6 +68,7 @@ def build_app(
         Migrate(app, db, directory=str(migrations_dir))
     register_error_handlers(app)
     install_request_observability(app)
+    auth.install(app)
     for blueprint in blueprints:
         app.register_blueprint(blueprint)
     install_api_docs(app, api_document)

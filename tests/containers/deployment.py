@@ -30,6 +30,7 @@ ENV_READERS = {
     "env_float",
     "env_bool",
     "env_database_url",
+    "env_choice",
     "opensky_credential",
 }
 # A service's Config names its (required) database URL in this class attribute, which the
