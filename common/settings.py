@@ -96,11 +96,13 @@ class BaseConfig:
     """The settings both services read; a service's ``Config`` adds its own after these.
 
     Flask takes every upper-case attribute as a config key. A subclass sets
-    ``DATABASE_URL_VARIABLE`` (the name of its required database URL), so
-    that a missing one is reported by name when the app is built.
+    ``DATABASE_URL_VARIABLE`` (the name of its required database URL, so
+    that a missing one is reported by name when the app is built) and
+    ``PUBLIC_URL_VARIABLE`` (its own, since one ``.env`` serves both).
     """
 
     DATABASE_URL_VARIABLE = ""
+    PUBLIC_URL_VARIABLE = ""
 
     def __init__(self) -> None:
         self.SQLALCHEMY_DATABASE_URI = env_database_url(self.DATABASE_URL_VARIABLE)
@@ -118,6 +120,11 @@ class BaseConfig:
         self.DB_POOL_SIZE = env_int("DB_POOL_SIZE", 5, minimum=1)
         self.DB_CONNECT_TIMEOUT_SECONDS = env_int("DB_CONNECT_TIMEOUT_SECONDS", 60, minimum=1)
         self.LOG_LEVEL = env_str("LOG_LEVEL", "INFO")
+        # Where clients reach this service (next-page links are built from it), and how
+        # many proxies in front of it set X-Forwarded-*: exactly those are trusted, and a
+        # client's own Host or X-Forwarded-* headers never are.
+        self.PUBLIC_URL = env_str(self.PUBLIC_URL_VARIABLE, "")
+        self.TRUSTED_PROXIES = env_int("TRUSTED_PROXIES", 0, minimum=0)
 
         # Who may call what (common.web.auth). Off keeps the original open flows, for a
         # laptop; anything reachable by others runs with it on.

@@ -231,6 +231,7 @@ def run_once(
             row = session.execute(write.statement, params).one()
             if row.claimed_status is not None:
                 faults.crash_point("crash-before-commit")
+                faults.pause_point("pause-before-commit")
                 session.commit()
                 return Outcome(
                     row.claimed_status,
