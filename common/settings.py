@@ -56,6 +56,14 @@ def env_bool(name: str, default: bool) -> bool:
     raise ConfigError(f"{name} must be true or false, got {raw!r}.")
 
 
+def env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
+    """Return the variable's value (lower-cased), which must be one of ``choices``."""
+    value = (env_str(name, default) or default).lower()
+    if value not in choices:
+        raise ConfigError(f"{name} must be {' or '.join(choices)}, got {value!r}.")
+    return value
+
+
 def env_database_url(name: str) -> str | None:
     """Return a PostgreSQL URL as SQLAlchemy wants it (see :func:`sqlalchemy_url`), or None."""
     url = env_str(name)
@@ -88,11 +96,13 @@ class BaseConfig:
     """The settings both services read; a service's ``Config`` adds its own after these.
 
     Flask takes every upper-case attribute as a config key. A subclass sets
-    ``DATABASE_URL_VARIABLE`` (the name of its required database URL), so
-    that a missing one is reported by name when the app is built.
+    ``DATABASE_URL_VARIABLE`` (the name of its required database URL, so
+    that a missing one is reported by name when the app is built) and
+    ``PUBLIC_URL_VARIABLE`` (its own, since one ``.env`` serves both).
     """
 
     DATABASE_URL_VARIABLE = ""
+    PUBLIC_URL_VARIABLE = ""
 
     def __init__(self) -> None:
         self.SQLALCHEMY_DATABASE_URI = env_database_url(self.DATABASE_URL_VARIABLE)
@@ -110,7 +120,37 @@ class BaseConfig:
         self.DB_POOL_SIZE = env_int("DB_POOL_SIZE", 5, minimum=1)
         self.DB_CONNECT_TIMEOUT_SECONDS = env_int("DB_CONNECT_TIMEOUT_SECONDS", 60, minimum=1)
         self.LOG_LEVEL = env_str("LOG_LEVEL", "INFO")
+        # Where clients reach this service (next-page links are built from it), and how
+        # many proxies in front of it set X-Forwarded-*: exactly those are trusted, and a
+        # client's own Host or X-Forwarded-* headers never are.
+        self.PUBLIC_URL = env_str(self.PUBLIC_URL_VARIABLE, "")
+        self.TRUSTED_PROXIES = env_int("TRUSTED_PROXIES", 0, minimum=0)
+
+        # Who may call what (common.web.auth). Off keeps the original open flows, for a
+        # laptop; anything reachable by others runs with it on.
+        self.AUTH_MODE = env_choice("AUTH_MODE", "off", ("off", "on"))
+        # Empty: that kind of credential is not accepted.
+        self.API_KEYS_FILE = env_str("API_KEYS_FILE", "")
+        self.JWT_JWKS_URL = env_str("JWT_JWKS_URL", "")
+        self.JWT_ISSUER = env_str("JWT_ISSUER", "")
+        self.JWT_AUDIENCE = env_str("JWT_AUDIENCE", "")
+        self.JWT_EMAIL_CLAIM = env_str("JWT_EMAIL_CLAIM", "email")
+        if self.AUTH_MODE == "on" and not (self.API_KEYS_FILE or self.JWT_JWKS_URL):
+            raise ConfigError("AUTH_MODE=on needs API_KEYS_FILE or JWT_JWKS_URL (or both).")
+        if self.JWT_JWKS_URL and not (self.JWT_ISSUER and self.JWT_AUDIENCE):
+            raise ConfigError("JWT_JWKS_URL needs JWT_ISSUER and JWT_AUDIENCE too.")
 
     def startup_warnings(self) -> list[str]:
-        """Return what the operator should read in the log at start (nothing by default)."""
+        """Return what the operator should read in the log at start."""
+        if self.AUTH_MODE == "off" and not is_loopback(self.BIND_HOST):
+            return [
+                f"AUTH_MODE=off while listening on {self.BIND_HOST}: anyone who can reach "
+                "this port can read and change every user. Set AUTH_MODE=on (with "
+                "API_KEYS_FILE or JWT_JWKS_URL), or BIND_HOST=127.0.0.1."
+            ]
         return []
+
+
+def is_loopback(host: str) -> bool:
+    """Tell whether a bind address is reachable from this host only."""
+    return host == "localhost" or host == "::1" or host.startswith("127.")

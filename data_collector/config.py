@@ -23,6 +23,7 @@ class Config(BaseConfig):
     """Everything the Data Collector reads from its environment, read when instantiated."""
 
     DATABASE_URL_VARIABLE = "DATA_COLLECTOR_DATABASE_URL"
+    PUBLIC_URL_VARIABLE = "DATA_COLLECTOR_PUBLIC_URL"
 
     def __init__(self) -> None:
         super().__init__()
@@ -31,6 +32,15 @@ class Config(BaseConfig):
         self.USER_MANAGER_GRPC_ADDR = env_str("USER_MANAGER_GRPC_ADDR", "localhost:50051")
         # Interest bodies are tiny; 16 KiB leaves room and stops abuse early (413).
         self.MAX_CONTENT_LENGTH = 16 * 1024
+        # Every followed airport costs OpenSky credits every day: a user's list stays a
+        # list of favourites, and the collector's set stays what one account can afford.
+        self.MAX_INTERESTS_PER_USER = env_int("MAX_INTERESTS_PER_USER", 20, minimum=1)
+        self.MAX_FOLLOWED_AIRPORTS = env_int("MAX_FOLLOWED_AIRPORTS", 200, minimum=1)
+        # POST /collection/runs: at most one cycle asked for this often (a cycle collects
+        # everything due, so more would only spend credits).
+        self.COLLECTION_RUN_MIN_INTERVAL_SECONDS = env_int(
+            "COLLECTION_RUN_MIN_INTERVAL_SECONDS", 60, minimum=0
+        )
         self.OPENSKY_API_URL = env_str("OPENSKY_API_URL", OPENSKY_API_URL).rstrip("/")
         self.OPENSKY_TOKEN_URL = env_str("OPENSKY_TOKEN_URL", OPENSKY_TOKEN_URL)
         self.OPENSKY_CLIENT_ID = opensky_credential("OPENSKY_CLIENT_ID")
@@ -85,12 +95,14 @@ class Config(BaseConfig):
         self.OPENSKY_TOKEN_MARGIN_SECONDS = env_int("OPENSKY_TOKEN_MARGIN_SECONDS", 60, minimum=0)
 
     def startup_warnings(self) -> list[str]:
-        """Return what the operator must know at start: OpenSky access without credentials."""
+        """Return what the operator must know at start, OpenSky access without credentials too."""
+        warnings = super().startup_warnings()
         if self.OPENSKY_CLIENT_ID and self.OPENSKY_CLIENT_SECRET:
-            return []
+            return warnings
         return [
+            *warnings,
             "OpenSky credentials are not set (missing, or still the .env placeholders "
             "your_api_client_id / your_api_client_secret): the collector calls OpenSky "
             "anonymously, with the anonymous daily credit limit. Put your API client's id "
-            "and secret in OPENSKY_CLIENT_ID and OPENSKY_CLIENT_SECRET (.env) to use yours."
+            "and secret in OPENSKY_CLIENT_ID and OPENSKY_CLIENT_SECRET (.env) to use yours.",
         ]

@@ -4,12 +4,16 @@ Apart from ``collection`` so that the web workers, which only ask, never
 import the OpenSky client that only the worker uses.
 """
 
-from sqlalchemy import ColumnElement, Insert, false, select
+from datetime import timedelta
+
+from sqlalchemy import ColumnElement, Insert, Interval, bindparam, false, func, or_, select
 from sqlalchemy.dialects.postgresql import insert
 
-from data_collector.models import CollectionRequest, db
+from common.db.connections import autocommit_statements
+from data_collector.models import CollectionRequest, CollectorState, db
 
 REQUESTS = CollectionRequest.__table__
+STATE = CollectorState.__table__
 
 
 def ask_for_cycle(when: ColumnElement | None = None) -> Insert:
@@ -37,3 +41,38 @@ def request_collection() -> None:
     Calling this often costs nothing more than calling it once.
     """
     db.session.execute(REQUEST_COLLECTION)
+
+
+# POST /collection/runs (built once): when the last cycle asked for, or started, is older
+# than the interval, ask for one; either way say when that last one was.
+_last = select(
+    func.greatest(
+        select(func.max(REQUESTS.c.requested_at)).scalar_subquery(),
+        select(STATE.c.last_cycle_started_at).where(STATE.c.id == 1).scalar_subquery(),
+    ).label("at")
+).cte("last")
+_asked = ask_for_cycle(
+    when=or_(_last.c.at.is_(None), _last.c.at < func.now() - bindparam("interval", type_=Interval))
+).cte("asked")
+REQUEST_RUN = select(
+    _last.c.at, func.extract("epoch", func.now() - _last.c.at).label("age")
+).add_cte(_asked)
+
+
+def request_run(*, min_interval: float) -> float | None:
+    """Ask for a cycle unless one was asked for or started within ``min_interval`` seconds.
+
+    Return None when asked, else the seconds to wait. One autocommitted
+    statement: two callers at once ask for at most one cycle (the pending
+    request coalesces).
+    """
+    autocommit_statements(db)
+    row = (
+        db.session.connection()
+        .execute(REQUEST_RUN, {"interval": timedelta(seconds=min_interval)})
+        .one()
+    )
+    db.session.commit()
+    if row.at is None or row.age >= min_interval:
+        return None
+    return min_interval - float(row.age)

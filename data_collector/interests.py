@@ -3,13 +3,15 @@
 import logging
 from datetime import timedelta
 
-from sqlalchemy import bindparam, delete, exists, select
+from flask import current_app
+from sqlalchemy import bindparam, case, delete, exists, func, literal, select
 from sqlalchemy.dialects.postgresql import insert
 
-from common.db.connections import autocommit_statements
+from common.db.batch import Batch
 from common.emails import normalize_email
 from common.rpc.peers import PeerError, UserDirectory
 from common.timeutil import utc_now
+from common.web.errors import ApiError
 from data_collector.cycle_requests import ask_for_cycle
 from data_collector.models import UserInterest, db
 
@@ -23,43 +25,94 @@ RECONCILE_GRACE = timedelta(minutes=10)
 # Users per query; each costs one CheckUserExists call (a primary-key lookup).
 RECONCILE_BATCH = 500
 
-# POST /interests in one statement (built once): store the interest unless it exists, and
-# for a new one ask the worker for a collection cycle, so both happen or neither.
+# Arbitrary constant, distinct from the other advisory locks: held while an airport that
+# nobody follows yet is added, so two new airports cannot both take the last place.
+NEW_AIRPORT_LOCK_ID = 7_404_003
+
+# POST /interests in one round trip (built once). First the user's lock, and the new-airport
+# lock when the airport is new, so the counts read next stay true until the commit; then
+# one statement: the verdict (already followed, a limit reached, or ok), the interest when
+# ok, and for a new interest a collection cycle asked for, so both happen or neither.
+_followed = select(INTERESTS.c.id).where(
+    INTERESTS.c.user_email == bindparam("user_email"),
+    INTERESTS.c.airport_code == bindparam("airport_code"),
+)
+_user_interests = select(func.count()).where(INTERESTS.c.user_email == bindparam("user_email"))
+_airport_known = select(INTERESTS.c.id).where(INTERESTS.c.airport_code == bindparam("airport_code"))
+_airports = select(func.count(INTERESTS.c.airport_code.distinct()))
+_verdict = select(
+    case(
+        (_followed.exists(), literal("followed")),
+        (_user_interests.scalar_subquery() >= bindparam("max_per_user"), literal("user limit")),
+        # An airport someone follows already costs nothing more; only a new one is counted
+        # against the limit (CASE stops at the first true condition: no count for it).
+        (_airport_known.exists(), literal("ok")),
+        (_airports.scalar_subquery() >= bindparam("max_airports"), literal("airport limit")),
+        else_=literal("ok"),
+    ).label("verdict")
+).cte("verdict")
 _new_interest = (
     insert(INTERESTS)
-    .values(
-        user_email=bindparam("user_email"),
-        airport_code=bindparam("airport_code"),
-        created_at=bindparam("created_at"),
+    .from_select(
+        ["user_email", "airport_code", "created_at"],
+        select(bindparam("user_email"), bindparam("airport_code"), bindparam("created_at")).where(
+            select(_verdict.c.verdict).scalar_subquery() == "ok"
+        ),
     )
     .on_conflict_do_nothing(constraint="uq_user_interests_user_airport")
     .returning(INTERESTS.c.id)
     .cte("new_interest")
 )
 _requested = ask_for_cycle(when=exists(select(_new_interest.c.id))).cte("requested")
-ADD_INTEREST = select(exists(select(_new_interest.c.id)).label("added")).add_cte(_requested)
+ADD_INTEREST = Batch.of(
+    "SELECT pg_advisory_xact_lock(hashtextextended(%(user_email)s, 0))",
+    "SELECT pg_advisory_xact_lock(%(new_airport_lock)s) WHERE NOT EXISTS "
+    "(SELECT FROM user_interests WHERE airport_code = %(airport_code)s)",
+    statement=select(
+        exists(select(_new_interest.c.id)).label("added"),
+        select(_verdict.c.verdict).scalar_subquery().label("verdict"),
+    ).add_cte(_requested),
+)
 
 
 def add_interest(*, email: str, airport_code: str) -> bool:
-    """Store the interest once; return whether it is new.
+    """Store the interest once; return whether it is new, or raise the 409 of a limit.
 
     A new interest also asks the worker for a collection cycle: the request
     answers at once, and the airport's flights start arriving within
-    ``COLLECT_POLL_SECONDS`` plus the time OpenSky takes. One statement is
-    atomic by itself, so it runs without BEGIN and COMMIT round trips.
+    ``COLLECT_POLL_SECONDS`` plus the time OpenSky takes. A user follows at
+    most ``MAX_INTERESTS_PER_USER`` airports, and all users together at most
+    ``MAX_FOLLOWED_AIRPORTS`` different ones: each costs OpenSky credits.
     """
-    autocommit_statements(db)
-    added = (
-        db.session.connection()
-        .execute(
-            ADD_INTEREST,
-            {"user_email": email, "airport_code": airport_code, "created_at": utc_now()},
-        )
-        .scalar_one()
+    config = current_app.config
+    row = ADD_INTEREST.run(
+        db,
+        {
+            "user_email": email,
+            "airport_code": airport_code,
+            "created_at": utc_now(),
+            "max_per_user": config["MAX_INTERESTS_PER_USER"],
+            "max_airports": config["MAX_FOLLOWED_AIRPORTS"],
+            "new_airport_lock": NEW_AIRPORT_LOCK_ID,
+        },
     )
-    # Sends nothing in autocommit; commits if the statement joined an open transaction.
+    # Sends nothing in autocommit; commits if the batch joined an open transaction.
     db.session.commit()
-    return added
+    if row.verdict == "user limit":
+        raise ApiError(
+            409,
+            f"This user already follows {config['MAX_INTERESTS_PER_USER']} airports, the most "
+            "allowed (MAX_INTERESTS_PER_USER): stop following one first.",
+            details={"limit": "MAX_INTERESTS_PER_USER"},
+        )
+    if row.verdict == "airport limit":
+        raise ApiError(
+            409,
+            f"{config['MAX_FOLLOWED_AIRPORTS']} different airports are followed already, the "
+            "most this collector takes (MAX_FOLLOWED_AIRPORTS).",
+            details={"limit": "MAX_FOLLOWED_AIRPORTS"},
+        )
+    return row.added
 
 
 def remove_interest(*, email: str, airport_code: str) -> bool:

@@ -170,6 +170,11 @@ def build_document(app: Flask) -> dict:
             ),
             **body_errors,
             404: error("The User Manager has no such user."),
+            409: error(
+                "A limit is reached: the user's airports (`MAX_INTERESTS_PER_USER`) or the "
+                "different airports followed by everyone (`MAX_FOLLOWED_AIRPORTS`); "
+                "`details.limit` names it."
+            ),
             503: unavailable("The User Manager (or the database) is unavailable"),
         },
     )
@@ -296,6 +301,11 @@ def build_document(app: Flask) -> dict:
                 "Requested; the worker starts it within `COLLECT_POLL_SECONDS`.",
                 ref("schemas", "Message"),
                 example={"message": "Collection cycle requested"},
+            ),
+            429: error(
+                "A cycle was asked for or started less than a minute ago; ask again after "
+                "`Retry-After` seconds.",
+                headers=("Retry-After",),
             ),
             503: unavailable(),
         },

@@ -2,6 +2,7 @@
 
 from flask import Blueprint, current_app, jsonify, request
 
+from common.web.auth import require_user, requires
 from common.web.errors import ApiError
 from common.web.health import add_probes
 from common.web.inputs import json_object_body, parse_model, path_email
@@ -27,6 +28,7 @@ add_probes(
 
 
 @bp.post("/collection/runs")
+@requires("collection:run")
 def request_collection_run():
     """Ask the worker for a collection cycle now (it fetches only what is due)."""
     services.request_cycle()
@@ -34,9 +36,11 @@ def request_collection_run():
 
 
 @bp.post("/interests")
+@requires("interests:write")
 def add_interest():
     """Follow an airport for a user who exists in the User Manager."""
     data = parse_model(inputs.InterestRequest, json_object_body())
+    require_user(data.email)
     services.require_existing_user(directory=services.user_manager(), email=data.email)
     if interests.add_interest(email=data.email, airport_code=data.airport_code):
         return {"message": "Interest added and data fetch initiated"}, 201
@@ -44,22 +48,28 @@ def add_interest():
 
 
 @bp.delete("/interests")
+@requires("interests:write")
 def remove_interest():
     """Stop following an airport."""
     data = parse_model(inputs.InterestRequest, json_object_body())
+    require_user(data.email)
     if not interests.remove_interest(email=data.email, airport_code=data.airport_code):
         raise ApiError(404, "Interest not found")
     return {"message": "Interest removed"}
 
 
 @bp.get("/interests/<path:email>")
+@requires("interests:read")
 def list_interests(email: str):
     """List the airports a user follows."""
-    followed = interests.list_interests(email=path_email(email))
+    email = path_email(email)
+    require_user(email)
+    followed = interests.list_interests(email=email)
     return jsonify([interest.to_dict() for interest in followed])
 
 
 @bp.get("/flights/<airport_code>")
+@requires("flights:read")
 def list_flights(airport_code: str):
     """List an airport's arrivals and/or departures, newest first, one page at a time."""
     airport = inputs.path_airport_code(airport_code)
@@ -79,6 +89,7 @@ def list_flights(airport_code: str):
 
 
 @bp.get("/flights/last/<icao>")
+@requires("flights:read")
 def last_flight(icao: str):
     """Return the airport's most recent flight (or last arrival / last departure)."""
     airport = inputs.path_airport_code(icao)
@@ -90,6 +101,7 @@ def last_flight(icao: str):
 
 
 @bp.get("/flights/average/<icao>")
+@requires("flights:read")
 def average_flights(icao: str):
     """Return the average flights per day over the last X whole days that were collected."""
     airport = inputs.path_airport_code(icao)

@@ -11,12 +11,13 @@ worker for a cycle, and the collector's facts for ``/health``.
 """
 
 import logging
+import math
 
 from flask import current_app
 
 from common.rpc.peers import PeerError, UserDirectory
 from common.web.errors import ApiError
-from data_collector.cycle_requests import request_collection
+from data_collector.cycle_requests import request_run
 from data_collector.models import CollectorState, db
 
 log = logging.getLogger(__name__)
@@ -44,9 +45,20 @@ def require_existing_user(*, directory: UserDirectory, email: str) -> None:
 
 
 def request_cycle() -> None:
-    """Ask the worker for a collection cycle soon (ops; it fetches only what is due)."""
-    request_collection()
-    db.session.commit()
+    """Ask the worker for a collection cycle soon (ops; it fetches only what is due).
+
+    At most one a minute: each can spend credits, and the worker collects
+    everything due in one cycle anyway. Sooner is a 429 saying when to ask.
+    """
+    wait = request_run(min_interval=current_app.config["COLLECTION_RUN_MIN_INTERVAL_SECONDS"])
+    if wait is not None:
+        seconds = max(1, math.ceil(wait))
+        raise ApiError(
+            429,
+            f"A collection cycle was asked for or started less than a minute ago; "
+            f"ask again in {seconds} s.",
+            headers={"Retry-After": str(seconds)},
+        )
 
 
 def opensky_facts() -> dict | None:

@@ -457,11 +457,18 @@ def flights() -> dict[str, Any]:
         "simulator; OpenSky may take longer).",
         [
             request(
-                "Ask for a collection cycle now (202)",
+                "Ask for a collection cycle now (202; 429 within a minute of the last)",
                 "POST",
                 "dc_url",
                 "/collection/runs",
-                tests=[*status(202)],
+                tests=[
+                    'pm.test("asked for, or told when to ask again", () => {',
+                    "    pm.expect(pm.response.code).to.be.oneOf([202, 429]);",
+                    "    if (pm.response.code === 429) {",
+                    '        pm.expect(Number(pm.response.headers.get("Retry-After"))).to.be.within(1, 60);',
+                    "    }",
+                    "});",
+                ],
             ),
             request(
                 "Arrivals at LIRF, newest first (200)",

@@ -228,6 +228,8 @@ class LocalStack:
                 "DATA_COLLECTOR_GRPC_PORT": str(settings.data_collector_grpc_port),
             }
         )
+        env.setdefault("USER_MANAGER_PUBLIC_URL", self.user_manager_url)
+        env.setdefault("DATA_COLLECTOR_PUBLIC_URL", self.data_collector_url)
         env.setdefault("USER_MANAGER_GRPC_ADDR", f"127.0.0.1:{settings.user_manager_grpc_port}")
         env.setdefault("DATA_COLLECTOR_GRPC_ADDR", f"127.0.0.1:{settings.data_collector_grpc_port}")
         if settings.simulator:

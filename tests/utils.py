@@ -175,15 +175,16 @@ def metric(api: Api, name: str, **labels: str) -> float:
     return metric_value(api.get("/metrics").text, name, **labels) or 0.0
 
 
-def api_document(package: str) -> dict:
+def api_document(package: str, headers: dict | None = None, **environment: str) -> dict:
     """Build the OpenAPI document of ``package`` in this process, as its running app serves it.
 
     Building the app contacts no database, so an address nobody listens on
-    stands in for the database URL when none is set.
+    stands in for the database URL when none is set. ``environment`` sets
+    more variables (``AUTH_MODE="on"``, say) for this build only.
     """
     variables = ("USER_MANAGER_DATABASE_URL", "DATA_COLLECTOR_DATABASE_URL")
     placeholder = "postgresql://nobody@127.0.0.1:1/none"
     missing = {name: placeholder for name in variables if not os.environ.get(name)}
-    with mock.patch.dict(os.environ, missing):
+    with mock.patch.dict(os.environ, {**missing, **environment}):
         app = importlib.import_module(f"{package}.app").create_app()
-        return app.test_client().get("/openapi.json").get_json()
+        return app.test_client().get("/openapi.json", headers=headers).get_json()

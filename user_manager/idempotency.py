@@ -19,7 +19,9 @@ built once as SQL. :func:`run_once` runs it, in one transaction:
    (``Idempotent-Replayed: true``), unless the key belongs to a different
    request (another method, path or body: its fingerprint differs): 422.
 
-Concurrent duplicates of one key wait for the first (PostgreSQL makes a
+Keys belong to their caller (with authentication on, a hash of the
+credential's identity): two callers' identical keys never meet. Concurrent
+duplicates of one key wait for the first (PostgreSQL makes a
 second INSERT of the key wait for the first transaction) and replay its
 answer. Validation errors are raised before any of this, so a corrected
 retry may reuse its key. A write may refuse without storing anything (its
@@ -79,17 +81,21 @@ LOCK_SUBJECT = text("SELECT pg_advisory_xact_lock(hashtextextended(:subject, 0))
 # Step 4 when the claim statement could not see the key yet: it was committed by a
 # concurrent request after the statement's snapshot (the claim waited for it).
 STORED_ANSWER = select(KEYS.c.response_code, KEYS.c.response_body, KEYS.c.request_fingerprint)
+# Parameter names never equal a column's: an UPDATE in the same statement would take a
+# parameter named like one of its table's columns as a value to SET.
+THIS_KEY = (KEYS.c.caller == bindparam("key_caller")) & (KEYS.c.key == bindparam("key_value"))
 
 
 @dataclass(frozen=True)
 class KeyedRequest:
-    """What makes two requests "the same": method, normalized path and body; and its key."""
+    """A request with its key and caller; method, normalized path and body make it "the same"."""
 
     key: str
     method: str
     path: str
     body: dict[str, Any] | None
     subject: str
+    caller: str = ""
 
     @property
     def fingerprint(self) -> str:
@@ -151,7 +157,8 @@ def claim(*, status: ColumnElement, body: ColumnElement) -> Claim:
     """
     answer = select(status.label("status"), body.label("body")).cte("answer")
     columns = {
-        "key": bindparam("key"),
+        "caller": bindparam("key_caller"),
+        "key": bindparam("key_value"),
         "status": literal("completed"),
         "created_at": func.now(),
         "response_code": answer.c.status,
@@ -165,8 +172,8 @@ def claim(*, status: ColumnElement, body: ColumnElement) -> Claim:
         list(columns), select(*columns.values()).where(answer.c.status.is_not(None))
     )
     statement = statement.on_conflict_do_update(
-        index_elements=[KEYS.c.key],
-        set_={name: statement.excluded[name] for name in columns if name != "key"},
+        index_elements=[KEYS.c.caller, KEYS.c.key],
+        set_={name: statement.excluded[name] for name in columns if name not in ("caller", "key")},
         where=~LIVE,
     )
     returning = statement.returning(KEYS.c.response_code, KEYS.c.response_body)
@@ -181,7 +188,7 @@ def build_write(
     Each CTE of ``work`` must act only under ``claim.made_with(...)``.
     ``outbox_id``, when given, is SQL for the outbox message the work queued.
     """
-    live = STORED_ANSWER.where(KEYS.c.key == bindparam("key"), LIVE).subquery("live")
+    live = STORED_ANSWER.where(THIS_KEY, LIVE).subquery("live")
     outputs = [] if outbox_id is None else [outbox_id.label("outbox_id")]
     statement = (
         select(
@@ -209,7 +216,8 @@ def run_once(
     """
     params = {
         **params,
-        "key": request.key,
+        "key_value": request.key,
+        "key_caller": request.caller,
         "subject": request.subject,
         "method": request.method,
         "path": request.path,
@@ -223,6 +231,7 @@ def run_once(
             row = session.execute(write.statement, params).one()
             if row.claimed_status is not None:
                 faults.crash_point("crash-before-commit")
+                faults.pause_point("pause-before-commit")
                 session.commit()
                 return Outcome(
                     row.claimed_status,
@@ -240,7 +249,7 @@ def run_once(
         return _replay(row, request)
     if row.predicted_status is None and refusal is not None:
         raise refusal
-    stored = session.execute(STORED_ANSWER.where(KEYS.c.key == request.key)).first()
+    stored = session.execute(STORED_ANSWER.where(THIS_KEY), params).first()
     session.rollback()
     if stored is None:
         # Expired and reaped between our claim and this read: the client reused an old key.

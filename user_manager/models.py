@@ -4,7 +4,7 @@ from datetime import datetime
 from typing import Any
 
 from flask_sqlalchemy import SQLAlchemy
-from sqlalchemy import BigInteger, DateTime, Identity, Integer, String, Text, func
+from sqlalchemy import BigInteger, DateTime, Identity, Index, Integer, String, Text, func, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -57,6 +57,8 @@ class IdempotencyKey(db.Model):
 
     __tablename__ = "idempotency_keys"
 
+    # Hash of the caller's identity ('' with authentication off): keys are per caller.
+    caller: Mapped[str] = mapped_column(String(64), primary_key=True, server_default="")
     key: Mapped[str] = mapped_column(String(255), primary_key=True)
     status: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(
@@ -64,7 +66,7 @@ class IdempotencyKey(db.Model):
     )
     response_code: Mapped[int | None] = mapped_column(Integer)
     response_body: Mapped[str | None] = mapped_column(Text)
-    user_email: Mapped[str | None] = mapped_column(String(EMAIL_MAX_LENGTH))
+    user_email: Mapped[str | None] = mapped_column(String(EMAIL_MAX_LENGTH), index=True)
     request_method: Mapped[str] = mapped_column(String(10))
     request_path: Mapped[str] = mapped_column(String(2048))
     request_fingerprint: Mapped[str] = mapped_column(String(64))
@@ -79,6 +81,14 @@ class OutboxMessage(db.Model):
     """
 
     __tablename__ = "outbox"
+    __table_args__ = (
+        # "A deletion of this email's interests is still pending", read by every create.
+        Index(
+            "ix_outbox_pending_email",
+            text("(payload ->> 'email')"),
+            postgresql_where=text("method = 'DeleteUserInterests'"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
     method: Mapped[str] = mapped_column(String(64))

@@ -3,6 +3,7 @@
 from flask import Blueprint, jsonify, request
 
 from common.emails import EMAIL_MAX_LENGTH
+from common.web.auth import current_caller, require_any_user, require_user, requires
 from common.web.errors import ApiError
 from common.web.health import add_probes
 from common.web.inputs import json_object_body, parse_model, path_email
@@ -38,16 +39,21 @@ add_probes(
 
 
 @bp.post("/users")
+@requires("users:write")
 def create_user():
     """Register a new user, at most once per Idempotency-Key."""
     key = idempotency.require_key(request.headers.get("Idempotency-Key"))
     data = parse_model(UserCreate, json_object_body())
-    return _outcome_response(services.create_user(data=data, key=key))
+    require_user(data.email)
+    caller = current_caller().identity
+    return _outcome_response(services.create_user(data=data, key=key, caller=caller))
 
 
 @bp.get("/users")
+@requires("users:read")
 def list_users():
     """List users ordered by email, one page at a time."""
+    require_any_user()
     page = parse_page_request(default_limit=DEFAULT_PAGE_SIZE, max_limit=MAX_PAGE_SIZE, arity=1)
     after = page.after[0] if page.after else None
     if after is not None and not (
@@ -59,16 +65,23 @@ def list_users():
 
 
 @bp.get("/users/<path:email>")
+@requires("users:read")
 def get_user(email: str):
     """Return one user."""
-    user = services.get_user(email=path_email(email))
+    email = path_email(email)
+    require_user(email)
+    user = services.get_user(email=email, with_pii=current_caller().has("users:pii"))
     if user is None:
         raise ApiError(404, "User not found")
     return user
 
 
 @bp.delete("/users/<path:email>")
+@requires("users:write")
 def delete_user(email: str):
     """Delete a user and their interests in the Data Collector, at most once per key."""
     key = idempotency.require_key(request.headers.get("Idempotency-Key"))
-    return _outcome_response(services.delete_user(email=path_email(email), key=key))
+    email = path_email(email)
+    require_user(email)
+    caller = current_caller().identity
+    return _outcome_response(services.delete_user(email=email, key=key, caller=caller))

@@ -11,7 +11,7 @@ outbox), then delivers it right after the commit.
 import json
 
 from flask import current_app
-from sqlalchemy import bindparam, case, delete, literal, null, select
+from sqlalchemy import bindparam, case, delete, literal, null, select, update
 from sqlalchemy.dialects.postgresql import insert
 
 from common.db.connections import autocommit_statements
@@ -20,8 +20,8 @@ from common.rpc.peers import InterestsPeer
 from common.timeutil import isoformat_utc_sql, utc_now
 from common.web.errors import ApiError
 from common.web.pagination import json_item_rows
-from user_manager import idempotency, outbox
-from user_manager.idempotency import SUBJECT, KeyedRequest, Outcome
+from user_manager import idempotency, outbox, privacy
+from user_manager.idempotency import KEYS, SUBJECT, KeyedRequest, Outcome
 from user_manager.inputs import UserCreate
 from user_manager.models import User, db, user_to_dict
 
@@ -76,20 +76,24 @@ STILL_BEING_DELETED = ApiError(
 )
 
 
-def create_user(*, data: UserCreate, key: str) -> Outcome:
-    """Insert the user at most once per key, or answer 409 when the email or tax code is taken."""
+def create_user(*, data: UserCreate, key: str, caller: str) -> Outcome:
+    """Insert the user at most once per key, or answer 409 when the email or tax code is taken.
+
+    ``caller`` is the identity the key belongs to ('' when authentication is off).
+    """
     row = {**data.model_dump(), "created_at": utc_now()}
     created = {"message": "User created successfully", "user": user_to_dict(row)}
     return idempotency.run_once(
         CREATE_USER,
-        KeyedRequest(key, "POST", "/users", data.model_dump(), subject=data.email),
+        KeyedRequest(key, "POST", "/users", data.model_dump(), data.email, caller),
         {**row, "created_body": json.dumps(created)},
         refusal=STILL_BEING_DELETED,
     )
 
 
-# DELETE /users/<email>: 404 when there is no such user; else 200, the DELETE, and the
-# deletion of the user's interests queued in the outbox.
+# DELETE /users/<email>: 404 when there is no such user; else 200, the DELETE, the
+# deletion of the user's interests queued in the outbox, and the IBAN and tax code gone
+# from the stored answers of the user's creation (replayed to a repeated POST).
 _DELETE_CLAIM = idempotency.claim(
     status=case((_email_taken, literal(200)), else_=literal(404)),
     body=case(
@@ -104,18 +108,29 @@ _deleted = (
     .cte("deleted")
 )
 _queued = outbox.enqueue_interest_deletion(_deleted)
+_scrubbed = (
+    update(KEYS)
+    .where(
+        KEYS.c.user_email == SUBJECT,
+        KEYS.c.request_method == "POST",
+        KEYS.c.response_code == 201,
+        _DELETE_CLAIM.made_with(200),
+    )
+    .values(response_body=privacy.without_pii_sql(KEYS.c.response_body))
+    .cte("scrubbed")
+)
 DELETE_USER = idempotency.build_write(
     _DELETE_CLAIM,
-    work=[_deleted, _queued],
+    work=[_deleted, _queued, _scrubbed],
     outbox_id=select(_queued.c.id).scalar_subquery(),
 )
 
 
-def delete_user(*, email: str, key: str) -> Outcome:
+def delete_user(*, email: str, key: str, caller: str) -> Outcome:
     """Delete the user and their interests in the Data Collector, at most once per key."""
     outcome = idempotency.run_once(
         DELETE_USER,
-        KeyedRequest(key, "DELETE", f"/users/{email}", None, subject=email),
+        KeyedRequest(key, "DELETE", f"/users/{email}", None, email, caller),
         {"handoff": outbox.handoff()},
     )
     if outcome.outbox_id is not None:
@@ -140,8 +155,8 @@ def _users_page(*, after: bool):
         page.c.email,
         page.c.first_name,
         page.c.last_name,
-        page.c.tax_code,
-        page.c.iban,
+        privacy.masked_sql(page.c.tax_code).label("tax_code"),
+        privacy.masked_sql(page.c.iban).label("iban"),
         isoformat_utc_sql(page.c.created_at).label("created_at"),
     ]
     return json_item_rows(page, fields, keys=[page.c.email], order_by=[page.c.email])
@@ -151,18 +166,25 @@ FIRST_USERS = _users_page(after=False)
 USERS_AFTER = _users_page(after=True)
 
 
-def get_user(*, email: str) -> dict | None:
-    """Return the user with this (normalized) email as public JSON, if any."""
+def get_user(*, email: str, with_pii: bool) -> dict | None:
+    """Return the user with this (normalized) email as public JSON, if any.
+
+    ``with_pii``: the IBAN and tax code in full; else masked.
+    """
     autocommit_statements(db)
     row = db.session.execute(GET_USER, {"email": email}).first()
-    return None if row is None else user_to_dict(row)
+    if row is None:
+        return None
+    user = user_to_dict(row)
+    return user if with_pii else privacy.masked_user(user)
 
 
 def list_users(*, after_email: str | None, limit: int) -> list:
     """Return up to ``limit`` users ordered by email, strictly after ``after_email``.
 
     Each row holds ``item``, the user's public JSON (built by PostgreSQL, as
-    :func:`user_to_dict` shapes it), and ``email``, the sort key.
+    :func:`user_to_dict` shapes it, the IBAN and tax code masked for every
+    caller), and ``email``, the sort key.
     """
     autocommit_statements(db)
     connection = db.session.connection()

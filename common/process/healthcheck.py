@@ -1,14 +1,17 @@
-"""Probes of a running service: REST ``GET /ping`` and the gRPC health service.
+"""Probes of a running service: REST ``GET /ping``, the gRPC health service, its database.
 
-``python -m <service> healthcheck [web|grpc]`` (the containers' health
-check; slim images have no curl) runs :func:`check` with the service's own
-configuration, read from the same environment the service got, so the ports
-it probes are always the ones the service listens on. Exit 1, with one line
-on stderr saying what failed, marks the container unhealthy.
+``python -m <service> healthcheck [web] [grpc] [database]`` (the containers'
+health checks; slim images have no curl) runs :func:`check` with the
+service's own configuration, read from the same environment the service got,
+so the ports and database it probes are always the service's. ``web`` and
+``grpc`` (the default) say the servers answer: liveness. ``database`` says
+the service's own database answers: with ``web`` or ``grpc``, readiness,
+which needs no credential (``/health`` does when authentication is on) and
+never looks at the peer service. Exit 1, with one line on stderr saying what
+failed, marks the container unhealthy (or unready).
 """
 
 import sys
-import urllib.request
 from collections.abc import Sequence
 
 from common.settings import BaseConfig
@@ -18,6 +21,7 @@ PROBE_TIMEOUT_SECONDS = 3
 # Where a service bound to every interface can be reached from inside its own container.
 WILDCARD_ADDRESSES = {"", "0.0.0.0", "::"}
 HALVES = ("web", "grpc")
+PARTS = (*HALVES, "database")
 
 
 def probe_host(bind_host: str) -> str:
@@ -27,6 +31,8 @@ def probe_host(bind_host: str) -> str:
 
 def check_rest(host: str, port: int) -> None:
     """Raise unless ``GET /ping`` answers 200."""
+    import urllib.request  # not with the module: the launcher imports it, and needs no HTTP
+
     url = f"http://{host}:{port}/ping"
     with urllib.request.urlopen(url, timeout=PROBE_TIMEOUT_SECONDS) as response:
         if response.status != 200:
@@ -48,14 +54,33 @@ def check_grpc(host: str, port: int) -> None:
         raise RuntimeError(f"gRPC health on {host}:{port} is {status}")
 
 
-def check(name: str, config: BaseConfig, halves: Sequence[str] = HALVES) -> int:
-    """Probe the given halves of service ``name``; print why and return 1 when one fails."""
+def check_database(url: str) -> None:
+    """Raise unless the database at ``url`` (a SQLAlchemy URL) answers a query in time."""
+    import psycopg2  # only readiness probes need it
+
+    libpq_url = url.replace("postgresql+psycopg2://", "postgresql://", 1)
+    connection = psycopg2.connect(
+        libpq_url,
+        connect_timeout=PROBE_TIMEOUT_SECONDS,
+        options=f"-c statement_timeout={PROBE_TIMEOUT_SECONDS * 1000}",
+    )
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+    finally:
+        connection.close()
+
+
+def check(name: str, config: BaseConfig, parts: Sequence[str] = HALVES) -> int:
+    """Probe the given parts of service ``name``; print why and return 1 when one fails."""
     try:
         host = probe_host(config.BIND_HOST)
-        if "web" in halves:
+        if "web" in parts:
             check_rest(host, config.HTTP_PORT)
-        if "grpc" in halves:
+        if "grpc" in parts:
             check_grpc(host, config.GRPC_PORT)
+        if "database" in parts:
+            check_database(config.SQLALCHEMY_DATABASE_URI or "")
     except Exception as error:
         reason = " ".join(str(error).split())  # gRPC errors span several lines
         print(f"{name} is unhealthy: {reason}", file=sys.stderr)

@@ -15,7 +15,7 @@ or grpcio, and every role is a fresh interpreter:
 Command line: ``python -m <service>`` migrates, then runs every role;
 ``python -m <service> ROLE [ROLE...]`` runs just those roles (no migration:
 an orchestrator runs ``migrate`` on its own); ``python -m <service>
-healthcheck [web|grpc]`` probes a running instance.
+healthcheck [web] [grpc] [database]`` probes a running instance.
 """
 
 import logging
@@ -165,7 +165,8 @@ def serve(service: Service, roles: Sequence[str], *, migrate_first: bool) -> int
 def usage(service: Service) -> str:
     """Return the command line's usage line."""
     roles = " | ".join(service.role_names)
-    return f"usage: python -m {service.name} [migrate | ROLE... ({roles}) | healthcheck [web|grpc]]"
+    parts = " ".join(f"[{part}]" for part in healthcheck.PARTS)
+    return f"usage: python -m {service.name} [migrate | ROLE... ({roles}) | healthcheck {parts}]"
 
 
 def main(service: Service, args: Sequence[str]) -> int:
@@ -174,7 +175,7 @@ def main(service: Service, args: Sequence[str]) -> int:
     try:
         if args == ["migrate"]:
             return service.migrate()
-        if args[:1] == ["healthcheck"] and set(args[1:]) <= set(healthcheck.HALVES):
+        if args[:1] == ["healthcheck"] and set(args[1:]) <= set(healthcheck.PARTS):
             return healthcheck.check(service.name, service.config(), args[1:] or healthcheck.HALVES)
         if not args:
             return serve(service, service.role_names, migrate_first=True)

@@ -15,7 +15,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from werkzeug.exceptions import HTTPException
 
 from common.observability.logs import describe_database_error
-from common.web.observability import loggable_path
+from common.web.paths import loggable_path
 
 log = logging.getLogger(__name__)
 

@@ -5,11 +5,13 @@ from pathlib import Path
 
 from flask import Blueprint, Flask
 from flask_sqlalchemy import SQLAlchemy
+from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import PathConverter
 
 from common.db import connections
 from common.observability.logs import configure_logging
 from common.settings import BaseConfig, ConfigError, sqlalchemy_url
+from common.web import auth
 from common.web.errors import register_error_handlers
 from common.web.observability import install_request_observability
 from common.web.openapi import install_api_docs
@@ -56,6 +58,12 @@ def build_app(
     app.config["SQLALCHEMY_ENGINE_OPTIONS"] = connections.engine_options(
         pool_size=app.config["DB_POOL_SIZE"]
     )
+    proxies = app.config["TRUSTED_PROXIES"]
+    if proxies:
+        # Only the addresses the proxies in front of us forwarded, and only theirs.
+        app.wsgi_app = ProxyFix(
+            app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=proxies, x_port=proxies
+        )
     configure_logging(app.config["LOG_LEVEL"])
     # Keep fields in the order the code writes them (seed shapes first).
     app.json.sort_keys = False
@@ -67,6 +75,7 @@ def build_app(
         Migrate(app, db, directory=str(migrations_dir))
     register_error_handlers(app)
     install_request_observability(app)
+    auth.install(app)
     for blueprint in blueprints:
         app.register_blueprint(blueprint)
     install_api_docs(app, api_document)

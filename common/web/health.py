@@ -12,6 +12,8 @@ a load balancer or an orchestrator deciding whether to send traffic here:
   and taking it out of rotation would turn one outage into two;
 - the service adds its own facts (the outbox backlog; OpenSky credits and the
   last collection cycle), read in the same short transaction.
+
+Only callers with the ``ops`` scope see the detail; others get the status.
 """
 
 import contextlib
@@ -25,6 +27,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from common.rpc.peers import Peer
+from common.web.auth import current_caller
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +102,7 @@ def add_probes(
     @blueprint.get("/health")
     def health():
         """Report readiness: the database, the peer service, the service's own facts."""
-        return readiness(
+        body, status, headers = readiness(
             service=service,
             db=db,
             peer=peer(),
@@ -107,3 +110,7 @@ def add_probes(
             facts_key=facts_key,
             facts=facts,
         )
+        if not current_caller().has("ops"):
+            # Internal addresses and the service's facts are for operators only.
+            body = {"status": body["status"]}
+        return body, status, headers

@@ -15,6 +15,10 @@ from common.emails import normalize_email
 from common.web.errors import ApiError
 
 Model = TypeVar("Model", bound=BaseModel)
+# The bodies of these APIs are flat objects; this much nesting leaves room for a client's
+# habits and stops a body of nested brackets long before it could exhaust the parser's
+# recursion (a RecursionError used to escape as a 500).
+MAX_JSON_DEPTH = 16
 
 
 def json_object_body() -> dict[str, Any]:
@@ -26,12 +30,39 @@ def json_object_body() -> dict[str, Any]:
     """
     if not request.is_json:
         raise ApiError(415, "The request body must be JSON (Content-Type: application/json).")
+    if json_depth(request.get_data()) > MAX_JSON_DEPTH:
+        raise ApiError(400, f"The request body nests deeper than {MAX_JSON_DEPTH} levels.")
     body = request.get_json(silent=True)
     if body is None:
         raise ApiError(400, "The request body is not valid JSON.")
     if not isinstance(body, dict):
         raise ApiError(400, "The request body must be a JSON object.")
     return body
+
+
+def json_depth(text: bytes) -> int:
+    """Return how deeply a JSON text nests arrays and objects (brackets in strings ignored).
+
+    A scan, not a parse: it never recurses, whatever the input.
+    """
+    depth = deepest = 0
+    in_string = escaped = False
+    for byte in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):  # [ {
+            depth += 1
+            deepest = max(deepest, depth)
+        elif byte in (0x5D, 0x7D):  # ] }
+            depth -= 1
+    return deepest
 
 
 def parse_model(model: type[Model], data: Any) -> Model:

@@ -19,23 +19,13 @@ from common.observability.request_ids import (
     current_request_id,
     unbind_request_id,
 )
+from common.web.auth import requires
+from common.web.paths import loggable_path
 
 access_log = logging.getLogger("access")
 
 # Metric labels must stay bounded: any other method a client invents is counted as OTHER.
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
-
-
-def loggable_path() -> str:
-    """Return the request's path with control characters escaped, safe to put in a log line.
-
-    A path may carry any character (``%0A`` decodes to a newline); written as is,
-    it would split one log line in two, or forge a second one.
-    """
-    return "".join(
-        char if char.isprintable() else char.encode("unicode_escape").decode("ascii")
-        for char in request.path
-    )
 
 
 def add_scrape_collector(app: Flask, collector) -> None:
@@ -86,6 +76,7 @@ def install_request_observability(app: Flask) -> None:
             unbind_request_id(token)
 
     @app.get("/metrics")
+    @requires("ops")
     def metrics():
         """Expose the service's metrics in the Prometheus text format."""
         output = render_all(app.extensions.get("scrape_collectors", []))

@@ -13,6 +13,7 @@ interactive Swagger UI at ``GET /docs/``. The UI's assets come from the
 flask-swagger-ui wheel, never from a CDN, so the page works offline.
 """
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -21,6 +22,7 @@ from flask_swagger_ui import get_swaggerui_blueprint
 from pydantic import BaseModel
 
 from common.observability.request_ids import REQUEST_ID_HEADER, REQUEST_ID_PATTERN
+from common.web.auth import PUBLIC_PATHS
 from common.web.health import HEALTH_STATUSES, PEER_STATUSES
 
 OPENAPI_VERSION = "3.1.0"
@@ -93,7 +95,35 @@ HEADERS = {
         "description": 'RFC 8288: `<url>; rel="next"` for the next page; absent on the last page.',
         "schema": {"type": "string"},
     },
+    "WWW-Authenticate": {
+        "description": "The credentials this service accepts (RFC 9110): a bearer token or "
+        "an API key in `X-API-Key`.",
+        "required": True,
+        "schema": {"type": "string"},
+    },
 }
+SECURITY_SCHEMES = {
+    "apiKey": {
+        "type": "apiKey",
+        "in": "header",
+        "name": "X-API-Key",
+        "description": "An API key issued by the operator (stored only as its SHA-256).",
+    },
+    "bearerAuth": {
+        "type": "http",
+        "scheme": "bearer",
+        "bearerFormat": "JWT",
+        "description": "An OAuth2/OIDC access token of the configured issuer and audience; "
+        "scopes in its `scope` claim.",
+    },
+}
+SECURITY_NOTE = """
+
+**Who may call what.** With `AUTH_MODE=on`, every operation but `GET /ping` needs an API key
+(`X-API-Key`) or a bearer JWT, and the scope each operation names; a credential bound to a
+user (a key's email, a token's email claim) acts only for that user unless it holds `admin`.
+No or a bad credential is a 401, a missing scope or another user a 403. With `AUTH_MODE=off`
+(the default) nothing is checked."""
 
 
 def json_body(schema: dict[str, Any], example: Any = None) -> dict[str, Any]:
@@ -180,13 +210,18 @@ class Document:
     def __init__(self, *, title: str, description: str, tags: list[dict[str, str]]):
         self.spec: dict[str, Any] = {
             "openapi": OPENAPI_VERSION,
-            "info": {"title": title, "version": "1.0.0", "description": description},
+            "info": {
+                "title": title,
+                "version": "1.0.0",
+                "description": description + SECURITY_NOTE,
+            },
             "tags": tags,
             "paths": {},
             "components": {
                 "schemas": {"Error": ERROR_SCHEMA, "Message": MESSAGE_SCHEMA},
                 "headers": dict(HEADERS),
                 "parameters": {},
+                "securitySchemes": SECURITY_SCHEMES,
             },
         }
 
@@ -294,10 +329,11 @@ def add_operations_for_operators(
                 facts_key: {"anyOf": [facts_schema, {"type": "null"}]},
                 "error": STRING,
             },
-            optional=("error",),
+            optional=("service", "database", "peer", facts_key, "error"),
             description="Readiness of the service. `status` is `ok` when the database and "
             "the peer answer, `degraded` when only the peer does not (the service still "
-            "serves, and says so), `unavailable` when the database does not.",
+            "serves, and says so), `unavailable` when the database does not. The rest is "
+            "shown to callers with the `ops` scope only (and to everyone with auth off).",
         ),
     )
     document.operation(
@@ -333,9 +369,45 @@ def add_operations_for_operators(
     )
 
 
+def add_security(spec: dict[str, Any], app: Flask) -> None:
+    """Document each operation's credential and scope, read from its view (``@requires``).
+
+    Only with ``AUTH_MODE=on``: the document describes the service as it runs.
+
+    The scope comes from the code itself, so the document cannot disagree
+    with what the service checks. ``/ping`` is public; the rest answer 401
+    without a valid credential and 403 without the scope (or for another
+    user than the credential's own).
+    """
+    scopes = {}
+    for rule in app.url_map.iter_rules():
+        path = re.sub(r"<(?:[^:<>]+:)?([^<>]+)>", r"{\1}", rule.rule)
+        view = app.view_functions[rule.endpoint]
+        for method in rule.methods - {"HEAD", "OPTIONS"}:
+            scopes[(path, method.lower())] = getattr(view, "required_scope", None)
+    for path, operations in spec["paths"].items():
+        for method, operation in operations.items():
+            if path in PUBLIC_PATHS:
+                operation["security"] = []
+                continue
+            scope = scopes.get((path, method))
+            operation["security"] = [{"apiKey": []}, {"bearerAuth": [scope] if scope else []}]
+            if scope:
+                operation["description"] = (
+                    operation.get("description", "") + f"\n\nNeeds the scope `{scope}`."
+                ).strip()
+            answers = operation["responses"]
+            answers["401"] = error(
+                "No credential, or one that is not valid.", headers=("WWW-Authenticate",)
+            )
+            answers["403"] = error("The credential lacks the scope, or is bound to another user.")
+
+
 def install_api_docs(app: Flask, build: Callable[[Flask], dict[str, Any]]) -> None:
     """Serve the document built by ``build(app)`` and the Swagger UI page that shows it."""
     document = build(app)
+    if app.config["AUTH_MODE"] == "on":
+        add_security(document, app)
 
     @app.get(DOCUMENT_PATH)
     def openapi_document():

@@ -49,6 +49,23 @@ def decode_cursor(token: str, *, arity: int) -> list[Any]:
     return value
 
 
+def page_url() -> str:
+    """Return the URL of this list for a Link header: never built from the client's ``Host``.
+
+    The configured ``PUBLIC_URL`` (where clients reach this service) comes
+    first; behind ``TRUSTED_PROXIES`` proxies, the address they forwarded
+    (``X-Forwarded-*``, applied by the app factory); otherwise a reference
+    relative to the request (RFC 8288 allows it), since a ``Host`` header is
+    whatever the client chose to send.
+    """
+    public = current_app.config["PUBLIC_URL"]
+    if public:
+        return public.rstrip("/") + request.path
+    if current_app.config["TRUSTED_PROXIES"]:
+        return request.base_url
+    return request.path
+
+
 def parse_page_request(*, default_limit: int, max_limit: int, arity: int) -> PageRequest:
     """Read ``limit`` and ``cursor`` from the query string, rejecting bad values with 400."""
     raw_limit = request.args.get("limit")
@@ -94,5 +111,5 @@ def json_page_response(rows: list[Any], *, page: PageRequest, sort_key_of) -> Re
         args = request.args.to_dict()
         args["cursor"] = encode_cursor(sort_key_of(rows[-1]))
         args["limit"] = str(page.limit)
-        response.headers["Link"] = f'<{request.base_url}?{urlencode(args)}>; rel="next"'
+        response.headers["Link"] = f'<{page_url()}?{urlencode(args)}>; rel="next"'
     return response

@@ -30,11 +30,12 @@ ENV_READERS = {
     "env_float",
     "env_bool",
     "env_database_url",
+    "env_choice",
     "opensky_credential",
 }
-# A service's Config names its (required) database URL in this class attribute, which the
-# shared BaseConfig reads.
-DATABASE_URL_ATTRIBUTE = "DATABASE_URL_VARIABLE"
+# A service's Config names some of its variables in class attributes, which the shared
+# BaseConfig reads: its database URL (required) and its public URL (empty by default).
+NAMED_BY_ATTRIBUTE = {"DATABASE_URL_VARIABLE": (False, None), "PUBLIC_URL_VARIABLE": (True, "")}
 VARIABLE_NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
 
 
@@ -281,11 +282,12 @@ def _read_of(call: ast.Call, package: str, location: str) -> EnvRead | None:
     return EnvRead(first.value, package, location, has_default, default)
 
 
-def _database_url_read(node: ast.Assign, package: str, location: str) -> EnvRead | None:
-    named = [t for t in node.targets if isinstance(t, ast.Name) and t.id == DATABASE_URL_ATTRIBUTE]
+def _attribute_read(node: ast.Assign, package: str, location: str) -> EnvRead | None:
+    named = [t.id for t in node.targets if isinstance(t, ast.Name) and t.id in NAMED_BY_ATTRIBUTE]
     value = node.value
     if named and isinstance(value, ast.Constant) and value.value:
-        return EnvRead(value.value, package, location, False, None)
+        has_default, default = NAMED_BY_ATTRIBUTE[named[0]]
+        return EnvRead(value.value, package, location, has_default, default)
     return None
 
 
@@ -302,7 +304,7 @@ def env_reads() -> list[EnvRead]:
                 if isinstance(node, ast.Call):
                     read = _read_of(node, package, location)
                 elif isinstance(node, ast.Assign):
-                    read = _database_url_read(node, package, location)
+                    read = _attribute_read(node, package, location)
                 if read is not None:
                     reads.append(read)
     return reads

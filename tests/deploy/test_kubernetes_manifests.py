@@ -12,8 +12,8 @@ import re
 
 import pytest
 
+from common.process.healthcheck import PROBE_TIMEOUT_SECONDS
 from common.process.supervisor import Supervisor
-from common.web.health import PEER_TIMEOUT_SECONDS, STATEMENT_TIMEOUT_MS
 from tests.containers.deployment import REPO_ROOT, dockerfile_instructions, only, reads_by_service
 from tests.deploy.kubernetes import (
     COMPONENT_LABEL,
@@ -371,21 +371,26 @@ def test_every_serving_container_has_startup_liveness_and_readiness_probes(objec
 
 
 @pytest.mark.parametrize("package", sorted(SERVICES))
-def test_liveness_is_ping_and_readiness_is_the_service_own_health(objects, package):
-    # Readiness waits for the health check's database statement and its peer question.
-    health_seconds = STATEMENT_TIMEOUT_MS / 1000 + PEER_TIMEOUT_SECONDS
+def test_liveness_is_ping_and_readiness_is_the_service_own_database(objects, package):
+    # Readiness waits for the check's connection and its query.
+    check_seconds = 2 * PROBE_TIMEOUT_SECONDS
     for container in app_containers(objects, package):
         if container.name == "web":
             assert container.spec["livenessProbe"]["httpGet"]["path"] == "/ping"
             assert container.spec["startupProbe"]["httpGet"]["path"] == "/ping"
             readiness = container.spec["readinessProbe"]
-            assert readiness["httpGet"]["path"] == "/health"
-            assert readiness["timeoutSeconds"] > health_seconds, container.id
+            assert readiness["exec"]["command"] == [
+                *["python", "-m", package, "healthcheck", "web", "database"]
+            ]
+            assert readiness["timeoutSeconds"] > check_seconds, container.id
         if container.name == "grpc":
             # The service's own check: it sends the token and speaks TLS when configured.
             check = ["python", "-m", package, "healthcheck", "grpc"]
-            for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+            for probe in ("startupProbe", "livenessProbe"):
                 assert container.spec[probe]["exec"]["command"] == check, f"{container.id} {probe}"
+            readiness = container.spec["readinessProbe"]
+            assert readiness["exec"]["command"] == [*check, "database"], container.id
+            assert readiness["timeoutSeconds"] > check_seconds, container.id
         for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
             text = str(container.spec.get(probe) or "")
             assert PEERS[package] not in text and SERVICES[PEERS[package]] not in text, (

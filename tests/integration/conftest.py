@@ -8,6 +8,7 @@ starts from empty collector tables and a reset simulator.
 
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg2
@@ -18,7 +19,15 @@ from data_collector.collection import COLLECTION_LOCK_ID
 from data_collector.models import db
 from devstack.stack import LocalStack, StackSettings
 from opensky_sim.control import SimulatorControl
+from tests.integration.auth_support import (
+    AUDIENCE,
+    ISSUER,
+    ApiKeys,
+    IdentityProvider,
+    standard_keys,
+)
 from tests.integration.collector_support import DAY, Collector
+from tests.utils import Api
 
 COLLECTOR_TEST_ENV = {
     # Two past days and today: enough to see two-day requests, lead-in days and refreshes.
@@ -30,6 +39,8 @@ COLLECTOR_TEST_ENV = {
     "WEB_CONCURRENCY": "2",
     # Short, so retention tests work with days close to the collected ones.
     "RETENTION_DAYS": "10",
+    # Tests ask for cycle after cycle; the once-a-minute limit has a test of its own.
+    "COLLECTION_RUN_MIN_INTERVAL_SECONDS": "0",
 }
 # Longer than any collection test takes (a cycle waits at most CYCLE_TIMEOUT).
 MIDNIGHT_MARGIN = 120
@@ -107,3 +118,52 @@ def collector_app(collector, monkeypatch):
     with app.app_context():
         yield app
         db.session.remove()
+
+
+@dataclass
+class SecureStack:
+    """A stack with AUTH_MODE=on: its processes, its API keys and its identity provider."""
+
+    stack: LocalStack
+    keys: ApiKeys
+    idp: IdentityProvider
+
+    @property
+    def um(self) -> Api:
+        return Api(self.stack.user_manager_url)
+
+    @property
+    def dc(self) -> Api:
+        return Api(self.stack.data_collector_url)
+
+
+@pytest.fixture(scope="session")
+def secure_stack(stack):
+    """A third local stack, with authentication on (skipped against a remote stack)."""
+    if not isinstance(stack, LocalStack):
+        pytest.skip("needs a stack started by the suite")
+    idp = IdentityProvider()
+    with tempfile.TemporaryDirectory(prefix="flight-tracker-secure-") as tmp:
+        keys = standard_keys(Path(tmp) / "api-keys.json")
+        local = LocalStack(
+            StackSettings.on_free_ports(
+                Path(tmp) / "pg",
+                simulator=True,
+                log_dir=Path(tmp) / "logs",
+                extra_env={
+                    "AUTH_MODE": "on",
+                    "API_KEYS_FILE": str(keys.path),
+                    "JWT_JWKS_URL": idp.jwks_url,
+                    "JWT_ISSUER": ISSUER,
+                    "JWT_AUDIENCE": AUDIENCE,
+                    "WEB_CONCURRENCY": "2",
+                    "COLLECT_BACKFILL_DAYS": "1",
+                },
+            )
+        )
+        try:
+            local.start()
+            yield SecureStack(local, keys, idp)
+        finally:
+            local.stop()
+            idp.close()

@@ -11,6 +11,11 @@ serve, which keeps test collection independent of the stack while fuzzing
 exactly what is served.
 """
 
+import hashlib
+import json
+import secrets
+import tempfile
+
 import pytest
 import schemathesis
 from schemathesis.config import SchemathesisConfig
@@ -92,3 +97,54 @@ def test_user_manager_conforms_to_its_document(case, stack):
 @data_collector.parametrize()
 def test_data_collector_conforms_to_its_document(case, stack):
     case.call_and_validate(base_url=stack.data_collector_url, excluded_checks=EXCLUDED_CHECKS)
+
+
+# With AUTH_MODE=on, the same documents fuzzed with a credential that may do everything
+# (every scope, admin): what the schema allows must still conform, now through the checks.
+SECURE_EXAMPLES = 30
+SECURE_CONFIG = {**CONFIG, "generation": {"max-examples": SECURE_EXAMPLES}}
+
+
+def secure_document(package: str) -> dict:
+    """The document a service serves with AUTH_MODE=on (each operation's scope, 401, 403)."""
+    with tempfile.NamedTemporaryFile("w", suffix=".json") as keys:
+        key = secrets.token_urlsafe(16)
+        digest = hashlib.sha256(key.encode()).hexdigest()
+        keys.write(json.dumps([{"name": "reader", "sha256": digest, "scopes": []}]))
+        keys.flush()
+        return api_document(package, {"X-API-Key": key}, AUTH_MODE="on", API_KEYS_FILE=keys.name)
+
+
+SECURE_DOCUMENTS = {package: secure_document(package) for package in DOCUMENTS}
+secure_user_manager = schemathesis.openapi.from_dict(
+    SECURE_DOCUMENTS["user_manager"], config=SchemathesisConfig.from_dict(SECURE_CONFIG)
+)
+secure_data_collector = schemathesis.openapi.from_dict(
+    SECURE_DOCUMENTS["data_collector"], config=SchemathesisConfig.from_dict(SECURE_CONFIG)
+)
+
+
+@pytest.mark.parametrize("package", sorted(SECURE_DOCUMENTS))
+def test_with_auth_on_the_fuzzed_documents_are_the_ones_served(package, secure_stack):
+    api = secure_stack.um if package == "user_manager" else secure_stack.dc
+    served = api.get("/openapi.json", headers=secure_stack.keys.header("none")).json()
+    assert served == SECURE_DOCUMENTS[package]
+    assert served["paths"]["/ping"]["get"]["security"] == []
+
+
+@secure_user_manager.parametrize()
+def test_user_manager_with_auth_on_conforms_to_its_document(case, secure_stack):
+    case.call_and_validate(
+        base_url=secure_stack.stack.user_manager_url,
+        headers=secure_stack.keys.header("bound-admin"),
+        excluded_checks=EXCLUDED_CHECKS,
+    )
+
+
+@secure_data_collector.parametrize()
+def test_data_collector_with_auth_on_conforms_to_its_document(case, secure_stack):
+    case.call_and_validate(
+        base_url=secure_stack.stack.data_collector_url,
+        headers=secure_stack.keys.header("bound-admin"),
+        excluded_checks=EXCLUDED_CHECKS,
+    )

@@ -1,4 +1,4 @@
-"""No secret, access token, IBAN or tax code reaches any log line of any process of the stack.
+"""No secret, token, key, email, IBAN or tax code reaches a log line of any process.
 
 The OpenSky client itself is checked at DEBUG level in tests/unit/test_log_secrets.py.
 """
@@ -41,7 +41,7 @@ def test_no_process_logs_secrets_tokens_ibans_or_tax_codes(local_stack, um, dc):
     assert dc.post("/interests", json={"email": email, "airport_code": "EDDM"}).status_code == 201
     wait_until(lambda: any(c["endpoint"] != "token" for c in sim.calls()), timeout=30)
     assert sim.state()["tokens_issued"] >= max(tokens_before, 1)
-    wait_until(lambda: f"GET /users/{body['email']} 200" in local_stack.log_text("user_manager"))
+    wait_until(lambda: "GET /users/<email> 200" in local_stack.log_text("user_manager"))
 
     for role in ROLES:
         # A request id is the client's own header, echoed: the fuzzer (Hypothesis draws
@@ -54,6 +54,8 @@ def test_no_process_logs_secrets_tokens_ibans_or_tax_codes(local_stack, um, dc):
             "access_token",
             iban,
             tax_code,
+            body["email"],
+            email,
         ):
             assert secret not in logs, f"{role} logged {secret!r}"
         assert mistyped["iban"] not in logs, role
@@ -76,3 +78,26 @@ def test_database_errors_do_not_quote_the_statement_s_parameters(local_stack, mo
         )
     assert "value too long" in str(failure.value)
     assert too_long_iban not in str(failure.value)
+
+
+def test_with_auth_on_no_process_logs_emails_credentials_ibans_or_tax_codes(secure_stack):
+    um, dc, keys = secure_stack.um, secure_stack.dc, secure_stack.keys
+    admin = keys.header("bound-admin")
+    iban, tax_code = "GB82WEST12345698765432", unique_tax_code()
+    body = user_payload(iban=iban, tax_code=tax_code)
+    assert um.post("/users", json=body, headers={**admin, **new_key()}).status_code == 201
+    assert um.get(f"/users/{body['email']}", headers=admin).json()["iban"] == iban
+    token = secure_stack.idp.token(["interests:write", "interests:read"], email=body["email"])
+    bearer = {"Authorization": f"Bearer {token}"}
+    interest = {"email": body["email"], "airport_code": "EDDM"}
+    assert dc.post("/interests", json=interest, headers=bearer).status_code == 201
+    assert dc.get(f"/interests/{body['email']}", headers=bearer).status_code == 200
+    assert um.get("/users", headers={"X-API-Key": "not-a-key-" + iban}).status_code == 401
+    assert um.delete(f"/users/{body['email']}", headers={**admin, **new_key()}).status_code == 200
+    stack = secure_stack.stack
+    wait_until(lambda: "DELETE /users/<email> 200" in stack.log_text("user_manager"))
+
+    for role in ROLES:
+        logs = re.sub(r"request_id=[^\]\s]*", "request_id=", stack.log_text(role))
+        for secret in (iban, tax_code, body["email"], token, *keys.keys.values()):
+            assert secret not in logs, f"{role} logged {secret!r}"

@@ -58,3 +58,26 @@ def test_models_and_migrations_agree(local_stack, monkeypatch, package):
     app = app_module.create_app()
     with app.app_context():
         check(directory=str(app_module.MIGRATIONS_DIR))
+
+
+@pytest.mark.parametrize("package", ["user_manager", "data_collector"])
+def test_the_readiness_check_asks_the_service_own_database(local_stack, package):
+    import subprocess
+    import sys
+
+    from devstack.stack import free_port
+
+    def healthcheck(database_url: str) -> subprocess.CompletedProcess:
+        env = {**local_stack.env, f"{package.upper()}_DATABASE_URL": database_url}
+        return subprocess.run(
+            [sys.executable, "-m", package, "healthcheck", "web", "database"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+
+    assert healthcheck(local_stack.env[f"{package.upper()}_DATABASE_URL"]).returncode == 0
+    nobody = healthcheck(f"postgresql://nobody@127.0.0.1:{free_port()}/none")
+    assert nobody.returncode == 1
+    assert f"{package} is unhealthy" in nobody.stderr

@@ -6,7 +6,10 @@ commit, and the User Manager's worker relays what failed until the collector
 acknowledges it.
 """
 
+import json
 import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 
 import pytest
 
@@ -120,3 +123,69 @@ def test_delete_while_the_collector_is_down_is_delivered_after_restarts(local_st
     # and its new interests stay.
     assert um.post("/users", json=user_payload(email), headers=key).status_code == 201
     follow_airports(dc, email)
+
+
+def advisory_locks_held(local_stack) -> int:
+    rows = run_sql(
+        local_stack.database_urls["USER_MANAGER_DATABASE_URL"],
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted",
+    )
+    return rows[0][0]
+
+
+@pytest.mark.local_stack
+def test_a_create_racing_a_delete_of_the_same_email_waits_and_sees_the_deletion(
+    local_stack, um, dc
+):
+    email = create_user(um)
+    follow_airports(dc, email)
+    local_stack.stop_service("data_collector")  # the deletion of the interests stays pending
+    try:
+        pausing = {**new_key(), "X-Fault-Inject": "pause-before-commit"}
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            deleting = pool.submit(um.delete, f"/users/{email}", headers=pausing)
+            # The delete holds its transaction (and the email's lock) open: create now.
+            wait_until(lambda: advisory_locks_held(local_stack) >= 1)
+            creating = pool.submit(um.post, "/users", json=user_payload(email), headers=new_key())
+            deleted, created = deleting.result(), creating.result()
+        assert deleted.status_code == 200
+        # It waited for the delete, then saw the deletion pending: no new account for the
+        # late delivery to strip of its interests.
+        assert created.status_code == 409, created.text
+        assert "still being deleted" in created.json()["error"]
+        assert um.get(f"/users/{email}").status_code == 404
+    finally:
+        local_stack.start_service("data_collector")
+    wait_until_delivered(local_stack, dc, email)
+    assert um.post("/users", json=user_payload(email), headers=new_key()).status_code == 201
+    follow_airports(dc, email)
+
+
+@pytest.mark.local_stack
+def test_the_pending_deletion_guard_reads_an_index_not_the_whole_outbox(local_stack):
+    from sqlalchemy.dialects import postgresql
+
+    from user_manager.services import CREATE_USER
+
+    database = local_stack.database_urls["USER_MANAGER_DATABASE_URL"]
+    run_sql(
+        database,
+        "INSERT INTO outbox (method, payload, attempts, next_attempt_at) "
+        "SELECT 'DeleteUserInterests', jsonb_build_object('email', 'queued' || n || '@x.com'), "
+        "0, now() + interval '1 day' FROM generate_series(1, 20000) AS n",
+    )
+    try:
+        run_sql(database, "ANALYZE outbox")
+        compiled = CREATE_USER.statement.compile(dialect=postgresql.dialect())
+        values = {name: None for name in compiled.params}
+        values.update(
+            compiled.params,
+            subject="someone@example.com",
+            retention=timedelta(hours=24),
+            key_caller="",
+            key_value="k",
+        )
+        [(plan,)] = run_sql(database, f"EXPLAIN (FORMAT JSON) {compiled}", values)
+        assert "ix_outbox_pending_email" in json.dumps(plan)
+    finally:
+        run_sql(database, "DELETE FROM outbox WHERE payload->>'email' LIKE 'queued%%@x.com'")

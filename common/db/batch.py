@@ -1,0 +1,59 @@
+"""Several statements in one round trip, which PostgreSQL runs as one transaction.
+
+A message of several statements (the simple query protocol, which psycopg2
+uses) runs as one implicit transaction when the connection is in autocommit:
+all of it commits, or none of it. Each statement still takes a fresh
+snapshot, so a statement that first waits for a lock then sees what the
+lock's previous holder committed. That is what a write needs when it must
+serialize on a lock and then read: lock, then read and write, one round trip
+instead of BEGIN, the lock, the statement and COMMIT.
+"""
+
+from collections import namedtuple
+from dataclasses import dataclass
+from typing import Any
+
+from flask_sqlalchemy import SQLAlchemy
+from sqlalchemy import Executable
+from sqlalchemy.dialects.postgresql import psycopg2 as postgresql_psycopg2
+
+from common.db.connections import autocommit_statements
+
+_DIALECT = postgresql_psycopg2.dialect()
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Statements sent together; the last one's result is the batch's."""
+
+    sql: str
+    defaults: dict[str, Any]
+
+    @classmethod
+    def of(cls, *prefix: str, statement: Executable) -> "Batch":
+        """Build (once, at import) a batch: plain SQL ``prefix`` statements, then ``statement``.
+
+        The prefix statements (locks, typically) name their parameters as
+        ``%(name)s``; ``statement`` is compiled once here.
+        """
+        compiled = statement.compile(dialect=_DIALECT)
+        defaults = {name: value for name, value in compiled.params.items() if value is not None}
+        return cls(";\n".join([*prefix, str(compiled)]), defaults)
+
+    def run(self, db: SQLAlchemy, params: dict[str, Any]) -> Any:
+        """Send the batch in one round trip; return the last statement's first row (or None).
+
+        In autocommit, so the batch is its own transaction; inside a
+        transaction the caller opened, it joins that one instead.
+        """
+        autocommit_statements(db)
+        cursor = db.session.connection().connection.dbapi_connection.cursor()
+        try:
+            cursor.execute(self.sql, {**self.defaults, **params})
+            row = cursor.fetchone()
+            names = [column.name for column in cursor.description or ()]
+        finally:
+            cursor.close()
+        if row is None:
+            return None
+        return namedtuple("Row", names)(*row)

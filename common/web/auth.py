@@ -1,0 +1,345 @@
+"""Who may call what: credentials, scopes, and the one user a credential may act for.
+
+``AUTH_MODE=off`` (the default) keeps the original flows: every request
+acts as :data:`ANYONE`, with every scope and no user binding. With
+``AUTH_MODE=on`` every route but ``/ping`` needs one of two credentials:
+
+- an API key in ``X-API-Key``: looked up by its SHA-256 in ``API_KEYS_FILE``
+  (a JSON list of ``{"name", "sha256", "scopes", "email"?}``; the keys
+  themselves are stored nowhere), re-read when the file changes;
+- an OAuth2/OIDC bearer token (``Authorization: Bearer <JWT>``), verified
+  against the issuer's JWKS (``JWT_JWKS_URL``, cached, fetched again for an
+  unknown key id) with asymmetric algorithms only, and checked for issuer,
+  audience, expiry and not-before with a small clock leeway. Scopes come from
+  the space-separated ``scope`` claim, the user from ``JWT_EMAIL_CLAIM``.
+
+A missing or invalid credential is a 401 with ``WWW-Authenticate``; a valid
+one without the route's scope (:func:`requires`), or acting for another
+user than the one it is bound to (:func:`require_user`), is a 403. A
+credential bound to an email (a key's ``email``, a token's email claim) acts
+only for that user unless it holds ``admin``.
+"""
+
+import functools
+import hashlib
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from flask import Flask, g, request
+
+from common.emails import normalize_email
+from common.settings import ConfigError
+from common.web.errors import ApiError
+
+log = logging.getLogger(__name__)
+
+SCOPES = (
+    "users:read",
+    "users:pii",
+    "users:write",
+    "interests:read",
+    "interests:write",
+    "flights:read",
+    "collection:run",
+    "ops",
+    "admin",
+)
+API_KEY_HEADER = "X-API-Key"
+# Signatures only a private key can make: a shared-secret (HS*) or unsigned token is refused.
+ASYMMETRIC_ALGORITHMS = (
+    "RS256",
+    "RS384",
+    "RS512",
+    "PS256",
+    "PS384",
+    "PS512",
+    "ES256",
+    "ES384",
+    "ES512",
+    "EdDSA",
+)
+# Clocks of the issuer and of this host drift a little; a token is not refused for that.
+CLOCK_LEEWAY_SECONDS = 30
+# The issuer's keys are read again after this long, and at most this often for a token
+# naming a key id the cache does not know (a rotation): a flood of forged key ids cannot
+# make the service hammer the issuer.
+JWKS_CACHE_SECONDS = 300
+JWKS_REFRESH_COOLDOWN_SECONDS = 5
+JWKS_TIMEOUT_SECONDS = 5
+# How often the keys file is checked for changes (one stat call).
+KEYS_FILE_CHECK_SECONDS = 2.0
+CHALLENGE = 'Bearer realm="flight-tracker", ApiKey realm="flight-tracker" header="X-API-Key"'
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who is calling: a name for logs, the scopes granted, the user it may act for.
+
+    ``identity`` scopes the caller's idempotency keys: two callers' identical
+    keys never meet. ``email`` None: not bound to a user (a service account).
+    """
+
+    name: str
+    scopes: frozenset[str]
+    email: str | None
+    identity: str
+
+    def has(self, scope: str) -> bool:
+        """Tell whether the caller was granted ``scope``."""
+        return scope in self.scopes
+
+    def may_act_for(self, email: str) -> bool:
+        """Tell whether the caller may read or change this user's data."""
+        return self.email is None or self.email == email or self.has("admin")
+
+
+ANYONE = Caller("anyone", frozenset(SCOPES), None, "")
+
+
+def current_caller() -> Caller:
+    """Return the caller of the request being handled (:data:`ANYONE` when auth is off)."""
+    return g.get("caller", ANYONE)
+
+
+def requires(scope: str) -> Callable:
+    """Decorate a view: its caller must hold ``scope`` (else 403)."""
+
+    def decorate(view: Callable) -> Callable:
+        @functools.wraps(view)
+        def checked(*args, **kwargs):
+            require_scope(scope)
+            return view(*args, **kwargs)
+
+        checked.required_scope = scope
+        return checked
+
+    return decorate
+
+
+def require_scope(scope: str) -> None:
+    """Raise a 403 unless the caller holds ``scope``."""
+    if not current_caller().has(scope):
+        raise ApiError(403, f"This credential does not grant {scope}.")
+
+
+def require_user(email: str) -> None:
+    """Raise a 403 unless the caller may act for the user ``email`` (normalized)."""
+    if not current_caller().may_act_for(email):
+        raise ApiError(403, "This credential may act only for its own user.")
+
+
+def require_any_user() -> None:
+    """Raise a 403 when the caller is bound to one user (a listing covers every user)."""
+    caller = current_caller()
+    if caller.email is not None and not caller.has("admin"):
+        raise ApiError(403, "This credential may act only for its own user.")
+
+
+def unauthorized(message: str) -> ApiError:
+    """Return the 401 for a missing or invalid credential."""
+    return ApiError(401, message, headers={"WWW-Authenticate": CHALLENGE})
+
+
+def _identity_hash(identity: str) -> str:
+    return hashlib.sha256(identity.encode()).hexdigest()
+
+
+class ApiKeys:
+    """The API keys of ``API_KEYS_FILE``, by the SHA-256 of the key; re-read when it changes."""
+
+    def __init__(self, path: str):
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        self._checked_at = 0.0
+        self._mtime: float | None = None
+        self._by_hash: dict[str, Caller] = {}
+        self._load()
+
+    def _load(self) -> None:
+        try:
+            stat = self.path.stat()
+            entries = json.loads(self.path.read_text())
+        except (OSError, ValueError) as error:
+            raise ConfigError(f"API_KEYS_FILE {self.path} cannot be read: {error}") from None
+        self._by_hash = parse_api_keys(entries, source=str(self.path))
+        self._mtime = stat.st_mtime
+
+    def find(self, key: str) -> Caller | None:
+        """Return the caller a presented key stands for, or None."""
+        self._reload_if_changed()
+        return self._by_hash.get(hashlib.sha256(key.encode()).hexdigest())
+
+    def _reload_if_changed(self) -> None:
+        now = time.monotonic()
+        if now - self._checked_at < KEYS_FILE_CHECK_SECONDS:
+            return
+        with self._lock:
+            self._checked_at = now
+            try:
+                changed = self.path.stat().st_mtime != self._mtime
+                if changed:
+                    self._load()
+                    log.info("API keys reloaded from %s", self.path)
+            except (OSError, ConfigError) as error:
+                # Keep serving with the keys we have: a half-written file must not lock
+                # every client out; the next check tries again.
+                log.error("API keys not reloaded: %s", error)
+
+
+def parse_api_keys(entries: Any, *, source: str) -> dict[str, Caller]:
+    """Validate the keys file's entries; return callers by key hash, or raise ConfigError."""
+    if not isinstance(entries, list):
+        raise ConfigError(f"{source}: expected a JSON list of keys")
+    by_hash = {}
+    for number, entry in enumerate(entries, 1):
+        where = f"{source}: key {number}"
+        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
+            raise ConfigError(f"{where}: needs a name")
+        digest = entry.get("sha256")
+        if not (isinstance(digest, str) and len(digest) == 64 and _is_hex(digest)):
+            raise ConfigError(f"{where} ({entry['name']}): sha256 must be 64 hex digits")
+        scopes = entry.get("scopes")
+        if not isinstance(scopes, list) or not set(scopes) <= set(SCOPES):
+            raise ConfigError(f"{where} ({entry['name']}): scopes must be a list of {SCOPES}")
+        email = entry.get("email")
+        if email is not None:
+            try:
+                email = normalize_email(email) if isinstance(email, str) else None
+            except ValueError:
+                email = None
+            if email is None:
+                raise ConfigError(f"{where} ({entry['name']}): email is not a valid address")
+        by_hash[digest.lower()] = Caller(
+            name=f"key:{entry['name']}",
+            scopes=frozenset(scopes),
+            email=email,
+            identity=_identity_hash(f"key:{entry['name']}"),
+        )
+    return by_hash
+
+
+def _is_hex(value: str) -> bool:
+    return all(char in "0123456789abcdefABCDEF" for char in value)
+
+
+class BearerTokens:
+    """Verifies JWTs against the issuer's JWKS (PyJWT's client caches the keys)."""
+
+    def __init__(self, *, jwks_url: str, issuer: str, audience: str, email_claim: str):
+        import jwt  # only processes that verify tokens load PyJWT and cryptography
+
+        self._jwt = jwt
+        self.issuer = issuer
+        self.audience = audience
+        self.email_claim = email_claim
+        self._keys = jwt.PyJWKClient(
+            jwks_url,
+            cache_jwk_set=True,
+            lifespan=JWKS_CACHE_SECONDS,
+            timeout=JWKS_TIMEOUT_SECONDS,
+            cooldown_duration=JWKS_REFRESH_COOLDOWN_SECONDS,
+        )
+
+    def verify(self, token: str) -> Caller:
+        """Return the caller of a valid token; raise a 401 (or 503 if the JWKS is unreachable)."""
+        jwt = self._jwt
+        try:
+            header = jwt.get_unverified_header(token)
+            if header.get("alg") not in ASYMMETRIC_ALGORITHMS:
+                raise unauthorized("The bearer token is not signed with an accepted algorithm.")
+            key = self._keys.get_signing_key_from_jwt(token)
+            claims = jwt.decode(
+                token,
+                key.key,
+                algorithms=list(ASYMMETRIC_ALGORITHMS),
+                audience=self.audience,
+                issuer=self.issuer,
+                leeway=CLOCK_LEEWAY_SECONDS,
+                options={"require": ["exp", "iss", "aud", "sub"]},
+            )
+        except jwt.PyJWKClientConnectionError:
+            log.warning("the issuer's keys cannot be fetched; bearer tokens cannot be checked")
+            raise ApiError(
+                503,
+                "Bearer tokens cannot be checked right now; try again shortly.",
+                headers={"Retry-After": "5"},
+            ) from None
+        except (jwt.PyJWTError, ValueError) as error:
+            raise unauthorized(f"The bearer token is not valid: {error}.") from None
+        return self._caller(claims)
+
+    def _caller(self, claims: Mapping[str, Any]) -> Caller:
+        scope = claims.get("scope", "")
+        granted = frozenset(scope.split()) & set(SCOPES) if isinstance(scope, str) else frozenset()
+        email = claims.get(self.email_claim)
+        if email is not None:
+            try:
+                email = normalize_email(email) if isinstance(email, str) else None
+            except ValueError:
+                email = None
+            if email is None:
+                raise unauthorized(f"The bearer token's {self.email_claim} claim is not an email.")
+        subject = f"jwt:{claims['iss']}|{claims['sub']}"
+        return Caller(
+            name=f"jwt:{_identity_hash(subject)[:12]}",
+            scopes=granted,
+            email=email,
+            identity=_identity_hash(subject),
+        )
+
+
+class Authenticator:
+    """Turns a request's credential into a :class:`Caller` (one per app)."""
+
+    def __init__(self, config: Mapping[str, Any]):
+        keys_file, jwks_url = config["API_KEYS_FILE"], config["JWT_JWKS_URL"]
+        self.keys = ApiKeys(keys_file) if keys_file else None
+        self.tokens = (
+            BearerTokens(
+                jwks_url=jwks_url,
+                issuer=config["JWT_ISSUER"],
+                audience=config["JWT_AUDIENCE"],
+                email_claim=config["JWT_EMAIL_CLAIM"],
+            )
+            if jwks_url
+            else None
+        )
+
+    def authenticate(self, headers: Mapping[str, str]) -> Caller:
+        """Return the request's caller, or raise the 401 (503 when tokens cannot be checked)."""
+        key = headers.get(API_KEY_HEADER)
+        if key is not None:
+            caller = self.keys.find(key) if self.keys is not None else None
+            if caller is None:
+                raise unauthorized("The API key is not valid.")
+            return caller
+        scheme, _, token = headers.get("Authorization", "").partition(" ")
+        if scheme.lower() == "bearer" and token.strip():
+            if self.tokens is None:
+                raise unauthorized("Bearer tokens are not accepted here; use an API key.")
+            return self.tokens.verify(token.strip())
+        raise unauthorized(f"A credential is required: an {API_KEY_HEADER} or a bearer token.")
+
+
+# Answered to anyone: liveness probes carry no credential.
+PUBLIC_PATHS = frozenset({"/ping"})
+
+
+def install(app: Flask) -> None:
+    """With ``AUTH_MODE=on``, authenticate every request before its view runs."""
+    if app.config["AUTH_MODE"] != "on":
+        return
+    authenticator = Authenticator(app.config)
+    app.extensions["authenticator"] = authenticator
+
+    @app.before_request
+    def authenticate():
+        if request.path in PUBLIC_PATHS:
+            return
+        g.caller = authenticator.authenticate(request.headers)

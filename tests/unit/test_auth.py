@@ -1,0 +1,66 @@
+"""The pieces of authentication and masking that need no server."""
+
+import hashlib
+
+import pytest
+
+from common.settings import ConfigError
+from common.web.auth import ANYONE, SCOPES, Caller, parse_api_keys
+from user_manager.privacy import mask
+
+DIGEST = hashlib.sha256(b"a key").hexdigest()
+
+
+def test_keys_are_found_by_the_hash_of_the_key_and_bound_emails_normalized():
+    callers = parse_api_keys(
+        [
+            {
+                "name": "mario",
+                "sha256": DIGEST.upper(),
+                "scopes": ["users:read"],
+                "email": "Mario@X.com",
+            }
+        ],
+        source="keys.json",
+    )
+    caller = callers[DIGEST]
+    assert caller.scopes == {"users:read"} and caller.email == "mario@x.com"
+    assert caller.may_act_for("mario@x.com") and not caller.may_act_for("luigi@x.com")
+
+
+@pytest.mark.parametrize(
+    ("entry", "complaint"),
+    [
+        ({"sha256": DIGEST, "scopes": []}, "needs a name"),
+        ({"name": "k", "sha256": "abc", "scopes": []}, "64 hex digits"),
+        ({"name": "k", "sha256": "g" * 64, "scopes": []}, "64 hex digits"),
+        ({"name": "k", "sha256": DIGEST, "scopes": ["root"]}, "scopes"),
+        ({"name": "k", "sha256": DIGEST, "scopes": "ops"}, "scopes"),
+        ({"name": "k", "sha256": DIGEST, "scopes": [], "email": "not an email"}, "email"),
+    ],
+)
+def test_a_malformed_keys_file_fails_saying_which_key_and_why(entry, complaint):
+    with pytest.raises(ConfigError, match=complaint):
+        parse_api_keys([entry], source="keys.json")
+
+
+def test_admin_lifts_the_binding_and_unbound_callers_are_limited_by_scope_only():
+    bound_admin = Caller("k", frozenset({"admin"}), "a@x.com", "id")
+    unbound = Caller("k", frozenset(), None, "id")
+    assert bound_admin.may_act_for("b@x.com") and unbound.may_act_for("b@x.com")
+    assert ANYONE.scopes == set(SCOPES) and ANYONE.email is None
+
+
+@pytest.mark.parametrize(
+    ("value", "masked"),
+    [
+        ("IT60X0542811101000000123456", "IT60…3456"),
+        ("RSSMRA85T10A562S", "RSSM…562S"),
+        ("ABCDEFGH", "AB…GH"),
+        ("AB12", "A…2"),
+        ("ABC", "…"),
+        (None, None),
+    ],
+)
+def test_masking_keeps_a_few_characters_at_each_end(value, masked):
+    assert mask(value) == masked
