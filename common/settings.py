@@ -8,6 +8,9 @@ configuration before any Flask or SQLAlchemy is loaded.
 """
 
 import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
 
 
 class ConfigError(RuntimeError):
@@ -84,6 +87,94 @@ def web_threads() -> int:
     return env_int("WEB_THREADS", 4, minimum=1)
 
 
+# gRPC metadata values are printable ASCII; a token with spaces or control characters
+# could not be sent as ``authorization: Bearer <token>``.
+GRPC_TOKEN_CHARACTERS = re.compile(r"[\x21-\x7e]+")
+GRPC_TLS_VARIABLES = ("GRPC_TLS_CERT", "GRPC_TLS_KEY", "GRPC_TLS_CA")
+# A server bound here is reachable from this machine only.
+LOOPBACK_ADDRESSES = {"127.0.0.1", "localhost", "::1"}
+
+
+@dataclass(frozen=True)
+class GrpcSecurity:
+    """How the services' gRPC servers and clients authenticate each other.
+
+    ``token``: when set, every call (the standard health service's included)
+    carries ``authorization: Bearer <token>`` and servers refuse calls
+    without it. ``certificate``, ``private_key``, ``ca``: PEM contents; all
+    three or none. With them every connection is mutual TLS: each process
+    presents the certificate (as a server and as a client) and accepts only
+    a peer whose certificate the CA signed. Values never appear in ``repr``.
+    The grpcio side (channels, ports, the token check) is in
+    :mod:`common.rpc.security`; this module imports no grpcio.
+    """
+
+    token: str | None = field(default=None, repr=False)
+    certificate: bytes | None = field(default=None, repr=False)
+    private_key: bytes | None = field(default=None, repr=False)
+    ca: bytes | None = field(default=None, repr=False)
+
+    @classmethod
+    def load(
+        cls,
+        *,
+        token: str | None,
+        certificate: str | None,
+        private_key: str | None,
+        ca: str | None,
+    ) -> "GrpcSecurity":
+        """Validate the settings and read the certificate files (paths) they name."""
+        if token is not None and not GRPC_TOKEN_CHARACTERS.fullmatch(token):
+            raise ConfigError(
+                "GRPC_AUTH_TOKEN must be printable ASCII without spaces (it is sent as gRPC "
+                "metadata); generate one with: python3 -c 'import secrets; "
+                "print(secrets.token_urlsafe(32))'"
+            )
+        paths = dict(zip(GRPC_TLS_VARIABLES, (certificate, private_key, ca), strict=True))
+        missing = [name for name, path in paths.items() if not path]
+        if len(missing) == len(paths):
+            return cls(token=token)
+        if missing:
+            given = [name for name in paths if name not in missing]
+            raise ConfigError(
+                f"{' and '.join(given)} set but {' and '.join(missing)} not: GRPC_TLS_CERT, "
+                "GRPC_TLS_KEY and GRPC_TLS_CA turn on mutual TLS together (set all three, "
+                "or none for plaintext gRPC)."
+            )
+        contents = {name: _read_pem(name, path) for name, path in paths.items()}
+        return cls(
+            token=token,
+            certificate=contents["GRPC_TLS_CERT"],
+            private_key=contents["GRPC_TLS_KEY"],
+            ca=contents["GRPC_TLS_CA"],
+        )
+
+    @property
+    def tls(self) -> bool:
+        """True when connections are mutual TLS."""
+        return self.certificate is not None
+
+    @property
+    def metadata(self) -> tuple[tuple[str, str], ...]:
+        """The metadata every call sends (the token, when there is one)."""
+        return (("authorization", f"Bearer {self.token}"),) if self.token else ()
+
+    def describe(self) -> str:
+        """Say, for the log, how calls are protected (never the values)."""
+        transport = "mutual TLS" if self.tls else "plaintext"
+        return f"{transport}, {'token required' if self.token else 'no token'}"
+
+
+def _read_pem(variable: str, path: str) -> bytes:
+    try:
+        content = Path(path).read_bytes()
+    except OSError as error:
+        raise ConfigError(f"{variable}: cannot read {path} ({error.strerror}).") from None
+    if b"-----BEGIN " not in content:
+        raise ConfigError(f"{variable}: {path} is not a PEM file.")
+    return content
+
+
 class BaseConfig:
     """The settings both services read; a service's ``Config`` adds its own after these.
 
@@ -97,6 +188,15 @@ class BaseConfig:
     def __init__(self) -> None:
         self.SQLALCHEMY_DATABASE_URI = env_database_url(self.DATABASE_URL_VARIABLE)
         self.BIND_HOST = env_str("BIND_HOST", "0.0.0.0")
+        # gRPC has its own listening address: it serves only the peer service, so it can stay
+        # on a private interface while REST faces clients.
+        self.GRPC_BIND_HOST = env_str("GRPC_BIND_HOST") or self.BIND_HOST
+        self.GRPC_SECURITY = GrpcSecurity.load(
+            token=env_str("GRPC_AUTH_TOKEN"),
+            certificate=env_str("GRPC_TLS_CERT"),
+            private_key=env_str("GRPC_TLS_KEY"),
+            ca=env_str("GRPC_TLS_CA"),
+        )
         self.WEB_WORKERS = web_workers()
         self.WEB_THREADS = web_threads()
         # Worst case for one request before gunicorn recycles the worker.
@@ -114,3 +214,13 @@ class BaseConfig:
     def startup_warnings(self) -> list[str]:
         """Return what the operator should read in the log at start (nothing by default)."""
         return []
+
+    def security_warnings(self) -> list[str]:
+        """Return the risks of this configuration the log should name at start."""
+        loopback = self.GRPC_BIND_HOST in LOOPBACK_ADDRESSES
+        if self.GRPC_SECURITY.token or loopback:
+            return []
+        return [
+            f"GRPC_AUTH_TOKEN is not set: the gRPC server on {self.GRPC_BIND_HOST} serves any "
+            "caller that reaches it. Set the same GRPC_AUTH_TOKEN on both services."
+        ]

@@ -31,6 +31,8 @@ def create_app(test_config: dict | None = None, *, migrations: bool = True) -> F
     )
     # Lazy: the channel is opened on first use, inside the gunicorn worker.
     app.extensions["user_manager"] = UserDirectory(
-        app.config["USER_MANAGER_GRPC_ADDR"], timeout=app.config["GRPC_TIMEOUT_SECONDS"]
+        app.config["USER_MANAGER_GRPC_ADDR"],
+        timeout=app.config["GRPC_TIMEOUT_SECONDS"],
+        security=app.config["GRPC_SECURITY"],
     )
     return app

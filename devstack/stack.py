@@ -22,6 +22,7 @@ import requests
 from psycopg2 import sql
 
 from common.process.supervisor import Supervisor
+from common.settings import GrpcSecurity
 
 log = logging.getLogger(__name__)
 
@@ -296,18 +297,30 @@ class LocalStack:
             raise RuntimeError("this stack logs to the terminal (no log_dir)")
         return (self.settings.log_dir / f"{role}.log").read_text(errors="replace")
 
+    def grpc_security(self) -> GrpcSecurity:
+        """Return the gRPC credentials the services got (token, TLS files), as peers use them."""
+        return GrpcSecurity.load(
+            token=self.env.get("GRPC_AUTH_TOKEN") or None,
+            certificate=self.env.get("GRPC_TLS_CERT") or None,
+            private_key=self.env.get("GRPC_TLS_KEY") or None,
+            ca=self.env.get("GRPC_TLS_CA") or None,
+        )
+
     def _wait_for_grpc(self, package: str, timeout: float = 60.0) -> None:
-        from common.process.healthcheck import check_grpc
+        from common.process.healthcheck import check_grpc, probe_host
 
         port = (
             self.settings.user_manager_grpc_port
             if package == "user_manager"
             else self.settings.data_collector_grpc_port
         )
+        host = probe_host(self.env.get("GRPC_BIND_HOST") or self.settings.bind_host)
+        # The container health check's probe, with the same credentials the peers use.
+        security = self.grpc_security()
         deadline = time.monotonic() + timeout
         while True:
             try:
-                check_grpc("127.0.0.1", port)
+                check_grpc(host, port, security)
                 return
             except Exception as error:
                 if time.monotonic() > deadline:

@@ -33,7 +33,9 @@ def create_app(test_config: dict | None = None, *, migrations: bool = True) -> F
     )
     # Lazy: the channel is opened on first use, inside the gunicorn worker.
     app.extensions["data_collector"] = InterestsPeer(
-        app.config["DATA_COLLECTOR_GRPC_ADDR"], timeout=app.config["GRPC_TIMEOUT_SECONDS"]
+        app.config["DATA_COLLECTOR_GRPC_ADDR"],
+        timeout=app.config["GRPC_TIMEOUT_SECONDS"],
+        security=app.config["GRPC_SECURITY"],
     )
     add_scrape_collector(app, OutboxBacklogCollector())
     return app

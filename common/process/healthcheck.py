@@ -3,15 +3,16 @@
 ``python -m <service> healthcheck [web|grpc]`` (the containers' health
 check; slim images have no curl) runs :func:`check` with the service's own
 configuration, read from the same environment the service got, so the ports
-it probes are always the ones the service listens on. Exit 1, with one line
-on stderr saying what failed, marks the container unhealthy.
+it probes are always the ones the service listens on, and the gRPC probe
+speaks exactly as the peers do (the same TLS files, the same token). Exit 1,
+with one line on stderr saying what failed, marks the container unhealthy.
 """
 
 import sys
 import urllib.request
 from collections.abc import Sequence
 
-from common.settings import BaseConfig
+from common.settings import BaseConfig, GrpcSecurity
 
 # Docker runs the check every few seconds; a probe slower than this counts as a failure.
 PROBE_TIMEOUT_SECONDS = 3
@@ -33,15 +34,19 @@ def check_rest(host: str, port: int) -> None:
             raise RuntimeError(f"{url} answered {response.status}")
 
 
-def check_grpc(host: str, port: int) -> None:
-    """Raise unless the gRPC health service reports SERVING."""
+def check_grpc(host: str, port: int, security: GrpcSecurity | None = None) -> None:
+    """Raise unless the gRPC health service reports SERVING (asked with ``security``)."""
     # Imported here: the REST probe (and the launcher, which imports this module) need no grpcio.
-    import grpc
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-    with grpc.insecure_channel(f"{host}:{port}") as channel:
+    from common.rpc.security import open_channel
+
+    security = security or GrpcSecurity()
+    with open_channel(f"{host}:{port}", security) as channel:
         reply = health_pb2_grpc.HealthStub(channel).Check(
-            health_pb2.HealthCheckRequest(service=""), timeout=PROBE_TIMEOUT_SECONDS
+            health_pb2.HealthCheckRequest(service=""),
+            timeout=PROBE_TIMEOUT_SECONDS,
+            metadata=security.metadata,
         )
     if reply.status != health_pb2.HealthCheckResponse.SERVING:
         status = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
@@ -51,11 +56,10 @@ def check_grpc(host: str, port: int) -> None:
 def check(name: str, config: BaseConfig, halves: Sequence[str] = HALVES) -> int:
     """Probe the given halves of service ``name``; print why and return 1 when one fails."""
     try:
-        host = probe_host(config.BIND_HOST)
         if "web" in halves:
-            check_rest(host, config.HTTP_PORT)
+            check_rest(probe_host(config.BIND_HOST), config.HTTP_PORT)
         if "grpc" in halves:
-            check_grpc(host, config.GRPC_PORT)
+            check_grpc(probe_host(config.GRPC_BIND_HOST), config.GRPC_PORT, config.GRPC_SECURITY)
     except Exception as error:
         reason = " ".join(str(error).split())  # gRPC errors span several lines
         print(f"{name} is unhealthy: {reason}", file=sys.stderr)

@@ -141,7 +141,7 @@ def serve(service: Service, roles: Sequence[str], *, migrate_first: bool) -> int
     """Run the roles (after the migrations, if asked) until a signal or a crash."""
     config = service.config()
     configure_logging(config.LOG_LEVEL)
-    for warning in config.startup_warnings():
+    for warning in [*config.security_warnings(), *config.startup_warnings()]:
         log.warning("%s: %s", service.name, warning)
 
     prepare_metrics_dir(service.name)
