@@ -179,14 +179,21 @@ class BaseConfig:
     """The settings both services read; a service's ``Config`` adds its own after these.
 
     Flask takes every upper-case attribute as a config key. A subclass sets
-    ``DATABASE_URL_VARIABLE`` (the name of its required database URL), so
-    that a missing one is reported by name when the app is built.
+    ``DATABASE_URL_VARIABLE`` (the name of its required database URL: the
+    serving role, which reads and writes rows), so that a missing one is
+    reported by name when the app is built, and
+    ``MIGRATION_DATABASE_URL_VARIABLE`` (the owner role, which the
+    ``migrate`` process alone connects as; unset: the serving URL).
     """
 
     DATABASE_URL_VARIABLE = ""
+    MIGRATION_DATABASE_URL_VARIABLE = ""
 
     def __init__(self) -> None:
         self.SQLALCHEMY_DATABASE_URI = env_database_url(self.DATABASE_URL_VARIABLE)
+        self.MIGRATION_DATABASE_URL = (
+            env_database_url(self.MIGRATION_DATABASE_URL_VARIABLE) or self.SQLALCHEMY_DATABASE_URI
+        )
         self.BIND_HOST = env_str("BIND_HOST", "0.0.0.0")
         # gRPC has its own listening address: it serves only the peer service, so it can stay
         # on a private interface while REST faces clients.
@@ -209,6 +216,27 @@ class BaseConfig:
         # One connection per request thread (WEB_THREADS) plus one for the odd extra.
         self.DB_POOL_SIZE = env_int("DB_POOL_SIZE", 5, minimum=1)
         self.DB_CONNECT_TIMEOUT_SECONDS = env_int("DB_CONNECT_TIMEOUT_SECONDS", 60, minimum=1)
+        # What the serving processes' (web, grpc) connections may cost before PostgreSQL
+        # ends them (0: no limit); the worker's and the migrations' are in
+        # common.db.connections.session_limits.
+        # A request's statements are indexed and answer in milliseconds: 10 s is far beyond
+        # any of them and well inside REQUEST_TIMEOUT_SECONDS, so a runaway query ends in a
+        # 503 that frees its connection rather than in gunicorn killing the worker.
+        self.DB_STATEMENT_TIMEOUT_MS = env_int("DB_STATEMENT_TIMEOUT_MS", 10000, minimum=0)
+        # A request waits for another request's short transaction on the same email or key,
+        # or for the outbox relay's row during one gRPC call (GRPC_TIMEOUT_SECONDS); behind a
+        # migration's table lock it gives up after 5 s (503, retried) instead of piling up.
+        self.DB_LOCK_TIMEOUT_MS = env_int("DB_LOCK_TIMEOUT_MS", 5000, minimum=0)
+        # A serving transaction idles only between its own statements and during one gRPC
+        # call: open longer, it is a bug holding locks and an old snapshot (which stalls
+        # vacuum), and PostgreSQL ends the session.
+        self.DB_IDLE_IN_TRANSACTION_TIMEOUT_MS = env_int(
+            "DB_IDLE_IN_TRANSACTION_TIMEOUT_MS", 10000, minimum=0
+        )
+        # The worker's statements are bulk (a page of flights upserted, a day of them
+        # deleted by retention) and a job may wait on OpenSky (two minutes at worst, with
+        # retries) inside a transaction: five minutes bounds both and stops only a runaway.
+        self.DB_WORKER_TIMEOUT_MS = env_int("DB_WORKER_TIMEOUT_MS", 300000, minimum=0)
         self.LOG_LEVEL = env_str("LOG_LEVEL", "INFO")
 
     def startup_warnings(self) -> list[str]:

@@ -33,8 +33,9 @@ ENV_READERS = {
     "opensky_credential",
 }
 # A service's Config names its (required) database URL in this class attribute, which the
-# shared BaseConfig reads.
+# shared BaseConfig reads; and its owner role's URL, which defaults to the serving one.
 DATABASE_URL_ATTRIBUTE = "DATABASE_URL_VARIABLE"
+MIGRATION_DATABASE_URL_ATTRIBUTE = "MIGRATION_DATABASE_URL_VARIABLE"
 VARIABLE_NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
 
 
@@ -282,10 +283,16 @@ def _read_of(call: ast.Call, package: str, location: str) -> EnvRead | None:
 
 
 def _database_url_read(node: ast.Assign, package: str, location: str) -> EnvRead | None:
-    named = [t for t in node.targets if isinstance(t, ast.Name) and t.id == DATABASE_URL_ATTRIBUTE]
+    names = {t.id for t in node.targets if isinstance(t, ast.Name)}
     value = node.value
-    if named and isinstance(value, ast.Constant) and value.value:
+    if not (isinstance(value, ast.Constant) and value.value):
+        return None
+    if DATABASE_URL_ATTRIBUTE in names:
         return EnvRead(value.value, package, location, False, None)
+    if MIGRATION_DATABASE_URL_ATTRIBUTE in names:
+        # Unset, the migrations connect with the serving URL: its variable is the default.
+        serving = value.value.replace("_MIGRATION_DATABASE_URL", "_DATABASE_URL")
+        return EnvRead(value.value, package, location, True, serving)
     return None
 
 

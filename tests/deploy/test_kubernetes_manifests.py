@@ -68,8 +68,6 @@ AGREED_SETTINGS = {
     "AUTH_MODE",
     "API_KEYS_FILE",
     "TRUSTED_PROXIES",
-    "USER_MANAGER_MIGRATION_DATABASE_URL",
-    "DATA_COLLECTOR_MIGRATION_DATABASE_URL",
 }
 # Names whose values are secrets (a *_FILE setting is a path to one, not the secret).
 SECRET_LOOKING = re.compile(r"PASSWORD|SECRET|TOKEN|API_KEY|DATABASE_URL|PRIVATE", re.IGNORECASE)

@@ -8,6 +8,7 @@ checked is what the processes enforce.
 import secrets
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import grpc
@@ -157,22 +158,24 @@ def test_the_container_health_check_sends_the_token(token_server, monkeypatch, c
 
 
 @pytest.fixture(scope="module")
-def secured_stack(tmp_path_factory):
+def secured_stack():
     """A local stack whose gRPC is mutual TLS with the token (one worker per service)."""
-    base = tmp_path_factory.mktemp("secured-stack")
-    tls = write_test_certificates(base / "tls")
-    settings = StackSettings.on_free_ports(
-        base / "pg",
-        simulator=True,
-        log_dir=base / "logs",
-        extra_env={"GRPC_AUTH_TOKEN": TOKEN, "WEB_CONCURRENCY": "1", **tls},
-    )
-    stack = LocalStack(settings)
-    try:
-        stack.start()
-        yield stack
-    finally:
-        stack.stop()
+    # Not pytest's tmp_path: PostgreSQL runs as another user and must reach its directory.
+    with tempfile.TemporaryDirectory(prefix="flight-tracker-secured-") as tmp:
+        base = Path(tmp)
+        tls = write_test_certificates(base / "tls")
+        settings = StackSettings.on_free_ports(
+            base / "pg",
+            simulator=True,
+            log_dir=base / "logs",
+            extra_env={"GRPC_AUTH_TOKEN": TOKEN, "WEB_CONCURRENCY": "1", **tls},
+        )
+        stack = LocalStack(settings)
+        try:
+            stack.start()
+            yield stack
+        finally:
+            stack.stop()
 
 
 def grpc_ports(stack: LocalStack) -> dict[str, int]:
