@@ -164,8 +164,10 @@ def _interpolate_tree(node: Any, env: dict[str, str]) -> Any:
 
 
 def load_compose(env: dict[str, str] | None = None) -> dict[str, Any]:
-    """Return docker-compose.yml as compose sees it with ``env`` (default: nothing set)."""
-    return _interpolate_tree(yaml.safe_load(COMPOSE_FILE.read_text()), env or {})
+    """Return docker-compose.yml as compose sees it with ``env`` (default: the shipped .env)."""
+    return _interpolate_tree(
+        yaml.safe_load(COMPOSE_FILE.read_text()), read_dotenv() if env is None else env
+    )
 
 
 def compose_variables() -> set[str]:
