@@ -203,8 +203,9 @@ class Bench:
         self.options = options
         self.run_id = uuid.uuid4().hex[:8]
         self.sim = SimulatorControl(stack.simulator_url)
-        self.um_db = stack.database_urls["USER_MANAGER_DATABASE_URL"]
-        self.dc_db = stack.database_urls["DATA_COLLECTOR_DATABASE_URL"]
+        # As the server's superuser: seeding ends with a CHECKPOINT.
+        self.um_db = stack.admin_database_url("USER_MANAGER_DATABASE_URL")
+        self.dc_db = stack.admin_database_url("DATA_COLLECTOR_DATABASE_URL")
         self.last_cpu_ms: tuple[float, float] | None = None
         self.outcome = Outcome(
             started=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
@@ -493,7 +494,9 @@ def main_run(options: Options) -> str:
     loadgen.ensure_wrk()
     with bench_stack() as stack:
         if options.soak_seconds:
-            seed.seed_users(stack.database_urls["USER_MANAGER_DATABASE_URL"], count=options.users)
+            seed.seed_users(
+                stack.admin_database_url("USER_MANAGER_DATABASE_URL"), count=options.users
+            )
             from bench.report import render_soak
 
             table = render_soak(soak(stack, options), options, machine_description())

@@ -12,7 +12,7 @@ def migrate() -> int:
     from common.db.migrations import migrate_app
     from data_collector.app import MIGRATIONS_DIR, create_app
 
-    migrate_app(create_app(), MIGRATIONS_DIR)
+    migrate_app(create_app(process="migrate"), MIGRATIONS_DIR)
     return 0
 
 

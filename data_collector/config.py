@@ -23,6 +23,7 @@ class Config(BaseConfig):
     """Everything the Data Collector reads from its environment, read when instantiated."""
 
     DATABASE_URL_VARIABLE = "DATA_COLLECTOR_DATABASE_URL"
+    MIGRATION_DATABASE_URL_VARIABLE = "DATA_COLLECTOR_MIGRATION_DATABASE_URL"
     PUBLIC_URL_VARIABLE = "DATA_COLLECTOR_PUBLIC_URL"
 
     def __init__(self) -> None:

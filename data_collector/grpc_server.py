@@ -19,7 +19,7 @@ class DataCollectorServicer(AppServicer, stubs.DataCollectorServiceServicer):
 
 def serve() -> None:
     """Run the gRPC server until SIGTERM."""
-    app = create_app(migrations=False)
+    app = create_app(migrations=False, process="grpc")
     run_grpc_server(
         app,
         add_servicer=lambda server: stubs.add_DataCollectorServiceServicer_to_server(

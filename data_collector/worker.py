@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         "--reconcile", action="store_true", help="reconcile interests with users now and exit"
     )
     args = parser.parse_args(argv)
-    app = create_app(migrations=False)
+    app = create_app(migrations=False, process="worker")
     if args.reconcile:
         with app.app_context():
             print(json.dumps({"removed": reconcile_interests()}))

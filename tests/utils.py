@@ -1,12 +1,15 @@
 """Helpers shared by the test modules: HTTP clients, unique test data, polling."""
 
 import importlib
+import ipaddress
 import json
 import os
 import re
 import time
 import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from unittest import mock
 
@@ -188,3 +191,77 @@ def api_document(package: str, headers: dict | None = None, **environment: str) 
     with mock.patch.dict(os.environ, {**missing, **environment}):
         app = importlib.import_module(f"{package}.app").create_app()
         return app.test_client().get("/openapi.json", headers=headers).get_json()
+
+
+def write_test_certificates(directory: Path) -> dict[str, str]:
+    """Make a throw-away CA and one certificate it signs; return the GRPC_TLS_* settings.
+
+    The certificate serves as server and as client certificate and names
+    ``localhost`` and ``127.0.0.1``, where the tests' servers listen. Keys
+    are generated here, per test run: no key material lives in the repository.
+    """
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    directory.mkdir(parents=True, exist_ok=True)
+    now = datetime.now(UTC)
+
+    def name(common_name: str) -> x509.Name:
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+
+    def builder(subject: str, issuer: str, public_key) -> x509.CertificateBuilder:
+        return (
+            x509.CertificateBuilder()
+            .subject_name(name(subject))
+            .issuer_name(name(issuer))
+            .public_key(public_key)
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - timedelta(minutes=5))
+            .not_valid_after(now + timedelta(days=1))
+        )
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = f"flight-tracker test CA {uuid.uuid4().hex[:8]}"
+    ca = (
+        builder(ca_name, ca_name, ca_key.public_key())
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    certificate = (
+        builder("flight-tracker", ca_name, key.public_key())
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
+        .add_extension(
+            x509.ExtendedKeyUsage(
+                [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+            ),
+            critical=False,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    files = {
+        "GRPC_TLS_CA": ("ca.pem", ca.public_bytes(serialization.Encoding.PEM)),
+        "GRPC_TLS_CERT": ("cert.pem", certificate.public_bytes(serialization.Encoding.PEM)),
+        "GRPC_TLS_KEY": (
+            "key.pem",
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            ),
+        ),
+    }
+    settings = {}
+    for variable, (filename, content) in files.items():
+        path = directory / filename
+        path.write_bytes(content)
+        settings[variable] = str(path)
+    return settings

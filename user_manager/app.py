@@ -16,11 +16,15 @@ from user_manager.routes import bp
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
 
-def create_app(test_config: dict | None = None, *, migrations: bool = True) -> Flask:
+def create_app(
+    test_config: dict | None = None, *, migrations: bool = True, process: str = "web"
+) -> Flask:
     """Build the app: configuration from the environment, then the test's overrides.
 
     The serving processes pass ``migrations=False``: only the ``migrate``
-    role, the ``flask db`` commands and tests need Flask-Migrate.
+    role, the ``flask db`` commands and tests need Flask-Migrate. ``process``
+    names the launcher's role the app runs in (its database limits and, for
+    ``migrate``, the owner role; see ``common.web.factory.build_app``).
     """
     app = build_app(
         __name__,
@@ -30,10 +34,13 @@ def create_app(test_config: dict | None = None, *, migrations: bool = True) -> F
         blueprints=[bp],
         api_document=build_document,
         migrations_dir=MIGRATIONS_DIR if migrations else None,
+        process=process,
     )
     # Lazy: the channel is opened on first use, inside the gunicorn worker.
     app.extensions["data_collector"] = InterestsPeer(
-        app.config["DATA_COLLECTOR_GRPC_ADDR"], timeout=app.config["GRPC_TIMEOUT_SECONDS"]
+        app.config["DATA_COLLECTOR_GRPC_ADDR"],
+        timeout=app.config["GRPC_TIMEOUT_SECONDS"],
+        security=app.config["GRPC_SECURITY"],
     )
     add_scrape_collector(app, OutboxBacklogCollector())
     return app

@@ -7,6 +7,7 @@ class Config(BaseConfig):
     """Everything the User Manager reads from its environment, read when instantiated."""
 
     DATABASE_URL_VARIABLE = "USER_MANAGER_DATABASE_URL"
+    MIGRATION_DATABASE_URL_VARIABLE = "USER_MANAGER_MIGRATION_DATABASE_URL"
     PUBLIC_URL_VARIABLE = "USER_MANAGER_PUBLIC_URL"
 
     def __init__(self) -> None:

@@ -17,7 +17,7 @@ from user_manager.app import create_app
 
 def main() -> None:
     """Run the jobs until SIGTERM."""
-    app = create_app(migrations=False)
+    app = create_app(migrations=False, process="worker")
     config = app.config
     peer = app.extensions["data_collector"]
     run_periodic_jobs(

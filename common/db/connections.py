@@ -19,9 +19,14 @@ request that buy nothing under load are avoided here:
   SQLAlchemy's ``isolation_level`` option, whose reset when the connection
   returns to the pool costs a ``SET default_transaction_isolation`` round
   trip; the pool's checkin turns ``autocommit`` off again.
+
+Every connection also carries its process's :class:`SessionLimits`, set in
+the startup packet (no extra round trip): what a statement, a lock wait
+and an idle transaction may cost before PostgreSQL ends them.
 """
 
 import time
+from dataclasses import dataclass
 
 from flask import Flask
 from flask_sqlalchemy import SQLAlchemy
@@ -35,17 +40,83 @@ from sqlalchemy.exc import DisconnectionError
 PING_AFTER_IDLE_SECONDS = 2.0
 
 
-def engine_options(*, pool_size: int) -> dict:
+# The launcher's roles, as the processes name themselves to the app factory.
+SERVING_PROCESSES = ("web", "grpc")
+WORKER_PROCESS = "worker"
+MIGRATE_PROCESS = "migrate"
+PROCESSES = (*SERVING_PROCESSES, WORKER_PROCESS, MIGRATE_PROCESS)
+
+
+@dataclass(frozen=True)
+class SessionLimits:
+    """PostgreSQL's per-session limits, in milliseconds; ``None`` leaves the server's default."""
+
+    statement_timeout_ms: int | None = None
+    lock_timeout_ms: int | None = None
+    idle_in_transaction_timeout_ms: int | None = None
+
+    def options(self) -> str:
+        """Return the ``-c name=value`` settings of the connection's startup packet."""
+        settings = {
+            "statement_timeout": self.statement_timeout_ms,
+            "lock_timeout": self.lock_timeout_ms,
+            "idle_in_transaction_session_timeout": self.idle_in_transaction_timeout_ms,
+        }
+        return " ".join(
+            f"-c {name}={value}" for name, value in settings.items() if value is not None
+        )
+
+
+def session_limits(process: str, config) -> SessionLimits:
+    """Return the limits of one of the launcher's processes, from the app's configuration.
+
+    - ``web`` and ``grpc`` serve clients that wait: the ``DB_*`` serving limits.
+    - ``worker`` runs bulk statements (pages of upserts, retention deletes) and may
+      wait on OpenSky inside a transaction: ``DB_WORKER_TIMEOUT_MS`` bounds its
+      statements and idle transactions; lock waits are bounded like serving ones,
+      so a job stuck behind a migration gives up and runs again later.
+    - ``migrate`` sets nothing: DDL on a large table may rightly take long, and
+      replicas wait for each other's migration on an advisory lock. The serving
+      statement timeout already bounds how long a migration waits for its locks.
+
+    The collector's cycle lock connection (``data_collector/collection.py``) is
+    opened outside this pool and gets none of these: it runs only
+    ``pg_try_advisory_lock``/``unlock`` in autocommit, never inside a
+    transaction, so there is nothing to bound, and an idle-in-transaction
+    timeout could never end it.
+    """
+    if process in SERVING_PROCESSES:
+        return SessionLimits(
+            statement_timeout_ms=config["DB_STATEMENT_TIMEOUT_MS"],
+            lock_timeout_ms=config["DB_LOCK_TIMEOUT_MS"],
+            idle_in_transaction_timeout_ms=config["DB_IDLE_IN_TRANSACTION_TIMEOUT_MS"],
+        )
+    if process == WORKER_PROCESS:
+        return SessionLimits(
+            statement_timeout_ms=config["DB_WORKER_TIMEOUT_MS"],
+            lock_timeout_ms=config["DB_LOCK_TIMEOUT_MS"],
+            idle_in_transaction_timeout_ms=config["DB_WORKER_TIMEOUT_MS"],
+        )
+    if process == MIGRATE_PROCESS:
+        return SessionLimits()
+    raise ValueError(f"unknown process {process!r}; one of {', '.join(PROCESSES)}")
+
+
+def engine_options(*, pool_size: int, limits: SessionLimits | None = None) -> dict:
     """Return the SQLAlchemy engine options of a service process (``pool_size`` connections)."""
+    limits = limits or SessionLimits()
     return {
         "pool_size": pool_size,
         "max_overflow": 5,
         # No pre-ping on every checkout: ping_idle_connections pings only idle connections.
         "pool_pre_ping": False,
         "pool_recycle": 1800,
-        # Sessions in UTC, so timestamptz values come back in UTC.
+        # Sessions in UTC, so timestamptz values come back in UTC; then the process's limits.
         # A database that does not answer fails a request (503) instead of hanging it.
-        "connect_args": {"options": "-c timezone=UTC", "connect_timeout": 5},
+        "connect_args": {
+            "options": f"-c timezone=UTC {limits.options()}".strip(),
+            "connect_timeout": 5,
+        },
         # Error messages would otherwise carry the statement's values (IBANs, tax codes)
         # into the logs.
         "hide_parameters": True,

@@ -6,6 +6,12 @@ database answers, then applies the Alembic migrations while holding a
 PostgreSQL advisory lock, so exactly one process migrates and the others
 wait and find nothing left to do. :func:`run_migrations` is the Alembic
 environment both services' ``migrations/env.py`` delegate to.
+
+The migrations run as the database's owner role (``MIGRATION_DATABASE_URL``);
+the services serve as another role, which may read and write rows but
+neither change nor drop the schema. After upgrading, :func:`grant_serving_role`
+gives that role (the user of the serving URL, when it is not the owner)
+exactly that on every table and sequence, new ones included.
 """
 
 import logging
@@ -16,7 +22,7 @@ from alembic import context
 from flask import Flask, current_app
 from flask_migrate import upgrade
 from sqlalchemy import text
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import OperationalError
 
 log = logging.getLogger(__name__)
@@ -45,25 +51,70 @@ def wait_for_database(engine: Engine, *, timeout: float) -> None:
 
 
 def migrate_app(app: Flask, migrations: Path) -> None:
-    """Bring the app's database to its latest migration (the launcher's ``migrate`` role)."""
+    """Bring the app's database to its latest migration (the launcher's ``migrate`` role).
+
+    ``app`` is built with ``process="migrate"``: its engine is the owner's.
+    """
     with app.app_context():
         engine = app.extensions["sqlalchemy"].engine
-    upgrade_database(app, engine, migrations, timeout=app.config["DB_CONNECT_TIMEOUT_SECONDS"])
+    serving_role = make_url(app.config["SERVING_DATABASE_URI"]).username
+    upgrade_database(
+        app,
+        engine,
+        migrations,
+        timeout=app.config["DB_CONNECT_TIMEOUT_SECONDS"],
+        serving_role=serving_role,
+    )
 
 
-def upgrade_database(app: Flask, engine: Engine, migrations: Path, *, timeout: float) -> None:
-    """Bring the schema to the latest migration, one process at a time."""
+def upgrade_database(
+    app: Flask,
+    engine: Engine,
+    migrations: Path,
+    *,
+    timeout: float,
+    serving_role: str | None = None,
+) -> None:
+    """Bring the schema to the latest migration, one process at a time; then grant it."""
     wait_for_database(engine, timeout=timeout)
     with app.app_context(), engine.connect() as lock_connection:
         lock_connection.execute(text("SELECT pg_advisory_lock(:id)"), {"id": MIGRATION_LOCK_ID})
         try:
             upgrade(directory=str(migrations))
+            if serving_role:
+                grant_serving_role(lock_connection, serving_role)
         finally:
             lock_connection.execute(
                 text("SELECT pg_advisory_unlock(:id)"), {"id": MIGRATION_LOCK_ID}
             )
             lock_connection.commit()
     log.info("database schema is up to date")
+
+
+def grant_serving_role(connection: Connection, role: str) -> None:
+    """Let ``role`` read and write the rows of every table, and change nothing else.
+
+    Run as the owner, after the upgrade, in the migration lock. Nothing to
+    do when the serving URL's user is the owner itself (one role for all, as
+    with a development database). Alembic's own table stays read-only for
+    the serving role: only migrations move the schema's version.
+    """
+    if role == connection.execute(text("SELECT current_user")).scalar():
+        return
+    who = connection.dialect.identifier_preparer.quote(role)
+    for statement in (
+        f"GRANT USAGE ON SCHEMA public TO {who}",
+        f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {who}",
+        f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {who}",
+        # Tables the owner creates outside a migration run are the serving role's too.
+        "ALTER DEFAULT PRIVILEGES IN SCHEMA public "
+        f"GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {who}",
+        f"ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT USAGE, SELECT ON SEQUENCES TO {who}",
+        f"REVOKE INSERT, UPDATE, DELETE ON alembic_version FROM {who}",
+    ):
+        connection.execute(text(statement))
+    connection.commit()
+    log.info("granted the serving role %s its tables", role)
 
 
 def run_migrations() -> None:

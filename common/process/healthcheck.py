@@ -7,14 +7,15 @@ so the ports and database it probes are always the service's. ``web`` and
 ``grpc`` (the default) say the servers answer: liveness. ``database`` says
 the service's own database answers: with ``web`` or ``grpc``, readiness,
 which needs no credential (``/health`` does when authentication is on) and
-never looks at the peer service. Exit 1, with one line on stderr saying what
+never looks at the peer service. The gRPC probe speaks exactly as the peers do
+(the same TLS files, the same token). Exit 1, with one line on stderr saying what
 failed, marks the container unhealthy (or unready).
 """
 
 import sys
 from collections.abc import Sequence
 
-from common.settings import BaseConfig
+from common.settings import BaseConfig, GrpcSecurity
 
 # Docker runs the check every few seconds; a probe slower than this counts as a failure.
 PROBE_TIMEOUT_SECONDS = 3
@@ -39,15 +40,19 @@ def check_rest(host: str, port: int) -> None:
             raise RuntimeError(f"{url} answered {response.status}")
 
 
-def check_grpc(host: str, port: int) -> None:
-    """Raise unless the gRPC health service reports SERVING."""
+def check_grpc(host: str, port: int, security: GrpcSecurity | None = None) -> None:
+    """Raise unless the gRPC health service reports SERVING (asked with ``security``)."""
     # Imported here: the REST probe (and the launcher, which imports this module) need no grpcio.
-    import grpc
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-    with grpc.insecure_channel(f"{host}:{port}") as channel:
+    from common.rpc.security import open_channel
+
+    security = security or GrpcSecurity()
+    with open_channel(f"{host}:{port}", security) as channel:
         reply = health_pb2_grpc.HealthStub(channel).Check(
-            health_pb2.HealthCheckRequest(service=""), timeout=PROBE_TIMEOUT_SECONDS
+            health_pb2.HealthCheckRequest(service=""),
+            timeout=PROBE_TIMEOUT_SECONDS,
+            metadata=security.metadata,
         )
     if reply.status != health_pb2.HealthCheckResponse.SERVING:
         status = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
@@ -74,11 +79,10 @@ def check_database(url: str) -> None:
 def check(name: str, config: BaseConfig, parts: Sequence[str] = HALVES) -> int:
     """Probe the given parts of service ``name``; print why and return 1 when one fails."""
     try:
-        host = probe_host(config.BIND_HOST)
         if "web" in parts:
-            check_rest(host, config.HTTP_PORT)
+            check_rest(probe_host(config.BIND_HOST), config.HTTP_PORT)
         if "grpc" in parts:
-            check_grpc(host, config.GRPC_PORT)
+            check_grpc(probe_host(config.GRPC_BIND_HOST), config.GRPC_PORT, config.GRPC_SECURITY)
         if "database" in parts:
             check_database(config.SQLALCHEMY_DATABASE_URI or "")
     except Exception as error:

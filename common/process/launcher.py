@@ -7,7 +7,9 @@ of its configuration, what gunicorn serves, its other roles and its
 migration. The launcher itself stays small: it imports no Flask, SQLAlchemy
 or grpcio, and every role is a fresh interpreter:
 
-- ``migrate``: applies migrations (waiting for the database) and exits;
+- ``migrate``: applies migrations (waiting for the database) as the
+  database's owner, grants the serving role its tables, and exits; the
+  other roles never get the owner's URL;
 - ``web``: gunicorn serving the Flask app with several workers;
 - ``grpc``: the service's gRPC server, bound once, beside gunicorn;
 - ``worker``: the background jobs (scheduler).
@@ -141,7 +143,7 @@ def serve(service: Service, roles: Sequence[str], *, migrate_first: bool) -> int
     """Run the roles (after the migrations, if asked) until a signal or a crash."""
     config = service.config()
     configure_logging(config.LOG_LEVEL)
-    for warning in config.startup_warnings():
+    for warning in [*config.security_warnings(), *config.startup_warnings()]:
         log.warning("%s: %s", service.name, warning)
 
     prepare_metrics_dir(service.name)
@@ -157,8 +159,12 @@ def serve(service: Service, roles: Sequence[str], *, migrate_first: bool) -> int
         if migration != 0:
             log.error("%s: migrations failed (exit %s); not starting", service.name, migration)
             return 1
+    # Only the migration connects as the database's owner: the serving roles and the worker
+    # never see its URL (they serve as the role that can change no schema).
+    role_env = dict(os.environ)
+    role_env.pop(service.config.MIGRATION_DATABASE_URL_VARIABLE, None)
     for role in roles:
-        supervisor.start(role, role_command(service, role, config))
+        supervisor.start(role, role_command(service, role, config), env=role_env)
     return supervisor.wait()
 
 

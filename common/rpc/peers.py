@@ -12,7 +12,8 @@ exist before the fork: a client opens its channel on first use, and opens a
 new one if it finds itself in another process than the one that opened it.
 The channel's service config retries only ``UNAVAILABLE`` (the peer is not
 reachable, nothing was executed), a few times with backoff, and always within
-the caller's deadline.
+the caller's deadline. The channel's transport and the token every call
+sends come from the service's ``GRPC_SECURITY`` (:mod:`common.rpc.security`).
 """
 
 import json
@@ -27,6 +28,8 @@ from common.observability.metrics import GRPC_CLIENT_CALLS
 from common.observability.request_ids import GRPC_METADATA_KEY, current_request_id
 from common.rpc.generated import flight_tracker_pb2 as messages
 from common.rpc.generated import flight_tracker_pb2_grpc as stubs
+from common.rpc.security import open_channel
+from common.settings import GrpcSecurity
 
 RETRY_SERVICE_CONFIG = json.dumps(
     {
@@ -76,14 +79,16 @@ class Peer:
     """A lazily connected stub for one peer, safe across gunicorn forks.
 
     Subclasses name their generated stub class in ``STUB`` and add one typed
-    method per RPC.
+    method per RPC. ``security``: the transport and token (default:
+    plaintext, no token).
     """
 
     STUB: Any = None
 
-    def __init__(self, address: str, *, timeout: float):
+    def __init__(self, address: str, *, timeout: float, security: GrpcSecurity | None = None):
         self.address = address
         self.timeout = timeout
+        self.security = security or GrpcSecurity()
         self._lock = threading.Lock()
         self._pid: int | None = None
         self._stub: Any = None
@@ -93,7 +98,7 @@ class Peer:
         with self._lock:
             if self._pid != os.getpid():
                 # Never reuse a channel inherited through fork: its threads did not survive.
-                channel = grpc.insecure_channel(self.address, options=CHANNEL_OPTIONS)
+                channel = open_channel(self.address, self.security, options=CHANNEL_OPTIONS)
                 self._stub = self.STUB(channel)
                 self._health = health_pb2_grpc.HealthStub(channel)
                 self._pid = os.getpid()
@@ -113,7 +118,9 @@ class Peer:
         (the outbox relay) fail fast.
         """
         request_id = current_request_id()
-        metadata = ((GRPC_METADATA_KEY, request_id),) if request_id else None
+        metadata = self.security.metadata
+        if request_id:
+            metadata = ((GRPC_METADATA_KEY, request_id), *metadata)
         try:
             reply = rpc(
                 request, timeout=self.timeout, metadata=metadata, wait_for_ready=wait_for_ready
@@ -128,7 +135,11 @@ class Peer:
         """Ask the peer's standard gRPC health service whether it serves; never raises."""
         self._connect()
         try:
-            reply = self._health.Check(health_pb2.HealthCheckRequest(service=""), timeout=timeout)
+            reply = self._health.Check(
+                health_pb2.HealthCheckRequest(service=""),
+                timeout=timeout,
+                metadata=self.security.metadata,
+            )
         except grpc.RpcError as error:
             GRPC_CLIENT_CALLS.labels(HEALTH_CHECK, error.code().name).inc()
             return False

@@ -29,6 +29,7 @@ from common.observability.request_ids import (
     bind_request_id,
     unbind_request_id,
 )
+from common.rpc.security import TokenInterceptor, add_port
 
 log = logging.getLogger(__name__)
 call_log = logging.getLogger("grpc.access")
@@ -104,25 +105,37 @@ def run_grpc_server(
 ) -> None:
     """Serve until SIGTERM or SIGINT; ``add_servicer`` adds the service named ``service_name``.
 
-    Port, bind address and thread count come from the app's configuration
-    (``GRPC_PORT``, ``BIND_HOST``, ``GRPC_WORKERS``).
+    Port, bind address, thread count and security come from the app's
+    configuration (``GRPC_PORT``, ``GRPC_BIND_HOST``, ``GRPC_WORKERS``,
+    ``GRPC_SECURITY``). With a token, the token check sits inside the
+    observability interceptor, so refused calls are logged and counted too
+    (as ``UNAUTHENTICATED``); it guards the health service like the rest.
     """
     configure_logging(app.config["LOG_LEVEL"])
+    security = app.config["GRPC_SECURITY"]
+    interceptors: list[grpc.ServerInterceptor] = [ObservabilityInterceptor()]
+    if security.token:
+        interceptors.append(TokenInterceptor(security.token))
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=app.config["GRPC_WORKERS"]),
-        interceptors=[ObservabilityInterceptor()],
+        interceptors=interceptors,
     )
     add_servicer(server)
     service_names = [service_name]
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    address = f"{app.config['BIND_HOST']}:{app.config['GRPC_PORT']}"
-    if server.add_insecure_port(address) == 0:
+    address = f"{app.config['GRPC_BIND_HOST']}:{app.config['GRPC_PORT']}"
+    if add_port(server, address, security) == 0:
         raise RuntimeError(f"cannot bind gRPC port {address}: is it already in use?")
     server.start()
     for name in ["", *service_names]:
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    log.info("gRPC server listening on %s (%s)", address, ", ".join(service_names))
+    log.info(
+        "gRPC server listening on %s (%s; %s)",
+        address,
+        ", ".join(service_names),
+        security.describe(),
+    )
 
     stopping = threading.Event()
 

@@ -37,12 +37,19 @@ def build_app(
     blueprints: list[Blueprint],
     api_document: Callable[[Flask], dict],
     migrations_dir: Path | None,
+    process: str = "web",
 ) -> Flask:
     """Create a service's Flask app: its configuration, then the test's overrides, then the rest.
 
     Flask-Migrate (and with it Alembic, a sizeable import) is registered
     only when ``migrations_dir`` is given: for the ``migrate`` role, the
     ``flask db`` commands and tests, not for the processes that serve.
+
+    ``process`` is the launcher's role the app runs in (``web``, ``grpc``,
+    ``worker``, ``migrate``): it sets the connections' limits
+    (:func:`common.db.connections.session_limits`), and ``migrate`` alone
+    connects as the owner role (``MIGRATION_DATABASE_URL``); the serving
+    URL stays in ``SERVING_DATABASE_URI``, naming the role it grants.
     """
     # No static folder: the services serve JSON only (Swagger UI brings its own assets).
     app = Flask(import_name, static_folder=None)
@@ -54,9 +61,15 @@ def build_app(
         raise ConfigError(
             f"{config.DATABASE_URL_VARIABLE} is not set: the service cannot start without it."
         )
-    app.config["SQLALCHEMY_DATABASE_URI"] = sqlalchemy_url(app.config["SQLALCHEMY_DATABASE_URI"])
+    serving_url = sqlalchemy_url(app.config["SQLALCHEMY_DATABASE_URI"])
+    app.config["SERVING_DATABASE_URI"] = serving_url
+    if process == connections.MIGRATE_PROCESS and app.config.get("MIGRATION_DATABASE_URL"):
+        app.config["SQLALCHEMY_DATABASE_URI"] = sqlalchemy_url(app.config["MIGRATION_DATABASE_URL"])
+    else:
+        app.config["SQLALCHEMY_DATABASE_URI"] = serving_url
     app.config["SQLALCHEMY_ENGINE_OPTIONS"] = connections.engine_options(
-        pool_size=app.config["DB_POOL_SIZE"]
+        pool_size=app.config["DB_POOL_SIZE"],
+        limits=connections.session_limits(process, app.config),
     )
     proxies = app.config["TRUSTED_PROXIES"]
     if proxies:

@@ -34,8 +34,11 @@ ENV_READERS = {
     "opensky_credential",
 }
 # A service's Config names some of its variables in class attributes, which the shared
-# BaseConfig reads: its database URL (required) and its public URL (empty by default).
-NAMED_BY_ATTRIBUTE = {"DATABASE_URL_VARIABLE": (False, None), "PUBLIC_URL_VARIABLE": (True, "")}
+# BaseConfig reads: its database URL (required), its owner role's URL (which defaults to
+# the serving one) and its public URL (empty by default).
+DATABASE_URL_ATTRIBUTE = "DATABASE_URL_VARIABLE"
+MIGRATION_DATABASE_URL_ATTRIBUTE = "MIGRATION_DATABASE_URL_VARIABLE"
+PUBLIC_URL_ATTRIBUTE = "PUBLIC_URL_VARIABLE"
 VARIABLE_NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
 
 
@@ -164,8 +167,10 @@ def _interpolate_tree(node: Any, env: dict[str, str]) -> Any:
 
 
 def load_compose(env: dict[str, str] | None = None) -> dict[str, Any]:
-    """Return docker-compose.yml as compose sees it with ``env`` (default: nothing set)."""
-    return _interpolate_tree(yaml.safe_load(COMPOSE_FILE.read_text()), env or {})
+    """Return docker-compose.yml as compose sees it with ``env`` (default: the shipped .env)."""
+    return _interpolate_tree(
+        yaml.safe_load(COMPOSE_FILE.read_text()), read_dotenv() if env is None else env
+    )
 
 
 def compose_variables() -> set[str]:
@@ -283,11 +288,18 @@ def _read_of(call: ast.Call, package: str, location: str) -> EnvRead | None:
 
 
 def _attribute_read(node: ast.Assign, package: str, location: str) -> EnvRead | None:
-    named = [t.id for t in node.targets if isinstance(t, ast.Name) and t.id in NAMED_BY_ATTRIBUTE]
+    names = {t.id for t in node.targets if isinstance(t, ast.Name)}
     value = node.value
-    if named and isinstance(value, ast.Constant) and value.value:
-        has_default, default = NAMED_BY_ATTRIBUTE[named[0]]
-        return EnvRead(value.value, package, location, has_default, default)
+    if not (isinstance(value, ast.Constant) and value.value):
+        return None
+    if DATABASE_URL_ATTRIBUTE in names:
+        return EnvRead(value.value, package, location, False, None)
+    if MIGRATION_DATABASE_URL_ATTRIBUTE in names:
+        # Unset, the migrations connect with the serving URL: its variable is the default.
+        serving = value.value.replace("_MIGRATION_DATABASE_URL", "_DATABASE_URL")
+        return EnvRead(value.value, package, location, True, serving)
+    if PUBLIC_URL_ATTRIBUTE in names:
+        return EnvRead(value.value, package, location, True, "")
     return None
 
 

@@ -32,7 +32,17 @@ from tests.containers.deployment import (
     string_constants,
 )
 
-COMPOSE = load_compose()
+COMPOSE = load_compose(read_dotenv())
+README = (REPO_ROOT / "README.md").read_text()
+INIT_SCRIPT = REPO_ROOT / "deploy" / "kubernetes" / "overlays" / "local" / "postgres-init.sh"
+# What the init script reads from the database container's environment.
+INIT_SCRIPT_SETTINGS = (
+    "APP_DATABASE",
+    "OWNER_ROLE",
+    "OWNER_PASSWORD",
+    "SERVING_ROLE",
+    "SERVING_PASSWORD",
+)
 SERVICES = app_services(COMPOSE)
 DATABASES = {
     name
@@ -47,6 +57,14 @@ LOCAL_ADDRESSES = ("localhost", "127.0.0.1", "::1")
 # Switches only the test suite's own stack sets (README, "Tests"); operators never see them,
 # so neither .env nor compose may carry them.
 TEST_ONLY_SETTINGS = {"FAULT_INJECTION_ENABLED"}
+# Settings the code reads without a default because unset means "this feature is off";
+# compose passes them on (blank unless .env sets them).
+OFF_WHEN_UNSET = {
+    "GRPC_AUTH_TOKEN": "no gRPC token",
+    "GRPC_TLS_CERT": "plaintext gRPC",
+    "GRPC_TLS_KEY": "plaintext gRPC",
+    "GRPC_TLS_CA": "plaintext gRPC",
+}
 # check-jsonschema ships the Compose Specification's schema: this works offline.
 SCHEMA_CHECK = [sys.executable, "-m", "check_jsonschema", "--builtin-schema", "vendor.compose-spec"]
 
@@ -59,6 +77,12 @@ def default_config(package: str, monkeypatch: pytest.MonkeyPatch):
         monkeypatch.delenv(read.name, raising=False)
     monkeypatch.setenv(f"{package.upper()}_DATABASE_URL", "postgresql://u:p@db:5432/d")
     return importlib.import_module(f"{package}.config").Config()
+
+
+def published_addresses(spec: dict) -> list[str]:
+    """Return the host address of each short-syntax mapping (none given: every interface)."""
+    parts = [str(entry).split(":") for entry in spec.get("ports", [])]
+    return [entry[-3] if len(entry) >= 3 else "0.0.0.0" for entry in parts]
 
 
 def published_ports(spec: dict) -> list[tuple[int, int]]:
@@ -100,7 +124,24 @@ def test_databases_are_official_postgres_pinned_by_major_with_pg_isready(name):
     check = spec["healthcheck"]["test"]
     assert check[0] in ("CMD", "CMD-SHELL") and "pg_isready" in " ".join(check)
     env = service_environment(spec)
-    assert env["POSTGRES_DB"] and env["POSTGRES_USER"] and env["POSTGRES_PASSWORD"]
+    for variable in ("POSTGRES_USER", "POSTGRES_PASSWORD", *INIT_SCRIPT_SETTINGS):
+        assert env.get(variable), f"{name}: {variable} is not set"
+
+
+@pytest.mark.parametrize("name", sorted(DATABASES))
+def test_each_database_runs_the_init_script_that_creates_its_two_roles(name):
+    """The Kubernetes overlay's script: the same roles, names and privileges everywhere."""
+    spec = COMPOSE["services"][name]
+    mounts = [str(volume).split(":") for volume in spec.get("volumes", [])]
+    scripts = [m for m in mounts if m[1].startswith("/docker-entrypoint-initdb.d/")]
+    assert len(scripts) == 1, f"{name}: mount the init script"
+    source, target, *options = scripts[0]
+    assert (REPO_ROOT / source).resolve() == INIT_SCRIPT and options == ["ro"]
+    assert target.endswith(".sh")
+    # Executable: the official image then runs it rather than sourcing it into its own shell.
+    assert INIT_SCRIPT.stat().st_mode & 0o111
+    used = set(re.findall(r"\$\{?([A-Z][A-Z0-9_]*)", INIT_SCRIPT.read_text()))
+    assert used <= set(service_environment(spec)), f"{name}: the script reads {sorted(used)}"
 
 
 @pytest.mark.parametrize("name", sorted(DATABASES))
@@ -137,7 +178,7 @@ def test_services_run_under_an_init_and_get_time_for_a_graceful_stop():
         assert seconds > supervisor_grace, f"{name}: docker would SIGKILL a clean shutdown"
 
 
-def test_only_the_rest_ports_are_published():
+def test_only_the_rest_ports_are_published_and_on_loopback_unless_asked():
     for name, spec in COMPOSE["services"].items():
         mappings = published_ports(spec)
         if name not in SERVICES:
@@ -146,6 +187,32 @@ def test_only_the_rest_ports_are_published():
         assert mappings == [(CONTRACT_HTTP_PORTS[name], CONTRACT_HTTP_PORTS[name])], (
             f"{name}: publish its REST port only (no gRPC port on the host)"
         )
+        assert published_addresses(spec) == ["127.0.0.1"], f"{name}: publish on loopback"
+    opened = load_compose({**read_dotenv(), "PUBLISH_HOST": "0.0.0.0"})
+    for name in SERVICES:
+        assert published_addresses(opened["services"][name]) == ["0.0.0.0"]
+    documented = {entry.name for entry in dotenv_entries()}
+    assert "PUBLISH_HOST" in documented and "`PUBLISH_HOST`" in README
+
+
+def test_each_database_is_on_a_network_only_its_service_joins():
+    networks = COMPOSE["networks"]
+    joined = {name: set(spec.get("networks", [])) for name, spec in COMPOSE["services"].items()}
+    for name in COMPOSE["services"]:
+        assert joined[name], f"{name}: name its networks (the default one joins everything)"
+    for database in DATABASES:
+        (network,) = joined[database]
+        members = {name for name, nets in joined.items() if network in nets}
+        users = {
+            name
+            for name, spec in COMPOSE["services"].items()
+            if database in spec.get("depends_on", {})
+        }
+        assert members == {database, *users} and len(users) == 1, f"{network}: {members}"
+        assert (networks[network] or {}).get("internal") is True, f"{network}: no way out"
+    # The two services reach each other's gRPC (and the collector reaches OpenSky).
+    shared = set.intersection(*(joined[name] for name in SERVICES))
+    assert shared and not any((networks[n] or {}).get("internal") for n in shared)
 
 
 @pytest.mark.parametrize(("name", "package"), sorted(SERVICES.items()))
@@ -179,19 +246,56 @@ def test_grpc_peers_are_reached_by_service_name_on_their_grpc_port(name, package
 
 
 @pytest.mark.parametrize(("name", "package"), sorted(SERVICES.items()))
-def test_database_url_points_at_the_service_own_database(name, package):
+def test_a_service_serves_as_its_serving_role_and_migrates_as_its_owner(name, package):
     spec = COMPOSE["services"][name]
-    for env_source in ({}, read_dotenv(), {"POSTGRES_USER": "alice", "POSTGRES_PASSWORD": "pw1"}):
+    passwords = {
+        f"{db}_{role}_PASSWORD": f"pw-{db}-{role}"
+        for db in ("USER_DB", "DATA_DB")
+        for role in ("POSTGRES", "OWNER", "SERVING")
+    }
+    for env_source in (read_dotenv(), passwords):
         compose = load_compose(env_source)
         env = service_environment(compose["services"][name])
-        url = urlsplit(env[f"{package.upper()}_DATABASE_URL"])
-        database = compose["services"][url.hostname]
+        serving = urlsplit(env[f"{package.upper()}_DATABASE_URL"])
+        owner = urlsplit(env[f"{package.upper()}_MIGRATION_DATABASE_URL"])
+        database = compose["services"][serving.hostname]
         db_env = service_environment(database)
-        assert url.hostname in spec["depends_on"], f"{name} must wait for {url.hostname}"
-        assert url.port == POSTGRES_PORT
-        assert url.path == "/" + db_env["POSTGRES_DB"]
-        assert url.username == db_env["POSTGRES_USER"]
-        assert url.password == db_env["POSTGRES_PASSWORD"]
+        assert serving.hostname in spec["depends_on"], f"{name} must wait for {serving.hostname}"
+        for url in (serving, owner):
+            assert (url.hostname, url.port) == (serving.hostname, POSTGRES_PORT)
+            assert url.path == "/" + db_env["APP_DATABASE"]
+            # Never the container's superuser.
+            assert url.username != db_env["POSTGRES_USER"], f"{name}: a superuser URL"
+        assert (serving.username, serving.password) == (
+            db_env["SERVING_ROLE"],
+            db_env["SERVING_PASSWORD"],
+        )
+        assert (owner.username, owner.password) == (db_env["OWNER_ROLE"], db_env["OWNER_PASSWORD"])
+        assert serving.username != owner.username
+        # Nothing of the other database reaches this service.
+        other = (DATABASES - {serving.hostname}).pop()
+        other_passwords = {
+            v for k, v in service_environment(compose["services"][other]).items() if "PASSWORD" in k
+        }
+        assert not any(secret in value for value in env.values() for secret in other_passwords)
+
+
+def test_every_database_role_has_its_own_password_and_compose_requires_them():
+    roles = {}
+    for database in DATABASES:
+        env = service_environment(COMPOSE["services"][database])
+        for role, password in (
+            (env["POSTGRES_USER"], "POSTGRES_PASSWORD"),
+            (env["OWNER_ROLE"], "OWNER_PASSWORD"),
+            (env["SERVING_ROLE"], "SERVING_PASSWORD"),
+        ):
+            roles[f"{database}/{role}"] = env[password]
+    assert len(set(roles.values())) == len(roles) == 6, roles
+    # The shipped values say what they are: placeholders to replace.
+    assert all("placeholder" in password for password in roles.values())
+    # And none has a default in compose: without .env it refuses to start, naming one.
+    with pytest.raises(ValueError, match=r"_PASSWORD is missing"):
+        load_compose({})
 
 
 @pytest.mark.parametrize(("name", "package"), sorted(SERVICES.items()))
@@ -202,7 +306,7 @@ def test_every_setting_a_service_reads_is_set_or_defaulted_and_reaches_the_conta
     assert not TEST_ONLY_SETTINGS & (documented | set(env)), "a test-only switch is exposed"
     for variable, calls in sorted(reads.items()):
         where = ", ".join(call.location for call in calls)
-        if not all(call.has_default for call in calls):
+        if not all(call.has_default for call in calls) and variable not in OFF_WHEN_UNSET:
             assert env.get(variable), f"{name}: {variable} is required ({where}); set it in compose"
         assert variable in env or all(call.has_default for call in calls), variable
         if variable in documented:
@@ -257,15 +361,21 @@ def test_env_file_documents_every_setting_and_nothing_else():
 
 
 def test_env_file_keeps_the_seed_placeholders_and_no_other_active_value():
-    # Uncommented values are read by make run too, so only these (valid for both) are active.
-    assert read_dotenv() == {
+    # Uncommented values are read by make run too, so only these (valid for both) are active:
+    # the seed's OpenSky placeholders, and the database passwords compose requires, which
+    # nothing but compose reads.
+    active = read_dotenv()
+    passwords = {name for name in active if name.endswith("_PASSWORD")}
+    assert {name: active[name] for name in set(active) - passwords} == {
         "OPENSKY_CLIENT_ID": "your_api_client_id",
         "OPENSKY_CLIENT_SECRET": "your_api_client_secret",
     }
+    assert passwords and passwords <= compose_variables()
+    read_elsewhere = {read.name for read in env_reads()} | string_constants("devstack")
+    assert not passwords & read_elsewhere
 
 
-def test_compose_runs_with_nothing_set_and_with_the_env_file():
-    for env_source in ({}, read_dotenv()):
-        compose = load_compose(env_source)
-        for name in SERVICES:
-            assert published_ports(compose["services"][name])
+def test_compose_runs_with_the_env_file():
+    compose = load_compose(read_dotenv())
+    for name in SERVICES:
+        assert published_ports(compose["services"][name])

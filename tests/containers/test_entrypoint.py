@@ -125,13 +125,18 @@ def outside_the_container(name: str, local_stack, *, http: int, grpc_port: int) 
     package = SERVICES[name]
     changes = {
         "BIND_HOST": "127.0.0.1",
+        "GRPC_BIND_HOST": "127.0.0.1",
         f"{package.upper()}_HTTP_PORT": str(http),
         f"{package.upper()}_GRPC_PORT": str(grpc_port),
     }
     compose_env = service_environment(COMPOSE["services"][name])
     for variable, value in compose_env.items():
-        if variable.endswith("_DATABASE_URL"):
-            changes[variable] = local_stack.database_urls[variable]
+        # The suite's databases, with the same two roles: migrations as the owner, the rest
+        # as the serving role.
+        if variable.endswith("_MIGRATION_DATABASE_URL"):
+            changes[variable] = local_stack.database_urls[variable.replace("_MIGRATION", "")]
+        elif variable.endswith("_DATABASE_URL"):
+            changes[variable] = local_stack.serving_database_urls[variable]
         peer, _, _ = value.rpartition(":")
         if peer in SERVICES and peer != name:
             peer_port = getattr(local_stack.settings, f"{SERVICES[peer]}_grpc_port")

@@ -67,11 +67,7 @@ READ_OUTSIDE_CONFIG = {"PROMETHEUS_MULTIPROC_DIR": "prometheus_client and the la
 AGREED_SETTINGS = {
     "AUTH_MODE",
     "API_KEYS_FILE",
-    "GRPC_AUTH_TOKEN",
-    "GRPC_BIND_HOST",
     "TRUSTED_PROXIES",
-    "USER_MANAGER_MIGRATION_DATABASE_URL",
-    "DATA_COLLECTOR_MIGRATION_DATABASE_URL",
 }
 # Names whose values are secrets (a *_FILE setting is a path to one, not the secret).
 SECRET_LOOKING = re.compile(r"PASSWORD|SECRET|TOKEN|API_KEY|DATABASE_URL|PRIVATE", re.IGNORECASE)
