@@ -1,6 +1,6 @@
 """Data Collector settings, read from the environment with local-stack defaults."""
 
-from common.settings import BaseConfig, ConfigError, env_float, env_int, env_str
+from common.settings import BaseConfig, ConfigError, env_float, env_int, env_is_set, env_str
 
 OPENSKY_API_URL = "https://opensky-network.org/api"
 OPENSKY_TOKEN_URL = (
@@ -8,6 +8,10 @@ OPENSKY_TOKEN_URL = (
 )
 
 SWEEP_MODES = ("auto", "never")
+# Today's newest part is fetched only when at least this much is new: a request costs
+# the same for one minute as for a day, so tiny tails waste credits. Never more than
+# COLLECT_INTERVAL_MINUTES, or a short interval would be silently stretched to this.
+MIN_GAP_MINUTES = 60
 
 # The seed's .env ships these placeholders; they mean "no credentials" (anonymous access).
 CREDENTIAL_PLACEHOLDERS = {"your_api_client_id", "your_api_client_secret"}
@@ -46,9 +50,7 @@ class Config(BaseConfig):
         # A day is fetched again once it is this many days old, then never again: by
         # then the nightly batch has filled its arrivals and every flight has landed.
         self.COLLECT_REFRESH_DAYS = env_int("COLLECT_REFRESH_DAYS", 1, minimum=0)
-        # Today's newest part is fetched only when at least this much is new: a request
-        # costs the same for one minute as for a day, so tiny tails waste credits.
-        self.COLLECT_MIN_GAP_MINUTES = env_int("COLLECT_MIN_GAP_MINUTES", 60, minimum=0)
+        self.COLLECT_MIN_GAP_MINUTES = self._min_gap_minutes()
         # How often the worker looks for cycles asked for by POST /interests (a tiny
         # indexed query); a new airport's flights start arriving within this delay.
         self.COLLECT_POLL_SECONDS = env_float("COLLECT_POLL_SECONDS", 2.0, minimum=0.1)
@@ -83,6 +85,24 @@ class Config(BaseConfig):
         )
         # Tokens live 30 minutes; renewing one a minute early avoids a 401 mid-cycle.
         self.OPENSKY_TOKEN_MARGIN_SECONDS = env_int("OPENSKY_TOKEN_MARGIN_SECONDS", 60, minimum=0)
+
+    def _min_gap_minutes(self) -> int:
+        """Return ``COLLECT_MIN_GAP_MINUTES``: by default the shorter of an hour and the interval.
+
+        A gap longer than the interval would make cycles re-fetch today less
+        often than the operator asked for, so an explicit one is refused.
+        """
+        interval = self.COLLECT_INTERVAL_MINUTES
+        gap = env_int("COLLECT_MIN_GAP_MINUTES", MIN_GAP_MINUTES, minimum=0)
+        if not env_is_set("COLLECT_MIN_GAP_MINUTES"):
+            return min(gap, interval)
+        if gap > interval:
+            raise ConfigError(
+                f"COLLECT_MIN_GAP_MINUTES ({gap}) must not exceed COLLECT_INTERVAL_MINUTES "
+                f"({interval}): today's flights would be fetched only every {gap} minutes, "
+                f"not every {interval}. Lower COLLECT_MIN_GAP_MINUTES or leave it unset."
+            )
+        return gap
 
     def startup_warnings(self) -> list[str]:
         """Return what the operator must know at start: OpenSky access without credentials."""
