@@ -77,7 +77,7 @@ class Config(BaseConfig):
         # OpenSky's flights queries can take several seconds on busy airports; 30 s
         # separates slow from stuck.
         self.OPENSKY_TIMEOUT_SECONDS = env_float("OPENSKY_TIMEOUT_SECONDS", 30.0, minimum=0.1)
-        # Attempts per request on timeouts and 5xx (then the range waits for the next cycle),
+        # Attempts per request on timeouts, 5xx and malformed bodies (then the range fails),
         # with exponential backoff from OPENSKY_RETRY_BACKOFF_SECONDS: 2, 4, 8 s by default.
         self.OPENSKY_MAX_ATTEMPTS = env_int("OPENSKY_MAX_ATTEMPTS", 4, minimum=1)
         self.OPENSKY_RETRY_BACKOFF_SECONDS = env_float(

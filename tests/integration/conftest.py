@@ -25,6 +25,8 @@ COLLECTOR_TEST_ENV = {
     "COLLECT_BACKFILL_DAYS": "2",
     "COLLECT_POLL_SECONDS": "0.2",
     "OPENSKY_RETRY_BACKOFF_SECONDS": "0.05",
+    # The default, named here because tests inject that many failures to fail a range.
+    "OPENSKY_MAX_ATTEMPTS": "4",
     # Injected timeouts sleep 3 s; the client gives up well before.
     "OPENSKY_TIMEOUT_SECONDS": "1",
     "WEB_CONCURRENCY": "2",

@@ -56,10 +56,23 @@ def assert_cycle_is_over(collector) -> None:
 
 
 @pytest.mark.parametrize("variant", ["truncated", "not_a_list", "bad_items", "out_of_range"])
-def test_a_malformed_body_is_skipped_whole_and_only_its_range_is_asked_again(
+def test_a_malformed_body_is_asked_for_again_within_the_request(collector, flights, variant):
+    collector.sim.inject([{"kind": "malformed", "variant": variant}], endpoint="departure")
+    cycle = collector.follow("LIRF")
+    assert cycle["outcome"] == "done"
+    calls = [c for c in collector.flight_calls() if c["endpoint"] == "departure"]
+    bad = next(i for i, c in enumerate(calls) if c["injected"])
+    again = calls[bad + 1]
+    assert again["params"] == calls[bad]["params"] and again["status"] in (200, 404)
+    assert_complete(collector, flights)
+
+
+@pytest.mark.parametrize("variant", ["truncated", "not_a_list", "bad_items", "out_of_range"])
+def test_a_body_malformed_at_every_attempt_is_skipped_whole_and_only_its_range_asked_again(
     collector, flights, variant
 ):
-    failures = [{"kind": "malformed", "variant": variant}]
+    attempts = int(COLLECTOR_TEST_ENV["OPENSKY_MAX_ATTEMPTS"])
+    failures = [{"kind": "malformed", "variant": variant}] * attempts
     if not any(
         f["estDepartureAirport"] == "LIRF" and f["firstSeen"] >= today_start() for f in flights
     ):
