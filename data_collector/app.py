@@ -6,7 +6,9 @@ from flask import Flask
 
 from common.rpc.peers import UserDirectory
 from common.web.factory import build_app
+from common.web.observability import add_scrape_collector
 from data_collector.config import Config
+from data_collector.metrics import RetriesCollector
 from data_collector.models import db
 from data_collector.openapi import build_document
 from data_collector.routes import bp
@@ -33,4 +35,5 @@ def create_app(test_config: dict | None = None, *, migrations: bool = True) -> F
     app.extensions["user_manager"] = UserDirectory(
         app.config["USER_MANAGER_GRPC_ADDR"], timeout=app.config["GRPC_TIMEOUT_SECONDS"]
     )
+    add_scrape_collector(app, RetriesCollector())
     return app

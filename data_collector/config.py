@@ -54,6 +54,20 @@ class Config(BaseConfig):
         # How often the worker looks for cycles asked for by POST /interests (a tiny
         # indexed query); a new airport's flights start arriving within this delay.
         self.COLLECT_POLL_SECONDS = env_float("COLLECT_POLL_SECONDS", 2.0, minimum=0.1)
+        # A range that still fails after OPENSKY_MAX_ATTEMPTS is asked for again after a
+        # minute (long enough for a burst of 5xx to pass), then twice as long after each
+        # failure up to half an hour: a long outage costs a request per range and half hour,
+        # and a range waits at most that long once OpenSky is back. Independent of the
+        # interval, so a failure never waits for the next periodic cycle.
+        self.COLLECT_RETRY_FIRST_SECONDS = env_float(
+            "COLLECT_RETRY_FIRST_SECONDS", 60.0, minimum=0.1
+        )
+        self.COLLECT_RETRY_MAX_SECONDS = env_float("COLLECT_RETRY_MAX_SECONDS", 1800.0, minimum=0.1)
+        if self.COLLECT_RETRY_MAX_SECONDS < self.COLLECT_RETRY_FIRST_SECONDS:
+            raise ConfigError(
+                f"COLLECT_RETRY_MAX_SECONDS ({self.COLLECT_RETRY_MAX_SECONDS:g}) must be at least "
+                f"COLLECT_RETRY_FIRST_SECONDS ({self.COLLECT_RETRY_FIRST_SECONDS:g})."
+            )
         # auto: use the global /flights/all sweep when the cost model says it is cheaper;
         # never: always ask per airport. An OpenSky forum report says /flights/all only
         # returns flights wholly inside its 2-hour window, which would make a sweep miss

@@ -150,6 +150,32 @@ class CollectionRequest(db.Model):
     )
 
 
+class CollectionRetry(db.Model):
+    """A range whose fetch failed, and when the worker asks OpenSky for it again (retries.py).
+
+    Keyed by what the planner asks: the endpoint, the airport ('' for a
+    ``/flights/all`` window) and the range's first second.
+    """
+
+    __tablename__ = "collection_retries"
+    __table_args__ = (
+        CheckConstraint(
+            "endpoint IN ('arrival', 'departure', 'all')", name="ck_collection_retries_endpoint"
+        ),
+        Index("ix_collection_retries_next_attempt_at", "next_attempt_at"),
+    )
+
+    endpoint: Mapped[str] = mapped_column(String(9), primary_key=True)
+    airport_code: Mapped[str] = mapped_column(String(4), primary_key=True)
+    range_begin: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
+    range_end: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # Failed fetches of this range in a row; the wait before the next one doubles with each.
+    attempts: Mapped[int] = mapped_column(Integer)
+    first_failed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    last_error: Mapped[str] = mapped_column(String(500))
+
+
 class CollectorState(db.Model):
     """The single row every replica reads: when OpenSky may be asked again, credits, last cycle."""
 

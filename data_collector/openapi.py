@@ -302,6 +302,21 @@ def build_document(app: Flask) -> dict:
     )
     time_or_null = nullable(DATE_TIME)
     count_or_null = nullable(INTEGER)
+    retry = closed_object(
+        {
+            "endpoint": {"type": "string", "enum": ["all", "arrival", "departure"]},
+            "airport": nullable(STRING),
+            "begin": DATE_TIME,
+            "end": DATE_TIME,
+            "attempts": INTEGER,
+            "first_failed_at": DATE_TIME,
+            "next_attempt_at": DATE_TIME,
+            "last_error": STRING,
+        },
+        description="A range whose fetch failed: OpenSky's endpoint, the airport (null for "
+        "a `/flights/all` window), the range, how many times in a row it failed, and when it "
+        "is asked for again.",
+    )
     add_operations_for_operators(
         doc,
         service="data_collector",
@@ -312,6 +327,15 @@ def build_document(app: Flask) -> dict:
                 "credits_checked_at": time_or_null,
                 "retry_after": time_or_null,
                 "sweep_unreliable_since": time_or_null,
+                "retries": closed_object(
+                    {
+                        "waiting": INTEGER,
+                        "next_attempt_at": time_or_null,
+                        "ranges": {"type": "array", "items": retry},
+                    },
+                    description="Ranges waiting to be asked for again after a failure "
+                    "(`ranges`: the ones due soonest), independently of the periodic cycle.",
+                ),
                 "last_cycle": closed_object(
                     {
                         "started_at": time_or_null,
@@ -327,7 +351,7 @@ def build_document(app: Flask) -> dict:
             description="What the collector knows about OpenSky: the credits left at "
             "its last request, until when it must wait after a 429, since when the "
             "/flights/all sweep is known to miss flights (then it collects per airport), "
-            "and the last cycle.",
+            "the ranges waiting for a retry, and the last cycle.",
         ),
     )
     return doc.spec
