@@ -17,8 +17,10 @@ lock taken skips its cycle: the one running covers every followed airport.
 
 Exactly once per period: every replica's worker runs the periodic cycle on
 its own schedule, so under the lock a periodic cycle is skipped when another
-one started within the period (``last_cycle_started_at`` in
-``collector_state``). Requested cycles (a new interest) always run.
+periodic one started within the period (``last_periodic_cycle_started_at``
+in ``collector_state``). Requested cycles (a new interest, a due retry)
+always run, and do not postpone the periodic one: one an hour after a
+periodic cycle would otherwise push the next to a day later.
 
 One range at a time
 -------------------
@@ -188,8 +190,8 @@ def run_cycle(*, client: OpenSkyClient, periodic: bool = False) -> CycleResult:
             return CycleResult("waiting")
         if periodic and _cycle_started_this_period(state):
             log.info(
-                "a cycle started at %s, within this period; skipping the periodic cycle",
-                state.last_cycle_started_at,
+                "a periodic cycle started at %s, within this period; skipping this one",
+                state.last_periodic_cycle_started_at,
             )
             db.session.rollback()
             return CycleResult("skipped")
@@ -198,6 +200,8 @@ def run_cycle(*, client: OpenSkyClient, periodic: bool = False) -> CycleResult:
             update(CollectionRequest).values(taken=True).returning(CollectionRequest.id)
         ).all()
         state.last_cycle_started_at = utc_now()
+        if periodic:
+            state.last_periodic_cycle_started_at = state.last_cycle_started_at
         state.last_cycle_finished_at = None
         state.last_cycle_outcome = "running"
         db.session.commit()
@@ -222,11 +226,12 @@ def _waiting_for_opensky(state: CollectorState) -> bool:
 
 
 def _cycle_started_this_period(state: CollectorState) -> bool:
-    """Tell whether a cycle that ended (one left "running" died) started within the period."""
-    if state.last_cycle_started_at is None or state.last_cycle_outcome == "running":
+    """Tell whether a periodic cycle started within the period (and no cycle died running)."""
+    started = state.last_periodic_cycle_started_at
+    if started is None or state.last_cycle_outcome == "running":
         return False
     period = timedelta(minutes=current_app.config["COLLECT_INTERVAL_MINUTES"]) * PERIOD_SHARE
-    return utc_now() - state.last_cycle_started_at < period
+    return utc_now() - started < period
 
 
 def _finish(result: CycleResult, taken: list[int]) -> None:

@@ -188,6 +188,8 @@ class CollectorState(db.Model):
     credits_remaining: Mapped[int | None] = mapped_column(Integer)
     credits_checked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     last_cycle_started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # When the last periodic cycle started: a replica skips its own within the period.
+    last_periodic_cycle_started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     last_cycle_finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     last_cycle_outcome: Mapped[str | None] = mapped_column(String(32))
     last_cycle_mode: Mapped[str | None] = mapped_column(String(16))

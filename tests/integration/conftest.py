@@ -71,6 +71,7 @@ def wipe_collector_tables(database_url: str) -> None:
             cursor.execute(
                 "UPDATE collector_state SET not_before = NULL, credits_remaining = NULL, "
                 "last_cycle_started_at = NULL, last_cycle_finished_at = NULL, "
+                "last_periodic_cycle_started_at = NULL, "
                 "retention_ran_on = NULL, sweep_unreliable_since = NULL"
             )
     finally:

@@ -1,4 +1,4 @@
-"""Failed ranges retried on their own schedule (collection_retries).
+"""Failed ranges retried on their own schedule (collection_retries); periodic cycles' start.
 
 Revision ID: 0005
 Revises: 0004
@@ -33,8 +33,13 @@ def upgrade():
     op.create_index(
         "ix_collection_retries_next_attempt_at", "collection_retries", ["next_attempt_at"]
     )
+    op.add_column(
+        "collector_state",
+        sa.Column("last_periodic_cycle_started_at", sa.DateTime(timezone=True), nullable=True),
+    )
 
 
 def downgrade():
+    op.drop_column("collector_state", "last_periodic_cycle_started_at")
     op.drop_index("ix_collection_retries_next_attempt_at", table_name="collection_retries")
     op.drop_table("collection_retries")
