@@ -36,8 +36,8 @@ airport by its ICAO code (`LIRF`, `EGLL`, ...). A new interest asks the collecto
 for a cycle at once; its flights appear within seconds to minutes (whatever OpenSky takes).
 
 **Flights** are stored in UTC and served newest first: an arrival's time is its
-`last_seen`, a departure's its `first_seen`. Averages cover only the whole days that were
-actually collected, and say which.
+`last_seen`, a departure's its `first_seen`. Averages count the last X times 24 hours up
+to the last collection, divide by the part of them actually collected, and say which.
 
 **Errors** are JSON, `{"error": "...", "details": {...}}`. **Lists** of flights are JSON
 arrays; the next page's URL is in the `Link: <...>; rel="next"` header. Every response
@@ -109,6 +109,13 @@ def build_document(app: Flask) -> dict:
         ),
     )
     per_day = nullable({"type": "number"})
+    days_number = {"type": "number", "minimum": 0}
+    direction_figures = closed_object(
+        {"flights": INTEGER, "days_covered": days_number, "per_day": per_day},
+        description="One direction: the flights counted in the collected part of the "
+        "window, that part in days, and flights per day over it (null when none of the "
+        "window was collected).",
+    )
     average = doc.schema(
         "Average",
         closed_object(
@@ -116,16 +123,34 @@ def build_document(app: Flask) -> dict:
                 "airport": STRING,
                 "airport_name": nullable(STRING),
                 "days_requested": INTEGER,
-                "days_covered": INTEGER,
-                "window": closed_object({"from": DATE_TIME, "to": DATE_TIME}),
+                "window": closed_object(
+                    {
+                        "from": DATE_TIME,
+                        "to": DATE_TIME,
+                        "ends_at": {"type": "string", "enum": ["last collection", "now"]},
+                    },
+                    description="`[from, to)`: `days_requested` times 24 hours ending where "
+                    "collection of the airport has reached (`last collection`, at most the "
+                    "re-fetch gap before now), or now when nothing was collected.",
+                ),
+                "days_covered": days_number,
+                "coverage": {"type": "number", "minimum": 0, "maximum": 1},
+                "arrivals": direction_figures,
+                "departures": direction_figures,
                 "arrivals_per_day": per_day,
                 "departures_per_day": per_day,
                 "average_flights_per_day": per_day,
             },
-            # Each direction's average is there only when that direction was asked for.
-            optional=("arrivals_per_day", "departures_per_day"),
-            description="Flights per day over the whole UTC days in `window` that were "
-            "collected (`days_covered` of `days_requested`); null when none was.",
+            # Each direction's figures are there only when that direction was asked for.
+            optional=("arrivals", "departures", "arrivals_per_day", "departures_per_day"),
+            description="Flights per day over the collected part of `window`: "
+            "`days_covered` days, a `coverage` share of the window (the least covered "
+            "direction's). A flight counts at its time at the airport (arrivals by "
+            "`last_seen`, departures by `first_seen`): the ones "
+            "`GET /flights/{airport_code}?since=<from>&until=<to>` lists, except any stored "
+            "in a part of the window that was never collected. "
+            "`average_flights_per_day` is the sum of the directions' `per_day`; null when "
+            "one of them is.",
         ),
     )
     email = path_parameter(
@@ -260,15 +285,15 @@ def build_document(app: Flask) -> dict:
     doc.operation(
         "GET",
         "/flights/average/{icao}",
-        summary="Average flights per day over the last X collected days",
+        summary="Average flights per day over the last X days",
         tag="flights",
         parameters=[
             airport("icao"),
             flight_type,
             query_parameter(
                 "days",
-                f"How many whole UTC days back, before today: 1 to {max_days} "
-                f"(`RETENTION_DAYS`; default {inputs.DEFAULT_AVERAGE_DAYS}).",
+                f"How many days (24 hours each) back from the last collection: 1 to "
+                f"{max_days} (`RETENTION_DAYS`; default {inputs.DEFAULT_AVERAGE_DAYS}).",
                 {
                     "type": "integer",
                     "minimum": 1,

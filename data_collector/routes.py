@@ -91,7 +91,7 @@ def last_flight(icao: str):
 
 @bp.get("/flights/average/<icao>")
 def average_flights(icao: str):
-    """Return the average flights per day over the last X whole days that were collected."""
+    """Return the average flights per day over the last X days (their collected part)."""
     airport = inputs.path_airport_code(icao)
     directions = inputs.flight_types(request.args.get("type"))
     days = inputs.average_days(request.args.get("days"))
