@@ -17,6 +17,7 @@ from sqlalchemy import (
     BigInteger,
     Date,
     DateTime,
+    String,
     any_,
     bindparam,
     cast,
@@ -33,7 +34,7 @@ from common.web.errors import ApiError
 from common.web.pagination import INVALID_CURSOR_MESSAGE, json_item_rows
 from data_collector.airports import airport_name
 from data_collector.inputs import DIRECTIONS
-from data_collector.models import CollectedDay, FlightData, FlightDayCount, db
+from data_collector.models import CollectedDay, FlightData, FlightDayCount, UserInterest, db
 from data_collector.planning import DAY, day_date, day_number, day_start
 
 
@@ -115,7 +116,17 @@ def _flights_statement(
             .subquery("page")
         )
     c = page.c
-    fields = [
+    return json_item_rows(
+        page,
+        [*_served_fields(c), c.direction.label("type")],
+        keys=[c.event_time, c.id, c.direction],
+        order_by=[c.event_time.desc(), c.id.desc(), c.direction.desc()],
+    )
+
+
+def _served_fields(c) -> list:
+    """Return the columns of a served flight, as the seed's table names them, in order."""
+    return [
         c.icao24,
         isoformat_utc_sql(c.first_seen).label("first_seen"),
         c.est_departure_airport,
@@ -128,14 +139,7 @@ def _flights_statement(
         c.est_arrival_airport_vert_distance,
         c.departure_airport_candidates_count,
         c.arrival_airport_candidates_count,
-        c.direction.label("type"),
     ]
-    return json_item_rows(
-        page,
-        fields,
-        keys=[c.event_time, c.id, c.direction],
-        order_by=[c.event_time.desc(), c.id.desc(), c.direction.desc()],
-    )
 
 
 def list_flights(
@@ -162,6 +166,144 @@ def list_flights(
         params.update(after_time=after.event_time, after_id=after.flight_id)
     autocommit_statements(db)
     return db.session.connection().execute(statement, params).all()
+
+
+@dataclass(frozen=True)
+class AirportFlightCursor:
+    """Where a page of flights at several airports ended: the last item's sort key."""
+
+    event_time: datetime
+    flight_id: int
+    airport: str
+    direction: str
+
+    @classmethod
+    def from_key(cls, key: list) -> "AirportFlightCursor":
+        """Rebuild a cursor from a decoded sort key, or raise the pagination 400."""
+        try:
+            moment, flight_id, airport, direction = key
+            if type(flight_id) is not int or not 0 <= flight_id < 2**63:
+                raise ValueError
+            # As the airport columns hold them: at most 8 printable ASCII characters.
+            if not isinstance(airport, str) or not 0 < len(airport) <= 8:
+                raise ValueError
+            if not (airport.isascii() and airport.isprintable()) or direction not in DIRECTIONS:
+                raise ValueError
+            return cls(datetime.fromisoformat(moment), flight_id, airport, direction)
+        except (TypeError, ValueError):
+            raise ApiError(400, INVALID_CURSOR_MESSAGE) from None
+
+    @staticmethod
+    def key_of(row) -> list:
+        """Return the sort key of a served flight (a row of :func:`list_airport_flights`)."""
+        return [isoformat_utc(row.event_time), row.id, row.airport, row.direction]
+
+
+# The airports a user follows, each then read with its own index range scans.
+FOLLOWED_AIRPORTS = (
+    select(UserInterest.airport_code)
+    .where(UserInterest.user_email == bindparam("email"))
+    .order_by(UserInterest.airport_code)
+)
+
+
+@functools.lru_cache(maxsize=256)
+def _airport_flights_statement(
+    airports: int | None, directions: tuple[str, ...], since: bool, until: bool, after: bool
+):
+    """Build (once per shape) a page of flights at ``airports`` airports, or at every airport.
+
+    With ``airports`` (parameters ``airport_0`` ...): one index range scan per
+    airport and direction, each with its LIMIT, merged, as many branches as
+    ``/flights/<airport>`` has for one. The airports are values, not a join,
+    so PostgreSQL plans each scan with that airport's own statistics: a quiet
+    airport is never read by time across the whole table. With ``None``: one
+    range scan per direction of every stored flight by its time
+    (``ix_flight_data_last_seen``, ``ix_flight_data_first_seen``). Other
+    parameters: limit, and since / until / after_* when the shape has them.
+    Rows are (item JSON, event_time, id, airport, direction).
+    """
+    flights = FlightData.__table__
+    branches = []
+    for direction in directions:
+        airport_column, event = _columns(direction)
+        kind = literal_column(f"'{direction}'", String)
+        for airport in range(airports) if airports is not None else [None]:
+            if airport is None:
+                code = airport_column
+                query = select(flights, event.label("event_time"), code.label("airport"))
+                query = query.where(code.is_not(None))
+            else:
+                code = bindparam(f"airport_{airport}", type_=String)
+                query = select(flights, event.label("event_time"), code.label("airport"))
+                query = query.where(airport_column == code)
+            query = query.add_columns(kind.label("direction"))
+            if since:
+                query = query.where(event >= bindparam("since"))
+            if until:
+                query = query.where(event < bindparam("until"))
+            if after:
+                # Sort order is (event time, id, airport, direction) descending; the first
+                # condition is the one the index serves.
+                position = tuple_(event, FlightData.id, code, kind)
+                bound = tuple_(
+                    *(bindparam(f"after_{k}") for k in ("time", "id", "airport", "kind"))
+                )
+                query = query.where(event <= bindparam("after_time"), position < bound)
+            branches.append(
+                query.order_by(event.desc(), FlightData.id.desc()).limit(bindparam("limit"))
+            )
+    merged = union_all(*branches).subquery("merged")
+    m = merged.c
+    order = [m.event_time.desc(), m.id.desc(), m.airport.desc(), m.direction.desc()]
+    page = select(merged).order_by(*order).limit(bindparam("limit")).subquery("page")
+    c = page.c
+    return json_item_rows(
+        page,
+        [*_served_fields(c), c.airport, c.direction.label("type")],
+        keys=[c.event_time, c.id, c.airport, c.direction],
+        order_by=[c.event_time.desc(), c.id.desc(), c.airport.desc(), c.direction.desc()],
+    )
+
+
+def list_airport_flights(
+    *,
+    email: str | None,
+    directions: tuple[str, ...],
+    since: datetime | None = None,
+    until: datetime | None = None,
+    after: AirportFlightCursor | None = None,
+    limit: int,
+) -> list:
+    """Return up to ``limit`` flights at the airports ``email`` follows (None: at every airport).
+
+    Newest first, strictly after ``after``, with the same times as
+    :func:`list_flights`. A flight is served once per airport and direction
+    it has there: a flight between two followed airports is a departure
+    from one and an arrival at the other. Each row holds ``item`` (the
+    served JSON object, with ``airport`` and ``type``) and the sort key.
+    """
+    autocommit_statements(db)
+    connection = db.session.connection()
+    params = {"limit": limit, "since": since, "until": until}
+    airports = None
+    if email is not None:
+        followed = connection.execute(FOLLOWED_AIRPORTS, {"email": email}).scalars().all()
+        if not followed:
+            return []
+        airports = len(followed)
+        params.update({f"airport_{i}": code for i, code in enumerate(followed)})
+    if after is not None:
+        params.update(
+            after_time=after.event_time,
+            after_id=after.flight_id,
+            after_airport=after.airport,
+            after_kind=after.direction,
+        )
+    statement = _airport_flights_statement(
+        airports, directions, since is not None, until is not None, after is not None
+    )
+    return connection.execute(statement, params).all()
 
 
 # Every mark of an airport (at most two per day of retention): what was collected, up to when.

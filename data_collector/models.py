@@ -59,8 +59,10 @@ class FlightData(db.Model):
         # "Departures of X, newest first" and "arrivals at X, newest first".
         Index("ix_flight_data_departure", "est_departure_airport", "first_seen"),
         Index("ix_flight_data_arrival", "est_arrival_airport", "last_seen"),
-        # Retention: "older than the cutoff" without reading the whole table.
+        # Retention: "older than the cutoff" without reading the whole table; and with
+        # the next, "every arrival / departure, newest first" (GET /flights).
         Index("ix_flight_data_last_seen", "last_seen"),
+        Index("ix_flight_data_first_seen", "first_seen"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)

@@ -90,22 +90,32 @@ def build_document(app: Flask) -> dict:
             }
         ),
     )
+    flight_fields = {
+        "icao24": STRING,
+        "first_seen": DATE_TIME,
+        "est_departure_airport": nullable(STRING),
+        "last_seen": DATE_TIME,
+        "est_arrival_airport": nullable(STRING),
+        "callsign": nullable(STRING),
+        **dict.fromkeys(FLIGHT_INTEGERS, nullable(INTEGER)),
+    }
+    kind = {"type": "string", "enum": sorted(inputs.FLIGHT_TYPES.values())}
     flight = doc.schema(
         "Flight",
         closed_object(
-            {
-                "icao24": STRING,
-                "first_seen": DATE_TIME,
-                "est_departure_airport": nullable(STRING),
-                "last_seen": DATE_TIME,
-                "est_arrival_airport": nullable(STRING),
-                "callsign": nullable(STRING),
-                **dict.fromkeys(FLIGHT_INTEGERS, nullable(INTEGER)),
-                "type": {"type": "string", "enum": sorted(inputs.FLIGHT_TYPES.values())},
-            },
+            {**flight_fields, "type": kind},
             description="A flight as OpenSky reports it (seed table `flight_data`), with "
             "`type`: whether it is an arrival at the airport asked about (its time is "
             "`last_seen`) or a departure from it (its time is `first_seen`).",
+        ),
+    )
+    airport_flight = doc.schema(
+        "AirportFlight",
+        closed_object(
+            {**flight_fields, "airport": STRING, "type": kind},
+            description="A flight at `airport`: an arrival there (its time is `last_seen`) "
+            "or a departure from it (its time is `first_seen`). A flight between two "
+            "listed airports appears once for each, with its role there.",
         ),
     )
     per_day = nullable({"type": "number"})
@@ -231,41 +241,69 @@ def build_document(app: Flask) -> dict:
         },
     )
     time_format = "ISO 8601 (UTC when no offset is given, e.g. `2026-01-31T12:00:00Z`) or Unix "
+    flight_filters = [
+        flight_type,
+        query_parameter(
+            "since",
+            f"Only flights at or after this time: {time_format}seconds.",
+            {"type": "string"},
+            example="2026-01-30T00:00:00Z",
+        ),
+        query_parameter(
+            "until",
+            f"Only flights before this time: {time_format}seconds.",
+            {"type": "string"},
+            example="1769904000",
+        ),
+        *page_parameters(default_limit=routes.DEFAULT_PAGE_SIZE, max_limit=routes.MAX_PAGE_SIZE),
+    ]
+    bad_filters = (
+        "an unknown `type`, a time that does not parse, `since` not before `until`, `limit` "
+        "out of range or a cursor that did not come from a Link header"
+    )
+    doc.operation(
+        "GET",
+        "/flights",
+        summary="List the flights at the airports a user follows, newest first",
+        tag="flights",
+        description="With `email`: the flights at every airport the user follows (the "
+        "user is checked in the User Manager over gRPC; no interest: an empty list). "
+        "Without: every stored flight, at every airport it has. Each item says which "
+        "airport it belongs to and its role there; the same filters and pages as "
+        "`/flights/{airport_code}`.",
+        parameters=[
+            query_parameter(
+                "email",
+                "The user whose airports to list (any case); leave out for every airport.",
+                {"type": "string"},
+                example="mario.rossi@example.com",
+            ),
+            *flight_filters,
+        ],
+        responses={
+            200: response(
+                "A page of flights (empty when none is stored).",
+                {"type": "array", "items": airport_flight},
+                headers=("Link",),
+            ),
+            400: error(f"An email that is not a valid address, {bad_filters}."),
+            404: error("The User Manager has no such user."),
+            503: unavailable("The User Manager (or the database) is unavailable"),
+        },
+    )
     doc.operation(
         "GET",
         "/flights/{airport_code}",
         summary="List an airport's flights, newest first, one page at a time",
         tag="flights",
-        parameters=[
-            airport("airport_code"),
-            flight_type,
-            query_parameter(
-                "since",
-                f"Only flights at or after this time: {time_format}seconds.",
-                {"type": "string"},
-                example="2026-01-30T00:00:00Z",
-            ),
-            query_parameter(
-                "until",
-                f"Only flights before this time: {time_format}seconds.",
-                {"type": "string"},
-                example="1769904000",
-            ),
-            *page_parameters(
-                default_limit=routes.DEFAULT_PAGE_SIZE, max_limit=routes.MAX_PAGE_SIZE
-            ),
-        ],
+        parameters=[airport("airport_code"), *flight_filters],
         responses={
             200: response(
                 "A page of flights (empty when none is stored).",
                 {"type": "array", "items": flight},
                 headers=("Link",),
             ),
-            400: error(
-                f"{bad_airport}, an unknown `type`, a time that does not parse, `since` not "
-                "before `until`, `limit` out of range or a cursor that did not come from a "
-                "Link header."
-            ),
+            400: error(f"{bad_airport}, {bad_filters}."),
             503: unavailable(),
         },
     )

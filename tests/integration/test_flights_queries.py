@@ -338,6 +338,23 @@ def test_the_statements_the_service_sends_use_the_indexes_on_a_large_table(colle
         if "flight_data" in statement or "flight_day_counts" in statement:
             sent.append((statement, parameters))
 
+    # A user following two busy airports and a quiet one (GET /flights?email=): a quiet
+    # airport read by time across the whole table would cost the table's size.
+    db.session.execute(
+        text(
+            "INSERT INTO flight_data (icao24, first_seen, last_seen, est_departure_airport, "
+            "est_arrival_airport) SELECT to_hex(n), now() - n * interval '1 hour', "
+            "now() - n * interval '1 hour' + interval '1 hour', "
+            "(ARRAY['LIRZ', 'LIRF'])[1 + n % 2], (ARRAY['LIRF', 'LIRZ'])[1 + n % 2] "
+            "FROM generate_series(1000001, 1000040) AS n"
+        )
+    )
+    db.session.execute(
+        text(
+            "INSERT INTO user_interests (user_email, airport_code) SELECT 'plans@example.com', "
+            "unnest(ARRAY['LIRF', 'EGLL', 'LIRZ'])"
+        )
+    )
     event.listen(db.engine, "before_cursor_execute", record)
     try:
         both = ("arrival", "departure")
@@ -345,6 +362,11 @@ def test_the_statements_the_service_sends_use_the_indexes_on_a_large_table(colle
             page = flights.list_flights(airport="LIRF", directions=directions, limit=101)
             after = flights.FlightCursor.from_key(flights.FlightCursor.key_of(page[-1]))
             flights.list_flights(airport="LIRF", directions=directions, after=after, limit=101)
+        for email in ("plans@example.com", None):
+            page = flights.list_airport_flights(email=email, directions=both, limit=101)
+            key = flights.AirportFlightCursor.key_of(page[-1])
+            after = flights.AirportFlightCursor.from_key(key)
+            flights.list_airport_flights(email=email, directions=both, after=after, limit=101)
         flights.average_flights(airport="LIRF", days=7, directions=both)
         flight_store.delete_expired(retention_days=30)
     finally:
@@ -354,23 +376,46 @@ def test_the_statements_the_service_sends_use_the_indexes_on_a_large_table(colle
             for sql, params in sent
         ]
         db.session.rollback()
-    # Six pages, the average's count (whole days from the day counts, the parts of days
-    # at the window's ends from the indexes) and the retention's two deletes.
-    assert len(plans) == 9
+    # Six pages of an airport, four of several (a user's, everyone's), the average's count
+    # (whole days from the day counts, the parts of days at the window's ends from the
+    # indexes) and the retention's two deletes.
+    assert len(plans) == 13
+    user_pages = [plan for plan, (sql, _) in zip(plans, sent, strict=True) if "airport_0" in sql]
+    assert len(user_pages) == 2
+    for plan in user_pages:
+        # One index range scan per followed airport and direction, each with its LIMIT
+        # (busy airports may be read by time, a fifth of the rows being theirs); the quiet
+        # airport by its own index.
+        assert plan.count("->  Limit") == 1 + 6, plan
+        assert "ix_flight_data_arrival" in plan and "ix_flight_data_departure" in plan, plan
+    everyone = [
+        plan
+        for plan, (sql, _) in zip(plans, sent, strict=True)
+        if "merged.airport" in sql and "airport_0" not in sql
+    ]
+    assert len(everyone) == 2
+    for plan in everyone:
+        assert "ix_flight_data_last_seen" in plan and "ix_flight_data_first_seen" in plan, plan
     (average,) = [
         plan
         for plan, (sql, _) in zip(plans, sent, strict=True)
         if sql.startswith("SELECT") and "flight_day_counts" in sql
     ]
     assert "flight_day_counts_pkey" in average, average
-    # Arrivals by their airport's index or by last_seen's (the planner's pick on this data):
-    # a range of the window's ends either way, as long whatever the table's size.
+    # By the airport's index or by time's (the planner's pick on this data, where every
+    # airport has a fifth of the flights): a range of the window's ends either way, as
+    # long whatever the table's size.
     assert "ix_flight_data_arrival" in average or "ix_flight_data_last_seen" in average, average
-    assert "ix_flight_data_departure" in average, average
+    assert "ix_flight_data_departure" in average or "ix_flight_data_first_seen" in average, average
     for plan in plans:
         assert "Seq Scan on flight_data" not in plan, plan
     used = "\n".join(plans)
-    for index in ("ix_flight_data_departure", "ix_flight_data_arrival", "ix_flight_data_last_seen"):
+    for index in (
+        "ix_flight_data_departure",
+        "ix_flight_data_arrival",
+        "ix_flight_data_last_seen",
+        "ix_flight_data_first_seen",
+    ):
         assert index in used, used
 
 

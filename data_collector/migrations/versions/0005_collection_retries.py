@@ -1,4 +1,9 @@
-"""Failed ranges retried on their own schedule (collection_retries); periodic cycles' start.
+"""Failed ranges retried on their own schedule; periodic cycles; every departure by time.
+
+collection_retries holds the ranges waiting to be asked for again;
+collector_state.last_periodic_cycle_started_at when the last periodic cycle
+started; ix_flight_data_first_seen serves GET /flights without an airport
+(every departure newest first; arrivals use ix_flight_data_last_seen).
 
 Revision ID: 0005
 Revises: 0004
@@ -37,9 +42,11 @@ def upgrade():
         "collector_state",
         sa.Column("last_periodic_cycle_started_at", sa.DateTime(timezone=True), nullable=True),
     )
+    op.create_index("ix_flight_data_first_seen", "flight_data", ["first_seen"])
 
 
 def downgrade():
+    op.drop_index("ix_flight_data_first_seen", table_name="flight_data")
     op.drop_column("collector_state", "last_periodic_cycle_started_at")
     op.drop_index("ix_collection_retries_next_attempt_at", table_name="collection_retries")
     op.drop_table("collection_retries")
