@@ -237,16 +237,17 @@ def _cycle_started_this_period(state: CollectorState) -> bool:
 def _finish(result: CycleResult, taken: list[int]) -> None:
     """Consume the requests the cycle answered, apply retention, record the outcome."""
     db.session.execute(delete(CollectionRequest).where(CollectionRequest.id.in_(taken)))
+    state = flight_store.state()
     if result.outcome == "rate-limited":
         request_collection()  # resume as soon as the wait is over
     else:
         config = current_app.config
         retries.postpone_overdue(
+            due_by=state.last_cycle_started_at.timestamp(),
             now=time.time(),
             first=config["COLLECT_RETRY_FIRST_SECONDS"],
             maximum=config["COLLECT_RETRY_MAX_SECONDS"],
         )
-    state = flight_store.state()
     today = utc_now().date()
     if state.retention_ran_on != today:
         flight_store.delete_expired(retention_days=current_app.config["RETENTION_DAYS"])

@@ -130,15 +130,17 @@ class Schedule:
         return retry
 
 
-def postpone_overdue(*, now: float, first: float, maximum: float) -> int:
-    """Give every retry still due after a cycle its next wait; return how many there were.
+def postpone_overdue(*, due_by: float, now: float, first: float, maximum: float) -> int:
+    """Give the retries a cycle left untried their next wait; return how many there were.
 
-    A cycle that stopped before reaching them (refused credentials, an
+    Those due by ``due_by`` (when the cycle started) and still there: a
+    cycle that stopped before reaching them (refused credentials, an
     unexpected failure) would otherwise leave them due, and the poll would
-    run a cycle for them every few seconds.
+    run a cycle for them every few seconds. One that fell due during the
+    cycle is left for the next poll.
     """
     overdue = db.session.scalars(
-        select(CollectionRetry).where(CollectionRetry.next_attempt_at <= moment(now))
+        select(CollectionRetry).where(CollectionRetry.next_attempt_at <= moment(due_by))
     ).all()
     for row in overdue:
         row.next_attempt_at = moment(
