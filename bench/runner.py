@@ -44,6 +44,10 @@ INTEREST_AIRPORTS = (
     "EDDH", "EDDK", "EDDL", "EDDS", "EDDT", "LFLL", "LFML", "LFMN", "LFBO", "LEMG",
 )  # fmt: skip
 INGEST_AIRPORT = "LIPQ"
+# The airports the flights_for_user user follows: a hub, two busy ones, two quiet ones.
+FOR_USER_AIRPORTS = ("EGLL", "LIRF", "LIMC", "LIPZ", "LIRZ")
+# Seeded user 0 follows the ingest airport; user 1 these.
+FOR_USER_INDEX = 1
 # How long the worker may take to settle after the interests scenario, and ingest to finish.
 SETTLE_TIMEOUT_SECONDS = 300
 # Clients querying while ingest runs: a steady stream that shows the service still answers,
@@ -275,6 +279,9 @@ class Bench:
         self.progress(f"seeding {options.users} users and {options.flight_rows[0]} flights")
         seed.seed_users(self.um_db, count=options.users)
         seed.seed_flights(self.dc_db, first_row=0, rows=options.flight_rows[0])
+        seed.seed_interests(
+            self.dc_db, email=seed.seed_user_email(FOR_USER_INDEX), airports=FOR_USER_AIRPORTS
+        )
         self.measure_ceilings()
         self.user_scenarios()
         self.flight_scenarios(options.flight_rows[0])
@@ -323,6 +330,11 @@ class Bench:
             "flights_by_airport": (dc, "airport_path", ["/flights/%s", *airports]),
             "flights_last": (dc, "airport_path", ["/flights/last/%s", *airports]),
             "flights_average": (dc, "airport_path", ["/flights/average/%s?days=7", *airports]),
+            "flights_for_user": (
+                f"{dc}/flights?email={seed.seed_user_email(FOR_USER_INDEX)}",
+                "get_path",
+                [],
+            ),
         }[name]
 
     def measure(self, name: str) -> loadgen.LoadResult:
@@ -375,10 +387,16 @@ class Bench:
         raise RuntimeError("the collector worker did not settle")
 
     def flight_scenarios(self, rows: int) -> None:
-        """flights_by_airport (first page), flights_last, flights_average (days=7)."""
+        """Measure the flight queries: by airport, last, average (7 days), for a user.
+
+        The first pages of flights_by_airport and of flights_for_user (a user
+        following five airports).
+        """
         label = f"{rows / 1e6:g}M" if rows >= 1e6 else f"{rows}"
         for name in ("flights_by_airport", "flights_last", "flights_average"):
             self.add(f"{name} @{label}", self.measure(name), "one SELECT", note=f"{rows} flights")
+        note = f"{rows} flights, {len(FOR_USER_AIRPORTS)} airports, with the gRPC user check"
+        self.add(f"flights_for_user @{label}", self.measure("flights_for_user"), "one SELECT", note)
 
     def ingest(self, rows: int) -> None:
         """Time from a new interest to all of the simulator's N flights committed."""

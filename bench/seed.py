@@ -5,7 +5,8 @@ traffic of a regional airport), first seen uniformly over the last 30 days
 and stored roughly in time order (as collection appends them), each flight
 between two of those airports. Every (airport, direction, day)
 of the window is marked as collected in ``collected_days``, so averages have
-coverage. Users: ``seed000000@example.com`` ... with unique tax codes.
+coverage. Users: ``seed000000@example.com`` ... with unique tax codes;
+interests, for the scenario that lists a user's flights.
 
 Rows are generated in Python and streamed to COPY through a file-like object,
 so PostgreSQL writes while Python generates. ``python -m bench.seed`` loads
@@ -149,6 +150,20 @@ def _mark_collected(cursor, now: int) -> None:
         "ON CONFLICT (airport_code, direction, day) DO UPDATE "
         "SET fetched_until = EXCLUDED.fetched_until, fetched_at = EXCLUDED.fetched_at"
     )
+
+
+def seed_interests(database_url: str, *, email: str, airports: tuple[str, ...]) -> None:
+    """Make ``email`` follow ``airports`` in the Data Collector (already collected: no cycle)."""
+    connection = psycopg2.connect(database_url)
+    try:
+        with connection, connection.cursor() as cursor:
+            cursor.executemany(
+                "INSERT INTO user_interests (user_email, airport_code) VALUES (%s, %s) "
+                "ON CONFLICT DO NOTHING",
+                [(email, airport) for airport in airports],
+            )
+    finally:
+        connection.close()
 
 
 def seed_user_email(index: int) -> str:

@@ -23,6 +23,11 @@ def env_str(name: str, default: str | None = None) -> str | None:
     return value or default
 
 
+def env_is_set(name: str) -> bool:
+    """Tell whether the variable is given (not unset or blank): a default may depend on it."""
+    return env_str(name) is not None
+
+
 def env_int(name: str, default: int, *, minimum: int | None = None) -> int:
     """Return the variable as an integer (``default`` when unset)."""
     return _number(name, default, int, "a whole number", minimum)

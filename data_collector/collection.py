@@ -17,8 +17,10 @@ lock taken skips its cycle: the one running covers every followed airport.
 
 Exactly once per period: every replica's worker runs the periodic cycle on
 its own schedule, so under the lock a periodic cycle is skipped when another
-one started within the period (``last_cycle_started_at`` in
-``collector_state``). Requested cycles (a new interest) always run.
+periodic one started within the period (``last_periodic_cycle_started_at``
+in ``collector_state``). Requested cycles (a new interest, a due retry)
+always run, and do not postpone the periodic one: one an hour after a
+periodic cycle would otherwise push the next to a day later.
 
 One range at a time
 -------------------
@@ -29,6 +31,12 @@ that was not stored. Sweep windows store their flights as they arrive; the
 sweep's marks are written only once the whole day is in. Times inside the
 cycle are planning's: Unix seconds and UTC day numbers
 (:mod:`data_collector.flight_store` converts at the database's edge).
+
+A range that fails (OpenSky still failing after the client's attempts, or
+flights the database refuses) is recorded in ``collection_retries`` and
+asked for again on its own schedule (:mod:`data_collector.retries`): the
+worker's poll runs a cycle when one is due, and every cycle leaves alone
+the ranges whose retry is not due yet.
 
 A 429 stops the cycle and stores "not before" in ``collector_state``, which
 every process checks before asking OpenSky anything.
@@ -44,13 +52,13 @@ from datetime import timedelta
 
 import psycopg2
 from flask import current_app
-from sqlalchemy import create_engine, delete, select, text, update
+from sqlalchemy import create_engine, delete, exists, or_, select, text, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import NullPool
 
 from common.timeutil import utc_now
-from data_collector import flight_store, planning
+from data_collector import flight_store, planning, retries
 from data_collector.cycle_requests import request_collection
 from data_collector.models import CollectionRequest, CollectorState, db
 from data_collector.opensky import (
@@ -89,6 +97,8 @@ class CycleResult:
     requests: int = 0
     credits: int = 0
     flights: int = 0
+    # Planned ranges left alone because their retry is not due yet.
+    deferred: int = 0
     planned_requests: int = 0
     per_airport_cost: int | None = None
     sweep_cost: int | None = None
@@ -153,11 +163,11 @@ def cycle_lock() -> Iterator[bool]:
 
 
 def collection_pending() -> bool:
-    """Tell whether a cycle was asked for and OpenSky may be asked now."""
+    """Tell whether a cycle was asked for or a retry is due, and OpenSky may be asked now."""
     if _waiting_for_opensky(flight_store.state()):
         return False
-    pending = select(CollectionRequest.id).where(~CollectionRequest.taken).limit(1)
-    return db.session.scalar(pending) is not None
+    asked = exists(select(CollectionRequest.id).where(~CollectionRequest.taken))
+    return bool(db.session.scalar(select(or_(asked, retries.due(time.time())))))
 
 
 def run_cycle(*, client: OpenSkyClient, periodic: bool = False) -> CycleResult:
@@ -180,8 +190,8 @@ def run_cycle(*, client: OpenSkyClient, periodic: bool = False) -> CycleResult:
             return CycleResult("waiting")
         if periodic and _cycle_started_this_period(state):
             log.info(
-                "a cycle started at %s, within this period; skipping the periodic cycle",
-                state.last_cycle_started_at,
+                "a periodic cycle started at %s, within this period; skipping this one",
+                state.last_periodic_cycle_started_at,
             )
             db.session.rollback()
             return CycleResult("skipped")
@@ -190,6 +200,8 @@ def run_cycle(*, client: OpenSkyClient, periodic: bool = False) -> CycleResult:
             update(CollectionRequest).values(taken=True).returning(CollectionRequest.id)
         ).all()
         state.last_cycle_started_at = utc_now()
+        if periodic:
+            state.last_periodic_cycle_started_at = state.last_cycle_started_at
         state.last_cycle_finished_at = None
         state.last_cycle_outcome = "running"
         db.session.commit()
@@ -214,19 +226,28 @@ def _waiting_for_opensky(state: CollectorState) -> bool:
 
 
 def _cycle_started_this_period(state: CollectorState) -> bool:
-    """Tell whether a cycle that ended (one left "running" died) started within the period."""
-    if state.last_cycle_started_at is None or state.last_cycle_outcome == "running":
+    """Tell whether a periodic cycle started within the period (and no cycle died running)."""
+    started = state.last_periodic_cycle_started_at
+    if started is None or state.last_cycle_outcome == "running":
         return False
     period = timedelta(minutes=current_app.config["COLLECT_INTERVAL_MINUTES"]) * PERIOD_SHARE
-    return utc_now() - state.last_cycle_started_at < period
+    return utc_now() - started < period
 
 
 def _finish(result: CycleResult, taken: list[int]) -> None:
     """Consume the requests the cycle answered, apply retention, record the outcome."""
     db.session.execute(delete(CollectionRequest).where(CollectionRequest.id.in_(taken)))
+    state = flight_store.state()
     if result.outcome == "rate-limited":
         request_collection()  # resume as soon as the wait is over
-    state = flight_store.state()
+    else:
+        config = current_app.config
+        retries.postpone_overdue(
+            due_by=state.last_cycle_started_at.timestamp(),
+            now=time.time(),
+            first=config["COLLECT_RETRY_FIRST_SECONDS"],
+            maximum=config["COLLECT_RETRY_MAX_SECONDS"],
+        )
     today = utc_now().date()
     if state.retention_ran_on != today:
         flight_store.delete_expired(retention_days=current_app.config["RETENTION_DAYS"])
@@ -239,12 +260,14 @@ def _finish(result: CycleResult, taken: list[int]) -> None:
     state.last_cycle_flights = result.flights
     db.session.commit()
     log.info(
-        "collection cycle %s: %s mode, %d requests, %d credits, %d flights stored",
+        "collection cycle %s: %s mode, %d requests, %d credits, %d flights stored, "
+        "%d ranges waiting for their retry",
         result.outcome,
         result.mode,
         result.requests,
         result.credits,
         result.flights,
+        result.deferred,
     )
 
 
@@ -263,11 +286,18 @@ class Cycle:
         self.result = result
         self.airports = flight_store.followed_airports()
         self.marks = self._load_marks()
+        self.retries = retries.Schedule(
+            first=config["COLLECT_RETRY_FIRST_SECONDS"], maximum=config["COLLECT_RETRY_MAX_SECONDS"]
+        )
         db.session.commit()
 
     def run(self) -> CycleResult:
         """Fetch and store everything the plan asks for; stop on a 429 or refused credentials."""
         plan = self._plan()
+        dropped = self.retries.keep_only(_planned_ranges(plan))
+        db.session.commit()
+        if dropped:
+            log.info("dropped %d retries of ranges no longer planned", dropped)
         try:
             self._fetch_airport_ranges(plan)
             if not self._sweep(plan.sweep_days):
@@ -309,16 +339,35 @@ class Cycle:
         for request in sorted(plan.airport_requests, key=lambda r: -r.begin):
             self._collect_airport_range(request)
 
+    def _deferred(self, wanted: retries.Range) -> bool:
+        """Tell whether ``wanted`` waits for its retry (then it is not asked for now)."""
+        retry = self.retries.waiting(wanted, time.time())
+        if retry is None:
+            return False
+        log.info(
+            "%s %s [%s, %s] waits for its retry at %s (failed %d times)",
+            wanted.endpoint,
+            wanted.airport,
+            wanted.begin,
+            wanted.end,
+            planning.moment(int(retry.next_attempt_at)),
+            retry.attempts,
+        )
+        self.result.deferred += 1
+        self.result.outcome = "partial"
+        return True
+
     def _collect_airport_range(self, request: planning.AirportRequest) -> None:
         """Fetch one airport range; store its flights and marks together, or neither."""
+        wanted = retries.Range(request.direction, request.airport, request.begin, request.end)
+        if self._deferred(wanted):
+            return
         what = f"{request.direction} {request.airport} [{request.begin}, {request.end}]"
-        with self._one_range(what):
+        with self._one_range(what, wanted):
             fetched_at = int(time.time())
             flights = self._fetch(
                 request.direction, begin=request.begin, end=request.end, airport=request.airport
             )
-            if flights is None:
-                return
             self.result.flights += flight_store.upsert_flights(flights)
             days = self.marks.setdefault((request.airport, request.direction), {})
             updated = {}
@@ -335,6 +384,7 @@ class Cycle:
             flight_store.store_marks(
                 {(request.airport, request.direction, day): m for day, m in updated.items()}
             )
+            self.retries.succeeded(wanted)
             db.session.commit()
             days.update(updated)
 
@@ -348,6 +398,13 @@ class Cycle:
         swept_at: dict[int, int] = {}  # day -> when its first window was fetched
         in_window = planning.window_days(int(time.time()), self.policy.backfill_days)
         for sweep_day in sweep_days:
+            windows = [
+                retries.Range("all", retries.NO_AIRPORT, b, e) for b, e, _ in sweep_day.windows
+            ]
+            # A day is marked only once all its windows are in: while one of them waits
+            # for its retry, asking for the others would spend credits for nothing.
+            if any(self._deferred(window) for window in windows):
+                continue
             started = int(time.time())
             answers = [
                 (end, self._collect_sweep_window(begin, end))
@@ -368,10 +425,9 @@ class Cycle:
 
     def _collect_sweep_window(self, begin: int, end: int) -> list[dict] | None:
         """Fetch one window, store its flights at followed airports; return all it gave."""
-        with self._one_range(f"all [{begin}, {end}]"):
+        window = retries.Range("all", retries.NO_AIRPORT, begin, end)
+        with self._one_range(f"all [{begin}, {end}]", window):
             flights = self._fetch("all", begin=begin, end=end, airport=None)
-            if flights is None:
-                return None
             followed = set(self.airports)
             self.result.flights += flight_store.upsert_flights(
                 [
@@ -381,45 +437,57 @@ class Cycle:
                     or f["est_arrival_airport"] in followed
                 ]
             )
+            self.retries.succeeded(window)
             db.session.commit()
             return flights
         return None
 
-    def _fetch(self, endpoint: str, *, begin: int, end: int, airport: str | None):
-        """One OpenSky request; return its flights, or None when the range must be skipped."""
+    def _fetch(self, endpoint: str, *, begin: int, end: int, airport: str | None) -> list[dict]:
+        """One OpenSky request; return its flights, or raise the OpenSkyError that failed it."""
         self.result.requests += 1
         cost = planning.request_cost(begin, end, int(time.time()))
-        try:
-            answer = self.client.flights(endpoint, begin=begin, end=end, airport=airport)
-        except STOPS_THE_CYCLE:
-            raise
-        except OpenSkyError as error:
-            log.error("skipping %s %s [%s, %s]: %s", endpoint, airport or "", begin, end, error)
-            self.result.outcome = "partial"
-            flight_store.record_credits(self.client.last_remaining)
-            db.session.commit()
-            return None
+        answer = self.client.flights(endpoint, begin=begin, end=end, airport=airport)
         self.result.credits += cost
         flight_store.record_credits(self.client.last_remaining)
         return answer.flights
 
     @contextmanager
-    def _one_range(self, what: str) -> Iterator[None]:
-        """Fetch and store a range in one go; on an unexpected error lose only that range.
+    def _one_range(self, what: str, wanted: retries.Range) -> Iterator[None]:
+        """Fetch and store a range in one go; if that fails, lose only that range.
 
-        A value the database refuses, or a bug, rolls back this range, which
-        stays unmarked and is asked for again next cycle; the cycle goes on
-        with the others. Rate limits, refused credentials and a database that
-        does not answer still stop the cycle.
+        OpenSky failing the request, a value the database refuses, or a bug
+        rolls back this range, which stays unmarked and gets a retry on its
+        own schedule; the cycle goes on with the others. Rate limits, refused
+        credentials and a database that does not answer still stop the cycle.
         """
         try:
             yield
         except STOPS_THE_CYCLE:
             raise
-        except Exception:
+        except OpenSkyError as error:
+            log.error("skipping %s: %s", what, error)
+            self._failed(wanted, str(error))
+        except Exception as error:
             db.session.rollback()
             log.exception("skipping %s: its flights could not be stored", what)
-            self.result.outcome = "partial"
+            self._failed(wanted, f"its flights could not be stored: {type(error).__name__}")
+
+    def _failed(self, wanted: retries.Range, error: str) -> None:
+        """Record a failed range: its retry, and the credits OpenSky said are left."""
+        db.session.rollback()
+        self.result.outcome = "partial"
+        retry = self.retries.failed(wanted, error=error, now=time.time())
+        flight_store.record_credits(self.client.last_remaining)
+        db.session.commit()
+        log.warning(
+            "%s %s [%s, %s] is asked for again at %s (failed %d times in a row)",
+            wanted.endpoint,
+            wanted.airport,
+            wanted.begin,
+            wanted.end,
+            planning.moment(int(retry.next_attempt_at)),
+            retry.attempts,
+        )
 
     def _distrust_sweep(self, day: int, flights: int) -> None:
         """Remember, for every process and later cycle, that the sweep cannot be used."""
@@ -445,6 +513,17 @@ class Cycle:
         flight_store.state().not_before = not_before
         db.session.commit()
         self.result.outcome = "rate-limited"
+
+
+def _planned_ranges(plan: planning.Plan) -> list[retries.Range]:
+    """Return every range the plan asks for, as retries name them."""
+    ranges = [retries.Range(r.direction, r.airport, r.begin, r.end) for r in plan.airport_requests]
+    ranges += [
+        retries.Range("all", retries.NO_AIRPORT, begin, end)
+        for day in plan.sweep_days
+        for begin, end, _cost in day.windows
+    ]
+    return ranges
 
 
 def _contained_only(answers: list[tuple[int, list[dict]]]) -> bool:

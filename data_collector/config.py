@@ -1,6 +1,6 @@
 """Data Collector settings, read from the environment with local-stack defaults."""
 
-from common.settings import BaseConfig, ConfigError, env_float, env_int, env_str
+from common.settings import BaseConfig, ConfigError, env_float, env_int, env_is_set, env_str
 
 OPENSKY_API_URL = "https://opensky-network.org/api"
 OPENSKY_TOKEN_URL = (
@@ -8,6 +8,10 @@ OPENSKY_TOKEN_URL = (
 )
 
 SWEEP_MODES = ("auto", "never")
+# Today's newest part is fetched only when at least this much is new: a request costs
+# the same for one minute as for a day, so tiny tails waste credits. Never more than
+# COLLECT_INTERVAL_MINUTES, or a short interval would be silently stretched to this.
+MIN_GAP_MINUTES = 60
 
 # The seed's .env ships these placeholders; they mean "no credentials" (anonymous access).
 CREDENTIAL_PLACEHOLDERS = {"your_api_client_id", "your_api_client_secret"}
@@ -57,12 +61,24 @@ class Config(BaseConfig):
         # A day is fetched again once it is this many days old, then never again: by
         # then the nightly batch has filled its arrivals and every flight has landed.
         self.COLLECT_REFRESH_DAYS = env_int("COLLECT_REFRESH_DAYS", 1, minimum=0)
-        # Today's newest part is fetched only when at least this much is new: a request
-        # costs the same for one minute as for a day, so tiny tails waste credits.
-        self.COLLECT_MIN_GAP_MINUTES = env_int("COLLECT_MIN_GAP_MINUTES", 60, minimum=0)
+        self.COLLECT_MIN_GAP_MINUTES = self._min_gap_minutes()
         # How often the worker looks for cycles asked for by POST /interests (a tiny
         # indexed query); a new airport's flights start arriving within this delay.
         self.COLLECT_POLL_SECONDS = env_float("COLLECT_POLL_SECONDS", 2.0, minimum=0.1)
+        # A range that still fails after OPENSKY_MAX_ATTEMPTS is asked for again after a
+        # minute (long enough for a burst of 5xx to pass), then twice as long after each
+        # failure up to half an hour: a long outage costs a request per range and half hour,
+        # and a range waits at most that long once OpenSky is back. Independent of the
+        # interval, so a failure never waits for the next periodic cycle.
+        self.COLLECT_RETRY_FIRST_SECONDS = env_float(
+            "COLLECT_RETRY_FIRST_SECONDS", 60.0, minimum=0.1
+        )
+        self.COLLECT_RETRY_MAX_SECONDS = env_float("COLLECT_RETRY_MAX_SECONDS", 1800.0, minimum=0.1)
+        if self.COLLECT_RETRY_MAX_SECONDS < self.COLLECT_RETRY_FIRST_SECONDS:
+            raise ConfigError(
+                f"COLLECT_RETRY_MAX_SECONDS ({self.COLLECT_RETRY_MAX_SECONDS:g}) must be at least "
+                f"COLLECT_RETRY_FIRST_SECONDS ({self.COLLECT_RETRY_FIRST_SECONDS:g})."
+            )
         # auto: use the global /flights/all sweep when the cost model says it is cheaper;
         # never: always ask per airport. An OpenSky forum report says /flights/all only
         # returns flights wholly inside its 2-hour window, which would make a sweep miss
@@ -86,7 +102,7 @@ class Config(BaseConfig):
         # OpenSky's flights queries can take several seconds on busy airports; 30 s
         # separates slow from stuck.
         self.OPENSKY_TIMEOUT_SECONDS = env_float("OPENSKY_TIMEOUT_SECONDS", 30.0, minimum=0.1)
-        # Attempts per request on timeouts and 5xx (then the range waits for the next cycle),
+        # Attempts per request on timeouts, 5xx and malformed bodies (then the range fails),
         # with exponential backoff from OPENSKY_RETRY_BACKOFF_SECONDS: 2, 4, 8 s by default.
         self.OPENSKY_MAX_ATTEMPTS = env_int("OPENSKY_MAX_ATTEMPTS", 4, minimum=1)
         self.OPENSKY_RETRY_BACKOFF_SECONDS = env_float(
@@ -94,6 +110,24 @@ class Config(BaseConfig):
         )
         # Tokens live 30 minutes; renewing one a minute early avoids a 401 mid-cycle.
         self.OPENSKY_TOKEN_MARGIN_SECONDS = env_int("OPENSKY_TOKEN_MARGIN_SECONDS", 60, minimum=0)
+
+    def _min_gap_minutes(self) -> int:
+        """Return ``COLLECT_MIN_GAP_MINUTES``: by default the shorter of an hour and the interval.
+
+        A gap longer than the interval would make cycles re-fetch today less
+        often than the operator asked for, so an explicit one is refused.
+        """
+        interval = self.COLLECT_INTERVAL_MINUTES
+        gap = env_int("COLLECT_MIN_GAP_MINUTES", MIN_GAP_MINUTES, minimum=0)
+        if not env_is_set("COLLECT_MIN_GAP_MINUTES"):
+            return min(gap, interval)
+        if gap > interval:
+            raise ConfigError(
+                f"COLLECT_MIN_GAP_MINUTES ({gap}) must not exceed COLLECT_INTERVAL_MINUTES "
+                f"({interval}): today's flights would be fetched only every {gap} minutes, "
+                f"not every {interval}. Lower COLLECT_MIN_GAP_MINUTES or leave it unset."
+            )
+        return gap
 
     def startup_warnings(self) -> list[str]:
         """Return what the operator must know at start, OpenSky access without credentials too."""

@@ -59,8 +59,10 @@ class FlightData(db.Model):
         # "Departures of X, newest first" and "arrivals at X, newest first".
         Index("ix_flight_data_departure", "est_departure_airport", "first_seen"),
         Index("ix_flight_data_arrival", "est_arrival_airport", "last_seen"),
-        # Retention: "older than the cutoff" without reading the whole table.
+        # Retention: "older than the cutoff" without reading the whole table; and with
+        # the next, "every arrival / departure, newest first" (GET /flights).
         Index("ix_flight_data_last_seen", "last_seen"),
+        Index("ix_flight_data_first_seen", "first_seen"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
@@ -150,6 +152,32 @@ class CollectionRequest(db.Model):
     )
 
 
+class CollectionRetry(db.Model):
+    """A range whose fetch failed, and when the worker asks OpenSky for it again (retries.py).
+
+    Keyed by what the planner asks: the endpoint, the airport ('' for a
+    ``/flights/all`` window) and the range's first second.
+    """
+
+    __tablename__ = "collection_retries"
+    __table_args__ = (
+        CheckConstraint(
+            "endpoint IN ('arrival', 'departure', 'all')", name="ck_collection_retries_endpoint"
+        ),
+        Index("ix_collection_retries_next_attempt_at", "next_attempt_at"),
+    )
+
+    endpoint: Mapped[str] = mapped_column(String(9), primary_key=True)
+    airport_code: Mapped[str] = mapped_column(String(4), primary_key=True)
+    range_begin: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
+    range_end: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # Failed fetches of this range in a row; the wait before the next one doubles with each.
+    attempts: Mapped[int] = mapped_column(Integer)
+    first_failed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    last_error: Mapped[str] = mapped_column(String(500))
+
+
 class CollectorState(db.Model):
     """The single row every replica reads: when OpenSky may be asked again, credits, last cycle."""
 
@@ -162,6 +190,8 @@ class CollectorState(db.Model):
     credits_remaining: Mapped[int | None] = mapped_column(Integer)
     credits_checked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     last_cycle_started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # When the last periodic cycle started: a replica skips its own within the period.
+    last_periodic_cycle_started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     last_cycle_finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     last_cycle_outcome: Mapped[str | None] = mapped_column(String(32))
     last_cycle_mode: Mapped[str | None] = mapped_column(String(16))

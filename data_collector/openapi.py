@@ -36,8 +36,8 @@ airport by its ICAO code (`LIRF`, `EGLL`, ...). A new interest asks the collecto
 for a cycle at once; its flights appear within seconds to minutes (whatever OpenSky takes).
 
 **Flights** are stored in UTC and served newest first: an arrival's time is its
-`last_seen`, a departure's its `first_seen`. Averages cover only the whole days that were
-actually collected, and say which.
+`last_seen`, a departure's its `first_seen`. Averages count the last X times 24 hours up
+to the last collection, divide by the part of them actually collected, and say which.
 
 **Errors** are JSON, `{"error": "...", "details": {...}}`. **Lists** of flights are JSON
 arrays; the next page's URL is in the `Link: <...>; rel="next"` header. Every response
@@ -90,25 +90,42 @@ def build_document(app: Flask) -> dict:
             }
         ),
     )
+    flight_fields = {
+        "icao24": STRING,
+        "first_seen": DATE_TIME,
+        "est_departure_airport": nullable(STRING),
+        "last_seen": DATE_TIME,
+        "est_arrival_airport": nullable(STRING),
+        "callsign": nullable(STRING),
+        **dict.fromkeys(FLIGHT_INTEGERS, nullable(INTEGER)),
+    }
+    kind = {"type": "string", "enum": sorted(inputs.FLIGHT_TYPES.values())}
     flight = doc.schema(
         "Flight",
         closed_object(
-            {
-                "icao24": STRING,
-                "first_seen": DATE_TIME,
-                "est_departure_airport": nullable(STRING),
-                "last_seen": DATE_TIME,
-                "est_arrival_airport": nullable(STRING),
-                "callsign": nullable(STRING),
-                **dict.fromkeys(FLIGHT_INTEGERS, nullable(INTEGER)),
-                "type": {"type": "string", "enum": sorted(inputs.FLIGHT_TYPES.values())},
-            },
+            {**flight_fields, "type": kind},
             description="A flight as OpenSky reports it (seed table `flight_data`), with "
             "`type`: whether it is an arrival at the airport asked about (its time is "
             "`last_seen`) or a departure from it (its time is `first_seen`).",
         ),
     )
+    airport_flight = doc.schema(
+        "AirportFlight",
+        closed_object(
+            {**flight_fields, "airport": STRING, "type": kind},
+            description="A flight at `airport`: an arrival there (its time is `last_seen`) "
+            "or a departure from it (its time is `first_seen`). A flight between two "
+            "listed airports appears once for each, with its role there.",
+        ),
+    )
     per_day = nullable({"type": "number"})
+    days_number = {"type": "number", "minimum": 0}
+    direction_figures = closed_object(
+        {"flights": INTEGER, "days_covered": days_number, "per_day": per_day},
+        description="One direction: the flights counted in the collected part of the "
+        "window, that part in days, and flights per day over it (null when none of the "
+        "window was collected).",
+    )
     average = doc.schema(
         "Average",
         closed_object(
@@ -116,16 +133,34 @@ def build_document(app: Flask) -> dict:
                 "airport": STRING,
                 "airport_name": nullable(STRING),
                 "days_requested": INTEGER,
-                "days_covered": INTEGER,
-                "window": closed_object({"from": DATE_TIME, "to": DATE_TIME}),
+                "window": closed_object(
+                    {
+                        "from": DATE_TIME,
+                        "to": DATE_TIME,
+                        "ends_at": {"type": "string", "enum": ["last collection", "now"]},
+                    },
+                    description="`[from, to)`: `days_requested` times 24 hours ending where "
+                    "collection of the airport has reached (`last collection`, at most the "
+                    "re-fetch gap before now), or now when nothing was collected.",
+                ),
+                "days_covered": days_number,
+                "coverage": {"type": "number", "minimum": 0, "maximum": 1},
+                "arrivals": direction_figures,
+                "departures": direction_figures,
                 "arrivals_per_day": per_day,
                 "departures_per_day": per_day,
                 "average_flights_per_day": per_day,
             },
-            # Each direction's average is there only when that direction was asked for.
-            optional=("arrivals_per_day", "departures_per_day"),
-            description="Flights per day over the whole UTC days in `window` that were "
-            "collected (`days_covered` of `days_requested`); null when none was.",
+            # Each direction's figures are there only when that direction was asked for.
+            optional=("arrivals", "departures", "arrivals_per_day", "departures_per_day"),
+            description="Flights per day over the collected part of `window`: "
+            "`days_covered` days, a `coverage` share of the window (the least covered "
+            "direction's). A flight counts at its time at the airport (arrivals by "
+            "`last_seen`, departures by `first_seen`): the ones "
+            "`GET /flights/{airport_code}?since=<from>&until=<to>` lists, except any stored "
+            "in a part of the window that was never collected. "
+            "`average_flights_per_day` is the sum of the directions' `per_day`; null when "
+            "one of them is.",
         ),
     )
     email = path_parameter(
@@ -211,41 +246,69 @@ def build_document(app: Flask) -> dict:
         },
     )
     time_format = "ISO 8601 (UTC when no offset is given, e.g. `2026-01-31T12:00:00Z`) or Unix "
+    flight_filters = [
+        flight_type,
+        query_parameter(
+            "since",
+            f"Only flights at or after this time: {time_format}seconds.",
+            {"type": "string"},
+            example="2026-01-30T00:00:00Z",
+        ),
+        query_parameter(
+            "until",
+            f"Only flights before this time: {time_format}seconds.",
+            {"type": "string"},
+            example="1769904000",
+        ),
+        *page_parameters(default_limit=routes.DEFAULT_PAGE_SIZE, max_limit=routes.MAX_PAGE_SIZE),
+    ]
+    bad_filters = (
+        "an unknown `type`, a time that does not parse, `since` not before `until`, `limit` "
+        "out of range or a cursor that did not come from a Link header"
+    )
+    doc.operation(
+        "GET",
+        "/flights",
+        summary="List the flights at the airports a user follows, newest first",
+        tag="flights",
+        description="With `email`: the flights at every airport the user follows (the "
+        "user is checked in the User Manager over gRPC; no interest: an empty list). "
+        "Without: every stored flight, at every airport it has. Each item says which "
+        "airport it belongs to and its role there; the same filters and pages as "
+        "`/flights/{airport_code}`.",
+        parameters=[
+            query_parameter(
+                "email",
+                "The user whose airports to list (any case); leave out for every airport.",
+                {"type": "string"},
+                example="mario.rossi@example.com",
+            ),
+            *flight_filters,
+        ],
+        responses={
+            200: response(
+                "A page of flights (empty when none is stored).",
+                {"type": "array", "items": airport_flight},
+                headers=("Link",),
+            ),
+            400: error(f"An email that is not a valid address, {bad_filters}."),
+            404: error("The User Manager has no such user."),
+            503: unavailable("The User Manager (or the database) is unavailable"),
+        },
+    )
     doc.operation(
         "GET",
         "/flights/{airport_code}",
         summary="List an airport's flights, newest first, one page at a time",
         tag="flights",
-        parameters=[
-            airport("airport_code"),
-            flight_type,
-            query_parameter(
-                "since",
-                f"Only flights at or after this time: {time_format}seconds.",
-                {"type": "string"},
-                example="2026-01-30T00:00:00Z",
-            ),
-            query_parameter(
-                "until",
-                f"Only flights before this time: {time_format}seconds.",
-                {"type": "string"},
-                example="1769904000",
-            ),
-            *page_parameters(
-                default_limit=routes.DEFAULT_PAGE_SIZE, max_limit=routes.MAX_PAGE_SIZE
-            ),
-        ],
+        parameters=[airport("airport_code"), *flight_filters],
         responses={
             200: response(
                 "A page of flights (empty when none is stored).",
                 {"type": "array", "items": flight},
                 headers=("Link",),
             ),
-            400: error(
-                f"{bad_airport}, an unknown `type`, a time that does not parse, `since` not "
-                "before `until`, `limit` out of range or a cursor that did not come from a "
-                "Link header."
-            ),
+            400: error(f"{bad_airport}, {bad_filters}."),
             503: unavailable(),
         },
     )
@@ -265,15 +328,15 @@ def build_document(app: Flask) -> dict:
     doc.operation(
         "GET",
         "/flights/average/{icao}",
-        summary="Average flights per day over the last X collected days",
+        summary="Average flights per day over the last X days",
         tag="flights",
         parameters=[
             airport("icao"),
             flight_type,
             query_parameter(
                 "days",
-                f"How many whole UTC days back, before today: 1 to {max_days} "
-                f"(`RETENTION_DAYS`; default {inputs.DEFAULT_AVERAGE_DAYS}).",
+                f"How many days (24 hours each) back from the last collection: 1 to "
+                f"{max_days} (`RETENTION_DAYS`; default {inputs.DEFAULT_AVERAGE_DAYS}).",
                 {
                     "type": "integer",
                     "minimum": 1,
@@ -312,6 +375,21 @@ def build_document(app: Flask) -> dict:
     )
     time_or_null = nullable(DATE_TIME)
     count_or_null = nullable(INTEGER)
+    retry = closed_object(
+        {
+            "endpoint": {"type": "string", "enum": ["all", "arrival", "departure"]},
+            "airport": nullable(STRING),
+            "begin": DATE_TIME,
+            "end": DATE_TIME,
+            "attempts": INTEGER,
+            "first_failed_at": DATE_TIME,
+            "next_attempt_at": DATE_TIME,
+            "last_error": STRING,
+        },
+        description="A range whose fetch failed: OpenSky's endpoint, the airport (null for "
+        "a `/flights/all` window), the range, how many times in a row it failed, and when it "
+        "is asked for again.",
+    )
     add_operations_for_operators(
         doc,
         service="data_collector",
@@ -322,6 +400,15 @@ def build_document(app: Flask) -> dict:
                 "credits_checked_at": time_or_null,
                 "retry_after": time_or_null,
                 "sweep_unreliable_since": time_or_null,
+                "retries": closed_object(
+                    {
+                        "waiting": INTEGER,
+                        "next_attempt_at": time_or_null,
+                        "ranges": {"type": "array", "items": retry},
+                    },
+                    description="Ranges waiting to be asked for again after a failure "
+                    "(`ranges`: the ones due soonest), independently of the periodic cycle.",
+                ),
                 "last_cycle": closed_object(
                     {
                         "started_at": time_or_null,
@@ -337,7 +424,7 @@ def build_document(app: Flask) -> dict:
             description="What the collector knows about OpenSky: the credits left at "
             "its last request, until when it must wait after a 429, since when the "
             "/flights/all sweep is known to miss flights (then it collects per airport), "
-            "and the last cycle.",
+            "the ranges waiting for a retry, and the last cycle.",
         ),
     )
     return doc.spec

@@ -1,11 +1,11 @@
 """OpenSky REST client for the collector: OAuth2 tokens, timeouts, retries, strict parsing.
 
-Every request has a timeout. Timeouts, connection errors and 5xx answers are
-retried a bounded number of times with exponential backoff; a 429 is never
-retried here: it raises :class:`RateLimitedError` so the cycle stops and
-waits as long as OpenSky says. A body that is not a list of well-formed
-flights raises :class:`MalformedResponseError` before anything is stored:
-"well-formed" includes every value fitting its column (32-bit integers,
+Every request has a timeout. Timeouts, connection errors, 5xx answers and
+bodies that are not a list of well-formed flights (a truncated answer is
+usually transient) are retried a bounded number of times with exponential
+backoff; a 429 is never retried here: it raises :class:`RateLimitedError` so
+the cycle stops and waits as long as OpenSky says. A body is checked whole
+before anything is stored: "well-formed" includes every value fitting its column (32-bit integers,
 printable ASCII text of the column's length, a 6-hex-digit icao24, times a
 ``datetime`` can hold with ``lastSeen`` not before ``firstSeen``), so a
 flight that passes the check can always be stored.
@@ -56,7 +56,7 @@ class MalformedResponseError(OpenSkyError):
 
 
 class UnavailableError(OpenSkyError):
-    """Timeouts or 5xx on every attempt, or the request rejected."""
+    """Timeouts, 5xx or malformed bodies on every attempt, or the request rejected."""
 
 
 class CredentialsRefusedError(UnavailableError):
@@ -111,11 +111,21 @@ class OpenSkyClient:
         if airport is not None:
             params["airport"] = airport
         url = f"{self.api_url}/flights/{endpoint}"
+        parsed: list[list[dict[str, Any]]] = []
+
+        def send() -> requests.Response:
+            response = self._get(url, params)
+            if response.status_code == 200:
+                try:
+                    parsed.append(parse_flights(response))
+                except MalformedResponseError as error:
+                    # Usually a body cut off or garbled under load: asked again like a 5xx.
+                    raise _RetryableError(f"malformed body: {error}") from None
+            return response
+
         renewed = False
         while True:
-            response = self._with_retries(
-                lambda: self._get(url, params), what=f"{endpoint} {params}", endpoint=endpoint
-            )
+            response = self._with_retries(send, what=f"{endpoint} {params}", endpoint=endpoint)
             remaining = _int_header(response, "X-Rate-Limit-Remaining")
             if remaining is not None:
                 self.last_remaining = remaining
@@ -136,7 +146,7 @@ class OpenSkyClient:
             return FlightsAnswer([], remaining)  # OpenSky's "no flights in this interval"
         if status != 200:
             raise UnavailableError(f"OpenSky answered {status} to {endpoint} {params}")
-        return FlightsAnswer(parse_flights(response), remaining)
+        return FlightsAnswer(parsed[-1], remaining)
 
     def _get(self, url: str, params: dict[str, Any]) -> requests.Response:
         headers = {}
@@ -186,7 +196,7 @@ class OpenSkyClient:
         return parsed[-1]
 
     def _with_retries(self, send, *, what: str, endpoint: str) -> requests.Response:
-        """Call ``send`` until it answers without a timeout or 5xx, at most ``max_attempts``.
+        """Call ``send`` until it answers without a timeout, 5xx or bad body (``max_attempts``).
 
         Every attempt is counted in ``opensky_requests_total`` under ``endpoint``.
         """
@@ -202,11 +212,13 @@ class OpenSkyClient:
             except requests.Timeout:
                 OPENSKY_REQUESTS.labels(endpoint, "timeout").inc()
                 problem = f"no answer within {self.timeout}s"
-            except (requests.RequestException, _RetryableError) as error:
+            except _RetryableError as error:
+                OPENSKY_REQUESTS.labels(endpoint, "malformed").inc()
+                problem = str(error)
+            except requests.RequestException as error:
                 # Connection errors, but also a body cut off or garbled on the way
                 # (ChunkedEncodingError, ContentDecodingError): worth another attempt.
-                outcome = "malformed" if isinstance(error, _RetryableError) else "connection_error"
-                OPENSKY_REQUESTS.labels(endpoint, outcome).inc()
+                OPENSKY_REQUESTS.labels(endpoint, "connection_error").inc()
                 problem = f"{type(error).__name__}: {error}"
             if attempt == self.max_attempts:
                 raise UnavailableError(f"OpenSky {what}: {problem} ({attempt} attempts)")

@@ -68,6 +68,31 @@ def list_interests(email: str):
     return jsonify([interest.to_dict() for interest in followed])
 
 
+@bp.get("/flights")
+@requires("flights:read")
+def list_airport_flights():
+    """List the flights at the airports a user follows (or at every airport), newest first."""
+    raw_email = request.args.get("email")
+    directions = inputs.flight_types(request.args.get("type"))
+    since, until = inputs.time_range(request.args.get("since"), request.args.get("until"))
+    page = parse_page_request(default_limit=DEFAULT_PAGE_SIZE, max_limit=MAX_PAGE_SIZE, arity=4)
+    after = flights.AirportFlightCursor.from_key(page.after) if page.after else None
+    email = None
+    if raw_email is not None:
+        email = path_email(raw_email, where="the query string")
+        require_user(email)
+        services.require_existing_user(directory=services.user_manager(), email=email)
+    rows = flights.list_airport_flights(
+        email=email,
+        directions=directions,
+        since=since,
+        until=until,
+        after=after,
+        limit=page.limit + 1,
+    )
+    return json_page_response(rows, page=page, sort_key_of=flights.AirportFlightCursor.key_of)
+
+
 @bp.get("/flights/<airport_code>")
 @requires("flights:read")
 def list_flights(airport_code: str):
@@ -103,7 +128,7 @@ def last_flight(icao: str):
 @bp.get("/flights/average/<icao>")
 @requires("flights:read")
 def average_flights(icao: str):
-    """Return the average flights per day over the last X whole days that were collected."""
+    """Return the average flights per day over the last X days (their collected part)."""
     airport = inputs.path_airport_code(icao)
     directions = inputs.flight_types(request.args.get("type"))
     days = inputs.average_days(request.args.get("days"))

@@ -7,7 +7,8 @@
   run by the worker (:mod:`data_collector.worker`).
 
 Here: the user check over gRPC that guards ``POST /interests``, asking the
-worker for a cycle, and the collector's facts for ``/health``.
+worker for a cycle, and the collector's facts for ``/health`` (with the
+ranges waiting for a retry, :mod:`data_collector.retries`).
 """
 
 import logging
@@ -17,6 +18,7 @@ from flask import current_app
 
 from common.rpc.peers import PeerError, UserDirectory
 from common.web.errors import ApiError
+from data_collector import retries
 from data_collector.cycle_requests import request_run
 from data_collector.models import CollectorState, db
 
@@ -62,6 +64,8 @@ def request_cycle() -> None:
 
 
 def opensky_facts() -> dict | None:
-    """Return the ``opensky`` part of ``/health``: credits, rate-limit wait, the last cycle."""
+    """Return the ``opensky`` part of ``/health``: credits, waits, retries, the last cycle."""
     state = db.session.get(CollectorState, 1)
-    return state.to_dict() if state is not None else None
+    if state is None:
+        return None
+    return {**state.to_dict(), "retries": retries.summary()}

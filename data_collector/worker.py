@@ -7,7 +7,8 @@ cycle in the foreground and prints what it did (ops and tests).
 Three jobs (common.process.scheduling): the periodic cycle every
 ``COLLECT_INTERVAL_MINUTES`` (also once at start, so a restarted worker
 catches up); a poll every ``COLLECT_POLL_SECONDS`` that runs a cycle when
-``POST /interests`` (from any web worker of any replica) asked for one; and,
+``POST /interests`` (from any web worker of any replica) asked for one or
+when a failed range's retry is due (``data_collector.retries``); and,
 every ``INTEREST_RECONCILE_MINUTES``, the removal of interests whose user the
 User Manager no longer knows (``--reconcile`` runs it once).
 Every replica runs this worker; the advisory lock in ``collection.py`` lets
@@ -45,7 +46,7 @@ def collect(client: OpenSkyClient, *, periodic: bool = False) -> collection.Cycl
 
 
 def collect_if_requested(client: OpenSkyClient) -> None:
-    """Run a cycle if one was asked for (a new interest) and OpenSky may be asked now."""
+    """Run a cycle if one was asked for or a retry is due, and OpenSky may be asked now."""
     if collection.collection_pending():
         collect(client)
 

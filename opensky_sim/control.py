@@ -49,7 +49,10 @@ class SimulatorControl:
         return self._call("GET", "/flights", params=params)
 
     def inject(self, failures, endpoint=None):
-        """Queue failures for the next requests to ``endpoint`` (None: any flights endpoint)."""
+        """Queue failures for the next requests to ``endpoint`` (None: any flights endpoint).
+
+        A failure with ``for_seconds`` answers every such request for that long.
+        """
         return self._call("POST", "/failures", json={"failures": failures, "endpoint": endpoint})
 
     def pending_failures(self):

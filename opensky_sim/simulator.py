@@ -161,9 +161,24 @@ def parse_query(direction, args, *, enforce_limits=True):
 
 
 def parse_failure(failure):
-    """Check one failure to inject and return it in a canonical form."""
+    """Check one failure to inject and return it in a canonical form.
+
+    A failure answers one request, or with ``for_seconds`` every matching
+    request for that long from when it is injected (an outage); while it
+    lasts, failures queued behind it for the same requests wait.
+    """
     if not isinstance(failure, dict):
         raise ValueError("each failure must be a JSON object")
+    result = _parse_failure_kind(failure)
+    if "for_seconds" in failure:
+        seconds = failure["for_seconds"]
+        if not isinstance(seconds, int | float) or isinstance(seconds, bool) or seconds <= 0:
+            raise ValueError("for_seconds must be a positive number")
+        result["for_seconds"] = seconds
+    return result
+
+
+def _parse_failure_kind(failure):
     kind = failure.get("kind", "status")
     if kind == "status":
         status = failure.get("status")
@@ -338,9 +353,17 @@ class Simulator:
         return bucket
 
     def _take_failure(self, endpoint):
+        now = time.time()
+        # Outages that are over answer nothing more.
+        self.failures = [
+            (failure, target)
+            for failure, target in self.failures
+            if "until" not in failure or failure["until"] > now
+        ]
         for index, (failure, target) in enumerate(self.failures):
             if target == endpoint or (target is None and endpoint in DIRECTIONS):
-                del self.failures[index]
+                if "until" not in failure:
+                    del self.failures[index]
                 return failure
         return None
 
@@ -406,14 +429,23 @@ class Simulator:
         if not isinstance(failures, list):
             raise ValueError("failures must be a JSON array")
         parsed = [parse_failure(failure) for failure in failures]
+        injected_at = time.time()
+        for failure in parsed:
+            if "for_seconds" in failure:
+                failure["until"] = injected_at + failure["for_seconds"]
         with self._lock:
             self.failures.extend((failure, endpoint) for failure in parsed)
             return len(self.failures)
 
     def pending_failures(self):
-        """List the failures not yet consumed, in the order they will fire."""
+        """List the failures not yet consumed (outages not yet over), in firing order."""
+        now = time.time()
         with self._lock:
-            return [{"endpoint": target, "failure": failure} for failure, target in self.failures]
+            return [
+                {"endpoint": target, "failure": failure}
+                for failure, target in self.failures
+                if "until" not in failure or failure["until"] > now
+            ]
 
     def clear_failures(self):
         """Drop every pending failure."""

@@ -22,6 +22,34 @@ from common.timeutil import utc_now
 
 log = logging.getLogger(__name__)
 
+# What APScheduler says when a run comes while the previous one is still going. With
+# max_instances=1 that is the design (a collection cycle outlasts the poll interval),
+# not a fault: it says so every poll interval, hundreds of times per long cycle.
+EXPECTED_SKIP = "maximum number of running instances reached"
+
+
+class ExpectedSkipFilter(logging.Filter):
+    """Lower APScheduler's "maximum number of running instances reached" to DEBUG.
+
+    Every other record keeps its level: a misfire ("was missed by"), a job
+    that raised, the scheduler starting and stopping.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Keep the record; demote an expected skip, kept only where DEBUG is enabled."""
+        if record.levelno <= logging.DEBUG or EXPECTED_SKIP not in str(record.msg):
+            return True
+        record.levelno, record.levelname = logging.DEBUG, logging.getLevelName(logging.DEBUG)
+        return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
+
+
+def scheduler_logger() -> logging.Logger:
+    """Return APScheduler's scheduler logger, with the expected skips lowered to DEBUG."""
+    logger = logging.getLogger("apscheduler.scheduler")
+    if not any(isinstance(f, ExpectedSkipFilter) for f in logger.filters):
+        logger.addFilter(ExpectedSkipFilter())
+    return logger
+
 
 @dataclass(frozen=True)
 class PeriodicJob:
@@ -56,7 +84,7 @@ class Jobs:
         self.jobs = list(jobs)
         # APScheduler logs every run at INFO: with sub-second jobs that drowns the real events.
         logging.getLogger("apscheduler").setLevel(logging.WARNING)
-        self.scheduler = BackgroundScheduler(timezone=UTC)
+        self.scheduler = BackgroundScheduler(timezone=UTC, logger=scheduler_logger())
         for job in self.jobs:
             self.scheduler.add_job(
                 _in_app_context(app, job),
@@ -66,6 +94,8 @@ class Jobs:
                 name=job.name,
                 next_run_time=utc_now(),
                 max_instances=1,
+                # A run missed while the previous one was still going is simply skipped
+                # (ExpectedSkipFilter keeps that out of the warnings).
                 coalesce=True,
                 misfire_grace_time=None,
             )

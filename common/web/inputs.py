@@ -83,13 +83,13 @@ def parse_model(model: type[Model], data: Any) -> Model:
         raise ApiError(400, f"Invalid request: check {fields}.", details=details) from None
 
 
-def path_email(value: str) -> str:
-    """Normalize an email taken from the URL path, or raise a 400 saying why it is refused."""
+def path_email(value: str, *, where: str = "the path") -> str:
+    """Normalize an email taken from the URL (its path, or ``where``), or raise a 400 saying why."""
     try:
         return normalize_email(value)
     except ValueError as error:
         raise ApiError(
-            400, f"The email in the path is not valid: {error}", details={"email": str(error)}
+            400, f"The email in {where} is not valid: {error}", details={"email": str(error)}
         ) from None
 
 

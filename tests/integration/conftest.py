@@ -34,6 +34,11 @@ COLLECTOR_TEST_ENV = {
     "COLLECT_BACKFILL_DAYS": "2",
     "COLLECT_POLL_SECONDS": "0.2",
     "OPENSKY_RETRY_BACKOFF_SECONDS": "0.05",
+    # The default, named here because tests inject that many failures to fail a range.
+    "OPENSKY_MAX_ATTEMPTS": "4",
+    # A failed range is asked for again after 2 s, then 4 s, ... (not 60 s).
+    "COLLECT_RETRY_FIRST_SECONDS": "2",
+    "COLLECT_RETRY_MAX_SECONDS": "8",
     # Injected timeouts sleep 3 s; the client gives up well before.
     "OPENSKY_TIMEOUT_SECONDS": "1",
     "WEB_CONCURRENCY": "2",
@@ -44,7 +49,9 @@ COLLECTOR_TEST_ENV = {
 }
 # Longer than any collection test takes (a cycle waits at most CYCLE_TIMEOUT).
 MIDNIGHT_MARGIN = 120
-COLLECTOR_TABLES = "user_interests, flight_data, collected_days, collection_requests"
+COLLECTOR_TABLES = (
+    "user_interests, flight_data, collected_days, collection_requests, collection_retries"
+)
 
 
 @pytest.fixture(scope="session")
@@ -75,6 +82,7 @@ def wipe_collector_tables(database_url: str) -> None:
             cursor.execute(
                 "UPDATE collector_state SET not_before = NULL, credits_remaining = NULL, "
                 "last_cycle_started_at = NULL, last_cycle_finished_at = NULL, "
+                "last_periodic_cycle_started_at = NULL, "
                 "retention_ran_on = NULL, sweep_unreliable_since = NULL"
             )
     finally:

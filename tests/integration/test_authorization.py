@@ -30,7 +30,7 @@ class Route:
     method: str
     path: str
     scope: str
-    user_in: str | None = None  # "path", "body" or "list" (acts for every user)
+    user_in: str | None = None  # "path", "body", "query" or "list" (acts for every user)
 
     def __str__(self) -> str:
         return f"{self.service} {self.method} {self.path}"
@@ -56,6 +56,7 @@ ROUTES = [
     Route("dc", "POST", "/interests", "interests:write", "body"),
     Route("dc", "DELETE", "/interests", "interests:write", "body"),
     Route("dc", "GET", "/interests/{email}", "interests:read", "path"),
+    Route("dc", "GET", "/flights", "flights:read", "query"),
     Route("dc", "GET", "/flights/{airport_code}", "flights:read"),
     Route("dc", "GET", "/flights/last/{icao}", "flights:read"),
     Route("dc", "GET", "/flights/average/{icao}", "flights:read"),
@@ -130,6 +131,8 @@ def send(secure, route: Route, headers: dict[str, str]):
     email = f"someone.{uuid.uuid4().hex[:10]}@example.com"
     path = route.path.format(email=email, airport_code="LIRF", icao="LIRF")
     kwargs: dict = {"headers": {**headers, **new_key()}}
+    if route.user_in == "query":
+        kwargs["params"] = {"email": email}
     if route.path == "/users" and route.method == "POST":
         kwargs["json"] = {"email": email, "first_name": "Ada", "last_name": "Lovelace"}
     elif route.path == "/interests":

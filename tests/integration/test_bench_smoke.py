@@ -32,11 +32,13 @@ SCENARIOS = (
     "flights_by_airport @2000",
     "flights_last @2000",
     "flights_average @2000",
+    "flights_for_user @2000",
     "ingest (rows/s)",
     "flights_last during ingest",
     "flights_by_airport @4000",
     "flights_last @4000",
     "flights_average @4000",
+    "flights_for_user @4000",
 )
 
 

@@ -1,12 +1,23 @@
-"""OpenSky misbehaving: the collector retries, waits or skips, and ends with every flight once."""
+"""OpenSky misbehaving: the collector retries, waits or skips, and ends with every flight once.
+
+A range that still fails is asked for again on its own schedule (here 2 s, then 4 s),
+without anybody asking for a cycle.
+"""
 
 import time
 
 import pytest
 
-from tests.integration.collector_support import assert_complete, sample_dataset, today_start
+from tests.integration.collector_support import (
+    CYCLE_TIMEOUT,
+    DAY,
+    assert_complete,
+    parse_iso,
+    sample_dataset,
+    today_start,
+)
 from tests.integration.conftest import COLLECTOR_TEST_ENV
-from tests.utils import wait_until
+from tests.utils import metric, wait_until
 
 pytestmark = pytest.mark.local_stack
 
@@ -46,31 +57,64 @@ def test_timeouts_and_server_errors_are_retried_with_backoff(collector, flights,
     assert_complete(collector, flights)
 
 
-def assert_cycle_is_over(collector) -> None:
-    """The cycle consumed its request: nothing runs it again until asked (no hot loop)."""
+RETRY_FIRST = float(COLLECTOR_TEST_ENV["COLLECT_RETRY_FIRST_SECONDS"])
+MAX_ATTEMPTS = int(COLLECTOR_TEST_ENV["OPENSKY_MAX_ATTEMPTS"])
+
+
+def retries(collector) -> dict:
+    """The ``retries`` part of ``GET /health``."""
+    return collector.dc.get("/health").json()["opensky"]["retries"]
+
+
+def assert_waits_for_its_retry(collector) -> dict:
+    """The failed range waits for its retry, and nothing asks for it before then."""
     assert collector.sql("SELECT count(*) FROM collection_requests") == [(0,)]
+    waiting = retries(collector)
+    assert waiting["waiting"] == 1, waiting
+    (retry,) = waiting["ranges"]
+    assert waiting["next_attempt_at"] == retry["next_attempt_at"]
+    assert retry["attempts"] == 1 and retry["airport"] == "LIRF", retry
+    assert parse_iso(retry["next_attempt_at"]) - parse_iso(retry["first_failed_at"]) == (
+        pytest.approx(RETRY_FIRST, abs=0.01)
+    )
     calls = len(collector.flight_calls())
-    time.sleep(5 * float(COLLECTOR_TEST_ENV["COLLECT_POLL_SECONDS"]))
-    assert len(collector.flight_calls()) == calls
-    assert collector.last_cycle()["outcome"] == "partial"
+    time.sleep(max(0.0, parse_iso(retry["next_attempt_at"]) - time.time() - 0.5))
+    assert len(collector.flight_calls()) == calls, "asked again before the retry was due"
+    return retry
+
+
+def wait_for_no_retry(collector) -> None:
+    """Wait until every failed range was fetched again (the worker does it by itself)."""
+    wait_until(lambda: retries(collector)["waiting"] == 0, timeout=CYCLE_TIMEOUT)
 
 
 @pytest.mark.parametrize("variant", ["truncated", "not_a_list", "bad_items", "out_of_range"])
-def test_a_malformed_body_is_skipped_whole_and_only_its_range_is_asked_again(
+def test_a_malformed_body_is_asked_for_again_within_the_request(collector, flights, variant):
+    collector.sim.inject([{"kind": "malformed", "variant": variant}], endpoint="departure")
+    cycle = collector.follow("LIRF")
+    assert cycle["outcome"] == "done"
+    calls = [c for c in collector.flight_calls() if c["endpoint"] == "departure"]
+    bad = next(i for i, c in enumerate(calls) if c["injected"])
+    again = calls[bad + 1]
+    assert again["params"] == calls[bad]["params"] and again["status"] in (200, 404)
+    assert_complete(collector, flights)
+
+
+@pytest.mark.parametrize("variant", ["truncated", "not_a_list", "bad_items", "out_of_range"])
+def test_a_body_malformed_at_every_attempt_is_skipped_whole_and_asked_for_again_soon(
     collector, flights, variant
 ):
-    failures = [{"kind": "malformed", "variant": variant}]
+    failures = [{"kind": "malformed", "variant": variant}] * MAX_ATTEMPTS
     if not any(
         f["estDepartureAirport"] == "LIRF" and f["firstSeen"] >= today_start() for f in flights
     ):
         # In the first minutes after midnight UTC today's range, which the collector asks
         # first, has no flight yet: let that request through (a zero-second "timeout")
-        # so that the malformed answer hits yesterday's range, which has flights.
+        # so that the malformed answers hit yesterday's range, which has flights.
         failures.insert(0, {"kind": "timeout", "seconds": 0})
     collector.sim.inject(failures, endpoint="departure")
     first = collector.follow("LIRF")
     assert first["outcome"] == "partial"
-    assert_cycle_is_over(collector)
     bad = next(
         c
         for c in collector.flight_calls()
@@ -82,15 +126,105 @@ def test_a_malformed_body_is_skipped_whole_and_only_its_range_is_asked_again(
     in_bad_range = [f for f in in_bad_range if bad_begin <= f["firstSeen"] <= bad_end]
     assert in_bad_range, "the skipped range has flights in this dataset"
     assert not {f["icao24"] for f in in_bad_range} & {f["icao24"] for f in stored}
+    retry = assert_waits_for_its_retry(collector)
+    assert "malformed body" in retry["last_error"] and retry["endpoint"] == "departure"
+    assert parse_iso(retry["begin"]) == bad_begin
 
+    # Nobody asks for a cycle: the worker asks for the range again once it is due.
     collector.sim.clear_calls()
-    second = collector.run_cycle()
-    assert second["outcome"] == "done"
+    wait_for_no_retry(collector)
     again = collector.flight_calls()
     assert [(c["endpoint"], c["params"]["begin"]) for c in again] == [
         ("departure", bad["params"]["begin"])
     ]
+    assert again[0]["started_at"] >= parse_iso(retry["next_attempt_at"])
+    assert collector.last_cycle()["outcome"] == "done"
     assert_complete(collector, flights)
+
+
+def test_a_range_failing_again_waits_twice_as_long_each_time(collector, flights):
+    collector.follow("LIRF")
+    # Only today's arrivals are due; the fetch and its first retry get 503s, the next works.
+    collector.sql(
+        "DELETE FROM collected_days WHERE direction = 'arrival' AND day = to_timestamp(%s)::date",
+        (today_start(),),
+    )
+    collector.sim.inject([{"status": 503}] * (2 * MAX_ATTEMPTS), endpoint="arrival")
+    dc = collector.dc
+    assert collector.run_cycle()["outcome"] == "partial"
+    assert metric(dc, "collection_retries_waiting") == 1
+    assert 0 < metric(dc, "collection_next_retry_seconds") <= RETRY_FIRST
+    wait_until(lambda: retries(collector)["ranges"][0]["attempts"] == 2, timeout=CYCLE_TIMEOUT)
+    (second,) = retries(collector)["ranges"]
+    assert "HTTP 503" in second["last_error"]
+    wait_for_no_retry(collector)
+
+    arrivals = [c for c in collector.flight_calls() if c["endpoint"] == "arrival"]
+    failed = [c for c in arrivals if c["injected"]]
+    rounds = [failed[:MAX_ATTEMPTS], failed[MAX_ATTEMPTS:]]
+    begin = failed[0]["params"]["begin"]
+    success = next(c for c in arrivals[1:] if not c["injected"] and c["params"]["begin"] == begin)
+    assert rounds[1][0]["started_at"] >= rounds[0][-1]["finished_at"] + RETRY_FIRST - 0.05
+    assert success["started_at"] >= rounds[1][-1]["finished_at"] + 2 * RETRY_FIRST - 0.05
+    assert metric(dc, "collection_retries_waiting") == 0
+    assert metric(dc, "collection_next_retry_seconds") == 0
+    assert_complete(collector, flights)
+
+
+def test_a_range_waiting_for_its_retry_is_not_asked_for_by_other_cycles(collector, flights):
+    # Today's and yesterday's departures failed a moment ago; the retry is an hour away.
+    collector.sql(
+        "INSERT INTO collection_retries VALUES ('departure', 'LIRF', to_timestamp(%s), "
+        "to_timestamp(%s), 3, now(), now() + interval '1 hour', 'HTTP 503')",
+        (today_start() - DAY, time.time()),
+    )
+    cycle = collector.follow("LIRF")
+    assert cycle["outcome"] == "partial"
+    # Both departure requests (the two past days, and today) overlap it.
+    assert {c["endpoint"] for c in collector.flight_calls()} == {"arrival"}
+    assert collector.run_cycle()["outcome"] == "partial"  # asking for a cycle changes nothing
+    assert retries(collector)["waiting"] == 1
+
+    # Once due, the worker's poll runs a cycle for it by itself.
+    collector.sim.clear_calls()
+    collector.sql("UPDATE collection_retries SET next_attempt_at = now()")
+    wait_for_no_retry(collector)
+    assert {c["endpoint"] for c in collector.flight_calls()} == {"departure"}
+    assert_complete(collector, flights)
+
+
+def test_retries_the_plan_no_longer_asks_for_are_dropped_without_asking_opensky(collector):
+    collector.sql(
+        "INSERT INTO collection_retries VALUES ('arrival', 'LIRQ', now() - interval '1 day', "
+        "now() - interval '23 hours', 1, now(), now(), 'HTTP 502')"
+    )
+    wait_for_no_retry(collector)  # nobody follows LIRQ any more
+    assert collector.flight_calls() == []
+
+
+def test_retries_a_cycle_could_not_reach_wait_again_instead_of_looping(collector, flights):
+    collector.follow("LIRF")
+    yesterday = today_start() - DAY
+    collector.sql(
+        "DELETE FROM collected_days WHERE direction = 'departure' AND day = to_timestamp(%s)::date",
+        (yesterday,),
+    )
+    # The token will be refused: the cycle stops before any range, the retry is left behind.
+    collector.sim.expire_tokens()
+    collector.sim.inject([{"status": 401}], endpoint="token")
+    asked_at = time.time()
+    collector.sql(
+        "INSERT INTO collection_retries VALUES ('departure', 'LIRF', to_timestamp(%s), "
+        "to_timestamp(%s), 1, now(), now(), 'HTTP 503')",
+        (yesterday, yesterday + DAY - 1),
+    )
+    assert collector.wait_for_cycle(asked_at)["outcome"] == "partial"
+    (retry,) = retries(collector)["ranges"]
+    assert parse_iso(retry["next_attempt_at"]) >= asked_at + RETRY_FIRST - 0.5
+    token_calls = [c for c in collector.sim.calls() if c["endpoint"] == "token"]
+    time.sleep(RETRY_FIRST / 2)
+    assert [c for c in collector.sim.calls() if c["endpoint"] == "token"] == token_calls
+    wait_for_no_retry(collector)
 
 
 def test_a_range_the_database_refuses_is_skipped_and_the_cycle_goes_on(collector, flights):
@@ -100,15 +234,16 @@ def test_a_range_the_database_refuses_is_skipped_and_the_cycle_goes_on(collector
     )
     try:
         first = collector.follow("LIRF")
-        assert_cycle_is_over(collector)
-        assert first["requests"] == 4
+        assert first["outcome"] == "partial" and first["requests"] == 4
         stored = {f["icao24"] for f in collector.stored("LIRF")}
         assert "a00004" not in stored and {"a00002", "a00003"} <= stored
+        retry = assert_waits_for_its_retry(collector)
+        assert "could not be stored" in retry["last_error"]
     finally:
         collector.sql("ALTER TABLE flight_data DROP CONSTRAINT test_refuse")
     collector.sim.clear_calls()
-    assert collector.run_cycle()["outcome"] == "done"
-    assert [c["endpoint"] for c in collector.flight_calls()] == ["departure"]
+    wait_for_no_retry(collector)
+    assert {c["endpoint"] for c in collector.flight_calls()} == {"departure"}
     assert_complete(collector, flights)
 
 
@@ -147,6 +282,7 @@ def test_a_429_stops_the_cycle_until_retry_after_has_passed(collector, flights):
     assert all(c["status"] != 429 for c in calls[limited + 1 :])
     assert len(calls) > limited + 1, "collection resumed after the wait"
     assert collector.dc.get("/health").json()["opensky"]["retry_after"] is None
+    assert retries(collector)["waiting"] == 0, "a 429 waits for OpenSky, not for a retry"
     assert_complete(collector, flights)
 
 

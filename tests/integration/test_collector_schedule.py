@@ -16,8 +16,9 @@ def client(collector_app):
 def last_cycle(collector, *, minutes_ago: float, outcome: str = "done") -> None:
     collector.sql(
         "UPDATE collector_state SET last_cycle_started_at = now() - %s * interval '1 minute', "
+        "last_periodic_cycle_started_at = now() - %s * interval '1 minute', "
         "last_cycle_outcome = %s",
-        (minutes_ago, outcome),
+        (minutes_ago, minutes_ago, outcome),
     )
 
 
@@ -27,11 +28,14 @@ def test_a_periodic_cycle_is_skipped_when_any_replica_started_one_this_period(
     interval = collector_app.config["COLLECT_INTERVAL_MINUTES"]
     last_cycle(collector, minutes_ago=interval / 2)
     assert collection.run_cycle(client=client, periodic=True).outcome == "skipped"
-    # A requested cycle (a new interest) runs whatever the schedule.
+    # A requested cycle (a new interest, a retry) runs whatever the schedule...
     assert collection.run_cycle(client=client).outcome == "done"
 
     last_cycle(collector, minutes_ago=interval)
+    # ... and does not postpone the periodic one, whose turn it now is.
+    assert collection.run_cycle(client=client).outcome == "done"
     assert collection.run_cycle(client=client, periodic=True).outcome == "done"
+    assert collection.run_cycle(client=client, periodic=True).outcome == "skipped"
     # A cycle left "running" died with its process: the next periodic one catches up.
     last_cycle(collector, minutes_ago=1, outcome="running")
     assert collection.run_cycle(client=client, periodic=True).outcome == "done"

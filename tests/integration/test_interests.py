@@ -72,6 +72,10 @@ def test_user_manager_down_answers_503_quickly(local_stack, dc):
         # The gRPC deadline (GRPC_TIMEOUT_SECONDS, 2 s) bounds the wait, where a hang
         # would last until gunicorn's 30 s timeout; a refused connection fails sooner.
         assert elapsed < 5
+        # The flights of a user's airports need the same check.
+        flights = dc.get("/flights", params={"email": unique_email()})
+        assert flights.status_code == 503 and "error" in flights.json()
+        assert "Retry-After" in flights.headers
     finally:
         local_stack.start_service("user_manager")
 

@@ -127,6 +127,26 @@ def test_timeout_delays_then_answers_normally(client):
     assert call["cost"] == 30
 
 
+def test_an_outage_answers_every_matching_request_until_it_is_over(client):
+    inject(client, [{"status": 503, "for_seconds": 0.5}], endpoint="departure")
+    inject(client, [{"status": 500}], endpoint="departure")
+
+    during = [departures(client).status_code for _ in range(3)]
+    other = flights(client, "arrival", B, B + 3600, "EGLL").status_code
+    (pending, queued) = client.get("/_sim/failures").get_json()
+    time.sleep(0.6)
+    after = [departures(client).status_code for _ in range(2)]
+
+    assert during == [503, 503, 503] and other == 200
+    assert pending["failure"]["for_seconds"] == 0.5 and "until" in pending["failure"]
+    assert queued["failure"] == {"kind": "status", "status": 500}
+    # Once the outage is over, the failure queued behind it fires, then all is well.
+    assert after == [500, 200]
+    assert client.get("/_sim/failures").get_json() == []
+    logged = [c["injected"] for c in client.get("/_sim/calls").get_json()]
+    assert [bool(i and i.get("for_seconds")) for i in logged] == [True] * 3 + [False] * 3
+
+
 def _is_broken_flights_body(text):
     try:
         body = json.loads(text)
@@ -218,6 +238,8 @@ def test_call_log_records_injected_failures_and_outcomes(client):
         {"failures": [{"status": 429, "retry_after": "soon"}]},
         {"failures": {"status": 500}},
         {"failures": [{"status": 500}], "endpoint": "states"},
+        {"failures": [{"status": 503, "for_seconds": 0}]},
+        {"failures": [{"status": 503, "for_seconds": "a minute"}]},
     ],
 )
 def test_invalid_failure_specs_are_rejected_and_nothing_is_queued(client, body):

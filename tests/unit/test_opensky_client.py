@@ -1,12 +1,18 @@
-"""The OpenSky client refuses values it could not store and retries bodies broken in transit."""
+"""The OpenSky client refuses values it could not store and retries broken or malformed bodies."""
 
 import json
 
 import pytest
 import requests
+from prometheus_client import REGISTRY
 
-from data_collector.opensky import MalformedResponseError, OpenSkyClient, parse_flight
-from opensky_sim.simulator import _GOOD_FLIGHT, OUT_OF_RANGE_VALUES
+from data_collector.opensky import (
+    MalformedResponseError,
+    OpenSkyClient,
+    UnavailableError,
+    parse_flight,
+)
+from opensky_sim.simulator import _GOOD_FLIGHT, MALFORMED_FLIGHTS, OUT_OF_RANGE_VALUES
 
 
 def test_a_well_formed_flight_becomes_a_row():
@@ -71,3 +77,56 @@ def test_a_body_broken_in_transit_is_asked_for_again(error):
     )
     answer = client.flights("departure", begin=0, end=3600, airport="LSZH")
     assert session.gets == 2 and len(answer.flights) == 1
+
+
+class _BodiesSession:
+    """Answers each GET with the next of ``bodies`` (status 200), the last one repeatedly."""
+
+    def __init__(self, *bodies: str):
+        self.bodies = list(bodies)
+        self.gets = 0
+
+    def get(self, url, **kwargs):
+        self.gets += 1
+        response = requests.Response()
+        response.status_code = 200
+        body = self.bodies.pop(0) if len(self.bodies) > 1 else self.bodies[0]
+        response._content = body.encode()
+        return response
+
+
+def _client(session, max_attempts=3) -> OpenSkyClient:
+    return OpenSkyClient(
+        api_url="http://opensky.invalid/api",
+        token_url="http://opensky.invalid/token",
+        client_id="",
+        client_secret="",
+        timeout=1,
+        max_attempts=max_attempts,
+        backoff_seconds=0,
+        session=session,
+    )
+
+
+@pytest.mark.parametrize("variant", sorted(MALFORMED_FLIGHTS))
+def test_a_malformed_body_is_asked_for_again_within_the_request(variant):
+    malformed = metric_value("departure", "malformed")
+    session = _BodiesSession(MALFORMED_FLIGHTS[variant], json.dumps([_GOOD_FLIGHT]))
+    answer = _client(session).flights("departure", begin=0, end=3600, airport="LSZH")
+    assert session.gets == 2 and len(answer.flights) == 1
+    assert metric_value("departure", "malformed") == malformed + 1
+
+
+def test_a_body_malformed_on_every_attempt_fails_the_request_saying_so():
+    session = _BodiesSession(MALFORMED_FLIGHTS["truncated"])
+    with pytest.raises(UnavailableError, match=r"malformed body.*\(3 attempts\)"):
+        _client(session, max_attempts=3).flights("arrival", begin=0, end=3600, airport="LSZH")
+    assert session.gets == 3
+
+
+def metric_value(endpoint: str, outcome: str) -> float:
+    """The in-process ``opensky_requests_total`` for one endpoint and outcome."""
+    value = REGISTRY.get_sample_value(
+        "opensky_requests_total", {"endpoint": endpoint, "outcome": outcome}
+    )
+    return value or 0.0

@@ -1,0 +1,132 @@
+"""GET /flights: the flights at every airport a user follows (or at all), in one list."""
+
+import pytest
+
+from common.web.pagination import encode_cursor
+from tests.integration.collector_support import make_flight, today_start
+from tests.utils import create_user
+
+pytestmark = pytest.mark.local_stack
+
+DAY = 86400
+FOLLOWED = ("LIPZ", "LIRF")
+
+
+def dataset():
+    """Flights at LIPZ, LIRF and LIMC yesterday, some between two of them."""
+    y = today_start() - DAY
+    return [
+        make_flight("f00001", "LIPZ", "LIRF", y + 3600),  # between the two followed
+        make_flight("f00002", "LIRF", "LIPZ", y + 2 * 3600),  # and back
+        make_flight("f00003", "EGLL", "LIPZ", y + 3 * 3600),
+        make_flight("f00004", "LIRF", "EGLL", y + 4 * 3600),
+        make_flight("f00005", "LIMC", "EGLL", y + 5 * 3600),  # not at a followed airport
+        make_flight("f00006", "LIPZ", "LIPZ", y + 6 * 3600, minutes=0),  # back where it began
+        make_flight("f00007", "EDDF", "LIRF", y + 7 * 3600),
+        make_flight("f00008", "LIRF", "LIMC", y + 8 * 3600),
+    ]
+
+
+@pytest.fixture
+def user(collector):
+    """A user following LIPZ and LIRF, another following LIMC, everything collected."""
+    collector.sim.load_dataset(dataset())
+    with collector.paused():
+        email = collector.follow_without_waiting(*FOLLOWED)
+        collector.follow_without_waiting("LIMC")
+    collector.run_cycle()
+    return email
+
+
+def pages(collector, path: str, **params: str) -> list[list[dict]]:
+    """Every page of a list, following the Link header."""
+    result, response = [], collector.dc.get(path, params=params)
+    while True:
+        assert response.status_code == 200, response.text
+        result.append(response.json())
+        if "next" not in response.links:
+            return result
+        response = collector.dc.session.get(response.links["next"]["url"], timeout=10)
+
+
+def event_time(item: dict) -> str:
+    return item["last_seen"] if item["type"] == "arrival" else item["first_seen"]
+
+
+def per_airport(collector, airports, **params: str) -> list[tuple]:
+    """What /flights/<airport> lists for each airport, as (icao24, airport, type)."""
+    return sorted(
+        (item["icao24"], airport, item["type"])
+        for airport in airports
+        for page in pages(collector, f"/flights/{airport}", **params)
+        for item in page
+    )
+
+
+def test_a_user_s_flights_are_those_of_each_followed_airport_in_one_list(collector, user):
+    (items,) = pages(collector, "/flights", email=user.upper())
+    assert [event_time(f) for f in items] == sorted(map(event_time, items), reverse=True)
+    assert sorted((f["icao24"], f["airport"], f["type"]) for f in items) == per_airport(
+        collector, FOLLOWED
+    )
+    # A flight between two followed airports appears once for each, with its role there.
+    roles = {(f["airport"], f["type"]) for f in items if f["icao24"] == "f00001"}
+    assert roles == {("LIPZ", "departure"), ("LIRF", "arrival")}
+    assert not [f for f in items if f["icao24"] == "f00005"]
+    assert {f["airport"] for f in items} == set(FOLLOWED)
+    # The same item as the airport's own list, plus the airport it belongs to.
+    lirf = collector.dc.get("/flights/LIRF", params={"type": "arrivals"}).json()
+    expected = {**lirf[0], "airport": "LIRF"}
+    assert next(f for f in items if f["airport"] == "LIRF" and f["type"] == "arrival") == expected
+
+    for limit in ("1", "2", "3"):
+        paged = pages(collector, "/flights", email=user, limit=limit)
+        assert [f for page in paged for f in page] == items, limit
+        assert all(len(page) == int(limit) for page in paged[:-1])
+
+    y = today_start() - DAY
+    window = {"since": str(y + 2 * 3600), "until": str(y + 7 * 3600)}
+    for flight_type in ("arrivals", "departures"):
+        filtered = [
+            f
+            for page in pages(collector, "/flights", email=user, type=flight_type, **window)
+            for f in page
+        ]
+        assert sorted((f["icao24"], f["airport"], f["type"]) for f in filtered) == per_airport(
+            collector, FOLLOWED, type=flight_type, **window
+        )
+
+
+def test_without_an_email_every_stored_flight_is_listed_at_each_of_its_airports(collector, user):
+    everything = [f for page in pages(collector, "/flights", limit="4") for f in page]
+    airports = {
+        a for f in everything for a in (f["est_departure_airport"], f["est_arrival_airport"]) if a
+    }
+    assert sorted((f["icao24"], f["airport"], f["type"]) for f in everything) == per_airport(
+        collector, sorted(airports)
+    )
+    assert [event_time(f) for f in everything] == sorted(map(event_time, everything), reverse=True)
+    assert {f["airport"] for f in everything if f["icao24"] == "f00005"} == {"LIMC", "EGLL"}
+
+
+def test_errors_and_empty_lists(collector, user):
+    dc = collector.dc
+    unknown = dc.get("/flights", params={"email": "nobody.at.all@example.com"})
+    assert unknown.status_code == 404 and unknown.json()["error"] == "User not found"
+    bad = dc.get("/flights", params={"email": "not-an-email"})
+    assert bad.status_code == 400 and "email" in bad.json()["details"]
+    assert dc.get("/flights", params={"email": ""}).status_code == 400
+    nobody_followed = create_user(collector.um)
+    assert dc.get("/flights", params={"email": nobody_followed}).json() == []
+    for params in (
+        {"email": user, "type": "sideways"},
+        {"email": user, "limit": "0"},
+        {"email": user, "since": "2026-01-02", "until": "2026-01-01"},
+        # A cursor of /flights/<airport> is not one of this list.
+        {"cursor": encode_cursor(["2026-01-01T00:00:00+00:00", 1, "arrival"])},
+        {"cursor": encode_cursor(["2026-01-01T00:00:00+00:00", 1, "L" * 9, "arrival"])},
+        {"cursor": encode_cursor(["2026-01-01T00:00:00+00:00", True, "LIRF", "arrival"])},
+    ):
+        response = dc.get("/flights", params=params)
+        assert response.status_code == 400, (params, response.text)
+        assert "error" in response.json()
