@@ -11,9 +11,8 @@ def _role(process: psutil.Process, package: str) -> str:
         parent = process.parent()
         is_worker = parent is not None and "gunicorn" in " ".join(parent.cmdline())
         return "web worker" if is_worker else "gunicorn master"
-    for role in ("grpc_server", "worker"):
-        if f"{package}.{role}" in command:
-            return role
+    if f"-m {package} " in command and not command.endswith(f"-m {package}"):
+        return "grpc + worker" if "grpc" in command else command.split(f"-m {package} ")[1]
     return "launcher"
 
 

@@ -87,10 +87,19 @@ def sqlalchemy_url(url: str) -> str:
     return url
 
 
+# The two services share the machine with PostgreSQL: each gets one worker per two cores.
+DEFAULT_WEB_WORKERS = max(1, (os.cpu_count() or 2) // 2)
+
+
 def web_workers() -> int:
-    """Return the number of gunicorn worker processes per service (``WEB_CONCURRENCY``)."""
-    # Four processes keep two cores busy while some threads wait on PostgreSQL.
-    return env_int("WEB_CONCURRENCY", 4, minimum=1)
+    """Return the number of gunicorn worker processes per service (``WEB_CONCURRENCY``).
+
+    The two services share the machine with PostgreSQL: each gets one worker
+    per two cores (at least one), whose threads overlap the waits on the
+    database. More processes cost memory (a whole app each) and no speed: the
+    benchmark in docs/performance.md measured both.
+    """
+    return env_int("WEB_CONCURRENCY", DEFAULT_WEB_WORKERS, minimum=1)
 
 
 def web_threads() -> int:

@@ -2,13 +2,15 @@
 
 import sys
 
-from common.process.launcher import Service, main
+from common.process.launcher import Service, Startable, main
 from data_collector.config import Config
+
+# Each function imports the app when called, in the process that runs the role: the
+# launcher itself loads no Flask, SQLAlchemy or grpcio.
 
 
 def migrate() -> int:
     """Apply the Data Collector's migrations, waiting for its database."""
-    # Imported here, in the migrate process only: the launcher loads no Flask or SQLAlchemy.
     from common.db.migrations import migrate_app
     from data_collector.app import MIGRATIONS_DIR, create_app
 
@@ -16,11 +18,25 @@ def migrate() -> int:
     return 0
 
 
+def grpc() -> Startable:
+    """Build the gRPC server (``DataCollectorService``)."""
+    from data_collector.grpc_server import server
+
+    return server()
+
+
+def worker() -> Startable:
+    """Build the background jobs (collection, interest reconciliation)."""
+    from data_collector.worker import jobs
+
+    return jobs()
+
+
 DATA_COLLECTOR = Service(
     name="data_collector",
     config=Config,
     web_app="data_collector.app:create_app(migrations=False)",
-    roles={"grpc": "data_collector.grpc_server", "worker": "data_collector.worker"},
+    roles={"grpc": grpc, "worker": worker},
     migrate=migrate,
 )
 

@@ -1,8 +1,9 @@
 """Data Collector gRPC server: ``DataCollectorService.DeleteUserInterests`` plus health."""
 
+from common.process.supervisor import run_until_stopped
 from common.rpc.generated import flight_tracker_pb2 as messages
 from common.rpc.generated import flight_tracker_pb2_grpc as stubs
-from common.rpc.server import AppServicer, run_grpc_server
+from common.rpc.server import AppServicer, GrpcServer
 from data_collector import interests
 from data_collector.app import create_app
 
@@ -17,16 +18,21 @@ class DataCollectorServicer(AppServicer, stubs.DataCollectorServiceServicer):
         return messages.DeleteInterestsResponse(deleted_count=deleted)
 
 
-def serve() -> None:
-    """Run the gRPC server until SIGTERM."""
+def server() -> GrpcServer:
+    """Build the gRPC server, on an app of its own (the launcher starts and stops it)."""
     app = create_app(migrations=False, process="grpc")
-    run_grpc_server(
+    return GrpcServer(
         app,
-        add_servicer=lambda server: stubs.add_DataCollectorServiceServicer_to_server(
-            DataCollectorServicer(app), server
+        add_servicer=lambda grpc_server: stubs.add_DataCollectorServiceServicer_to_server(
+            DataCollectorServicer(app), grpc_server
         ),
         service_name=messages.DESCRIPTOR.services_by_name["DataCollectorService"].full_name,
     )
+
+
+def serve() -> None:
+    """Run the gRPC server alone until SIGTERM."""
+    run_until_stopped(server())
 
 
 if __name__ == "__main__":

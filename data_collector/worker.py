@@ -1,8 +1,8 @@
-"""The Data Collector's background worker: OpenSky collection on a schedule, in its own process.
+"""The Data Collector's background worker: OpenSky collection on a schedule (role ``worker``).
 
-``python -m data_collector`` starts it beside gunicorn and the gRPC server
-(role ``worker``); ``python -m data_collector.worker --once`` runs one cycle
-in the foreground and prints what it did (ops and tests).
+``python -m data_collector`` runs it on a scheduler thread beside the gRPC
+server (:func:`jobs`); ``python -m data_collector.worker --once`` runs one
+cycle in the foreground and prints what it did (ops and tests).
 
 Three jobs (common.process.scheduling): the periodic cycle every
 ``COLLECT_INTERVAL_MINUTES`` (also once at start, so a restarted worker
@@ -22,7 +22,8 @@ import json
 import logging
 import sys
 
-from common.process.scheduling import PeriodicJob, run_periodic_jobs
+from common.process.scheduling import Jobs, PeriodicJob
+from common.process.supervisor import run_until_stopped
 from data_collector import collection, interests, services
 from data_collector.app import create_app
 from data_collector.config import Config
@@ -81,10 +82,19 @@ def main(argv: list[str] | None = None) -> int:
             result = collect(client)
         print(json.dumps(dataclasses.asdict(result)))
         return 0 if result.outcome in {"done", "busy", "waiting"} else 1
+    run_until_stopped(jobs(app, client))
+    return 0
+
+
+def jobs(app=None, client: OpenSkyClient | None = None) -> Jobs:
+    """Build the jobs (the launcher starts and stops them), on an app of their own by default."""
+    app = app or create_app(migrations=False, process="worker")
+    # One client per process: it caches the OAuth2 token between cycles.
+    client = client or collection.client_from_config(app.config)
     cycle_seconds = app.config["COLLECT_INTERVAL_MINUTES"] * 60
     poll_seconds = app.config["COLLECT_POLL_SECONDS"]
     reconcile_seconds = app.config["INTEREST_RECONCILE_MINUTES"] * 60
-    run_periodic_jobs(
+    return Jobs(
         app,
         [
             PeriodicJob("collect", lambda: collect(client, periodic=True), cycle_seconds),
@@ -92,7 +102,6 @@ def main(argv: list[str] | None = None) -> int:
             PeriodicJob("reconcile-interests", reconcile_interests, reconcile_seconds),
         ],
     )
-    return 0
 
 
 if __name__ == "__main__":

@@ -80,6 +80,9 @@ def stack():
                 "OUTBOX_MAX_BACKOFF_SECONDS": "2",
                 # One day of backfill: collection tests have a stack of their own.
                 "COLLECT_BACKFILL_DAYS": "1",
+                # Several workers per service, whatever this machine's cores: what must
+                # work across processes is tested across processes.
+                "WEB_CONCURRENCY": "2",
             },
         )
         local = LocalStack(settings)

@@ -1,8 +1,9 @@
 """User Manager gRPC server: ``UserService.CheckUserExists`` plus the standard health service."""
 
+from common.process.supervisor import run_until_stopped
 from common.rpc.generated import flight_tracker_pb2 as messages
 from common.rpc.generated import flight_tracker_pb2_grpc as stubs
-from common.rpc.server import AppServicer, run_grpc_server
+from common.rpc.server import AppServicer, GrpcServer
 from user_manager import services
 from user_manager.app import create_app
 
@@ -17,16 +18,21 @@ class UserServicer(AppServicer, stubs.UserServiceServicer):
         return messages.UserResponse(exists=exists)
 
 
-def serve() -> None:
-    """Run the gRPC server until SIGTERM."""
+def server() -> GrpcServer:
+    """Build the gRPC server, on an app of its own (the launcher starts and stops it)."""
     app = create_app(migrations=False, process="grpc")
-    run_grpc_server(
+    return GrpcServer(
         app,
-        add_servicer=lambda server: stubs.add_UserServiceServicer_to_server(
-            UserServicer(app), server
+        add_servicer=lambda grpc_server: stubs.add_UserServiceServicer_to_server(
+            UserServicer(app), grpc_server
         ),
         service_name=messages.DESCRIPTOR.services_by_name["UserService"].full_name,
     )
+
+
+def serve() -> None:
+    """Run the gRPC server alone until SIGTERM."""
+    run_until_stopped(server())
 
 
 if __name__ == "__main__":

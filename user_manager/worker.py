@@ -1,4 +1,4 @@
-"""User Manager background jobs, in their own process (role ``worker``).
+"""User Manager background jobs (role ``worker``), on a scheduler thread.
 
 - the outbox relay: delivers the ``DeleteUserInterests`` calls that a
   ``DELETE /users/<email>`` could not deliver itself, with backoff, until the
@@ -10,17 +10,18 @@ Every replica may run this process: rows are claimed with ``SKIP LOCKED``,
 so replicas share the work and never deliver one message at the same time.
 """
 
-from common.process.scheduling import PeriodicJob, run_periodic_jobs
+from common.process.scheduling import Jobs, PeriodicJob
+from common.process.supervisor import run_until_stopped
 from user_manager import idempotency, outbox
 from user_manager.app import create_app
 
 
-def main() -> None:
-    """Run the jobs until SIGTERM."""
+def jobs() -> Jobs:
+    """Build the jobs, on an app of their own (the launcher starts and stops them)."""
     app = create_app(migrations=False, process="worker")
     config = app.config
     peer = app.extensions["data_collector"]
-    run_periodic_jobs(
+    return Jobs(
         app,
         [
             PeriodicJob(
@@ -42,6 +43,11 @@ def main() -> None:
             ),
         ],
     )
+
+
+def main() -> None:
+    """Run the jobs alone until SIGTERM."""
+    run_until_stopped(jobs())
 
 
 if __name__ == "__main__":

@@ -1,23 +1,28 @@
-"""Run one service: migrate its database, then supervise its processes.
+"""Run one service: migrate its database, then run and supervise its roles.
 
 ``python -m user_manager`` and ``python -m data_collector`` (the container
 command and what the local stack runs) come here, each with its
 :class:`Service`: the registry, written out in the service's ``__main__.py``,
 of its configuration, what gunicorn serves, its other roles and its
-migration. The launcher itself stays small: it imports no Flask, SQLAlchemy
-or grpcio, and every role is a fresh interpreter:
+migration. The roles:
 
 - ``migrate``: applies migrations (waiting for the database) as the
   database's owner, grants the serving role its tables, and exits; the
   other roles never get the owner's URL;
-- ``web``: gunicorn serving the Flask app with several workers;
-- ``grpc``: the service's gRPC server, bound once, beside gunicorn;
+- ``web``: gunicorn serving the Flask app with its workers;
+- ``grpc``: the service's gRPC server, bound once;
 - ``worker``: the background jobs (scheduler).
 
-Command line: ``python -m <service>`` migrates, then runs every role;
-``python -m <service> ROLE [ROLE...]`` runs just those roles (no migration:
-an orchestrator runs ``migrate`` on its own); ``python -m <service>
-healthcheck [web] [grpc] [database]`` probes a running instance.
+``grpc`` and ``worker`` run on threads, so they share one process: a
+process that starts them forks nothing afterwards (grpcio is not
+fork-safe). ``python -m <service>`` migrates, then starts gunicorn and one
+process for the other roles (``python -m <service> grpc worker``), and
+supervises both; the launcher itself loads no Flask, SQLAlchemy or grpcio
+and keeps the owner's URL to itself. ``python -m <service> ROLE [ROLE...]``
+runs just those roles, without migrating (an orchestrator runs ``migrate``
+on its own): ``web`` alone becomes gunicorn, the others run right in it.
+``python -m <service> healthcheck [web] [grpc] [database]`` probes a running
+instance.
 """
 
 import logging
@@ -27,6 +32,7 @@ import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from common.observability import MULTIPROC_DIR_VARIABLE
 from common.observability.logs import configure_logging
@@ -48,20 +54,31 @@ KEEP_ALIVE_SECONDS = 5
 WEB = "web"
 
 
+class Startable(Protocol):
+    """A role that runs on threads of the process that starts it."""
+
+    def start(self) -> None:
+        """Start serving (raise when it cannot)."""
+
+    def stop(self) -> None:
+        """Stop gracefully."""
+
+
 @dataclass(frozen=True)
 class Service:
     """What the launcher needs to know about a service, handed to it explicitly.
 
     ``web_app`` is the gunicorn application spec (``module:factory(...)``);
-    ``roles`` maps each other role to the module ``python -m`` runs for it;
-    ``migrate`` applies the migrations in the calling process (the launcher
-    calls it in a child of its own, never in itself).
+    ``roles`` maps each other role to the function that builds it (importing
+    the app only when called, in the process that runs it); ``migrate``
+    applies the migrations in the calling process (the launcher calls it in
+    a child of its own, never in itself).
     """
 
     name: str
     config: type[BaseConfig]
     web_app: str
-    roles: dict[str, str]
+    roles: dict[str, Callable[[], Startable]]
     migrate: Callable[[], int]
 
     @property
@@ -110,41 +127,66 @@ def gunicorn_command(
 
 
 def prepare_metrics_dir(name: str) -> Path:
-    """Give every process of this service instance one empty metrics directory (inherited by env).
+    """Give every process of this service instance one metrics directory (inherited by env).
 
     prometheus_client's multiprocess mode sums the files its processes write
-    there; files of an earlier run would add stale counts, so they go first.
+    there. Without ``PROMETHEUS_MULTIPROC_DIR``, a new directory for this
+    launcher; with it, that one as it is: it may be shared with the other
+    processes of the instance (a pod's containers), which write there already.
     """
     given = os.environ.get(MULTIPROC_DIR_VARIABLE)
     default = Path(tempfile.gettempdir()) / f"{name}-metrics-{os.getpid()}"
     path = Path(given) if given else default
     path.mkdir(parents=True, exist_ok=True)
-    for stale in path.glob("*.db"):
-        stale.unlink()
     os.environ[MULTIPROC_DIR_VARIABLE] = str(path)
     return path
 
 
-def role_command(service: Service, role: str, config: BaseConfig) -> list[str]:
-    """Return the command line of one role of the service."""
-    if role == WEB:
-        return gunicorn_command(
-            name=service.name,
-            bind=f"{config.BIND_HOST}:{config.HTTP_PORT}",
-            workers=config.WEB_WORKERS,
-            threads=config.WEB_THREADS,
-            timeout=config.REQUEST_TIMEOUT_SECONDS,
-            app=service.web_app,
-        )
-    return [sys.executable, "-m", service.roles[role]]
+def web_command(service: Service, config: BaseConfig) -> list[str]:
+    """Return the command line of the service's ``web`` role (gunicorn)."""
+    return gunicorn_command(
+        name=service.name,
+        bind=f"{config.BIND_HOST}:{config.HTTP_PORT}",
+        workers=config.WEB_WORKERS,
+        threads=config.WEB_THREADS,
+        timeout=config.REQUEST_TIMEOUT_SECONDS,
+        app=service.web_app,
+    )
+
+
+def roles_command(service: Service, roles: Sequence[str]) -> list[str]:
+    """Return the command line of a process running ``roles`` (all but ``web``) on threads."""
+    return [sys.executable, "-m", service.name, *roles]
+
+
+def run_in_process(service: Service, roles: Sequence[str], supervisor: Supervisor) -> int:
+    """Run roles other than ``web`` on threads of this process until asked to stop."""
+    running: list[Startable] = []
+    try:
+        for role in roles:
+            started = service.roles[role]()
+            started.start()
+            running.append(started)
+    except Exception:
+        log.exception("%s: a role could not start; stopping", service.name)
+        for started in reversed(running):
+            started.stop()
+        return 1
+    code = supervisor.wait()
+    for started in reversed(running):
+        started.stop()
+    return code
 
 
 def serve(service: Service, roles: Sequence[str], *, migrate_first: bool) -> int:
     """Run the roles (after the migrations, if asked) until a signal or a crash."""
     config = service.config()
     configure_logging(config.LOG_LEVEL)
-    for warning in [*config.security_warnings(), *config.startup_warnings()]:
-        log.warning("%s: %s", service.name, warning)
+    threaded = [role for role in roles if role != WEB]
+    if not (threaded and WEB in roles):
+        # Said once, by the process that serves; a launcher that delegates leaves it to it.
+        for warning in [*config.security_warnings(), *config.startup_warnings()]:
+            log.warning("%s: %s", service.name, warning)
 
     prepare_metrics_dir(service.name)
     # Read by glibc when each child starts (an operator's own value wins).
@@ -163,8 +205,20 @@ def serve(service: Service, roles: Sequence[str], *, migrate_first: bool) -> int
     # never see its URL (they serve as the role that can change no schema).
     role_env = dict(os.environ)
     role_env.pop(service.config.MIGRATION_DATABASE_URL_VARIABLE, None)
-    for role in roles:
-        supervisor.start(role, role_command(service, role, config), env=role_env)
+    # Gunicorn reads WEB_CONCURRENCY itself, and refuses a blank one (compose passes
+    # unset settings as blank): the launcher gives it --workers anyway.
+    if not role_env.get("WEB_CONCURRENCY", "x").strip():
+        del role_env["WEB_CONCURRENCY"]
+    if WEB not in roles:
+        os.environ.pop(service.config.MIGRATION_DATABASE_URL_VARIABLE, None)
+        return run_in_process(service, threaded, supervisor)
+    if not threaded and not migrate_first:
+        # Nothing to supervise beside it: become gunicorn, which handles signals itself.
+        command = web_command(service, config)
+        os.execve(command[0], command, role_env)
+    supervisor.start(WEB, web_command(service, config), env=role_env)
+    if threaded:
+        supervisor.start("+".join(threaded), roles_command(service, threaded), env=role_env)
     return supervisor.wait()
 
 

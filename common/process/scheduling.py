@@ -1,25 +1,23 @@
-"""Run periodic background jobs in a dedicated worker process (APScheduler BlockingScheduler).
+"""Periodic background jobs (APScheduler), each in the app's context: the ``worker`` role.
 
-A service's ``worker`` role calls :func:`run_periodic_jobs` once. Each job
-runs inside the app's context (so it has the database session), is never run
-twice at the same time in this process (``max_instances=1``), and runs once
-at start-up so that work left over by a previous process is picked up at
-once. Several replicas may run the same jobs: each job makes that safe itself
-(row locks with ``SKIP LOCKED`` or a transaction-scoped advisory lock). A job
-that fails is logged and tried again at its next run; SIGTERM lets a running
-job finish and then stops the process.
+A service's ``worker`` role is a :class:`Jobs`, which the launcher starts on
+a scheduler thread of its own process. Each job runs inside the app's context
+(so it has the database session), is never run twice at the same time in
+this process (``max_instances=1``), and runs once at start-up so that work
+left over by a previous process is picked up at once. Several replicas may
+run the same jobs: each job makes that safe itself (row locks with
+``SKIP LOCKED`` or a transaction-scoped advisory lock). A job that fails is
+logged and tried again at its next run; stopping lets a running job finish.
 """
 
 import logging
-import signal
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC
 
-from apscheduler.schedulers.blocking import BlockingScheduler
+from apscheduler.schedulers.background import BackgroundScheduler
 from flask import Flask
 
-from common.observability.logs import configure_logging
 from common.timeutil import utc_now
 
 log = logging.getLogger(__name__)
@@ -73,36 +71,44 @@ def _in_app_context(app: Flask, job: PeriodicJob) -> Callable[[], None]:
     return run
 
 
-def run_periodic_jobs(app: Flask, jobs: Sequence[PeriodicJob]) -> None:
-    """Run ``jobs`` until SIGTERM or SIGINT."""
-    configure_logging(app.config["LOG_LEVEL"])
-    # APScheduler logs every run at INFO: with sub-second jobs that drowns the real events.
-    logging.getLogger("apscheduler").setLevel(logging.WARNING)
-    scheduler = BlockingScheduler(timezone=UTC, logger=scheduler_logger())
-    for job in jobs:
-        scheduler.add_job(
-            _in_app_context(app, job),
-            "interval",
-            seconds=job.interval_seconds,
-            id=job.name,
-            name=job.name,
-            next_run_time=utc_now(),
-            max_instances=1,
-            # A run missed while the previous one was still going is simply skipped
-            # (ExpectedSkipFilter keeps that out of the warnings).
-            coalesce=True,
-            misfire_grace_time=None,
+class Jobs:
+    """Periodic jobs on a scheduler thread of this process: started, then stopped.
+
+    Each job runs once at start, then every ``interval_seconds``, never twice
+    at once (``max_instances=1``); a run missed while the previous one was
+    still going is skipped. Several replicas may run the same jobs: each job
+    makes that safe itself.
+    """
+
+    def __init__(self, app: Flask, jobs: Sequence[PeriodicJob]):
+        self.jobs = list(jobs)
+        # APScheduler logs every run at INFO: with sub-second jobs that drowns the real events.
+        logging.getLogger("apscheduler").setLevel(logging.WARNING)
+        self.scheduler = BackgroundScheduler(timezone=UTC, logger=scheduler_logger())
+        for job in self.jobs:
+            self.scheduler.add_job(
+                _in_app_context(app, job),
+                "interval",
+                seconds=job.interval_seconds,
+                id=job.name,
+                name=job.name,
+                next_run_time=utc_now(),
+                max_instances=1,
+                # A run missed while the previous one was still going is simply skipped
+                # (ExpectedSkipFilter keeps that out of the warnings).
+                coalesce=True,
+                misfire_grace_time=None,
+            )
+
+    def start(self) -> None:
+        """Start the scheduler thread."""
+        self.scheduler.start()
+        log.info(
+            "jobs running: %s",
+            ", ".join(f"{job.name} every {job.interval_seconds}s" for job in self.jobs),
         )
 
-    def request_stop(signum, _frame):
-        log.info("worker received %s, stopping", signal.Signals(signum).name)
-        scheduler.shutdown(wait=False)
-
-    signal.signal(signal.SIGTERM, request_stop)
-    signal.signal(signal.SIGINT, request_stop)
-    log.info(
-        "worker running %s",
-        ", ".join(f"{job.name} every {job.interval_seconds}s" for job in jobs),
-    )
-    scheduler.start()
-    log.info("worker stopped")
+    def stop(self) -> None:
+        """Stop scheduling; let the runs in progress finish."""
+        self.scheduler.shutdown(wait=True)
+        log.info("jobs stopped")

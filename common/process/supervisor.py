@@ -139,3 +139,28 @@ class Supervisor:
 def _signal(process: subprocess.Popen, signum: int) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.kill(process.pid, signum)
+
+
+def wait_for_stop_signal() -> str:
+    """Block until SIGTERM or SIGINT; return the signal's name (for processes with no children)."""
+    received = threading.Event()
+    name = []
+
+    def stop(signum, _frame):
+        name.append(signal.Signals(signum).name)
+        received.set()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    received.wait()
+    log.info("received %s, stopping", name[0])
+    return name[0]
+
+
+def run_until_stopped(*roles) -> None:
+    """Start ``roles`` (each with ``start()`` and ``stop()``), stop them on SIGTERM or SIGINT."""
+    for role in roles:
+        role.start()
+    wait_for_stop_signal()
+    for role in reversed(roles):
+        role.stop()

@@ -1,18 +1,16 @@
-"""Serve a service's gRPC API in its own process, with the standard health service.
+"""Serve a service's gRPC API, with the standard health service.
 
-The server process is started by the service launcher with a fresh
-interpreter (never forked from a process that already used grpcio), binds
-the service's gRPC port once, and answers health checks so that orchestrators
-and the peer can tell it is ready. SIGTERM stops it gracefully: in-flight
-calls get ``GRACE_SECONDS`` to finish. Each service's ``grpc_server.py``
-holds its servicer (a :class:`AppServicer`) and a ``serve()`` that calls
-:func:`run_grpc_server`.
+The launcher runs the server on threads of its own process (a process that
+never forks after grpcio started), binds the service's gRPC port once, and
+answers health checks so that orchestrators and the peer can tell it is
+ready. Stopping is graceful: in-flight calls get ``GRACE_SECONDS`` to finish.
+Each service's ``grpc_server.py`` holds its servicer (a :class:`AppServicer`),
+a ``server()`` that builds the :class:`GrpcServer`, and a ``serve()`` that runs
+it alone (``python -m <service>.grpc_server``).
 """
 
 import contextlib
 import logging
-import signal
-import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent import futures
@@ -21,7 +19,6 @@ import grpc
 from flask import Flask
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from common.observability.logs import configure_logging
 from common.observability.metrics import GRPC_SERVER_CALLS, GRPC_SERVER_LATENCY
 from common.observability.request_ids import (
     GRPC_METADATA_KEY,
@@ -100,52 +97,52 @@ class AppServicer:
 GRACE_SECONDS = 5
 
 
-def run_grpc_server(
-    app: Flask, *, add_servicer: Callable[[grpc.Server], None], service_name: str
-) -> None:
-    """Serve until SIGTERM or SIGINT; ``add_servicer`` adds the service named ``service_name``.
+class GrpcServer:
+    """A service's gRPC server with the standard health service: started, then stopped.
 
     Port, bind address, thread count and security come from the app's
     configuration (``GRPC_PORT``, ``GRPC_BIND_HOST``, ``GRPC_WORKERS``,
     ``GRPC_SECURITY``). With a token, the token check sits inside the
     observability interceptor, so refused calls are logged and counted too
-    (as ``UNAUTHENTICATED``); it guards the health service like the rest.
+    (as ``UNAUTHENTICATED``). The server runs on threads of its own, so it
+    shares a process with other roles (the launcher's) without forking.
     """
-    configure_logging(app.config["LOG_LEVEL"])
-    security = app.config["GRPC_SECURITY"]
-    interceptors: list[grpc.ServerInterceptor] = [ObservabilityInterceptor()]
-    if security.token:
-        interceptors.append(TokenInterceptor(security.token))
-    server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=app.config["GRPC_WORKERS"]),
-        interceptors=interceptors,
-    )
-    add_servicer(server)
-    service_names = [service_name]
-    health_servicer = health.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    address = f"{app.config['GRPC_BIND_HOST']}:{app.config['GRPC_PORT']}"
-    if add_port(server, address, security) == 0:
-        raise RuntimeError(f"cannot bind gRPC port {address}: is it already in use?")
-    server.start()
-    for name in ["", *service_names]:
-        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    log.info(
-        "gRPC server listening on %s (%s; %s)",
-        address,
-        ", ".join(service_names),
-        security.describe(),
-    )
 
-    stopping = threading.Event()
+    def __init__(
+        self, app: Flask, *, add_servicer: Callable[[grpc.Server], None], service_name: str
+    ):
+        self.app = app
+        self.service_name = service_name
+        security = app.config["GRPC_SECURITY"]
+        self.security = security
+        interceptors: list[grpc.ServerInterceptor] = [ObservabilityInterceptor()]
+        if security.token:
+            interceptors.append(TokenInterceptor(security.token))
+        self.server = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=app.config["GRPC_WORKERS"]),
+            interceptors=interceptors,
+        )
+        add_servicer(self.server)
+        self.health = health.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        self.address = f"{app.config['GRPC_BIND_HOST']}:{app.config['GRPC_PORT']}"
 
-    def request_stop(signum, _frame):
-        log.info("gRPC server received %s, stopping", signal.Signals(signum).name)
-        stopping.set()
+    def start(self) -> None:
+        """Bind the port and serve (raise when the port is taken)."""
+        if add_port(self.server, self.address, self.security) == 0:
+            raise RuntimeError(f"cannot bind gRPC port {self.address}: is it already in use?")
+        self.server.start()
+        for name in ("", self.service_name):
+            self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        log.info(
+            "gRPC server listening on %s (%s; %s)",
+            self.address,
+            self.service_name,
+            self.security.describe(),
+        )
 
-    signal.signal(signal.SIGTERM, request_stop)
-    signal.signal(signal.SIGINT, request_stop)
-    stopping.wait()
-    health_servicer.enter_graceful_shutdown()
-    server.stop(GRACE_SECONDS).wait()
-    log.info("gRPC server stopped")
+    def stop(self) -> None:
+        """Say NOT_SERVING, give in-flight calls ``GRACE_SECONDS``, then stop."""
+        self.health.enter_graceful_shutdown()
+        self.server.stop(GRACE_SECONDS).wait()
+        log.info("gRPC server stopped")

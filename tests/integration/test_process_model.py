@@ -81,3 +81,12 @@ def test_the_readiness_check_asks_the_service_own_database(local_stack, package)
     nobody = healthcheck(f"postgresql://nobody@127.0.0.1:{free_port()}/none")
     assert nobody.returncode == 1
     assert f"{package} is unhealthy" in nobody.stderr
+
+
+def test_grpc_and_the_worker_share_one_process_beside_gunicorn(local_stack):
+    for package in ("user_manager", "data_collector"):
+        launcher = psutil.Process(local_stack.supervisor.children[package].pid)
+        commands = [" ".join(p.cmdline()) for p in launcher.children()]
+        assert len(commands) == 2, commands
+        assert any("gunicorn" in command for command in commands)
+        assert any(command.endswith(f"-m {package} grpc worker") for command in commands)

@@ -11,17 +11,18 @@ SERVICES = {"user_manager": USER_MANAGER, "data_collector": DATA_COLLECTOR}
 
 
 @pytest.mark.parametrize("name", sorted(SERVICES))
-def test_every_role_has_a_command_that_runs_its_module(name, monkeypatch):
+def test_web_is_gunicorn_and_the_other_roles_share_one_process(name, monkeypatch):
     service = SERVICES[name]
     monkeypatch.setenv(f"{name.upper()}_HTTP_PORT", "6123")
     config = service.config()
     assert service.role_names == ["web", "grpc", "worker"]
-    web = launcher.role_command(service, "web", config)
+    web = launcher.web_command(service, config)
     assert web[1:3] == ["-m", "gunicorn"] and "0.0.0.0:6123" in web
     assert web[-1] == f"{name}.app:create_app(migrations=False)"
-    for role, module in service.roles.items():
-        assert launcher.role_command(service, role, config)[1:] == ["-m", module]
-        __import__(module)  # the module exists
+    threaded = launcher.roles_command(service, ["grpc", "worker"])
+    assert threaded[1:] == ["-m", name, "grpc", "worker"]
+    for build in service.roles.values():
+        assert callable(build)
 
 
 @pytest.mark.parametrize("args", [["bogus"], ["migrate", "web"], ["healthcheck", "db"]])
@@ -37,3 +38,41 @@ def test_the_healthcheck_fails_saying_why_when_nothing_listens(half, monkeypatch
     monkeypatch.setenv("DATA_COLLECTOR_GRPC_PORT", str(free_port()))
     assert launcher.main(DATA_COLLECTOR, ["healthcheck", half]) == 1
     assert "data_collector is unhealthy" in capsys.readouterr().err
+
+
+def test_web_workers_default_to_one_per_two_cores(monkeypatch):
+    import os
+
+    from common.settings import web_workers
+
+    monkeypatch.delenv("WEB_CONCURRENCY", raising=False)
+    assert web_workers() == max(1, (os.cpu_count() or 2) // 2)
+    monkeypatch.setenv("WEB_CONCURRENCY", "3")
+    assert web_workers() == 3
+
+
+def test_a_role_that_cannot_start_stops_the_process_with_an_error(monkeypatch):
+    from dataclasses import replace
+
+    class Refusing:
+        def start(self):
+            raise RuntimeError("cannot bind")
+
+        def stop(self):
+            raise AssertionError("never started, never stopped")
+
+    stopped = []
+
+    class Fine:
+        def start(self):
+            pass
+
+        def stop(self):
+            stopped.append(True)
+
+    service = replace(USER_MANAGER, roles={"grpc": Fine, "worker": Refusing})
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", "/tmp/launcher-test-metrics")
+    # This process is pytest's: keep its own signal handlers.
+    monkeypatch.setattr(launcher.Supervisor, "install_signal_handlers", lambda _self: None)
+    assert launcher.main(service, ["grpc", "worker"]) == 1
+    assert stopped == [True]
