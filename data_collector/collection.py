@@ -46,6 +46,7 @@ import functools
 import logging
 import time
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import timedelta
@@ -335,9 +336,76 @@ class Cycle:
         return plan
 
     def _fetch_airport_ranges(self, plan: planning.Plan) -> None:
+        """Fetch and store every airport range, asking OpenSky for the next while one is stored.
+
+        Storing a range (the upsert and its commit) takes about as long as
+        fetching one (OpenSky's answer and its parsing), so the two overlap:
+        one thread fetches, this one stores. The next range is asked for only
+        once OpenSky has answered the current one, so after a 429 or refused
+        credentials nothing more is sent.
+        """
         # Newest first: if credits run out, the most wanted data is in.
-        for request in sorted(plan.airport_requests, key=lambda r: -r.begin):
-            self._collect_airport_range(request)
+        wanted = [
+            request
+            for request in sorted(plan.airport_requests, key=lambda r: -r.begin)
+            if not self._deferred(_airport_range(request))
+        ]
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="opensky-fetch") as fetcher:
+            upcoming = iter(wanted)
+            ahead = self._fetch_next(fetcher, upcoming)
+            while ahead is not None:
+                request, answer = ahead
+                ahead = None
+                with self._one_range(_describe(request), _airport_range(request)):
+                    flights = self._answered(request.begin, request.end, answer)
+                    ahead = self._fetch_next(fetcher, upcoming)
+                    self._store_airport_range(request, flights, fetched_at=answer.asked_at)
+                if ahead is None:  # the range failed: go on with the next
+                    ahead = self._fetch_next(fetcher, upcoming)
+
+    def _fetch_next(
+        self, fetcher: ThreadPoolExecutor, upcoming: Iterator[planning.AirportRequest]
+    ) -> tuple[planning.AirportRequest, "_Fetch"] | None:
+        """Start fetching the next range of ``upcoming`` in ``fetcher``; None when none is left."""
+        request = next(upcoming, None)
+        if request is None:
+            return None
+        future = fetcher.submit(
+            self.client.flights,
+            request.direction,
+            begin=request.begin,
+            end=request.end,
+            airport=request.airport,
+        )
+        return request, _Fetch(future, asked_at=int(time.time()))
+
+    def _answered(self, begin: int, end: int, fetch: "_Fetch") -> list[dict]:
+        """Wait for a fetch; count it, record the credits left; return its flights or raise."""
+        self.result.requests += 1
+        answer = fetch.future.result()
+        self.result.credits += planning.request_cost(begin, end, fetch.asked_at)
+        flight_store.record_credits(self.client.last_remaining)
+        return answer.flights
+
+    def _store_airport_range(
+        self, request: planning.AirportRequest, flights: list[dict], *, fetched_at: int
+    ) -> None:
+        """Store one airport range's flights and marks together, committed, or neither."""
+        self.result.flights += flight_store.upsert_flights(flights)
+        days = self.marks.setdefault((request.airport, request.direction), {})
+        updated = {}
+        for day in range(request.begin // planning.DAY, request.end // planning.DAY + 1):
+            mark = planning.mark_after_fetch(
+                days.get(day), day=day, begin=request.begin, end=request.end, fetched_at=fetched_at
+            )
+            if mark is not None:
+                updated[day] = mark
+        flight_store.store_marks(
+            {(request.airport, request.direction, day): m for day, m in updated.items()}
+        )
+        self.retries.succeeded(_airport_range(request))
+        db.session.commit()
+        days.update(updated)
 
     def _deferred(self, wanted: retries.Range) -> bool:
         """Tell whether ``wanted`` waits for its retry (then it is not asked for now)."""
@@ -356,37 +424,6 @@ class Cycle:
         self.result.deferred += 1
         self.result.outcome = "partial"
         return True
-
-    def _collect_airport_range(self, request: planning.AirportRequest) -> None:
-        """Fetch one airport range; store its flights and marks together, or neither."""
-        wanted = retries.Range(request.direction, request.airport, request.begin, request.end)
-        if self._deferred(wanted):
-            return
-        what = f"{request.direction} {request.airport} [{request.begin}, {request.end}]"
-        with self._one_range(what, wanted):
-            fetched_at = int(time.time())
-            flights = self._fetch(
-                request.direction, begin=request.begin, end=request.end, airport=request.airport
-            )
-            self.result.flights += flight_store.upsert_flights(flights)
-            days = self.marks.setdefault((request.airport, request.direction), {})
-            updated = {}
-            for day in range(request.begin // planning.DAY, request.end // planning.DAY + 1):
-                mark = planning.mark_after_fetch(
-                    days.get(day),
-                    day=day,
-                    begin=request.begin,
-                    end=request.end,
-                    fetched_at=fetched_at,
-                )
-                if mark is not None:
-                    updated[day] = mark
-            flight_store.store_marks(
-                {(request.airport, request.direction, day): m for day, m in updated.items()}
-            )
-            self.retries.succeeded(wanted)
-            db.session.commit()
-            days.update(updated)
 
     def _sweep(self, sweep_days: list[planning.SweepDay]) -> bool:
         """Fetch whole past days through /flights/all; mark each once all its windows are in.
@@ -515,9 +552,25 @@ class Cycle:
         self.result.outcome = "rate-limited"
 
 
+@dataclass(frozen=True)
+class _Fetch:
+    """An OpenSky request under way in the fetcher thread, and when it was sent."""
+
+    future: Future
+    asked_at: int
+
+
+def _airport_range(request: planning.AirportRequest) -> retries.Range:
+    return retries.Range(request.direction, request.airport, request.begin, request.end)
+
+
+def _describe(request: planning.AirportRequest) -> str:
+    return f"{request.direction} {request.airport} [{request.begin}, {request.end}]"
+
+
 def _planned_ranges(plan: planning.Plan) -> list[retries.Range]:
     """Return every range the plan asks for, as retries name them."""
-    ranges = [retries.Range(r.direction, r.airport, r.begin, r.end) for r in plan.airport_requests]
+    ranges = [_airport_range(r) for r in plan.airport_requests]
     ranges += [
         retries.Range("all", retries.NO_AIRPORT, begin, end)
         for day in plan.sweep_days
