@@ -100,6 +100,8 @@ class CycleResult:
     flights: int = 0
     # Planned ranges left alone because their retry is not due yet.
     deferred: int = 0
+    # Planned requests left for another day: today's credits would not cover them.
+    over_budget: int = 0
     planned_requests: int = 0
     per_airport_cost: int | None = None
     sweep_cost: int | None = None
@@ -165,7 +167,8 @@ def cycle_lock() -> Iterator[bool]:
 
 def collection_pending() -> bool:
     """Tell whether a cycle was asked for or a retry is due, and OpenSky may be asked now."""
-    if _waiting_for_opensky(flight_store.state()):
+    state = flight_store.state()
+    if _waiting_for_opensky(state) or state.over_budget_on == utc_now().date():
         return False
     asked = exists(select(CollectionRequest.id).where(~CollectionRequest.taken))
     return bool(db.session.scalar(select(or_(asked, retries.due(time.time())))))
@@ -239,9 +242,11 @@ def _finish(result: CycleResult, taken: list[int]) -> None:
     """Consume the requests the cycle answered, apply retention, record the outcome."""
     db.session.execute(delete(CollectionRequest).where(CollectionRequest.id.in_(taken)))
     state = flight_store.state()
-    if result.outcome == "rate-limited":
-        request_collection()  # resume as soon as the wait is over
-    else:
+    if result.over_budget:
+        state.over_budget_on = utc_now().date()
+    if result.outcome == "rate-limited" or result.over_budget:
+        request_collection()  # resume as soon as the wait is over, or the next UTC day
+    if result.outcome != "rate-limited":
         config = current_app.config
         retries.postpone_overdue(
             due_by=state.last_cycle_started_at.timestamp(),
@@ -262,13 +267,14 @@ def _finish(result: CycleResult, taken: list[int]) -> None:
     db.session.commit()
     log.info(
         "collection cycle %s: %s mode, %d requests, %d credits, %d flights stored, "
-        "%d ranges waiting for their retry",
+        "%d ranges waiting for their retry, %d left for lack of credits",
         result.outcome,
         result.mode,
         result.requests,
         result.credits,
         result.flights,
         result.deferred,
+        result.over_budget,
     )
 
 
@@ -286,6 +292,10 @@ class Cycle:
             self.policy = replace(self.policy, sweep=False)
         self.result = result
         self.airports = flight_store.followed_airports()
+        self.followers = flight_store.followers()
+        self.credits_left = (
+            config["OPENSKY_DAILY_CREDITS"] - flight_store.state().credits_spent_today()
+        )
         self.marks = self._load_marks()
         self.retries = retries.Schedule(
             first=config["COLLECT_RETRY_FIRST_SECONDS"], maximum=config["COLLECT_RETRY_MAX_SECONDS"]
@@ -344,10 +354,13 @@ class Cycle:
         once OpenSky has answered the current one, so after a 429 or refused
         credentials nothing more is sent.
         """
-        # Newest first: if credits run out, the most wanted data is in.
+        # The most-followed airports first, each newest first: if the day's credits run
+        # out, the most wanted data is in.
         wanted = [
             request
-            for request in sorted(plan.airport_requests, key=lambda r: -r.begin)
+            for request in sorted(
+                plan.airport_requests, key=lambda r: (-self.followers.get(r.airport, 0), -r.begin)
+            )
             if not self._deferred(_airport_range(request))
         ]
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="opensky-fetch") as fetcher:
@@ -366,8 +379,13 @@ class Cycle:
     def _fetch_next(
         self, fetcher: ThreadPoolExecutor, upcoming: Iterator[planning.AirportRequest]
     ) -> tuple[planning.AirportRequest, "_Fetch"] | None:
-        """Start fetching the next range of ``upcoming`` in ``fetcher``; None when none is left."""
+        """Start fetching the next range of ``upcoming`` that today's credits cover.
+
+        Return None when none is left.
+        """
         request = next(upcoming, None)
+        while request is not None and not self._affordable(request.cost, _describe(request)):
+            request = next(upcoming, None)
         if request is None:
             return None
         future = fetcher.submit(
@@ -383,9 +401,32 @@ class Cycle:
         """Wait for a fetch; count it, record the credits left; return its flights or raise."""
         self.result.requests += 1
         answer = fetch.future.result()
-        self.result.credits += planning.request_cost(begin, end, fetch.asked_at)
-        flight_store.record_credits(self.client.last_remaining)
+        self._spent(planning.request_cost(begin, end, fetch.asked_at))
         return answer.flights
+
+    def _affordable(self, cost: int, what: str) -> bool:
+        """Set aside ``cost`` of today's credits, or tell (and log) that they do not cover it."""
+        if cost <= self.credits_left:
+            self.credits_left -= cost
+            return True
+        log.warning(
+            "%s left for another day: it costs %d credits, %d of today's %d are left "
+            "(OPENSKY_DAILY_CREDITS)",
+            what,
+            cost,
+            max(self.credits_left, 0),
+            current_app.config["OPENSKY_DAILY_CREDITS"],
+        )
+        self.result.over_budget += 1
+        self.result.outcome = "partial"
+        return False
+
+    def _spent(self, cost: int) -> None:
+        """Count an answered request's credits, committed at once (whatever its range's fate)."""
+        self.result.credits += cost
+        flight_store.spend_credits(cost)
+        flight_store.record_credits(self.client.last_remaining)
+        db.session.commit()
 
     def _store_airport_range(
         self, request: planning.AirportRequest, flights: list[dict], *, fetched_at: int
@@ -442,6 +483,9 @@ class Cycle:
             # for its retry, asking for the others would spend credits for nothing.
             if any(self._deferred(window) for window in windows):
                 continue
+            day_cost = sum(cost for _begin, _end, cost in sweep_day.windows)
+            if not self._affordable(day_cost, f"the sweep of {planning.day_date(sweep_day.day)}"):
+                continue
             started = int(time.time())
             answers = [
                 (end, self._collect_sweep_window(begin, end))
@@ -482,10 +526,9 @@ class Cycle:
     def _fetch(self, endpoint: str, *, begin: int, end: int, airport: str | None) -> list[dict]:
         """One OpenSky request; return its flights, or raise the OpenSkyError that failed it."""
         self.result.requests += 1
-        cost = planning.request_cost(begin, end, int(time.time()))
+        asked_at = int(time.time())
         answer = self.client.flights(endpoint, begin=begin, end=end, airport=airport)
-        self.result.credits += cost
-        flight_store.record_credits(self.client.last_remaining)
+        self._spent(planning.request_cost(begin, end, asked_at))
         return answer.flights
 
     @contextmanager
