@@ -46,6 +46,7 @@ import functools
 import logging
 import time
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import timedelta
@@ -99,6 +100,8 @@ class CycleResult:
     flights: int = 0
     # Planned ranges left alone because their retry is not due yet.
     deferred: int = 0
+    # Planned requests left for another day: today's credits would not cover them.
+    over_budget: int = 0
     planned_requests: int = 0
     per_airport_cost: int | None = None
     sweep_cost: int | None = None
@@ -164,7 +167,8 @@ def cycle_lock() -> Iterator[bool]:
 
 def collection_pending() -> bool:
     """Tell whether a cycle was asked for or a retry is due, and OpenSky may be asked now."""
-    if _waiting_for_opensky(flight_store.state()):
+    state = flight_store.state()
+    if _waiting_for_opensky(state) or state.over_budget_on == utc_now().date():
         return False
     asked = exists(select(CollectionRequest.id).where(~CollectionRequest.taken))
     return bool(db.session.scalar(select(or_(asked, retries.due(time.time())))))
@@ -238,9 +242,11 @@ def _finish(result: CycleResult, taken: list[int]) -> None:
     """Consume the requests the cycle answered, apply retention, record the outcome."""
     db.session.execute(delete(CollectionRequest).where(CollectionRequest.id.in_(taken)))
     state = flight_store.state()
-    if result.outcome == "rate-limited":
-        request_collection()  # resume as soon as the wait is over
-    else:
+    if result.over_budget:
+        state.over_budget_on = utc_now().date()
+    if result.outcome == "rate-limited" or result.over_budget:
+        request_collection()  # resume as soon as the wait is over, or the next UTC day
+    if result.outcome != "rate-limited":
         config = current_app.config
         retries.postpone_overdue(
             due_by=state.last_cycle_started_at.timestamp(),
@@ -261,13 +267,14 @@ def _finish(result: CycleResult, taken: list[int]) -> None:
     db.session.commit()
     log.info(
         "collection cycle %s: %s mode, %d requests, %d credits, %d flights stored, "
-        "%d ranges waiting for their retry",
+        "%d ranges waiting for their retry, %d left for lack of credits",
         result.outcome,
         result.mode,
         result.requests,
         result.credits,
         result.flights,
         result.deferred,
+        result.over_budget,
     )
 
 
@@ -285,6 +292,10 @@ class Cycle:
             self.policy = replace(self.policy, sweep=False)
         self.result = result
         self.airports = flight_store.followed_airports()
+        self.followers = flight_store.followers()
+        self.credits_left = (
+            config["OPENSKY_DAILY_CREDITS"] - flight_store.state().credits_spent_today()
+        )
         self.marks = self._load_marks()
         self.retries = retries.Schedule(
             first=config["COLLECT_RETRY_FIRST_SECONDS"], maximum=config["COLLECT_RETRY_MAX_SECONDS"]
@@ -335,9 +346,107 @@ class Cycle:
         return plan
 
     def _fetch_airport_ranges(self, plan: planning.Plan) -> None:
-        # Newest first: if credits run out, the most wanted data is in.
-        for request in sorted(plan.airport_requests, key=lambda r: -r.begin):
-            self._collect_airport_range(request)
+        """Fetch and store every airport range, asking OpenSky for the next while one is stored.
+
+        Storing a range (the upsert and its commit) takes about as long as
+        fetching one (OpenSky's answer and its parsing), so the two overlap:
+        one thread fetches, this one stores. The next range is asked for only
+        once OpenSky has answered the current one, so after a 429 or refused
+        credentials nothing more is sent.
+        """
+        # The most-followed airports first, each newest first: if the day's credits run
+        # out, the most wanted data is in.
+        wanted = [
+            request
+            for request in sorted(
+                plan.airport_requests, key=lambda r: (-self.followers.get(r.airport, 0), -r.begin)
+            )
+            if not self._deferred(_airport_range(request))
+        ]
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="opensky-fetch") as fetcher:
+            upcoming = iter(wanted)
+            ahead = self._fetch_next(fetcher, upcoming)
+            while ahead is not None:
+                request, answer = ahead
+                ahead = None
+                with self._one_range(_describe(request), _airport_range(request)):
+                    flights = self._answered(request.begin, request.end, answer)
+                    ahead = self._fetch_next(fetcher, upcoming)
+                    self._store_airport_range(request, flights, fetched_at=answer.asked_at)
+                if ahead is None:  # the range failed: go on with the next
+                    ahead = self._fetch_next(fetcher, upcoming)
+
+    def _fetch_next(
+        self, fetcher: ThreadPoolExecutor, upcoming: Iterator[planning.AirportRequest]
+    ) -> tuple[planning.AirportRequest, "_Fetch"] | None:
+        """Start fetching the next range of ``upcoming`` that today's credits cover.
+
+        Return None when none is left.
+        """
+        request = next(upcoming, None)
+        while request is not None and not self._affordable(request.cost, _describe(request)):
+            request = next(upcoming, None)
+        if request is None:
+            return None
+        future = fetcher.submit(
+            self.client.flights,
+            request.direction,
+            begin=request.begin,
+            end=request.end,
+            airport=request.airport,
+        )
+        return request, _Fetch(future, asked_at=int(time.time()))
+
+    def _answered(self, begin: int, end: int, fetch: "_Fetch") -> list[dict]:
+        """Wait for a fetch; count it, record the credits left; return its flights or raise."""
+        self.result.requests += 1
+        answer = fetch.future.result()
+        self._spent(planning.request_cost(begin, end, fetch.asked_at))
+        return answer.flights
+
+    def _affordable(self, cost: int, what: str) -> bool:
+        """Set aside ``cost`` of today's credits, or tell (and log) that they do not cover it."""
+        if cost <= self.credits_left:
+            self.credits_left -= cost
+            return True
+        log.warning(
+            "%s left for another day: it costs %d credits, %d of today's %d are left "
+            "(OPENSKY_DAILY_CREDITS)",
+            what,
+            cost,
+            max(self.credits_left, 0),
+            current_app.config["OPENSKY_DAILY_CREDITS"],
+        )
+        self.result.over_budget += 1
+        self.result.outcome = "partial"
+        return False
+
+    def _spent(self, cost: int) -> None:
+        """Count an answered request's credits, committed at once (whatever its range's fate)."""
+        self.result.credits += cost
+        flight_store.spend_credits(cost)
+        flight_store.record_credits(self.client.last_remaining)
+        db.session.commit()
+
+    def _store_airport_range(
+        self, request: planning.AirportRequest, flights: list[dict], *, fetched_at: int
+    ) -> None:
+        """Store one airport range's flights and marks together, committed, or neither."""
+        self.result.flights += flight_store.upsert_flights(flights)
+        days = self.marks.setdefault((request.airport, request.direction), {})
+        updated = {}
+        for day in range(request.begin // planning.DAY, request.end // planning.DAY + 1):
+            mark = planning.mark_after_fetch(
+                days.get(day), day=day, begin=request.begin, end=request.end, fetched_at=fetched_at
+            )
+            if mark is not None:
+                updated[day] = mark
+        flight_store.store_marks(
+            {(request.airport, request.direction, day): m for day, m in updated.items()}
+        )
+        self.retries.succeeded(_airport_range(request))
+        db.session.commit()
+        days.update(updated)
 
     def _deferred(self, wanted: retries.Range) -> bool:
         """Tell whether ``wanted`` waits for its retry (then it is not asked for now)."""
@@ -357,37 +466,6 @@ class Cycle:
         self.result.outcome = "partial"
         return True
 
-    def _collect_airport_range(self, request: planning.AirportRequest) -> None:
-        """Fetch one airport range; store its flights and marks together, or neither."""
-        wanted = retries.Range(request.direction, request.airport, request.begin, request.end)
-        if self._deferred(wanted):
-            return
-        what = f"{request.direction} {request.airport} [{request.begin}, {request.end}]"
-        with self._one_range(what, wanted):
-            fetched_at = int(time.time())
-            flights = self._fetch(
-                request.direction, begin=request.begin, end=request.end, airport=request.airport
-            )
-            self.result.flights += flight_store.upsert_flights(flights)
-            days = self.marks.setdefault((request.airport, request.direction), {})
-            updated = {}
-            for day in range(request.begin // planning.DAY, request.end // planning.DAY + 1):
-                mark = planning.mark_after_fetch(
-                    days.get(day),
-                    day=day,
-                    begin=request.begin,
-                    end=request.end,
-                    fetched_at=fetched_at,
-                )
-                if mark is not None:
-                    updated[day] = mark
-            flight_store.store_marks(
-                {(request.airport, request.direction, day): m for day, m in updated.items()}
-            )
-            self.retries.succeeded(wanted)
-            db.session.commit()
-            days.update(updated)
-
     def _sweep(self, sweep_days: list[planning.SweepDay]) -> bool:
         """Fetch whole past days through /flights/all; mark each once all its windows are in.
 
@@ -404,6 +482,9 @@ class Cycle:
             # A day is marked only once all its windows are in: while one of them waits
             # for its retry, asking for the others would spend credits for nothing.
             if any(self._deferred(window) for window in windows):
+                continue
+            day_cost = sum(cost for _begin, _end, cost in sweep_day.windows)
+            if not self._affordable(day_cost, f"the sweep of {planning.day_date(sweep_day.day)}"):
                 continue
             started = int(time.time())
             answers = [
@@ -445,10 +526,9 @@ class Cycle:
     def _fetch(self, endpoint: str, *, begin: int, end: int, airport: str | None) -> list[dict]:
         """One OpenSky request; return its flights, or raise the OpenSkyError that failed it."""
         self.result.requests += 1
-        cost = planning.request_cost(begin, end, int(time.time()))
+        asked_at = int(time.time())
         answer = self.client.flights(endpoint, begin=begin, end=end, airport=airport)
-        self.result.credits += cost
-        flight_store.record_credits(self.client.last_remaining)
+        self._spent(planning.request_cost(begin, end, asked_at))
         return answer.flights
 
     @contextmanager
@@ -515,9 +595,25 @@ class Cycle:
         self.result.outcome = "rate-limited"
 
 
+@dataclass(frozen=True)
+class _Fetch:
+    """An OpenSky request under way in the fetcher thread, and when it was sent."""
+
+    future: Future
+    asked_at: int
+
+
+def _airport_range(request: planning.AirportRequest) -> retries.Range:
+    return retries.Range(request.direction, request.airport, request.begin, request.end)
+
+
+def _describe(request: planning.AirportRequest) -> str:
+    return f"{request.direction} {request.airport} [{request.begin}, {request.end}]"
+
+
 def _planned_ranges(plan: planning.Plan) -> list[retries.Range]:
     """Return every range the plan asks for, as retries name them."""
-    ranges = [retries.Range(r.direction, r.airport, r.begin, r.end) for r in plan.airport_requests]
+    ranges = [_airport_range(r) for r in plan.airport_requests]
     ranges += [
         retries.Range("all", retries.NO_AIRPORT, begin, end)
         for day in plan.sweep_days

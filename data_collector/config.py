@@ -8,6 +8,9 @@ OPENSKY_TOKEN_URL = (
 )
 
 SWEEP_MODES = ("auto", "never")
+# OpenSky's daily credits for flights requests, as it documents them.
+ANONYMOUS_DAILY_CREDITS = 400
+ACCOUNT_DAILY_CREDITS = 4000
 # Today's newest part is fetched only when at least this much is new: a request costs
 # the same for one minute as for a day, so tiny tails waste credits. Never more than
 # COLLECT_INTERVAL_MINUTES, or a short interval would be silently stretched to this.
@@ -50,6 +53,14 @@ class Config(BaseConfig):
         self.OPENSKY_TOKEN_URL = env_str("OPENSKY_TOKEN_URL", OPENSKY_TOKEN_URL)
         self.OPENSKY_CLIENT_ID = opensky_credential("OPENSKY_CLIENT_ID")
         self.OPENSKY_CLIENT_SECRET = opensky_credential("OPENSKY_CLIENT_SECRET")
+        # The credits collection may spend per UTC day: OpenSky's daily quota of the
+        # account, 400 anonymous or 4,000 with credentials. Once it is spent, what is
+        # still due waits for the next day; the most-followed airports are collected first.
+        self.OPENSKY_DAILY_CREDITS = env_int(
+            "OPENSKY_DAILY_CREDITS",
+            ACCOUNT_DAILY_CREDITS if self.OPENSKY_CLIENT_ID else ANONYMOUS_DAILY_CREDITS,
+            minimum=1,
+        )
 
         # --- Collection (the worker role) --------------------------------------------
         # Twice a day: arrivals are completed by OpenSky's nightly batch, so a 12-hour

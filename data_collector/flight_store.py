@@ -9,7 +9,7 @@ in the caller's transaction; the caller commits.
 import logging
 
 from psycopg2.extras import execute_values
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.dialects.postgresql import insert
 
 from common.timeutil import utc_now
@@ -134,6 +134,21 @@ def delete_expired(*, retention_days: int) -> None:
     db.session.execute(delete(FlightDayCount).where(FlightDayCount.flights == 0))
     if flights.rowcount:
         log.info("deleted %d flights that ended before %s", flights.rowcount, day_date(first_kept))
+
+
+def followers() -> dict[str, int]:
+    """Return how many users follow each followed airport."""
+    query = select(UserInterest.airport_code, func.count()).group_by(UserInterest.airport_code)
+    return {airport: count for airport, count in db.session.execute(query)}
+
+
+def spend_credits(cost: int) -> None:
+    """Add ``cost`` to the credits spent today (the count starts again each UTC day)."""
+    current = state()
+    today = utc_now().date()
+    if current.credits_day != today:
+        current.credits_day, current.credits_spent = today, 0
+    current.credits_spent += cost
 
 
 def record_credits(remaining: int | None) -> None:

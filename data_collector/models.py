@@ -203,11 +203,23 @@ class CollectorState(db.Model):
     # Set when /flights/all was seen to return only flights contained in its window:
     # from then on every process collects per airport (NULL again to retry the sweep).
     sweep_unreliable_since: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The credits spent on the UTC day credits_day, against OPENSKY_DAILY_CREDITS; and
+    # the day a cycle left requests for lack of credits (what is asked for waits a day).
+    credits_day: Mapped[date | None] = mapped_column(Date)
+    credits_spent: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    over_budget_on: Mapped[date | None] = mapped_column(Date)
+
+    def credits_spent_today(self) -> int:
+        """Return the credits spent on the current UTC day."""
+        return self.credits_spent if self.credits_day == utc_now().date() else 0
 
     def to_dict(self) -> dict:
         """Return the ``opensky`` part of ``GET /health``."""
         return {
             "credits_remaining": self.credits_remaining,
+            "credits_spent_today": self.credits_spent_today(),
+            # Only today: once a new UTC day starts, collection spends again.
+            "over_budget_today": self.over_budget_on == utc_now().date(),
             "credits_checked_at": isoformat_utc(self.credits_checked_at),
             # Only while it is in the future: after that OpenSky may be asked again.
             "retry_after": isoformat_utc(

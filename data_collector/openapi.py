@@ -397,6 +397,8 @@ def build_document(app: Flask) -> dict:
         facts_schema=closed_object(
             {
                 "credits_remaining": count_or_null,
+                "credits_spent_today": INTEGER,
+                "over_budget_today": {"type": "boolean"},
                 "credits_checked_at": time_or_null,
                 "retry_after": time_or_null,
                 "sweep_unreliable_since": time_or_null,

@@ -28,6 +28,15 @@ def _asked_for(name: str) -> bool:
     return request.headers.get(HEADER) == name
 
 
+def requested() -> bool:
+    """Return whether fault injection is on and this request asks for a fault point."""
+    return (
+        bool(current_app.config.get("FAULT_INJECTION_ENABLED"))
+        and has_request_context()
+        and HEADER in request.headers
+    )
+
+
 def crash_point(name: str) -> None:
     """Kill this process here if fault injection is on and the request asks for ``name``."""
     if _asked_for(name):

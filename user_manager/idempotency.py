@@ -2,7 +2,8 @@
 
 ``POST /users`` and ``DELETE /users/<email>`` each carry a key. A write is
 one :class:`Write`: the answer it predicts for itself and the work it does,
-built once as SQL. :func:`run_once` runs it, in one transaction:
+built once as SQL. :func:`run_once` sends it to PostgreSQL in one round trip
+(a :class:`~common.db.batch.Batch`), which runs it as one transaction:
 
 1. **Lock the subject.** A transaction-scoped advisory lock on the email the
    request writes: requests on one email run one at a time, so what the next
@@ -12,9 +13,9 @@ built once as SQL. :func:`run_once` runs it, in one transaction:
    completed with the answer the work will give, and (only if the key was
    claimed) does the work. A live key is left alone; an expired one is taken
    over as new.
-3. **Commit** the claim, the work and the answer together: a crash at any
-   point rolls all of them back, so a key is never left "in progress" and
-   a retry simply does the work.
+3. **Commit** the claim, the work and the answer together, as the batch
+   ends: a crash at any point rolls all of them back, so a key is never left
+   "in progress" and a retry simply does the work.
 4. **Replay.** When the key was already live, its stored answer is returned
    (``Idempotent-Replayed: true``), unless the key belongs to a different
    request (another method, path or body: its fingerprint differs): 422.
@@ -44,6 +45,7 @@ from sqlalchemy import (
     CTE,
     ColumnElement,
     Interval,
+    Row,
     Select,
     bindparam,
     delete,
@@ -51,12 +53,13 @@ from sqlalchemy import (
     func,
     literal,
     select,
-    text,
     true,
 )
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 
+from common.db.batch import Batch
+from common.db.connections import autocommit_statements
 from common.web.errors import ApiError
 from user_manager import faults
 from user_manager.metrics import IDEMPOTENCY_CONFLICTS, IDEMPOTENCY_REPLAYS
@@ -77,7 +80,7 @@ ATTEMPTS_ON_INTEGRITY_ERROR = 3
 
 # Step 1: the subject's lock, released by the commit or rollback. hashtextextended maps the
 # email to the 64-bit key space of advisory locks.
-LOCK_SUBJECT = text("SELECT pg_advisory_xact_lock(hashtextextended(:subject, 0))")
+LOCK_SUBJECT = "SELECT pg_advisory_xact_lock(hashtextextended(%(subject)s, 0))"
 # Step 4 when the claim statement could not see the key yet: it was committed by a
 # concurrent request after the statement's snapshot (the claim waited for it).
 STORED_ANSWER = select(KEYS.c.response_code, KEYS.c.response_body, KEYS.c.request_fingerprint)
@@ -134,9 +137,10 @@ class Claim:
 
 @dataclass(frozen=True)
 class Write:
-    """One kind of state-changing request, as the statement :func:`run_once` executes."""
+    """One kind of state-changing request: step 2's statement, and the batch of steps 1-3."""
 
     statement: Select
+    batch: Batch
 
 
 def require_key(value: str | None) -> str:
@@ -203,7 +207,7 @@ def build_write(
         .select_from(select(literal(1)).subquery("one").outerjoin(live, true()))
         .add_cte(*work)
     )
-    return Write(statement)
+    return Write(statement, Batch.of(LOCK_SUBJECT, statement=statement))
 
 
 def run_once(
@@ -224,38 +228,46 @@ def run_once(
         "fingerprint": request.fingerprint,
         "retention": _retention(),
     }
-    session = db.session
     for attempt in range(1, ATTEMPTS_ON_INTEGRITY_ERROR + 1):
         try:
-            session.execute(LOCK_SUBJECT, {"subject": request.subject})
-            row = session.execute(write.statement, params).one()
-            if row.claimed_status is not None:
-                faults.crash_point("crash-before-commit")
-                faults.pause_point("pause-before-commit")
-                session.commit()
-                return Outcome(
-                    row.claimed_status,
-                    json.loads(row.claimed_body),
-                    outbox_id=row._mapping.get("outbox_id"),
-                )
+            row = _send(write, params)
             break
         except IntegrityError:
-            session.rollback()
+            db.session.rollback()
             if attempt == ATTEMPTS_ON_INTEGRITY_ERROR:
                 raise
             log.info("%s lost a race for a unique value; running it again", request.method)
-    session.rollback()
+    if row.claimed_status is not None:
+        outbox_id = row._mapping.get("outbox_id")
+        return Outcome(row.claimed_status, json.loads(row.claimed_body), outbox_id=outbox_id)
     if row.response_code is not None:
         return _replay(row, request)
     if row.predicted_status is None and refusal is not None:
         raise refusal
-    stored = session.execute(STORED_ANSWER.where(THIS_KEY), params).first()
-    session.rollback()
+    autocommit_statements(db)
+    stored = db.session.execute(STORED_ANSWER.where(THIS_KEY), params).first()
     if stored is None:
         # Expired and reaped between our claim and this read: the client reused an old key.
         IDEMPOTENCY_CONFLICTS.labels("409").inc()
         raise ApiError(409, "This Idempotency-Key has just expired; retry the request.")
     return _replay(stored, request)
+
+
+def _send(write: Write, params: dict[str, Any]) -> Row:
+    """Run steps 1 to 3: lock, claim and work, committed by the time PostgreSQL answers.
+
+    A request that asks for a test fault point runs the same batch in a
+    transaction instead, so that the point falls between the work and its
+    commit, where a crash must roll everything back.
+    """
+    if not faults.requested():
+        return write.batch.run(db, params)
+    row = write.batch.run(db, params, commit=False)
+    if row.claimed_status is not None:
+        faults.crash_point("crash-before-commit")
+        faults.pause_point("pause-before-commit")
+    db.session.commit()
+    return row
 
 
 def _replay(stored, request: KeyedRequest) -> Outcome:

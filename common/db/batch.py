@@ -9,12 +9,11 @@ serialize on a lock and then read: lock, then read and write, one round trip
 instead of BEGIN, the lock, the statement and COMMIT.
 """
 
-from collections import namedtuple
 from dataclasses import dataclass
 from typing import Any
 
 from flask_sqlalchemy import SQLAlchemy
-from sqlalchemy import Executable
+from sqlalchemy import Executable, Row
 from sqlalchemy.dialects.postgresql import psycopg2 as postgresql_psycopg2
 
 from common.db.connections import autocommit_statements
@@ -40,20 +39,16 @@ class Batch:
         defaults = {name: value for name, value in compiled.params.items() if value is not None}
         return cls(";\n".join([*prefix, str(compiled)]), defaults)
 
-    def run(self, db: SQLAlchemy, params: dict[str, Any]) -> Any:
+    def run(self, db: SQLAlchemy, params: dict[str, Any], *, commit: bool = True) -> Row | None:
         """Send the batch in one round trip; return the last statement's first row (or None).
 
-        In autocommit, so the batch is its own transaction; inside a
-        transaction the caller opened, it joins that one instead.
+        ``commit``: in autocommit, so the batch is its own transaction, committed
+        by the time it answers (inside a transaction the session already
+        opened, it joins that one instead). Otherwise it runs in the session's
+        transaction, which the caller commits or rolls back. Sent through
+        SQLAlchemy, so a failure raises the same errors as any statement's.
         """
-        autocommit_statements(db)
-        cursor = db.session.connection().connection.dbapi_connection.cursor()
-        try:
-            cursor.execute(self.sql, {**self.defaults, **params})
-            row = cursor.fetchone()
-            names = [column.name for column in cursor.description or ()]
-        finally:
-            cursor.close()
-        if row is None:
-            return None
-        return namedtuple("Row", names)(*row)
+        if commit:
+            autocommit_statements(db)
+        result = db.session.connection().exec_driver_sql(self.sql, {**self.defaults, **params})
+        return result.first()

@@ -83,7 +83,8 @@ def wipe_collector_tables(database_url: str) -> None:
                 "UPDATE collector_state SET not_before = NULL, credits_remaining = NULL, "
                 "last_cycle_started_at = NULL, last_cycle_finished_at = NULL, "
                 "last_periodic_cycle_started_at = NULL, "
-                "retention_ran_on = NULL, sweep_unreliable_since = NULL"
+                "retention_ran_on = NULL, sweep_unreliable_since = NULL, "
+                "credits_day = NULL, credits_spent = 0, over_budget_on = NULL"
             )
     finally:
         connection.close()

@@ -31,6 +31,7 @@ BACKFILL_DAYS = 7
 # Longer than this module takes: it never runs across midnight UTC.
 MIDNIGHT_MARGIN = 300
 MALFORMED_AIRPORT, OUTAGE_AIRPORT = "LIPZ", "LIRN"
+FLIGHT_MINUTES = 90
 
 
 @pytest.fixture(scope="module")
@@ -64,12 +65,13 @@ def dataset() -> list[dict]:
         day = today_start() - back * DAY
         for hour in (1, 7, 13, 19):
             first_seen = day + hour * 3600
-            if first_seen + 3600 > now:
+            if first_seen + FLIGHT_MINUTES * 60 > now:
                 continue  # not landed yet: OpenSky does not know it
             for n, (dep, arr) in enumerate(
                 [(MALFORMED_AIRPORT, "LIRF"), ("LIRF", OUTAGE_AIRPORT), (OUTAGE_AIRPORT, "LIMC")]
             ):
-                flights.append(make_flight(f"{back:x}{hour:02d}{n:03d}", dep, arr, first_seen))
+                icao24 = f"{back:x}{hour:02d}{n:03d}"
+                flights.append(make_flight(icao24, dep, arr, first_seen, FLIGHT_MINUTES))
     return flights
 
 
