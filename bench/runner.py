@@ -243,15 +243,19 @@ class Bench:
 
     # --- helpers ------------------------------------------------------------------------
 
-    def wrk(self, url: str, script: str, args, seconds: float, headers) -> loadgen.LoadResult:
-        """One wrk run, its placeholders replaced by a new run id and the next new pair."""
-        threads = min(loadgen.WRK_THREADS, self.options.connections)
+    def fresh_args(self, args) -> list[str]:
+        """Replace a scenario's placeholders: a new run id, the first pair never sent."""
         fresh = {FRESH_RUN_ID: f"{self.run_id}x{next(self.runs)}", NEXT_INTEREST: ""}
         fresh[NEXT_INTEREST] = str(self.next_interest)
+        return [fresh.get(arg, arg) for arg in args]
+
+    def wrk(self, url: str, script: str, args, seconds: float, headers) -> loadgen.LoadResult:
+        """One wrk run of a scenario, with fresh arguments (:meth:`fresh_args`)."""
+        threads = min(loadgen.WRK_THREADS, self.options.connections)
         result = loadgen.run(
             url,
             script,
-            args=[fresh.get(arg, arg) for arg in args],
+            args=self.fresh_args(args),
             connections=self.options.connections,
             seconds=seconds,
             headers=headers,
