@@ -506,7 +506,7 @@ class Bench:
         self.interleave(self.ceiling("page of 100"), page_blocks)
 
     def layers(self, secured) -> None:
-        """Each layer scenario plainly, through each credential, plainly again."""
+        """Measure each layer scenario plainly, through each credential, then plainly again."""
         base = {
             "user_manager": secured.user_manager_url,
             "data_collector": secured.data_collector_url,
