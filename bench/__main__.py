@@ -3,14 +3,20 @@
 import argparse
 import sys
 
-from bench.runner import Options, main_run
+from bench.runner import INGEST_AIRPORTS, Options, main_run
 
 
 def main(argv: list[str] | None = None) -> int:
     """Parse the command line and run."""
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="tiny data, 1-second runs (smoke)")
-    parser.add_argument("--seconds", type=float, help="measured seconds per scenario (10)")
+    parser.add_argument(
+        "--quick", action="store_true", help="tiny data, 1-second runs, 2 rounds (smoke)"
+    )
+    parser.add_argument("--seconds", type=float, help="measured seconds per measurement (5)")
+    parser.add_argument(
+        "--rounds", type=int, choices=range(1, len(INGEST_AIRPORTS) + 1), metavar="N",
+        help=f"rounds of every scenario between its ceilings (3; at most {len(INGEST_AIRPORTS)})",
+    )  # fmt: skip
     parser.add_argument(
         "--rows", help="flight table sizes to measure, comma-separated (1000000,5000000)"
     )
@@ -22,6 +28,8 @@ def main(argv: list[str] | None = None) -> int:
     options = Options.quick() if args.quick else Options()
     if args.seconds:
         options.seconds = args.seconds
+    if args.rounds:
+        options.rounds = args.rounds
     if args.rows:
         options.flight_rows = tuple(int(part) for part in args.rows.split(","))
     if args.soak:

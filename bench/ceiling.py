@@ -5,7 +5,10 @@ with the services' own command line (``common.process.launcher.gunicorn_command`
 
 - ``GET /noop``: an endpoint doing nothing (Flask + gunicorn + HTTP);
 - ``GET /select/<n>``: one primary-key SELECT of a user-like row;
-- ``POST /insert``: one INSERT of a user-like row and its COMMIT.
+- ``POST /insert``: one INSERT of a user-like row and its COMMIT;
+- ``GET /page/<n>``: one SELECT of 100 consecutive flight-like rows, the JSON
+  array built by PostgreSQL (``json_agg``): the least a page of flights or
+  users can cost, as the services build theirs in PostgreSQL too.
 
 Each worker takes connections from a thread-safe psycopg2 pool it creates
 after the fork. Connections are in autocommit mode: the SELECT is one round
@@ -29,6 +32,7 @@ from psycopg2.pool import ThreadedConnectionPool
 
 DATABASE_URL_VARIABLE = "CEILING_DATABASE_URL"
 ROWS = 10_000
+PAGE_ROWS = 100
 UPSERT_PAGE_SIZE = 1_000
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS ceiling_users (
@@ -36,28 +40,66 @@ CREATE TABLE IF NOT EXISTS ceiling_users (
     first_name varchar(100) NOT NULL,
     last_name varchar(100) NOT NULL,
     created_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS ceiling_pages (
+    n integer PRIMARY KEY,
+    icao24 varchar(6) NOT NULL,
+    first_seen timestamptz NOT NULL,
+    est_departure_airport varchar(8),
+    last_seen timestamptz NOT NULL,
+    est_arrival_airport varchar(8),
+    callsign varchar(8),
+    est_departure_airport_horiz_distance integer,
+    est_departure_airport_vert_distance integer,
+    est_arrival_airport_horiz_distance integer,
+    est_arrival_airport_vert_distance integer,
+    departure_airport_candidates_count integer,
+    arrival_airport_candidates_count integer
 )
+"""
+# The page's fields are the flight's as the Data Collector answers them.
+PAGE_QUERY = """
+SELECT json_agg(row_to_json(page) ORDER BY page.n)::text FROM (
+    SELECT n, icao24, first_seen, est_departure_airport, last_seen, est_arrival_airport,
+           callsign, est_departure_airport_horiz_distance, est_departure_airport_vert_distance,
+           est_arrival_airport_horiz_distance, est_arrival_airport_vert_distance,
+           departure_airport_candidates_count, arrival_airport_candidates_count
+    FROM ceiling_pages WHERE n >= %s ORDER BY n LIMIT %s
+) AS page
 """
 
 
 def prepare(database_url: str) -> None:
-    """Create the ceiling table with ``ROWS`` rows to select from."""
+    """Create the ceiling tables with ``ROWS`` rows each to select from."""
     connection = psycopg2.connect(database_url)
     try:
         with connection, connection.cursor() as cursor:
             cursor.execute(SCHEMA)
-            cursor.execute("TRUNCATE ceiling_users")
+            cursor.execute("TRUNCATE ceiling_users, ceiling_pages")
             execute_values(
                 cursor,
                 "INSERT INTO ceiling_users (email, first_name, last_name) VALUES %s",
                 [(f"row{i}@example.com", "Mario", "Rossi") for i in range(ROWS)],
                 page_size=UPSERT_PAGE_SIZE,
             )
+            execute_values(
+                cursor,
+                "INSERT INTO ceiling_pages VALUES %s",
+                [_page_row(i) for i in range(ROWS)],
+                page_size=UPSERT_PAGE_SIZE,
+            )
         connection.autocommit = True
         with connection.cursor() as cursor:
             cursor.execute("VACUUM ANALYZE ceiling_users")
+            cursor.execute("VACUUM ANALYZE ceiling_pages")
     finally:
         connection.close()
+
+
+def _page_row(i: int) -> tuple:
+    first_seen = int(time.time()) - 8 * 86400 + i * 60
+    return (i, f"{i:06x}", _ts(first_seen), "LIRF", _ts(first_seen + 5400), "EGLL", "BNC1234",
+            1500, 150, 1800, 120, 1, 2)  # fmt: skip
 
 
 def create_app() -> Flask:
@@ -102,6 +144,18 @@ def create_app() -> Flask:
         finally:
             connection_pool().putconn(taken)
         return jsonify(email=row[0], first_name=row[1], last_name=row[2], created_at=row[3])
+
+    @app.get("/page/<int:n>")
+    def page(n: int):
+        """Read 100 consecutive rows as one JSON array built by PostgreSQL."""
+        taken = connection()
+        try:
+            with taken.cursor() as cursor:
+                cursor.execute(PAGE_QUERY, (n % (ROWS - PAGE_ROWS), PAGE_ROWS))
+                body = cursor.fetchone()[0]
+        finally:
+            connection_pool().putconn(taken)
+        return app.response_class(body + "\n", mimetype="application/json")
 
     @app.post("/insert")
     def insert():

@@ -2,7 +2,8 @@
 
 Each scenario script in ``bench/lua`` builds its requests; ``common.lua`` is
 appended to every one and prints a ``BENCH_RESULT {json}`` line with counts,
-errors and latency percentiles, which :func:`run` parses.
+errors and latency percentiles, which :func:`run` parses. Headers given to
+:func:`run` (a credential) are added to every request a script builds.
 """
 
 import json
@@ -68,8 +69,21 @@ def _command(
     ]  # fmt: skip
 
 
-def _script(name: str) -> str:
-    return (LUA_DIR / f"{name}.lua").read_text() + "\n" + (LUA_DIR / "common.lua").read_text()
+def _script(name: str, headers: dict[str, str] | None = None) -> str:
+    script = (LUA_DIR / f"{name}.lua").read_text() + "\n" + (LUA_DIR / "common.lua").read_text()
+    if not headers:
+        return script
+    # JSON strings of these (ASCII) values are valid Lua strings.
+    table = ", ".join(f"[{json.dumps(k)}] = {json.dumps(v)}" for k, v in headers.items())
+    return (
+        f"local bench_headers = {{{table}}}\n"
+        "local bench_format = wrk.format\n"
+        "wrk.format = function(method, path, headers, body)\n"
+        "   headers = headers or {}\n"
+        "   for name, value in pairs(bench_headers) do headers[name] = value end\n"
+        "   return bench_format(method, path, headers, body)\n"
+        "end\n" + script
+    )
 
 
 def _parse(output: str) -> LoadResult:
@@ -97,10 +111,11 @@ def run(
     connections: int,
     seconds: float,
     threads: int = WRK_THREADS,
+    headers: dict[str, str] | None = None,
 ) -> LoadResult:
     """Run ``bench/lua/<script>.lua`` against ``url`` and return what wrk measured."""
     with tempfile.NamedTemporaryFile("w", suffix=".lua") as combined:
-        combined.write(_script(script))
+        combined.write(_script(script, headers))
         combined.flush()
         command = _command(
             url, combined.name, args, connections=connections, seconds=seconds, threads=threads

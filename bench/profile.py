@@ -75,9 +75,12 @@ def main(argv: list[str] | None = None) -> int:
             bench.create_replay_users()
         url, script, script_args = bench.scenario(args.scenario)
         service = "user_manager" if url.startswith(stack.user_manager_url) else "data_collector"
-        loadgen.run(url, script, args=script_args, connections=options.connections, seconds=2)
+        bench.wrk(url, script, script_args, seconds=2, headers=None)
         workers = _web_workers(bench.service_pids()[service])
         raw = [Path(tmp) / f"{pid}.txt" for pid in workers]
+        # A run id of its own (create_user's keys must not replay the warm-up's), and pairs
+        # after the warm-up's (add_interest).
+        script_args = bench.fresh_args(script_args)
         load = loadgen.Background(url, script, args=script_args, connections=options.connections)
         with load:
             spies = [

@@ -9,6 +9,7 @@ measures collection rather than the wait for the worker's next poll.
 """
 
 import contextlib
+import itertools
 import json
 import os
 import signal
@@ -28,8 +29,9 @@ import psycopg2
 import requests
 
 from bench import ceiling, loadgen, seed
+from bench.layers import gateway_unavailable, secured_services
 from bench.processes import service_rss
-from bench.report import Row, render
+from bench.report import Round, Row, render
 from common.process.launcher import gunicorn_command
 from common.settings import web_threads, web_workers
 from devstack.stack import SIMULATOR_CLIENT_ID, LocalStack, StackSettings, free_port, run_sql
@@ -43,7 +45,9 @@ INTEREST_AIRPORTS = (
     "LIRQ", "LIPE", "LIML", "LIMF", "LIPX", "LIRP", "LIEO", "LICA", "LIBR", "LIMJ",
     "EDDH", "EDDK", "EDDL", "EDDS", "EDDT", "LFLL", "LFML", "LFMN", "LFBO", "LEMG",
 )  # fmt: skip
-INGEST_AIRPORT = "LIPQ"
+# One airport per round of ingest (a round's flights must be new to the collector): known
+# ICAO codes with no seeded flights. Also the most rounds a run can have.
+INGEST_AIRPORTS = ("LIPQ", "LIPH", "LIPB", "LIPR", "LIPK", "LIPY", "LIPO", "LIPU", "LIRS", "LIRA")
 # The airports the flights_for_user user follows: a hub, two busy ones, two quiet ones.
 FOR_USER_AIRPORTS = ("EGLL", "LIRF", "LIMC", "LIPZ", "LIRZ")
 # Seeded user 0 follows the ingest airport; user 1 these.
@@ -53,36 +57,48 @@ SETTLE_TIMEOUT_SECONDS = 300
 # Clients querying while ingest runs: a steady stream that shows the service still answers,
 # not a second saturating load competing for the two cores (that would measure the split).
 INGEST_QUERY_CONNECTIONS = 2
+# The scenarios measured again through each layer (authentication): both services, reads,
+# a write, a page.
+LAYER_SCENARIOS = ("get_user", "create_user", "list_users", "flights_last")
+# Placeholders in a scenario's script arguments, replaced for every wrk run: a new run id
+# (create_user's emails and keys must never repeat) and add_interest's first new pair.
+FRESH_RUN_ID = "{run}"
+NEXT_INTEREST = "{interest}"
 
 
 @dataclass
 class Options:
     """What to run: full benchmark, quick smoke run, or soak."""
 
-    seconds: float = 10.0
-    warmup_seconds: float = 2.0
+    seconds: float = 5.0
+    warmup_seconds: float = 1.0
+    rounds: int = 3
     connections: int = 32
     flight_rows: tuple[int, ...] = (1_000_000, 5_000_000)
     users: int = 10_000
     replay_keys: int = 1_000
     ingest_flights: int = 50_000
     upsert_rows: int = 100_000
+    layer_scenarios: tuple[str, ...] = LAYER_SCENARIOS
     soak_seconds: float = 0.0
     soak_connections: int = 64
     results_dir: Path | None = RESULTS_DIR
 
     @classmethod
     def quick(cls) -> "Options":
-        """Tiny data and one-second runs: proves the scripts work (the test suite's smoke run)."""
+        """Tiny data, one-second runs, two rounds: every code path runs (the suite's smoke run)."""
         return cls(
             seconds=1,
             warmup_seconds=0,
+            rounds=2,
             connections=4,
             flight_rows=(2_000, 4_000),
             users=200,
             replay_keys=10,
             ingest_flights=300,
             upsert_rows=2_000,
+            # One scenario of each service: the layer's code path, not its figures.
+            layer_scenarios=("get_user", "flights_last"),
             results_dir=None,
         )
 
@@ -93,11 +109,16 @@ class Outcome:
 
     started: str
     machine: dict
-    ceilings: dict[str, loadgen.LoadResult] = field(default_factory=dict)
-    upsert_rows_per_second: float = 0.0
+    rounds: int
+    seconds: float
+    # Every measurement of each ceiling, in order.
+    ceilings: dict[str, list[loadgen.LoadResult]] = field(default_factory=dict)
     rows: list[Row] = field(default_factory=list)
+    # (layer, the scenario through it compared with the same scenario without it)
+    layers: list[tuple[str, Row]] = field(default_factory=list)
+    # (layer, why it was not measured)
+    skipped_layers: list[tuple[str, str]] = field(default_factory=list)
     rss: list[tuple[str, str, int, float]] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
 
 
 def _tree_cpu(process: psutil.Process) -> float:
@@ -206,41 +227,57 @@ class Bench:
         self.stack = stack
         self.options = options
         self.run_id = uuid.uuid4().hex[:8]
+        self.runs = itertools.count()
+        self.next_interest = 0
         self.sim = SimulatorControl(stack.simulator_url)
         # As the server's superuser: seeding ends with a CHECKPOINT.
         self.um_db = stack.admin_database_url("USER_MANAGER_DATABASE_URL")
         self.dc_db = stack.admin_database_url("DATA_COLLECTOR_DATABASE_URL")
-        self.last_cpu_ms: tuple[float, float] | None = None
+        self.ceiling_url = ""
         self.outcome = Outcome(
             started=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
             machine=machine_description(),
+            rounds=options.rounds,
+            seconds=options.seconds,
         )
 
     # --- helpers ------------------------------------------------------------------------
 
-    def load(
-        self, url: str, script: str, args: list[str] = (), *, connections: int | None = None
-    ) -> loadgen.LoadResult:
-        """Warm up, then measure ``script`` against ``url`` for the configured time."""
-        connections = connections or self.options.connections
-        if self.options.warmup_seconds:
-            loadgen.run(
-                url,
-                script,
-                args=list(args),
-                connections=connections,
-                seconds=self.options.warmup_seconds,
-            )
-        before = self.cpu_seconds()
+    def fresh_args(self, args) -> list[str]:
+        """Replace a scenario's placeholders: a new run id, the first pair never sent."""
+        fresh = {FRESH_RUN_ID: f"{self.run_id}x{next(self.runs)}", NEXT_INTEREST: ""}
+        fresh[NEXT_INTEREST] = str(self.next_interest)
+        return [fresh.get(arg, arg) for arg in args]
+
+    def wrk(self, url: str, script: str, args, seconds: float, headers) -> loadgen.LoadResult:
+        """One wrk run of a scenario, with fresh arguments (:meth:`fresh_args`)."""
+        threads = min(loadgen.WRK_THREADS, self.options.connections)
         result = loadgen.run(
-            url, script, args=list(args), connections=connections, seconds=self.options.seconds
+            url,
+            script,
+            args=self.fresh_args(args),
+            connections=self.options.connections,
+            seconds=seconds,
+            headers=headers,
         )
-        after = self.cpu_seconds()
-        if result.requests:
-            self.last_cpu_ms = tuple(
-                (after[i] - before[i]) * 1000 / result.requests for i in range(2)
-            )
+        if NEXT_INTEREST in args:
+            # No thread sent more than all the requests, so pairs past this one are new.
+            self.next_interest += threads * result.requests
         return result
+
+    def load(
+        self, url: str, script: str, args=(), headers: dict[str, str] | None = None
+    ) -> tuple[loadgen.LoadResult, tuple[float, float] | None]:
+        """Warm up, then measure; return the result and the CPU ms per request it cost."""
+        if self.options.warmup_seconds:
+            self.wrk(url, script, args, self.options.warmup_seconds, headers)
+        before = self.cpu_seconds()
+        result = self.wrk(url, script, args, self.options.seconds, headers)
+        after = self.cpu_seconds()
+        cpu = None
+        if result.requests:
+            cpu = tuple((after[i] - before[i]) * 1000 / result.requests for i in range(2))
+        return result, cpu
 
     def cpu_seconds(self) -> tuple[float, float]:
         """CPU time used so far by both services' processes, and by PostgreSQL's.
@@ -257,21 +294,69 @@ class Bench:
         """Say what is happening (the full run takes several minutes)."""
         print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
-    def add(self, name: str, result: loadgen.LoadResult, ceiling_name: str, note: str = "") -> None:
-        """Record a scenario's result (and the CPU it cost) beside its ceiling."""
-        ceiling_rate = (
-            self.outcome.upsert_rows_per_second
-            if ceiling_name == "batched upsert"
-            else self.outcome.ceilings[ceiling_name].rate
+    def row(self, name: str, ceiling_name: str, note: str = "") -> Row:
+        """Return the row of scenario ``name``, created on its first round."""
+        for row in self.outcome.rows:
+            if row.name == name:
+                row.note = note or row.note
+                return row
+        row = Row(name, ceiling_name, note)
+        self.outcome.rows.append(row)
+        return row
+
+    def interleave(self, reference, blocks) -> None:
+        """Measure ``reference``, then each block followed by ``reference`` again.
+
+        ``blocks`` is a list of lists of (row, run): ``run()`` returns a result
+        and its CPU cost, and each result of a block is recorded in its row
+        against the mean rate of the references measured just before and just
+        after the block. Host load that comes and goes then weighs on both
+        sides of a ratio.
+        """
+        before = reference()
+        for block in blocks:
+            measured = [(row, run()) for row, run in block]
+            after = reference()
+            mean = (before.rate + after.rate) / 2
+            for row, (result, cpu) in measured:
+                row.rounds.append(Round(result, mean, cpu))
+                self.progress(
+                    f"{row.name} ({row.ceiling}): {result.rate:.0f}/s p99 {result.p99_ms:.1f} ms, "
+                    f"{result.errors} errors, {result.rate / mean if mean else 0:.0%} "
+                    f"of {mean:.0f}/s"
+                )
+            before = after
+
+    def ceiling(self, name: str):
+        """Return a function measuring ceiling ``name`` once (and keeping the measurement)."""
+        path, method = {
+            "bare Flask": ("/noop", "GET"),
+            "one SELECT": ("/select", "GET"),
+            "page of 100": ("/page", "GET"),
+            "one INSERT": ("/insert", "POST"),
+        }[name]
+
+        def measure() -> loadgen.LoadResult:
+            result, _ = self.load(self.ceiling_url + path, "ceiling", [method])
+            self.outcome.ceilings.setdefault(name, []).append(result)
+            return result
+
+        return measure
+
+    def upsert_ceiling(self) -> loadgen.LoadResult:
+        """Measure the batched-upsert ceiling once, as a result in rows."""
+        rate = ceiling.batched_upsert_rows_per_second(self.dc_db, rows=self.options.upsert_rows)
+        rows = self.options.upsert_rows
+        result = loadgen.LoadResult(
+            requests=rows, seconds=rows / rate, errors=0, p50_ms=0.0, p99_ms=0.0
         )
-        cpu, self.last_cpu_ms = self.last_cpu_ms, None
-        self.outcome.rows.append(Row(name, result, ceiling_name, ceiling_rate, note, cpu))
-        self.progress(f"{name}: {result.rate:.0f}/s p99 {result.p99_ms:.1f} ms {note}")
+        self.outcome.ceilings.setdefault("batched upsert", []).append(result)
+        return result
 
     # --- the run ------------------------------------------------------------------------
 
     def run(self) -> Outcome:
-        """Seed, measure the ceilings, run every scenario; return what was measured."""
+        """Seed, then rounds of every scenario between its ceilings, layers; what was measured."""
         options = self.options
         # The simulator's credits must not run out: a 429 would pause collection for hours.
         self.sim.set_credits(SIMULATOR_CLIENT_ID, limit=10**9, remaining=10**9)
@@ -282,14 +367,31 @@ class Bench:
         seed.seed_interests(
             self.dc_db, email=seed.seed_user_email(FOR_USER_INDEX), airports=FOR_USER_AIRPORTS
         )
-        self.measure_ceilings()
-        self.user_scenarios()
-        self.flight_scenarios(options.flight_rows[0])
-        self.ingest(options.flight_rows[0])
-        for previous, rows in zip(options.flight_rows, options.flight_rows[1:], strict=False):
-            self.progress(f"seeding flights up to {rows}")
-            seed.seed_flights(self.dc_db, first_row=previous, rows=rows - previous)
-            self.flight_scenarios(rows)
+        self.create_replay_users()
+        database = _create_database(self.stack, "ceiling")
+        ceiling.prepare(database)
+        reason = gateway_unavailable()
+        self.outcome.skipped_layers.append(
+            ("gateway", f"skipped ({reason})" if reason else "not measured by this bench yet")
+        )
+        with ceiling_server(self.stack, database) as self.ceiling_url:
+            with (
+                tempfile.TemporaryDirectory(prefix="flight-tracker-bench-auth-") as tmp,
+                secured_services(self.stack, Path(tmp)) as secured,
+            ):
+                for number in range(options.rounds):
+                    self.progress(f"round {number + 1} of {options.rounds}")
+                    self.ceiling("bare Flask")()
+                    self.user_scenarios()
+                    self.flight_scenarios(options.flight_rows[0], first=True)
+                    self.ingest(options.flight_rows[0], INGEST_AIRPORTS[number], number)
+                    self.layers(secured)
+            for previous, rows in zip(options.flight_rows, options.flight_rows[1:], strict=False):
+                self.progress(f"seeding flights up to {rows}")
+                seed.seed_flights(self.dc_db, first_row=previous, rows=rows - previous)
+                for number in range(options.rounds):
+                    self.progress(f"round {number + 1} of {options.rounds} at {rows} flights")
+                    self.flight_scenarios(rows, first=False)
         self.outcome.rss = service_rss(self.service_pids())
         self.outcome.machine["load_after"] = [round(x, 2) for x in os.getloadavg()]
         return self.outcome
@@ -299,34 +401,28 @@ class Bench:
         children = self.stack.supervisor.children
         return {name: children[name].pid for name in ("user_manager", "data_collector")}
 
-    def measure_ceilings(self) -> None:
-        """Bare Flask, one SELECT, one INSERT+COMMIT per request; batched upsert rows/s."""
-        database = _create_database(self.stack, "ceiling")
-        ceiling.prepare(database)
-        with ceiling_server(self.stack, database) as url:
-            for name, path, method in (
-                ("bare Flask", "/noop", "GET"),
-                ("one SELECT", "/select", "GET"),
-                ("one INSERT", "/insert", "POST"),
-            ):
-                result = self.load(url + path, "ceiling", [method])
-                self.outcome.ceilings[name] = result
-                self.progress(f"ceiling {name}: {result.rate:.0f}/s p99 {result.p99_ms:.1f} ms")
-        self.outcome.upsert_rows_per_second = ceiling.batched_upsert_rows_per_second(
-            self.dc_db, rows=self.options.upsert_rows
-        )
-        self.progress(f"ceiling batched upsert: {self.outcome.upsert_rows_per_second:.0f} rows/s")
+    def scenario(self, name: str, base: dict[str, str] | None = None) -> tuple[str, str, list]:
+        """Return (URL, Lua script, script arguments) of a request/response scenario.
 
-    def scenario(self, name: str) -> tuple[str, str, list[str]]:
-        """Return (URL, Lua script, script arguments) of a request/response scenario."""
-        um, dc = self.stack.user_manager_url, self.stack.data_collector_url
+        ``base`` gives other base URLs for the services (a secured front).
+        """
+        base = base or {
+            "user_manager": self.stack.user_manager_url,
+            "data_collector": self.stack.data_collector_url,
+        }
+        um, dc = base["user_manager"], base["data_collector"]
         users, airports = str(self.options.users), [code for code, _ in seed.AIRPORTS]
+        stride = str(min(loadgen.WRK_THREADS, self.options.connections))
         return {
-            "create_user": (um, "create_user", [self.run_id]),
+            "create_user": (um, "create_user", [FRESH_RUN_ID]),
             "replay_user": (um, "replay_user", [self.run_id, str(self.options.replay_keys)]),
             "get_user": (um, "get_user", [users]),
             "list_users": (um + "/users", "get_path", []),
-            "add_interest": (dc, "add_interest", [users, *INTEREST_AIRPORTS]),
+            "add_interest": (
+                dc,
+                "add_interest",
+                [users, NEXT_INTEREST, stride, *INTEREST_AIRPORTS],
+            ),
             "flights_by_airport": (dc, "airport_path", ["/flights/%s", *airports]),
             "flights_last": (dc, "airport_path", ["/flights/last/%s", *airports]),
             "flights_average": (dc, "airport_path", ["/flights/average/%s?days=7", *airports]),
@@ -337,26 +433,97 @@ class Bench:
             ),
         }[name]
 
-    def measure(self, name: str) -> loadgen.LoadResult:
-        """Run scenario ``name`` (warm-up, then the measured run)."""
-        url, script, args = self.scenario(name)
-        return self.load(url, script, args)
+    def measurement(self, name: str, *, base=None, headers=None, settle=None):
+        """Return a function measuring scenario ``name`` once (then running ``settle``)."""
+
+        def measure():
+            url, script, args = self.scenario(name, base)
+            measured = self.load(url, script, args, headers)
+            if settle:
+                settle()
+            return measured
+
+        return measure
 
     def user_scenarios(self) -> None:
-        """create_user, replay_user, get_user, list_users, add_interest."""
-        self.add("create_user", self.measure("create_user"), "one INSERT")
-        self.create_replay_users()
-        self.add("replay_user", self.measure("replay_user"), "one SELECT")
-        self.add("get_user", self.measure("get_user"), "one SELECT")
-        note = f"first page of 100, {self.user_count()} users"
-        self.add("list_users", self.measure("list_users"), "one SELECT", note=note)
-        note = "with the gRPC user check"
-        self.add("add_interest", self.measure("add_interest"), "one INSERT", note=note)
-        self.wait_for_idle_worker()
+        """create_user and add_interest beside one INSERT; replay_user and get_user, one SELECT.
 
-    def user_count(self) -> int:
-        """How many users the User Manager holds now."""
-        return run_sql(self.um_db, "SELECT count(*) FROM users")[0][0]
+        add_interest's new interests ask the worker for collection cycles: they
+        run, and finish, before the INSERT ceiling is measured again.
+        """
+        note = "with the gRPC user check"
+        self.interleave(
+            self.ceiling("one INSERT"),
+            [
+                [(self.row("create_user", "one INSERT"), self.measurement("create_user"))],
+                [
+                    (
+                        self.row("add_interest", "one INSERT", note),
+                        self.measurement("add_interest", settle=self.wait_for_idle_worker),
+                    )
+                ],
+            ],
+        )
+
+    def flight_scenarios(self, rows: int, *, first: bool) -> None:
+        """Measure the reads: one-row ones beside one SELECT, pages beside the page ceiling.
+
+        Beside one SELECT: replay_user and get_user (first size only),
+        flights_last, flights_average. Beside the page ceiling: list_users
+        (first size only), the first page
+        of flights_by_airport, and of flights_for_user (a user following five
+        airports).
+        """
+        label = f"{rows / 1e6:g}M" if rows >= 1e6 else f"{rows}"
+        note = f"{rows} flights"
+        selects = ["replay_user", "get_user"] if first else []
+        pages = ["list_users"] if first else []
+        select_blocks = [[(self.row(n, "one SELECT"), self.measurement(n))] for n in selects]
+        for name in ("flights_last", "flights_average"):
+            row = self.row(f"{name} @{label}", "one SELECT", note)
+            select_blocks.append([(row, self.measurement(name))])
+        self.interleave(self.ceiling("one SELECT"), select_blocks)
+        page_blocks = [
+            [(self.row(n, "page of 100", "first page of 100"), self.measurement(n))] for n in pages
+        ]
+        page_blocks.append(
+            [
+                (
+                    self.row(f"flights_by_airport @{label}", "page of 100", note),
+                    self.measurement("flights_by_airport"),
+                )
+            ]
+        )
+        note = f"{rows} flights, {len(FOR_USER_AIRPORTS)} airports, with the gRPC user check"
+        page_blocks.append(
+            [
+                (
+                    self.row(f"flights_for_user @{label}", "page of 100", note),
+                    self.measurement("flights_for_user"),
+                )
+            ]
+        )
+        self.interleave(self.ceiling("page of 100"), page_blocks)
+
+    def layers(self, secured) -> None:
+        """Measure each layer scenario plainly, through each credential, then plainly again."""
+        base = {
+            "user_manager": secured.user_manager_url,
+            "data_collector": secured.data_collector_url,
+        }
+        for name in self.options.layer_scenarios:
+            block = []
+            for credential, headers in secured.credentials.items():
+                layer = f"auth ({credential})"
+                found = [
+                    row for kind, row in self.outcome.layers if (kind, row.name) == (layer, name)
+                ]
+                row = found[0] if found else Row(name, f"{layer} vs plain")
+                if not found:
+                    self.outcome.layers.append((layer, row))
+                block.append((row, self.measurement(name, base=base, headers=headers)))
+            plain = self.measurement(name)
+            self.interleave(lambda plain=plain: plain()[0], [block])
 
     def create_replay_users(self) -> None:
         """Create the users the replay scenario sends again, with the keys it will reuse."""
@@ -386,20 +553,30 @@ class Bench:
             time.sleep(0.2)
         raise RuntimeError("the collector worker did not settle")
 
-    def flight_scenarios(self, rows: int) -> None:
-        """Measure the flight queries: by airport, last, average (7 days), for a user.
+    def ingest(self, rows: int, airport: str, number: int) -> None:
+        """Between two batched-upsert ceilings: a new interest's N flights, fetched and stored."""
+        ingest_row = self.row("ingest (rows/s)", "batched upsert")
+        during_row = self.row(
+            "flights_last during ingest", "-", f"{INGEST_QUERY_CONNECTIONS} clients while ingesting"
+        )
+        before = self.upsert_ceiling()
+        result, during = self.ingest_once(airport, number)
+        after = self.upsert_ceiling()
+        ingest_row.rounds.append(Round(result, (before.rate + after.rate) / 2))
+        ingest_row.note = f"{result.requests} flights in {result.seconds:.1f} s, {rows} in table"
+        during_row.rounds.append(Round(during, 0.0))
+        self.progress(
+            f"ingest: {result.rate:.0f} rows/s ({result.rate * 2 / (before.rate + after.rate):.0%}"
+            f" of batched upsert); flights_last meanwhile p99 {during.p99_ms:.1f} ms, "
+            f"{during.errors} errors"
+        )
 
-        The first pages of flights_by_airport and of flights_for_user (a user
-        following five airports).
+    def ingest_once(self, airport: str, number: int):
+        """Time from a new interest in ``airport`` to all of the simulator's N flights committed.
+
+        Returns the ingest as a result in rows, and what the clients querying
+        ``/flights/last`` meanwhile measured.
         """
-        label = f"{rows / 1e6:g}M" if rows >= 1e6 else f"{rows}"
-        for name in ("flights_by_airport", "flights_last", "flights_average"):
-            self.add(f"{name} @{label}", self.measure(name), "one SELECT", note=f"{rows} flights")
-        note = f"{rows} flights, {len(FOR_USER_AIRPORTS)} airports, with the gRPC user check"
-        self.add(f"flights_for_user @{label}", self.measure("flights_for_user"), "one SELECT", note)
-
-    def ingest(self, rows: int) -> None:
-        """Time from a new interest to all of the simulator's N flights committed."""
         count = self.options.ingest_flights
         now = int(time.time())
         first_day = now // DAY * DAY - 6 * DAY
@@ -411,11 +588,12 @@ class Bench:
             departing = i % 2 == 0
             flights.append(
                 {
-                    "icao24": f"e{i:05x}",
+                    # New to the table in every round: an insert, never an update.
+                    "icao24": f"{(number + 1) << 20 | i:06x}",
                     "firstSeen": first_seen,
-                    "estDepartureAirport": INGEST_AIRPORT if departing else other,
+                    "estDepartureAirport": airport if departing else other,
                     "lastSeen": first_seen + 5400,
-                    "estArrivalAirport": other if departing else INGEST_AIRPORT,
+                    "estArrivalAirport": other if departing else airport,
                     "callsign": f"ING{i % 10000:04d}",
                     "estDepartureAirportHorizDistance": 100,
                     "estDepartureAirportVertDistance": 10,
@@ -442,29 +620,22 @@ class Bench:
             started = time.perf_counter()
             response = requests.post(
                 self.stack.data_collector_url + "/interests",
-                json={"email": seed.seed_user_email(0), "airport_code": INGEST_AIRPORT},
+                json={"email": seed.seed_user_email(0), "airport_code": airport},
                 timeout=10,
             )
             response.raise_for_status()
             deadline = time.monotonic() + SETTLE_TIMEOUT_SECONDS
-            while run_sql(self.dc_db, stored, (INGEST_AIRPORT, INGEST_AIRPORT))[0][0] < count:
+            while run_sql(self.dc_db, stored, (airport, airport))[0][0] < count:
                 if time.monotonic() > deadline:
                     raise RuntimeError("ingest did not complete")
                 time.sleep(0.05)
             elapsed = time.perf_counter() - started
         self.sim.load_dataset([])
+        self.wait_for_idle_worker()
         result = loadgen.LoadResult(
             requests=count, seconds=elapsed, errors=0, p50_ms=0.0, p99_ms=elapsed * 1000
         )
-        note = f"{count} flights in {elapsed:.1f} s, {rows} in table"
-        self.add("ingest (rows/s)", result, "batched upsert", note=note)
-        during = queries.result
-        self.add(
-            "flights_last during ingest",
-            during,
-            "one SELECT",
-            note=f"{INGEST_QUERY_CONNECTIONS} clients while ingesting",
-        )
+        return result, queries.result
 
 
 def soak(stack: LocalStack, options: Options) -> dict:
@@ -493,14 +664,20 @@ def save(outcome: Outcome, table: str, options: Options) -> None:
     options.results_dir.mkdir(exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     (options.results_dir / f"{stamp}.md").write_text(table)
+
+    def rounds(row: Row) -> list[dict]:
+        return [{**vars(r.result), "reference_rate": r.reference_rate} for r in row.rounds]
+
     raw = {
         "started": outcome.started,
         "machine": outcome.machine,
-        "ceilings": {k: vars(v) for k, v in outcome.ceilings.items()},
-        "upsert_rows_per_second": outcome.upsert_rows_per_second,
+        "ceilings": {k: [vars(r) for r in v] for k, v in outcome.ceilings.items()},
         "rows": [
-            {"name": r.name, **vars(r.result), "ceiling": r.ceiling, "note": r.note}
+            {"name": r.name, "ceiling": r.ceiling, "note": r.note, "rounds": rounds(r)}
             for r in outcome.rows
+        ],
+        "layers": [
+            {"layer": layer, "name": r.name, "rounds": rounds(r)} for layer, r in outcome.layers
         ],
         "rss": outcome.rss,
     }

@@ -1,4 +1,5 @@
--- The ceiling app: GET /noop, GET /select/<random n>, POST /insert. args: method
+-- The ceiling app: GET /noop, GET /select/<random n>, GET /page/<random n>, POST /insert.
+-- args: method
 local method = "GET"
 
 function init(args)
@@ -7,8 +8,8 @@ function init(args)
 end
 
 function request()
-   if wrk.path == "/select" then
-      return wrk.format("GET", string.format("/select/%d", math.random(0, 9999)))
+   if wrk.path == "/select" or wrk.path == "/page" then
+      return wrk.format("GET", string.format("%s/%d", wrk.path, math.random(0, 9999)))
    end
    return wrk.format(method, wrk.path)
 end
