@@ -3,9 +3,10 @@
 The stack is the devstack ``LocalStack`` on a temporary directory with
 ``ephemeral=False``: PostgreSQL keeps its default durability (fsync and
 synchronous commit on), unlike the test suite's throw-away server. Every
-process runs exactly as ``make run`` runs it; the only setting changed is
+process runs exactly as ``make run`` runs it; two settings change:
 ``COLLECT_POLL_SECONDS`` (0.2 s instead of 2 s), so that the ingest figure
-measures collection rather than the wait for the worker's next poll.
+measures collection rather than the wait for the worker's next poll, and
+``OPENSKY_DAILY_CREDITS``, lifted like the simulator's credits.
 """
 
 import contextlib
@@ -157,7 +158,12 @@ def bench_stack() -> Iterator[LocalStack]:
             simulator=True,
             ephemeral=False,
             log_dir=Path(tmp) / "logs",
-            extra_env={"COLLECT_POLL_SECONDS": "0.2"},
+            extra_env={
+                "COLLECT_POLL_SECONDS": "0.2",
+                # The simulator's credits are made endless for the run (a 429 would pause
+                # collection for hours); the collector's own daily budget is lifted to match.
+                "OPENSKY_DAILY_CREDITS": str(10**9),
+            },
         )
         stack = LocalStack(settings)
         try:
