@@ -98,6 +98,14 @@ class AppServicer:
 
 # Long enough for a database round trip in flight, short enough for a rolling restart.
 GRACE_SECONDS = 5
+SERVER_OPTIONS = [
+    # Clients keep a connection for as long as it works, so a replica added later would get
+    # no calls from channels opened before it started. Ending each connection after a
+    # minute (a GOAWAY, then a new connection) makes the clients resolve the peer's name
+    # again and spread over every replica it now names; calls in flight get the grace.
+    ("grpc.max_connection_age_ms", 60_000),
+    ("grpc.max_connection_age_grace_ms", 10_000),
+]
 
 
 def run_grpc_server(
@@ -109,7 +117,9 @@ def run_grpc_server(
     configuration (``GRPC_PORT``, ``GRPC_BIND_HOST``, ``GRPC_WORKERS``,
     ``GRPC_SECURITY``). With a token, the token check sits inside the
     observability interceptor, so refused calls are logged and counted too
-    (as ``UNAUTHENTICATED``); it guards the health service like the rest.
+    (as ``UNAUTHENTICATED``); it guards every method but the health service's
+    ``Check`` and ``Watch``, which clients' health checking calls without it
+    (:mod:`common.rpc.security`).
     """
     configure_logging(app.config["LOG_LEVEL"])
     security = app.config["GRPC_SECURITY"]
@@ -119,6 +129,7 @@ def run_grpc_server(
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=app.config["GRPC_WORKERS"]),
         interceptors=interceptors,
+        options=SERVER_OPTIONS,
     )
     add_servicer(server)
     service_names = [service_name]
