@@ -33,7 +33,7 @@ TEMPLATE_SUFFIX = ".template"
 # Docker's embedded DNS server, inside every container on a user-defined network.
 DOCKER_DNS = "127.0.0.11"
 # What the services themselves answer with; the gateway's own errors must look the same.
-GATEWAY_ERRORS = {400, 413, 502, 503, 504}
+GATEWAY_ERRORS = {400, 404, 405, 413, 502, 503, 504}
 # Short enough that 200 slow clients cost only connections for seconds; long enough for a
 # real client on a slow link.
 MAX_CLIENT_TIMEOUT_SECONDS = 15
@@ -209,10 +209,10 @@ def test_forwarded_host_is_a_local_name_or_a_fixed_default_never_a_clients_host(
         "127.0.0.1:6001": ("127.0.0.1:6001", "6001"),
         "LocalHost:5001": ("LocalHost:5001", "5001"),
         "localhost": ("localhost", "80"),
-        "evil.example.com": (f"localhost:{published}", published),
-        "localhost.evil.example.com:6001": (f"localhost:{published}", published),
-        "localhost:6001@evil.example.com": (f"localhost:{published}", published),
-        "": (f"localhost:{published}", published),
+        "evil.example.com": (f"127.0.0.1:{published}", published),
+        "localhost.evil.example.com:6001": (f"127.0.0.1:{published}", published),
+        "localhost:6001@evil.example.com": (f"127.0.0.1:{published}", published),
+        "": (f"127.0.0.1:{published}", published),
     }
     for client_host, (host, port) in cases.items():
         forwarded = evaluate_map(host_map, client_host, variables)
@@ -225,13 +225,28 @@ def test_forwarded_host_is_a_local_name_or_a_fixed_default_never_a_clients_host(
 @pytest.mark.parametrize("package", sorted(SERVICES.values()))
 def test_what_nginx_refuses_itself_is_answered_in_the_services_json_shape(package):
     server = server_for(package)
-    named = {location.args[0]: location for location in server.all("location")}
+    named = {location.args[-1]: location for location in server.all("location")}
     for include in server.all("include"):
-        named.update({loc.args[0]: loc for loc in included(include.args[0]).all("location")})
-    pages = {int(code): d.args[-1] for d in server.all("error_page") for code in d.args[:-1]}
+        named.update({loc.args[-1]: loc for loc in included(include.args[0]).all("location")})
+    pages = {
+        int(code): d.args[-1]
+        for d in server.all("error_page")
+        for code in d.args[:-1]
+        if code != "="
+    }
     assert set(pages) >= GATEWAY_ERRORS
     for code, target in pages.items():
         location = named[target]
+        if code == 405:
+            # Refused by nginx itself (TRACE): handed to the service, whose 405 says Allow.
+            assert location.one("proxy_method").args == ["$request_method"]
+            assert (
+                location.one("proxy_pass").args == server.all("location")[0].one("proxy_pass").args
+            )
+            continue
+        # An internal URI, not a named location: a request nginx could not parse has no URI
+        # and cannot be handed to a named location (nginx would answer a 500).
+        assert target.startswith("/") and location.all("internal"), target
         assert location.one("default_type").args == ["application/json"], target
         status, body = location.one("return").args
         # 494 (headers too large) is nginx's own name for a 400.
