@@ -29,7 +29,7 @@ SIMULATOR_IN_NETWORK = "http://opensky-sim:9000"
 # Every container answers its health check within this after `up` (the image's
 # start period is 60 s; migrations and three replicas on two cores take longer, and
 # several minutes when other work shares the cores).
-HEALTHY_TIMEOUT_SECONDS = 420
+HEALTHY_TIMEOUT_SECONDS = 600
 # How long `docker info` may take before the engine counts as absent.
 ENGINE_PROBE_SECONDS = 20
 # Seconds between two looks at the containers' health while waiting.

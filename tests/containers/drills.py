@@ -929,7 +929,9 @@ def main(argv: list[str] | None = None) -> int:
     except ComposeError as error:
         # The stack never came up (or a rescale failed): say so, with compose's words.
         print(f"make test-containers: the stack failed: {error}", flush=True)
-        results.append(DrillResult("stack", "build and start", problems=[str(error)[:200]]))
+        results.append(
+            DrillResult("stack", "build and start", problems=[str(error).splitlines()[0]])
+        )
     finally:
         (logs / "compose.log").write_text(stack.compose("logs", "--no-color", check=False).stdout)
         stack.down()
