@@ -243,7 +243,13 @@ class ComposeStack:
         again, as after any crash; ``docker kill`` would count as a deliberate
         stop and leave it down.
         """
-        self.exec(container, "sh", "-c", "kill -KILL -1")
+        # The exec itself dies with the container, and then reports a failure: ignored.
+        subprocess.run(
+            ["docker", "exec", container, "sh", "-c", "kill -KILL -1"],
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
 
     def sql(self, database_service: str, database: str, statement: str) -> list[list[str]]:
         """Run SQL as the database container's superuser; return the rows (text fields)."""
