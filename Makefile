@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements-dev.txt pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: install run test bench bench-soak lint format lock proto diagram postman clean
+.PHONY: install run test test-containers bench bench-soak lint format lock proto diagram postman clean
 
 install: $(STAMP)
 
@@ -25,6 +25,13 @@ test: install
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The compose stack scaled to 3 x 3 on this machine's Docker engine: the integration suite
+# through the gateway, then the fault drills, and a table of their figures (README,
+# "Running several replicas"). Not part of `make test`; with no Docker engine it says so
+# and exits 0 without running anything.
+test-containers: install
+	$(PY) -m tests.containers.drills $(DRILL_ARGS)
 
 # The benchmark (README, "Performance"): a stack of its own, ceilings, every scenario, one table.
 bench: install

@@ -121,9 +121,10 @@ LOOPBACK_ADDRESSES = {"127.0.0.1", "localhost", "::1"}
 class GrpcSecurity:
     """How the services' gRPC servers and clients authenticate each other.
 
-    ``token``: when set, every call (the standard health service's included)
-    carries ``authorization: Bearer <token>`` and servers refuse calls
-    without it. ``certificate``, ``private_key``, ``ca``: PEM contents; all
+    ``token``: when set, every call carries ``authorization: Bearer <token>``
+    and servers refuse calls without it, except the standard health service's
+    ``Check`` and ``Watch`` (clients' health checking cannot send it; the
+    answer is only SERVING or not). ``certificate``, ``private_key``, ``ca``: PEM contents; all
     three or none. With them every connection is mutual TLS: each process
     presents the certificate (as a server and as a client) and accepts only
     a peer whose certificate the CA signed. Values never appear in ``repr``.

@@ -5,6 +5,8 @@ import ipaddress
 import json
 import os
 import re
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -13,10 +15,14 @@ from pathlib import Path
 from typing import Any
 from unittest import mock
 
+import grpc
 import requests
 
+from common.rpc.security import open_channel
+from common.settings import GrpcSecurity
+
 # Tests run statements on a service's database directly with the stack's helper.
-from devstack.stack import run_sql  # noqa: F401
+from devstack.stack import LocalStack, free_port, run_sql  # noqa: F401
 
 # Long enough for a loaded CI machine, short enough to fail fast when broken.
 DEFAULT_TIMEOUT = 10.0
@@ -265,3 +271,59 @@ def write_test_certificates(directory: Path) -> dict[str, str]:
         path.write_bytes(content)
         settings[variable] = str(path)
     return settings
+
+
+class GrpcServerProcess:
+    """One service's gRPC role (``python -m <service> grpc``) on the suite's database."""
+
+    def __init__(
+        self,
+        package: str,
+        stack: LocalStack,
+        extra_env: dict[str, str],
+        log: Path,
+        *,
+        port: int | None = None,
+    ):
+        self.port = port or free_port()
+        self.env = {
+            **stack.env,
+            f"{package.upper()}_GRPC_PORT": str(self.port),
+            "GRPC_BIND_HOST": "127.0.0.1",
+            **extra_env,
+        }
+        self.log = log
+        with log.open("w") as output:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", package, "grpc"],
+                env=self.env,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+            )
+        security = GrpcSecurity(token=extra_env.get("GRPC_AUTH_TOKEN"))
+        with open_channel(self.address, security) as channel:
+            try:
+                grpc.channel_ready_future(channel).result(timeout=60)
+            except grpc.FutureTimeoutError:
+                self.stop()
+                raise AssertionError(f"gRPC server did not start:\n{log.read_text()}") from None
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def kill(self) -> None:
+        """End the server with SIGKILL: no graceful shutdown, as in a crash."""
+        self.process.kill()
+        self.process.wait()
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()

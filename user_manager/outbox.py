@@ -5,11 +5,12 @@ the collector is down at that moment. So the delete writes an outbox row in
 its own transaction (:func:`enqueue_interest_deletion`); right after the
 commit the request delivers its own row (:func:`deliver`), so normally the
 interests are gone when ``DELETE`` answers; whatever fails is retried by the
-relay (:func:`relay`, run by ``user_manager.worker``) with exponential
+relay (:class:`Relay`, run by ``user_manager.worker``) with exponential
 backoff until the collector acknowledges it, across restarts of either
-service. While a deletion is pending, :func:`interest_deletion_pending` is
-true for its email: a new account with that email must wait, or the late
-delivery would delete the new account's interests.
+service, and at once when the collector answers again after an outage.
+While a deletion is pending, :func:`interest_deletion_pending` is true for
+its email: a new account with that email must wait, or the late delivery
+would delete the new account's interests.
 
 A row is locked (``FOR UPDATE``) while it is being delivered and deleted when
 the peer acknowledges it, so no two processes deliver it at the same time;
@@ -34,6 +35,7 @@ from sqlalchemy import (
     func,
     literal,
     select,
+    update,
 )
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import SQLAlchemyError
@@ -126,13 +128,60 @@ def deliver(*, message_id: int, peer: InterestsPeer) -> None:
         db.session.rollback()
 
 
-def relay(*, peer: InterestsPeer, max_messages: int) -> int:
-    """Deliver due messages one transaction each, oldest first; return how many were delivered.
+class Relay:
+    """The relay of one worker process: due messages at every run, all of them after an outage.
 
-    Stops early when the peer is unavailable: the rest would fail the same way,
-    and they keep their place for the next run.
+    Each failed message waits out its own backoff (1 s doubling up to
+    ``OUTBOX_MAX_BACKOFF_SECONDS``), so a peer that is down for long is not
+    hammered. But once it is back, the messages backed off during the outage
+    would wait up to that ceiling more. So a relay whose last delivery found
+    the peer unavailable asks the peer's health service at its next runs (one
+    cheap call per run, instead of a delivery that would fail the same way),
+    and as soon as the peer serves, makes every waiting message due and
+    delivers it.
     """
-    delivered = 0
+
+    def __init__(self, *, peer: InterestsPeer, max_messages: int):
+        self.peer = peer
+        self.max_messages = max_messages
+        self.peer_unavailable = False
+
+    def run(self) -> int:
+        """Deliver what is due (after an outage: everything waiting); return how many."""
+        if self.peer_unavailable:
+            if not self.peer.is_serving(timeout=self.peer.timeout):
+                return 0
+            resumed = make_waiting_due()
+            if resumed:
+                log.info("the Data Collector answers again: %d waiting call(s) due now", resumed)
+            self.peer_unavailable = False
+        delivered, result = _deliver_due(peer=self.peer, max_messages=self.max_messages)
+        self.peer_unavailable = result is Result.PEER_UNAVAILABLE
+        return delivered
+
+
+def make_waiting_due() -> int:
+    """Make every message that waits out a backoff due now; return how many.
+
+    Fresh messages (no attempt yet) are left alone: their request is delivering them.
+    """
+    count = db.session.execute(
+        update(OutboxMessage)
+        .where(OutboxMessage.next_attempt_at > func.now(), OutboxMessage.attempts > 0)
+        .values(next_attempt_at=func.now())
+    ).rowcount
+    db.session.commit()
+    return count
+
+
+def _deliver_due(*, peer: InterestsPeer, max_messages: int) -> tuple[int, Result | None]:
+    """Deliver due messages one transaction each, oldest first.
+
+    Return how many were delivered, and the result of the last attempt (None
+    when nothing was due). Stops early when the peer is unavailable: the rest
+    would fail the same way, and they keep their place for the next run.
+    """
+    delivered, result = 0, None
     for _ in range(max_messages):
         message = db.session.scalar(
             select(OutboxMessage)
@@ -152,7 +201,7 @@ def relay(*, peer: InterestsPeer, max_messages: int) -> int:
             break
     if delivered:
         log.info("outbox relay delivered %d message(s)", delivered)
-    return delivered
+    return delivered, result
 
 
 def backlog() -> Backlog:

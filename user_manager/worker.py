@@ -2,7 +2,8 @@
 
 - the outbox relay: delivers the ``DeleteUserInterests`` calls that a
   ``DELETE /users/<email>`` could not deliver itself, with backoff, until the
-  Data Collector acknowledges them;
+  Data Collector acknowledges them (all at once when it answers again after
+  an outage);
 - the backlog report: a warning in the log while calls are pending;
 - the idempotency-key reaper: deletes keys past their retention, in batches.
 
@@ -21,14 +22,11 @@ def jobs() -> Jobs:
     app = create_app(migrations=False, process="worker")
     config = app.config
     peer = app.extensions["data_collector"]
+    relay = outbox.Relay(peer=peer, max_messages=config["OUTBOX_RELAY_BATCH_SIZE"])
     return Jobs(
         app,
         [
-            PeriodicJob(
-                "outbox-relay",
-                lambda: outbox.relay(peer=peer, max_messages=config["OUTBOX_RELAY_BATCH_SIZE"]),
-                config["OUTBOX_RELAY_INTERVAL_SECONDS"],
-            ),
+            PeriodicJob("outbox-relay", relay.run, config["OUTBOX_RELAY_INTERVAL_SECONDS"]),
             PeriodicJob(
                 "outbox-backlog-report",
                 outbox.log_backlog,

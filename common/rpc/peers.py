@@ -14,6 +14,17 @@ The channel's service config retries only ``UNAVAILABLE`` (the peer is not
 reachable, nothing was executed), a few times with backoff, and always within
 the caller's deadline. The channel's transport and the token every call
 sends come from the service's ``GRPC_SECURITY`` (:mod:`common.rpc.security`).
+
+Several replicas of a peer: give an address that resolves to all of them
+(``dns:///user-manager:50051``, the name of a compose service or of a
+Kubernetes headless Service). The channel then balances calls round-robin over
+every address the name resolves to, and watches each replica's standard health
+service (client-side health checking), so a replica that stops serving or
+dies is dropped before calls fail on it. The peer's servers end every
+connection after a while (``grpc.max_connection_age_ms`` in
+:mod:`common.rpc.server`), and the channel resolves the name again, so
+replicas added later get their share. A plain ``host:port`` (``make run``)
+is the same policy over one address.
 """
 
 import json
@@ -31,8 +42,14 @@ from common.rpc.generated import flight_tracker_pb2_grpc as stubs
 from common.rpc.security import open_channel
 from common.settings import GrpcSecurity
 
-RETRY_SERVICE_CONFIG = json.dumps(
+SERVICE_CONFIG = json.dumps(
     {
+        # Every replica the address resolves to, in turn (the default, pick_first, would send
+        # every call of this process to one replica until it dies).
+        "loadBalancingConfig": [{"round_robin": {}}],
+        # Calls go only to replicas whose health service says SERVING (watched on each
+        # connection): one shutting down or stuck is skipped, not called and timed out.
+        "healthCheckConfig": {"serviceName": ""},
         "methodConfig": [
             {
                 "name": [{}],
@@ -44,17 +61,20 @@ RETRY_SERVICE_CONFIG = json.dumps(
                     "retryableStatusCodes": ["UNAVAILABLE"],
                 },
             }
-        ]
+        ],
     }
 )
 CHANNEL_OPTIONS = [
-    ("grpc.service_config", RETRY_SERVICE_CONFIG),
+    ("grpc.service_config", SERVICE_CONFIG),
     ("grpc.enable_retries", 1),
     ("grpc.keepalive_time_ms", 30_000),
     # After a peer outage, reconnect within a second of its return (gRPC's default backoff
     # grows to two minutes); a peer on the same network is cheap to retry every second.
     ("grpc.initial_reconnect_backoff_ms", 500),
     ("grpc.max_reconnect_backoff_ms", 1_000),
+    # Resolve the name again at most every second when a connection ends (gRPC's default
+    # waits 30 s): replicas that come back on new addresses are found within a second.
+    ("grpc.dns_min_time_between_resolutions_ms", 1_000),
 ]
 # Statuses that mean "the peer could not answer", as opposed to "the peer answered no".
 UNAVAILABLE_CODES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})

@@ -6,6 +6,13 @@ readiness wait always agree: plaintext, or mutual TLS from the same three
 PEM files; and, when a token is set, ``authorization: Bearer <token>`` on
 every call.
 
+The standard health service (``Check`` and ``Watch``) is the one exception to
+the token: the channels' client-side health checks (:mod:`common.rpc.peers`)
+are RPCs that gRPC itself makes on each connection, without the metadata the
+application adds to its own calls, and gRPC sends call credentials only over
+TLS. Its only answer is SERVING or not; with TLS on, it is still reachable
+only by a client holding a certificate of the CA.
+
 With TLS a client also checks that the server's certificate names the
 address it dialled (a DNS name or an IP address in its subjectAltName): the
 certificate must name the peers' host names in ``*_GRPC_ADDR`` and, for the
@@ -54,19 +61,28 @@ def _refuse(_request, context: grpc.ServicerContext) -> None:
     context.abort(grpc.StatusCode.UNAUTHENTICATED, UNAUTHENTICATED_DETAILS)
 
 
-# Every RPC of this contract, the health service's Watch included, ends at its first
-# message: a unary handler that aborts answers any of them with the status alone.
+# Every RPC of this contract ends at its first message: a unary handler that aborts
+# answers any of them with the status alone.
 _REFUSED = grpc.unary_unary_rpc_method_handler(_refuse)
+# Served without the token: what gRPC's client-side health checking calls (it cannot send
+# the token), and the one-shot probe. Health's other methods (List) still need it.
+TOKENLESS_METHODS = frozenset({"/grpc.health.v1.Health/Check", "/grpc.health.v1.Health/Watch"})
 
 
 class TokenInterceptor(grpc.ServerInterceptor):
-    """Refuse, with ``UNAUTHENTICATED``, every call that does not carry the shared token."""
+    """Refuse, with ``UNAUTHENTICATED``, every call that does not carry the shared token.
+
+    The health service's ``Check`` and ``Watch`` (:data:`TOKENLESS_METHODS`) are
+    served to any client that has a connection: see the module docstring.
+    """
 
     def __init__(self, token: str):
         self._expected = f"Bearer {token}".encode()
 
     def intercept_service(self, continuation, handler_call_details):
         """Let the call through only when its ``authorization`` metadata is the token."""
+        if handler_call_details.method in TOKENLESS_METHODS:
+            return continuation(handler_call_details)
         given = ""
         for key, value in handler_call_details.invocation_metadata or ():
             if key == AUTHORIZATION_METADATA_KEY:

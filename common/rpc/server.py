@@ -95,6 +95,14 @@ class AppServicer:
 
 # Long enough for a database round trip in flight, short enough for a rolling restart.
 GRACE_SECONDS = 5
+SERVER_OPTIONS = [
+    # Clients keep a connection for as long as it works, so a replica added later would get
+    # no calls from channels opened before it started. Ending each connection after a
+    # minute (a GOAWAY, then a new connection) makes the clients resolve the peer's name
+    # again and spread over every replica it now names; calls in flight get the grace.
+    ("grpc.max_connection_age_ms", 60_000),
+    ("grpc.max_connection_age_grace_ms", 10_000),
+]
 
 
 class GrpcServer:
@@ -104,7 +112,9 @@ class GrpcServer:
     configuration (``GRPC_PORT``, ``GRPC_BIND_HOST``, ``GRPC_WORKERS``,
     ``GRPC_SECURITY``). With a token, the token check sits inside the
     observability interceptor, so refused calls are logged and counted too
-    (as ``UNAUTHENTICATED``). The server runs on threads of its own, so it
+    (as ``UNAUTHENTICATED``); it guards every method but the health service's
+    ``Check`` and ``Watch``, which clients' health checking calls without it
+    (:mod:`common.rpc.security`). The server runs on threads of its own, so it
     shares a process with other roles (the launcher's) without forking.
     """
 
@@ -121,6 +131,7 @@ class GrpcServer:
         self.server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=app.config["GRPC_WORKERS"]),
             interceptors=interceptors,
+            options=SERVER_OPTIONS,
         )
         add_servicer(self.server)
         self.health = health.HealthServicer()

@@ -1,10 +1,11 @@
 """Read the deployment files as Docker would, without a Docker engine.
 
 The tests in this package check the Dockerfiles, ``docker-compose.yml``,
-``.env`` and ``.dockerignore`` against each other and against the code. This
-module holds the small parsers they share: Dockerfile instructions, compose
-variable substitution (``${VAR:-default}``, ``${VAR:?message}``, ``$$``), the
-``.env`` file, and an AST scan of every environment variable the services read.
+``.env``, ``.dockerignore`` and the gateway's nginx configuration against
+each other and against the code. This module holds the small parsers they
+share: Dockerfile instructions, compose variable substitution
+(``${VAR:-default}``, ``${VAR:?message}``, ``$$``), the ``.env`` file, nginx
+directives, and an AST scan of every environment variable the services read.
 """
 
 import ast
@@ -242,6 +243,83 @@ def dotenv_entries() -> list[DotenvEntry]:
 def read_dotenv() -> dict[str, str]:
     """Return the active (uncommented) settings of .env, as compose reads them."""
     return {entry.name: entry.value for entry in dotenv_entries() if entry.active}
+
+
+# --- nginx configuration (the compose gateway) ---------------------------------------------
+
+
+@dataclass
+class Directive:
+    """One nginx directive: its name, its arguments (quotes removed) and its block, if any."""
+
+    name: str
+    args: list[str]
+    block: list["Directive"] | None = None
+
+    def all(self, name: str) -> list["Directive"]:
+        """Return the directives called ``name`` directly inside this block."""
+        return [d for d in self.block or [] if d.name == name]
+
+    def one(self, name: str) -> "Directive":
+        """Return the only directive called ``name`` inside this block."""
+        found = self.all(name)
+        assert len(found) == 1, f"{self.name} {' '.join(self.args)}: {len(found)} {name}"
+        return found[0]
+
+
+NGINX_TOKEN = re.compile(r"""'((?:[^'\\]|\\.)*)'|"((?:[^"\\]|\\.)*)"|([{};])|([^\s{};'"]+)""")
+
+
+def parse_nginx(text: str) -> Directive:
+    """Parse nginx configuration text into a tree under a root ``Directive`` named ``main``.
+
+    Enough of nginx's grammar for our files: directives end with ``;``, blocks
+    are ``{...}``, ``#`` starts a comment outside quotes, and inside quotes a
+    backslash escapes a quote, a backslash, ``n``, ``r`` or ``t`` (any other
+    stays, as in regular expressions).
+    """
+    without_comments = "\n".join(_strip_comment(line) for line in text.splitlines())
+    root = Directive("main", [], [])
+    stack, words = [root], []
+    for match in NGINX_TOKEN.finditer(without_comments):
+        single, double, punctuation, bare = match.groups()
+        if punctuation == ";":
+            stack[-1].block.append(Directive(words[0], words[1:]))
+            words = []
+        elif punctuation == "{":
+            directive = Directive(words[0], words[1:], [])
+            stack[-1].block.append(directive)
+            stack.append(directive)
+            words = []
+        elif punctuation == "}":
+            assert not words, f"unterminated directive {words}"
+            stack.pop()
+        else:
+            quoted = single if single is not None else double
+            words.append(bare if quoted is None else _unescape(quoted))
+    assert len(stack) == 1 and not words, "unbalanced braces or a missing ;"
+    return root
+
+
+# The escapes nginx resolves inside quotes; any other backslash stays (regular expressions).
+NGINX_ESCAPES = {'"': '"', "'": "'", "\\": "\\", "n": "\n", "r": "\r", "t": "\t"}
+
+
+def _unescape(quoted: str) -> str:
+    return re.sub(r"\\(.)", lambda m: NGINX_ESCAPES.get(m.group(1), m.group(0)), quoted)
+
+
+def _strip_comment(line: str) -> str:
+    quote = None
+    for index, char in enumerate(line):
+        if quote:
+            if char == quote and line[index - 1] != "\\":
+                quote = None
+        elif char in "'\"":
+            quote = char
+        elif char == "#":
+            return line[:index]
+    return line
 
 
 # --- Environment variables the code reads -------------------------------------------------

@@ -50,8 +50,11 @@ DATABASES = {
     if spec.get("image", "").startswith("postgres")
 }
 # Names that scripts and tools outside the code rely on: a public contract.
-EXPECTED_SERVICES = {"user-manager", "user-db", "data-collector", "data-db"}
+GATEWAY = "gateway"
+EXPECTED_SERVICES = {"user-manager", "user-db", "data-collector", "data-db", GATEWAY}
 CONTRACT_HTTP_PORTS = {"user-manager": 5001, "data-collector": 5002}
+# How a peer is named in *_GRPC_ADDR: the client resolves every replica behind the name.
+DNS_SCHEME = "dns:///"
 POSTGRES_PORT = 5432
 LOCAL_ADDRESSES = ("localhost", "127.0.0.1", "::1")
 # Switches only the test suite's own stack sets (README, "Tests"); operators never see them,
@@ -106,7 +109,7 @@ def test_compose_file_validates_against_the_compose_specification(tmp_path: Path
         assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_the_stack_is_the_four_containers_of_the_design():
+def test_the_stack_is_the_five_services_of_the_design():
     assert set(COMPOSE["services"]) == EXPECTED_SERVICES
     assert SERVICES == {"user-manager": "user_manager", "data-collector": "data_collector"}
     for name, package in SERVICES.items():
@@ -178,19 +181,22 @@ def test_services_run_under_an_init_and_get_time_for_a_graceful_stop():
         assert seconds > supervisor_grace, f"{name}: docker would SIGKILL a clean shutdown"
 
 
-def test_only_the_rest_ports_are_published_and_on_loopback_unless_asked():
+def test_only_the_gateway_publishes_and_only_the_rest_ports_on_loopback_unless_asked():
     for name, spec in COMPOSE["services"].items():
-        mappings = published_ports(spec)
-        if name not in SERVICES:
-            assert not mappings, f"{name}: a database port must not be published"
-            continue
-        assert mappings == [(CONTRACT_HTTP_PORTS[name], CONTRACT_HTTP_PORTS[name])], (
-            f"{name}: publish its REST port only (no gRPC port on the host)"
-        )
-        assert published_addresses(spec) == ["127.0.0.1"], f"{name}: publish on loopback"
+        if name != GATEWAY:
+            # A published port would stop `--scale`: every replica would claim it.
+            assert not published_ports(spec), f"{name}: publish nothing; the gateway does"
+    gateway = COMPOSE["services"][GATEWAY]
+    assert sorted(published_ports(gateway)) == sorted(
+        (port, port) for port in CONTRACT_HTTP_PORTS.values()
+    ), "the gateway publishes the REST ports only (no gRPC port on the host)"
+    assert published_addresses(gateway) == ["127.0.0.1"] * 2, "publish on loopback"
     opened = load_compose({**read_dotenv(), "PUBLISH_HOST": "0.0.0.0"})
-    for name in SERVICES:
-        assert published_addresses(opened["services"][name]) == ["0.0.0.0"]
+    assert published_addresses(opened["services"][GATEWAY]) == ["0.0.0.0"] * 2
+    moved = load_compose(
+        {**read_dotenv(), "USER_MANAGER_HTTP_PORT": "6001", "DATA_COLLECTOR_HTTP_PORT": "6002"}
+    )
+    assert sorted(published_ports(moved["services"][GATEWAY])) == [(6001, 5001), (6002, 5002)]
     documented = {entry.name for entry in dotenv_entries()}
     assert "PUBLISH_HOST" in documented and "`PUBLISH_HOST`" in README
 
@@ -227,7 +233,10 @@ def test_ports_agree_across_config_compose_and_dockerfile(name, package, monkeyp
     assert env[f"{package.upper()}_HTTP_PORT"] == str(config.HTTP_PORT)
     assert env[f"{package.upper()}_GRPC_PORT"] == str(config.GRPC_PORT)
     assert exposed == {config.HTTP_PORT, config.GRPC_PORT}
-    assert [container for _, container in published_ports(spec)] == [config.HTTP_PORT]
+    # The gateway publishes the service's port as its own (tests/containers/test_gateway.py
+    # checks that it proxies it to the service's).
+    gateway_ports = [container for _, container in published_ports(COMPOSE["services"][GATEWAY])]
+    assert config.HTTP_PORT in gateway_ports
     assert env["BIND_HOST"] == "0.0.0.0", "inside a container the service must listen on all"
 
 
@@ -237,7 +246,8 @@ def test_grpc_peers_are_reached_by_service_name_on_their_grpc_port(name, package
     peers = {var: value for var, value in env.items() if var.endswith("_GRPC_ADDR")}
     assert peers, f"{name} talks to its peer over gRPC"
     for variable, address in peers.items():
-        host, _, port = address.rpartition(":")
+        assert address.startswith(DNS_SCHEME), f"{variable}={address}: dns:/// finds every replica"
+        host, _, port = address.removeprefix(DNS_SCHEME).rpartition(":")
         assert host in SERVICES, f"{variable}={address}: use the peer's compose service name"
         peer_config = default_config(SERVICES[host], monkeypatch)
         assert int(port) == peer_config.GRPC_PORT, f"{variable}: not the peer's gRPC port"
@@ -377,5 +387,11 @@ def test_env_file_keeps_the_seed_placeholders_and_no_other_active_value():
 
 def test_compose_runs_with_the_env_file():
     compose = load_compose(read_dotenv())
-    for name in SERVICES:
-        assert published_ports(compose["services"][name])
+    assert len(published_ports(compose["services"][GATEWAY])) == len(CONTRACT_HTTP_PORTS)
+
+
+@pytest.mark.parametrize("name", sorted(SERVICES))
+def test_the_services_trust_exactly_the_gateway_as_their_proxy(name):
+    """Fixed, not a pass-through: compose puts exactly one proxy in front of the services."""
+    raw = service_environment(yaml.safe_load(COMPOSE_FILE.read_text())["services"][name])
+    assert raw["TRUSTED_PROXIES"] == "1"

@@ -12,6 +12,8 @@ from tests.containers.deployment import (
 EDGE = re.compile(r'"(?P<tail>[^"]+)"\s*->\s*"(?P<head>[^"]+)"\s*\[(?P<attrs>[^\]]*)\]')
 NODE = re.compile(r'^\s*"(?P<name>[^"]+)"\s*\[', re.MULTILINE)
 CLIENT = "client"
+GATEWAY = "gateway"
+DNS_SCHEME = "dns:///"
 
 
 def diagram_edges() -> dict[tuple[str, str], str]:
@@ -36,18 +38,23 @@ def test_every_compose_service_is_a_node_of_the_diagram():
 def test_every_link_of_the_compose_stack_is_drawn_with_its_port():
     compose = load_compose()
     edges = diagram_edges()
-    for name in app_services(compose):
-        spec = compose["services"][name]
-        for entry in spec["ports"]:
+    for name, spec in compose["services"].items():
+        for entry in spec.get("ports", []):
             host_port, container_port = str(entry).split(":")[-2:]
             label = edges[CLIENT, name]
-            assert "REST" in label and has_port(label, container_port), label
-            assert f"host :{host_port}" in label, label
+            inside, _, published = label.partition("host")
+            assert "REST" in label and has_port(inside, container_port), label
+            assert has_port(published, host_port), label
+    for name, package in app_services(compose).items():
+        spec = compose["services"][name]
+        label = edges[GATEWAY, name]
+        port = service_environment(spec)[f"{package.upper()}_HTTP_PORT"]
+        assert "REST" in label and has_port(label, port), label
         for database in spec["depends_on"]:
             assert has_port(edges[name, database], 5432), (name, database)
         for variable, address in service_environment(spec).items():
             if variable.endswith("_GRPC_ADDR"):
-                peer, _, port = address.rpartition(":")
+                peer, _, port = address.removeprefix(DNS_SCHEME).rpartition(":")
                 label = edges[name, peer]
                 assert "gRPC" in label and has_port(label, port), (variable, label)
     assert "HTTPS" in edges["data-collector", "opensky-api"]

@@ -137,10 +137,11 @@ def outside_the_container(name: str, local_stack, *, http: int, grpc_port: int) 
             changes[variable] = local_stack.database_urls[variable.replace("_MIGRATION", "")]
         elif variable.endswith("_DATABASE_URL"):
             changes[variable] = local_stack.serving_database_urls[variable]
-        peer, _, _ = value.rpartition(":")
+        scheme = "dns:///" if value.startswith("dns:///") else ""
+        peer, _, _ = value.removeprefix(scheme).rpartition(":")
         if peer in SERVICES and peer != name:
             peer_port = getattr(local_stack.settings, f"{SERVICES[peer]}_grpc_port")
-            changes[variable] = f"127.0.0.1:{peer_port}"
+            changes[variable] = f"{scheme}127.0.0.1:{peer_port}"
     if "OPENSKY_API_URL" in compose_env:
         # The internet is outside too: OpenSky is the suite's simulator (credentials as in .env).
         changes["OPENSKY_API_URL"] = f"{local_stack.simulator_url}/api"

@@ -125,6 +125,35 @@ def test_delete_while_the_collector_is_down_is_delivered_after_restarts(local_st
     follow_airports(dc, email)
 
 
+@pytest.mark.local_stack
+def test_after_an_outage_waiting_calls_are_delivered_without_waiting_out_their_backoff(
+    local_stack, um, dc
+):
+    email = create_user(um)
+    follow_airports(dc, email)
+    url = local_stack.database_urls["USER_MANAGER_DATABASE_URL"]
+    local_stack.stop_service("data_collector")
+    try:
+        assert um.delete(f"/users/{email}", headers=new_key()).status_code == 200
+        # The relay has tried too (the request made attempt 1) and found the collector down.
+        wait_until(
+            lambda: [row for row in pending_messages(local_stack, email) if row[0] >= 2],
+            timeout=DELIVERY_DEADLINE_SECONDS,
+        )
+        # As after a long outage: the next attempt is scheduled an hour from now.
+        run_sql(
+            url,
+            "UPDATE outbox SET next_attempt_at = now() + interval '1 hour' "
+            "WHERE payload->>'email' = %s",
+            (email,),
+        )
+    finally:
+        local_stack.start_service("data_collector")
+    returned = time.monotonic()
+    wait_until_delivered(local_stack, dc, email)
+    assert time.monotonic() - returned < PROMPT_ANSWER_SECONDS * 2
+
+
 def advisory_locks_held(local_stack) -> int:
     rows = run_sql(
         local_stack.database_urls["USER_MANAGER_DATABASE_URL"],

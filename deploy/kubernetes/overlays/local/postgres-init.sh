@@ -12,7 +12,9 @@ psql -v ON_ERROR_STOP=1 --username "$POSTGRES_USER" --dbname postgres \
     --set=serving="$SERVING_ROLE" --set=serving_password="$SERVING_PASSWORD" <<'SQL'
 CREATE ROLE :"owner" LOGIN PASSWORD :'owner_password';
 CREATE ROLE :"serving" LOGIN PASSWORD :'serving_password';
-CREATE DATABASE :"database" OWNER :"owner";
+-- UTF-8 whatever the server's default (a cluster initialised in the C locale would make it
+-- SQL_ASCII, where a name with an accent, or the masking ellipsis, cannot be sent).
+CREATE DATABASE :"database" OWNER :"owner" ENCODING 'UTF8' TEMPLATE template0;
 -- Only these two roles (and the superuser) may connect.
 REVOKE ALL ON DATABASE :"database" FROM PUBLIC;
 GRANT CONNECT ON DATABASE :"database" TO :"owner", :"serving";

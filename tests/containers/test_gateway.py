@@ -1,0 +1,259 @@
+"""The compose gateway's nginx configuration, checked without nginx against the services.
+
+Limits, the replicas by name, buffering, forwarded headers and JSON errors.
+The configuration is a template the nginx image fills in at start
+(``deploy/compose/gateway``); here it is parsed, cross-checked with
+docker-compose.yml and the services' settings, and its maps are evaluated
+on sample requests. The stack that runs it is checked by ``make test-containers``.
+"""
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from common.observability.request_ids import REQUEST_ID_PATTERN
+from tests.containers.deployment import (
+    REPO_ROOT,
+    Directive,
+    app_services,
+    load_compose,
+    parse_nginx,
+    service_environment,
+)
+
+COMPOSE = load_compose()
+GATEWAY = COMPOSE["services"]["gateway"]
+SERVICES = app_services(COMPOSE)
+TEMPLATES = REPO_ROOT / "deploy" / "compose" / "gateway"
+TEMPLATE_DIR_IN_IMAGE = "/etc/nginx/templates"
+CONF_DIR_IN_IMAGE = "/etc/nginx/conf.d"
+TEMPLATE_SUFFIX = ".template"
+# Docker's embedded DNS server, inside every container on a user-defined network.
+DOCKER_DNS = "127.0.0.11"
+# What the services themselves answer with; the gateway's own errors must look the same.
+GATEWAY_ERRORS = {400, 404, 405, 413, 502, 503, 504}
+# Short enough that 200 slow clients cost only connections for seconds; long enough for a
+# real client on a slow link.
+MAX_CLIENT_TIMEOUT_SECONDS = 15
+UNITS = {"": 1, "k": 1024, "m": 1024 * 1024}
+
+
+def config() -> Directive:
+    return parse_nginx((TEMPLATES / "default.conf.template").read_text())
+
+
+def included(path: str) -> Directive:
+    """The template an ``include`` names (a file the entrypoint writes to conf.d)."""
+    name = Path(path).relative_to(CONF_DIR_IN_IMAGE).name + TEMPLATE_SUFFIX
+    return parse_nginx((TEMPLATES / name).read_text())
+
+
+def seconds(value: str) -> float:
+    match = re.fullmatch(r"(\d+)(ms|s|m)?", value)
+    number, unit = int(match.group(1)), match.group(2) or "s"
+    return number * {"ms": 0.001, "s": 1, "m": 60}[unit]
+
+
+def size_in_bytes(value: str) -> int:
+    match = re.fullmatch(r"(\d+)([kKmM]?)", value)
+    return int(match.group(1)) * UNITS[match.group(2).lower()]
+
+
+def server_for(package: str) -> Directive:
+    port = default_config(package).HTTP_PORT
+    (server,) = [s for s in config().all("server") if s.one("listen").args == [str(port)]]
+    return server
+
+
+def default_config(package: str):
+    import importlib
+    import os
+    from unittest import mock
+
+    with mock.patch.dict(os.environ, {f"{package.upper()}_DATABASE_URL": "postgresql://u@h/d"}):
+        return importlib.import_module(f"{package}.config").Config()
+
+
+def headers_set(server: Directive) -> dict[str, str]:
+    return {d.args[0]: d.args[1] for d in server.all("proxy_set_header")}
+
+
+def map_of(variable: str) -> Directive:
+    (found,) = [m for m in config().all("map") if m.args[1] == variable]
+    return found
+
+
+def evaluate_map(directive: Directive, value: str, variables: dict[str, str]) -> str:
+    """Return what an nginx ``map`` gives for ``value``: exact keys, then regexes in order."""
+    variables = {**variables, directive.args[0].removeprefix("$"): value}
+    entries = [(entry.name, entry.args[0]) for entry in directive.block]
+    result = dict(entries).get("default", "")
+    exact = {key: out for key, out in entries if not key.startswith("~") and key != "default"}
+    captures: dict[str, str] = {}
+    if value in exact:
+        result = exact[value]
+    else:
+        for key, out in entries:
+            if key.startswith("~"):
+                flags = re.IGNORECASE if key.startswith("~*") else 0
+                # PCRE's (?<name>...) is Python's (?P<name>...).
+                pattern = key.lstrip("~*").replace("(?<", "(?P<")
+                match = re.search(pattern, value, flags)
+                if match:
+                    result, captures = out, match.groupdict()
+                    break
+
+    def substitute(match: re.Match) -> str:
+        name = match.group(1) or match.group(2)
+        return captures.get(name, variables.get(name, match.group(0)))
+
+    return re.sub(r"\$\{(\w+)\}|\$(\w+)", substitute, result)
+
+
+def test_the_gateway_runs_the_official_nginx_image_with_the_templates_of_this_repository():
+    assert re.fullmatch(r"nginx:\d+\.\d+(\.\d+)?", GATEWAY["image"]), "pin nginx by version"
+    assert "build" not in GATEWAY
+    mounts = [str(volume).split(":") for volume in GATEWAY["volumes"]]
+    assert [(REPO_ROOT / source).resolve() for source, *_ in mounts] == [TEMPLATES]
+    assert mounts[0][1:] == [TEMPLATE_DIR_IN_IMAGE, "ro"]
+    # default.conf replaces the image's own default server (a "welcome" page on port 80).
+    assert (TEMPLATES / "default.conf.template").is_file()
+    assert GATEWAY.get("restart") == "unless-stopped"
+    # Only the services' network: no way to either database.
+    assert GATEWAY["networks"] == ["services"]
+    assert set(GATEWAY["depends_on"]) == set(SERVICES)
+
+
+def test_every_setting_the_templates_read_is_given_to_the_gateway():
+    environment = service_environment(GATEWAY)
+    for template in TEMPLATES.glob("*" + TEMPLATE_SUFFIX):
+        # The image substitutes ${NAME} for the variables it has, and leaves nginx's own
+        # (lower-case) alone; an upper-case name it lacks would reach nginx and fail.
+        used = set(re.findall(r"\$\{?([A-Z][A-Z0-9_]*)", template.read_text()))
+        assert used <= set(environment), f"{template.name}: {sorted(used - set(environment))}"
+    assert all(name.isupper() for name in environment), "a lower-case name would hit nginx's"
+    for package in SERVICES.values():
+        assert environment[f"{package.upper()}_HTTP_PORT"], "the port published on the host"
+
+
+@pytest.mark.parametrize(("name", "package"), sorted(SERVICES.items()))
+def test_each_service_is_proxied_to_all_its_replicas_by_name_looked_up_again(name, package):
+    server = server_for(package)
+    location = server.all("location")[0]
+    assert location.args == ["/"]
+    (assignment,) = location.all("set")
+    variable, target = assignment.args
+    # A variable in proxy_pass: nginx resolves the name per request, through the resolver,
+    # so replicas started or stopped by --scale are found without a restart.
+    assert location.one("proxy_pass").args == [f"http://{variable}"]
+    assert target == f"{name}:{default_config(package).HTTP_PORT}"
+    resolver = config().one("resolver")
+    assert resolver.args[0] == DOCKER_DNS
+    (valid,) = [arg for arg in resolver.args if arg.startswith("valid=")]
+    assert seconds(valid.removeprefix("valid=")) <= 10
+
+
+@pytest.mark.parametrize("package", sorted(SERVICES.values()))
+def test_body_limit_is_the_services_own_and_refused_as_json(package):
+    server = server_for(package)
+    limit = size_in_bytes(server.one("client_max_body_size").args[0])
+    assert limit == default_config(package).MAX_CONTENT_LENGTH
+
+
+def test_requests_and_answers_are_buffered_and_slow_clients_cut_short():
+    main = config()
+    assert main.one("proxy_request_buffering").args == ["on"]
+    assert main.one("proxy_buffering").args == ["on"]
+    for timeout in ("client_header_timeout", "client_body_timeout", "send_timeout"):
+        assert seconds(main.one(timeout).args[0]) <= MAX_CLIENT_TIMEOUT_SECONDS, timeout
+    assert main.one("reset_timedout_connection").args == ["on"]
+    # A killed replica is given up fast, and another one tried.
+    assert seconds(main.one("proxy_connect_timeout").args[0]) <= 5
+    assert "error" in main.one("proxy_next_upstream").args
+    assert "non_idempotent" not in main.one("proxy_next_upstream").args, "POST must not repeat"
+
+
+@pytest.mark.parametrize("package", sorted(SERVICES.values()))
+def test_the_gateway_waits_a_little_longer_than_the_service_may_take(package):
+    read = seconds(config().one("proxy_read_timeout").args[0])
+    service_limit = default_config(package).REQUEST_TIMEOUT_SECONDS
+    assert service_limit < read <= service_limit + 10
+
+
+@pytest.mark.parametrize("package", sorted(SERVICES.values()))
+def test_request_id_and_forwarded_headers_reach_the_service(package):
+    headers = headers_set(server_for(package))
+    assert headers["X-Forwarded-For"] == "$proxy_add_x_forwarded_for"
+    assert headers["X-Forwarded-Proto"] == "$scheme"
+    request_id = map_of(headers["X-Request-ID"])
+    assert request_id.args[0] == "$http_x_request_id"
+    given = {"request_id": "generated"}
+    assert evaluate_map(request_id, "abc-123", given) == "abc-123"
+    assert evaluate_map(request_id, "not an id\r\n", given) == "generated"
+    # The services' own rule for a usable id, so both keep the same one.
+    assert request_id.block[0].name.removeprefix("~") == REQUEST_ID_PATTERN.pattern
+
+
+@pytest.mark.parametrize(("name", "package"), sorted(SERVICES.items()))
+def test_forwarded_host_is_a_local_name_or_a_fixed_default_never_a_clients_host(name, package):
+    headers = headers_set(server_for(package))
+    host_map = map_of(headers["X-Forwarded-Host"])
+    port_map = map_of(headers["X-Forwarded-Port"])
+    assert host_map.args[0] == "$http_host"
+    published = "6001"
+    variables = {f"{package.upper()}_HTTP_PORT": published}
+    cases = {
+        "localhost:6001": ("localhost:6001", "6001"),
+        "127.0.0.1:6001": ("127.0.0.1:6001", "6001"),
+        "LocalHost:5001": ("LocalHost:5001", "5001"),
+        "localhost": ("localhost", "80"),
+        "evil.example.com": (f"127.0.0.1:{published}", published),
+        "localhost.evil.example.com:6001": (f"127.0.0.1:{published}", published),
+        "localhost:6001@evil.example.com": (f"127.0.0.1:{published}", published),
+        "": (f"127.0.0.1:{published}", published),
+    }
+    for client_host, (host, port) in cases.items():
+        forwarded = evaluate_map(host_map, client_host, variables)
+        assert forwarded == host, client_host
+        assert evaluate_map(port_map, forwarded, variables) == port, client_host
+    # The services believe exactly this one proxy's X-Forwarded-* (and nothing before it).
+    assert service_environment(COMPOSE["services"][name])["TRUSTED_PROXIES"] == "1"
+
+
+@pytest.mark.parametrize("package", sorted(SERVICES.values()))
+def test_what_nginx_refuses_itself_is_answered_in_the_services_json_shape(package):
+    server = server_for(package)
+    named = {location.args[-1]: location for location in server.all("location")}
+    for include in server.all("include"):
+        named.update({loc.args[-1]: loc for loc in included(include.args[0]).all("location")})
+    pages = {
+        int(code): d.args[-1]
+        for d in server.all("error_page")
+        for code in d.args[:-1]
+        if code != "="
+    }
+    assert set(pages) >= GATEWAY_ERRORS
+    for code, target in pages.items():
+        location = named[target]
+        if code == 405:
+            # Refused by nginx itself (TRACE): handed to the service, whose 405 says Allow.
+            assert location.one("proxy_method").args == ["$request_method"]
+            assert (
+                location.one("proxy_pass").args == server.all("location")[0].one("proxy_pass").args
+            )
+            continue
+        # An internal URI, not a named location: a request nginx could not parse has no URI
+        # and cannot be handed to a named location (nginx would answer a 500).
+        assert target.startswith("/") and location.all("internal"), target
+        assert location.one("default_type").args == ["application/json"], target
+        status, body = location.one("return").args
+        # 494 (headers too large) is nginx's own name for a 400.
+        assert int(status) == (400 if code == 494 else code), target
+        assert isinstance(json.loads(body)["error"], str), target
+        if code in {502, 503}:
+            # As the services' own 503: when to try again.
+            assert ["Retry-After", "5", "always"] in [h.args for h in location.all("add_header")]
+    limit = default_config(package).MAX_CONTENT_LENGTH // 1024
+    assert f"{limit} KiB" in named[pages[413]].one("return").args[1]
