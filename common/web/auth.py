@@ -72,6 +72,12 @@ CLOCK_LEEWAY_SECONDS = 30
 JWKS_CACHE_SECONDS = 300
 JWKS_REFRESH_COOLDOWN_SECONDS = 5
 JWKS_TIMEOUT_SECONDS = 5
+# A client sends the same token with every request until it expires. Checking its
+# signature again each time costs more than the rest of a short request, so a verified
+# token is remembered until it expires, but never longer than this: a key the issuer
+# withdraws stops being trusted within it. Bounded, so tokens cannot fill memory.
+VERIFIED_TOKEN_SECONDS = 60
+VERIFIED_TOKENS_MAX = 1024
 # How often the keys file is checked for changes (one stat call).
 KEYS_FILE_CHECK_SECONDS = 2.0
 CHALLENGE = 'Bearer realm="flight-tracker", ApiKey realm="flight-tracker" header="X-API-Key"'
@@ -245,9 +251,26 @@ class BearerTokens:
             timeout=JWKS_TIMEOUT_SECONDS,
             cooldown_duration=JWKS_REFRESH_COOLDOWN_SECONDS,
         )
+        # token -> (caller, until when it may be trusted without checking it again)
+        self._verified: dict[str, tuple[Caller, float]] = {}
+        self._verified_lock = threading.Lock()
 
     def verify(self, token: str) -> Caller:
         """Return the caller of a valid token; raise a 401 (or 503 if the JWKS is unreachable)."""
+        with self._verified_lock:
+            caller, until = self._verified.get(token, (None, 0.0))
+        if caller is not None and time.time() < until:
+            return caller
+        caller, expires = self._check(token)
+        until = min(expires, time.time() + VERIFIED_TOKEN_SECONDS)
+        with self._verified_lock:
+            if len(self._verified) >= VERIFIED_TOKENS_MAX:
+                self._verified.pop(next(iter(self._verified)))  # the oldest
+            self._verified[token] = (caller, until)
+        return caller
+
+    def _check(self, token: str) -> tuple[Caller, float]:
+        """Verify a token's signature and claims; return its caller and its expiry."""
         jwt = self._jwt
         try:
             header = jwt.get_unverified_header(token)
@@ -272,7 +295,7 @@ class BearerTokens:
             ) from None
         except (jwt.PyJWTError, ValueError) as error:
             raise unauthorized(f"The bearer token is not valid: {error}.") from None
-        return self._caller(claims)
+        return self._caller(claims), float(claims["exp"])
 
     def _caller(self, claims: Mapping[str, Any]) -> Caller:
         scope = claims.get("scope", "")

@@ -1,11 +1,15 @@
-"""The pieces of authentication and masking that need no server."""
+"""The pieces of authentication and masking that need no service (a JWKS is served here)."""
 
 import hashlib
+import time
 
 import pytest
 
 from common.settings import ConfigError
+from common.web import auth
 from common.web.auth import ANYONE, SCOPES, Caller, parse_api_keys
+from common.web.errors import ApiError
+from tests.integration.auth_support import AUDIENCE, ISSUER, IdentityProvider, signing_key
 from user_manager.privacy import mask
 
 DIGEST = hashlib.sha256(b"a key").hexdigest()
@@ -64,3 +68,39 @@ def test_admin_lifts_the_binding_and_unbound_callers_are_limited_by_scope_only()
 )
 def test_masking_keeps_a_few_characters_at_each_end(value, masked):
     assert mask(value) == masked
+
+
+@pytest.fixture
+def provider():
+    identity = IdentityProvider()
+    yield identity
+    identity.close()
+
+
+def test_a_token_sent_with_every_request_has_its_signature_checked_once_a_minute(
+    provider, monkeypatch
+):
+    tokens = auth.BearerTokens(
+        jwks_url=provider.jwks_url, issuer=ISSUER, audience=AUDIENCE, email_claim="email"
+    )
+    checks = []
+    real_decode = tokens._jwt.decode
+    monkeypatch.setattr(
+        tokens._jwt, "decode", lambda *a, **k: checks.append(1) or real_decode(*a, **k)
+    )
+    token = provider.token(["users:read"], email="Ann@Example.com", lifetime=3600)
+
+    callers = {tokens.verify(token) for _ in range(10)}
+    assert len(callers) == 1 and next(iter(callers)).email == "ann@example.com"
+    assert len(checks) == 1
+    clock = time.time() + auth.VERIFIED_TOKEN_SECONDS + 1
+    monkeypatch.setattr(auth.time, "time", lambda: clock)
+    tokens.verify(token)
+    assert len(checks) == 2
+
+    forged = provider.token(["admin"], key=signing_key())
+    for _ in range(2):
+        with pytest.raises(ApiError) as refused:
+            tokens.verify(forged)
+        assert refused.value.status == 401
+    assert len(checks) == 4
