@@ -514,7 +514,11 @@ def drill_collection_once_per_period(stack: ComposeStack) -> DrillResult:
         f"{figures.cycles} cycles in {PERIODS_OBSERVED} periods",
     )
     result.check(gap is None or gap >= PERIOD_SHARE * PERIOD_SECONDS - 2, f"cycles {gap} s apart")
-    result.check(sum(ran) == figures.cycles, f"replicas ran {ran}, the simulator saw more or less")
+    # The call log and the replicas' counters are read one after the other: a cycle may
+    # start and finish between the two reads, in one and not the other.
+    result.check(
+        abs(sum(ran) - figures.cycles) <= 1, f"replicas ran {ran}, the simulator saw more or less"
+    )
     return result
 
 
