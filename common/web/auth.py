@@ -83,6 +83,14 @@ KEYS_FILE_CHECK_SECONDS = 2.0
 CHALLENGE = 'Bearer realm="flight-tracker", ApiKey realm="flight-tracker" header="X-API-Key"'
 
 
+def _bound_email(value: Any) -> str | None:
+    """Return the email a credential is bound to, normalized; None if it is not an email."""
+    try:
+        return normalize_email(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
+
+
 @dataclass(frozen=True)
 class Caller:
     """Who is calling: a name for logs, the scopes granted, the user it may act for.
@@ -215,10 +223,7 @@ def parse_api_keys(entries: Any, *, source: str) -> dict[str, Caller]:
             raise ConfigError(f"{where} ({entry['name']}): scopes must be a list of {SCOPES}")
         email = entry.get("email")
         if email is not None:
-            try:
-                email = normalize_email(email) if isinstance(email, str) else None
-            except ValueError:
-                email = None
+            email = _bound_email(email)
             if email is None:
                 raise ConfigError(f"{where} ({entry['name']}): email is not a valid address")
         by_hash[digest.lower()] = Caller(
@@ -302,10 +307,7 @@ class BearerTokens:
         granted = frozenset(scope.split()) & set(SCOPES) if isinstance(scope, str) else frozenset()
         email = claims.get(self.email_claim)
         if email is not None:
-            try:
-                email = normalize_email(email) if isinstance(email, str) else None
-            except ValueError:
-                email = None
+            email = _bound_email(email)
             if email is None:
                 raise unauthorized(f"The bearer token's {self.email_claim} claim is not an email.")
         subject = f"jwt:{claims['iss']}|{claims['sub']}"

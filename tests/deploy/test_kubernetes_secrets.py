@@ -19,6 +19,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import yaml
 
+from common.web.auth import SCOPES
 from tests.deploy.kubernetes import (
     NAMESPACE,
     OVERLAYS_DIR,
@@ -36,18 +37,6 @@ from tests.deploy.kubernetes import (
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "kubernetes.md"
 INIT_SCRIPT = OVERLAYS_DIR / "local" / "postgres-init.sh"
 CLOUDNATIVE_PG_EXAMPLE = OVERLAYS_DIR / "production" / "cloudnative-pg.example.yaml"
-# The scopes of both REST APIs: the operator's key gets them all.
-SCOPES = {
-    "users:read",
-    "users:pii",
-    "users:write",
-    "interests:read",
-    "interests:write",
-    "flights:read",
-    "collection:run",
-    "ops",
-    "admin",
-}
 PRODUCTION_URLS = {
     "USER_MANAGER_DATABASE_URL": "postgresql://user_manager_app:s1@user-db-rw.db.svc:5432/user_manager",
     "USER_MANAGER_MIGRATION_DATABASE_URL": "postgresql://user_manager_owner:o1@user-db-rw.db.svc:5432/user_manager",
@@ -172,7 +161,8 @@ def test_the_api_keys_file_the_pods_read_is_the_one_the_script_makes(objects, ov
         keys_file = container_env(container, objects)["API_KEYS_FILE"].value
         assert Path(keys_file).name in run.secrets["api-keys"], container.id
     (entry,) = json.loads(run.secrets["api-keys"]["api-keys.json"])
-    assert set(entry["scopes"]) == SCOPES
+    # The operator's key gets every scope of both REST APIs.
+    assert set(entry["scopes"]) == set(SCOPES)
     printed = re.search(r"shown only now: (\S+)", run.result.stdout).group(1)
     assert entry["sha256"] == hashlib.sha256(printed.encode()).hexdigest()
     assert printed not in run.secrets["api-keys"]["api-keys.json"], "keep digests, never keys"
