@@ -84,7 +84,10 @@ def test_two_collectors_on_one_database_take_turns(collector, second_collector):
         assert after["started_at"] >= before["finished_at"], (before, after)
     # Between them they asked once for each range: per airport and direction, the
     # two past days and today. A second cycle repeating the first would show here.
-    assert len(calls) == len(airports) * 2 * 2
+    # A 401 is not an answer: the simulator's reset before this test revoked the
+    # token the worker held, so its first request may be refused and renewed.
+    answered = [c for c in calls if c["status"] != 401]
+    assert len(answered) == len(airports) * 2 * 2, calls
     assert_complete(collector, flights, airports=airports)
 
 
