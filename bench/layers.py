@@ -10,9 +10,15 @@ an identity provider would. Both credentials are service accounts with every
 scope, so the routes do the same work as without authentication (full IBANs,
 every user listed).
 
-The gateway (nginx in the compose stack) needs a Docker engine and a
-``gateway`` service in ``docker-compose.yml``: :func:`gateway_unavailable`
-says why it cannot be measured here, or ``None``.
+:func:`gateway_front` puts the compose stack's gateway in front of the
+same stack: the ``gateway`` service's own nginx image and configuration
+(``deploy/compose/gateway``), run by the local Docker engine on the host's
+network, with the replicas' compose names replaced by the stack's loopback
+ports. A scenario through it and through the stack's own ports then differ
+by nginx's hop alone (buffering both ways, its access log, the headers it
+adds). Compose's port publishing is not part of it: clients reach the
+services through it with or without a gateway. :func:`gateway_unavailable`
+says why it cannot be measured here (no engine, no image), or ``None``.
 """
 
 import contextlib
@@ -31,11 +37,15 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import jwt
+import requests
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
 from common.web.auth import SCOPES
 from devstack.stack import REPO_ROOT, LocalStack, free_port
+
+COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
+GATEWAY_TEMPLATES = REPO_ROOT / "deploy" / "compose" / "gateway"
 
 ISSUER = "https://idp.bench.flight-tracker.test"
 AUDIENCE = "flight-tracker-api"
@@ -94,6 +104,11 @@ class Secured:
     data_collector_url: str
     credentials: dict[str, dict[str, str]]
 
+    @property
+    def base(self) -> dict[str, str]:
+        """The base URL of each service's secured front, by package name."""
+        return {"user_manager": self.user_manager_url, "data_collector": self.data_collector_url}
+
 
 @contextlib.contextmanager
 def secured_services(stack: LocalStack, directory: Path) -> Iterator[Secured]:
@@ -141,16 +156,109 @@ def secured_services(stack: LocalStack, directory: Path) -> Iterator[Secured]:
         key_set.close()
 
 
-def gateway_unavailable(compose_file: Path = REPO_ROOT / "docker-compose.yml") -> str | None:
-    """Say why the gateway cannot be measured here (no engine, no gateway service), or None."""
+def gateway_image(compose_file: Path = COMPOSE_FILE) -> str | None:
+    """Return the image of the compose file's ``gateway`` service, or None without one.
+
+    Read, not ``docker compose config``: that refuses a file whose required
+    settings (``${VAR:?...}``) are unset here, which says nothing about the gateway.
+    """
+    text = compose_file.read_text()
+    service = re.search(r"^  gateway:\n((?:    .*\n|\s*\n)*)", text, re.MULTILINE)
+    if service is None:
+        return None
+    image = re.search(r"^    image: *(\S+)", service.group(1), re.MULTILINE)
+    return image.group(1) if image else None
+
+
+def _docker(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        ["docker", *args], capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+def gateway_unavailable(compose_file: Path = COMPOSE_FILE) -> str | None:
+    """Say why the gateway cannot be measured here (no engine, no gateway image), or None."""
     try:
-        engine = subprocess.run(["docker", "info"], capture_output=True, timeout=20, check=False)
+        if _docker("info", timeout=20).returncode != 0:
+            return "no Docker engine"
     except (OSError, subprocess.TimeoutExpired):
         return "no Docker engine"
-    if engine.returncode != 0:
-        return "no Docker engine"
-    # Read, not `docker compose config`: that refuses a file whose required settings
-    # (`${VAR:?...}`) are unset here, which says nothing about the gateway.
-    if not re.search(r"^  gateway:", compose_file.read_text(), re.MULTILINE):
+    image = gateway_image(compose_file)
+    if image is None:
         return f"no gateway service in {compose_file.name}"
+    # Nothing is pulled: the run must not depend on reaching a registry.
+    if _docker("image", "inspect", image).returncode != 0:
+        return f"the image {image} is not on this engine (docker pull {image})"
     return None
+
+
+def gateway_configuration(source: Path, target: Path, ports: dict[str, tuple[int, int]]) -> None:
+    """Write the gateway's templates to ``target``, pointed at loopback ports.
+
+    ``ports`` maps each compose service name to (the port the gateway listens
+    on, the port of the stack's service). Every replacement must apply: a
+    configuration that changed shape fails here rather than measuring
+    something else.
+    """
+    target.mkdir(parents=True, exist_ok=True)
+    for template in source.glob("*.template"):
+        text = template.read_text()
+        for name, (listen, upstream) in ports.items():
+            internal = _compose_port(text, name)
+            replacements = {
+                f"listen {internal};": f"listen 127.0.0.1:{listen};",
+                f"{name}:{internal};": f"127.0.0.1:{upstream};",
+            }
+            for old, new in replacements.items():
+                if template.name == "default.conf.template" and old not in text:
+                    raise RuntimeError(f"{template.name} has no {old!r}: update the bench")
+                text = text.replace(old, new)
+        (target / template.name).write_text(text)
+
+
+def _compose_port(text: str, name: str) -> int:
+    """Return the port the gateway's configuration proxies compose service ``name`` to."""
+    found = re.search(rf"\b{re.escape(name)}:(\d+);", text)
+    return int(found.group(1)) if found else 0
+
+
+@contextlib.contextmanager
+def gateway_front(stack: LocalStack, directory: Path) -> Iterator[dict[str, str]]:
+    """Run the compose gateway in front of ``stack``; yield the base URL of each service."""
+    image = gateway_image()
+    ports = {
+        "user-manager": (free_port(), stack.settings.user_manager_http_port),
+        "data-collector": (free_port(), stack.settings.data_collector_http_port),
+    }
+    gateway_configuration(GATEWAY_TEMPLATES, directory / "templates", ports)
+    name = f"flight-tracker-bench-gateway-{uuid.uuid4().hex[:8]}"
+    started = _docker(
+        "run", "--detach", "--rm", "--name", name, "--network", "host",
+        "--volume", f"{directory / 'templates'}:/etc/nginx/templates:ro",
+        # The ports of the next-page links it builds for a Host it does not trust.
+        "--env", f"USER_MANAGER_HTTP_PORT={ports['user-manager'][0]}",
+        "--env", f"DATA_COLLECTOR_HTTP_PORT={ports['data-collector'][0]}",
+        image,
+    )  # fmt: skip
+    if started.returncode != 0:
+        raise RuntimeError(f"the gateway did not start: {started.stderr.strip()}")
+    base = {
+        "user_manager": f"http://127.0.0.1:{ports['user-manager'][0]}",
+        "data_collector": f"http://127.0.0.1:{ports['data-collector'][0]}",
+    }
+    try:
+        for url in base.values():
+            _wait_for_ping(url, logs=lambda: _docker("logs", name).stderr[-2000:])
+        yield base
+    finally:
+        _docker("rm", "--force", name)
+
+
+def _wait_for_ping(url: str, *, logs, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(requests.RequestException):
+            if requests.get(f"{url}/ping", timeout=1).status_code == 200:
+                return
+        time.sleep(0.2)
+    raise RuntimeError(f"the gateway at {url} did not answer within {timeout:.0f}s: {logs()}")

@@ -30,7 +30,7 @@ import psycopg2
 import requests
 
 from bench import ceiling, loadgen, seed
-from bench.layers import gateway_unavailable, secured_services
+from bench.layers import gateway_front, gateway_unavailable, secured_services
 from bench.processes import service_rss
 from bench.report import Round, Row, render
 from common.process.launcher import gunicorn_command
@@ -81,6 +81,8 @@ class Options:
     ingest_flights: int = 50_000
     upsert_rows: int = 100_000
     layer_scenarios: tuple[str, ...] = LAYER_SCENARIOS
+    # The gateway runs in a container: never in the suite's smoke run.
+    gateway: bool = True
     soak_seconds: float = 0.0
     soak_connections: int = 64
     results_dir: Path | None = RESULTS_DIR
@@ -100,6 +102,7 @@ class Options:
             upsert_rows=2_000,
             # One scenario of each service: the layer's code path, not its figures.
             layer_scenarios=("get_user", "flights_last"),
+            gateway=False,
             results_dir=None,
         )
 
@@ -376,22 +379,15 @@ class Bench:
         self.create_replay_users()
         database = _create_database(self.stack, "ceiling")
         ceiling.prepare(database)
-        reason = gateway_unavailable()
-        self.outcome.skipped_layers.append(
-            ("gateway", f"skipped ({reason})" if reason else "not measured by this bench yet")
-        )
         with ceiling_server(self.stack, database) as self.ceiling_url:
-            with (
-                tempfile.TemporaryDirectory(prefix="flight-tracker-bench-auth-") as tmp,
-                secured_services(self.stack, Path(tmp)) as secured,
-            ):
+            with self.layer_fronts() as fronts:
                 for number in range(options.rounds):
                     self.progress(f"round {number + 1} of {options.rounds}")
                     self.ceiling("bare Flask")()
                     self.user_scenarios()
                     self.flight_scenarios(options.flight_rows[0], first=True)
                     self.ingest(options.flight_rows[0], INGEST_AIRPORTS[number], number)
-                    self.layers(secured)
+                    self.layers(fronts)
             for previous, rows in zip(options.flight_rows, options.flight_rows[1:], strict=False):
                 self.progress(f"seeding flights up to {rows}")
                 seed.seed_flights(self.dc_db, first_row=previous, rows=rows - previous)
@@ -401,6 +397,32 @@ class Bench:
         self.outcome.rss = service_rss(self.service_pids())
         self.outcome.machine["load_after"] = [round(x, 2) for x in os.getloadavg()]
         return self.outcome
+
+    @contextlib.contextmanager
+    def layer_fronts(self) -> Iterator[list[tuple[str, dict[str, str], dict[str, str] | None]]]:
+        """Start what the layers are measured through; yield (layer, base URLs, headers) each.
+
+        The secured fronts always; the gateway when this machine can run it
+        (else the report says why not, and the run goes on without it).
+        """
+        with contextlib.ExitStack() as started:
+            tmp = Path(started.enter_context(tempfile.TemporaryDirectory(prefix="ft-bench-")))
+            secured = started.enter_context(secured_services(self.stack, tmp))
+            fronts = [
+                (f"auth ({credential})", secured.base, headers)
+                for credential, headers in secured.credentials.items()
+            ]
+            reason = gateway_unavailable() if self.options.gateway else "not in a quick run"
+            if reason is None:
+                try:
+                    gateway = started.enter_context(gateway_front(self.stack, tmp / "gateway"))
+                except RuntimeError as error:
+                    reason = str(error)
+                else:
+                    fronts.append(("gateway", gateway, None))
+            if reason is not None:
+                self.outcome.skipped_layers.append(("gateway", f"skipped ({reason})"))
+            yield fronts
 
     def service_pids(self) -> dict[str, int]:
         """Return the launcher pid of each service."""
@@ -511,16 +533,11 @@ class Bench:
         )
         self.interleave(self.ceiling("page of 100"), page_blocks)
 
-    def layers(self, secured) -> None:
-        """Measure each layer scenario plainly, through each credential, then plainly again."""
-        base = {
-            "user_manager": secured.user_manager_url,
-            "data_collector": secured.data_collector_url,
-        }
+    def layers(self, fronts) -> None:
+        """Measure each layer scenario plainly, through each front in turn, then plainly again."""
         for name in self.options.layer_scenarios:
             block = []
-            for credential, headers in secured.credentials.items():
-                layer = f"auth ({credential})"
+            for layer, base, headers in fronts:
                 found = [
                     row for kind, row in self.outcome.layers if (kind, row.name) == (layer, name)
                 ]
