@@ -37,6 +37,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import jwt
+import psutil
 import requests
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
@@ -222,9 +223,36 @@ def _compose_port(text: str, name: str) -> int:
     return int(found.group(1)) if found else 0
 
 
+@dataclass(frozen=True)
+class Gateway:
+    """Where the gateway in front of the bench stack listens, and the processes it costs."""
+
+    base: dict[str, str]
+    container: str
+
+    def processes(self) -> list[psutil.Process]:
+        """Return nginx's processes and the engine's that carry its log: its CPU, in full.
+
+        The engine (dockerd, containerd and this container's shim) reads every
+        access-log line nginx writes to its standard output, as it does in the
+        compose stack.
+        """
+        inspected = _docker("inspect", "--format", "{{.State.Pid}}", self.container)
+        found: list[psutil.Process] = []
+        with contextlib.suppress(ValueError, psutil.Error):
+            nginx = psutil.Process(int(inspected.stdout.strip()))
+            found += [nginx, *nginx.children(recursive=True)]
+            if nginx.parent() is not None:
+                found.append(nginx.parent())
+        for process in psutil.process_iter(["name"]):
+            if process.info["name"] in ("dockerd", "containerd"):
+                found.append(process)
+        return found
+
+
 @contextlib.contextmanager
-def gateway_front(stack: LocalStack, directory: Path) -> Iterator[dict[str, str]]:
-    """Run the compose gateway in front of ``stack``; yield the base URL of each service."""
+def gateway_front(stack: LocalStack, directory: Path) -> Iterator[Gateway]:
+    """Run the compose gateway in front of ``stack`` until the block ends."""
     image = gateway_image()
     ports = {
         "user-manager": (free_port(), stack.settings.user_manager_http_port),
@@ -249,7 +277,7 @@ def gateway_front(stack: LocalStack, directory: Path) -> Iterator[dict[str, str]
     try:
         for url in base.values():
             _wait_for_ping(url, logs=lambda: _docker("logs", name).stderr[-2000:])
-        yield base
+        yield Gateway(base, name)
     finally:
         _docker("rm", "--force", name)
 

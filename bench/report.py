@@ -45,8 +45,10 @@ class Round:
 
     result: LoadResult
     reference_rate: float
-    # CPU milliseconds per request: both services' processes, PostgreSQL's.
-    cpu_ms: tuple[float, float] | None = None
+    # CPU milliseconds per request: both services' processes, PostgreSQL's, the gateway's.
+    cpu_ms: tuple[float, ...] | None = None
+    # A layer's round: the CPU milliseconds per request, all processes, of the plain runs.
+    reference_cpu_ms: float | None = None
 
     @property
     def ratio(self) -> float:
@@ -100,6 +102,21 @@ class Row:
         if not measured:
             return None
         return _median([c[0] for c in measured]), _median([c[1] for c in measured])
+
+    def cpu_total_ms(self) -> tuple[float, float] | None:
+        """Median CPU milliseconds per request of every process, and of the reference's.
+
+        For a layer: what a request costs through it and without it. On a
+        machine whose cores the load keeps busy, throughput falls by about
+        the ratio of the two.
+        """
+        measured = [r for r in self.rounds if r.cpu_ms and r.reference_cpu_ms]
+        if not measured:
+            return None
+        return (
+            _median([sum(r.cpu_ms) for r in measured]),
+            _median([r.reference_cpu_ms for r in measured]),
+        )
 
     def spread(self) -> str:
         """Give the median ratio and its range, as ``83% (79-88%)``; ``-`` without reference."""
@@ -174,18 +191,23 @@ def _layer_lines(outcome) -> list[str]:
         "Layers: the same scenario through the layer and without it, measured in turn; each "
         "round's ratio is the layered rate over the mean of the plain runs before and after it.",
         "",
+        "CPU ms/req: every process (both services, PostgreSQL, the gateway's nginx and the "
+        "Docker engine carrying its log), through the layer and plain (medians).",
+        "",
         "| layer | scenario | median req/s | median p99 ms | errors | ratio to plain (range) "
-        "| cost ≤ 10% |",
-        "|---|---|--:|--:|--:|--:|---|",
+        "| CPU ms/req layer / plain | cost ≤ 10% |",
+        "|---|---|--:|--:|--:|--:|--:|---|",
     ]
     for layer, row in outcome.layers:
         cost = 1 - row.ratio
         check = "met" if cost <= LAYER_COST_LIMIT else f"MISSED by {(cost - 0.10) * 100:.0f} points"
         if row.errors:
             check += f"; {row.errors} errors MISSED"
+        totals = row.cpu_total_ms()
+        cpu = f"{totals[0]:.2f} / {totals[1]:.2f}" if totals else "-"
         lines.append(
             f"| {layer} | {row.name} | {row.rate:,.0f} | {row.p99_ms:.1f} | {row.errors} "
-            f"| {row.spread()} | cost {cost:.0%}: {check} |"
+            f"| {row.spread()} | {cpu} | cost {cost:.0%}: {check} |"
         )
     lines += ["", *(f"{layer}: {reason}" for layer, reason in outcome.skipped_layers)]
     return lines

@@ -243,6 +243,8 @@ class Bench:
         self.um_db = stack.admin_database_url("USER_MANAGER_DATABASE_URL")
         self.dc_db = stack.admin_database_url("DATA_COLLECTOR_DATABASE_URL")
         self.ceiling_url = ""
+        # The gateway's processes while it runs (their CPU is part of every measurement).
+        self.gateway_processes: list[psutil.Process] = []
         self.outcome = Outcome(
             started=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
             machine=machine_description(),
@@ -276,7 +278,7 @@ class Bench:
 
     def load(
         self, url: str, script: str, args=(), headers: dict[str, str] | None = None
-    ) -> tuple[loadgen.LoadResult, tuple[float, float] | None]:
+    ) -> tuple[loadgen.LoadResult, tuple[float, ...] | None]:
         """Warm up, then measure; return the result and the CPU ms per request it cost."""
         if self.options.warmup_seconds:
             self.wrk(url, script, args, self.options.warmup_seconds, headers)
@@ -285,19 +287,32 @@ class Bench:
         after = self.cpu_seconds()
         cpu = None
         if result.requests:
-            cpu = tuple((after[i] - before[i]) * 1000 / result.requests for i in range(2))
+            spent = zip(before, after, strict=True)
+            cpu = tuple((end - start) * 1000 / result.requests for start, end in spent)
         return result, cpu
 
-    def cpu_seconds(self) -> tuple[float, float]:
-        """CPU time used so far by both services' processes, and by PostgreSQL's.
+    def cpu_seconds(self) -> tuple[float, float, float]:
+        """CPU time used so far by both services' processes, PostgreSQL's, and the gateway's.
 
         Per request, these tell what a scenario costs whatever else runs on the
         machine (other engineers' test suites change throughput, much less this).
+        The gateway's is zero while none runs.
         """
-        services = sum(_tree_cpu(psutil.Process(pid)) for pid in self.service_pids().values())
+        children = self.stack.supervisor.children
+        # The stack's own processes, and the secured fronts' while they run.
+        services = sum(
+            _tree_cpu(psutil.Process(child.pid))
+            for name, child in list(children.items())
+            if name.removesuffix("_secured") in ("user_manager", "data_collector")
+        )
         pid_file = Path(self.stack.postgres.pgdata) / "postmaster.pid"
         postgres = _tree_cpu(psutil.Process(int(pid_file.read_text().split()[0])))
-        return services, postgres
+        gateway = 0.0
+        for process in self.gateway_processes:
+            with contextlib.suppress(psutil.Error):
+                times = process.cpu_times()
+                gateway += times.user + times.system
+        return services, postgres, gateway
 
     def progress(self, message: str) -> None:
         """Say what is happening (the full run takes several minutes)."""
@@ -419,10 +434,14 @@ class Bench:
                 except RuntimeError as error:
                     reason = str(error)
                 else:
-                    fronts.append(("gateway", gateway, None))
+                    fronts.append(("gateway", gateway.base, None))
+                    self.gateway_processes = gateway.processes()
             if reason is not None:
                 self.outcome.skipped_layers.append(("gateway", f"skipped ({reason})"))
-            yield fronts
+            try:
+                yield fronts
+            finally:
+                self.gateway_processes = []
 
     def service_pids(self) -> dict[str, int]:
         """Return the launcher pid of each service."""
@@ -534,19 +553,38 @@ class Bench:
         self.interleave(self.ceiling("page of 100"), page_blocks)
 
     def layers(self, fronts) -> None:
-        """Measure each layer scenario plainly, through each front in turn, then plainly again."""
+        """Measure each layer scenario plainly, through each front in turn, then plainly again.
+
+        Each layered round is recorded against the mean rate, and the mean CPU
+        per request, of the two plain runs around it.
+        """
         for name in self.options.layer_scenarios:
-            block = []
-            for layer, base, headers in fronts:
-                found = [
-                    row for kind, row in self.outcome.layers if (kind, row.name) == (layer, name)
-                ]
-                row = found[0] if found else Row(name, f"{layer} vs plain")
-                if not found:
-                    self.outcome.layers.append((layer, row))
-                block.append((row, self.measurement(name, base=base, headers=headers)))
             plain = self.measurement(name)
-            self.interleave(lambda plain=plain: plain()[0], [block])
+            before = plain()
+            measured = [
+                (self.layer_row(layer, name), self.measurement(name, base=base, headers=headers)())
+                for layer, base, headers in fronts
+            ]
+            after = plain()
+            rate = (before[0].rate + after[0].rate) / 2
+            plain_cpu = [sum(cpu) for _result, cpu in (before, after) if cpu]
+            reference_cpu = sum(plain_cpu) / len(plain_cpu) if plain_cpu else None
+            for row, (result, cpu) in measured:
+                row.rounds.append(Round(result, rate, cpu, reference_cpu_ms=reference_cpu))
+                share = result.rate / rate if rate else 0
+                self.progress(
+                    f"{row.name} ({row.ceiling}): {result.rate:.0f}/s p99 {result.p99_ms:.1f} ms,"
+                    f" {result.errors} errors, {share:.0%} of {rate:.0f}/s"
+                )
+
+    def layer_row(self, layer: str, name: str) -> Row:
+        """Return the row of scenario ``name`` through ``layer``, created on its first round."""
+        for kind, row in self.outcome.layers:
+            if (kind, row.name) == (layer, name):
+                return row
+        row = Row(name, f"{layer} vs plain")
+        self.outcome.layers.append((layer, row))
+        return row
 
     def create_replay_users(self) -> None:
         """Create the users the replay scenario sends again, with the keys it will reuse."""

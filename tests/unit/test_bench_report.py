@@ -53,3 +53,17 @@ def test_the_stack_total_is_every_process_summed_against_its_limit():
     assert rss_lines(rss)[-1] == (
         "Stack total: 560 MB resident in 2 processes (target ≤ 550 MB: MISSED by 10 MB)."
     )
+
+
+def test_a_layer_reports_what_a_request_costs_through_it_and_without_it():
+    row = Row("get_user", "gateway vs plain")
+    row.rounds = [
+        Round(_result(80), 100, cpu_ms=(1.5, 0.3, 0.4), reference_cpu_ms=1.8),
+        Round(_result(70), 100, cpu_ms=(1.7, 0.3, 0.5), reference_cpu_ms=2.0),
+        Round(_result(90), 100, cpu_ms=(1.4, 0.2, 0.4), reference_cpu_ms=1.6),
+    ]
+
+    through, plain = row.cpu_total_ms()
+    assert round(through, 2) == 2.2 and round(plain, 2) == 1.8
+    # Rounds without a CPU measurement (a layer never measured plainly) report none.
+    assert Row("get_user", "gateway vs plain").cpu_total_ms() is None
