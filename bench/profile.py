@@ -18,7 +18,7 @@ from pathlib import Path
 import psutil
 
 from bench import loadgen, seed
-from bench.runner import Bench, Options, bench_stack
+from bench.runner import FOR_USER_AIRPORTS, FOR_USER_INDEX, Bench, Options, bench_stack
 
 SAMPLES_PER_SECOND = 250
 
@@ -71,6 +71,11 @@ def main(argv: list[str] | None = None) -> int:
         seed.seed_users(bench.um_db, count=options.users)
         if args.scenario.startswith("flights"):
             seed.seed_flights(bench.dc_db, first_row=0, rows=args.rows)
+        if args.scenario == "flights_for_user":
+            # As the run seeds it: without interests the route answers [] before any flight.
+            seed.seed_interests(
+                bench.dc_db, email=seed.seed_user_email(FOR_USER_INDEX), airports=FOR_USER_AIRPORTS
+            )
         if args.scenario == "replay_user":
             bench.create_replay_users()
         url, script, script_args = bench.scenario(args.scenario)

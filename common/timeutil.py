@@ -2,7 +2,7 @@
 
 from datetime import UTC, datetime
 
-from sqlalchemy import case, extract, func, literal_column
+from sqlalchemy import case, func, literal_column
 
 
 def utc_now() -> datetime:
@@ -18,11 +18,16 @@ def isoformat_utc(moment: datetime | None) -> str | None:
 
 
 def isoformat_utc_sql(column):
-    """Return SQL that formats a timestamptz column as :func:`isoformat_utc` does."""
+    """Return SQL that formats a timestamptz column as :func:`isoformat_utc` does.
+
+    One ``to_char`` per value, its pattern chosen by whether the value has a
+    fraction of a second: a page of flights formats two times per row, and
+    this costs PostgreSQL half what gluing a fraction onto the whole seconds did.
+    """
     utc = func.timezone("UTC", column)
-    fraction = case(
-        (extract("microseconds", column) % 1_000_000 == 0, literal_column("''")),
-        else_=func.to_char(utc, literal_column("'.US'")),
+    whole = literal_column("""'YYYY-MM-DD"T"HH24:MI:SS"Z"'""")
+    fractional = literal_column("""'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'""")
+    return case(
+        (func.date_trunc("second", column) == column, func.to_char(utc, whole)),
+        else_=func.to_char(utc, fractional),
     )
-    whole = func.to_char(utc, literal_column("""'YYYY-MM-DD"T"HH24:MI:SS'"""))
-    return func.concat(whole, fraction, literal_column("'Z'"))

@@ -77,19 +77,25 @@ def list_airport_flights():
     since, until = inputs.time_range(request.args.get("since"), request.args.get("until"))
     page = parse_page_request(default_limit=DEFAULT_PAGE_SIZE, max_limit=MAX_PAGE_SIZE, arity=4)
     after = flights.AirportFlightCursor.from_key(page.after) if page.after else None
-    email = None
-    if raw_email is not None:
-        email = path_email(raw_email, where="the query string")
+    email = None if raw_email is None else path_email(raw_email, where="the query string")
+
+    def read() -> list:
+        return flights.list_airport_flights(
+            email=email,
+            directions=directions,
+            since=since,
+            until=until,
+            after=after,
+            limit=page.limit + 1,
+        )
+
+    if email is None:
+        rows = read()
+    else:
         require_user(email)
-        services.require_existing_user(directory=services.user_manager(), email=email)
-    rows = flights.list_airport_flights(
-        email=email,
-        directions=directions,
-        since=since,
-        until=until,
-        after=after,
-        limit=page.limit + 1,
-    )
+        rows = services.read_for_existing_user(
+            directory=services.user_manager(), email=email, read=read
+        )
     return json_page_response(rows, page=page, sort_key_of=flights.AirportFlightCursor.key_of)
 
 

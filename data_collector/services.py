@@ -6,23 +6,26 @@
   :mod:`data_collector.planning`, fetched by :mod:`data_collector.opensky`),
   run by the worker (:mod:`data_collector.worker`).
 
-Here: the user check over gRPC that guards ``POST /interests``, asking the
-worker for a cycle, and the collector's facts for ``/health`` (with the
-ranges waiting for a retry, :mod:`data_collector.retries`).
+Here: the user check over gRPC that guards ``POST /interests`` and a user's
+flights, asking the worker for a cycle, and the collector's facts for
+``/health`` (with the ranges waiting for a retry, :mod:`data_collector.retries`).
 """
 
 import logging
 import math
+from collections.abc import Callable
+from typing import TypeVar
 
 from flask import current_app
 
-from common.rpc.peers import PeerError, UserDirectory
+from common.rpc.peers import PeerError, PendingCall, UserDirectory
 from common.web.errors import ApiError
 from data_collector import retries
 from data_collector.cycle_requests import request_run
 from data_collector.models import CollectorState, db
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def user_manager() -> UserDirectory:
@@ -32,8 +35,33 @@ def user_manager() -> UserDirectory:
 
 def require_existing_user(*, directory: UserDirectory, email: str) -> None:
     """Ask the User Manager whether the user exists: 404 if not, 503 if it cannot answer."""
+    _require_answer(directory.start_check_user_exists(email, wait_for_ready=True))
+
+
+def read_for_existing_user(*, directory: UserDirectory, email: str, read: Callable[[], T]) -> T:
+    """Return ``read()`` if the User Manager says the user exists, as require_existing_user.
+
+    The check and the read run at the same time, so the request waits for
+    the slower of the two rather than for both in turn. The check's answer
+    comes first whatever the read did: an unknown user is a 404 and an
+    unavailable User Manager a 503 even when the read failed, as when the
+    check ran first, and nothing read is returned for a user the User
+    Manager does not know.
+    """
+    pending = directory.start_check_user_exists(email, wait_for_ready=True)
     try:
-        exists = directory.check_user_exists(email, wait_for_ready=True)
+        result = read()
+    except Exception:
+        _require_answer(pending)
+        raise
+    _require_answer(pending)
+    return result
+
+
+def _require_answer(pending: PendingCall) -> None:
+    """Raise the 404 or 503 of require_existing_user for a pending CheckUserExists."""
+    try:
+        exists = pending.reply().exists
     except PeerError as error:
         # Any failure means "cannot check now": never assume the user exists, never a 500.
         log.warning("User Manager cannot answer CheckUserExists (%s)", error.code.name)

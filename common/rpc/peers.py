@@ -137,19 +137,18 @@ class Peer:
         instead of failing at once. Client requests use it; background retries
         (the outbox relay) fail fast.
         """
+        return self._start(method, rpc, request, wait_for_ready=wait_for_ready).reply()
+
+    def _start(self, method: str, rpc, request, *, wait_for_ready: bool = False) -> "PendingCall":
+        """Send ``rpc`` as :meth:`_call` does, without waiting for its answer."""
         request_id = current_request_id()
         metadata = self.security.metadata
         if request_id:
             metadata = ((GRPC_METADATA_KEY, request_id), *metadata)
-        try:
-            reply = rpc(
-                request, timeout=self.timeout, metadata=metadata, wait_for_ready=wait_for_ready
-            )
-        except grpc.RpcError as error:
-            GRPC_CLIENT_CALLS.labels(method, error.code().name).inc()
-            raise PeerError(self.address, method, error.code(), error.details()) from error
-        GRPC_CLIENT_CALLS.labels(method, "OK").inc()
-        return reply
+        future = rpc.future(
+            request, timeout=self.timeout, metadata=metadata, wait_for_ready=wait_for_ready
+        )
+        return PendingCall(self.address, method, future)
 
     def is_serving(self, *, timeout: float) -> bool:
         """Ask the peer's standard gRPC health service whether it serves; never raises."""
@@ -167,6 +166,25 @@ class Peer:
         return reply.status == health_pb2.HealthCheckResponse.SERVING
 
 
+class PendingCall:
+    """A call sent to a peer whose answer is still to come (:meth:`Peer._start`)."""
+
+    def __init__(self, address: str, method: str, future: grpc.Future):
+        self._address = address
+        self._method = method
+        self._future = future
+
+    def reply(self) -> Any:
+        """Wait for the answer (within the call's deadline); raise PeerError on failure."""
+        try:
+            reply = self._future.result()
+        except grpc.RpcError as error:
+            GRPC_CLIENT_CALLS.labels(self._method, error.code().name).inc()
+            raise PeerError(self._address, self._method, error.code(), error.details()) from error
+        GRPC_CLIENT_CALLS.labels(self._method, "OK").inc()
+        return reply
+
+
 class UserDirectory(Peer):
     """The User Manager's ``UserService``: the authority on which users exist."""
 
@@ -174,13 +192,16 @@ class UserDirectory(Peer):
 
     def check_user_exists(self, email: str, *, wait_for_ready: bool = False) -> bool:
         """Tell whether a user with this email exists."""
-        reply = self._call(
+        return self.start_check_user_exists(email, wait_for_ready=wait_for_ready).reply().exists
+
+    def start_check_user_exists(self, email: str, *, wait_for_ready: bool = False) -> PendingCall:
+        """Ask whether a user with this email exists; the reply's ``exists`` tells."""
+        return self._start(
             "CheckUserExists",
             self._service().CheckUserExists,
             messages.UserRequest(email=email),
             wait_for_ready=wait_for_ready,
         )
-        return reply.exists
 
 
 class InterestsPeer(Peer):

@@ -1,9 +1,15 @@
 """GET /flights: the flights at every airport a user follows (or at all), in one list."""
 
+import json
+from datetime import UTC, datetime, timedelta
+
 import pytest
+from sqlalchemy import text
 
 from common.web.pagination import encode_cursor
-from tests.integration.collector_support import make_flight, today_start
+from data_collector import flights
+from data_collector.models import db
+from tests.integration.collector_support import make_flight, parse_iso, today_start
 from tests.utils import create_user
 
 pytestmark = pytest.mark.local_stack
@@ -130,3 +136,51 @@ def test_errors_and_empty_lists(collector, user):
         response = dc.get("/flights", params=params)
         assert response.status_code == 400, (params, response.text)
         assert "error" in response.json()
+
+
+def test_pages_split_ties_across_many_airports_without_losing_or_repeating(collector_app):
+    """Flights at one second at six followed airports, both ways: every page size agrees."""
+    airports = ("XTA1", "XTA2", "XTA3", "XTA4", "XTA5", "XTA6")
+    moment = datetime(2026, 1, 1, 12, tzinfo=UTC)
+    flights_sql = (
+        "INSERT INTO flight_data (icao24, first_seen, last_seen, est_departure_airport, "
+        "est_arrival_airport) VALUES (:icao24, :at, :at, :origin, :destination)"
+    )
+    for n in range(24):
+        # Seen once (first_seen = last_seen): a flight between two followed airports ties with
+        # itself on time and id; one back where it began, on time, id and airport too.
+        origin = airports[n % 6]
+        destination = origin if n % 5 == 0 else airports[(n + 1 + n // 6) % 6]
+        at = moment - timedelta(hours=n // 8)
+        db.session.execute(
+            text(flights_sql),
+            {"icao24": f"t{n:05d}", "at": at, "origin": origin, "destination": destination},
+        )
+    db.session.execute(
+        text("INSERT INTO user_interests (user_email, airport_code) VALUES (:e, :a)"),
+        [{"e": "ties@example.com", "a": airport} for airport in airports],
+    )
+    both = ("arrival", "departure")
+    expected = flights.list_airport_flights(email="ties@example.com", directions=both, limit=1000)
+    keys = [flights.AirportFlightCursor.key_of(row) for row in expected]
+    # Each flight once per followed airport and direction it has, newest first, then by
+    # id, airport and direction, all descending.
+    assert len(keys) == 48
+    assert keys == sorted(keys, key=lambda k: (parse_iso(k[0]), k[1], k[2], k[3]), reverse=True)
+    for row in expected:
+        item = json.loads(row.item)
+        assert (item["airport"], item["type"]) == (row.airport, row.direction)
+    for limit in range(1, 8):
+        served, after = [], None
+        while True:
+            page = flights.list_airport_flights(
+                email="ties@example.com", directions=both, after=after, limit=limit + 1
+            )
+            served += page[:limit]
+            if len(page) <= limit:
+                break
+            after = flights.AirportFlightCursor.from_key(
+                flights.AirportFlightCursor.key_of(page[limit - 1])
+            )
+        assert [row.item for row in served] == [row.item for row in expected], limit
+    db.session.rollback()
