@@ -6,9 +6,11 @@ conversion happens here, at the edge, and nowhere else. Every function runs
 in the caller's transaction; the caller commits.
 """
 
+import io
 import logging
+from datetime import datetime
+from operator import itemgetter
 
-from psycopg2.extras import execute_values
 from sqlalchemy import delete, func, select
 from sqlalchemy.dialects.postgresql import insert
 
@@ -28,16 +30,21 @@ log = logging.getLogger(__name__)
 FLIGHT_KEY = ("icao24", "first_seen")
 FLIGHT_COLUMNS = tuple(c.name for c in FlightData.__table__.columns if c.name != "id")
 _CHANGING = [c for c in FLIGHT_COLUMNS if c not in FLIGHT_KEY]
+# A range's flights are COPYed into flight_data_incoming (migration 0007), then moved
+# into flight_data by one statement, which leaves flight_data_incoming empty again.
+_COLUMN_LIST = ", ".join(FLIGHT_COLUMNS)
+COPY_FLIGHTS_SQL = f"COPY flight_data_incoming ({_COLUMN_LIST}) FROM STDIN"
 UPSERT_FLIGHTS_SQL = (
-    f"INSERT INTO flight_data ({', '.join(FLIGHT_COLUMNS)}) VALUES %s "
+    f"WITH given AS (DELETE FROM flight_data_incoming RETURNING {_COLUMN_LIST}) "
+    f"INSERT INTO flight_data ({_COLUMN_LIST}) SELECT {_COLUMN_LIST} FROM given "
     "ON CONFLICT ON CONSTRAINT uq_flight_data_icao24_first_seen DO UPDATE SET "
     + ", ".join(f"{c} = EXCLUDED.{c}" for c in _CHANGING)
     + f" WHERE ({', '.join(f'flight_data.{c}' for c in _CHANGING)})"
     + f" IS DISTINCT FROM ({', '.join(f'EXCLUDED.{c}' for c in _CHANGING)})"
 )
-# Rows per INSERT statement: big enough to amortize the round trip and planning,
-# small enough to keep each statement's memory modest (the benchmark's ceiling uses it too).
-UPSERT_PAGE_SIZE = 1000
+# Rows per COPY and move: a whole range in one (an airport's two days, far fewer at most
+# airports), while a statement's transition tables stay a few megabytes.
+UPSERT_ROWS_PER_STATEMENT = 10_000
 
 # {(airport, direction): {day number: Mark}}, as planning reads them.
 Marks = dict[tuple[str, str], dict[int, Mark]]
@@ -97,24 +104,48 @@ def store_marks(marks: dict[tuple[str, str, int], Mark]) -> None:
 def upsert_flights(rows: list[dict]) -> int:
     """Insert or update flights on (icao24, first_seen) in bulk; return how many were given.
 
-    The batch goes through psycopg2's ``execute_values`` in pages of
-    ``UPSERT_PAGE_SIZE`` rows (multi-row INSERT ... ON CONFLICT DO UPDATE),
-    on the session's connection and so in its transaction. SQLAlchemy's
-    insertmanyvalues did the same with per-parameter processing in Python
-    that cost more than PostgreSQL's work. A row whose content did not
+    A range's flights (up to ``UPSERT_ROWS_PER_STATEMENT``) are COPYed into
+    ``flight_data_incoming`` and moved into ``flight_data`` by one INSERT ...
+    ON CONFLICT DO UPDATE: the day-count triggers run once per range, not
+    once per page of rows, and COPY's text format costs far less to build
+    and to read than multi-row VALUES. Duplicates keep the last one given
+    (one statement may not update a row twice). A row whose content did not
     change is left alone, so re-fetching a range writes nothing; an arrival
-    OpenSky filled in later updates the row.
+    OpenSky filled in later updates the row. It runs on the session's
+    connection, in its transaction.
     """
     if not rows:
         return 0
-    unique = {(r["icao24"], r["first_seen"]): r for r in rows}.values()
-    values = [tuple(row[column] for column in FLIGHT_COLUMNS) for row in unique]
+    unique = list({(r["icao24"], r["first_seen"]): r for r in rows}.values())
     cursor = db.session.connection().connection.dbapi_connection.cursor()
     try:
-        execute_values(cursor, UPSERT_FLIGHTS_SQL, values, page_size=UPSERT_PAGE_SIZE)
+        for first in range(0, len(unique), UPSERT_ROWS_PER_STATEMENT):
+            page = unique[first : first + UPSERT_ROWS_PER_STATEMENT]
+            cursor.copy_expert(COPY_FLIGHTS_SQL, io.StringIO(_copy_text(page)))
+            cursor.execute(UPSERT_FLIGHTS_SQL)
     finally:
         cursor.close()
-    return len(values)
+    return len(unique)
+
+
+_ROW_VALUES = itemgetter(*FLIGHT_COLUMNS)
+# What COPY's text format would read as a separator or an escape.
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def _copy_value(value) -> str:
+    if value is None:
+        return "\\N"
+    if isinstance(value, str):
+        return value.translate(_COPY_ESCAPES)
+    if isinstance(value, datetime):
+        return value.isoformat()  # with its offset: exact whatever the session's time zone
+    return str(value)
+
+
+def _copy_text(rows: list[dict]) -> str:
+    """Return ``rows`` in COPY's text format, their values in ``FLIGHT_COLUMNS``' order."""
+    return "".join("\t".join(map(_copy_value, _ROW_VALUES(row))) + "\n" for row in rows)
 
 
 def delete_expired(*, retention_days: int) -> None:

@@ -255,52 +255,68 @@ def parse_flight(item: Any, index: int = 0) -> dict[str, Any]:
 
     Types and value ranges are both checked: a value the database or
     ``datetime`` would refuse must be refused here, as a malformed body,
-    rather than fail the cycle when the row is inserted.
+    rather than fail the cycle when the row is inserted. The checks are
+    module-level functions, not closures built anew for every flight: this
+    runs for every flight of every answer.
     """
     if not isinstance(item, dict):
         raise MalformedResponseError(f"flight {index} is not an object")
-
-    def bad(name: str, why: str) -> MalformedResponseError:
-        return MalformedResponseError(f"flight {index}: {name} {why} ({item.get(name)!r:.40})")
-
-    def integer(name: str, allowed: range = INT32, *, required: bool = False) -> int | None:
-        value = item.get(name)
-        if value is None and not required:
-            return None
-        if not isinstance(value, int) or isinstance(value, bool) or value not in allowed:
-            raise bad(name, "is not a whole number in range")
-        return value
-
-    def text(name: str) -> str | None:
-        value = item.get(name)
-        if value is None:
-            return None
-        if not isinstance(value, str) or not (value.isascii() and value.isprintable()):
-            raise bad(name, "is not printable ASCII text")
-        value = value.strip()
-        if len(value) > MAX_TEXT_FIELD:
-            raise bad(name, f"is longer than {MAX_TEXT_FIELD} characters")
-        return value or None
-
     icao24 = item.get("icao24")
     icao24 = icao24.strip().lower() if isinstance(icao24, str) else icao24
     if not isinstance(icao24, str) or not ICAO24.fullmatch(icao24):
-        raise bad("icao24", "is not a 24-bit address in 6 hex digits")
-    first_seen = integer("firstSeen", UNIX_SECONDS, required=True)
-    last_seen = integer("lastSeen", UNIX_SECONDS, required=True)
+        raise _bad(item, index, "icao24", "is not a 24-bit address in 6 hex digits")
+    first_seen = _integer(item, index, "firstSeen", UNIX_SECONDS, required=True)
+    last_seen = _integer(item, index, "lastSeen", UNIX_SECONDS, required=True)
     if last_seen < first_seen:
-        raise bad("lastSeen", f"is before firstSeen {first_seen}")
+        raise _bad(item, index, "lastSeen", f"is before firstSeen {first_seen}")
     return {
         "icao24": icao24,
         "first_seen": datetime.fromtimestamp(first_seen, UTC),
-        "est_departure_airport": text("estDepartureAirport"),
+        "est_departure_airport": _text(item, index, "estDepartureAirport"),
         "last_seen": datetime.fromtimestamp(last_seen, UTC),
-        "est_arrival_airport": text("estArrivalAirport"),
-        "callsign": text("callsign"),
-        "est_departure_airport_horiz_distance": integer("estDepartureAirportHorizDistance"),
-        "est_departure_airport_vert_distance": integer("estDepartureAirportVertDistance"),
-        "est_arrival_airport_horiz_distance": integer("estArrivalAirportHorizDistance"),
-        "est_arrival_airport_vert_distance": integer("estArrivalAirportVertDistance"),
-        "departure_airport_candidates_count": integer("departureAirportCandidatesCount"),
-        "arrival_airport_candidates_count": integer("arrivalAirportCandidatesCount"),
+        "est_arrival_airport": _text(item, index, "estArrivalAirport"),
+        "callsign": _text(item, index, "callsign"),
+        "est_departure_airport_horiz_distance": _integer(
+            item, index, "estDepartureAirportHorizDistance"
+        ),
+        "est_departure_airport_vert_distance": _integer(
+            item, index, "estDepartureAirportVertDistance"
+        ),
+        "est_arrival_airport_horiz_distance": _integer(
+            item, index, "estArrivalAirportHorizDistance"
+        ),
+        "est_arrival_airport_vert_distance": _integer(item, index, "estArrivalAirportVertDistance"),
+        "departure_airport_candidates_count": _integer(
+            item, index, "departureAirportCandidatesCount"
+        ),
+        "arrival_airport_candidates_count": _integer(item, index, "arrivalAirportCandidatesCount"),
     }
+
+
+def _bad(item: dict, index: int, name: str, why: str) -> MalformedResponseError:
+    return MalformedResponseError(f"flight {index}: {name} {why} ({item.get(name)!r:.40})")
+
+
+def _integer(
+    item: dict, index: int, name: str, allowed: range = INT32, *, required: bool = False
+) -> int | None:
+    """Return a whole number within ``allowed``, or None when missing or null (if allowed)."""
+    value = item.get(name)
+    if value is None and not required:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or value not in allowed:
+        raise _bad(item, index, name, "is not a whole number in range")
+    return value
+
+
+def _text(item: dict, index: int, name: str) -> str | None:
+    """Return printable ASCII text that fits its column, stripped; None for null or blank."""
+    value = item.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str) or not (value.isascii() and value.isprintable()):
+        raise _bad(item, index, name, "is not printable ASCII text")
+    value = value.strip()
+    if len(value) > MAX_TEXT_FIELD:
+        raise _bad(item, index, name, f"is longer than {MAX_TEXT_FIELD} characters")
+    return value or None
