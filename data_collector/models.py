@@ -7,6 +7,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     CheckConstraint,
+    Column,
     Date,
     DateTime,
     Index,
@@ -101,6 +102,20 @@ class CollectedDay(db.Model):
     fetched_until: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     # When the oldest of those fetches happened (decides whether the day is settled).
     fetched_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+# Where each stored range of flights passes on its way into flight_data: flight_data's
+# columns without its constraints, indexes or triggers, unlogged, and empty again before
+# every commit (data_collector.flight_store.upsert_flights).
+flight_data_incoming = db.Table(
+    "flight_data_incoming",
+    *(
+        Column(column.name, column.type, nullable=True)
+        for column in FlightData.__table__.columns
+        if column.name != "id"
+    ),
+    prefixes=["UNLOGGED"],
+)
 
 
 class FlightDayCount(db.Model):
