@@ -129,7 +129,17 @@ class Row:
 def _shortfall(value: float, target: float) -> str:
     if value >= target:
         return f"met ({value:.0%} ≥ {target:.0%})"
-    return f"MISSED by {(target - value) * 100:.0f} points ({value:.0%} < {target:.0%})"
+    return f"MISSED by {_points(target - value)} ({_percent(value, target)} < {target:.0%})"
+
+
+def _points(gap: float) -> str:
+    """Give a shortfall in percentage points; below one point with a decimal, never "0"."""
+    return f"{gap * 100:.1f} points" if gap < 0.01 else f"{gap * 100:.0f} points"
+
+
+def _percent(value: float, target: float) -> str:
+    """Give ``value`` as a percentage that never rounds up to the ``target`` it missed."""
+    return f"{value:.1%}" if round(value, 2) >= target else f"{value:.0%}"
 
 
 def verdict(row: Row, rows: list[Row], ceilings: dict[str, list[LoadResult]]) -> str:
@@ -200,14 +210,16 @@ def _layer_lines(outcome) -> list[str]:
     ]
     for layer, row in outcome.layers:
         cost = 1 - row.ratio
-        check = "met" if cost <= LAYER_COST_LIMIT else f"MISSED by {(cost - 0.10) * 100:.0f} points"
+        check = (
+            "met" if cost <= LAYER_COST_LIMIT else f"MISSED by {_points(cost - LAYER_COST_LIMIT)}"
+        )
         if row.errors:
             check += f"; {row.errors} errors MISSED"
         totals = row.cpu_total_ms()
         cpu = f"{totals[0]:.2f} / {totals[1]:.2f}" if totals else "-"
         lines.append(
             f"| {layer} | {row.name} | {row.rate:,.0f} | {row.p99_ms:.1f} | {row.errors} "
-            f"| {row.spread()} | {cpu} | cost {cost:.0%}: {check} |"
+            f"| {row.spread()} | {cpu} | cost {round(cost, 2) + 0.0:.0%}: {check} |"
         )
     lines += ["", *(f"{layer}: {reason}" for layer, reason in outcome.skipped_layers)]
     return lines

@@ -33,6 +33,12 @@ def test_a_missed_target_says_by_how_many_points():
     assert verdict(row, [row], {}) == "MISSED by 8 points (72% < 80%)"
 
 
+def test_a_miss_of_less_than_a_point_is_not_shown_as_the_target_itself():
+    row = _row("add_interest", "one INSERT", [(59.6, 100)] * 3)
+
+    assert verdict(row, [row], {}) == "MISSED by 0.4 points (59.6% < 60%)"
+
+
 def test_create_user_p99_is_checked_against_the_insert_ceilings_own_p99():
     row = _row("create_user", "one INSERT", [(90, 100)] * 3, p99_ms=160.0)
     ceilings = {"one INSERT": [_result(100, p99_ms=100.0)] * 3}
