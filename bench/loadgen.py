@@ -3,7 +3,10 @@
 Each scenario script in ``bench/lua`` builds its requests; ``common.lua`` is
 appended to every one and prints a ``BENCH_RESULT {json}`` line with counts,
 errors and latency percentiles, which :func:`run` parses. Headers given to
-:func:`run` (a credential) are added to every request a script builds.
+:func:`run` (a credential) are added to every request a script builds. A
+:class:`Background` load may be paced: each connection then waits a fixed
+time between its requests (wrk's ``delay()``), a steady stream rather than
+as many requests as the machine can answer.
 """
 
 import json
@@ -69,8 +72,12 @@ def _command(
     ]  # fmt: skip
 
 
-def _script(name: str, headers: dict[str, str] | None = None) -> str:
+def _script(
+    name: str, headers: dict[str, str] | None = None, *, pause_ms: int | None = None
+) -> str:
     script = (LUA_DIR / f"{name}.lua").read_text() + "\n" + (LUA_DIR / "common.lua").read_text()
+    if pause_ms is not None:
+        script += f"\nfunction delay()\n   return {int(pause_ms)}\nend\n"
     if not headers:
         return script
     # JSON strings of these (ASCII) values are valid Lua strings.
@@ -127,7 +134,8 @@ def run(
 class Background:
     """wrk running while the caller does something else; stopped (SIGINT) when the block ends.
 
-    With ``seconds`` given, the block waits for wrk to finish instead. The
+    With ``seconds`` given, the block waits for wrk to finish instead. With
+    ``pause_ms`` given, each connection waits that long between requests. The
     result is in ``.result`` afterwards.
     """
 
@@ -142,9 +150,10 @@ class Background:
         args: list[str] = (),
         connections: int,
         seconds: float | None = None,
+        pause_ms: int | None = None,
     ):
         self._script = tempfile.NamedTemporaryFile("w", suffix=".lua")  # noqa: SIM115
-        self._script.write(_script(script))
+        self._script.write(_script(script, pause_ms=pause_ms))
         self._script.flush()
         self._command = _command(
             url,
