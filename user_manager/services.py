@@ -199,5 +199,8 @@ def user_exists(*, email: str) -> bool:
         normalized = normalize_email(email)
     except ValueError:
         return False
-    autocommit_statements(db)
-    return db.session.execute(USER_EXISTS_QUERY, {"email": normalized}).first() is not None
+    # One autocommitted read on a pooled connection, without an ORM session: the session's
+    # bookkeeping cost more CPU than the read, and every interest added and every per-user
+    # page of the Data Collector asks this.
+    with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        return connection.execute(USER_EXISTS_QUERY, {"email": normalized}).first() is not None
