@@ -132,14 +132,22 @@ def _shortfall(value: float, target: float) -> str:
     return f"MISSED by {_points(target - value)} ({_percent(value, target)} < {target:.0%})"
 
 
+# Decimals a shortfall may need before it stops reading as zero.
+MAX_DECIMALS = 3
+
+
 def _points(gap: float) -> str:
-    """Give a shortfall in percentage points; below one point with a decimal, never "0"."""
-    return f"{gap * 100:.1f} points" if gap < 0.01 else f"{gap * 100:.0f} points"
+    """Give a shortfall in percentage points, with the decimals it takes not to read as 0."""
+    decimals = next((d for d in range(MAX_DECIMALS) if round(gap * 100, d) > 0), MAX_DECIMALS)
+    return f"{gap * 100:.{decimals}f} points"
 
 
 def _percent(value: float, target: float) -> str:
     """Give ``value`` as a percentage that never rounds up to the ``target`` it missed."""
-    return f"{value:.1%}" if round(value, 2) >= target else f"{value:.0%}"
+    decimals = next(
+        (d for d in range(MAX_DECIMALS) if round(value * 100, d) < target * 100), MAX_DECIMALS
+    )
+    return f"{value:.{decimals}%}"
 
 
 def verdict(row: Row, rows: list[Row], ceilings: dict[str, list[LoadResult]]) -> str:

@@ -37,6 +37,8 @@ def test_a_miss_of_less_than_a_point_is_not_shown_as_the_target_itself():
     row = _row("add_interest", "one INSERT", [(59.6, 100)] * 3)
 
     assert verdict(row, [row], {}) == "MISSED by 0.4 points (59.6% < 60%)"
+    row = _row("add_interest", "one INSERT", [(59_999, 100_000)] * 3)
+    assert verdict(row, [row], {}) == "MISSED by 0.001 points (59.999% < 60%)"
 
 
 def test_create_user_p99_is_checked_against_the_insert_ceilings_own_p99():
