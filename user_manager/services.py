@@ -14,7 +14,7 @@ from flask import current_app
 from sqlalchemy import bindparam, case, delete, literal, null, select, update
 from sqlalchemy.dialects.postgresql import insert
 
-from common.db.connections import autocommit_statements
+from common.db.connections import autocommit_connection, autocommit_statements
 from common.emails import normalize_email
 from common.rpc.peers import InterestsPeer
 from common.timeutil import isoformat_utc_sql, utc_now
@@ -199,8 +199,7 @@ def user_exists(*, email: str) -> bool:
         normalized = normalize_email(email)
     except ValueError:
         return False
-    # One autocommitted read on a pooled connection, without an ORM session: the session's
-    # bookkeeping cost more CPU than the read, and every interest added and every per-user
-    # page of the Data Collector asks this.
-    with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+    # Without the ORM session: every interest added and every per-user page of the Data
+    # Collector asks this.
+    with autocommit_connection(db) as connection:
         return connection.execute(USER_EXISTS_QUERY, {"email": normalized}).first() is not None

@@ -90,7 +90,8 @@ def test_with_auth_on_no_process_logs_emails_credentials_ibans_or_tax_codes(secu
     token = secure_stack.idp.token(["interests:write", "interests:read"], email=body["email"])
     bearer = {"Authorization": f"Bearer {token}"}
     interest = {"email": body["email"], "airport_code": "EDDM"}
-    assert dc.post("/interests", json=interest, headers=bearer).status_code == 201
+    added = dc.post("/interests", json=interest, headers=bearer)
+    assert added.status_code == 201, added.text
     assert dc.get(f"/interests/{body['email']}", headers=bearer).status_code == 200
     assert um.get("/users", headers={"X-API-Key": "not-a-key-" + iban}).status_code == 401
     assert um.delete(f"/users/{body['email']}", headers={**admin, **new_key()}).status_code == 200
