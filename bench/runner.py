@@ -701,27 +701,32 @@ class Bench:
         return result, queries.result
 
     def wait_for_flights(self, airport: str, count: int, *, cycle_after: float) -> None:
-        """Wait until a cycle that started after ``cycle_after`` stored ``count`` flights.
+        """Wait until a cycle that finished after ``cycle_after`` left ``count`` flights stored.
 
-        While the cycle runs only the collector's single state row is read, on
-        one connection: counting the airport's flights on every poll, each on a
-        new connection, took CPU from the ingest it was timing.
+        Only the collector's single state row is read on each poll, on one
+        connection; the airport's flights are counted once per finished cycle.
+        Counting them on every poll, each on a new connection, took CPU from
+        the ingest it was timing.
         """
         finished = (
-            "SELECT coalesce(last_cycle_finished_at > to_timestamp(%s), false) FROM collector_state"
+            "SELECT extract(epoch FROM last_cycle_finished_at) FROM collector_state "
+            "WHERE last_cycle_finished_at > to_timestamp(%s)"
         )
         stored = (
             "SELECT count(*) FROM flight_data "
             "WHERE est_departure_airport = %s OR est_arrival_airport = %s"
         )
         deadline = time.monotonic() + SETTLE_TIMEOUT_SECONDS
+        counted_after = None  # the finished cycle whose flights were last counted
         watcher = psycopg2.connect(self.dc_db)
         watcher.autocommit = True
         try:
             with watcher.cursor() as cursor:
                 while True:
                     cursor.execute(finished, (cycle_after,))
-                    if cursor.fetchone()[0]:
+                    row = cursor.fetchone()
+                    if row is not None and row[0] != counted_after:
+                        counted_after = row[0]
                         cursor.execute(stored, (airport, airport))
                         if cursor.fetchone()[0] >= count:
                             return
