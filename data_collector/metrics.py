@@ -90,3 +90,7 @@ class RetriesCollector:
             "Seconds until the next range waiting for a retry is due (0: due now, or none).",
             value=max(0.0, next_at - now) if next_at is not None else 0.0,
         )
+
+
+# Computed at every scrape of this service's /metrics (registered by the app factory).
+SCRAPE_COLLECTORS = (RetriesCollector,)

@@ -4,27 +4,15 @@ from flask import Blueprint, current_app, jsonify, request
 
 from common.web.auth import require_user, requires
 from common.web.errors import ApiError
-from common.web.health import add_probes
 from common.web.inputs import json_object_body, parse_model, path_email
 from common.web.pagination import json_page_response, parse_page_request
 from data_collector import flights, inputs, interests, services
-from data_collector.models import db
 
 bp = Blueprint("collector", __name__)
 
 # A page of flights is ~0.5 KB per item: 100 by default, never more than 1,000 (as users).
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
-
-add_probes(
-    bp,
-    service="data_collector",
-    db=db,
-    peer=services.user_manager,
-    peer_service="user_manager",
-    facts_key="opensky",
-    facts=services.opensky_facts,
-)
 
 
 @bp.post("/collection/runs")

@@ -91,7 +91,7 @@ def request_cycle() -> None:
         )
 
 
-def opensky_facts() -> dict | None:
+def health_facts() -> dict | None:
     """Return the ``opensky`` part of ``/health``: credits, waits, retries, the last cycle."""
     state = db.session.get(CollectorState, 1)
     if state is None:

@@ -1,8 +1,8 @@
 """The Data Collector's background worker: OpenSky collection on a schedule (role ``worker``).
 
-``python -m data_collector`` runs it on a scheduler thread beside the gRPC
-server (:func:`jobs`); ``python -m data_collector.worker --once`` runs one
-cycle in the foreground and prints what it did (ops and tests).
+``python -m data_collector`` runs its jobs (:func:`jobs`) on a scheduler
+thread beside the gRPC server; ``python -m data_collector.worker --once`` runs
+one cycle in the foreground and prints what it did (ops and tests).
 
 Three jobs (common.process.scheduling): the periodic cycle every
 ``COLLECT_INTERVAL_MINUTES`` (also once at start, so a restarted worker
@@ -22,8 +22,9 @@ import json
 import logging
 import sys
 
-from common.process.scheduling import Jobs, PeriodicJob
-from common.process.supervisor import run_until_stopped
+from flask import Flask
+
+from common.process.scheduling import PeriodicJob
 from data_collector import collection, interests, services
 from data_collector.app import create_app
 from data_collector.config import Config
@@ -60,48 +61,39 @@ def reconcile_interests() -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Command line: run the scheduler, or one job now with ``--once`` or ``--reconcile``."""
+    """Command line: run one job now, ``--once`` (a cycle) or ``--reconcile``."""
     parser = argparse.ArgumentParser(prog="python -m data_collector.worker")
-    once = parser.add_mutually_exclusive_group()
+    once = parser.add_mutually_exclusive_group(required=True)
     once.add_argument("--once", action="store_true", help="run one cycle now and exit")
     once.add_argument(
         "--reconcile", action="store_true", help="reconcile interests with users now and exit"
     )
     args = parser.parse_args(argv)
-    app = create_app(migrations=False, process="worker")
+    app = create_app(process="worker")
     if args.reconcile:
         with app.app_context():
             print(json.dumps({"removed": reconcile_interests()}))
         return 0
+    for warning in Config().startup_warnings():
+        log.warning(warning)
+    with app.app_context():
+        result = collect(collection.client_from_config(app.config))
+    print(json.dumps(dataclasses.asdict(result)))
+    return 0 if result.outcome in {"done", "busy", "waiting"} else 1
+
+
+def jobs(app: Flask) -> list[PeriodicJob]:
+    """Return the jobs, each run in ``app``'s context (the launcher starts and stops them)."""
     # One client per process: it caches the OAuth2 token between cycles.
     client = collection.client_from_config(app.config)
-    if args.once:
-        for warning in Config().startup_warnings():
-            log.warning(warning)
-        with app.app_context():
-            result = collect(client)
-        print(json.dumps(dataclasses.asdict(result)))
-        return 0 if result.outcome in {"done", "busy", "waiting"} else 1
-    run_until_stopped(jobs(app, client))
-    return 0
-
-
-def jobs(app=None, client: OpenSkyClient | None = None) -> Jobs:
-    """Build the jobs (the launcher starts and stops them), on an app of their own by default."""
-    app = app or create_app(migrations=False, process="worker")
-    # One client per process: it caches the OAuth2 token between cycles.
-    client = client or collection.client_from_config(app.config)
     cycle_seconds = app.config["COLLECT_INTERVAL_MINUTES"] * 60
     poll_seconds = app.config["COLLECT_POLL_SECONDS"]
     reconcile_seconds = app.config["INTEREST_RECONCILE_MINUTES"] * 60
-    return Jobs(
-        app,
-        [
-            PeriodicJob("collect", lambda: collect(client, periodic=True), cycle_seconds),
-            PeriodicJob("requested", lambda: collect_if_requested(client), poll_seconds),
-            PeriodicJob("reconcile-interests", reconcile_interests, reconcile_seconds),
-        ],
-    )
+    return [
+        PeriodicJob("collect", lambda: collect(client, periodic=True), cycle_seconds),
+        PeriodicJob("requested", lambda: collect_if_requested(client), poll_seconds),
+        PeriodicJob("reconcile-interests", reconcile_interests, reconcile_seconds),
+    ]
 
 
 if __name__ == "__main__":

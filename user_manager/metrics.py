@@ -60,3 +60,7 @@ class OutboxBacklogCollector:
             "Age of the oldest undelivered outbox call (0 when there is none).",
             value=backlog.oldest_seconds or 0.0,
         )
+
+
+# Computed at every scrape of this service's /metrics (registered by the app factory).
+SCRAPE_COLLECTORS = (OutboxBacklogCollector,)

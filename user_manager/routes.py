@@ -5,12 +5,10 @@ from flask import Blueprint, jsonify, request
 from common.emails import EMAIL_MAX_LENGTH
 from common.web.auth import current_caller, require_any_user, require_user, requires
 from common.web.errors import ApiError
-from common.web.health import add_probes
 from common.web.inputs import json_object_body, parse_model, path_email
 from common.web.pagination import INVALID_CURSOR_MESSAGE, json_page_response, parse_page_request
-from user_manager import idempotency, outbox, services
+from user_manager import idempotency, services
 from user_manager.inputs import UserCreate
-from user_manager.models import db
 
 bp = Blueprint("users", __name__)
 
@@ -25,17 +23,6 @@ def _outcome_response(outcome: idempotency.Outcome):
     if outcome.replayed:
         response.headers[idempotency.REPLAY_HEADER] = "true"
     return response
-
-
-add_probes(
-    bp,
-    service="user_manager",
-    db=db,
-    peer=services.data_collector,
-    peer_service="data_collector",
-    facts_key="outbox",
-    facts=outbox.health_facts,
-)
 
 
 @bp.post("/users")

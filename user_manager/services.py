@@ -38,6 +38,11 @@ def data_collector() -> InterestsPeer:
     return current_app.extensions["data_collector"]
 
 
+def health_facts() -> dict:
+    """Return the ``outbox`` part of ``/health``: undelivered calls and the oldest one's age."""
+    return outbox.health_facts()
+
+
 # POST /users: 409 when the email or the tax code is taken; refused (nothing stored) while
 # the interests of a previous account with this email still wait in the outbox to be
 # deleted, or that late delivery would delete the new account's; else 201 and the INSERT.

@@ -21,6 +21,7 @@ from pathlib import Path
 from alembic import context
 from flask import Flask, current_app
 from flask_migrate import upgrade
+from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import OperationalError
@@ -30,6 +31,20 @@ alembic_log = logging.getLogger("alembic.env")
 
 # Arbitrary constant shared by every replica of every service that migrates.
 MIGRATION_LOCK_ID = 7_404_001
+# The Alembic environment every service shares; each has only its revisions.
+ALEMBIC_DIR = Path(__file__).parent / "alembic"
+
+
+def install_migrations(app: Flask, db: SQLAlchemy, versions: Path) -> None:
+    """Give ``app`` Flask-Migrate, on the shared environment and the service's ``versions``."""
+    from flask_migrate import Migrate
+
+    migrate = Migrate(app, db, directory=str(ALEMBIC_DIR))
+
+    @migrate.configure
+    def find_this_services_revisions(config):
+        config.set_main_option("version_locations", str(versions))
+        return config
 
 
 def wait_for_database(engine: Engine, *, timeout: float) -> None:
@@ -50,10 +65,11 @@ def wait_for_database(engine: Engine, *, timeout: float) -> None:
             delay = min(delay * 2, 2.0)
 
 
-def migrate_app(app: Flask, migrations: Path) -> None:
+def migrate_app(app: Flask) -> None:
     """Bring the app's database to its latest migration (the launcher's ``migrate`` role).
 
-    ``app`` is built with ``process="migrate"``: its engine is the owner's.
+    ``app`` is built with ``process="migrate"``: its engine is the owner's,
+    and it has Flask-Migrate (:func:`install_migrations`).
     """
     with app.app_context():
         engine = app.extensions["sqlalchemy"].engine
@@ -61,7 +77,6 @@ def migrate_app(app: Flask, migrations: Path) -> None:
     upgrade_database(
         app,
         engine,
-        migrations,
         timeout=app.config["DB_CONNECT_TIMEOUT_SECONDS"],
         serving_role=serving_role,
     )
@@ -70,7 +85,6 @@ def migrate_app(app: Flask, migrations: Path) -> None:
 def upgrade_database(
     app: Flask,
     engine: Engine,
-    migrations: Path,
     *,
     timeout: float,
     serving_role: str | None = None,
@@ -80,7 +94,7 @@ def upgrade_database(
     with app.app_context(), engine.connect() as lock_connection:
         lock_connection.execute(text("SELECT pg_advisory_lock(:id)"), {"id": MIGRATION_LOCK_ID})
         try:
-            upgrade(directory=str(migrations))
+            upgrade(directory=str(ALEMBIC_DIR))
             if serving_role:
                 grant_serving_role(lock_connection, serving_role)
         finally:

@@ -1,10 +1,9 @@
 """Run one service: migrate its database, then run and supervise its roles.
 
-``python -m user_manager`` and ``python -m data_collector`` (the container
-command and what the local stack runs) come here, each with its
-:class:`Service`: the registry, written out in the service's ``__main__.py``,
-of its configuration, what gunicorn serves, its other roles and its
-migration. The roles:
+``python -m <service>`` (the container command and what the local stack
+runs) comes here with the service's declaration (:class:`common.service.Service`,
+in its ``app.py``): its settings, what gunicorn serves, its other roles and
+its migrations. The roles:
 
 - ``migrate``: applies migrations (waiting for the database) as the
   database's owner, grants the serving role its tables, and exits; the
@@ -29,8 +28,7 @@ import logging
 import os
 import sys
 import tempfile
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -38,6 +36,7 @@ from common.observability import MULTIPROC_DIR_VARIABLE
 from common.observability.logs import configure_logging
 from common.process import healthcheck
 from common.process.supervisor import Supervisor
+from common.service import WEB, Service
 from common.settings import BaseConfig, ConfigError
 
 log = logging.getLogger(__name__)
@@ -51,7 +50,6 @@ MALLOC_ARENA_MAX = "2"
 # An idle client connection is kept this long: a client (or a load balancer) sending
 # requests back to back reuses it instead of connecting anew each time.
 KEEP_ALIVE_SECONDS = 5
-WEB = "web"
 
 
 class Startable(Protocol):
@@ -62,29 +60,6 @@ class Startable(Protocol):
 
     def stop(self) -> None:
         """Stop gracefully."""
-
-
-@dataclass(frozen=True)
-class Service:
-    """What the launcher needs to know about a service, handed to it explicitly.
-
-    ``web_app`` is the gunicorn application spec (``module:factory(...)``);
-    ``roles`` maps each other role to the function that builds it (importing
-    the app only when called, in the process that runs it); ``migrate``
-    applies the migrations in the calling process (the launcher calls it in
-    a child of its own, never in itself).
-    """
-
-    name: str
-    config: type[BaseConfig]
-    web_app: str
-    roles: dict[str, Callable[[], Startable]]
-    migrate: Callable[[], int]
-
-    @property
-    def role_names(self) -> list[str]:
-        """Every role, in the order they start."""
-        return [WEB, *self.roles]
 
 
 def gunicorn_command(
@@ -164,7 +139,7 @@ def run_in_process(service: Service, roles: Sequence[str], supervisor: Superviso
     running: list[Startable] = []
     try:
         for role in roles:
-            started = service.roles[role]()
+            started = service.build_role(role)
             started.start()
             running.append(started)
     except Exception:
@@ -180,7 +155,7 @@ def run_in_process(service: Service, roles: Sequence[str], supervisor: Superviso
 
 def serve(service: Service, roles: Sequence[str], *, migrate_first: bool) -> int:
     """Run the roles (after the migrations, if asked) until a signal or a crash."""
-    config = service.config()
+    config = service.settings_class()
     configure_logging(config.LOG_LEVEL)
     threaded = [role for role in roles if role != WEB]
     if not (threaded and WEB in roles):
@@ -204,13 +179,13 @@ def serve(service: Service, roles: Sequence[str], *, migrate_first: bool) -> int
     # Only the migration connects as the database's owner: the serving roles and the worker
     # never see its URL (they serve as the role that can change no schema).
     role_env = dict(os.environ)
-    role_env.pop(service.config.MIGRATION_DATABASE_URL_VARIABLE, None)
+    role_env.pop(service.settings_class.MIGRATION_DATABASE_URL_VARIABLE, None)
     # Gunicorn reads WEB_CONCURRENCY itself, and refuses a blank one (compose passes
     # unset settings as blank): the launcher gives it --workers anyway.
     if not role_env.get("WEB_CONCURRENCY", "x").strip():
         del role_env["WEB_CONCURRENCY"]
     if WEB not in roles:
-        os.environ.pop(service.config.MIGRATION_DATABASE_URL_VARIABLE, None)
+        os.environ.pop(service.settings_class.MIGRATION_DATABASE_URL_VARIABLE, None)
         return run_in_process(service, threaded, supervisor)
     if not threaded and not migrate_first:
         # Nothing to supervise beside it: become gunicorn, which handles signals itself.
@@ -236,7 +211,8 @@ def main(service: Service, args: Sequence[str]) -> int:
         if args == ["migrate"]:
             return service.migrate()
         if args[:1] == ["healthcheck"] and set(args[1:]) <= set(healthcheck.PARTS):
-            return healthcheck.check(service.name, service.config(), args[1:] or healthcheck.HALVES)
+            parts = args[1:] or healthcheck.HALVES
+            return healthcheck.check(service.name, service.settings_class(), parts)
         if not args:
             return serve(service, service.role_names, migrate_first=True)
         if set(args) <= set(service.role_names):
@@ -246,3 +222,8 @@ def main(service: Service, args: Sequence[str]) -> int:
         return 2
     print(usage(service), file=sys.stderr)
     return 2
+
+
+def run(service: Service) -> None:
+    """Run ``python -m <service>`` with this process's arguments, and exit with its code."""
+    sys.exit(main(service, sys.argv[1:]))

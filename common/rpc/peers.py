@@ -217,3 +217,7 @@ class InterestsPeer(Peer):
             messages.UserRequest(email=email),
         )
         return reply.deleted_count
+
+
+# The client of each service's gRPC API, by the service's name (a declaration's ``peer``).
+CLIENTS: dict[str, type[Peer]] = {"user_manager": UserDirectory, "data_collector": InterestsPeer}

@@ -4,15 +4,15 @@ The launcher runs the server on threads of its own process (a process that
 never forks after grpcio started), binds the service's gRPC port once, and
 answers health checks so that orchestrators and the peer can tell it is
 ready. Stopping is graceful: in-flight calls get ``GRACE_SECONDS`` to finish.
-Each service's ``grpc_server.py`` holds its servicer (a :class:`AppServicer`),
-a ``server()`` that builds the :class:`GrpcServer`, and a ``serve()`` that runs
-it alone (``python -m <service>.grpc_server``).
+Each service's ``grpc_server.py`` holds its servicer (an :class:`AppServicer`
+naming its service in the .proto); its declaration names the servicer, and the
+launcher's ``grpc`` role builds the :class:`GrpcServer` around it.
 """
 
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent import futures
 
 import grpc
@@ -26,6 +26,8 @@ from common.observability.request_ids import (
     bind_request_id,
     unbind_request_id,
 )
+from common.rpc.generated import flight_tracker_pb2 as messages
+from common.rpc.generated import flight_tracker_pb2_grpc as stubs
 from common.rpc.security import TokenInterceptor, add_port
 
 log = logging.getLogger(__name__)
@@ -72,15 +74,28 @@ class ObservabilityInterceptor(grpc.ServerInterceptor):
 
 
 class AppServicer:
-    """Base of both services' servicers: every call runs in the app's context.
+    """Base of every service's servicer: every call runs in the app's context.
 
-    A call that fails on the service's side (its database does not answer)
-    ends ``UNAVAILABLE``, which the caller's channel may retry and which the
-    caller treats as "the peer cannot answer now", never as a "no".
+    A subclass names its service in the .proto (``SERVICE``, e.g.
+    ``"UserService"``) and derives from that service's generated servicer
+    class. A call that fails on the service's side (its database does not
+    answer) ends ``UNAVAILABLE``, which the caller's channel may retry and
+    which the caller treats as "the peer cannot answer now", never as a "no".
     """
+
+    SERVICE = ""
 
     def __init__(self, app: Flask):
         self.app = app
+
+    @classmethod
+    def full_name(cls) -> str:
+        """Return the service's full name in the .proto (what health checks and clients name)."""
+        return messages.DESCRIPTOR.services_by_name[cls.SERVICE].full_name
+
+    def add_to(self, server: grpc.Server) -> None:
+        """Register this servicer with ``server`` (the generated ``add_..._to_server``)."""
+        getattr(stubs, f"add_{self.SERVICE}Servicer_to_server")(self, server)
 
     @contextlib.contextmanager
     def serving(self, context: grpc.ServicerContext, method: str) -> Iterator[None]:
@@ -118,11 +133,9 @@ class GrpcServer:
     shares a process with other roles (the launcher's) without forking.
     """
 
-    def __init__(
-        self, app: Flask, *, add_servicer: Callable[[grpc.Server], None], service_name: str
-    ):
+    def __init__(self, app: Flask, servicer: type[AppServicer]):
         self.app = app
-        self.service_name = service_name
+        self.service_name = servicer.full_name()
         security = app.config["GRPC_SECURITY"]
         self.security = security
         interceptors: list[grpc.ServerInterceptor] = [ObservabilityInterceptor()]
@@ -133,7 +146,7 @@ class GrpcServer:
             interceptors=interceptors,
             options=SERVER_OPTIONS,
         )
-        add_servicer(self.server)
+        servicer(app).add_to(self.server)
         self.health = health.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         self.address = f"{app.config['GRPC_BIND_HOST']}:{app.config['GRPC_PORT']}"

@@ -1,20 +1,22 @@
-"""The app factory both services' ``create_app`` call: configuration, extensions, routes."""
+"""The Flask app of a declared service: settings, extensions, probes, routes, API document."""
 
-from collections.abc import Callable
-from pathlib import Path
+from typing import TYPE_CHECKING
 
-from flask import Blueprint, Flask
+from flask import Flask
 from flask_sqlalchemy import SQLAlchemy
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import PathConverter
 
 from common.db import connections
 from common.observability.logs import configure_logging
-from common.settings import BaseConfig, ConfigError, sqlalchemy_url
-from common.web import auth
+from common.settings import ConfigError, sqlalchemy_url
+from common.web import auth, health
 from common.web.errors import register_error_handlers
-from common.web.observability import install_request_observability
+from common.web.observability import add_scrape_collector, install_request_observability
 from common.web.openapi import install_api_docs
+
+if TYPE_CHECKING:
+    from common.service import Service
 
 
 class AnyCharacterPathConverter(PathConverter):
@@ -28,22 +30,12 @@ class AnyCharacterPathConverter(PathConverter):
     regex = "[^/](?s:.)*?"
 
 
-def build_app(
-    import_name: str,
-    *,
-    config: BaseConfig,
-    test_config: dict | None,
-    db: SQLAlchemy,
-    blueprints: list[Blueprint],
-    api_document: Callable[[Flask], dict],
-    migrations_dir: Path | None,
-    process: str = "web",
-) -> Flask:
-    """Create a service's Flask app: its configuration, then the test's overrides, then the rest.
+def build_app(service: "Service", *, test_config: dict | None, process: str) -> Flask:
+    """Create a service's Flask app: its settings, then the test's overrides, then the rest.
 
     Flask-Migrate (and with it Alembic, a sizeable import) is registered
-    only when ``migrations_dir`` is given: for the ``migrate`` role, the
-    ``flask db`` commands and tests, not for the processes that serve.
+    only for the ``migrate`` role and for apps built by tests and the
+    ``flask db`` commands (``process="migrate"``), not for the processes that serve.
 
     ``process`` is the launcher's role the app runs in (``web``, ``grpc``,
     ``worker``, ``migrate``): it sets the connections' limits
@@ -51,8 +43,10 @@ def build_app(
     connects as the owner role (``MIGRATION_DATABASE_URL``); the serving
     URL stays in ``SERVING_DATABASE_URI``, naming the role it grants.
     """
+    config = service.settings_class()
+    db: SQLAlchemy = service.part("models", "db")
     # No static folder: the services serve JSON only (Swagger UI brings its own assets).
-    app = Flask(import_name, static_folder=None)
+    app = Flask(service.name, static_folder=None)
     app.url_map.converters["path"] = AnyCharacterPathConverter
     app.config.from_object(config)
     if test_config:
@@ -82,14 +76,25 @@ def build_app(
     app.json.sort_keys = False
     db.init_app(app)
     connections.install(app, db)
-    if migrations_dir is not None:
-        from flask_migrate import Migrate
+    if process == connections.MIGRATE_PROCESS:
+        from common.db.migrations import install_migrations
 
-        Migrate(app, db, directory=str(migrations_dir))
+        install_migrations(app, db, service.migrations_dir)
     register_error_handlers(app)
     install_request_observability(app)
     auth.install(app)
-    for blueprint in blueprints:
-        app.register_blueprint(blueprint)
-    install_api_docs(app, api_document)
+    if service.peer is not None:
+        from common.rpc.peers import CLIENTS
+
+        # Lazy: the channel is opened on first use, inside the process that calls.
+        app.extensions[service.peer] = CLIENTS[service.peer](
+            app.config[f"{service.peer.upper()}_GRPC_ADDR"],
+            timeout=app.config["GRPC_TIMEOUT_SECONDS"],
+            security=app.config["GRPC_SECURITY"],
+        )
+    for collector in service.part("metrics", "SCRAPE_COLLECTORS"):
+        add_scrape_collector(app, collector())
+    app.register_blueprint(health.probes(service, db))
+    app.register_blueprint(service.part("routes", "bp"))
+    install_api_docs(app, service.part("openapi", "build_document"))
     return app

@@ -19,15 +19,18 @@ Only callers with the ``ops`` scope see the detail; others get the status.
 import contextlib
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from flask import Blueprint
+from flask import Blueprint, current_app
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
-from common.rpc.peers import Peer
 from common.web.auth import current_caller
+
+if TYPE_CHECKING:
+    from common.rpc.peers import Peer
+    from common.service import Service
 
 log = logging.getLogger(__name__)
 
@@ -45,15 +48,16 @@ def readiness(
     *,
     service: str,
     db: SQLAlchemy,
-    peer: Peer,
-    peer_service: str,
+    peer: "Peer | None",
+    peer_service: str | None,
     facts_key: str,
     facts: Callable[[], Any],
 ) -> tuple[dict[str, Any], int, dict[str, str]]:
     """Return the ``/health`` body, status code and headers of ``service``.
 
     ``facts`` runs inside the check's transaction and returns what goes
-    under ``facts_key`` (``None`` when the database is down).
+    under ``facts_key`` (``None`` when the database is down). A service that
+    calls no peer (``peer`` None) reports none.
     """
     try:
         db.session.execute(text(f"SET LOCAL statement_timeout = {STATEMENT_TIMEOUT_MS}"))
@@ -65,14 +69,12 @@ def readiness(
             db.session.rollback()
         log.warning("health: the database is unavailable: %s", error)
         found, database = None, "unavailable"
-    peer_status = "ok" if peer.is_serving(timeout=PEER_TIMEOUT_SECONDS) else "unavailable"
-    body: dict[str, Any] = {
-        "status": "ok",
-        "service": service,
-        "database": database,
-        "peer": {"service": peer_service, "address": peer.address, "status": peer_status},
-        facts_key: found,
-    }
+    body: dict[str, Any] = {"status": "ok", "service": service, "database": database}
+    peer_status = "ok"
+    if peer is not None:
+        peer_status = "ok" if peer.is_serving(timeout=PEER_TIMEOUT_SECONDS) else "unavailable"
+        body["peer"] = {"service": peer_service, "address": peer.address, "status": peer_status}
+    body[facts_key] = found
     if database != "ok":
         body["status"] = "unavailable"
         body["error"] = "The database is unavailable."
@@ -82,17 +84,11 @@ def readiness(
     return body, 200, {}
 
 
-def add_probes(
-    blueprint: Blueprint,
-    *,
-    service: str,
-    db: SQLAlchemy,
-    peer: Callable[[], Peer],
-    peer_service: str,
-    facts_key: str,
-    facts: Callable[[], Any],
-) -> None:
-    """Add ``GET /ping`` and ``GET /health`` to a service's blueprint (``peer()``: its client)."""
+def probes(service: "Service", db: SQLAlchemy) -> Blueprint:
+    """Return the blueprint of ``GET /ping`` and ``GET /health`` for a declared service."""
+    blueprint = Blueprint("probes", __name__)
+    peer = service.peer
+    facts = service.part("services", "health_facts") if service.health else lambda: None
 
     @blueprint.get("/ping")
     def ping():
@@ -103,14 +99,16 @@ def add_probes(
     def health():
         """Report readiness: the database, the peer service, the service's own facts."""
         body, status, headers = readiness(
-            service=service,
+            service=service.name,
             db=db,
-            peer=peer(),
-            peer_service=peer_service,
-            facts_key=facts_key,
+            peer=current_app.extensions[peer] if peer else None,
+            peer_service=peer,
+            facts_key=service.health or "facts",
             facts=facts,
         )
         if not current_caller().has("ops"):
             # Internal addresses and the service's facts are for operators only.
             body = {"status": body["status"]}
         return body, status, headers
+
+    return blueprint

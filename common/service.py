@@ -1,0 +1,117 @@
+"""A service in one declaration: the skeleton builds its app and runs its processes.
+
+A service is a package of its own code plus one :class:`Service` in its
+``app.py``. Everything else is written once, here and in the modules this
+one calls: the Flask app (:meth:`Service.create_app`, built by
+:mod:`common.web.factory`), the process entry point and its roles
+(``python -m <service>``: :mod:`common.process.launcher`), the gRPC server
+(:mod:`common.rpc.server`), the scheduler of background jobs
+(:mod:`common.process.scheduling`), the migrations' Alembic environment
+(:mod:`common.db.migrations`), liveness and readiness (:mod:`common.web.health`),
+metrics and the API document; the container image runs any service.
+
+The package's files are where the skeleton finds its parts:
+
+=================  =============================================================
+``config.py``      ``Config``: its settings class
+``models.py``      ``db``: its Flask-SQLAlchemy instance, and its tables
+``routes.py``      ``bp``: its REST routes
+``services.py``    ``health_facts()``: what ``/health`` adds (when ``health`` names
+                   its key)
+``grpc_server.py`` the servicer class the declaration names (role ``grpc``)
+``worker.py``      ``jobs(app)``: its periodic jobs (role ``worker``)
+``metrics.py``     ``SCRAPE_COLLECTORS``: collectors computed at each scrape
+``openapi.py``     ``build_document(app)``: its OpenAPI document
+``migrations/``    ``versions/``: its Alembic revisions
+=================  =============================================================
+
+Parts are imported only when a process needs them: the launcher reads the
+declaration in a process that only supervises and must not load Flask,
+SQLAlchemy or grpcio, and each role imports only what it runs.
+"""
+
+import functools
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+WEB = "web"
+GRPC = "grpc"
+WORKER = "worker"
+MIGRATE = "migrate"
+
+
+@dataclass(frozen=True)
+class Service:
+    """One service: its package, and which of the optional parts it has.
+
+    ``servicer``: the class in ``grpc_server.py`` that serves its gRPC API
+    (role ``grpc``); ``jobs``: it has background jobs in ``worker.py`` (role
+    ``worker``); ``peer``: the service whose gRPC API it calls (its client:
+    :data:`common.rpc.peers.CLIENTS`; its address: the ``<PEER>_GRPC_ADDR``
+    setting), whose health ``/health`` reports; ``health``: the key under
+    which ``/health`` shows what ``services.health_facts()`` returns.
+    """
+
+    name: str
+    servicer: str | None = None
+    jobs: bool = False
+    peer: str | None = None
+    health: str | None = None
+
+    def part(self, module: str, attribute: str) -> Any:
+        """Import ``<service>.<module>`` and return its ``attribute``."""
+        return getattr(importlib.import_module(f"{self.name}.{module}"), attribute)
+
+    @property
+    def role_names(self) -> list[str]:
+        """Every role this service runs, in the order they start."""
+        optional = {GRPC: self.servicer, WORKER: self.jobs}
+        return [WEB, *(role for role, present in optional.items() if present)]
+
+    @property
+    def migrations_dir(self) -> Path:
+        """Where the service's Alembic revisions are."""
+        return Path(importlib.import_module(self.name).__file__).parent / "migrations" / "versions"
+
+    @property
+    def web_app(self) -> str:
+        """The gunicorn application spec of the ``web`` role (``app.py``'s ``create_app``)."""
+        return f"{self.name}.app:create_app()"
+
+    @functools.cached_property
+    def settings_class(self) -> type:
+        """The service's settings class (imports ``config.py``, which loads nothing heavy)."""
+        return self.part("config", "Config")
+
+    def create_app(self, test_config: dict | None = None, *, process: str = WEB):
+        """Build the service's Flask app: its settings, then the test's overrides, then the rest.
+
+        ``process`` is the role the app runs in: it sets the database
+        connections' limits, and ``migrate`` alone connects as the owner role
+        and loads Flask-Migrate (:func:`common.web.factory.build_app`).
+        """
+        from common.web.factory import build_app
+
+        return build_app(self, test_config=test_config, process=process)
+
+    def build_role(self, role: str):
+        """Build the ``grpc`` or ``worker`` role on an app of its own (started by the launcher)."""
+        app = self.create_app(process=role)
+        if role == GRPC and self.servicer:
+            from common.rpc.server import GrpcServer
+
+            return GrpcServer(app, self.part("grpc_server", self.servicer))
+        if role == WORKER and self.jobs:
+            from common.process.scheduling import Jobs
+
+            return Jobs(app, self.part("worker", "jobs")(app))
+        raise ValueError(f"{self.name} has no role {role!r}")
+
+    def migrate(self) -> int:
+        """Apply the service's migrations as the owner role, waiting for its database."""
+        from common.db.migrations import migrate_app
+
+        migrate_app(self.create_app(process=MIGRATE))
+        return 0

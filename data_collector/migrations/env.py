@@ -1,5 +1,0 @@
-"""Alembic environment of the Data Collector (shared logic in common.db.migrations)."""
-
-from common.db.migrations import run_migrations
-
-run_migrations()
