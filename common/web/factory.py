@@ -92,6 +92,15 @@ def build_app(service: "Service", *, test_config: dict | None, process: str) -> 
             timeout=app.config["GRPC_TIMEOUT_SECONDS"],
             security=app.config["GRPC_SECURITY"],
         )
+    if service.uses_broker:
+        from common.broker.connection import Broker
+
+        # Lazy: the connection is opened on first use, inside the process that publishes.
+        app.extensions["broker"] = Broker(
+            app.config["NATS_URL"],
+            name=f"{service.name}-{process}",
+            stream_replicas=app.config["NATS_STREAM_REPLICAS"],
+        )
     for collector in service.part("metrics", "SCRAPE_COLLECTORS"):
         add_scrape_collector(app, collector())
     app.register_blueprint(health.probes(service, db))

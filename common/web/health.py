@@ -5,8 +5,9 @@ a load balancer or an orchestrator deciding whether to send traffic here:
 
 - the database must answer (within ``STATEMENT_TIMEOUT_MS``), else 503: a
   service without its database can serve nothing;
-- the peer service's gRPC health service is asked with a short deadline and
-  reported, but a peer that is down only makes the answer ``degraded`` (200):
+- the peer service's gRPC health service (and the broker, for the services
+  that use one) is asked with a short deadline and reported, but a peer
+  that is down only makes the answer ``degraded`` (200):
   this service still serves most of its API (the User Manager queues the
   calls it owes; the Data Collector answers 503 only to ``POST /interests``),
   and taking it out of rotation would turn one outage into two;
@@ -29,6 +30,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from common.web.auth import current_caller
 
 if TYPE_CHECKING:
+    from common.broker.connection import Broker
     from common.rpc.peers import Peer
     from common.service import Service
 
@@ -48,16 +50,17 @@ def readiness(
     *,
     service: str,
     db: SQLAlchemy,
-    peer: "Peer | None",
-    peer_service: str | None,
+    dependencies: dict[str, Callable[[], dict[str, Any]]],
     facts_key: str,
     facts: Callable[[], Any],
 ) -> tuple[dict[str, Any], int, dict[str, str]]:
     """Return the ``/health`` body, status code and headers of ``service``.
 
-    ``facts`` runs inside the check's transaction and returns what goes
-    under ``facts_key`` (``None`` when the database is down). A service that
-    calls no peer (``peer`` None) reports none.
+    ``dependencies`` are what the service uses besides its database (the
+    peer service, the broker): each check returns what ``/health`` shows
+    under its name, with a ``status`` of ``ok`` or ``unavailable``. ``facts``
+    runs inside the database check's transaction and returns what goes under
+    ``facts_key`` (``None`` when the database is down).
     """
     try:
         db.session.execute(text(f"SET LOCAL statement_timeout = {STATEMENT_TIMEOUT_MS}"))
@@ -70,24 +73,45 @@ def readiness(
         log.warning("health: the database is unavailable: %s", error)
         found, database = None, "unavailable"
     body: dict[str, Any] = {"status": "ok", "service": service, "database": database}
-    peer_status = "ok"
-    if peer is not None:
-        peer_status = "ok" if peer.is_serving(timeout=PEER_TIMEOUT_SECONDS) else "unavailable"
-        body["peer"] = {"service": peer_service, "address": peer.address, "status": peer_status}
+    for name, check in dependencies.items():
+        body[name] = check()
     body[facts_key] = found
     if database != "ok":
         body["status"] = "unavailable"
         body["error"] = "The database is unavailable."
         return body, 503, {"Retry-After": str(RETRY_AFTER_SECONDS)}
-    if peer_status != "ok":
+    if any(body[name]["status"] != "ok" for name in dependencies):
         body["status"] = "degraded"
     return body, 200, {}
+
+
+def peer_check(service: str, peer: "Peer") -> Callable[[], dict[str, Any]]:
+    """Return the check of the peer service's gRPC health service, asked with a short deadline."""
+
+    def check() -> dict[str, Any]:
+        serving = peer.is_serving(timeout=PEER_TIMEOUT_SECONDS)
+        return {"service": service, "address": peer.address, "status": _status(serving)}
+
+    return check
+
+
+def broker_check(broker: "Broker") -> Callable[[], dict[str, Any]]:
+    """Return the check of the broker: it answers within its timeout."""
+
+    def check() -> dict[str, Any]:
+        up = broker.is_connected(timeout=PEER_TIMEOUT_SECONDS)
+        return {"address": broker.url, "status": _status(up)}
+
+    return check
+
+
+def _status(up: bool) -> str:
+    return "ok" if up else "unavailable"
 
 
 def probes(service: "Service", db: SQLAlchemy) -> Blueprint:
     """Return the blueprint of ``GET /ping`` and ``GET /health`` for a declared service."""
     blueprint = Blueprint("probes", __name__)
-    peer = service.peer
     facts = service.part("services", "health_facts") if service.health else lambda: None
 
     @blueprint.get("/ping")
@@ -97,12 +121,16 @@ def probes(service: "Service", db: SQLAlchemy) -> Blueprint:
 
     @blueprint.get("/health")
     def health():
-        """Report readiness: the database, the peer service, the service's own facts."""
+        """Report readiness: the database, the services it depends on, its own facts."""
+        dependencies = {}
+        if service.peer:
+            dependencies["peer"] = peer_check(service.peer, current_app.extensions[service.peer])
+        if service.uses_broker:
+            dependencies["broker"] = broker_check(current_app.extensions["broker"])
         body, status, headers = readiness(
             service=service.name,
             db=db,
-            peer=current_app.extensions[peer] if peer else None,
-            peer_service=peer,
+            dependencies=dependencies,
             facts_key=service.health or "facts",
             facts=facts,
         )

@@ -1,0 +1,273 @@
+"""Durable consumers: a service's replicas share each subject's messages, acked once handled.
+
+A :class:`Subscription` names a subject, the durable consumer (shared by
+every replica of the service: the broker gives each message to one of them)
+and the handler: a synchronous function that takes a batch of
+:class:`Delivery` and returns one :class:`Outcome` per message, after its
+effect is committed. The :class:`Consumer` (on a thread of the worker
+process) fetches batches, runs the handler in the app's context, and then:
+
+- :data:`DONE`: acknowledges the message: the broker forgets it for this consumer;
+- :class:`Retry`: asks the broker to deliver it again after a delay. A retry
+  caused by the world (the mail server or the database is down) is retried
+  for as long as it takes; one caused by the message itself (a recipient the
+  mail server refuses for now) is parked after ``MAX_ATTEMPTS`` deliveries;
+- :class:`Park`: publishes it to the dead-letter stream
+  (``dead-letter.<subject>``, with the reason) and stops its delivery.
+
+A handler that raises leaves every message of its batch to be delivered
+again after a delay. A consumer that dies mid-batch acknowledges nothing,
+and the broker delivers the batch again after ``ACK_WAIT_SECONDS``; while a
+batch is being handled the consumer tells the broker it is still working on
+it, so a slow batch is not delivered twice. Handlers therefore make a second
+delivery of a message change nothing.
+"""
+
+import asyncio
+import json
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from flask import Flask
+
+from common.broker.connection import MSG_ID_HEADER, RECONNECT_WAIT_SECONDS, Broker
+from common.broker.streams import dead_letter_subject, ensure_streams, stream_of
+
+log = logging.getLogger(__name__)
+
+# Messages handed to one call of a handler: large enough that a burst (an airport followed
+# by thousands) is handled in few transactions, small enough to redo quickly.
+BATCH_SIZE = 100
+# How long a fetch waits for messages before asking again (also how soon a stop is seen).
+FETCH_WAIT_SECONDS = 1.0
+# A delivered message not acknowledged within this is delivered again (to any replica):
+# the time a consumer that died mid-batch delays its messages.
+ACK_WAIT_SECONDS = 30
+# While a batch is handled, the broker is told every this long that it is still in progress.
+PROGRESS_EVERY_SECONDS = 10
+# Deliveries of a message that fails because of itself before it is parked.
+MAX_ATTEMPTS = 5
+# Waits between deliveries of a failing message: 1, 2, 4 ... seconds, up to a minute.
+FIRST_RETRY_SECONDS = 1.0
+MAX_RETRY_SECONDS = 60.0
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One message as a handler sees it."""
+
+    subject: str
+    msg_id: str
+    payload: dict[str, Any]
+    attempt: int  # 1 on the first delivery
+
+
+@dataclass(frozen=True)
+class Done:
+    """The message's effect is committed (or there was nothing to do)."""
+
+
+@dataclass(frozen=True)
+class Retry:
+    """Deliver the message again later: ``because_of_message`` counts towards parking it."""
+
+    reason: str
+    because_of_message: bool = False
+    delay_seconds: float | None = None
+
+
+@dataclass(frozen=True)
+class Park:
+    """The message can never succeed: park it in the dead-letter stream."""
+
+    reason: str
+
+
+DONE = Done()
+Outcome = Done | Retry | Park
+Handler = Callable[[Sequence[Delivery]], Sequence[Outcome]]
+
+
+@dataclass(frozen=True)
+class Subscription:
+    """A subject this service consumes, under the durable name its replicas share."""
+
+    subject: str
+    durable: str
+    handle: Handler
+    batch_size: int = BATCH_SIZE
+
+
+def retry_delay(attempt: int) -> float:
+    """Return the wait before delivering again a message that failed ``attempt`` times."""
+    return min(FIRST_RETRY_SECONDS * 2 ** (attempt - 1), MAX_RETRY_SECONDS)
+
+
+@dataclass
+class Counts:
+    """What a consumer did since it started (for metrics and tests)."""
+
+    handled: int = 0
+    retried: int = 0
+    parked: int = 0
+    by_subject: dict[str, int] = field(default_factory=dict)
+
+
+class Consumer:
+    """Fetch and handle each subscription's messages on a thread of the worker process."""
+
+    def __init__(self, app: Flask, broker: Broker, subscriptions: Sequence[Subscription]):
+        self.app = app
+        self.broker = broker
+        self.subscriptions = list(subscriptions)
+        self.counts = Counts()
+        self._loop = asyncio.new_event_loop()
+        self._stopping: asyncio.Event | None = None
+        self._thread = threading.Thread(target=self._run, name="broker-consumer", daemon=True)
+
+    def start(self) -> None:
+        """Start consuming on a thread of its own."""
+        self._thread.start()
+        names = ", ".join(s.subject for s in self.subscriptions)
+        log.info("consuming %s from NATS at %s", names, self.broker.url)
+
+    def stop(self) -> None:
+        """Finish the batches in hand, acknowledge them, and stop."""
+        if self._stopping is not None:
+            self._loop.call_soon_threadsafe(self._stopping.set)
+        self._thread.join(timeout=ACK_WAIT_SECONDS)
+        log.info("consumer stopped")
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        self._loop.run_until_complete(self._consume_all())
+
+    async def _consume_all(self) -> None:
+        self._stopping = asyncio.Event()
+        await asyncio.gather(*(self._consume(s) for s in self.subscriptions))
+
+    async def _consume(self, subscription: Subscription) -> None:
+        """Fetch and handle ``subscription``'s messages until stopped, reconnecting as needed."""
+        import nats
+        from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+        stream = stream_of(subscription.subject).name
+        while not self._stopping.is_set():
+            client = None
+            try:
+                client = await nats.connect(
+                    servers=[self.broker.url],
+                    name=f"{self.broker.name}-{subscription.durable}",
+                    connect_timeout=self.broker.timeout,
+                    max_reconnect_attempts=-1,
+                    reconnect_time_wait=RECONNECT_WAIT_SECONDS,
+                )
+                js = client.jetstream(timeout=self.broker.timeout)
+                await ensure_streams(js, replicas=self.broker.stream_replicas)
+                pull = await js.pull_subscribe(
+                    subscription.subject,
+                    durable=subscription.durable,
+                    stream=stream,
+                    config=ConsumerConfig(
+                        ack_policy=AckPolicy.EXPLICIT,
+                        deliver_policy=DeliverPolicy.ALL,
+                        ack_wait=ACK_WAIT_SECONDS,
+                        max_ack_pending=subscription.batch_size * 10,
+                    ),
+                )
+                while not self._stopping.is_set():
+                    try:
+                        messages = await pull.fetch(subscription.batch_size, FETCH_WAIT_SECONDS)
+                    except (TimeoutError, nats.errors.TimeoutError):
+                        continue
+                    await self._handle(js, subscription, messages)
+            except Exception as error:
+                if self._stopping.is_set():
+                    break
+                log.warning(
+                    "consumer of %s: %s; connecting again in %.1fs",
+                    subscription.subject,
+                    error,
+                    RECONNECT_WAIT_SECONDS * 2,
+                )
+                await asyncio.sleep(RECONNECT_WAIT_SECONDS * 2)
+            finally:
+                if client is not None and not client.is_closed:
+                    await client.close()
+
+    async def _handle(self, js, subscription: Subscription, messages: list) -> None:
+        """Handle one batch in a worker thread, telling the broker it is in progress meanwhile."""
+        deliveries = [_delivery(message) for message in messages]
+        progress = asyncio.ensure_future(_keep_in_progress(messages))
+        try:
+            outcomes = await asyncio.to_thread(self._in_app_context, subscription, deliveries)
+        except Exception:
+            log.exception("handling %d messages of %s failed", len(messages), subscription.subject)
+            outcomes = [Retry("the handler failed")] * len(messages)
+        finally:
+            progress.cancel()
+        for message, delivery, outcome in zip(messages, deliveries, outcomes, strict=True):
+            await self._settle(js, message, delivery, outcome)
+
+    def _in_app_context(self, subscription: Subscription, deliveries: list[Delivery]) -> list:
+        with self.app.app_context():
+            return list(subscription.handle(deliveries))
+
+    async def _settle(self, js, message, delivery: Delivery, outcome: Outcome) -> None:
+        """Acknowledge, delay or park one message as its outcome says."""
+        too_often = delivery.attempt >= MAX_ATTEMPTS
+        if isinstance(outcome, Retry) and outcome.because_of_message and too_often:
+            outcome = Park(f"failed {delivery.attempt} times: {outcome.reason}")
+        if isinstance(outcome, Done):
+            self.counts.handled += 1
+            await message.ack()
+        elif isinstance(outcome, Retry):
+            self.counts.retried += 1
+            delay = outcome.delay_seconds or retry_delay(delivery.attempt)
+            log.info(
+                "%s %s: retrying in %.0fs (%s)",
+                delivery.subject,
+                delivery.msg_id,
+                delay,
+                outcome.reason,
+            )
+            await message.nak(delay=delay)
+        else:
+            self.counts.parked += 1
+            await js.publish(
+                dead_letter_subject(delivery.subject),
+                message.data,
+                headers={
+                    MSG_ID_HEADER: f"dead:{delivery.msg_id}",
+                    "Reason": outcome.reason[:500],
+                    "Deliveries": str(delivery.attempt),
+                },
+            )
+            log.error("%s %s parked: %s", delivery.subject, delivery.msg_id, outcome.reason)
+            await message.term()
+
+
+def _delivery(message) -> Delivery:
+    try:
+        payload = json.loads(message.data)
+    except ValueError:
+        payload = {"undecodable": message.data.decode(errors="replace")[:1000]}
+    if not isinstance(payload, dict):
+        payload = {"undecodable": payload}
+    headers = message.headers or {}
+    return Delivery(
+        subject=message.subject,
+        msg_id=headers.get(MSG_ID_HEADER, ""),
+        payload=payload,
+        attempt=message.metadata.num_delivered,
+    )
+
+
+async def _keep_in_progress(messages: list) -> None:
+    while True:
+        await asyncio.sleep(PROGRESS_EVERY_SECONDS)
+        for message in messages:
+            await message.in_progress()

@@ -1,0 +1,243 @@
+"""The broker as the services use it, on a real nats-server: publish, consume, outbox, faults."""
+
+import subprocess
+import tempfile
+import threading
+import uuid
+from pathlib import Path
+
+import psycopg2
+import pytest
+from flask import Flask
+from flask_sqlalchemy import SQLAlchemy
+from sqlalchemy.engine import make_url
+
+from common.broker import outbox
+from common.broker.connection import Broker, BrokerUnavailableError, Message
+from common.broker.consumer import DONE, Consumer, Park, Retry, Subscription
+from common.broker.streams import TO_ALERT_SYSTEM, TO_NOTIFIER
+from devstack.stack import free_port, nats_server_binary
+from tests.utils import wait_until
+
+pytestmark = pytest.mark.local_stack
+
+
+class NatsServer:
+    """A nats-server with JetStream on a free port, its streams in ``store``."""
+
+    def __init__(self, store: Path):
+        self.port = free_port()
+        self.store = store
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        command = [nats_server_binary(), "-a", "127.0.0.1", "-p", str(self.port), "-js"]
+        self.process = subprocess.Popen(
+            [*command, "-sd", str(self.store)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        probe = Broker(self.url, name="probe", timeout=1)
+        wait_until(lambda: probe.is_connected(), timeout=15)
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=15)
+
+
+@pytest.fixture
+def nats_server():
+    with tempfile.TemporaryDirectory(prefix="flight-tracker-nats-") as tmp:
+        server = NatsServer(Path(tmp))
+        server.start()
+        try:
+            yield server
+        finally:
+            if server.process.poll() is None:
+                server.stop()
+
+
+def message(subject: str = TO_ALERT_SYSTEM, **payload) -> Message:
+    return Message(subject, str(uuid.uuid4()), payload or {"n": 1})
+
+
+class Recorder:
+    """A handler that records what it is given and answers as told."""
+
+    def __init__(self, answer=lambda delivery: DONE):
+        self.answer = answer
+        self.seen = []
+        self.lock = threading.Lock()
+
+    def __call__(self, deliveries):
+        with self.lock:
+            self.seen.extend(deliveries)
+        return [self.answer(delivery) for delivery in deliveries]
+
+    def payloads(self) -> list:
+        with self.lock:
+            return [delivery.payload for delivery in self.seen]
+
+
+def consuming(server: NatsServer, handler, subject: str = TO_ALERT_SYSTEM) -> Consumer:
+    consumer = Consumer(
+        Flask("test"),
+        Broker(server.url, name="test-consumer"),
+        [Subscription(subject, f"test-{uuid.uuid4().hex[:8]}", handler)],
+    )
+    consumer.start()
+    return consumer
+
+
+def test_a_message_published_twice_with_one_id_is_stored_and_delivered_once(nats_server):
+    broker = Broker(nats_server.url, name="test")
+    first = message(n=1)
+    assert broker.publish(first) is True
+    assert broker.publish(first) is False
+    handler = Recorder()
+    consumer = consuming(nats_server, handler)
+    try:
+        wait_until(lambda: handler.payloads() == [{"n": 1}])
+        # Acknowledged: it does not come back.
+        assert broker.publish(message(n=2))
+        wait_until(lambda: handler.payloads() == [{"n": 1}, {"n": 2}])
+    finally:
+        consumer.stop()
+
+
+def test_a_retried_message_comes_back_and_one_that_keeps_failing_is_parked(nats_server):
+    broker = Broker(nats_server.url, name="test")
+
+    def answer(delivery):
+        if delivery.payload["kind"] == "flaky" and delivery.attempt == 1:
+            return Retry("the mail server is down", delay_seconds=0.2)
+        if delivery.payload["kind"] == "hopeless":
+            return Retry("the recipient is refused", because_of_message=True, delay_seconds=0.1)
+        if delivery.payload["kind"] == "broken":
+            return Park("not a crossing")
+        return DONE
+
+    handler = Recorder(answer)
+    consumer = consuming(nats_server, handler, TO_NOTIFIER)
+    try:
+        for kind in ("flaky", "hopeless", "broken"):
+            broker.publish(message(TO_NOTIFIER, kind=kind))
+        wait_until(lambda: broker.dead_letters(TO_NOTIFIER) == 2, timeout=15)
+        attempts = {}
+        for delivery in handler.seen:
+            attempts[delivery.payload["kind"]] = delivery.attempt
+        assert attempts == {"flaky": 2, "hopeless": 5, "broken": 1}
+        assert consumer.counts.parked == 2
+    finally:
+        consumer.stop()
+
+
+def test_a_handler_that_raises_gets_the_batch_again(nats_server):
+    broker = Broker(nats_server.url, name="test")
+    calls = []
+
+    def handler(deliveries):
+        calls.append(len(deliveries))
+        if len(calls) == 1:
+            raise RuntimeError("the database is down")
+        return [DONE] * len(deliveries)
+
+    broker.publish(message(n=1))
+    consumer = consuming(nats_server, handler)
+    try:
+        wait_until(lambda: len(calls) >= 2, timeout=15)
+        assert consumer.counts.handled == 1
+    finally:
+        consumer.stop()
+
+
+def test_publishing_while_the_broker_is_down_fails_fast_and_works_after_it_returns(nats_server):
+    broker = Broker(nats_server.url, name="test", timeout=1)
+    assert broker.publish(message(n=1))
+    nats_server.stop()
+    with pytest.raises(BrokerUnavailableError):
+        broker.publish(message(n=2))
+    nats_server.start()
+    wait_until(lambda: _publishes(broker), timeout=15)
+    handler = Recorder()
+    consumer = consuming(nats_server, handler)
+    try:
+        # What was stored before the restart is still there (streams on disk).
+        wait_until(lambda: {"n": 1} in handler.payloads(), timeout=15)
+    finally:
+        consumer.stop()
+
+
+def _publishes(broker: Broker) -> bool:
+    try:
+        return broker.publish(message(n=3))
+    except BrokerUnavailableError:
+        return False
+
+
+@pytest.fixture
+def outbox_app(local_stack):
+    """A Flask app with an outbox table, on a database of its own in the suite's PostgreSQL."""
+    database = f"outbox_{uuid.uuid4().hex[:8]}"
+    admin = local_stack.admin_database_url("USER_MANAGER_DATABASE_URL")
+    connection = psycopg2.connect(admin)
+    connection.autocommit = True
+    connection.cursor().execute(f"CREATE DATABASE {database}")
+    connection.close()
+    url = make_url(admin).set(drivername="postgresql+psycopg2", database=database)
+    app = Flask("outbox-test")
+    app.config["SQLALCHEMY_DATABASE_URI"] = url.render_as_string(hide_password=False)
+    db = SQLAlchemy()
+    table = outbox.outbox_table(db.metadata)
+    db.init_app(app)
+    with app.app_context():
+        db.create_all()
+    yield app, db, table
+
+
+def test_the_relay_publishes_what_commits_and_nothing_of_a_rollback(outbox_app, nats_server):
+    app, db, table = outbox_app
+    broker = Broker(nats_server.url, name="test")
+    relay = outbox.Relay(app, db, table, broker)
+    handler = Recorder()
+    consumer = consuming(nats_server, handler)
+    relay.start()
+    try:
+        with app.app_context():
+            outbox.enqueue(db, table, [message(n=1), message(n=2)])
+            db.session.commit()
+            outbox.enqueue(db, table, [message(n=3)])
+            db.session.rollback()
+        wait_until(lambda: sorted(p["n"] for p in handler.payloads()) == [1, 2], timeout=15)
+        with app.app_context():
+            wait_until(lambda: outbox.backlog(db, table).count == 0)
+    finally:
+        relay.stop()
+        consumer.stop()
+
+
+def test_messages_committed_while_the_broker_is_down_are_published_when_it_returns(
+    outbox_app, nats_server
+):
+    app, db, table = outbox_app
+    broker = Broker(nats_server.url, name="test", timeout=1)
+    relay = outbox.Relay(app, db, table, broker)
+    relay.start()
+    nats_server.stop()
+    try:
+        with app.app_context():
+            outbox.enqueue(db, table, [message(n=n) for n in range(50)])
+            db.session.commit()
+            assert outbox.backlog(db, table).count == 50
+        nats_server.start()
+        handler = Recorder()
+        consumer = consuming(nats_server, handler)
+        try:
+            wait_until(lambda: len(handler.payloads()) == 50, timeout=60)
+            assert sorted(p["n"] for p in handler.payloads()) == list(range(50))
+        finally:
+            consumer.stop()
+    finally:
+        relay.stop()
