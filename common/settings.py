@@ -5,8 +5,8 @@
 the default, the range, and a comment saying why that value. pydantic-settings
 reads and converts them; a bad value stops the start with one sentence
 naming the variable, the value given and what is allowed (:class:`ConfigError`)
-instead of a stack trace deep inside a request. This module imports nothing
-heavy: the launcher reads a service's settings before Flask or SQLAlchemy
+instead of a stack trace deep inside a request. This module imports no
+Flask or SQLAlchemy: the launcher reads a service's settings before either
 is loaded.
 """
 
@@ -40,6 +40,8 @@ ALLOWED = {
     "float_parsing": "a number",
     "bool_parsing": "true or false (1, yes, on or 0, no, off)",
     "greater_than_equal": "at least {ge:g}",
+    "greater_than": "more than {gt:g}",
+    "less_than_equal": "at most {le:g}",
     "literal_error": "{expected}",
 }
 
