@@ -1,15 +1,14 @@
 """Settings from the environment: one sentence for a bad value, blank as unset, the cross-checks."""
 
+import os
 import subprocess
 import sys
 
 import pytest
 from pydantic import Field
 
-from common.process import launcher
 from common.settings import ConfigError, Port, ServiceSettings, named_after
 from data_collector.config import Settings as DataCollectorSettings
-from user_manager.__main__ import USER_MANAGER
 from user_manager.config import Settings as UserManagerSettings
 
 SERVICES = (UserManagerSettings, DataCollectorSettings)
@@ -53,10 +52,13 @@ def test_a_bad_value_is_refused_in_one_sentence_naming_variable_value_and_allowe
     assert "\n" not in sentence and "validation error" not in sentence
 
 
-def test_the_launcher_says_the_sentence_and_exits_with_2(environment, capsys):
-    environment.setenv("WEB_THREADS", "0")
-    assert launcher.main(USER_MANAGER, ["healthcheck"]) == 2
-    assert capsys.readouterr().err == "user_manager: WEB_THREADS must be at least 1, got '0'.\n"
+def test_the_launcher_says_the_sentence_and_exits_with_2():
+    command = [sys.executable, "-m", "user_manager", "healthcheck"]
+    refused = subprocess.run(
+        command, env={**os.environ, "WEB_THREADS": "0"}, capture_output=True, text=True
+    )
+    assert refused.returncode == 2
+    assert refused.stderr == "user_manager: WEB_THREADS must be at least 1, got '0'.\n"
 
 
 @pytest.mark.parametrize("settings", SERVICES)
