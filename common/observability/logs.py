@@ -11,12 +11,12 @@ are logged by class, SQLSTATE and statement template only, never by message
 """
 
 import logging
+import os
 import sys
 import time
 import traceback
 
 from common.observability.request_ids import current_request_id
-from common.settings import env_str
 
 TEXT_FORMAT = (
     "%(asctime)s %(levelname)s %(processName)s[%(process)d] %(name)s: %(message)s"
@@ -24,6 +24,9 @@ TEXT_FORMAT = (
 )
 JSON_FIELDS = "{asctime}{levelname}{name}{process}{message}{request_id}"
 DATE_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+# LOG_LEVEL and LOG_FORMAT when unset (the services' settings declare both with these).
+DEFAULT_LOG_LEVEL = "INFO"
+DEFAULT_LOG_FORMAT = "text"
 # Libraries that say at INFO what nobody running the services needs: alembic lists its
 # plugins once per process (dozens of lines per start of the stack).
 QUIET_LOGGERS = {"alembic.runtime.plugins": "WARNING"}
@@ -85,9 +88,20 @@ def _json_line_formatter(**options) -> logging.Formatter:
     return JsonLineFormatter(**options)
 
 
+def logging_variable(name: str, default: str) -> str:
+    """Return ``LOG_LEVEL`` or ``LOG_FORMAT`` as the environment gives it (unset or blank: default).
+
+    Read here, not through the service's settings, because gunicorn's master
+    loads this module and nothing else of its service: pydantic-settings would
+    add about 13 MB to it. The launcher has read both through the service's
+    settings before it starts gunicorn.
+    """
+    return os.environ.get(name, "").strip() or default
+
+
 def build_formatter(log_format: str | None = None) -> logging.Formatter:
     """Return the formatter for ``log_format`` (default: the ``LOG_FORMAT`` variable, else text)."""
-    log_format = (log_format or env_str("LOG_FORMAT", "text")).lower()
+    log_format = (log_format or logging_variable("LOG_FORMAT", DEFAULT_LOG_FORMAT)).lower()
     if log_format == "json":
         formatter = _json_line_formatter(
             fmt=JSON_FIELDS,

@@ -6,8 +6,12 @@ Loaded with ``--config python:common.web.gunicorn_conf`` by the launcher.
 import os
 
 from common.observability import MULTIPROC_DIR_VARIABLE
-from common.observability.logs import QUIET_LOGGERS, build_formatter
-from common.settings import env_str
+from common.observability.logs import (
+    DEFAULT_LOG_LEVEL,
+    QUIET_LOGGERS,
+    build_formatter,
+    logging_variable,
+)
 
 # Gunicorn's own messages go through the same handler and format as the app's.
 logconfig_dict = {
@@ -23,7 +27,10 @@ logconfig_dict = {
             "stream": "ext://sys.stderr",
         }
     },
-    "root": {"level": env_str("LOG_LEVEL", "INFO").upper(), "handlers": ["stderr"]},
+    "root": {
+        "level": logging_variable("LOG_LEVEL", DEFAULT_LOG_LEVEL).upper(),
+        "handlers": ["stderr"],
+    },
     "loggers": {
         "gunicorn.error": {"level": "INFO", "handlers": [], "propagate": True},
         # The app logs one line per request itself, with the request id.

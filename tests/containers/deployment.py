@@ -5,11 +5,12 @@ The tests in this package check the Dockerfiles, ``docker-compose.yml``,
 each other and against the code. This module holds the small parsers they
 share: Dockerfile instructions, compose variable substitution
 (``${VAR:-default}``, ``${VAR:?message}``, ``$$``), the ``.env`` file, nginx
-directives, and an AST scan of every environment variable the services read.
+directives, and every environment variable the services' settings classes read.
 """
 
 import ast
 import fnmatch
+import importlib
 import json
 import re
 from dataclasses import dataclass
@@ -18,28 +19,12 @@ from typing import Any
 
 import yaml
 
+from common.settings import ServiceSettings
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
 ENV_FILE = REPO_ROOT / ".env"
 DOCKERIGNORE = REPO_ROOT / ".dockerignore"
-SHARED_PACKAGE = "common"
-# The calls through which service code reads its environment (common/config.py, and the
-# Data Collector's credential reader, which maps the .env placeholders to "no credentials").
-ENV_READERS = {
-    "env_str",
-    "env_int",
-    "env_float",
-    "env_bool",
-    "env_database_url",
-    "env_choice",
-    "opensky_credential",
-}
-# A service's Config names some of its variables in class attributes, which the shared
-# BaseConfig reads: its database URL (required), its owner role's URL (which defaults to
-# the serving one) and its public URL (empty by default).
-DATABASE_URL_ATTRIBUTE = "DATABASE_URL_VARIABLE"
-MIGRATION_DATABASE_URL_ATTRIBUTE = "MIGRATION_DATABASE_URL_VARIABLE"
-PUBLIC_URL_ATTRIBUTE = "PUBLIC_URL_VARIABLE"
 VARIABLE_NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
 
 
@@ -327,7 +312,7 @@ def _strip_comment(line: str) -> str:
 
 @dataclass(frozen=True)
 class EnvRead:
-    """A call in service code that reads one environment variable."""
+    """One environment variable a service's settings class reads."""
 
     name: str
     package: str
@@ -336,76 +321,36 @@ class EnvRead:
     default: Any
 
 
-def _call_name(call: ast.Call) -> str | None:
-    if isinstance(call.func, ast.Name):
-        return call.func.id
-    if isinstance(call.func, ast.Attribute):
-        return call.func.attr
-    return None
+def settings_class(package: str) -> type[ServiceSettings]:
+    """Return the class holding everything a service reads from its environment."""
+    return importlib.import_module(f"{package}.config").Settings
 
 
-def _read_of(call: ast.Call, package: str, location: str) -> EnvRead | None:
-    reader = _call_name(call)
-    if reader not in ENV_READERS or not call.args:
-        return None
-    first = call.args[0]
-    if not (isinstance(first, ast.Constant) and isinstance(first.value, str)):
-        return None  # a helper passing its own argument on (opensky_credential's env_str)
-    keywords = {k.arg: k.value for k in call.keywords}
-    default_node = call.args[1] if len(call.args) > 1 else keywords.get("default")
-    if reader == "opensky_credential":
-        default_node = ast.Constant("")
-    has_default = default_node is not None and not (
-        isinstance(default_node, ast.Constant) and default_node.value is None
-    )
-    try:
-        default = ast.literal_eval(default_node) if has_default else None
-    except ValueError:
-        default = ast.unparse(default_node)  # a named constant: has a default, shown by name
-    return EnvRead(first.value, package, location, has_default, default)
-
-
-def _attribute_read(node: ast.Assign, package: str, location: str) -> EnvRead | None:
-    names = {t.id for t in node.targets if isinstance(t, ast.Name)}
-    value = node.value
-    if not (isinstance(value, ast.Constant) and value.value):
-        return None
-    if DATABASE_URL_ATTRIBUTE in names:
-        return EnvRead(value.value, package, location, False, None)
-    if MIGRATION_DATABASE_URL_ATTRIBUTE in names:
-        # Unset, the migrations connect with the serving URL: its variable is the default.
-        serving = value.value.replace("_MIGRATION_DATABASE_URL", "_DATABASE_URL")
-        return EnvRead(value.value, package, location, True, serving)
-    if PUBLIC_URL_ATTRIBUTE in names:
-        return EnvRead(value.value, package, location, True, "")
-    return None
-
-
-def env_reads() -> list[EnvRead]:
-    """Find every environment variable read in the services' and the shared code."""
+def settings_reads(cls: type[ServiceSettings], package: str) -> list[EnvRead]:
+    """Every variable ``cls`` reads; a default computed from other settings counts as one."""
     reads = []
-    packages = [SHARED_PACKAGE, *sorted(app_services(load_compose()).values())]
-    for package in packages:
-        for path in sorted((REPO_ROOT / package).rglob("*.py")):
-            tree = ast.parse(path.read_text(), filename=str(path))
-            for node in ast.walk(tree):
-                location = f"{path.relative_to(REPO_ROOT)}:{getattr(node, 'lineno', 0)}"
-                read = None
-                if isinstance(node, ast.Call):
-                    read = _read_of(node, package, location)
-                elif isinstance(node, ast.Assign):
-                    read = _attribute_read(node, package, location)
-                if read is not None:
-                    reads.append(read)
+    for variable, attribute in cls.variables().items():
+        info = cls.model_fields[attribute]
+        derived = info.default_factory is not None
+        default = None if derived else info.default
+        location = f"{cls.__module__}.{cls.__name__}.{attribute}"
+        reads.append(EnvRead(variable, package, location, derived or default is not None, default))
     return reads
 
 
+def env_reads() -> list[EnvRead]:
+    """Find every environment variable the services read (the shared ones once per service)."""
+    packages = sorted(app_services(load_compose()).values())
+    return [
+        read for package in packages for read in settings_reads(settings_class(package), package)
+    ]
+
+
 def reads_by_service(package: str) -> dict[str, list[EnvRead]]:
-    """Variables one service reads (its own package plus the shared code), by name."""
+    """Variables one service reads, by name."""
     found: dict[str, list[EnvRead]] = {}
-    for read in env_reads():
-        if read.package in (package, SHARED_PACKAGE):
-            found.setdefault(read.name, []).append(read)
+    for read in settings_reads(settings_class(package), package):
+        found.setdefault(read.name, []).append(read)
     return found
 
 

@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from common.process.supervisor import Supervisor
+from devstack.__main__ import RunSettings
 from tests.containers.deployment import (
     COMPOSE_FILE,
     REPO_ROOT,
@@ -29,6 +30,7 @@ from tests.containers.deployment import (
     read_dotenv,
     reads_by_service,
     service_environment,
+    settings_class,
     string_constants,
 )
 
@@ -73,13 +75,12 @@ SCHEMA_CHECK = [sys.executable, "-m", "check_jsonschema", "--builtin-schema", "v
 
 
 def default_config(package: str, monkeypatch: pytest.MonkeyPatch):
-    """Instantiate a service's Config with nothing set but its (required) database URL."""
-    import importlib
-
+    """Instantiate a service's settings with nothing set but its (required) database URL."""
     for read in env_reads():
         monkeypatch.delenv(read.name, raising=False)
-    monkeypatch.setenv(f"{package.upper()}_DATABASE_URL", "postgresql://u:p@db:5432/d")
-    return importlib.import_module(f"{package}.config").Config()
+    settings = settings_class(package)
+    monkeypatch.setenv(settings.DATABASE_URL_VARIABLE, "postgresql://u:p@db:5432/d")
+    return settings()
 
 
 def published_addresses(spec: dict) -> list[str]:
@@ -365,7 +366,8 @@ def test_env_file_documents_every_setting_and_nothing_else():
     read_by_services = {read.name for read in env_reads()}
     missing = read_by_services - set(names) - TEST_ONLY_SETTINGS
     assert not missing, f".env must document every setting the services read: {sorted(missing)}"
-    used = read_by_services | compose_variables() | string_constants("devstack")
+    make_run = set(RunSettings.variables()) | string_constants("devstack")
+    used = read_by_services | compose_variables() | make_run
     unused = set(names) - used
     assert not unused, f".env documents settings nothing reads: {sorted(unused)}"
 

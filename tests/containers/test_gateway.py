@@ -21,6 +21,7 @@ from tests.containers.deployment import (
     load_compose,
     parse_nginx,
     service_environment,
+    settings_class,
 )
 
 COMPOSE = load_compose()
@@ -68,12 +69,12 @@ def server_for(package: str) -> Directive:
 
 
 def default_config(package: str):
-    import importlib
     import os
     from unittest import mock
 
-    with mock.patch.dict(os.environ, {f"{package.upper()}_DATABASE_URL": "postgresql://u@h/d"}):
-        return importlib.import_module(f"{package}.config").Config()
+    settings = settings_class(package)
+    with mock.patch.dict(os.environ, {settings.DATABASE_URL_VARIABLE: "postgresql://u@h/d"}):
+        return settings()
 
 
 def headers_set(server: Directive) -> dict[str, str]:

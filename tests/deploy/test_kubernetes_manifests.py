@@ -60,10 +60,10 @@ OPTIONAL_WHEN_UNSET = {
     "OPENSKY_CLIENT_ID": "anonymous OpenSky access (only the collector's worker calls OpenSky)",
     "OPENSKY_CLIENT_SECRET": "anonymous OpenSky access",
 }
-# Read by libraries, not through common.settings, so the AST scan cannot see them.
+# Read by libraries, not through the services' settings classes, so those do not list them.
 READ_OUTSIDE_CONFIG = {"PROMETHEUS_MULTIPROC_DIR": "prometheus_client and the launcher"}
 # The access-control and process-role settings: the manifests set them by their agreed
-# names; a name stays here until the service code reads it through common.settings.
+# names; a name stays here until a service's settings class reads it.
 AGREED_SETTINGS = {
     "AUTH_MODE",
     "API_KEYS_FILE",

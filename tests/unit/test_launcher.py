@@ -41,12 +41,12 @@ def test_the_healthcheck_fails_saying_why_when_nothing_listens(half, monkeypatch
 def test_web_workers_default_to_one_per_two_cores(monkeypatch):
     import os
 
-    from common.settings import web_workers
+    from user_manager.config import Settings
 
     monkeypatch.delenv("WEB_CONCURRENCY", raising=False)
-    assert web_workers() == max(1, (os.cpu_count() or 2) // 2)
+    assert max(1, (os.cpu_count() or 2) // 2) == Settings().WEB_WORKERS
     monkeypatch.setenv("WEB_CONCURRENCY", "3")
-    assert web_workers() == 3
+    assert Settings().WEB_WORKERS == 3
 
 
 def test_a_role_that_cannot_start_stops_the_process_with_an_error(monkeypatch):

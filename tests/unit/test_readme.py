@@ -10,15 +10,32 @@ import pytest
 from data_collector import config as collector_config
 from data_collector.planning import DAY, Policy, plan_cycle, sweep_windows
 from devstack.stack import REPO_ROOT
-from tests.containers.deployment import dotenv_entries, env_reads
+from tests.containers.deployment import app_services, load_compose, settings_class
 from tests.unit.test_planning import apply
 from tests.utils import api_document
 
 README = (REPO_ROOT / "README.md").read_text()
 DESIGN = (REPO_ROOT / "docs" / "design.md").read_text()
 VARIABLE = re.compile(r"`([A-Z][A-Z0-9_]+)`")
-# Read outside the services' config classes: devstack (make run), the launcher, the tests.
-OTHER_VARIABLES = {"PROMETHEUS_MULTIPROC_DIR", "UM_URL", "DC_URL", "SIM_URL"}
+SERVICE_PACKAGES = sorted(app_services(load_compose()).values())
+# Rows of the table that no service's settings class reads, and who reads them instead.
+NOT_SERVICE_SETTINGS = {
+    "OPENSKY_SIMULATOR": "make run",
+    "OPENSKY_SIMULATOR_PORT": "make run",
+    "PUBLISH_HOST": "compose",
+    "USER_DB_POSTGRES_PASSWORD": "compose",
+    "USER_DB_OWNER_PASSWORD": "compose",
+    "USER_DB_SERVING_PASSWORD": "compose",
+    "DATA_DB_POSTGRES_PASSWORD": "compose",
+    "DATA_DB_OWNER_PASSWORD": "compose",
+    "DATA_DB_SERVING_PASSWORD": "compose",
+    "PROMETHEUS_MULTIPROC_DIR": "the launcher and prometheus_client",
+    "UM_URL": "the test suite",
+    "DC_URL": "the test suite",
+    "SIM_URL": "the test suite",
+}
+# Defaults that depend on the machine: the README names the constant.
+MACHINE_DEPENDENT_DEFAULTS = {"WEB_CONCURRENCY": "`DEFAULT_WEB_WORKERS`"}
 
 
 def section(title: str, text: str = README, level: str = "##") -> str:
@@ -46,11 +63,24 @@ def configuration_table() -> dict[str, str]:
     return rows
 
 
-def test_the_configuration_table_lists_every_variable_the_code_reads():
-    documented = configuration_table()
-    read = {r.name for r in env_reads()} | {e.name for e in dotenv_entries()} | OTHER_VARIABLES
-    assert sorted(read - documented.keys()) == [], "add these to the README's table"
-    assert sorted(documented.keys() - read) == [], "the README lists variables nothing reads"
+def service_settings() -> dict[str, list]:
+    """Every variable a service's settings class reads, with its field in each class."""
+    fields = {}
+    for package in SERVICE_PACKAGES:
+        cls = settings_class(package)
+        for variable, attribute in cls.variables().items():
+            fields.setdefault(variable, []).append(cls.model_fields[attribute])
+    return fields
+
+
+def test_the_configuration_table_lists_every_service_setting_and_nothing_else():
+    documented = configuration_table().keys()
+    settings = service_settings().keys()
+    assert not NOT_SERVICE_SETTINGS.keys() & settings, "a service reads it: not an exception"
+    assert sorted(settings - documented) == [], "add these to the README's table"
+    assert sorted(documented - settings - NOT_SERVICE_SETTINGS.keys()) == [], (
+        "the README lists variables no settings class reads"
+    )
 
 
 def shown(value) -> str:
@@ -62,23 +92,45 @@ def shown(value) -> str:
     return str(value)
 
 
-def test_the_configuration_table_gives_the_code_s_defaults():
+def documented_defaults() -> dict[str, str]:
+    """Each variable's default cell; a row of N variables and N values pairs them in order."""
+    defaults = {}
+    for cells in table_rows(section("Configuration"))[2:]:
+        names, values = VARIABLE.findall(cells[0]), re.findall(r"`([^`]*)`", cells[1])
+        for index, name in enumerate(names):
+            defaults[name] = f"`{values[index]}`" if len(values) == len(names) else cells[1]
+    return defaults
+
+
+def test_the_configuration_table_gives_the_settings_defaults():
+    documented = documented_defaults()
+    for variable, fields in service_settings().items():
+        for field in fields:
+            if field.default_factory is not None:
+                continue  # computed from other settings: the README says how, in words
+            if variable in MACHINE_DEPENDENT_DEFAULTS:
+                assert MACHINE_DEPENDENT_DEFAULTS[variable] in documented[variable]
+            elif field.default is None:
+                assert documented[variable].startswith(("none", "unset")), variable
+            elif field.default == "":
+                assert "empty" in documented[variable], variable
+            else:
+                assert f"`{shown(field.default)}`" in documented[variable], variable
+
+
+def test_the_computed_defaults_are_the_documented_ones():
     documented = configuration_table()
-    for read in env_reads():
-        if not read.has_default:
-            continue
-        defaults = [read.default]
-        if isinstance(read.default, str) and " if " in read.default:
-            # A default that depends on another setting: "A if condition else B", both shown.
-            chosen, rest = read.default.split(" if ", 1)
-            defaults = [chosen, rest.split(" else ", 1)[1]]
-        for default in defaults:
-            if isinstance(default, str) and hasattr(collector_config, default):
-                default = getattr(collector_config, default)  # a named constant
-            if read.name.startswith("OPENSKY_CLIENT_") or default == "":
-                assert "empty" in documented[read.name], (read.name, read.location)
-                continue
-            assert f"`{shown(default)}`" in documented[read.name], (read.name, read.location)
+    credits = documented["OPENSKY_DAILY_CREDITS"]
+    assert f"`{collector_config.ANONYMOUS_DAILY_CREDITS}` anonymous" in credits
+    assert f"`{collector_config.ACCOUNT_DAILY_CREDITS}` with credentials" in credits
+    gap = documented["COLLECT_MIN_GAP_MINUTES"]
+    assert gap.startswith(f"`{collector_config.MIN_GAP_MINUTES}`, or `COLLECT_INTERVAL_MINUTES`")
+    assert documented["GRPC_BIND_HOST"].startswith("`BIND_HOST`")
+    for package in SERVICE_PACKAGES:
+        settings = settings_class(package)
+        migration = documented[settings.MIGRATION_DATABASE_URL_VARIABLE]
+        assert migration.startswith("the serving URL")
+        assert f"`{settings.DATABASE_URL_VARIABLE}`" in migration
 
 
 @pytest.mark.parametrize("package", ["user_manager", "data_collector"])
