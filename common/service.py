@@ -13,7 +13,7 @@ metrics and the API document; the container image runs any service.
 The package's files are where the skeleton finds its parts:
 
 =================  =============================================================
-``config.py``      ``Config``: its settings class
+``config.py``      ``Settings``: its settings class
 ``models.py``      ``db``: its Flask-SQLAlchemy instance, and its tables
 ``routes.py``      ``bp``: its REST routes
 ``services.py``    ``health_facts()``: what ``/health`` adds (when ``health`` names
@@ -94,7 +94,7 @@ class Service:
     @functools.cached_property
     def settings_class(self) -> type:
         """The service's settings class (imports ``config.py``, which loads nothing heavy)."""
-        return self.part("config", "Config")
+        return self.part("config", "Settings")
 
     def create_app(self, test_config: dict | None = None, *, process: str = WEB):
         """Build the service's Flask app: its settings, then the test's overrides, then the rest.

@@ -363,10 +363,6 @@ class ServiceSettings(EnvironmentSettings):
         ]
 
 
-# The name the launcher, the app factory and the health probe know the base by.
-BaseConfig = ServiceSettings
-
-
 def is_loopback(host: str) -> bool:
     """Tell whether a bind address is reachable from this host only."""
     return host == "localhost" or host == "::1" or host.startswith("127.")

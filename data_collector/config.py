@@ -141,7 +141,3 @@ class Settings(ServiceSettings):
             "anonymously, with the anonymous daily credit limit. Put your API client's id "
             "and secret in OPENSKY_CLIENT_ID and OPENSKY_CLIENT_SECRET (.env) to use yours.",
         ]
-
-
-# The name the service's wiring knows the class by.
-Config = Settings

@@ -27,7 +27,7 @@ from flask import Flask
 from common.process.scheduling import PeriodicJob
 from data_collector import collection, interests, services
 from data_collector.app import create_app
-from data_collector.config import Config
+from data_collector.config import Settings
 from data_collector.metrics import COLLECTION_CYCLES, FLIGHTS_STORED
 from data_collector.opensky import OpenSkyClient
 
@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         with app.app_context():
             print(json.dumps({"removed": reconcile_interests()}))
         return 0
-    for warning in Config().startup_warnings():
+    for warning in Settings().startup_warnings():
         log.warning(warning)
     with app.app_context():
         result = collect(collection.client_from_config(app.config))

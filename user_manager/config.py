@@ -51,7 +51,3 @@ class Settings(ServiceSettings):
         gRPC deadline and five seconds more keeps the two from both trying it.
         """
         return self.GRPC_TIMEOUT_SECONDS + 5
-
-
-# The name the service's wiring knows the class by.
-Config = Settings

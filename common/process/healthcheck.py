@@ -15,7 +15,7 @@ failed, marks the container unhealthy (or unready).
 import sys
 from collections.abc import Sequence
 
-from common.settings import BaseConfig, GrpcSecurity
+from common.settings import GrpcSecurity, ServiceSettings
 
 # Docker runs the check every few seconds; a probe slower than this counts as a failure.
 PROBE_TIMEOUT_SECONDS = 3
@@ -76,7 +76,7 @@ def check_database(url: str) -> None:
         connection.close()
 
 
-def check(name: str, config: BaseConfig, parts: Sequence[str] = HALVES) -> int:
+def check(name: str, config: ServiceSettings, parts: Sequence[str] = HALVES) -> int:
     """Probe the given parts of service ``name``; print why and return 1 when one fails."""
     try:
         if "web" in parts:

@@ -37,7 +37,7 @@ from common.observability.logs import configure_logging
 from common.process import healthcheck
 from common.process.supervisor import Supervisor
 from common.service import WEB, Service
-from common.settings import BaseConfig, ConfigError
+from common.settings import ConfigError, ServiceSettings
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +117,7 @@ def prepare_metrics_dir(name: str) -> Path:
     return path
 
 
-def web_command(service: Service, config: BaseConfig) -> list[str]:
+def web_command(service: Service, config: ServiceSettings) -> list[str]:
     """Return the command line of the service's ``web`` role (gunicorn)."""
     return gunicorn_command(
         name=service.name,

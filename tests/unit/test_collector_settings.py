@@ -3,7 +3,7 @@
 import pytest
 
 from common.settings import ConfigError
-from data_collector.config import Config
+from data_collector.config import Settings as Config
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ import pytest
 
 from common.settings import ConfigError, GrpcSecurity
 from tests.utils import write_test_certificates
-from user_manager.config import Config
+from user_manager.config import Settings as Config
 
 TLS = ("GRPC_TLS_CERT", "GRPC_TLS_KEY", "GRPC_TLS_CA")
 

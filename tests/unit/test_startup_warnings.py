@@ -2,7 +2,7 @@
 
 import pytest
 
-from data_collector.config import Config
+from data_collector.config import Settings as Config
 
 
 @pytest.fixture
@@ -38,7 +38,7 @@ def test_real_credentials_start_quietly(config_with):
 
 @pytest.mark.parametrize("bind_host", ["0.0.0.0", "10.1.2.3", "::"])
 def test_listening_beyond_loopback_with_auth_off_is_announced(monkeypatch, bind_host):
-    from user_manager.config import Config as UserManagerConfig
+    from user_manager.config import Settings as UserManagerConfig
 
     monkeypatch.setenv("BIND_HOST", bind_host)
     monkeypatch.delenv("AUTH_MODE", raising=False)
@@ -52,7 +52,7 @@ def test_listening_beyond_loopback_with_auth_off_is_announced(monkeypatch, bind_
 def test_loopback_or_auth_on_starts_without_that_warning(
     monkeypatch, tmp_path, bind_host, auth_mode
 ):
-    from user_manager.config import Config as UserManagerConfig
+    from user_manager.config import Settings as UserManagerConfig
 
     keys = tmp_path / "keys.json"
     keys.write_text("[]")
@@ -64,7 +64,7 @@ def test_loopback_or_auth_on_starts_without_that_warning(
 
 def test_auth_on_without_any_credential_source_fails_at_start(monkeypatch):
     from common.settings import ConfigError
-    from user_manager.config import Config as UserManagerConfig
+    from user_manager.config import Settings as UserManagerConfig
 
     monkeypatch.setenv("AUTH_MODE", "on")
     monkeypatch.delenv("API_KEYS_FILE", raising=False)
