@@ -77,6 +77,11 @@ class Service:
         return [WEB, *(role for role, present in optional.items() if present)]
 
     @property
+    def migration_url_variable(self) -> str:
+        """The variable of the owner role's URL, which only the migrations may see."""
+        return f"{self.name.upper()}_MIGRATION_DATABASE_URL"
+
+    @property
     def uses_broker(self) -> bool:
         """Tell whether the service talks to the broker (its processes then connect to it)."""
         return self.consumes or self.publishes

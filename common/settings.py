@@ -26,11 +26,10 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from common.errors import ConfigError
 from common.observability.logs import DEFAULT_LOG_FORMAT, DEFAULT_LOG_LEVEL
 
-
-class ConfigError(RuntimeError):
-    """A setting is missing or malformed; the message says which and why."""
+__all__ = ["ConfigError"]
 
 
 # What a value must be, by the pydantic error it failed with (its context fills the braces).

@@ -14,8 +14,10 @@ failed, marks the container unhealthy (or unready).
 
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from common.settings import GrpcSecurity, ServiceSettings
+if TYPE_CHECKING:
+    from common.settings import GrpcSecurity, ServiceSettings
 
 # Docker runs the check every few seconds; a probe slower than this counts as a failure.
 PROBE_TIMEOUT_SECONDS = 3
@@ -40,12 +42,13 @@ def check_rest(host: str, port: int) -> None:
             raise RuntimeError(f"{url} answered {response.status}")
 
 
-def check_grpc(host: str, port: int, security: GrpcSecurity | None = None) -> None:
+def check_grpc(host: str, port: int, security: "GrpcSecurity | None" = None) -> None:
     """Raise unless the gRPC health service reports SERVING (asked with ``security``)."""
     # Imported here: the REST probe (and the launcher, which imports this module) need no grpcio.
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
     from common.rpc.security import open_channel
+    from common.settings import GrpcSecurity
 
     security = security or GrpcSecurity()
     with open_channel(f"{host}:{port}", security) as channel:
@@ -76,7 +79,7 @@ def check_database(url: str) -> None:
         connection.close()
 
 
-def check(name: str, config: ServiceSettings, parts: Sequence[str] = HALVES) -> int:
+def check(name: str, config: "ServiceSettings", parts: Sequence[str] = HALVES) -> int:
     """Probe the given parts of service ``name``; print why and return 1 when one fails."""
     try:
         if "web" in parts:

@@ -14,10 +14,11 @@ its migrations. The roles:
 
 ``grpc`` and ``worker`` run on threads, so they share one process: a
 process that starts them forks nothing afterwards (grpcio is not
-fork-safe). ``python -m <service>`` migrates, then starts gunicorn and one
-process for the other roles (``python -m <service> grpc worker``), and
-supervises both; the launcher itself loads no Flask, SQLAlchemy or grpcio
-and keeps the owner's URL to itself. ``python -m <service> ROLE [ROLE...]``
+fork-safe). ``python -m <service>`` migrates, then starts ``python -m
+<service> web`` (which becomes gunicorn) and one process for the other roles
+(``python -m <service> grpc worker``), and supervises both; the launcher
+itself loads no Flask, SQLAlchemy, grpcio or pydantic (its children read the
+settings) and keeps the owner's URL to itself. ``python -m <service> ROLE [ROLE...]``
 runs just those roles, without migrating (an orchestrator runs ``migrate``
 on its own): ``web`` alone becomes gunicorn, the others run right in it.
 ``python -m <service> healthcheck [web] [grpc] [database]`` probes a running
@@ -30,14 +31,17 @@ import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
+from common.errors import ConfigError
 from common.observability import MULTIPROC_DIR_VARIABLE
-from common.observability.logs import configure_logging
+from common.observability.logs import DEFAULT_LOG_LEVEL, configure_logging, logging_variable
 from common.process import healthcheck
 from common.process.supervisor import Supervisor
 from common.service import WEB, Service
-from common.settings import ConfigError, ServiceSettings
+
+if TYPE_CHECKING:
+    from common.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +121,7 @@ def prepare_metrics_dir(name: str) -> Path:
     return path
 
 
-def web_command(service: Service, config: ServiceSettings) -> list[str]:
+def web_command(service: Service, config: "ServiceSettings") -> list[str]:
     """Return the command line of the service's ``web`` role (gunicorn)."""
     return gunicorn_command(
         name=service.name,
@@ -130,7 +134,7 @@ def web_command(service: Service, config: ServiceSettings) -> list[str]:
 
 
 def roles_command(service: Service, roles: Sequence[str]) -> list[str]:
-    """Return the command line of a process running ``roles`` (all but ``web``) on threads."""
+    """Return the command line of a child running ``roles`` (``web``, or the threaded ones)."""
     return [sys.executable, "-m", service.name, *roles]
 
 
@@ -154,15 +158,17 @@ def run_in_process(service: Service, roles: Sequence[str], supervisor: Superviso
 
 
 def serve(service: Service, roles: Sequence[str], *, migrate_first: bool) -> int:
-    """Run the roles (after the migrations, if asked) until a signal or a crash."""
-    config = service.settings_class()
-    configure_logging(config.LOG_LEVEL)
-    threaded = [role for role in roles if role != WEB]
-    if not (threaded and WEB in roles):
-        # Said once, by the process that serves; a launcher that delegates leaves it to it.
-        for warning in [*config.security_warnings(), *config.startup_warnings()]:
-            log.warning("%s: %s", service.name, warning)
+    """Run the roles (after the migrations, if asked) until a signal or a crash.
 
+    A launcher that supervises children (the migrations, then gunicorn and
+    the threaded roles) reads no settings itself: each child reads and checks
+    them (a bad one ends it with the sentence and exit code 2), so the process
+    that only waits on the others loads no pydantic and stays small.
+    """
+    threaded = [role for role in roles if role != WEB]
+    if not migrate_first and not (threaded and WEB in roles):
+        return serve_here(service, threaded)
+    configure_logging(logging_variable("LOG_LEVEL", DEFAULT_LOG_LEVEL))
     prepare_metrics_dir(service.name)
     # Read by glibc when each child starts (an operator's own value wins).
     os.environ.setdefault("MALLOC_ARENA_MAX", MALLOC_ARENA_MAX)
@@ -173,28 +179,42 @@ def serve(service: Service, roles: Sequence[str], *, migrate_first: bool) -> int
         migration = supervisor.run("migrate", [sys.executable, "-m", service.name, "migrate"])
         if migration is None:
             return 0
+        if migration == 2:
+            return 2  # a setting was refused; the child said which
         if migration != 0:
             log.error("%s: migrations failed (exit %s); not starting", service.name, migration)
             return 1
     # Only the migration connects as the database's owner: the serving roles and the worker
     # never see its URL (they serve as the role that can change no schema).
     role_env = dict(os.environ)
-    role_env.pop(service.settings_class.MIGRATION_DATABASE_URL_VARIABLE, None)
+    role_env.pop(service.migration_url_variable, None)
+    for group in ([WEB] if WEB in roles else [], threaded):
+        if group:
+            supervisor.start("+".join(group), roles_command(service, group), env=role_env)
+    return supervisor.wait()
+
+
+def serve_here(service: Service, threaded: Sequence[str]) -> int:
+    """Run the ``web`` role (becoming gunicorn) or the threaded roles in this process."""
+    config = service.settings_class()
+    configure_logging(config.LOG_LEVEL)
+    # Said once, by the process that serves.
+    for warning in [*config.security_warnings(), *config.startup_warnings()]:
+        log.warning("%s: %s", service.name, warning)
+    prepare_metrics_dir(service.name)
+    os.environ.setdefault("MALLOC_ARENA_MAX", MALLOC_ARENA_MAX)
+    os.environ.pop(service.migration_url_variable, None)
+    if threaded:
+        supervisor = Supervisor(service.name)
+        supervisor.install_signal_handlers()
+        return run_in_process(service, threaded, supervisor)
     # Gunicorn reads WEB_CONCURRENCY itself, and refuses a blank one (compose passes
     # unset settings as blank): the launcher gives it --workers anyway.
-    if not role_env.get("WEB_CONCURRENCY", "x").strip():
-        del role_env["WEB_CONCURRENCY"]
-    if WEB not in roles:
-        os.environ.pop(service.settings_class.MIGRATION_DATABASE_URL_VARIABLE, None)
-        return run_in_process(service, threaded, supervisor)
-    if not threaded and not migrate_first:
-        # Nothing to supervise beside it: become gunicorn, which handles signals itself.
-        command = web_command(service, config)
-        os.execve(command[0], command, role_env)
-    supervisor.start(WEB, web_command(service, config), env=role_env)
-    if threaded:
-        supervisor.start("+".join(threaded), roles_command(service, threaded), env=role_env)
-    return supervisor.wait()
+    if not os.environ.get("WEB_CONCURRENCY", "x").strip():
+        del os.environ["WEB_CONCURRENCY"]
+    # Nothing to supervise beside it: become gunicorn, which handles signals itself.
+    command = web_command(service, config)
+    os.execve(command[0], command, dict(os.environ))
 
 
 def usage(service: Service) -> str:
