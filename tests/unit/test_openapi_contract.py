@@ -83,12 +83,12 @@ def normalize(node: Any) -> Any:
         return [normalize(item) for item in node]
     if not isinstance(node, dict):
         return node
-    node = {key: value for key, value in node.items() if key != "title"}
     if "anyOf" in node:
         rest = [option for option in node["anyOf"] if option != {"type": "null"}]
         if len(rest) == 1 and len(node["anyOf"]) == 2 and isinstance(rest[0].get("type"), str):
             node = {**{k: v for k, v in node.items() if k != "anyOf"}, **rest[0]}
             node["type"] = [rest[0]["type"], "null"]
+    node = {key: value for key, value in node.items() if key != "title"}
     if "const" in node:
         node["enum"] = [node.pop("const")]
     if "example" in node and isinstance(node.get("schema"), dict) and "in" not in node:
