@@ -20,6 +20,7 @@ from common.observability.request_ids import (
     unbind_request_id,
 )
 from common.web.auth import requires
+from common.web.openapi import Reply, documented
 from common.web.paths import loggable_path
 
 access_log = logging.getLogger("access")
@@ -77,7 +78,15 @@ def install_request_observability(app: Flask) -> None:
 
     @app.get("/metrics")
     @requires("ops")
+    @documented(
+        tag="operations",
+        answers={
+            200: Reply(
+                "Prometheus text exposition format.", {"type": "string"}, media_type="text/plain"
+            )
+        },
+    )
     def metrics():
-        """Expose the service's metrics in the Prometheus text format."""
+        """Expose the metrics of every process of the service, in the Prometheus text format."""
         output = render_all(app.extensions.get("scrape_collectors", []))
         return Response(output, mimetype=CONTENT_TYPE_LATEST)
