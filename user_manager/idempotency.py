@@ -44,14 +44,14 @@ from datetime import timedelta
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import Interval, Row, bindparam, delete, func, select
+from sqlalchemy import Row
 from sqlalchemy.exc import IntegrityError
 
 from common.db.batch import Batch
 from common.web.errors import ApiError
 from user_manager import faults
 from user_manager.metrics import IDEMPOTENCY_CONFLICTS, IDEMPOTENCY_REPLAYS
-from user_manager.models import IdempotencyKey, db
+from user_manager.models import db
 
 log = logging.getLogger(__name__)
 
@@ -238,27 +238,31 @@ def _replay(stored: Row, request: KeyedRequest) -> Outcome:
     return Outcome(stored.response_code, json.loads(stored.response_body), replayed=True)
 
 
+# Keys past the retention, oldest first, a batch per transaction. A key is a row per caller:
+# one caller's expired key says nothing about another caller's key of the same value.
+REAP_EXPIRED_KEYS = """
+DELETE FROM idempotency_keys
+WHERE (caller, key) IN (
+    SELECT caller, key FROM idempotency_keys
+    WHERE created_at < now() - %(retention)s
+    ORDER BY created_at
+    LIMIT %(batch_size)s
+    FOR UPDATE SKIP LOCKED
+)
+"""
+
+
 def reap_expired_keys(*, batch_size: int) -> int:
     """Delete keys older than the retention period, ``batch_size`` per transaction; return count.
 
-    Rows locked by a request taking over an expired key are skipped, so the
-    reaper never waits on (or blocks) a live request, and several replicas
-    running it at once share the work.
+    Rows locked by a request (taking over an expired key, or replaying a
+    live one) are skipped, so the reaper never waits on (or blocks) a
+    request, and several replicas running it at once share the work.
     """
-    keys = IdempotencyKey.__table__
+    params = {"retention": _retention(), "batch_size": batch_size}
     total = 0
     while True:
-        expired = (
-            select(keys.c.key)
-            .where(keys.c.created_at < func.now() - bindparam("retention", type_=Interval))
-            .order_by(keys.c.created_at)
-            .limit(batch_size)
-            .with_for_update(skip_locked=True)
-            .scalar_subquery()
-        )
-        deleted = db.session.execute(
-            delete(keys).where(keys.c.key.in_(expired)), {"retention": _retention()}
-        ).rowcount
+        deleted = db.session.connection().exec_driver_sql(REAP_EXPIRED_KEYS, params).rowcount
         db.session.commit()
         total += deleted
         if deleted < batch_size:
