@@ -45,7 +45,7 @@ def create_user():
     key = idempotency.require_key(request.headers.get("Idempotency-Key"))
     data = parse_model(UserCreate, json_object_body())
     require_user(data.email)
-    caller = current_caller().identity
+    caller = current_caller()
     return _outcome_response(services.create_user(data=data, key=key, caller=caller))
 
 
@@ -83,5 +83,5 @@ def delete_user(email: str):
     key = idempotency.require_key(request.headers.get("Idempotency-Key"))
     email = path_email(email)
     require_user(email)
-    caller = current_caller().identity
+    caller = current_caller()
     return _outcome_response(services.delete_user(email=email, key=key, caller=caller))

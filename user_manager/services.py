@@ -20,6 +20,7 @@ from common.db.connections import autocommit_connection, autocommit_statements
 from common.emails import normalize_email
 from common.rpc.peers import InterestsPeer
 from common.timeutil import isoformat_utc_sql, utc_now
+from common.web.auth import Caller
 from common.web.errors import ApiError
 from common.web.pagination import json_item_rows
 from user_manager import outbox, privacy
@@ -44,10 +45,11 @@ def data_collector() -> InterestsPeer:
     return current_app.extensions["data_collector"]
 
 
-# POST /users. 409 when the email or the tax code is taken. No answer (a refusal: nothing
-# is stored) while the interests of a previous account with this email still wait in the
-# outbox to be deleted, or that late delivery would delete the new account's. Else 201,
-# and the user is inserted.
+# POST /users. 409 when the email or the tax code is taken (create_user picks the answers:
+# only admins are told which of the two). No answer (a refusal: nothing is stored) while
+# the interests of a previous account with this email still wait in the outbox to be
+# deleted, or that late delivery would delete the new account's. Else 201, and the user
+# is inserted.
 CREATE_USER = Write.of(
     """
 WITH verdict AS (
@@ -87,21 +89,25 @@ WHERE response_code = 201
 )
 
 
-def create_user(*, data: UserCreate, key: str, caller: str) -> Outcome:
+def create_user(*, data: UserCreate, key: str, caller: Caller) -> Outcome:
     """Insert the user at most once per key, or answer 409 when the email or tax code is taken.
 
-    ``caller`` is the identity the key belongs to ('' when authentication is off).
+    The key belongs to ``caller``. A caller may learn that the email it
+    registers exists (it may act for that user), but whose tax code is
+    whose is other users' business: without ``admin``, a tax code taken
+    answers exactly as the email taken does, naming no field.
     """
     row = {**data.model_dump(), "created_at": utc_now()}
     created = {"message": "User created successfully", "user": user_to_dict(row)}
+    tax_code_taken = TAX_CODE_TAKEN if caller.has("admin") else USER_EXISTS
     return run_once(
         CREATE_USER,
-        KeyedRequest(key, "POST", "/users", data.model_dump(), data.email, caller),
+        KeyedRequest(key, "POST", "/users", data.model_dump(), data.email, caller.identity),
         {
             **row,
             "created_body": json.dumps(created),
             "email_taken_body": json.dumps(USER_EXISTS),
-            "tax_code_taken_body": json.dumps(TAX_CODE_TAKEN),
+            "tax_code_taken_body": json.dumps(tax_code_taken),
         },
     )
 
@@ -142,11 +148,14 @@ WHERE user_email = %(subject)s AND request_method = 'POST' AND response_code = 2
 )
 
 
-def delete_user(*, email: str, key: str, caller: str) -> Outcome:
-    """Delete the user and their interests in the Data Collector, at most once per key."""
+def delete_user(*, email: str, key: str, caller: Caller) -> Outcome:
+    """Delete the user and their interests in the Data Collector, at most once per key.
+
+    The key belongs to ``caller``.
+    """
     outcome = run_once(
         DELETE_USER,
-        KeyedRequest(key, "DELETE", f"/users/{email}", None, email, caller),
+        KeyedRequest(key, "DELETE", f"/users/{email}", None, email, caller.identity),
         {
             "handoff": outbox.handoff(),
             "deleted_body": json.dumps(USER_DELETED),

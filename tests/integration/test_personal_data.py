@@ -4,6 +4,7 @@ import uuid
 
 import pytest
 
+from tests.integration.auth_support import bearer
 from tests.utils import new_key, run_sql, user_payload
 
 IBAN = "IT60X0542811101000000123456"
@@ -56,3 +57,28 @@ def test_the_stored_answer_of_a_create_loses_iban_and_tax_code_with_the_user(loc
         (body["email"], f"%{IBAN}%", f"%{body['tax_code']}%"),
     )
     assert stored == [(0,)]
+
+
+def test_only_an_admin_is_told_that_a_tax_code_is_another_user_s(secure_stack):
+    um, keys, idp = secure_stack.um, secure_stack.keys, secure_stack.idp
+    taken = tax_code()
+    registered = {**user_payload(), "tax_code": taken}
+    assert um.post("/users", json=registered, headers={**keys.header("all"), **new_key()}).ok
+    own = {**user_payload(), "tax_code": taken}
+    token = idp.token(["users:read", "users:write"], email=own["email"], email_verified=True)
+
+    def register(body: dict, credential: dict):
+        return um.post("/users", json=body, headers={**credential, **new_key()})
+
+    as_self = register(own, bearer(token))
+    as_service = register(own, keys.header("all"))
+    as_admin = register(own, keys.header("bound-admin"))
+    assert register({**own, "tax_code": None}, bearer(token)).status_code == 201
+    own_email_taken = register({**own, "tax_code": None}, bearer(token))
+
+    # Without admin, a clash of tax codes reads exactly as the caller's own email taken.
+    assert as_self.status_code == as_service.status_code == own_email_taken.status_code == 409
+    assert as_self.json() == as_service.json() == {"error": "User already exists"}
+    assert own_email_taken.json() == {"error": "User already exists"}
+    assert as_admin.status_code == 409
+    assert as_admin.json() == {"error": "tax_code is already registered to another user"}
