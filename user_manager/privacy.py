@@ -3,8 +3,8 @@
 IBANs and tax codes are shown masked (``IT60…3456``: a few characters at
 each end, still a string) wherever the caller has no need for them: in every
 list item, and in a single user's answer to a caller without ``users:pii``.
-After a user is deleted, the stored answer of their creation (replayed for
-its ``Idempotency-Key``) keeps neither (``services.DELETE_USER`` removes them).
+After a user is deleted, the stored answers of their idempotency keys keep
+nothing of them (``services.DELETE_USER`` clears them).
 """
 
 from sqlalchemy import ColumnElement, case, func, literal

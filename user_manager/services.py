@@ -112,10 +112,13 @@ def create_user(*, data: UserCreate, key: str, caller: Caller) -> Outcome:
     )
 
 
-# DELETE /users/<email>. 404 when there is no such user. Else 200: the user is deleted, the
-# deletion of their interests queued in the outbox (delivered by delete_user right after
-# the commit, else by the relay), and the IBAN and tax code gone from the stored answers
-# of the user's creation (replayed to a repeated POST).
+# DELETE /users/<email>. 404 when there is no such user. Else 200: the user is deleted, and
+# the deletion of their interests queued in the outbox (delivered by delete_user right after
+# the commit, else by the relay). Then, as no user has this email any more, no stored key
+# keeps anything of it, whichever caller's: no user in a create's answer (its replay
+# answers 201 with "user": null, and creates nothing), no email in a delete's path nor in
+# user_email (which only finds a user's keys when the user is deleted). The fingerprint
+# stays: a key reused for another request must still be refused.
 DELETE_USER = Write.of(
     """
 WITH answer AS (
@@ -135,15 +138,14 @@ INSERT INTO outbox (method, payload, attempts, next_attempt_at)
 SELECT 'DeleteUserInterests', jsonb_build_object('email', email), 0, now() + %(handoff)s
 FROM deleted;
 
-UPDATE idempotency_keys SET response_body = jsonb_set(
-    jsonb_set(response_body::jsonb, '{user,tax_code}', 'null'), '{user,iban}', 'null'
-)::text
-WHERE user_email = %(subject)s AND request_method = 'POST' AND response_code = 201
-    AND EXISTS (
-        SELECT FROM idempotency_keys
-        WHERE caller = %(caller)s AND key = %(key)s AND status = 'in-progress'
-            AND response_code = 200
-    )
+UPDATE idempotency_keys SET
+    response_body = CASE WHEN response_code = 201
+        THEN (response_body::jsonb || '{"user": null}')::text ELSE response_body END,
+    request_path = CASE WHEN request_method = 'DELETE'
+        THEN '/users/{email}' ELSE request_path END,
+    user_email = NULL
+WHERE user_email = %(subject)s
+    AND NOT EXISTS (SELECT FROM users WHERE email = %(subject)s)
 """,
 )
 
