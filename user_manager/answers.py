@@ -35,7 +35,10 @@ class UserCreated(Answer):
     """The answer to a new user."""
 
     message: str
-    user: User
+    user: User | None = Field(
+        description="The user created; null when a replay comes after the user was deleted "
+        "(a deletion keeps nothing of the user, not even in stored answers)."
+    )
 
 
 class OutboxFacts(Answer):

@@ -28,7 +28,7 @@ IDEMPOTENCY_REPLAYS = Counter(
 IDEMPOTENCY_CONFLICTS = Counter(
     "idempotency_conflicts_total",
     "Requests refused because of their Idempotency-Key, by status: 422 the key was used "
-    "for a different request, 409 the key expired while the request ran.",
+    "for a different request.",
     ["status"],
 )
 

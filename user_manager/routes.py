@@ -51,7 +51,7 @@ def _outcome_response(outcome: idempotency.Outcome):
         "invalid fields (`details` names each).",
         409: Reply(
             "A user with this email, or this tax code, already exists (replays of this answer "
-            "carry `Idempotent-Replayed: true`); or the key expired meanwhile; or a user with "
+            "carry `Idempotent-Replayed: true`); or a user with "
             "this email was just deleted and the deletion of their interests is still being "
             "delivered to the Data Collector (with `Retry-After`; not stored against the key).",
             headers=(ConflictHeaders,),
@@ -65,7 +65,7 @@ def create_user():
     key = idempotency.require_key(request.headers.get("Idempotency-Key"))
     data = parse_model(UserCreate, json_object_body())
     require_user(data.email)
-    caller = current_caller().identity
+    caller = current_caller()
     return _outcome_response(services.create_user(data=data, key=key, caller=caller))
 
 
@@ -133,7 +133,6 @@ def get_user(email: str):
             "No user has this email (replays of this answer carry `Idempotent-Replayed: true`).",
             headers=(ReplayHeader,),
         ),
-        409: "The Idempotency-Key expired while this request ran; retry it.",
         422: KEY_REUSED,
         503: UNAVAILABLE,
     },
@@ -147,5 +146,5 @@ def delete_user(email: str):
     key = idempotency.require_key(request.headers.get("Idempotency-Key"))
     email = path_email(email)
     require_user(email)
-    caller = current_caller().identity
+    caller = current_caller()
     return _outcome_response(services.delete_user(email=email, key=key, caller=caller))
