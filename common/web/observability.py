@@ -5,11 +5,15 @@ the collectors a service registers with :func:`add_scrape_collector`, which
 compute a value when scraped (the outbox backlog, for instance).
 """
 
+import contextlib
 import logging
 import time
+from collections.abc import Callable, Iterable
 
-from flask import Flask, Response, g, request
+from flask import Flask, Response, current_app, g, request
 from prometheus_client import CONTENT_TYPE_LATEST
+from prometheus_client.core import GaugeMetricFamily
+from sqlalchemy.exc import SQLAlchemyError
 
 from common.observability.metrics import HTTP_LATENCY, HTTP_REQUESTS, render_all
 from common.observability.request_ids import (
@@ -24,6 +28,7 @@ from common.web.openapi import Reply, documented
 from common.web.paths import loggable_path
 
 access_log = logging.getLogger("access")
+log = logging.getLogger(__name__)
 
 # Metric labels must stay bounded: any other method a client invents is counted as OTHER.
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
@@ -32,6 +37,40 @@ KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPT
 def add_scrape_collector(app: Flask, collector) -> None:
     """Register a collector whose ``collect()`` runs (inside the app context) at every scrape."""
     app.extensions.setdefault("scrape_collectors", []).append(collector)
+
+
+class DatabaseGauges:
+    """Gauges read from the service's database when Prometheus scrapes.
+
+    For facts of the shared database rather than of one process (an
+    outbox's backlog, the ranges waiting for a retry): every replica reports
+    the same value and no process keeps a gauge up to date. ``read()`` runs
+    inside the scrape's app context and returns ``(name, help, value)``
+    triples; when the database does not answer, the gauges are left out of
+    that scrape (a warning says so) rather than failing ``/metrics``.
+    """
+
+    def __init__(self, what: str, read: Callable[[], Iterable[tuple[str, str, float]]]):
+        self.what = what
+        self.read = read
+
+    def describe(self):
+        """Declare nothing up front: registering must not query the database."""
+        return []
+
+    def collect(self):
+        """Yield the gauges, or nothing when the database does not answer."""
+        session = current_app.extensions["sqlalchemy"].session
+        try:
+            samples = list(self.read())
+            session.rollback()
+        except SQLAlchemyError as error:
+            with contextlib.suppress(SQLAlchemyError):
+                session.rollback()
+            log.warning("metrics: %s unknown, the database is unavailable: %s", self.what, error)
+            return
+        for name, documentation, value in samples:
+            yield GaugeMetricFamily(name, documentation, value=value)
 
 
 def install_request_observability(app: Flask) -> None:
