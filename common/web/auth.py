@@ -14,10 +14,20 @@ acts as :data:`ANYONE`, with every scope and no user binding. With
   the space-separated ``scope`` claim, the user from ``JWT_EMAIL_CLAIM``.
 
 A missing or invalid credential is a 401 with ``WWW-Authenticate``; a valid
-one without the route's scope (:func:`requires`), or acting for another
-user than the one it is bound to (:func:`require_user`), is a 403. A
-credential bound to an email (a key's ``email``, a token's email claim) acts
-only for that user unless it holds ``admin``.
+one without the route's scope (:func:`requires`), or acting for a user it
+may not act for (:func:`require_user`), is a 403.
+
+Who a credential acts for, unless it holds ``admin`` (every user):
+
+- an API key with an ``email``: that user only;
+- an API key without one: any user. It is a service credential, which the
+  operator issued on purpose for a service, not a person;
+- a bearer token: the user its email claim names, if the issuer does not say
+  that email is unverified (``email_verified`` false). A token stands for the
+  person it was issued to, and identity providers commonly leave the email
+  out of access tokens: one that names no verified email acts for no user.
+  It may still call what acts for no particular user (flight lists without
+  an email, collection runs, metrics), as its scopes allow.
 """
 
 import functools
@@ -93,27 +103,34 @@ def _bound_email(value: Any) -> str | None:
 
 @dataclass(frozen=True)
 class Caller:
-    """Who is calling: a name for logs, the scopes granted, the user it may act for.
+    """Who is calling: a name for logs, the scopes granted, the users it may act for.
 
     ``identity`` scopes the caller's idempotency keys: two callers' identical
-    keys never meet. ``email`` None: not bound to a user (a service account).
+    keys never meet. ``email``: the one user it acts for, or None. ``service``:
+    a service credential, which acts for every user (an API key without an
+    email). Neither, and no ``admin``: it acts for no user at all.
     """
 
     name: str
     scopes: frozenset[str]
     email: str | None
     identity: str
+    service: bool = False
 
     def has(self, scope: str) -> bool:
         """Tell whether the caller was granted ``scope``."""
         return scope in self.scopes
 
+    def acts_for_every_user(self) -> bool:
+        """Tell whether the caller may act for any user (and so list them all)."""
+        return self.service or self.has("admin")
+
     def may_act_for(self, email: str) -> bool:
         """Tell whether the caller may read or change this user's data."""
-        return self.email is None or self.email == email or self.has("admin")
+        return self.acts_for_every_user() or (self.email is not None and self.email == email)
 
 
-ANYONE = Caller("anyone", frozenset(SCOPES), None, "")
+ANYONE = Caller("anyone", frozenset(SCOPES), None, "", service=True)
 
 
 def current_caller() -> Caller:
@@ -144,15 +161,22 @@ def require_scope(scope: str) -> None:
 
 def require_user(email: str) -> None:
     """Raise a 403 unless the caller may act for the user ``email`` (normalized)."""
-    if not current_caller().may_act_for(email):
-        raise ApiError(403, "This credential may act only for its own user.")
+    caller = current_caller()
+    if not caller.may_act_for(email):
+        raise ApiError(403, _binding_refusal(caller))
 
 
 def require_any_user() -> None:
-    """Raise a 403 when the caller is bound to one user (a listing covers every user)."""
+    """Raise a 403 unless the caller may act for every user (a listing covers them all)."""
     caller = current_caller()
-    if caller.email is not None and not caller.has("admin"):
-        raise ApiError(403, "This credential may act only for its own user.")
+    if not caller.acts_for_every_user():
+        raise ApiError(403, _binding_refusal(caller))
+
+
+def _binding_refusal(caller: Caller) -> str:
+    if caller.email is None:
+        return "This credential names no verified email, so it may act for no user."
+    return "This credential may act only for its own user."
 
 
 def unauthorized(message: str) -> ApiError:
@@ -231,6 +255,7 @@ def parse_api_keys(entries: Any, *, source: str) -> dict[str, Caller]:
             scopes=frozenset(scopes),
             email=email,
             identity=_identity_hash(f"key:{entry['name']}"),
+            service=email is None,
         )
     return by_hash
 
@@ -303,6 +328,7 @@ class BearerTokens:
         return self._caller(claims), float(claims["exp"])
 
     def _caller(self, claims: Mapping[str, Any]) -> Caller:
+        """Return the caller a verified token stands for: its scopes, its user if it names one."""
         scope = claims.get("scope", "")
         granted = frozenset(scope.split()) & set(SCOPES) if isinstance(scope, str) else frozenset()
         email = claims.get(self.email_claim)
@@ -310,6 +336,8 @@ class BearerTokens:
             email = _bound_email(email)
             if email is None:
                 raise unauthorized(f"The bearer token's {self.email_claim} claim is not an email.")
+            if not email_is_verified(claims):
+                email = None
         subject = f"jwt:{claims['iss']}|{claims['sub']}"
         return Caller(
             name=f"jwt:{_identity_hash(subject)[:12]}",
@@ -317,6 +345,17 @@ class BearerTokens:
             email=email,
             identity=_identity_hash(subject),
         )
+
+
+def email_is_verified(claims: Mapping[str, Any]) -> bool:
+    """Tell whether a token's email may be trusted: unless its issuer says it is unverified.
+
+    Access tokens often carry no ``email_verified`` at all; an issuer that
+    includes it says ``true`` (some send the string ``"true"``). Any other
+    value, ``false`` included, leaves the email unverified.
+    """
+    verified = claims.get("email_verified", True)
+    return verified is True or verified == "true"
 
 
 class Authenticator:

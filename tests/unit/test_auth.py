@@ -48,11 +48,19 @@ def test_a_malformed_keys_file_fails_saying_which_key_and_why(entry, complaint):
         parse_api_keys([entry], source="keys.json")
 
 
-def test_admin_lifts_the_binding_and_unbound_callers_are_limited_by_scope_only():
+def test_admin_lifts_the_binding_and_service_keys_are_limited_by_scope_only():
     bound_admin = Caller("k", frozenset({"admin"}), "a@x.com", "id")
-    unbound = Caller("k", frozenset(), None, "id")
-    assert bound_admin.may_act_for("b@x.com") and unbound.may_act_for("b@x.com")
-    assert ANYONE.scopes == set(SCOPES) and ANYONE.email is None
+    service = parse_api_keys(
+        [{"name": "svc", "sha256": DIGEST, "scopes": ["users:read"]}], source="keys.json"
+    )[DIGEST]
+    assert bound_admin.may_act_for("b@x.com") and bound_admin.acts_for_every_user()
+    assert service.may_act_for("b@x.com") and service.acts_for_every_user()
+    assert ANYONE.scopes == set(SCOPES) and ANYONE.email is None and ANYONE.acts_for_every_user()
+
+
+def test_a_caller_bound_to_nobody_acts_for_nobody():
+    nobody = Caller("jwt:x", frozenset({"users:read", "users:pii"}), None, "id")
+    assert not nobody.may_act_for("b@x.com") and not nobody.acts_for_every_user()
 
 
 @pytest.mark.parametrize(
@@ -104,3 +112,28 @@ def test_a_token_sent_with_every_request_has_its_signature_checked_once_a_minute
             tokens.verify(forged)
         assert refused.value.status == 401
     assert len(checks) == 4
+
+
+@pytest.mark.parametrize(
+    ("claims", "acts_for"),
+    [
+        ({}, None),  # no email claim: a token for nobody in particular
+        ({"email": "Ann@Example.com"}, "ann@example.com"),
+        ({"email": "ann@example.com", "email_verified": True}, "ann@example.com"),
+        ({"email": "ann@example.com", "email_verified": "true"}, "ann@example.com"),
+        ({"email": "ann@example.com", "email_verified": False}, None),
+        ({"email": "ann@example.com", "email_verified": "false"}, None),
+        ({"email": "ann@example.com", "email_verified": None}, None),
+    ],
+)
+def test_a_token_acts_only_for_the_verified_email_it_names(provider, claims, acts_for):
+    tokens = auth.BearerTokens(
+        jwks_url=provider.jwks_url, issuer=ISSUER, audience=AUDIENCE, email_claim="email"
+    )
+    caller = tokens.verify(provider.token(["users:read", "users:pii", "users:write"], **claims))
+    assert caller.email == acts_for
+    assert not caller.acts_for_every_user()
+    assert caller.may_act_for("ann@example.com") == (acts_for is not None)
+    assert not caller.may_act_for("bob@example.com")
+    admin = tokens.verify(provider.token(["admin"], **claims))
+    assert admin.may_act_for("bob@example.com") and admin.acts_for_every_user()
