@@ -93,12 +93,15 @@ KEYS_FILE_CHECK_SECONDS = 2.0
 CHALLENGE = 'Bearer realm="flight-tracker", ApiKey realm="flight-tracker" header="X-API-Key"'
 
 
-def _bound_email(value: Any) -> str | None:
-    """Return the email a credential is bound to, normalized; None if it is not an email."""
-    try:
-        return normalize_email(value) if isinstance(value, str) else None
-    except ValueError:
-        return None
+def _bound_email(value: Any) -> str:
+    """Return the email a credential is bound to, normalized; raise ValueError saying why not.
+
+    The same normalization as every stored address: a credential for a look-alike
+    spelling of an address is refused, never bound to that address's account.
+    """
+    if not isinstance(value, str):
+        raise ValueError("is not a string")
+    return normalize_email(value)
 
 
 @dataclass(frozen=True)
@@ -247,9 +250,10 @@ def parse_api_keys(entries: Any, *, source: str) -> dict[str, Caller]:
             raise ConfigError(f"{where} ({entry['name']}): scopes must be a list of {SCOPES}")
         email = entry.get("email")
         if email is not None:
-            email = _bound_email(email)
-            if email is None:
-                raise ConfigError(f"{where} ({entry['name']}): email is not a valid address")
+            try:
+                email = _bound_email(email)
+            except ValueError as error:
+                raise ConfigError(f"{where} ({entry['name']}): email {error}") from None
         by_hash[digest.lower()] = Caller(
             name=f"key:{entry['name']}",
             scopes=frozenset(scopes),
@@ -333,9 +337,12 @@ class BearerTokens:
         granted = frozenset(scope.split()) & set(SCOPES) if isinstance(scope, str) else frozenset()
         email = claims.get(self.email_claim)
         if email is not None:
-            email = _bound_email(email)
-            if email is None:
-                raise unauthorized(f"The bearer token's {self.email_claim} claim is not an email.")
+            try:
+                email = _bound_email(email)
+            except ValueError as error:
+                raise unauthorized(
+                    f"The bearer token's {self.email_claim} claim is not a valid email: {error}"
+                ) from None
             if not email_is_verified(claims):
                 email = None
         subject = f"jwt:{claims['iss']}|{claims['sub']}"

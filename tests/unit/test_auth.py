@@ -41,6 +41,8 @@ def test_keys_are_found_by_the_hash_of_the_key_and_bound_emails_normalized():
         ({"name": "k", "sha256": DIGEST, "scopes": ["root"]}, "scopes"),
         ({"name": "k", "sha256": DIGEST, "scopes": "ops"}, "scopes"),
         ({"name": "k", "sha256": DIGEST, "scopes": [], "email": "not an email"}, "email"),
+        ({"name": "k", "sha256": DIGEST, "scopes": [], "email": "\u212aate@x.com"}, "KELVIN"),
+        ({"name": "k", "sha256": DIGEST, "scopes": [], "email": 7}, "email is not a string"),
     ],
 )
 def test_a_malformed_keys_file_fails_saying_which_key_and_why(entry, complaint):
