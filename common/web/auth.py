@@ -90,6 +90,8 @@ VERIFIED_TOKEN_SECONDS = 60
 VERIFIED_TOKENS_MAX = 1024
 # How often the keys file is checked for changes (one stat call).
 KEYS_FILE_CHECK_SECONDS = 2.0
+# While the keys file cannot be used, clients holding keys are told to come back after this.
+KEYS_UNUSABLE_RETRY_AFTER_SECONDS = 5
 CHALLENGE = 'Bearer realm="flight-tracker", ApiKey realm="flight-tracker" header="X-API-Key"'
 
 
@@ -192,45 +194,84 @@ def _identity_hash(identity: str) -> str:
 
 
 class ApiKeys:
-    """The API keys of ``API_KEYS_FILE``, by the SHA-256 of the key; re-read when it changes."""
+    """The API keys of ``API_KEYS_FILE``, by the SHA-256 of the key; re-read when it changes.
+
+    The file must be readable at start (else the service does not start).
+    While running, a file that goes missing, cannot be read or does not
+    parse accepts no key at all until it is fixed: removing the file is
+    how an operator may revoke every key at once, and an old key must
+    never outlive the file that granted it. Meanwhile a presented key gets
+    a 503, the log says why (once per new failure) and ``/health`` is
+    degraded. Replace the file atomically (write another, then rename it
+    over this one), so that no check ever reads half of it.
+    """
 
     def __init__(self, path: str):
         self.path = Path(path)
         self._lock = threading.Lock()
-        self._checked_at = 0.0
-        self._mtime: float | None = None
-        self._by_hash: dict[str, Caller] = {}
-        self._load()
-
-    def _load(self) -> None:
+        self._checked_at = time.monotonic()
+        # What identifies the version of the file that was read: a change of content,
+        # permissions or inode changes it.
+        self._version: tuple | None = None
+        # The keys and, when the file cannot be used, why (then no key is accepted).
+        self._state: tuple[dict[str, Caller], str | None] = ({}, None)
         try:
-            stat = self.path.stat()
-            entries = json.loads(self.path.read_text())
-        except (OSError, ValueError) as error:
+            self._version, keys = self._read()
+        except (OSError, ValueError, ConfigError) as error:
             raise ConfigError(f"API_KEYS_FILE {self.path} cannot be read: {error}") from None
-        self._by_hash = parse_api_keys(entries, source=str(self.path))
-        self._mtime = stat.st_mtime
+        self._state = (keys, None)
+
+    def _read(self) -> tuple[tuple, dict[str, Caller]]:
+        stat = self.path.stat()
+        version = (stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
+        entries = json.loads(self.path.read_text())
+        return version, parse_api_keys(entries, source=str(self.path))
 
     def find(self, key: str) -> Caller | None:
-        """Return the caller a presented key stands for, or None."""
+        """Return the caller a presented key stands for, or None (503: the file is unusable)."""
         self._reload_if_changed()
-        return self._by_hash.get(hashlib.sha256(key.encode()).hexdigest())
+        keys, problem = self._state
+        if problem is not None:
+            raise ApiError(
+                503,
+                "API keys cannot be checked right now; try again shortly.",
+                headers={"Retry-After": str(KEYS_UNUSABLE_RETRY_AFTER_SECONDS)},
+            )
+        return keys.get(hashlib.sha256(key.encode()).hexdigest())
+
+    def health(self) -> dict[str, Any]:
+        """Report the file's state for ``/health``: ``ok`` with the number of keys, or why not."""
+        self._reload_if_changed()
+        keys, problem = self._state
+        if problem is not None:
+            return {"status": "unavailable", "error": problem}
+        return {"status": "ok", "keys": len(keys)}
 
     def _reload_if_changed(self) -> None:
-        now = time.monotonic()
-        if now - self._checked_at < KEYS_FILE_CHECK_SECONDS:
+        if time.monotonic() - self._checked_at < KEYS_FILE_CHECK_SECONDS:
             return
         with self._lock:
-            self._checked_at = now
+            if time.monotonic() - self._checked_at < KEYS_FILE_CHECK_SECONDS:
+                return  # another thread checked while this one waited
+            self._checked_at = time.monotonic()
             try:
-                changed = self.path.stat().st_mtime != self._mtime
-                if changed:
-                    self._load()
-                    log.info("API keys reloaded from %s", self.path)
-            except (OSError, ConfigError) as error:
-                # Keep serving with the keys we have: a half-written file must not lock
-                # every client out; the next check tries again.
-                log.error("API keys not reloaded: %s", error)
+                stat = self.path.stat()
+                version = (stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
+                if version == self._version:
+                    return
+                self._version, keys = self._read()
+            except (OSError, ValueError, ConfigError) as error:
+                self._unusable(f"API_KEYS_FILE {self.path} cannot be read: {error}")
+                return
+            recovered = self._state[1] is not None
+            self._state = (keys, None)
+            log.info("API keys %s from %s", "usable again" if recovered else "reloaded", self.path)
+
+    def _unusable(self, problem: str) -> None:
+        if problem != self._state[1]:
+            log.error("%s; no API key is accepted until it is fixed", problem)
+        self._state = ({}, problem)
+        self._version = None  # whatever the file becomes next is read again
 
 
 def parse_api_keys(entries: Any, *, source: str) -> dict[str, Caller]:
@@ -396,6 +437,14 @@ class Authenticator:
                 raise unauthorized("Bearer tokens are not accepted here; use an API key.")
             return self.tokens.verify(token.strip())
         raise unauthorized(f"A credential is required: an {API_KEY_HEADER} or a bearer token.")
+
+
+def api_keys_health(app: Flask) -> dict[str, Any] | None:
+    """Report the state of the app's API keys file for ``/health`` (None: it has none)."""
+    authenticator = app.extensions.get("authenticator")
+    if authenticator is None or authenticator.keys is None:
+        return None
+    return authenticator.keys.health()
 
 
 # Answered to anyone: liveness probes carry no credential.

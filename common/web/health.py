@@ -11,7 +11,11 @@ a load balancer or an orchestrator deciding whether to send traffic here:
   calls it owes; the Data Collector answers 503 only to ``POST /interests``),
   and taking it out of rotation would turn one outage into two;
 - the service adds its own facts (the outbox backlog; OpenSky credits and the
-  last collection cycle), read in the same short transaction.
+  last collection cycle), read in the same short transaction;
+- ``api_keys``: the state of ``API_KEYS_FILE`` (null without one). A file that
+  cannot be read accepts no key, which makes the answer ``degraded``: bearer
+  tokens still work, and every replica shares the file, so taking this one
+  out of rotation would help nobody.
 
 Only callers with the ``ops`` scope see the detail; others get the status.
 """
@@ -21,13 +25,13 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from flask import Blueprint
+from flask import Blueprint, current_app
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from common.rpc.peers import Peer
-from common.web.auth import current_caller
+from common.web.auth import api_keys_health, current_caller
 
 log = logging.getLogger(__name__)
 
@@ -66,18 +70,20 @@ def readiness(
         log.warning("health: the database is unavailable: %s", error)
         found, database = None, "unavailable"
     peer_status = "ok" if peer.is_serving(timeout=PEER_TIMEOUT_SECONDS) else "unavailable"
+    api_keys = api_keys_health(current_app)
     body: dict[str, Any] = {
         "status": "ok",
         "service": service,
         "database": database,
         "peer": {"service": peer_service, "address": peer.address, "status": peer_status},
         facts_key: found,
+        "api_keys": api_keys,
     }
     if database != "ok":
         body["status"] = "unavailable"
         body["error"] = "The database is unavailable."
         return body, 503, {"Retry-After": str(RETRY_AFTER_SECONDS)}
-    if peer_status != "ok":
+    if peer_status != "ok" or (api_keys is not None and api_keys["status"] != "ok"):
         body["status"] = "degraded"
     return body, 200, {}
 

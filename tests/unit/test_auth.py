@@ -1,6 +1,7 @@
 """The pieces of authentication and masking that need no service (a JWKS is served here)."""
 
 import hashlib
+import json
 import time
 
 import pytest
@@ -139,3 +140,48 @@ def test_a_token_acts_only_for_the_verified_email_it_names(provider, claims, act
     assert not caller.may_act_for("bob@example.com")
     admin = tokens.verify(provider.token(["admin"], **claims))
     assert admin.may_act_for("bob@example.com") and admin.acts_for_every_user()
+
+
+def keys_file(path, *names: str) -> dict[str, str]:
+    """Write a keys file granting ``ops`` to a new key per name; return the keys."""
+    keys = {name: f"key-of-{name}" for name in names}
+    entries = [
+        {"name": name, "sha256": hashlib.sha256(key.encode()).hexdigest(), "scopes": ["ops"]}
+        for name, key in keys.items()
+    ]
+    path.write_text(json.dumps(entries))
+    return keys
+
+
+@pytest.mark.parametrize("breakage", ["removed", "a directory", "not JSON", "not a keys list"])
+def test_a_keys_file_that_cannot_be_used_accepts_no_key_until_fixed(
+    tmp_path, monkeypatch, caplog, breakage
+):
+    monkeypatch.setattr(auth, "KEYS_FILE_CHECK_SECONDS", 0)
+    path = tmp_path / "keys.json"
+    key = keys_file(path, "ops")["ops"]
+    keys = auth.ApiKeys(str(path))
+    assert keys.find(key).name == "key:ops"
+    assert keys.health() == {"status": "ok", "keys": 1}
+
+    path.unlink()
+    if breakage == "a directory":
+        path.mkdir()
+    elif breakage == "not JSON":
+        path.write_text('[{"name": "ops", "sha2')  # half written
+    elif breakage == "not a keys list":
+        path.write_text('{"keys": []}')
+    for _ in range(3):
+        with pytest.raises(ApiError) as refused:
+            keys.find(key)
+        assert refused.value.status == 503
+    health = keys.health()
+    assert health["status"] == "unavailable" and str(path) in health["error"]
+    errors = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1 and "no API key is accepted" in errors[0].getMessage()
+
+    if path.is_dir():
+        path.rmdir()
+    keys_file(path, "ops", "new")
+    assert keys.find(key).name == "key:ops"
+    assert keys.health() == {"status": "ok", "keys": 2}
