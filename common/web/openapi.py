@@ -327,13 +327,29 @@ def add_operations_for_operators(
                     "short deadline.",
                 ),
                 facts_key: {"anyOf": [facts_schema, {"type": "null"}]},
+                "api_keys": {
+                    "anyOf": [
+                        closed_object(
+                            {
+                                "status": {"type": "string", "enum": ["ok", "unavailable"]},
+                                "keys": {"type": "integer", "minimum": 0},
+                                "error": STRING,
+                            },
+                            optional=("keys", "error"),
+                        ),
+                        {"type": "null"},
+                    ],
+                    "description": "The state of `API_KEYS_FILE` (null without one). "
+                    "`unavailable`: it cannot be read, so no API key is accepted.",
+                },
                 "error": STRING,
             },
-            optional=("service", "database", "peer", facts_key, "error"),
+            optional=("service", "database", "peer", facts_key, "api_keys", "error"),
             description="Readiness of the service. `status` is `ok` when the database and "
-            "the peer answer, `degraded` when only the peer does not (the service still "
-            "serves, and says so), `unavailable` when the database does not. The rest is "
-            "shown to callers with the `ops` scope only (and to everyone with auth off).",
+            "the peer answer, `degraded` when only the peer does not or the API keys file "
+            "cannot be read (the service still serves, and says so), `unavailable` when the "
+            "database does not. The rest is shown to callers with the `ops` scope only (and "
+            "to everyone with auth off).",
         ),
     )
     document.operation(
