@@ -14,13 +14,20 @@ import pytest
 
 from common.process.healthcheck import PROBE_TIMEOUT_SECONDS
 from common.process.supervisor import Supervisor
-from tests.containers.deployment import REPO_ROOT, dockerfile_instructions, only, reads_by_service
+from tests.containers.deployment import (
+    REPO_ROOT,
+    SERVICES_DOCKERFILE,
+    dockerfile_instructions,
+    only,
+    reads_by_service,
+)
 from tests.deploy.kubernetes import (
     COMPONENT_LABEL,
     NAME_LABEL,
     NAMESPACE,
     OVERLAYS,
     SERVICES,
+    SERVICES_IMAGE,
     app_containers,
     container_env,
     containers,
@@ -302,7 +309,7 @@ def test_every_container_runs_locked_down(objects):
 
 @pytest.mark.parametrize("package", sorted(SERVICES))
 def test_service_containers_run_as_the_image_user(objects, package):
-    user = only(dockerfile_instructions(REPO_ROOT / package / "Dockerfile"), "USER").args
+    user = only(dockerfile_instructions(REPO_ROOT / SERVICES_DOCKERFILE), "USER").args
     uid, _, gid = user.partition(":")
     for container in app_containers(objects, package):
         assert str(effective_security(container, "runAsUser")) == uid, container.id
@@ -411,7 +418,7 @@ def test_images_are_the_services_or_postgres_with_a_pinned_tag(objects):
         if container.package is None:
             assert image == "postgres:18", f"{container.id}: {image}"
             continue
-        assert image_name(image).endswith(f"flight-tracker/{SERVICES[container.package]}")
+        assert image_name(image).endswith(SERVICES_IMAGE), f"{container.id}: {image}"
         tag = image[len(image_name(image)) :]
         assert tag.startswith("@sha256:") or (tag.startswith(":") and tag != ":latest"), image
 
