@@ -289,7 +289,10 @@ class Directive:
         return found[0]
 
 
-NGINX_TOKEN = re.compile(r"""'((?:[^'\\]|\\.)*)'|"((?:[^"\\]|\\.)*)"|([{};])|([^\s{};'"]+)""")
+# A bare word may hold ${name} (a variable, as nginx reads it, or a setting the image fills in).
+NGINX_TOKEN = re.compile(
+    r"""'((?:[^'\\]|\\.)*)'|"((?:[^"\\]|\\.)*)"|([{};])|((?:[^\s{};'"$]+|\$\{\w+\}|\$)+)"""
+)
 
 
 def parse_nginx(text: str) -> Directive:

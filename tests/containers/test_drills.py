@@ -204,6 +204,8 @@ def test_the_gateway_log_is_read_as_it_is_written():
         "request_time": "0.012",
         "upstream_status": "502, 200",
         "upstream_response_time": "0.001, 0.010",
+        "limit_req_status": "PASSED",
+        "limit_conn_status": "PASSED",
     }
 
     def line(request_id: str, upstream: str) -> str:

@@ -570,3 +570,26 @@ def test_local_runs_postgresql_in_the_cluster_and_production_does_not(objects, o
         assert mounts[claim["metadata"]["name"]] == "/var/lib/postgresql"
         service = find(objects, "Service", stateful_set["metadata"]["name"])
         assert [port["port"] for port in service["spec"]["ports"]] == [5432]
+
+
+# --- Requests per client -------------------------------------------------------------------
+
+INGRESS_NGINX = "nginx.ingress.kubernetes.io/"
+
+
+def compose_gateway_default(name: str) -> int:
+    """The default docker-compose.yml gives one of the gateway's limits (GATEWAY_*)."""
+    text = (REPO_ROOT / "docker-compose.yml").read_text()
+    return int(re.search(rf"\$\{{{name}:-(\d+)\}}", text).group(1))
+
+
+def test_the_ingress_limits_each_client_as_the_compose_gateway_does(objects):
+    """ingress-nginx tells clients apart by address only; the numbers are the gateway's."""
+    (ingress,) = of_kind(objects, "Ingress")
+    annotations = ingress["metadata"].get("annotations") or {}
+    in_flight = int(annotations[INGRESS_NGINX + "limit-connections"])
+    rate = int(annotations[INGRESS_NGINX + "limit-rps"])
+    burst = rate * int(annotations[INGRESS_NGINX + "limit-burst-multiplier"])
+    assert in_flight == compose_gateway_default("GATEWAY_REQUESTS_IN_FLIGHT")
+    assert rate == compose_gateway_default("GATEWAY_RATE_PER_SECOND")
+    assert burst == compose_gateway_default("GATEWAY_BURST")
