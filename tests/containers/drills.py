@@ -18,6 +18,7 @@ shipped default.
 
 import argparse
 import itertools
+import json
 import os
 import re
 import signal
@@ -856,6 +857,8 @@ FLOOD_REQUESTS = 600
 FLOOD_IN_FLIGHT = 32
 # The second client asks this often while the flood runs.
 SECOND_CLIENT_INTERVAL_SECONDS = 0.05
+MIGRATION_STEPS = ("user-manager-migrate", "data-collector-migrate")
+EMAIL_IN_LOG = re.compile(r"[\w.+-]+(?:@|%40)[\w-]+(?:\.[\w-]+)+", re.IGNORECASE)
 
 
 def drill_rate_limit(stack: ComposeStack) -> DrillResult:
@@ -946,6 +949,59 @@ def drill_rate_limit(stack: ComposeStack) -> DrillResult:
     return result
 
 
+def drill_gateway_log_and_containers(stack: ComposeStack) -> DrillResult:
+    """After everything: no email in the gateway's log; who holds an owner password; lockdown."""
+    result = DrillResult(
+        "gateway log, containers",
+        "after the suite and every drill: the gateway's whole log (access and error) searched "
+        "for an email; `docker inspect` of every container: its environment, read-only root, "
+        "capabilities, no-new-privileges, memory limit",
+    )
+    (gateway,) = stack.containers("gateway")
+    log = stack.logs(gateway)
+    emails = EMAIL_IN_LOG.findall(log)
+    result.figures = [
+        f"gateway log: {len(log.splitlines())} lines, {len(emails)} with an email, "
+        f"{log.count('limit=REJECTED')} refused by the limits"
+    ]
+    result.check(not emails, f"emails in the gateway's log: {emails[:3]}")
+
+    owner_passwords: set[str] = set()
+    inspected = {}
+    for container in stack.all_containers() + stack.compose("ps", "-a", "-q").stdout.split():
+        if container in inspected:
+            continue
+        details = json.loads(docker("inspect", container))[0]
+        inspected[container] = details
+        env = dict(item.split("=", 1) for item in details["Config"]["Env"])
+        if "OWNER_PASSWORD" in env:
+            owner_passwords.add(env["OWNER_PASSWORD"])
+    holders, loose = [], []
+    for details in inspected.values():
+        name = details["Name"].lstrip("/").removeprefix(f"{stack.project}_")
+        env = details["Config"]["Env"]
+        if any(password in item for item in env for password in owner_passwords):
+            holders.append(name)
+        host = details["HostConfig"]
+        locked = (
+            host.get("ReadonlyRootfs")
+            and host.get("CapDrop") == ["ALL"]
+            and "no-new-privileges:true" in (host.get("SecurityOpt") or [])
+            and host.get("Memory", 0) > 0
+        )
+        if not locked:
+            loose.append(name)
+    # The databases' own (their init script's) and the migration steps': no one else's.
+    serving = [h for h in holders if not h.startswith(("user-db", "data-db", *MIGRATION_STEPS))]
+    result.figures += [
+        f"an owner password in the environment of: {', '.join(sorted(holders))}",
+        f"{len(inspected)} containers; not locked down: {', '.join(sorted(loose)) or 'none'}",
+    ]
+    result.check(not serving, f"serving containers holding an owner password: {serving}")
+    result.check(not loose, f"not locked down: {loose}")
+    return result
+
+
 # --- the integration suite ----------------------------------------------------------------
 
 
@@ -997,8 +1053,9 @@ DRILLS: list[Callable[[ComposeStack], DrillResult]] = [
     drill_slow_clients,
     drill_scale_without_restart,
     # Last: it leaves the drills' own client (this machine's address) out of allowance for
-    # a moment.
+    # a moment; then the log and the containers as everything left them.
     drill_rate_limit,
+    drill_gateway_log_and_containers,
 ]
 
 

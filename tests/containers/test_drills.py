@@ -27,6 +27,7 @@ from tests.containers.deployment import (
 )
 from tests.containers.drills import (
     CYCLE_GAP_SECONDS,
+    EMAIL_IN_LOG,
     DrillResult,
     analyse_collection,
     answered_by,
@@ -198,7 +199,9 @@ def test_the_gateway_log_is_read_as_it_is_written():
     assert log_format.args[0] == "gateway"
     values = {
         "remote_addr": "172.20.0.1",
-        "request": "GET /ping HTTP/1.1",
+        "gateway_logged_method": "GET",
+        "gateway_logged_path": "/ping",
+        "server_protocol": "HTTP/1.1",
         "status": "200",
         "body_bytes_sent": "18",
         "request_time": "0.012",
@@ -221,3 +224,12 @@ def test_the_gateway_log_is_read_as_it_is_written():
         ]
     )
     assert answered_by(log, "drill-a-") == {"172.20.0.4": 2, "-": 1}
+
+
+def test_the_drill_finds_an_email_in_the_gateway_log_however_it_is_written():
+    masked = '172.20.0.1 "GET /users/<email> HTTP/1.1" 200 18 0.012 request_id=a'
+    assert not EMAIL_IN_LOG.findall(masked)
+    for path in ("/users/mario.rossi@example.com", "/users/mario.rossi%40example.com"):
+        assert EMAIL_IN_LOG.findall(masked.replace("/users/<email>", path)), path
+    error_line = 'request: "GET /flights?email=a.b+c@example.co.uk HTTP/1.1"'
+    assert EMAIL_IN_LOG.findall(error_line)

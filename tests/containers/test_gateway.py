@@ -411,3 +411,66 @@ def yaml_compose() -> dict:
     import yaml
 
     return yaml.safe_load(COMPOSE_FILE.read_text())
+
+
+# --- What the logs may hold ----------------------------------------------------------------
+
+# Variables that carry what a client sent: the request line, its path and query, headers.
+CLIENT_TEXT = re.compile(
+    r"\$(request|request_uri|uri|document_uri|args|query_string|arg_\w+|http_\w+|"
+    r"request_body|cookie_\w+|gateway_client\w*)\b"
+)
+SAMPLE_EMAIL = "mario.rossi+tag@example.com"
+
+
+def logged_path(request_uri: str) -> str:
+    """Evaluate what the access log writes for the path of a request."""
+    args = request_uri.partition("?")[2]
+    query = evaluate_map(map_of("$gateway_logged_query"), args, {})
+    given = {"gateway_logged_query": query}
+    return evaluate_map(map_of("$gateway_logged_path"), request_uri, given)
+
+
+def test_the_access_log_writes_no_email_query_or_credential():
+    (log_format,) = config().all("log_format")
+    text = "".join(log_format.args[1:])
+    assert not CLIENT_TEXT.search(text), CLIENT_TEXT.search(text).group(0)
+    assert "$gateway_logged_path" in text
+    assert map_of("$gateway_logged_path").args[0] == "$request_uri"
+    encoded = SAMPLE_EMAIL.replace("@", "%40").replace("+", "%2B")
+    cases = {
+        f"/users/{SAMPLE_EMAIL}": "/users/<email>",
+        f"/users/{encoded}": "/users/<email>",
+        "/users/weird/local@example.com": "/users/<email>",
+        f"/interests/{SAMPLE_EMAIL}": "/interests/<email>",
+        f"/flights?email={SAMPLE_EMAIL}&limit=5": "/flights?...",
+        "/users?limit=2&cursor=eyJtYXJpby5yb3NzaUBleGFtcGxlLmNvbSJd": "/users?...",
+        f"//users/{SAMPLE_EMAIL}": "//users/<email>...",
+        f"/unknown/{encoded}/more?x=1": "/unknown/<email>...?...",
+        f"/Users/{SAMPLE_EMAIL.upper().replace('@', '%40')}": "/Users/<email>...",
+        "/users": "/users",
+        "/flights/LIRF": "/flights/LIRF",
+        "/ping": "/ping",
+        "": "",
+    }
+    for request_uri, logged in cases.items():
+        assert logged_path(request_uri) == logged, request_uri
+        assert "mario" not in logged.lower() and "@" not in logged, request_uri
+
+
+def test_the_access_log_writes_the_method_the_client_sent():
+    """An error page is served as a GET: a refused POST must still log as a POST."""
+    method = map_of("$gateway_logged_method")
+    assert method.args[0] == "$request"
+    assert evaluate_map(method, "POST /users HTTP/1.1", {}) == "POST"
+    assert evaluate_map(method, "DELETE /users/a@b.c HTTP/1.1", {}) == "DELETE"
+    assert evaluate_map(method, "a@b.c /x HTTP/1.1", {}) == "-"
+    (log_format,) = config().all("log_format")
+    assert '"$gateway_logged_method $gateway_logged_path ' in "".join(log_format.args[1:])
+
+
+def test_error_log_lines_about_requests_are_written_only_when_critical():
+    """The raw request line (path and query) goes with every error nginx logs about one."""
+    assert config().one("error_log").args == ["stderr", "crit"]
+    for server in config().all("server"):
+        assert not server.all("error_log"), "a server's own error log would write them again"
