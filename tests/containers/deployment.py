@@ -178,10 +178,8 @@ def service_environment(service: dict[str, Any]) -> dict[str, str]:
     return {key: "" if value is None else str(value) for key, value in environment.items()}
 
 
-# The services' one image (every service's package; the command picks one), and the code
-# they all share.
+# The services' one image (every service's package; the command picks one).
 SERVICES_DOCKERFILE = "common/Dockerfile"
-SHARED_PACKAGE = "common"
 MIGRATE_ROLE = "migrate"
 
 
