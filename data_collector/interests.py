@@ -12,7 +12,7 @@ from common.emails import normalize_email
 from common.rpc.peers import PeerError, UserDirectory
 from common.timeutil import utc_now
 from common.web.errors import ApiError
-from data_collector.cycle_requests import ask_for_cycle
+from data_collector.collection.cycle_requests import ask_for_cycle
 from data_collector.models import UserInterest, db
 
 log = logging.getLogger(__name__)

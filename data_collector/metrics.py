@@ -19,7 +19,7 @@ from prometheus_client import Counter, Gauge
 from prometheus_client.core import GaugeMetricFamily
 from sqlalchemy.exc import SQLAlchemyError
 
-from data_collector import retries
+from data_collector.collection import retries
 from data_collector.models import db
 
 log = logging.getLogger(__name__)

@@ -82,7 +82,7 @@ class FlightData(db.Model):
 
 
 class CollectedDay(db.Model):
-    """What was fetched of one UTC day for one airport and direction (see planning.py).
+    """What was fetched of one UTC day for one airport and direction (see collection/planning.py).
 
     Written in the same transaction as the flights of the fetch, so a mark
     never claims a range whose flights are not stored.
@@ -106,7 +106,7 @@ class CollectedDay(db.Model):
 
 # Where each stored range of flights passes on its way into flight_data: flight_data's
 # columns without its constraints, indexes or triggers, unlogged, and empty again before
-# every commit (data_collector.flight_store.upsert_flights).
+# every commit (data_collector.collection.store.upsert_flights).
 flight_data_incoming = db.Table(
     "flight_data_incoming",
     *(
@@ -168,7 +168,7 @@ class CollectionRequest(db.Model):
 
 
 class CollectionRetry(db.Model):
-    """A range whose fetch failed, and when the worker asks OpenSky for it again (retries.py).
+    """A range whose fetch failed, and when the worker asks OpenSky for it again (see retries).
 
     Keyed by what the planner asks: the endpoint, the airport ('' for a
     ``/flights/all`` window) and the range's first second.

@@ -8,10 +8,10 @@ Three jobs (common.process.scheduling): the periodic cycle every
 ``COLLECT_INTERVAL_MINUTES`` (also once at start, so a restarted worker
 catches up); a poll every ``COLLECT_POLL_SECONDS`` that runs a cycle when
 ``POST /interests`` (from any web worker of any replica) asked for one or
-when a failed range's retry is due (``data_collector.retries``); and,
+when a failed range's retry is due (``data_collector.collection.retries``); and,
 every ``INTEREST_RECONCILE_MINUTES``, the removal of interests whose user the
 User Manager no longer knows (``--reconcile`` runs it once).
-Every replica runs this worker; the advisory lock in ``collection.py`` lets
+Every replica runs this worker; the advisory lock in ``collection/lock.py`` lets
 only one cycle run at a time, and a periodic cycle is skipped when any
 replica started one within the period.
 """
@@ -24,11 +24,12 @@ import sys
 
 from common.process.scheduling import Jobs, PeriodicJob
 from common.process.supervisor import run_until_stopped
-from data_collector import collection, interests, services
+from data_collector import interests, services
 from data_collector.app import create_app
+from data_collector.collection import cycle as collection
+from data_collector.collection.opensky import OpenSkyClient
 from data_collector.config import Config
 from data_collector.metrics import COLLECTION_CYCLES, FLIGHTS_STORED
-from data_collector.opensky import OpenSkyClient
 
 log = logging.getLogger(__name__)
 

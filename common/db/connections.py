@@ -87,7 +87,7 @@ def session_limits(process: str, config) -> SessionLimits:
       replicas wait for each other's migration on an advisory lock. The serving
       statement timeout already bounds how long a migration waits for its locks.
 
-    The collector's cycle lock connection (``data_collector/collection.py``) is
+    The collector's cycle lock connection (``data_collector/collection/lock.py``) is
     opened outside this pool and gets none of these: it runs only
     ``pg_try_advisory_lock``/``unlock`` in autocommit, never inside a
     transaction, so there is nothing to bound, and an idle-in-transaction

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from data_collector.planning import (
+from data_collector.collection.planning import (
     DAY,
     Mark,
     Policy,
@@ -27,7 +27,7 @@ AIRPORTS = [f"LI{chr(65 + i // 26)}{chr(65 + i % 26)}" for i in range(60)]
 
 
 def apply(plan, marks, *, now):
-    """Store the marks a fully successful plan earns, as collection.py does."""
+    """Store the marks a fully successful plan earns, as the collection cycle does."""
     for request in plan.airport_requests:
         days = marks.setdefault((request.airport, request.direction), {})
         for day in range(request.begin // DAY, request.end // DAY + 1):

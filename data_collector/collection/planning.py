@@ -34,45 +34,21 @@ are priced for the airports followed, and the cheaper is used:
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
 
-DAY = 86400
-EPOCH = date(1970, 1, 1)
+from common.timeutil import DAY, day_end, day_start
+
 DIRECTIONS = ("arrival", "departure")
 # OpenSky's limits on one request's interval.
 MAX_AIRPORT_INTERVAL = 2 * DAY
 SWEEP_WINDOW = 2 * 3600
 SWEEP_WINDOWS_PER_DAY = DAY // SWEEP_WINDOW
+# The airport of a /flights/all window (a retry's key column, so never NULL).
+NO_AIRPORT = ""
 
 # Credits per flights request, as OpenSky documents them.
 RECENT_COST = 4
 PAST_COST = 30
 PER_PARTITION_COST = 60
-
-
-def day_number(value: date) -> int:
-    """Return the UTC day number of a date (the database stores dates)."""
-    return (value - EPOCH).days
-
-
-def day_date(day: int) -> date:
-    """Return the date of a UTC day number."""
-    return EPOCH + timedelta(days=day)
-
-
-def moment(seconds: int) -> datetime:
-    """Return Unix seconds as an aware UTC datetime (the database stores those)."""
-    return datetime.fromtimestamp(seconds, UTC)
-
-
-def day_start(day: int) -> int:
-    """First second of UTC day ``day``."""
-    return day * DAY
-
-
-def day_end(day: int) -> int:
-    """Last second of UTC day ``day`` (intervals are inclusive at both ends, as OpenSky's)."""
-    return day * DAY + DAY - 1
 
 
 def request_cost(begin: int, end: int, now: int) -> int:
@@ -83,6 +59,32 @@ def request_cost(begin: int, end: int, now: int) -> int:
     if partitions <= 2:
         return PAST_COST
     return PER_PARTITION_COST * partitions
+
+
+@dataclass(frozen=True)
+class Range:
+    """What one request asks OpenSky for: an endpoint, an airport, seconds [begin, end].
+
+    Retries are kept per range (:mod:`data_collector.collection.retries`).
+    """
+
+    endpoint: str
+    airport: str
+    begin: int
+    end: int
+
+    def overlaps(self, other: "Range") -> bool:
+        """Tell whether both ask the same endpoint for the same airport over common seconds."""
+        return (
+            self.endpoint == other.endpoint
+            and self.airport == other.airport
+            and self.begin <= other.end
+            and other.begin <= self.end
+        )
+
+    def __str__(self) -> str:
+        where = f"{self.endpoint} {self.airport}" if self.airport else self.endpoint
+        return f"{where} [{self.begin}, {self.end}]"
 
 
 @dataclass(frozen=True)
@@ -121,6 +123,11 @@ class AirportRequest:
     end: int
     cost: int
 
+    @property
+    def range(self) -> Range:
+        """The range this request asks for."""
+        return Range(self.direction, self.airport, self.begin, self.end)
+
 
 @dataclass(frozen=True)
 class SweepDay:
@@ -135,6 +142,11 @@ class SweepDay:
     def cost(self) -> int:
         """Credits of every window of the day."""
         return sum(cost for _, _, cost in self.windows)
+
+    @property
+    def ranges(self) -> list[Range]:
+        """The ranges of the day's windows."""
+        return [Range("all", NO_AIRPORT, begin, end) for begin, end, _ in self.windows]
 
 
 @dataclass
@@ -160,6 +172,13 @@ class Plan:
     def request_count(self) -> int:
         """Flights requests the cycle will send if every request succeeds once."""
         return len(self.airport_requests) + sum(len(d.windows) for d in self.sweep_days)
+
+    @property
+    def ranges(self) -> list[Range]:
+        """Every range the plan asks for."""
+        return [r.range for r in self.airport_requests] + [
+            window for day in self.sweep_days for window in day.ranges
+        ]
 
 
 def window_days(now: int, backfill_days: int) -> range:
@@ -294,6 +313,23 @@ def mark_after_fetch(
     if existing is None or existing.fetched_until + 1 < first:
         return None
     return Mark(fetched_until=max(last, existing.fetched_until), fetched_at=existing.fetched_at)
+
+
+def marks_after_request(
+    request: AirportRequest, days: Mapping[int, Mark], *, fetched_at: int
+) -> dict[int, Mark]:
+    """Return the new marks of the days ``request`` touched, once fetched at ``fetched_at``.
+
+    ``days`` holds the stored marks of the request's airport and direction.
+    """
+    marks = {}
+    for day in range(request.begin // DAY, request.end // DAY + 1):
+        mark = mark_after_fetch(
+            days.get(day), day=day, begin=request.begin, end=request.end, fetched_at=fetched_at
+        )
+        if mark is not None:
+            marks[day] = mark
+    return marks
 
 
 def marks_after_sweep(
