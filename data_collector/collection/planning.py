@@ -16,6 +16,17 @@ happened. From the marks this module derives what is due:
   departure shows up only after the flight landed); after that fetch the day
   is settled and never asked for again.
 
+A request that would start less than ``RECENT_REACH`` ago starts that long
+ago instead (never before the window, nor inside what an earlier request of
+the same plan covers): OpenSky prices every interval that starts within the
+last 24 hours alike, and lists a flight only once it has landed, also as a
+departure. Asking only from the previous fetch's end would miss, until the
+day's refresh, every departure that took off before that end and landed
+after it; reaching back lists it at the next fetch, for the same 4 credits.
+The overlap is stored again harmlessly (flights are upserted), and the marks
+keep their meaning: every second of the day up to ``fetched_until`` was
+asked for, the oldest of those fetches at ``fetched_at``.
+
 Requests are cut on UTC day boundaries and priced by OpenSky's documented
 rules (OpenSky's REST documentation): 4 credits when the interval starts less than
 24 hours ago, else 30 for one or two day partitions, so one request covering
@@ -33,7 +44,7 @@ are priced for the airports followed, and the cheaper is used:
 """
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from common.timeutil import DAY, day_end, day_start
 
@@ -49,6 +60,10 @@ NO_AIRPORT = ""
 RECENT_COST = 4
 PAST_COST = 30
 PER_PARTITION_COST = 60
+# How far back a request of the recent past starts (see the module docstring): two hours
+# short of the 24 that keep it at RECENT_COST, so a request planned when a long cycle
+# starts still starts within 24 hours when it is sent.
+RECENT_REACH = DAY - 2 * 3600
 
 
 def request_cost(begin: int, end: int, now: int) -> int:
@@ -207,9 +222,13 @@ def needs(marks: Mapping[int, Mark], *, now: int, policy: Policy) -> list[Need]:
 
 
 def group_requests(
-    airport: str, direction: str, due: list[Need], *, now: int
+    airport: str, direction: str, due: list[Need], *, now: int, earliest: int
 ) -> list[AirportRequest]:
-    """Cover the due days with the cheapest requests of one or two consecutive days."""
+    """Cover the due days with the cheapest requests of one or two consecutive days.
+
+    Each request of the recent past reaches back (:func:`reach_back`), never
+    before ``earliest``, the window's first second.
+    """
 
     def request(first: Need, last_day: int) -> AirportRequest:
         end = min(day_end(last_day), now)
@@ -226,7 +245,21 @@ def group_requests(
             pair = request(due[i], due[i + 1].day)
             if pair.cost + best_cost[i + 2] < best_cost[i]:
                 best[i], best_cost[i] = [pair, *best[i + 2]], pair.cost + best_cost[i + 2]
-    return best[0]
+    return reach_back(best[0], now=now, earliest=earliest)
+
+
+def reach_back(requests: list[AirportRequest], *, now: int, earliest: int) -> list[AirportRequest]:
+    """Start each request of the recent past ``RECENT_REACH`` ago, at no extra cost.
+
+    ``requests`` are one airport and direction's, oldest first; none starts
+    before ``earliest`` or inside the one before it.
+    """
+    reached, covered_until = [], earliest - 1
+    for request in requests:
+        begin = min(request.begin, max(now - RECENT_REACH, covered_until + 1))
+        reached.append(replace(request, begin=begin))
+        covered_until = request.end
+    return reached
 
 
 def sweep_windows(day: int, now: int) -> tuple[tuple[int, int, int], ...]:
@@ -262,6 +295,7 @@ def plan_cycle(
     the per-airport one on a tie.
     """
     today = now // DAY
+    earliest = day_start(window_days(now, policy.backfill_days).start)
     due = {
         (airport, direction): needs(marks.get((airport, direction), {}), now=now, policy=policy)
         for airport in sorted(set(airports))
@@ -271,7 +305,7 @@ def plan_cycle(
     per_airport = [
         request
         for (airport, direction), days in due.items()
-        for request in group_requests(airport, direction, days, now=now)
+        for request in group_requests(airport, direction, days, now=now, earliest=earliest)
     ]
     plan = Plan(airport_requests=per_airport, per_airport_cost=sum(r.cost for r in per_airport))
 
@@ -286,7 +320,7 @@ def plan_cycle(
         request
         for (airport, direction), days in due.items()
         for request in group_requests(
-            airport, direction, [n for n in days if n.day == today], now=now
+            airport, direction, [n for n in days if n.day == today], now=now, earliest=earliest
         )
     ]
     plan.sweep_cost = sum(r.cost for r in todays) + sum(d.cost for d in swept)
