@@ -8,7 +8,7 @@ from common.rpc.peers import UserDirectory
 from common.web.factory import build_app
 from common.web.observability import add_scrape_collector
 from data_collector.config import Config
-from data_collector.metrics import RetriesCollector
+from data_collector.metrics import CollectionStateCollector
 from data_collector.models import db
 from data_collector.openapi import build_document
 from data_collector.routes import bp
@@ -42,5 +42,5 @@ def create_app(
         timeout=app.config["GRPC_TIMEOUT_SECONDS"],
         security=app.config["GRPC_SECURITY"],
     )
-    add_scrape_collector(app, RetriesCollector())
+    add_scrape_collector(app, CollectionStateCollector())
     return app

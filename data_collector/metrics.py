@@ -6,9 +6,10 @@ samples to the service's metrics directory, where every web worker reads
 them. Counters add up across processes; the credits gauge uses
 ``mostrecent``, so ``/metrics`` shows the last balance OpenSky reported to
 any process (also after that worker restarted), not a sum or a stale maximum.
-The ranges waiting for a retry are read from the database at scrape time
-(:class:`RetriesCollector`): a fact of the shared database, the same seen
-from every replica.
+The ranges waiting for a retry and the outcome of the last interest
+reconciliation are read from the database at scrape time
+(:class:`CollectionStateCollector`): facts of the shared database, the
+same seen from every replica, whichever process wrote them.
 """
 
 import contextlib
@@ -20,7 +21,7 @@ from prometheus_client.core import GaugeMetricFamily
 from sqlalchemy.exc import SQLAlchemyError
 
 from data_collector.collection import retries
-from data_collector.models import db
+from data_collector.models import CollectorState, db
 
 log = logging.getLogger(__name__)
 
@@ -62,23 +63,29 @@ def request_outcome(endpoint: str, status: int) -> str:
     return "server_error" if status >= 500 else "client_error"
 
 
-class RetriesCollector:
-    """Read the ranges waiting for a retry when Prometheus scrapes (inside the app context)."""
+class CollectionStateCollector:
+    """Read collection's shared state when Prometheus scrapes (inside the app context).
+
+    The ranges waiting for a retry, and whether the last interest
+    reconciliation refused to remove anything.
+    """
 
     def describe(self):
         """Declare nothing up front: registering must not query the database."""
         return []
 
     def collect(self):
-        """Yield the retry gauges, or nothing when the database does not answer."""
+        """Yield the gauges, or nothing when the database does not answer."""
         now = time.time()
         try:
             waiting, next_at = retries.waiting_count_and_next()
+            state = db.session.get(CollectorState, 1)
+            reconciliation = state.reconcile_outcome if state is not None else None
             db.session.rollback()
         except SQLAlchemyError as error:
             with contextlib.suppress(SQLAlchemyError):
                 db.session.rollback()
-            log.warning("metrics: retries unknown, the database is unavailable: %s", error)
+            log.warning("metrics: collection state unknown, the database is unavailable: %s", error)
             return
         yield GaugeMetricFamily(
             "collection_retries_waiting",
@@ -89,4 +96,10 @@ class RetriesCollector:
             "collection_next_retry_seconds",
             "Seconds until the next range waiting for a retry is due (0: due now, or none).",
             value=max(0.0, next_at - now) if next_at is not None else 0.0,
+        )
+        yield GaugeMetricFamily(
+            "interest_reconciliation_refused",
+            "1 when the last interest reconciliation removed nothing because the User Manager "
+            "did not know too many users (it may have lost them), else 0.",
+            value=1 if reconciliation == "refused" else 0,
         )

@@ -223,6 +223,14 @@ class CollectorState(db.Model):
     credits_day: Mapped[date | None] = mapped_column(Date)
     credits_spent: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     over_budget_on: Mapped[date | None] = mapped_column(Date)
+    # The last interest reconciliation pass (data_collector.interests): when it ran, how it
+    # ended (done, refused, stopped), the interests it removed, the users the User Manager
+    # did not know among those it asked about.
+    reconciled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    reconcile_outcome: Mapped[str | None] = mapped_column(String(16))
+    reconcile_removed: Mapped[int | None] = mapped_column(Integer)
+    reconcile_unknown_users: Mapped[int | None] = mapped_column(Integer)
+    reconcile_users: Mapped[int | None] = mapped_column(Integer)
 
     def credits_spent_today(self) -> int:
         """Return the credits spent on the current UTC day."""
@@ -242,6 +250,15 @@ class CollectorState(db.Model):
             ),
             # Set when OpenSky's /flights/all proved unusable for the sweep.
             "sweep_unreliable_since": isoformat_utc(self.sweep_unreliable_since),
+            # The last pass; "refused": it found more users the User Manager does not know
+            # than a pass may remove, and removed nothing.
+            "interest_reconciliation": {
+                "ran_at": isoformat_utc(self.reconciled_at),
+                "outcome": self.reconcile_outcome,
+                "removed": self.reconcile_removed,
+                "unknown_users": self.reconcile_unknown_users,
+                "users": self.reconcile_users,
+            },
             "last_cycle": {
                 "started_at": isoformat_utc(self.last_cycle_started_at),
                 "finished_at": isoformat_utc(self.last_cycle_finished_at),

@@ -411,6 +411,19 @@ def build_document(app: Flask) -> dict:
                     description="Ranges waiting to be asked for again after a failure "
                     "(`ranges`: the ones due soonest), independently of the periodic cycle.",
                 ),
+                "interest_reconciliation": closed_object(
+                    {
+                        "ran_at": time_or_null,
+                        "outcome": nullable(STRING),
+                        "removed": count_or_null,
+                        "unknown_users": count_or_null,
+                        "users": count_or_null,
+                    },
+                    description="The last pass removing the interests of users the User "
+                    "Manager does not know (nulls: none yet). `outcome`: `done`; `refused` when "
+                    "it did not know more than a tenth of the users who follow airports (and "
+                    "more than 3), which removes nothing; `stopped` when it could not answer.",
+                ),
                 "last_cycle": closed_object(
                     {
                         "started_at": time_or_null,
@@ -426,7 +439,8 @@ def build_document(app: Flask) -> dict:
             description="What the collector knows about OpenSky: the credits left at "
             "its last request, until when it must wait after a 429, since when the "
             "/flights/all sweep is known to miss flights (then it collects per airport), "
-            "the ranges waiting for a retry, and the last cycle.",
+            "the ranges waiting for a retry, the last interest reconciliation and the last "
+            "cycle.",
         ),
     )
     return doc.spec

@@ -52,12 +52,14 @@ def collect_if_requested(client: OpenSkyClient) -> None:
         collect(client)
 
 
-def reconcile_interests() -> int:
+def reconcile_interests(
+    max_share: float = interests.RECONCILE_MAX_SHARE,
+) -> interests.Reconciliation:
     """Remove the interests of users the User Manager no longer knows (orphans of a race)."""
-    removed = interests.reconcile_interests(directory=services.user_manager())
-    if removed:
-        log.warning("interest reconciliation removed %d orphaned interests", removed)
-    return removed
+    result = interests.reconcile_interests(directory=services.user_manager(), max_share=max_share)
+    if result.removed:
+        log.warning("interest reconciliation removed %d orphaned interests", result.removed)
+    return result
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -68,11 +70,19 @@ def main(argv: list[str] | None = None) -> int:
     once.add_argument(
         "--reconcile", action="store_true", help="reconcile interests with users now and exit"
     )
+    parser.add_argument(
+        "--max-share",
+        type=float,
+        default=interests.RECONCILE_MAX_SHARE,
+        help="with --reconcile: remove nothing if the User Manager does not know more than "
+        "this share of the users (default %(default)s; 1 removes whatever it does not know)",
+    )
     args = parser.parse_args(argv)
     app = create_app(migrations=False, process="worker")
     if args.reconcile:
         with app.app_context():
-            print(json.dumps({"removed": reconcile_interests()}))
+            result = reconcile_interests(max_share=args.max_share)
+        print(json.dumps(dataclasses.asdict(result)))
         return 0
     # One client per process: it caches the OAuth2 token between cycles.
     client = collection.client_from_config(app.config)
