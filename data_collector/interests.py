@@ -11,7 +11,7 @@ from sqlalchemy.dialects.postgresql import insert
 from common.db.batch import Batch
 from common.emails import normalize_email
 from common.rpc.peers import PeerError, UserDirectory
-from common.timeutil import utc_now
+from common.timeutil import day_number, day_start, isoformat_utc, moment, utc_now
 from common.web.errors import ApiError
 from data_collector.collection.cycle_requests import ask_for_cycle
 from data_collector.models import CollectorState, UserInterest, db
@@ -144,6 +144,21 @@ def list_interests(*, email: str) -> list[UserInterest]:
         .order_by(UserInterest.airport_code)
     )
     return list(db.session.scalars(query))
+
+
+def credit_waits() -> dict[str, str]:
+    """Return the airports whose collection waits for the next UTC day's credits, and when.
+
+    The last collection cycle left their requests for lack of today's
+    credits (``OPENSKY_DAILY_CREDITS``); the count starts again at the next
+    UTC midnight, and the worker collects them then.
+    """
+    state = db.session.get(CollectorState, 1)
+    today = utc_now().date()
+    if state is None or state.over_budget_on != today:
+        return {}
+    tomorrow = isoformat_utc(moment(day_start(day_number(today) + 1)))
+    return dict.fromkeys(state.over_budget_airports or (), tomorrow)
 
 
 def delete_user_interests(*, email: str) -> int:

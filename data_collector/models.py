@@ -4,6 +4,7 @@ from datetime import date, datetime
 
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import (
+    ARRAY,
     BigInteger,
     Boolean,
     CheckConstraint,
@@ -41,13 +42,18 @@ class UserInterest(db.Model):
     airport_code: Mapped[str] = mapped_column(String(4))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
-    def to_dict(self) -> dict:
-        """Return the public JSON representation."""
+    def to_dict(self, *, waits_for_credits_until: str | None = None) -> dict:
+        """Return the public JSON representation.
+
+        ``waits_for_credits_until``: when the daily credits that collection of
+        the airport waits for come (None: it does not wait).
+        """
         return {
             "email": self.user_email,
             "airport_code": self.airport_code,
             "airport_name": airport_name(self.airport_code),
             "created_at": isoformat_utc(self.created_at),
+            "collection_waits_for_credits_until": waits_for_credits_until,
         }
 
 
@@ -219,10 +225,13 @@ class CollectorState(db.Model):
     # from then on every process collects per airport (NULL again to retry the sweep).
     sweep_unreliable_since: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # The credits spent on the UTC day credits_day, against OPENSKY_DAILY_CREDITS; and
-    # the day a cycle left requests for lack of credits (what is asked for waits a day).
+    # what the last cycle left for lack of credits: the day, the daily budget it had (a
+    # higher one collects at once), the airports whose collection waits for the next day.
     credits_day: Mapped[date | None] = mapped_column(Date)
     credits_spent: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     over_budget_on: Mapped[date | None] = mapped_column(Date)
+    over_budget_credits: Mapped[int | None] = mapped_column(Integer)
+    over_budget_airports: Mapped[list[str] | None] = mapped_column(ARRAY(String(4)))
     # The last interest reconciliation pass (data_collector.interests): when it ran, how it
     # ended (done, refused, stopped), the interests it removed, the users the User Manager
     # did not know among those it asked about.

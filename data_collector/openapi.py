@@ -87,6 +87,13 @@ def build_document(app: Flask) -> dict:
                 "airport_code": STRING,
                 "airport_name": nullable(STRING),
                 "created_at": DATE_TIME,
+                "collection_waits_for_credits_until": {
+                    **nullable(DATE_TIME),
+                    "description": "Set when the last collection cycle left this airport's "
+                    "requests for lack of the day's OpenSky credits (`OPENSKY_DAILY_CREDITS`): "
+                    "the next UTC midnight, when the count starts again and they are "
+                    "collected. Null when its collection does not wait.",
+                },
             }
         ),
     )
@@ -190,7 +197,9 @@ def build_document(app: Flask) -> dict:
         summary="Follow an airport for a user",
         tag="interests",
         description="The user is checked in the User Manager over gRPC. A new interest "
-        "starts a collection cycle for the airport soon after.",
+        "starts a collection cycle for the airport soon after; if the day's OpenSky credits "
+        "do not cover all of it, `GET /interests/{email}` says until when the rest waits "
+        "(`collection_waits_for_credits_until`).",
         body=interest_body,
         responses={
             201: response(

@@ -33,8 +33,10 @@ The phases, each with its one commit point:
   also one commit, and the cycle goes on with the next range.
 - **finish** (:meth:`Cycle.finish`): consume the claimed requests; after a
   429, store "not before" for every process; remember a sweep found
-  unusable; give retries the cycle left untried their next wait; apply
-  retention once a day; record the outcome. Commit.
+  unusable; record the airports whose requests today's credits did not
+  cover (their followers are told; :func:`collection_pending` runs a cycle
+  for them once credits come); give retries the cycle left untried their
+  next wait; apply retention once a day; record the outcome. Commit.
 
 Inside the cycle times are Unix seconds and days UTC day numbers;
 :mod:`~data_collector.collection.store`, :mod:`~data_collector.collection.retries`
@@ -43,7 +45,7 @@ and the logs convert at their edge.
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -123,12 +125,19 @@ def client_from_config(config) -> OpenSkyClient:
 
 
 def collection_pending() -> bool:
-    """Tell whether a cycle was asked for or a retry is due, and OpenSky may be asked now."""
+    """Tell whether a cycle is wanted now, and OpenSky may be asked.
+
+    Wanted: one was asked for (a new interest), a failed range's retry is
+    due, or credits came since a cycle left requests for lack of them (a new
+    UTC day, or a worker restarted with a higher ``OPENSKY_DAILY_CREDITS``).
+    Nothing else: what today's credits do not cover is not asked for again
+    and again.
+    """
     now = time.time()
     state = store.read_state()
-    if _waiting_for_opensky(state, now) or state.over_budget_today:
+    if _waiting_for_opensky(state, now):
         return False
-    return cycle_requests.pending(or_else=retries.due(now))
+    return _credits_came(state, now) or cycle_requests.pending(or_else=retries.due(now))
 
 
 def run_cycle(*, client: OpenSkyClient, periodic: bool = False) -> CycleResult:
@@ -159,6 +168,16 @@ def _waiting_for_opensky(state: store.State, now: float) -> bool:
     return state.not_before is not None and state.not_before > now
 
 
+def _credits_came(state: store.State, now: float) -> bool:
+    """Tell whether credits came since the last cycle left requests for lack of them."""
+    if state.over_budget_day is None:
+        return False
+    if state.over_budget_day < now // DAY:
+        return True
+    budget = current_app.config["OPENSKY_DAILY_CREDITS"]
+    return state.over_budget_credits is not None and budget > state.over_budget_credits
+
+
 class Cycle:
     """One cycle, once the lock is held: its phases, and what it did so far (``result``)."""
 
@@ -174,6 +193,8 @@ class Cycle:
         # After a 429: no OpenSky request before this, from any process.
         self.opensky_wait_until: float | None = None
         self.sweep_unreliable_at: float | None = None
+        # Airports with requests left for lack of today's credits.
+        self.waiting_for_credits: set[str] = set()
 
     # --- start ---------------------------------------------------------------------------
 
@@ -268,11 +289,15 @@ class Cycle:
         )
         return plan
 
-    def _affordable(self, cost: int, what: str) -> bool:
-        """Set aside ``cost`` of today's credits, or tell (and log) that they do not cover it."""
+    def _affordable(self, cost: int, what: str, airports: Iterable[str]) -> bool:
+        """Set aside ``cost`` of today's credits, or tell (and log) that they do not cover it.
+
+        ``airports``: whose collection waits for the next day's credits if not.
+        """
         if cost <= self.credits_left:
             self.credits_left -= cost
             return True
+        self.waiting_for_credits.update(airports)
         log.warning(
             "%s left for another day: it costs %d credits, %d of today's %d are left "
             "(OPENSKY_DAILY_CREDITS)",
@@ -342,7 +367,9 @@ class Cycle:
         Return None when none is left.
         """
         request = next(upcoming, None)
-        while request is not None and not self._affordable(request.cost, str(request.range)):
+        while request is not None and not self._affordable(
+            request.cost, str(request.range), [request.airport]
+        ):
             request = next(upcoming, None)
         if request is None:
             return None
@@ -388,7 +415,9 @@ class Cycle:
             # for its retry, asking for the others would spend credits for nothing.
             if any(self._deferred(window) for window in windows):
                 continue
-            if not self._affordable(sweep_day.cost, f"the sweep of {day_date(sweep_day.day)}"):
+            if not self._affordable(
+                sweep_day.cost, f"the sweep of {day_date(sweep_day.day)}", self.airports
+            ):
                 continue
             started = int(time.time())
             answers = [(window.end, self._sweep_window(window)) for window in windows]
@@ -533,11 +562,12 @@ class Cycle:
             store.wait_for_opensky(until=self.opensky_wait_until)
         if self.sweep_unreliable_at is not None:
             store.distrust_sweep(since=self.sweep_unreliable_at)
-        if result.over_budget:
-            store.mark_over_budget()
-        if result.outcome == "rate-limited" or result.over_budget:
-            # Resume as soon as the wait is over, or the next UTC day.
-            cycle_requests.request_collection()
+        # What waits for credits is collected when they come (collection_pending).
+        store.record_credit_waits(
+            airports=sorted(self.waiting_for_credits), budget=config["OPENSKY_DAILY_CREDITS"]
+        )
+        if result.outcome == "rate-limited":
+            cycle_requests.request_collection()  # resume as soon as the wait is over
         if result.outcome != "rate-limited":
             retries.postpone_overdue(
                 due_by=self.started_at,

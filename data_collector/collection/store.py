@@ -69,7 +69,10 @@ class State:
     last_cycle_outcome: str | None
     sweep_unreliable: bool
     credits_spent_today: int
-    over_budget_today: bool
+    # The last cycle left requests for lack of credits on this UTC day (None: it did
+    # not), with this daily budget.
+    over_budget_day: int | None
+    over_budget_credits: int | None
 
 
 def _state_row() -> CollectorState:
@@ -86,7 +89,8 @@ def read_state() -> State:
         last_cycle_outcome=row.last_cycle_outcome,
         sweep_unreliable=row.sweep_unreliable_since is not None,
         credits_spent_today=row.credits_spent_today(),
-        over_budget_today=row.over_budget_on == utc_now().date(),
+        over_budget_day=None if row.over_budget_on is None else day_number(row.over_budget_on),
+        over_budget_credits=row.over_budget_credits,
     )
 
 
@@ -127,9 +131,15 @@ def distrust_sweep(*, since: float) -> None:
     _state_row().sweep_unreliable_since = moment(since)
 
 
-def mark_over_budget() -> None:
-    """Record that today's credits left requests for another day."""
-    _state_row().over_budget_on = utc_now().date()
+def record_credit_waits(*, airports: list[str], budget: int) -> None:
+    """Record what the cycle left for lack of credits: ``airports`` (none: nothing).
+
+    ``budget``: the daily credits the cycle had.
+    """
+    row = _state_row()
+    row.over_budget_on = utc_now().date() if airports else None
+    row.over_budget_credits = budget if airports else None
+    row.over_budget_airports = airports or None
 
 
 def apply_retention(*, retention_days: int) -> None:
