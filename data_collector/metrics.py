@@ -6,9 +6,10 @@ samples to the service's metrics directory, where every web worker reads
 them. Counters add up across processes; the credits gauge uses
 ``mostrecent``, so ``/metrics`` shows the last balance OpenSky reported to
 any process (also after that worker restarted), not a sum or a stale maximum.
-The ranges waiting for a retry are read from the database at scrape time
-(:func:`retries_gauges`): a fact of the shared database, the same seen
-from every replica.
+The ranges waiting for a retry and the outcome of the last interest
+reconciliation are read from the database at scrape time
+(:func:`collection_state_gauges`): facts of the shared database, the
+same seen from every replica, whichever process wrote them.
 """
 
 import time
@@ -16,7 +17,8 @@ import time
 from prometheus_client import Counter, Gauge
 
 from common.web.observability import DatabaseGauges
-from data_collector import retries
+from data_collector.collection import retries
+from data_collector.models import CollectorState, db
 
 COLLECTION_CYCLES = Counter(
     "collection_cycles_total",
@@ -56,9 +58,15 @@ def request_outcome(endpoint: str, status: int) -> str:
     return "server_error" if status >= 500 else "client_error"
 
 
-def retries_gauges():
-    """Return the gauges of the ranges waiting for a retry (read at each scrape)."""
+def collection_state_gauges():
+    """Return the gauges of collection's shared state (read from the database at each scrape).
+
+    The ranges waiting for a retry, and whether the last interest
+    reconciliation refused to remove anything.
+    """
     waiting, next_at = retries.waiting_count_and_next()
+    state = db.session.get(CollectorState, 1)
+    reconciliation = state.reconcile_outcome if state is not None else None
     return [
         (
             "collection_retries_waiting",
@@ -70,8 +78,14 @@ def retries_gauges():
             "Seconds until the next range waiting for a retry is due (0: due now, or none).",
             max(0.0, next_at - time.time()) if next_at is not None else 0.0,
         ),
+        (
+            "interest_reconciliation_refused",
+            "1 when the last interest reconciliation removed nothing because the User Manager "
+            "did not know too many users (it may have lost them), else 0.",
+            1 if reconciliation == "refused" else 0,
+        ),
     ]
 
 
 # Computed at every scrape of this service's /metrics (registered by the app factory).
-SCRAPE_COLLECTORS = (DatabaseGauges("retries", retries_gauges),)
+SCRAPE_COLLECTORS = (DatabaseGauges("collection state", collection_state_gauges),)

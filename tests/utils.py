@@ -327,3 +327,16 @@ class GrpcServerProcess:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+
+
+def reconcile_interests(stack, *arguments: str) -> dict:
+    """Run the Data Collector's interest reconciliation once, as ops would; return its result."""
+    done = subprocess.run(
+        [sys.executable, "-m", "data_collector.worker", "--reconcile", *arguments],
+        env=stack.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.splitlines()[-1])

@@ -15,7 +15,7 @@ import psycopg2
 import pytest
 
 from data_collector.app import create_app
-from data_collector.collection import COLLECTION_LOCK_ID
+from data_collector.collection.lock import COLLECTION_LOCK_ID
 from data_collector.models import db
 from devstack.stack import LocalStack, StackSettings
 from opensky_sim.control import SimulatorControl

@@ -8,7 +8,7 @@ import re
 import pytest
 
 from data_collector import config as collector_config
-from data_collector.planning import DAY, Policy, plan_cycle, sweep_windows
+from data_collector.collection.planning import DAY, Policy, plan_cycle, sweep_windows
 from devstack.stack import REPO_ROOT
 from tests.containers.deployment import app_services, load_compose, settings_class
 from tests.unit.test_planning import apply
