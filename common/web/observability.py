@@ -5,11 +5,16 @@ the collectors a service registers with :func:`add_scrape_collector`, which
 compute a value when scraped (the outbox backlog, for instance).
 """
 
+import contextlib
 import logging
 import time
+from collections.abc import Callable
+from typing import TypeVar
 
 from flask import Flask, Response, g, request
+from flask_sqlalchemy import SQLAlchemy
 from prometheus_client import CONTENT_TYPE_LATEST
+from sqlalchemy.exc import SQLAlchemyError
 
 from common.observability.metrics import HTTP_LATENCY, HTTP_REQUESTS, render_all
 from common.observability.request_ids import (
@@ -23,6 +28,8 @@ from common.web.auth import requires
 from common.web.paths import loggable_path
 
 access_log = logging.getLogger("access")
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # Metric labels must stay bounded: any other method a client invents is counted as OTHER.
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
@@ -81,3 +88,21 @@ def install_request_observability(app: Flask) -> None:
         """Expose the service's metrics in the Prometheus text format."""
         output = render_all(app.extensions.get("scrape_collectors", []))
         return Response(output, mimetype=CONTENT_TYPE_LATEST)
+
+
+def read_at_scrape(db: SQLAlchemy, read: Callable[[], T], what: str) -> T | None:
+    """Return ``read()`` run in the scrape's own transaction (rolled back), or None if it failed.
+
+    A scrape collector reads a fact of the database (a backlog, a count):
+    when the database does not answer, the scrape still serves every other
+    metric, and the log says which one is missing.
+    """
+    try:
+        value = read()
+        db.session.rollback()
+    except SQLAlchemyError as error:
+        with contextlib.suppress(SQLAlchemyError):
+            db.session.rollback()
+        log.warning("metrics: %s unknown, the database is unavailable: %s", what, error)
+        return None
+    return value
