@@ -318,3 +318,14 @@ def _waiting_pulls(broker: Broker, durable: str) -> int:
 def _ack_wait(broker: Broker, durable: str) -> float | None:
     info = _consumer_info(broker, durable)
     return None if info is None else info.config.ack_wait
+
+
+def test_a_relay_waiting_for_commits_stops_at_once(outbox_app, nats_server):
+    app, db, table = outbox_app
+    relay = outbox.Relay(app, db, table, Broker(nats_server.url, name="test"))
+    relay.start()
+    # Nothing to publish: the relay waits for a commit's notification (IDLE_SECONDS at most).
+    wait_until(lambda: relay._listener is not None)
+    started = time.monotonic()
+    relay.stop()
+    assert time.monotonic() - started < outbox.IDLE_SECONDS / 2
