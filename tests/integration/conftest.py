@@ -19,6 +19,7 @@ from data_collector.collection import COLLECTION_LOCK_ID
 from data_collector.models import db
 from devstack.stack import LocalStack, StackSettings
 from opensky_sim.control import SimulatorControl
+from tests.integration.alerts_support import alerts_stack
 from tests.integration.auth_support import (
     AUDIENCE,
     ISSUER,
@@ -179,3 +180,10 @@ def secure_stack(stack):
         finally:
             local.stop()
             idp.close()
+
+
+@pytest.fixture(scope="module")
+def alerts():
+    """The alert services on a stack of their own, one per module (its tests: local_stack)."""
+    with alerts_stack() as started:
+        yield started
