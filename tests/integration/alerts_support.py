@@ -33,7 +33,7 @@ from common.broker.streams import TO_ALERT_SYSTEM, stream_of
 from common.timeutil import isoformat_utc
 from devstack.stack import LocalStack, StackSettings, free_port, run_sql
 from tests.smtp_server import SmtpTestServer
-from tests.utils import Api, metric_value, wait_until
+from tests.utils import Api, metric_value, stop_process, wait_until
 
 ALERT_SERVICES = ("alert_system", "alert_notifier")
 ALERTS_TEST_ENV = {
@@ -252,12 +252,7 @@ class ServiceReplica:
             return False
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        stop_process(self.process)
 
 
 @contextmanager
