@@ -38,7 +38,8 @@ DATABASES = {
     "ALERT_SYSTEM_DATABASE_URL": "alert_system",
     "ALERT_NOTIFIER_DATABASE_URL": "alert_notifier",
 }
-# Every service, in the order the stack starts them; the first two also serve gRPC.
+# Every service, in the order the stack starts them. The first two also serve gRPC; a stack of
+# only them is enough for tests of users, interests and flights.
 SERVICES = ("user_manager", "data_collector", "alert_system", "alert_notifier")
 GRPC_SERVICES = ("user_manager", "data_collector")
 
