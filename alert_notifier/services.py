@@ -89,7 +89,7 @@ def send_one(delivery: Delivery, mail: SmtpBatch, *, email_from: str) -> Outcome
     except SendError as failure:
         db.session.rollback()
         EMAILS_FAILED.labels(message.kind, failure.kind).inc()
-        log.warning("email %s to %s not sent (%s): %s", key, recipient, failure.kind, failure)
+        log.warning("email %s not sent (%s): %s", key, failure.kind, failure)
         if failure.kind == PERMANENT:
             return Park(failure.reason)
         return Retry(failure.reason, because_of_message=failure.kind == TEMPORARY)
@@ -103,9 +103,7 @@ def send_one(delivery: Delivery, mail: SmtpBatch, *, email_from: str) -> Outcome
     except SQLAlchemyError as error:
         db.session.rollback()
         # The only way to a second email: the server has this one, our record is gone.
-        log.error(
-            "email %s to %s sent but not recorded (%s); it may be sent again", key, recipient, error
-        )
+        log.error("email %s sent but not recorded (%s); it may be sent again", key, error)
         return Retry(f"the database failed after sending: {error}")
     EMAILS_SENT.labels(message.kind).inc()
     if isinstance(message, Crossing) and message.committed_at is not None:

@@ -19,6 +19,7 @@ refusal of that one.
 """
 
 import contextlib
+import re
 import smtplib
 import ssl
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ TEMPORARY = "temporary"
 PERMANENT = "permanent"
 # "Service not available, closing transmission channel": about the server, never the message.
 SERVICE_CLOSING = 421
+ADDRESS = re.compile(r"<?[^\s<>@]+@[^\s<>]+>?")
 
 
 class SendError(Exception):
@@ -61,8 +63,10 @@ class SmtpServer:
 
 
 def _refusal(code: int, text: bytes | str, what: str) -> SendError:
-    """Sort an SMTP reply refusing ``what`` by its code."""
-    reason = f"{what}: {code} {text.decode(errors='replace') if isinstance(text, bytes) else text}"
+    """Sort an SMTP reply refusing ``what`` by its code; the reason names no address."""
+    reply = text.decode(errors="replace") if isinstance(text, bytes) else text
+    # Servers often quote the recipient: the reason goes to logs, which hold no email.
+    reason = f"{what}: {code} {ADDRESS.sub('<address>', reply)}"
     if code == SERVICE_CLOSING:
         return SendError(UNREACHABLE, reason, code)
     return SendError(PERMANENT if code >= 500 else TEMPORARY, reason, code)
@@ -92,7 +96,7 @@ class SmtpBatch:
             raise _refusal(code, text, "recipient refused") from None
         except smtplib.SMTPSenderRefused as error:
             # Our own From: a setting to fix, not this message's fault.
-            failure = _refusal(error.smtp_code, error.smtp_error, f"sender {sender} refused")
+            failure = _refusal(error.smtp_code, error.smtp_error, "our sender refused")
             raise SendError(UNREACHABLE, failure.reason, error.smtp_code) from None
         except smtplib.SMTPDataError as error:
             raise _refusal(error.smtp_code, error.smtp_error, "message refused") from None

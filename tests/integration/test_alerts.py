@@ -144,7 +144,7 @@ def test_a_recipient_refused_for_good_is_parked_and_the_others_are_mailed(alerts
     refused = new_interest("refused", high=10)
     greylisted = new_interest("greylisted", high=10)
     fine = new_interest("fine", high=10)
-    alerts.smtp.refuse(refused.email, "550 5.1.1 No such user")
+    alerts.smtp.refuse(refused.email, f"550 5.1.1 <{refused.email}>: No such user")
     alerts.smtp.refuse(greylisted.email, "451 4.7.1 Greylisted, try again", times=2)
     before = alerts.broker.dead_letters("to-notifier")
     failed = alerts.metric(
@@ -166,6 +166,9 @@ def test_a_recipient_refused_for_good_is_parked_and_the_others_are_mailed(alerts
         alerts.notifier, "alert_emails_failed_total", kind="crossing", reason="permanent"
     )
     assert permanent == failed + 1
+    # The log says why, and names no address (the server's reply quoted it).
+    log = alerts.stack.log_text("alert_notifier")
+    assert "No such user" in log and refused.email not in log and greylisted.email not in log
 
 
 def test_an_sla_breach_is_mailed_to_the_operator_once(alerts):
