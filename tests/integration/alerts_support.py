@@ -218,7 +218,12 @@ class AlertsStack:
 
 
 class ServiceReplica:
-    """Another process of a service (``python -m <package>``) on ports of its own."""
+    """Another process of a service on ports of its own: its web and worker roles.
+
+    ``python -m <package> web worker``, as an orchestrator runs a replica (the
+    migrations ran once, with the stack's). Started at once; :meth:`wait`
+    returns when it answers, so several replicas start together.
+    """
 
     def __init__(self, package: str, stack: LocalStack, log: Path):
         self.package = package
@@ -231,9 +236,11 @@ class ServiceReplica:
         }
         with log.open("w") as output:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", package], env=env, stdout=output, stderr=subprocess.STDOUT
+                [sys.executable, "-m", package, "web", "worker"],
+                env=env,
+                stdout=output,
+                stderr=subprocess.STDOUT,
             )
-        wait_until(self._answers, timeout=90, interval=0.2)
 
     @property
     def url(self) -> str:
@@ -242,6 +249,11 @@ class ServiceReplica:
     @property
     def api(self) -> Api:
         return Api(self.url)
+
+    def wait(self) -> "ServiceReplica":
+        """Return once it answers ``/ping`` (its worker starts beside it)."""
+        wait_until(self._answers, timeout=90, interval=0.2)
+        return self
 
     def _answers(self) -> bool:
         if self.process.poll() is not None:

@@ -150,14 +150,17 @@ def test_the_notifier_killed_mid_batch_loses_and_repeats_nothing(alerts):
 
 @pytest.fixture
 def replicas(alerts, tmp_path):
-    """A second process of each alert service, on ports of its own."""
-    started = []
+    """A second process of each alert service, on ports of its own, started together."""
+    started = {
+        package: ServiceReplica(package, alerts.stack, tmp_path / f"{package}.log")
+        for package in ("alert_system", "alert_notifier")
+    }
     try:
-        for package in ("alert_system", "alert_notifier"):
-            started.append(ServiceReplica(package, alerts.stack, tmp_path / f"{package}.log"))
-        yield dict(zip(("alert_system", "alert_notifier"), started, strict=True))
+        yield {package: replica.wait() for package, replica in started.items()}
     finally:
-        for replica in started:
+        for replica in started.values():
+            replica.process.terminate()
+        for replica in started.values():
             replica.stop()
 
 
