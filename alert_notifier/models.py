@@ -6,13 +6,12 @@ from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import DateTime, String
 from sqlalchemy.orm import Mapped, mapped_column
 
+from common.broker.messages import ID_LENGTH
 from common.broker.outbox import outbox_table
 from common.emails import EMAIL_MAX_LENGTH
 
 db = SQLAlchemy()
 
-# A crossing's or a breach's id: a SHA-256 in hex, with room for another scheme.
-EMAIL_ID_LENGTH = 80
 # "crossing" or "sla-breach".
 KIND_LENGTH = 16
 
@@ -27,7 +26,7 @@ class SentEmail(db.Model):
 
     __tablename__ = "sent_emails"
 
-    crossing_id: Mapped[str] = mapped_column(String(EMAIL_ID_LENGTH), primary_key=True)
+    crossing_id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
     kind: Mapped[str] = mapped_column(String(KIND_LENGTH))
     recipient: Mapped[str] = mapped_column(String(EMAIL_MAX_LENGTH))
     sent_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)

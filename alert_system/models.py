@@ -6,6 +6,7 @@ from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import BigInteger, DateTime, Integer, String, func
 from sqlalchemy.orm import Mapped, mapped_column
 
+from common.broker.messages import AIRPORT_LENGTH
 from common.broker.outbox import outbox_table
 from common.emails import EMAIL_MAX_LENGTH
 
@@ -13,8 +14,6 @@ db = SQLAlchemy()
 
 # "inside", "above" or "below".
 CONDITION_LENGTH = 8
-# An ICAO code has four characters; OpenSky reports some longer local codes.
-AIRPORT_LENGTH = 8
 
 
 class AlertState(db.Model):

@@ -32,16 +32,29 @@ from typing import Annotated, Any, Literal
 from pydantic import AwareDatetime, BaseModel, Field, TypeAdapter
 
 from common.broker.connection import Message
+from common.emails import EMAIL_MAX_LENGTH
 
 # A flights event lists at most this many followers: a message stays under NATS's default
 # 1 MB limit (a follower is about 100 bytes), and an airport followed by more is several parts.
 MAX_FOLLOWERS_PER_EVENT = 1000
 
+# What the services' tables hold: a message with a longer value could never be stored, so it
+# is refused (parked) when read, instead of failing its whole batch's transaction for ever.
+# An ICAO code has four characters; OpenSky reports some longer local codes.
+AIRPORT_LENGTH = 8
+# A crossing's or a breach's id: a SHA-256 in hex, with room for another scheme.
+ID_LENGTH = 80
+Airport = Annotated[str, Field(min_length=1, max_length=AIRPORT_LENGTH)]
+Address = Annotated[str, Field(min_length=3, max_length=EMAIL_MAX_LENGTH)]
+Id = Annotated[str, Field(min_length=1, max_length=ID_LENGTH)]
+
 CONDITIONS = ("inside", "above", "below")
 Condition = Literal["inside", "above", "below"]
 # The threshold each condition crosses.
 THRESHOLD_OF = {"above": "high_value", "below": "low_value"}
-Count = Annotated[int, Field(ge=0)]
+# Figures and thresholds are stored as 32-bit integers, interest ids as 64-bit ones.
+Count = Annotated[int, Field(ge=0, le=2**31 - 1)]
+InterestId = Annotated[int, Field(ge=1, le=2**63 - 1)]
 
 
 class Window(BaseModel):
@@ -54,8 +67,8 @@ class Window(BaseModel):
 class Follower(BaseModel):
     """An interest in the airport: who, and the thresholds (None: that side never fires)."""
 
-    interest_id: int
-    email: str
+    interest_id: InterestId
+    email: Address
     high_value: Count | None = None
     low_value: Count | None = None
 
@@ -64,7 +77,7 @@ class FlightsEvent(BaseModel):
     """An airport's number of flights over its alert window, for the interests that follow it."""
 
     kind: Literal["flights"]
-    airport: str
+    airport: Airport
     window: Window
     arrivals: Count
     departures: Count
@@ -79,7 +92,7 @@ class RemovedEvent(BaseModel):
     """Interests that were deleted: none of them is evaluated, or emailed, again."""
 
     kind: Literal["removed"]
-    interest_ids: list[int]
+    interest_ids: list[InterestId]
 
 
 class Crossing(BaseModel):
@@ -90,10 +103,10 @@ class Crossing(BaseModel):
     """
 
     kind: Literal["crossing"] = "crossing"
-    crossing_id: str
-    interest_id: int
-    email: str
-    airport: str
+    crossing_id: Id
+    interest_id: InterestId
+    email: Address
+    airport: Airport
     airport_name: str
     condition: Literal["above", "below"]
     threshold: Literal["high_value", "low_value"]
@@ -108,8 +121,8 @@ class SlaBreach(BaseModel):
     """A metric out of its range often enough to be an incident, for the operator."""
 
     kind: Literal["sla-breach"]
-    breach_id: str
-    to: str
+    breach_id: Id
+    to: Address
     metric: str
     query: str
     value: float
@@ -124,7 +137,7 @@ class AlertState(BaseModel):
     """An interest's condition since a moment; a higher ``version`` replaces a lower one."""
 
     kind: Literal["alert-state"] = "alert-state"
-    interest_id: int
+    interest_id: InterestId
     condition: Condition
     since: AwareDatetime
     version: int
@@ -136,7 +149,7 @@ class Emailed(BaseModel):
     """The mail server accepted the email of a crossing."""
 
     kind: Literal["emailed"] = "emailed"
-    interest_id: int
+    interest_id: InterestId
     crossing_id: str
     sent_at: AwareDatetime
 
