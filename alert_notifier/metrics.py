@@ -6,14 +6,17 @@ At scrape time: whether the mail server answers, and the consumers' lag,
 the dead letters and the outbox (common.broker.observability).
 """
 
-import functools
-
 from flask import current_app
 from prometheus_client import Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 
 from alert_notifier.models import OUTBOX, db
-from common.broker.observability import PROBE_TIMEOUT_SECONDS, Consumed, Pipeline, PipelineCollector
+from common.broker.observability import (
+    PROBE_TIMEOUT_SECONDS,
+    Consumed,
+    Pipeline,
+    pipeline_collectors,
+)
 from common.broker.streams import SLA_BREACH, TO_NOTIFIER
 from common.mail import SmtpSender
 
@@ -71,4 +74,4 @@ class SmtpCollector:
 
 
 # Computed at every scrape of this service's /metrics (registered by the app factory).
-SCRAPE_COLLECTORS = (SmtpCollector, functools.partial(PipelineCollector, PIPELINE))
+SCRAPE_COLLECTORS = (SmtpCollector(), *pipeline_collectors(PIPELINE))

@@ -8,17 +8,14 @@ outbox from the broker and the database (common.broker.observability), the
 same seen from every replica.
 """
 
-import functools
-
 from prometheus_client import Counter
-from prometheus_client.core import GaugeMetricFamily
 from sqlalchemy import func, select
 
 from alert_system.models import OUTBOX, AlertState, db
 from common.broker.messages import CONDITIONS
-from common.broker.observability import Consumed, Pipeline, PipelineCollector
+from common.broker.observability import Consumed, Pipeline, pipeline_collectors
 from common.broker.streams import TO_ALERT_SYSTEM
-from common.web.observability import read_at_scrape
+from common.web.observability import DatabaseGauges
 
 # The durable consumer every replica shares: each event is evaluated by one of them.
 PIPELINE = Pipeline(consumes=(Consumed(TO_ALERT_SYSTEM, "alert_system"),), db=db, outbox=OUTBOX)
@@ -54,28 +51,20 @@ def states_by_condition() -> dict[str, int]:
     return {condition: counts.get(condition, 0) for condition in CONDITIONS}
 
 
-class AlertStatesCollector:
-    """Read how many interests are above and below their thresholds when Prometheus scrapes."""
-
-    def describe(self):
-        """Declare nothing up front: registering must not query the database."""
-        return []
-
-    def collect(self):
-        """Yield the gauge, or nothing when the database does not answer."""
-        counts = read_at_scrape(db, states_by_condition, "alert states")
-        if counts is None:
-            return
-        gauge = GaugeMetricFamily(
+def interests_gauges():
+    """Return the gauge of interests by condition (read from the database at each scrape)."""
+    return [
+        (
             "alert_interests",
             "Interests evaluated so far, by their condition now: inside their thresholds, "
             "above the upper one, below the lower one.",
-            labels=["condition"],
+            states_by_condition(),
         )
-        for condition, count in counts.items():
-            gauge.add_metric([condition], count)
-        yield gauge
+    ]
 
 
 # Computed at every scrape of this service's /metrics (registered by the app factory).
-SCRAPE_COLLECTORS = (AlertStatesCollector, functools.partial(PipelineCollector, PIPELINE))
+SCRAPE_COLLECTORS = (
+    *pipeline_collectors(PIPELINE),
+    DatabaseGauges("alert states", interests_gauges, label="condition"),
+)

@@ -7,22 +7,16 @@ them. Counters add up across processes; the credits gauge uses
 ``mostrecent``, so ``/metrics`` shows the last balance OpenSky reported to
 any process (also after that worker restarted), not a sum or a stale maximum.
 The ranges waiting for a retry are read from the database at scrape time
-(:class:`RetriesCollector`): a fact of the shared database, the same seen
+(:func:`retries_gauges`): a fact of the shared database, the same seen
 from every replica.
 """
 
-import contextlib
-import logging
 import time
 
 from prometheus_client import Counter, Gauge
-from prometheus_client.core import GaugeMetricFamily
-from sqlalchemy.exc import SQLAlchemyError
 
+from common.web.observability import DatabaseGauges
 from data_collector import retries
-from data_collector.models import db
-
-log = logging.getLogger(__name__)
 
 COLLECTION_CYCLES = Counter(
     "collection_cycles_total",
@@ -62,35 +56,22 @@ def request_outcome(endpoint: str, status: int) -> str:
     return "server_error" if status >= 500 else "client_error"
 
 
-class RetriesCollector:
-    """Read the ranges waiting for a retry when Prometheus scrapes (inside the app context)."""
-
-    def describe(self):
-        """Declare nothing up front: registering must not query the database."""
-        return []
-
-    def collect(self):
-        """Yield the retry gauges, or nothing when the database does not answer."""
-        now = time.time()
-        try:
-            waiting, next_at = retries.waiting_count_and_next()
-            db.session.rollback()
-        except SQLAlchemyError as error:
-            with contextlib.suppress(SQLAlchemyError):
-                db.session.rollback()
-            log.warning("metrics: retries unknown, the database is unavailable: %s", error)
-            return
-        yield GaugeMetricFamily(
+def retries_gauges():
+    """Return the gauges of the ranges waiting for a retry (read at each scrape)."""
+    waiting, next_at = retries.waiting_count_and_next()
+    return [
+        (
             "collection_retries_waiting",
             "Ranges whose fetch failed and that wait to be asked for again.",
-            value=waiting,
-        )
-        yield GaugeMetricFamily(
+            waiting,
+        ),
+        (
             "collection_next_retry_seconds",
             "Seconds until the next range waiting for a retry is due (0: due now, or none).",
-            value=max(0.0, next_at - now) if next_at is not None else 0.0,
-        )
+            max(0.0, next_at - time.time()) if next_at is not None else 0.0,
+        ),
+    ]
 
 
 # Computed at every scrape of this service's /metrics (registered by the app factory).
-SCRAPE_COLLECTORS = (RetriesCollector,)
+SCRAPE_COLLECTORS = (DatabaseGauges("retries", retries_gauges),)

@@ -9,6 +9,7 @@ is not kept: the server never accepted it.
 
 import asyncio
 import collections
+import logging
 import ssl
 import threading
 from dataclasses import dataclass
@@ -86,6 +87,8 @@ class SmtpTestServer:
 
     def start(self) -> None:
         """Listen (again) on the port."""
+        # aiosmtpd logs every command at INFO, from its own thread, even after a test ended.
+        logging.getLogger("mail.log").setLevel(logging.WARNING)
         self._controller = Controller(
             self.inbox, hostname=self.host, port=self.port, **self.smtp_options
         )

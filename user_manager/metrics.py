@@ -7,17 +7,10 @@ the shared database, not of any one process, so every replica reports the
 same value and no process has to keep a gauge up to date.
 """
 
-import contextlib
-import logging
-
 from prometheus_client import Counter
-from prometheus_client.core import GaugeMetricFamily
-from sqlalchemy.exc import SQLAlchemyError
 
+from common.web.observability import DatabaseGauges
 from user_manager import outbox
-from user_manager.models import db
-
-log = logging.getLogger(__name__)
 
 IDEMPOTENCY_REPLAYS = Counter(
     "idempotency_replays_total",
@@ -28,39 +21,27 @@ IDEMPOTENCY_REPLAYS = Counter(
 IDEMPOTENCY_CONFLICTS = Counter(
     "idempotency_conflicts_total",
     "Requests refused because of their Idempotency-Key, by status: 422 the key was used "
-    "for a different request, 409 the key expired while the request ran.",
+    "for a different request.",
     ["status"],
 )
 
 
-class OutboxBacklogCollector:
-    """Read the outbox backlog when Prometheus scrapes (inside the request's app context)."""
-
-    def describe(self):
-        """Declare nothing up front: registering must not query the database."""
-        return []
-
-    def collect(self):
-        """Yield the backlog gauges, or nothing when the database does not answer."""
-        try:
-            backlog = outbox.backlog()
-            db.session.rollback()
-        except SQLAlchemyError as error:
-            with contextlib.suppress(SQLAlchemyError):
-                db.session.rollback()
-            log.warning("metrics: outbox backlog unknown, the database is unavailable: %s", error)
-            return
-        yield GaugeMetricFamily(
+def outbox_gauges():
+    """Return the outbox backlog's gauges (read from the database at each scrape)."""
+    backlog = outbox.backlog()
+    return [
+        (
             "outbox_backlog_messages",
             "Calls to the Data Collector (DeleteUserInterests) committed but not yet delivered.",
-            value=backlog.count,
-        )
-        yield GaugeMetricFamily(
+            backlog.count,
+        ),
+        (
             "outbox_oldest_pending_seconds",
             "Age of the oldest undelivered outbox call (0 when there is none).",
-            value=backlog.oldest_seconds or 0.0,
-        )
+            backlog.oldest_seconds or 0.0,
+        ),
+    ]
 
 
 # Computed at every scrape of this service's /metrics (registered by the app factory).
-SCRAPE_COLLECTORS = (OutboxBacklogCollector,)
+SCRAPE_COLLECTORS = (DatabaseGauges("outbox backlog", outbox_gauges),)

@@ -21,17 +21,16 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from flask import Flask, current_app
+from flask import current_app
 from flask_sqlalchemy import SQLAlchemy
 from prometheus_client.core import GaugeMetricFamily
-from pydantic import BaseModel, ConfigDict
 from sqlalchemy import Table
 
 from common.broker.connection import Broker, BrokerUnavailableError
 from common.broker.outbox import backlog
 from common.broker.streams import stream_of
-from common.web.observability import read_at_scrape
-from common.web.openapi import Document, add_operations_for_operators
+from common.web.observability import DatabaseGauges
+from common.web.openapi import Answer
 
 log = logging.getLogger(__name__)
 
@@ -56,34 +55,28 @@ class Pipeline:
     outbox: Table | None = None
 
 
-class ConsumerLag(BaseModel):
+class ConsumerLag(Answer):
     """A durable consumer's backlog, as the broker counts it for every replica together."""
-
-    model_config = ConfigDict(extra="forbid")
 
     pending: int
     unacknowledged: int
     redelivered: int
 
 
-class OutboxFacts(BaseModel):
+class OutboxFacts(Answer):
     """Messages committed and not yet published, and the oldest one's age in seconds."""
-
-    model_config = ConfigDict(extra="forbid")
 
     waiting: int
     oldest_seconds: float | None
 
 
-class PipelineFacts(BaseModel):
+class PipelineFacts(Answer):
     """What ``/health`` shows of the pipeline: ``null`` where the broker did not answer.
 
     ``consumers``: each consumed subject's lag (``null`` before its consumer
     first connected); ``dead_letters``: each consumed subject's messages
     parked after failing; ``outbox``: what waits to be published.
     """
-
-    model_config = ConfigDict(extra="forbid")
 
     consumers: dict[str, ConsumerLag | None] | None
     dead_letters: dict[str, int] | None
@@ -127,18 +120,18 @@ def pipeline_facts(pipeline: Pipeline) -> dict[str, Any]:
     }
 
 
-class PipelineCollector:
-    """The pipeline's gauges, read when Prometheus scrapes (inside the request's app context)."""
+class BrokerGauges:
+    """The consumers' lag and the dead letters, read from the broker when Prometheus scrapes."""
 
     def __init__(self, pipeline: Pipeline):
         self.pipeline = pipeline
 
     def describe(self):
-        """Declare nothing up front: registering must not ask the broker or the database."""
+        """Declare nothing up front: registering must not ask the broker."""
         return []
 
     def collect(self):
-        """Yield the consumers' lag, the dead letters and the outbox, whatever answers."""
+        """Yield whether the broker answered, and its facts when it did."""
         facts = broker_facts(self.pipeline, current_app.extensions["broker"])
         yield GaugeMetricFamily(
             "broker_up",
@@ -147,18 +140,29 @@ class PipelineCollector:
         )
         if facts is not None:
             yield from _broker_gauges(facts)
-        outbox = read_at_scrape(self.pipeline.db, lambda: outbox_facts(self.pipeline), "outbox")
-        if outbox is not None:
-            yield GaugeMetricFamily(
+
+
+def pipeline_collectors(pipeline: Pipeline) -> tuple:
+    """Return the scrape collectors of a pipeline: the broker's gauges, the outbox's."""
+
+    def outbox_gauges():
+        outbox = outbox_facts(pipeline)
+        return [
+            (
                 "broker_outbox_messages",
                 "Messages committed to the outbox and not yet published to the broker.",
-                value=outbox["waiting"],
-            )
-            yield GaugeMetricFamily(
+                outbox["waiting"],
+            ),
+            (
                 "broker_outbox_oldest_seconds",
                 "Age of the oldest message waiting in the outbox (0 when there is none).",
-                value=outbox["oldest_seconds"] or 0.0,
-            )
+                outbox["oldest_seconds"] or 0.0,
+            ),
+        ]
+
+    if pipeline.outbox is None:
+        return (BrokerGauges(pipeline),)
+    return BrokerGauges(pipeline), DatabaseGauges("outbox backlog", outbox_gauges)
 
 
 LAG_GAUGES = {
@@ -182,35 +186,3 @@ def _broker_gauges(facts: dict[str, Any]):
     for subject, count in facts["dead_letters"].items():
         parked.add_metric([subject], count)
     yield parked
-
-
-def operators_document(
-    app: Flask, title: str, description: str, *, facts: tuple[str, type[BaseModel]]
-) -> dict[str, Any]:
-    """Return the OpenAPI document of a service with only the operators' operations.
-
-    ``/health`` shows the model ``facts[1]`` under the key ``facts[0]``,
-    and the broker the skeleton asks (until the API document library
-    documents both itself).
-    """
-    facts_key, facts_model = facts
-    document = Document(
-        title=title,
-        description=description,
-        tags=[{"name": "operations", "description": "Probes, metrics and this document."}],
-    )
-    add_operations_for_operators(
-        document, service=app.name, facts_key=facts_key, facts_schema=document.model(facts_model)
-    )
-    health = document.spec["components"]["schemas"]["Health"]
-    health["properties"]["broker"] = {
-        "type": "object",
-        "description": "The broker, asked with a short deadline.",
-        "required": ["address", "status"],
-        "properties": {
-            "address": {"type": "string"},
-            "status": {"type": "string", "enum": ["ok", "unavailable"]},
-        },
-        "additionalProperties": False,
-    }
-    return document.spec

@@ -102,8 +102,8 @@ def build_app(service: "Service", *, test_config: dict | None, process: str) -> 
             stream_replicas=app.config["NATS_STREAM_REPLICAS"],
         )
     for collector in service.part("metrics", "SCRAPE_COLLECTORS"):
-        add_scrape_collector(app, collector())
+        add_scrape_collector(app, collector)
     app.register_blueprint(health.probes(service, db))
     app.register_blueprint(service.part("routes", "bp"))
-    install_api_docs(app, service.part("openapi", "build_document"))
+    install_api_docs(app, service.part("openapi", "DOCUMENT"))
     return app

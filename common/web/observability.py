@@ -8,12 +8,11 @@ compute a value when scraped (the outbox backlog, for instance).
 import contextlib
 import logging
 import time
-from collections.abc import Callable
-from typing import TypeVar
+from collections.abc import Callable, Iterable, Mapping
 
-from flask import Flask, Response, g, request
-from flask_sqlalchemy import SQLAlchemy
+from flask import Flask, Response, current_app, g, request
 from prometheus_client import CONTENT_TYPE_LATEST
+from prometheus_client.core import GaugeMetricFamily
 from sqlalchemy.exc import SQLAlchemyError
 
 from common.observability.metrics import HTTP_LATENCY, HTTP_REQUESTS, render_all
@@ -25,11 +24,11 @@ from common.observability.request_ids import (
     unbind_request_id,
 )
 from common.web.auth import requires
+from common.web.openapi import Reply, documented
 from common.web.paths import loggable_path
 
 access_log = logging.getLogger("access")
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 # Metric labels must stay bounded: any other method a client invents is counted as OTHER.
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
@@ -38,6 +37,55 @@ KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPT
 def add_scrape_collector(app: Flask, collector) -> None:
     """Register a collector whose ``collect()`` runs (inside the app context) at every scrape."""
     app.extensions.setdefault("scrape_collectors", []).append(collector)
+
+
+class DatabaseGauges:
+    """Gauges read from the service's database when Prometheus scrapes.
+
+    For facts of the shared database rather than of one process (an
+    outbox's backlog, the ranges waiting for a retry): every replica reports
+    the same value and no process keeps a gauge up to date. ``read()`` runs
+    inside the scrape's app context and returns ``(name, help, value)``
+    triples; when the database does not answer, the gauges are left out of
+    that scrape (a warning says so) rather than failing ``/metrics``. With
+    ``label``, a value may also be a mapping from that label's values to
+    numbers: one sample each (the interests by condition, say).
+    """
+
+    def __init__(
+        self,
+        what: str,
+        read: Callable[[], Iterable[tuple[str, str, float | Mapping[str, float]]]],
+        *,
+        label: str | None = None,
+    ):
+        self.what = what
+        self.read = read
+        self.label = label
+
+    def describe(self):
+        """Declare nothing up front: registering must not query the database."""
+        return []
+
+    def collect(self):
+        """Yield the gauges, or nothing when the database does not answer."""
+        session = current_app.extensions["sqlalchemy"].session
+        try:
+            samples = list(self.read())
+            session.rollback()
+        except SQLAlchemyError as error:
+            with contextlib.suppress(SQLAlchemyError):
+                session.rollback()
+            log.warning("metrics: %s unknown, the database is unavailable: %s", self.what, error)
+            return
+        for name, documentation, value in samples:
+            if not isinstance(value, Mapping):
+                yield GaugeMetricFamily(name, documentation, value=value)
+                continue
+            gauge = GaugeMetricFamily(name, documentation, labels=[self.label])
+            for label_value, number in value.items():
+                gauge.add_metric([label_value], number)
+            yield gauge
 
 
 def install_request_observability(app: Flask) -> None:
@@ -84,25 +132,15 @@ def install_request_observability(app: Flask) -> None:
 
     @app.get("/metrics")
     @requires("ops")
+    @documented(
+        tag="operations",
+        answers={
+            200: Reply(
+                "Prometheus text exposition format.", {"type": "string"}, media_type="text/plain"
+            )
+        },
+    )
     def metrics():
-        """Expose the service's metrics in the Prometheus text format."""
+        """Expose the metrics of every process of the service, in the Prometheus text format."""
         output = render_all(app.extensions.get("scrape_collectors", []))
         return Response(output, mimetype=CONTENT_TYPE_LATEST)
-
-
-def read_at_scrape(db: SQLAlchemy, read: Callable[[], T], what: str) -> T | None:
-    """Return ``read()`` run in the scrape's own transaction (rolled back), or None if it failed.
-
-    A scrape collector reads a fact of the database (a backlog, a count):
-    when the database does not answer, the scrape still serves every other
-    metric, and the log says which one is missing.
-    """
-    try:
-        value = read()
-        db.session.rollback()
-    except SQLAlchemyError as error:
-        with contextlib.suppress(SQLAlchemyError):
-            db.session.rollback()
-        log.warning("metrics: %s unknown, the database is unavailable: %s", what, error)
-        return None
-    return value
