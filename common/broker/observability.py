@@ -2,8 +2,9 @@
 
 A service that consumes or publishes declares its :class:`Pipeline`: the
 subjects it consumes (and under which durable name), and its outbox. From
-that, :func:`pipeline_facts` (for ``/health``) and :class:`PipelineCollector`
-(for ``/metrics``, computed at each scrape) read the same facts:
+that, :func:`pipeline_facts` (for ``/health``; :class:`PipelineFacts` is
+its model in the API document) and :func:`pipeline_collectors` (for
+``/metrics``, computed at each scrape) read the same facts:
 
 - each consumer's lag: messages not yet delivered (``pending``), delivered
   and not yet acknowledged (``unacknowledged``), delivered more than once
