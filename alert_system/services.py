@@ -26,6 +26,7 @@ after a crash finds the states already changed and sends nothing twice.
 """
 
 import logging
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -84,6 +85,9 @@ class Batch:
     states: dict[int, AlertState] = field(default_factory=dict)
     removed: set[int] = field(default_factory=set)
     messages: list = field(default_factory=list)
+    # Counted once the batch committed: a batch redone after a failure counts once.
+    evaluations: Counter = field(default_factory=Counter)
+    crossings: Counter = field(default_factory=Counter)
 
     def interest_ids(self) -> list[int]:
         """Every interest the batch names, in one order (the order rows are locked in)."""
@@ -118,6 +122,10 @@ def handle_events(deliveries: Sequence[Delivery]) -> list[Outcome]:
     db.session.commit()
     for event in events:
         EVENTS.labels(event.kind).inc()
+    for outcome, count in batch.evaluations.items():
+        EVALUATIONS.labels(outcome).inc(count)
+    for condition, count in batch.crossings.items():
+        CROSSINGS.labels(condition).inc(count)
     return outcomes
 
 
@@ -211,10 +219,10 @@ def _evaluate(batch: Batch, event: FlightsEvent, follower: Follower) -> None:
     """Bring one interest's state to ``event``; collect the messages a change sends."""
     state = batch.states.get(follower.interest_id)
     if follower.interest_id in batch.removed or state is None:
-        EVALUATIONS.labels("removed").inc()
+        batch.evaluations["removed"] += 1
         return
     if is_older(event, state):
-        EVALUATIONS.labels("older").inc()
+        batch.evaluations["older"] += 1
         return
     now = utc_now()
     state.email = follower.email
@@ -225,9 +233,9 @@ def _evaluate(batch: Batch, event: FlightsEvent, follower: Follower) -> None:
     state.updated_at = now
     condition = condition_of(event.flights, follower)
     if condition == state.condition:
-        EVALUATIONS.labels("unchanged").inc()
+        batch.evaluations["unchanged"] += 1
         return
-    EVALUATIONS.labels("changed").inc()
+    batch.evaluations["changed"] += 1
     state.condition = condition
     state.version += 1
     state.since = event.committed_at or now
@@ -248,7 +256,7 @@ def _evaluate(batch: Batch, event: FlightsEvent, follower: Follower) -> None:
     if condition == "inside":
         return
     threshold = THRESHOLD_OF[condition]
-    CROSSINGS.labels(condition).inc()
+    batch.crossings[condition] += 1
     batch.messages.append(
         as_message(
             TO_NOTIFIER,
