@@ -237,7 +237,8 @@ class ServiceSettings(EnvironmentSettings):
     PUBLIC_URL_VARIABLE: ClassVar[str] = ""
 
     HTTP_PORT: Port
-    GRPC_PORT: Port
+    # None: the service serves no gRPC (a service with a gRPC server gives its port).
+    GRPC_PORT: Port | None = None
     SQLALCHEMY_DATABASE_URI: DatabaseUrl = Field(None, repr=False)
     MIGRATION_DATABASE_URL: DatabaseUrl = Field(
         default_factory=lambda given: given["SQLALCHEMY_DATABASE_URI"], repr=False
@@ -354,12 +355,44 @@ class ServiceSettings(EnvironmentSettings):
     def security_warnings(self) -> list[str]:
         """Return the risks of this configuration the log should name at start."""
         loopback = is_loopback(self.GRPC_BIND_HOST)
-        if self.GRPC_SECURITY.token or loopback:
+        if self.GRPC_PORT is None or self.GRPC_SECURITY.token or loopback:
             return []
         return [
             f"GRPC_AUTH_TOKEN is not set: the gRPC server on {self.GRPC_BIND_HOST} serves any "
             "caller that reaches it. Set the same GRPC_AUTH_TOKEN on both services."
         ]
+
+
+class BrokerSettings(EnvironmentSettings):
+    """The broker's settings, for the services that publish or consume (a mixin).
+
+    ``class Settings(ServiceSettings, BrokerSettings)``: the same variables,
+    with the same defaults, in every service that talks to the broker.
+    """
+
+    # The embedded nats-server of make run and the tests listens there.
+    NATS_URL: str = "nats://127.0.0.1:4222"
+    # Copies of each stream in a clustered broker: 1 for one server, 3 in production (a
+    # stream stays available with one server down); never more than the cluster's servers.
+    NATS_STREAM_REPLICAS: int = Field(1, ge=1, le=5)
+    # A message handed to a consumer and not acknowledged within this is delivered again, to
+    # any replica: how long a replica that died mid-batch delays its messages. A live one
+    # tells the broker it is still working every third of it, so a slow batch is not redone.
+    CONSUMER_ACK_WAIT_SECONDS: float = Field(30.0, ge=1)
+    # A message that failed is delivered again after this, then twice as long after each
+    # failure: a mail server down for a minute is tried again a few times, not hammered ...
+    CONSUMER_RETRY_FIRST_SECONDS: float = Field(1.0, gt=0)
+    # ... and never waits longer than this once it is back.
+    CONSUMER_RETRY_MAX_SECONDS: float = Field(60.0, gt=0)
+
+    @model_validator(mode="after")
+    def _check_retry_range(self) -> Self:
+        if self.CONSUMER_RETRY_MAX_SECONDS < self.CONSUMER_RETRY_FIRST_SECONDS:
+            raise ValueError(
+                "CONSUMER_RETRY_MAX_SECONDS must be at least CONSUMER_RETRY_FIRST_SECONDS "
+                f"({self.CONSUMER_RETRY_FIRST_SECONDS:g}), got {self.CONSUMER_RETRY_MAX_SECONDS:g}."
+            )
+        return self
 
 
 def is_loopback(host: str) -> bool:

@@ -28,6 +28,7 @@ from sqlalchemy import (
     union_all,
 )
 
+from common.airports import airport_name
 from common.db.connections import autocommit_statements
 from common.timeutil import (
     DAY,
@@ -40,7 +41,6 @@ from common.timeutil import (
 )
 from common.web.errors import ApiError
 from common.web.pagination import INVALID_CURSOR_MESSAGE, cursor_time, json_item_rows
-from data_collector.airports import airport_name
 from data_collector.inputs import DIRECTIONS
 from data_collector.models import CollectedDay, FlightData, FlightDayCount, UserInterest, db
 

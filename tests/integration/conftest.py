@@ -17,8 +17,9 @@ import pytest
 from data_collector.app import create_app
 from data_collector.collection.lock import COLLECTION_LOCK_ID
 from data_collector.models import db
-from devstack.stack import LocalStack, StackSettings
+from devstack.stack import GRPC_SERVICES, LocalStack, StackSettings
 from opensky_sim.control import SimulatorControl
+from tests.integration.alerts_support import alerts_stack
 from tests.integration.auth_support import (
     AUDIENCE,
     ISSUER,
@@ -62,7 +63,10 @@ def collector_stack(stack):
     with tempfile.TemporaryDirectory(prefix="flight-tracker-collector-") as tmp:
         local = LocalStack(
             StackSettings.on_free_ports(
-                Path(tmp) / "pg", simulator=True, extra_env=COLLECTOR_TEST_ENV
+                Path(tmp) / "pg",
+                simulator=True,
+                services=GRPC_SERVICES,
+                extra_env=COLLECTOR_TEST_ENV,
             )
         )
         try:
@@ -161,6 +165,7 @@ def secure_stack(stack):
             StackSettings.on_free_ports(
                 Path(tmp) / "pg",
                 simulator=True,
+                services=GRPC_SERVICES,
                 log_dir=Path(tmp) / "logs",
                 extra_env={
                     "AUTH_MODE": "on",
@@ -179,3 +184,10 @@ def secure_stack(stack):
         finally:
             local.stop()
             idp.close()
+
+
+@pytest.fixture(scope="module")
+def alerts():
+    """The alert services on a stack of their own, one per module (its tests: local_stack)."""
+    with alerts_stack() as started:
+        yield started

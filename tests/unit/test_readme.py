@@ -10,18 +10,21 @@ import pytest
 from data_collector import config as collector_config
 from data_collector.collection.planning import DAY, Policy, plan_cycle, sweep_windows
 from devstack.stack import REPO_ROOT
-from tests.containers.deployment import app_services, load_compose, settings_class
+from tests.containers.deployment import service_packages, settings_class
 from tests.unit.test_planning import apply
 from tests.utils import api_document
 
 README = (REPO_ROOT / "README.md").read_text()
 DESIGN = (REPO_ROOT / "docs" / "design.md").read_text()
 VARIABLE = re.compile(r"`([A-Z][A-Z0-9_]+)`")
-SERVICE_PACKAGES = sorted(app_services(load_compose()).values())
+SERVICE_PACKAGES = service_packages()
 # Rows of the table that no service's settings class reads, and who reads them instead.
 NOT_SERVICE_SETTINGS = {
     "OPENSKY_SIMULATOR": "make run",
     "OPENSKY_SIMULATOR_PORT": "make run",
+    "NATS_PORT": "make run",
+    "MAIL_CATCHER_SMTP_PORT": "make run",
+    "MAIL_CATCHER_HTTP_PORT": "make run",
     "PUBLISH_HOST": "compose",
     "GATEWAY_REQUESTS_IN_FLIGHT": "compose (its gateway)",
     "GATEWAY_RATE_PER_SECOND": "compose (its gateway)",
