@@ -19,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from common.service import Service
 from common.settings import ServiceSettings
 from devstack.stack import SERVICES as STACK_SERVICES
 
@@ -192,8 +193,8 @@ def service_command(spec: dict[str, Any]) -> tuple[str, list[str]] | None:
     return None
 
 
-def image_services(compose: dict[str, Any]) -> dict[str, tuple[str, list[str]]]:
-    """Map each service that runs the services' image to its package and its arguments."""
+def image_runs(compose: dict[str, Any]) -> dict[str, tuple[str, list[str]]]:
+    """Map each compose service that runs the services' image to its module and arguments."""
     found = {}
     for name, spec in compose["services"].items():
         build = spec.get("build") or {}
@@ -201,6 +202,34 @@ def image_services(compose: dict[str, Any]) -> dict[str, tuple[str, list[str]]]:
         if build.get("dockerfile") == SERVICES_DOCKERFILE and command:
             found[name] = command
     return found
+
+
+def is_service_package(module: str) -> bool:
+    """Tell whether ``module`` is a service (a package declaring one in its ``app.py``)."""
+    return "." not in module and (REPO_ROOT / module / "app.py").is_file()
+
+
+def image_services(compose: dict[str, Any]) -> dict[str, tuple[str, list[str]]]:
+    """Map each compose service that runs one of the services to its package and arguments."""
+    return {
+        name: command
+        for name, command in image_runs(compose).items()
+        if is_service_package(command[0])
+    }
+
+
+def image_tools(compose: dict[str, Any]) -> dict[str, tuple[str, list[str]]]:
+    """Map each other run of the services' image (the mail catcher) to its module and arguments."""
+    return {
+        name: command
+        for name, command in image_runs(compose).items()
+        if not is_service_package(command[0])
+    }
+
+
+def module_path(module: str) -> str:
+    """Return the source file of a module run with ``python -m`` (``a.b`` -> ``a/b.py``)."""
+    return module.replace(".", "/") + ".py"
 
 
 def app_services(compose: dict[str, Any]) -> dict[str, str]:
@@ -365,6 +394,20 @@ def settings_class(package: str) -> type[ServiceSettings]:
     return importlib.import_module(f"{package}.config").Settings
 
 
+# Settings a service cannot start without, beside its database URL: a sample value each.
+REQUIRED_SAMPLES = {"SMTP_HOST": "smtp.example.com"}
+
+
+def required_environment(package: str) -> dict[str, str]:
+    """The least environment a service's settings accept: its database URL and what it requires."""
+    settings = settings_class(package)
+    reads = settings.variables()
+    return {
+        settings.DATABASE_URL_VARIABLE: "postgresql://u:p@db:5432/d",
+        **{name: value for name, value in REQUIRED_SAMPLES.items() if name in reads},
+    }
+
+
 def settings_reads(cls: type[ServiceSettings], package: str) -> list[EnvRead]:
     """Every variable ``cls`` reads; a default computed from other settings counts as one."""
     reads = []
@@ -396,6 +439,33 @@ def reads_by_service(package: str) -> dict[str, list[EnvRead]]:
     for read in settings_reads(settings_class(package), package):
         found.setdefault(read.name, []).append(read)
     return found
+
+
+def declaration(package: str) -> Service:
+    """Return a service's declaration (``SERVICE`` in its ``app.py``): its roles and peers."""
+    return importlib.import_module(f"{package}.app").SERVICE
+
+
+def speaks_grpc(package: str) -> bool:
+    """Tell whether a service serves gRPC or calls a peer's (and so needs the gRPC settings)."""
+    service = declaration(package)
+    return bool(service.servicer or service.peer)
+
+
+# What every service reads for its gRPC server and client: a service that has neither reads
+# them (they are common settings) but needs none, and gets none (the token least of all).
+GRPC_SETTINGS = frozenset(
+    variable for variable in ServiceSettings.variables() if variable.startswith("GRPC_")
+)
+
+
+# A host name or address that means "this machine": right for make run, wrong in a container.
+LOCAL_HOST = re.compile(r"(?<![\w.-])(localhost|127\.0\.0\.1|::1)(?![\w.-])")
+
+
+def names_this_machine(default: Any) -> bool:
+    """Tell whether a default names this machine as a host (a ``.localhost`` domain does not)."""
+    return bool(LOCAL_HOST.search(str(default)))
 
 
 def string_constants(package: str) -> set[str]:

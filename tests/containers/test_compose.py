@@ -17,9 +17,11 @@ import pytest
 import yaml
 
 from common.process.supervisor import Supervisor
+from common.settings import BrokerSettings
 from devstack.__main__ import RunSettings
 from tests.containers.deployment import (
     COMPOSE_FILE,
+    GRPC_SETTINGS,
     REPO_ROOT,
     app_services,
     compose_variables,
@@ -27,10 +29,13 @@ from tests.containers.deployment import (
     env_reads,
     load_compose,
     migration_services,
+    names_this_machine,
     read_dotenv,
     reads_by_service,
+    required_environment,
     service_environment,
     settings_class,
+    speaks_grpc,
     string_constants,
 )
 
@@ -54,6 +59,8 @@ DATABASES = {
 }
 # Names that scripts and tools outside the code rely on: a public contract.
 GATEWAY = "gateway"
+BROKER = "nats"
+MAIL_CATCHER = "mail-catcher"
 EXPECTED_SERVICES = {
     "user-manager-migrate",
     "user-manager",
@@ -61,13 +68,27 @@ EXPECTED_SERVICES = {
     "data-collector-migrate",
     "data-collector",
     "data-db",
+    "alert-system-migrate",
+    "alert-system",
+    "alert-db",
+    "alert-notifier-migrate",
+    "alert-notifier",
+    "notifier-db",
+    BROKER,
+    MAIL_CATCHER,
     GATEWAY,
 }
-CONTRACT_HTTP_PORTS = {"user-manager": 5001, "data-collector": 5002}
+CONTRACT_HTTP_PORTS = {
+    "user-manager": 5001,
+    "data-collector": 5002,
+    "alert-system": 5004,
+    "alert-notifier": 5005,
+}
+# Where the mail catcher shows what it caught (make run's port too): this machine only.
+MAIL_CATCHER_PAGE_PORT = 8025
 # How a peer is named in *_GRPC_ADDR: the client resolves every replica behind the name.
 DNS_SCHEME = "dns:///"
 POSTGRES_PORT = 5432
-LOCAL_ADDRESSES = ("localhost", "127.0.0.1", "::1")
 # Switches only the test suite's own stack sets (README, "Tests"); operators never see them,
 # so neither .env nor compose may carry them.
 TEST_ONLY_SETTINGS = {"FAULT_INJECTION_ENABLED"}
@@ -78,18 +99,28 @@ OFF_WHEN_UNSET = {
     "GRPC_TLS_CERT": "plaintext gRPC",
     "GRPC_TLS_KEY": "plaintext gRPC",
     "GRPC_TLS_CA": "plaintext gRPC",
+    "SMTP_USERNAME": "no SMTP login",
+    "SMTP_PASSWORD": "no SMTP login",
 }
+# Defaults of compose's own, where the stack has something the code cannot assume: the
+# notifier mails through the stack's mail catcher unless .env names a mail server (as make
+# run starts a catcher when SMTP_HOST is unset).
+COMPOSE_DEFAULTS = {"SMTP_HOST": MAIL_CATCHER}
+# Settings a service gets before its code reads them: the Data Collector publishes on the
+# broker and consumes from it once its side of the alerts is in; until its settings class
+# reads these, compose may set them.
+AWAITED_SETTINGS = {"data_collector": set(BrokerSettings.variables())}
 # check-jsonschema ships the Compose Specification's schema: this works offline.
 SCHEMA_CHECK = [sys.executable, "-m", "check_jsonschema", "--builtin-schema", "vendor.compose-spec"]
 
 
 def default_config(package: str, monkeypatch: pytest.MonkeyPatch):
-    """Instantiate a service's settings with nothing set but its (required) database URL."""
+    """Instantiate a service's settings with nothing set but what it requires (its database)."""
     for read in env_reads():
         monkeypatch.delenv(read.name, raising=False)
-    settings = settings_class(package)
-    monkeypatch.setenv(settings.DATABASE_URL_VARIABLE, "postgresql://u:p@db:5432/d")
-    return settings()
+    for variable, value in required_environment(package).items():
+        monkeypatch.setenv(variable, value)
+    return settings_class(package)()
 
 
 def published_addresses(spec: dict) -> list[str]:
@@ -121,7 +152,12 @@ def test_compose_file_validates_against_the_compose_specification(tmp_path: Path
 
 def test_the_stack_is_the_services_of_the_design_each_with_its_migration_step():
     assert set(COMPOSE["services"]) == EXPECTED_SERVICES
-    assert SERVICES == {"user-manager": "user_manager", "data-collector": "data_collector"}
+    assert SERVICES == {
+        "user-manager": "user_manager",
+        "data-collector": "data_collector",
+        "alert-system": "alert_system",
+        "alert-notifier": "alert_notifier",
+    }
     expected = {f"{name}-migrate": package for name, package in SERVICES.items()}
     assert expected == MIGRATIONS
     for name, package in {**SERVICES, **MIGRATIONS}.items():
@@ -209,22 +245,56 @@ def test_services_run_under_an_init_and_get_time_for_a_graceful_stop():
 
 def test_only_the_gateway_publishes_and_only_the_rest_ports_on_loopback_unless_asked():
     for name, spec in COMPOSE["services"].items():
-        if name != GATEWAY:
+        if name not in (GATEWAY, MAIL_CATCHER):
             # A published port would stop `--scale`: every replica would claim it.
             assert not published_ports(spec), f"{name}: publish nothing; the gateway does"
     gateway = COMPOSE["services"][GATEWAY]
+    rest_ports = len(CONTRACT_HTTP_PORTS)
     assert sorted(published_ports(gateway)) == sorted(
         (port, port) for port in CONTRACT_HTTP_PORTS.values()
     ), "the gateway publishes the REST ports only (no gRPC port on the host)"
-    assert published_addresses(gateway) == ["127.0.0.1"] * 2, "publish on loopback"
+    assert published_addresses(gateway) == ["127.0.0.1"] * rest_ports, "publish on loopback"
     opened = load_compose({**read_dotenv(), "PUBLISH_HOST": "0.0.0.0"})
-    assert published_addresses(opened["services"][GATEWAY]) == ["0.0.0.0"] * 2
+    assert published_addresses(opened["services"][GATEWAY]) == ["0.0.0.0"] * rest_ports
+    moved_ports = {name: 6000 + n for n, name in enumerate(SERVICES.values())}
     moved = load_compose(
-        {**read_dotenv(), "USER_MANAGER_HTTP_PORT": "6001", "DATA_COLLECTOR_HTTP_PORT": "6002"}
+        {
+            **read_dotenv(),
+            **{f"{package.upper()}_HTTP_PORT": str(port) for package, port in moved_ports.items()},
+        }
     )
-    assert sorted(published_ports(moved["services"][GATEWAY])) == [(6001, 5001), (6002, 5002)]
+    assert sorted(published_ports(moved["services"][GATEWAY])) == sorted(
+        (moved_ports[SERVICES[name]], port) for name, port in CONTRACT_HTTP_PORTS.items()
+    )
     documented = {entry.name for entry in dotenv_entries()}
     assert "PUBLISH_HOST" in documented and "`PUBLISH_HOST`" in README
+
+
+def test_the_mail_catcher_shows_its_page_on_this_machine_only():
+    """Its page lists users' addresses: on loopback whatever PUBLISH_HOST opens, and no SMTP."""
+    for env in (read_dotenv(), {**read_dotenv(), "PUBLISH_HOST": "0.0.0.0"}):
+        catcher = load_compose(env)["services"][MAIL_CATCHER]
+        assert published_addresses(catcher) == ["127.0.0.1"]
+        assert published_ports(catcher) == [(MAIL_CATCHER_PAGE_PORT, MAIL_CATCHER_PAGE_PORT)]
+    moved = load_compose({**read_dotenv(), "MAIL_CATCHER_HTTP_PORT": "6025"})
+    assert published_ports(moved["services"][MAIL_CATCHER]) == [(6025, MAIL_CATCHER_PAGE_PORT)]
+    catcher = COMPOSE["services"][MAIL_CATCHER]
+    assert "MAIL_CATCHER_HTTP_PORT" in {entry.name for entry in dotenv_entries()}
+    # The notifier mails it by its service name on SMTP's own port (its SMTP_PORT default).
+    command = catcher["command"]
+    smtp_port = int(command[command.index("--smtp-port") + 1])
+    assert smtp_port == settings_class("alert_notifier").model_fields["SMTP_PORT"].default
+    assert int(command[command.index("--http-port") + 1]) == MAIL_CATCHER_PAGE_PORT
+    # Binding a port under 1024 without a capability: allowed in its network namespace.
+    assert int(catcher["sysctls"]["net.ipv4.ip_unprivileged_port_start"]) <= smtp_port
+    notifier = service_environment(COMPOSE["services"]["alert-notifier"])
+    assert notifier["SMTP_HOST"] == MAIL_CATCHER and not notifier["SMTP_PORT"]
+    assert set(catcher["networks"]) <= set(COMPOSE["services"]["alert-notifier"]["networks"])
+    # A real mail server in .env replaces it.
+    real = load_compose({**read_dotenv(), "SMTP_HOST": "smtp.example.com"})
+    assert service_environment(real["services"]["alert-notifier"])["SMTP_HOST"] == (
+        "smtp.example.com"
+    )
 
 
 def mebibytes(size: str) -> float:
@@ -283,9 +353,53 @@ def test_each_database_is_on_a_network_only_its_service_joins():
             f"{network}: {members}"
         )
         assert (networks[network] or {}).get("internal") is True, f"{network}: no way out"
-    # The two services reach each other's gRPC (and the collector reaches OpenSky).
-    shared = set.intersection(*(joined[name] for name in SERVICES))
+    # The services that speak gRPC reach each other's (and the collector reaches OpenSky).
+    grpc = [name for name, package in SERVICES.items() if speaks_grpc(package)]
+    shared = set.intersection(*(joined[name] for name in grpc))
     assert shared and not any((networks[n] or {}).get("internal") for n in shared)
+
+
+def networks_of(name: str) -> set[str]:
+    return set(COMPOSE["services"][name].get("networks", []))
+
+
+def members(network: str) -> set[str]:
+    return {name for name in COMPOSE["services"] if network in networks_of(name)}
+
+
+def test_only_the_services_that_publish_or_consume_reach_the_broker():
+    broker = COMPOSE["services"][BROKER]
+    (network,) = networks_of(BROKER)
+    assert (COMPOSE["networks"][network] or {}).get("internal") is True
+    talkers = {"data-collector", "alert-system", "alert-notifier"}
+    assert members(network) == {BROKER, *talkers}
+    for name in talkers:
+        env = service_environment(COMPOSE["services"][name])
+        assert env["NATS_URL"] == f"nats://{BROKER}:4222", name
+        assert COMPOSE["services"][name]["depends_on"][BROKER] == {"condition": "service_healthy"}
+    # JetStream on, its store on a named volume: a restart keeps the streams.
+    command = broker["command"]
+    assert "--jetstream" in command
+    store = command[command.index("--store_dir") + 1]
+    mounts = [str(volume).split(":") for volume in broker["volumes"]]
+    assert [source for source, target, *_ in mounts if target == store] == ["nats-data"]
+    assert "nats-data" in COMPOSE["volumes"]
+    assert re.fullmatch(r"nats:\d+\.\d+(\.\d+)?(-alpine)?", broker["image"]), broker["image"]
+    assert "healthz" in " ".join(broker["healthcheck"]["test"])
+
+
+def test_the_alert_services_reach_the_broker_their_database_and_the_gateway_only():
+    """No gRPC for them, so no way to the other services: and the notifier the mail server."""
+    rest = members("alerts")
+    assert rest == {GATEWAY, "alert-system", "alert-notifier"}
+    assert COMPOSE["networks"]["alerts"].get("internal") is True
+    assert networks_of("alert-system") == {"alerts", "broker", "alert-db"}
+    assert networks_of("alert-notifier") == {"alerts", "broker", "notifier-db", "mail"}
+    # The way to a real mail server: a network with a way out, shared with the catcher only.
+    assert members("mail") == {"alert-notifier", MAIL_CATCHER}
+    assert not (COMPOSE["networks"]["mail"] or {}).get("internal")
+    for name in ("alert-system", "alert-notifier"):
+        assert "services" not in networks_of(name), f"{name} would reach the gRPC servers"
 
 
 @pytest.mark.parametrize(("name", "package"), sorted(SERVICES.items()))
@@ -296,7 +410,10 @@ def test_ports_agree_across_config_and_compose(name, package, monkeypatch):
 
     assert CONTRACT_HTTP_PORTS[name] == config.HTTP_PORT
     assert env[f"{package.upper()}_HTTP_PORT"] == str(config.HTTP_PORT)
-    assert env[f"{package.upper()}_GRPC_PORT"] == str(config.GRPC_PORT)
+    if config.GRPC_PORT is None:
+        assert f"{package.upper()}_GRPC_PORT" not in env, f"{name} serves no gRPC"
+    else:
+        assert env[f"{package.upper()}_GRPC_PORT"] == str(config.GRPC_PORT)
     # The gateway publishes the service's port as its own (tests/containers/test_gateway.py
     # checks that it proxies it to the service's).
     gateway_ports = [container for _, container in published_ports(COMPOSE["services"][GATEWAY])]
@@ -308,6 +425,10 @@ def test_ports_agree_across_config_and_compose(name, package, monkeypatch):
 def test_grpc_peers_are_reached_by_service_name_on_their_grpc_port(name, package, monkeypatch):
     env = service_environment(COMPOSE["services"][name])
     peers = {var: value for var, value in env.items() if var.endswith("_GRPC_ADDR")}
+    if not speaks_grpc(package):
+        # No gRPC server, no peer: nothing of gRPC, and never the token.
+        assert not peers and not GRPC_SETTINGS & set(env), f"{name}: {sorted(env)}"
+        return
     assert peers, f"{name} talks to its peer over gRPC"
     for variable, address in peers.items():
         assert address.startswith(DNS_SCHEME), f"{variable}={address}: dns:/// finds every replica"
@@ -319,12 +440,15 @@ def test_grpc_peers_are_reached_by_service_name_on_their_grpc_port(name, package
         assert peer_env[f"{SERVICES[host].upper()}_GRPC_PORT"] == port
 
 
+DATABASE_PASSWORD = re.compile(r"^(?P<db>[A-Z]+_DB)_(POSTGRES|OWNER|SERVING)_PASSWORD$")
+
+
 def role_passwords() -> dict[str, str]:
-    """A distinct password for every role of both databases (none of them a placeholder)."""
+    """A distinct password for every role of every database (none of them a placeholder)."""
     return {
-        f"{db}_{role}_PASSWORD": f"pw-{db}-{role}"
-        for db in ("USER_DB", "DATA_DB")
-        for role in ("POSTGRES", "OWNER", "SERVING")
+        variable: f"pw-{variable.lower()}"
+        for variable in compose_variables()
+        if DATABASE_PASSWORD.match(variable)
     }
 
 
@@ -352,10 +476,12 @@ def test_a_service_serves_as_its_serving_role_and_migrates_as_its_owner(name, pa
         )
         assert (owner.username, owner.password) == (db_env["OWNER_ROLE"], db_env["OWNER_PASSWORD"])
         assert serving.username != owner.username
-        # Nothing of the other database reaches this service or its migrations.
-        other = (DATABASES - {serving.hostname}).pop()
+        # Nothing of the other databases reaches this service or its migrations.
         other_passwords = {
-            v for k, v in service_environment(compose["services"][other]).items() if "PASSWORD" in k
+            value
+            for other in DATABASES - {serving.hostname}
+            for key, value in service_environment(compose["services"][other]).items()
+            if "PASSWORD" in key
         }
         for values in (env.values(), migration_env.values()):
             assert not any(secret in value for value in values for secret in other_passwords)
@@ -400,7 +526,7 @@ def test_every_database_role_has_its_own_password_and_compose_requires_them():
             (env["SERVING_ROLE"], "SERVING_PASSWORD"),
         ):
             roles[f"{database}/{role}"] = env[password]
-    assert len(set(roles.values())) == len(roles) == 6, roles
+    assert len(set(roles.values())) == len(roles) == 3 * len(DATABASES), roles
     # The shipped values say what they are: placeholders to replace.
     assert all("placeholder" in password for password in roles.values())
     # And none has a default in compose: without .env it refuses to start, naming one.
@@ -418,6 +544,9 @@ def test_every_setting_a_service_reads_is_set_or_defaulted_and_reaches_the_conta
         where = ", ".join(call.location for call in calls)
         if variable.endswith("_MIGRATION_DATABASE_URL"):
             # The owner's URL: for the migration step only (checked above).
+            continue
+        if variable in GRPC_SETTINGS and not speaks_grpc(package):
+            # Read with every service's settings, used by none of its roles (checked above).
             continue
         if not all(call.has_default for call in calls) and variable not in OFF_WHEN_UNSET:
             assert env.get(variable), f"{name}: {variable} is required ({where}); set it in compose"
@@ -437,6 +566,8 @@ def test_a_default_written_in_compose_is_the_code_default(name, package):
     for variable, value in raw.items():
         match = re.fullmatch(r"\$\{(\w+):-([^}]*)\}", value)
         if match and match.group(1) == variable and match.group(2):
+            if COMPOSE_DEFAULTS.get(variable) == match.group(2):
+                continue
             defaults = {str(call.default) for call in reads[variable]}
             assert defaults == {match.group(2)}, f"{name}: {variable} defaults differ"
 
@@ -447,15 +578,17 @@ def test_no_local_address_default_survives_in_a_container(name, package):
     env = service_environment(COMPOSE["services"][name])
     for variable, calls in reads_by_service(package).items():
         defaults = [str(call.default) for call in calls if call.has_default]
-        if any(address in default for default in defaults for address in LOCAL_ADDRESSES):
+        if any(names_this_machine(default) for default in defaults):
             assert env.get(variable), f"{name}: set {variable} in compose (default {defaults})"
 
 
 @pytest.mark.parametrize(("name", "package"), sorted(SERVICES.items()))
 def test_compose_sets_only_settings_the_service_reads(name, package):
     reads = reads_by_service(package)
+    awaited = AWAITED_SETTINGS.get(package, set())
     for variable in service_environment(COMPOSE["services"][name]):
-        assert variable in reads, f"{name}: compose sets {variable}, which the code never reads"
+        known = variable in reads or variable in awaited
+        assert known, f"{name}: compose sets {variable}, which the code never reads"
 
 
 def test_env_file_documents_every_setting_and_nothing_else():

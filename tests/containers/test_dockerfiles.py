@@ -3,7 +3,8 @@
 Every service runs the same image (``common/Dockerfile``), which holds every
 service's package; docker-compose.yml (and the Kubernetes manifests) pick the
 package and its roles by the command. So adding a service adds a COPY line
-and a compose block, never a Dockerfile.
+and a compose block, never a Dockerfile. The image also runs the local mail
+catcher (a module of devstack, copied alone), compose's mail server.
 """
 
 import ast
@@ -28,13 +29,18 @@ from tests.containers.deployment import (
     dockerignore_allows,
     dockerignore_patterns,
     image_services,
+    image_tools,
     load_compose,
+    module_path,
     only,
 )
 
 COMPOSE = load_compose()
 RUNNERS = image_services(COMPOSE)
 PACKAGES = sorted({package for package, _ in RUNNERS.values()})
+# Other modules compose runs from the image (the mail catcher), and their source files.
+TOOLS = image_tools(COMPOSE)
+TOOL_MODULES = sorted({module_path(module) for module, _ in TOOLS.values()})
 DOCKERFILE = REPO_ROOT / SERVICES_DOCKERFILE
 # The launcher's roles (common/process/launcher.py): a serving container runs some of them.
 ROLES = {"web", "grpc", "worker"}
@@ -67,7 +73,7 @@ def test_the_dockerfile_passes_hadolint():
 def test_every_service_runs_one_image_built_from_one_dockerfile():
     """One recipe, one build, one image name: no service carries a Dockerfile of its own."""
     assert set(app_services(COMPOSE).values()) == set(PACKAGES), "each package serves"
-    specs = [COMPOSE["services"][name] for name in RUNNERS]
+    specs = [COMPOSE["services"][name] for name in [*RUNNERS, *TOOLS]]
     assert {spec["build"]["context"] for spec in specs} == {"."}, "the image needs common/"
     images = {spec.get("image") for spec in specs}
     assert len(images) == 1 and None not in images, f"one image name for all: {images}"
@@ -107,6 +113,9 @@ def test_the_command_is_the_services_not_the_images():
             continue
         assert arguments and set(arguments) <= ROLES, f"{name}: roles {arguments}"
         assert spec["healthcheck"]["test"] == ["CMD", "python", "-m", package, "healthcheck"]
+    for name in TOOLS:
+        # Its own check, in the image's Python (slim images have no curl).
+        assert COMPOSE["services"][name]["healthcheck"]["test"][:2] == ["CMD", "python"], name
 
 
 def test_no_secret_is_baked_into_the_image():
@@ -142,6 +151,21 @@ def test_every_package_compose_runs_is_copied_into_the_image(package):
     )
 
 
+@pytest.mark.parametrize("module", TOOL_MODULES)
+def test_every_module_compose_runs_from_the_image_is_copied_alone_with_its_package(module):
+    """The mail catcher's file and its package's __init__, never the rest of the local stack."""
+    copied = {source.rstrip("/") for source in copied_sources(instructions())}
+    package = Path(module).parent.as_posix()
+    assert {module, f"{package}/__init__.py"} <= copied, f"copy {module} into the image"
+    patterns = dockerignore_patterns()
+    assert dockerignore_allows(module, patterns), f"add !{module} to .dockerignore"
+    assert package not in copied, f"only {module} of {package}/: the rest is for development"
+    for other in (REPO_ROOT / package).glob("*.py"):
+        relative = other.relative_to(REPO_ROOT).as_posix()
+        if relative not in copied:
+            assert not dockerignore_allows(relative, patterns), relative
+
+
 def test_dockerignore_sends_what_the_dockerfile_copies_and_nothing_private():
     patterns = dockerignore_patterns()
     for source in copied_sources(instructions()):
@@ -172,14 +196,15 @@ def _requirement_names(path: Path) -> set[str]:
     return names
 
 
-@pytest.mark.parametrize("package", PACKAGES)
+@pytest.mark.parametrize("package", PACKAGES + TOOL_MODULES)
 def test_the_image_holds_everything_the_service_imports(package):
     """Only common/ and the services are copied; everything else must come from requirements."""
     copied = {Path(source).parts[0] for source in copied_sources(instructions())}
     runtime = _requirement_names(REPO_ROOT / "requirements.txt")
     distributions = importlib.metadata.packages_distributions()
     for directory in (SHARED_PACKAGE, package):
-        for path in (REPO_ROOT / directory).rglob("*.py"):
+        paths = [REPO_ROOT / directory] if directory.endswith(".py") else []
+        for path in paths or (REPO_ROOT / directory).rglob("*.py"):
             relative = path.relative_to(REPO_ROOT).as_posix()
             if relative in DEV_ONLY_MODULES:
                 continue
@@ -194,13 +219,19 @@ def test_installing_the_copied_files_packages_every_source_file(tmp_path: Path):
     """The image runs the installed packages: migrations and generated code must be in them."""
     build = tmp_path / "src"
     build.mkdir()
-    for source in copied_sources(instructions()):
-        target = build / source
-        origin = REPO_ROOT / source
-        if origin.is_dir():
-            shutil.copytree(origin, target)
-        else:
-            shutil.copy(origin, target)
+    for instruction in instructions():
+        if instruction.keyword != "COPY" or instruction.args.startswith("--from"):
+            continue
+        *sources, destination = instruction.args.split()
+        # As COPY does: a directory's contents, or each file by its name, into the destination.
+        target = build / destination.removeprefix("/src").strip("/")
+        for source in sources:
+            origin = REPO_ROOT / source
+            if origin.is_dir():
+                shutil.copytree(origin, target, dirs_exist_ok=True)
+            else:
+                target.mkdir(parents=True, exist_ok=True)
+                shutil.copy(origin, target / origin.name)
     pip_wheel = [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps"]
     subprocess.run(
         [*pip_wheel, "--no-build-isolation", "--wheel-dir", str(tmp_path / "wheels"), str(build)],
@@ -209,6 +240,8 @@ def test_installing_the_copied_files_packages_every_source_file(tmp_path: Path):
     )
     (wheel,) = (tmp_path / "wheels").glob("*.whl")
     packaged = set(zipfile.ZipFile(wheel).namelist())
+    for module in TOOL_MODULES:
+        assert module in packaged, f"{module} would be missing from the image"
     for directory in (SHARED_PACKAGE, *PACKAGES):
         for path in (REPO_ROOT / directory).rglob("*"):
             relative = path.relative_to(REPO_ROOT).as_posix()

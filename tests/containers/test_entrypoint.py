@@ -3,12 +3,13 @@
 Each test takes a compose service's ``command`` and health check, the
 image's environment and the one compose gives the container (with .env, as
 compose reads it), and changes only what lies outside the container: the
-in-network database URLs and peer addresses point at the suite's PostgreSQL
-and services, and the ports are free ones, so it runs beside the session's
-stack.
+in-network database URLs, peer addresses, the broker and the mail server
+point at the suite's PostgreSQL, services, nats-server and mail catcher, and
+the ports are free ones, so it runs beside the session's stack.
 """
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -32,6 +33,7 @@ from tests.containers.deployment import (
     read_dotenv,
     service_command,
     service_environment,
+    speaks_grpc,
 )
 from tests.utils import Api, create_user, new_key, unique_email, wait_until
 
@@ -129,13 +131,17 @@ def outside_the_container(name: str, local_stack, *, http: int = 0, grpc_port: i
     package, _ = service_command(COMPOSE["services"][name])
     changes = {}
     if name in SERVICES:
-        changes = {
-            "BIND_HOST": "127.0.0.1",
-            "GRPC_BIND_HOST": "127.0.0.1",
-            f"{package.upper()}_HTTP_PORT": str(http),
-            f"{package.upper()}_GRPC_PORT": str(grpc_port),
-        }
+        changes = {"BIND_HOST": "127.0.0.1", f"{package.upper()}_HTTP_PORT": str(http)}
+        if speaks_grpc(package):
+            changes["GRPC_BIND_HOST"] = "127.0.0.1"
+            changes[f"{package.upper()}_GRPC_PORT"] = str(grpc_port)
     compose_env = service_environment(COMPOSE["services"][name])
+    if "NATS_URL" in compose_env:
+        changes["NATS_URL"] = local_stack.broker_url
+    if compose_env.get("SMTP_HOST") == "mail-catcher":
+        # The suite's mail catcher, as the stack's is compose's.
+        changes["SMTP_HOST"] = "127.0.0.1"
+        changes["SMTP_PORT"] = str(local_stack.settings.mail_catcher_smtp_port)
     for variable, value in compose_env.items():
         # The suite's databases, with the same two roles: migrations as the owner, the rest
         # as the serving role.
@@ -155,24 +161,33 @@ def outside_the_container(name: str, local_stack, *, http: int = 0, grpc_port: i
     return changes
 
 
+def in_network_names(value: str) -> list[str]:
+    """The compose services a setting's value names as a host (``//nats:``, ``@user-db:``)."""
+    return [name for name in COMPOSE["services"] if re.search(rf"(^|[/@]){name}(:\d|$)", value)]
+
+
 @pytest.mark.local_stack
 @pytest.mark.parametrize("name", sorted(SERVICES))
-def test_container_command_serves_rest_and_grpc_then_stops_cleanly(local_stack, name, tmp_path):
+def test_container_command_serves_its_roles_then_stops_cleanly(local_stack, name, tmp_path):
     http, grpc_port = free_port(), free_port()
     changes = outside_the_container(name, local_stack, http=http, grpc_port=grpc_port)
     service = ContainerProcess(name, changes, tmp_path)
+    grpc = speaks_grpc(service.package)
     try:
-        unmapped = [v for v in service.env.values() if any(s in v for s in COMPOSE["services"])]
+        unmapped = [v for v in service.env.values() if in_network_names(v)]
         assert not unmapped, f"an in-network address was not mapped: {unmapped}"
         wait_until(
-            lambda: service.exited() or (rest_ping(http) and grpc_serving(grpc_port)),
+            lambda: service.exited() or (rest_ping(http) and (not grpc or grpc_serving(grpc_port))),
             timeout=START_TIMEOUT,
             interval=0.2,
         )
         assert not service.exited(), service.log
         check = service.run_healthcheck()
         assert check.returncode == 0, check.stderr
-        assert_talks_to_its_peer_over_grpc(name, http, local_stack)
+        if grpc:
+            assert_talks_to_its_peer_over_grpc(name, http, local_stack)
+        else:
+            assert_reaches_the_broker_and_the_mail_server(service.package, http)
         if name == "data-collector":
             # .env ships the placeholders: the collector must say it runs anonymously.
             assert "OpenSky credentials are not set" in service.log
@@ -182,7 +197,7 @@ def test_container_command_serves_rest_and_grpc_then_stops_cleanly(local_stack, 
         assert not survivors, f"left running after SIGTERM: {survivors}"
         assert "received SIGTERM" in service.log
         print(f"{name}: stopped in {seconds:.2f}s after SIGTERM")
-        assert not rest_ping(http) and not grpc_serving(grpc_port)
+        assert not rest_ping(http) and not (grpc and grpc_serving(grpc_port))
         unhealthy = service.run_healthcheck()
         assert unhealthy.returncode == 1 and "unhealthy" in unhealthy.stderr
     finally:
@@ -206,6 +221,15 @@ def assert_talks_to_its_peer_over_grpc(name: str, http: int, local_stack) -> Non
         # DeleteUserInterests goes to the Data Collector named by DATA_COLLECTOR_GRPC_ADDR.
         assert here.delete(f"/users/{email}", headers=new_key()).status_code == 200
         wait_until(lambda: dc.get(f"/interests/{email}").json() == [])
+
+
+def assert_reaches_the_broker_and_the_mail_server(package: str, http: int) -> None:
+    """The broker (and the notifier's mail server) compose names, as /health sees them."""
+    health = Api(f"http://127.0.0.1:{http}").get("/health").json()
+    assert health["status"] == "ok", health
+    assert health["broker"]["status"] == "ok", health
+    if "emails" in health:
+        assert health["emails"]["smtp"]["status"] == "ok", health
 
 
 @pytest.mark.local_stack

@@ -22,6 +22,7 @@ from tests.containers.deployment import (
     dotenv_entries,
     load_compose,
     parse_nginx,
+    required_environment,
     service_environment,
     settings_class,
 )
@@ -87,9 +88,8 @@ def default_config(package: str):
     import os
     from unittest import mock
 
-    settings = settings_class(package)
-    with mock.patch.dict(os.environ, {settings.DATABASE_URL_VARIABLE: "postgresql://u@h/d"}):
-        return settings()
+    with mock.patch.dict(os.environ, required_environment(package)):
+        return settings_class(package)()
 
 
 def headers_set(server: Directive) -> dict[str, str]:
@@ -137,8 +137,13 @@ def test_the_gateway_runs_the_official_nginx_image_with_the_templates_of_this_re
     # default.conf replaces the image's own default server (a "welcome" page on port 80).
     assert (TEMPLATES / "default.conf.template").is_file()
     assert GATEWAY.get("restart") == "unless-stopped"
-    # Only the services' network: no way to either database.
-    assert GATEWAY["networks"] == ["services"]
+    # The networks where the services' REST is: never a database's, nor the broker's.
+    networks = set(GATEWAY["networks"])
+    for name, spec in COMPOSE["services"].items():
+        if name not in SERVICES and name != "gateway":
+            assert not networks & set(spec["networks"]), f"the gateway would reach {name}"
+    for name in SERVICES:
+        assert networks & set(COMPOSE["services"][name]["networks"]), f"{name} is out of reach"
     assert set(GATEWAY["depends_on"]) == set(SERVICES)
 
 
@@ -171,11 +176,20 @@ def test_each_service_is_proxied_to_all_its_replicas_by_name_looked_up_again(nam
     assert seconds(valid.removeprefix("valid=")) <= 10
 
 
+# A service that declares no body limit reads no body: the gateway lets a small one through.
+NO_BODY_LIMIT = 1024
+
+
+def body_limit(package: str) -> int:
+    """The largest body a service reads (its MAX_CONTENT_LENGTH), or the gateway's own."""
+    return getattr(default_config(package), "MAX_CONTENT_LENGTH", None) or NO_BODY_LIMIT
+
+
 @pytest.mark.parametrize("package", sorted(SERVICES.values()))
 def test_body_limit_is_the_services_own_and_refused_as_json(package):
     server = server_for(package)
     limit = size_in_bytes(server.one("client_max_body_size").args[0])
-    assert limit == default_config(package).MAX_CONTENT_LENGTH
+    assert limit == body_limit(package)
 
 
 def test_requests_and_answers_are_buffered_and_slow_clients_cut_short():
@@ -272,7 +286,7 @@ def test_what_nginx_refuses_itself_is_answered_in_the_services_json_shape(packag
             # As the services' own 429 and 503: when to try again.
             headers = [h.args for h in location.all("add_header")]
             assert ["Retry-After", RETRY_AFTER[code], "always"] in headers, target
-    limit = default_config(package).MAX_CONTENT_LENGTH // 1024
+    limit = body_limit(package) // 1024
     assert f"{limit} KiB" in named[pages[413]].one("return").args[1]
 
 

@@ -18,6 +18,7 @@ from tests.containers.deployment import (
     REPO_ROOT,
     SERVICES_DOCKERFILE,
     dockerfile_instructions,
+    names_this_machine,
     only,
     reads_by_service,
 )
@@ -78,7 +79,6 @@ AGREED_SETTINGS = {
 }
 # Names whose values are secrets (a *_FILE setting is a path to one, not the secret).
 SECRET_LOOKING = re.compile(r"PASSWORD|SECRET|TOKEN|API_KEY|DATABASE_URL|PRIVATE", re.IGNORECASE)
-LOCAL_ADDRESSES = ("localhost", "127.0.0.1", "::1")
 # The launcher's roles; the image's default command (all roles in one) is for compose only.
 ROLE_CONTAINERS = {"migrate": True, "web": False, "grpc": False, "worker": False}
 SERVING_CONTAINERS = ["web", "grpc"]
@@ -440,7 +440,7 @@ def test_every_setting_the_code_reads_is_set_or_has_a_default(objects, package):
             if not has_default and variable not in OPTIONAL_WHEN_UNSET:
                 assert variable in env, f"{container.id}: {variable} has no default ({where})"
             defaults = [str(call.default) for call in calls if call.has_default]
-            if any(address in d for d in defaults for address in LOCAL_ADDRESSES):
+            if any(names_this_machine(d) for d in defaults):
                 assert variable in env, f"{container.id}: {variable} defaults to {defaults}"
         for variable in env:
             known = (
