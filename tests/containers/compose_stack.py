@@ -95,12 +95,20 @@ def versions() -> dict[str, str]:
 
 @dataclass
 class ComposeStack:
-    """One compose project made for a test run, on free ports, removed at the end."""
+    """One compose project made for a test run, on free ports, removed at the end.
+
+    ``replicas``: of the User Manager and the Data Collector; ``alert_replicas``:
+    of the Alert System and the Alert Notifier.
+    """
 
     replicas: int = 3
+    alert_replicas: int = 2
     project: str = field(default_factory=lambda: f"flight-tracker-test-{secrets.token_hex(3)}")
     user_manager_port: int = field(default_factory=free_port)
     data_collector_port: int = field(default_factory=free_port)
+    alert_system_port: int = field(default_factory=free_port)
+    alert_notifier_port: int = field(default_factory=free_port)
+    mail_catcher_port: int = field(default_factory=free_port)
     simulator_port: int = field(default_factory=free_port)
     simulator_secret: str = field(default_factory=lambda: secrets.token_hex(16))
     grpc_token: str = field(default_factory=lambda: secrets.token_urlsafe(32))
@@ -116,6 +124,18 @@ class ComposeStack:
         return f"http://127.0.0.1:{self.data_collector_port}"
 
     @property
+    def alert_system_url(self) -> str:
+        return f"http://127.0.0.1:{self.alert_system_port}"
+
+    @property
+    def alert_notifier_url(self) -> str:
+        return f"http://127.0.0.1:{self.alert_notifier_port}"
+
+    @property
+    def mail_catcher_url(self) -> str:
+        return f"http://127.0.0.1:{self.mail_catcher_port}"
+
+    @property
     def simulator_url(self) -> str:
         return f"http://127.0.0.1:{self.simulator_port}"
 
@@ -126,6 +146,9 @@ class ComposeStack:
             "PUBLISH_HOST": "127.0.0.1",
             "USER_MANAGER_HTTP_PORT": str(self.user_manager_port),
             "DATA_COLLECTOR_HTTP_PORT": str(self.data_collector_port),
+            "ALERT_SYSTEM_HTTP_PORT": str(self.alert_system_port),
+            "ALERT_NOTIFIER_HTTP_PORT": str(self.alert_notifier_port),
+            "MAIL_CATCHER_HTTP_PORT": str(self.mail_catcher_port),
             "OPENSKY_SIMULATOR_PORT": str(self.simulator_port),
             "SIMULATOR_CLIENT_SECRET": self.simulator_secret,
             "OPENSKY_API_URL": f"{SIMULATOR_IN_NETWORK}/api",
@@ -173,7 +196,13 @@ class ComposeStack:
 
     def up(self, **scale: int) -> None:
         """Start (or rescale) the stack in the background; ``scale``: replicas by service."""
-        counts = {"user-manager": self.replicas, "data-collector": self.replicas, **scale}
+        counts = {
+            "user-manager": self.replicas,
+            "data-collector": self.replicas,
+            "alert-system": self.alert_replicas,
+            "alert-notifier": self.alert_replicas,
+            **scale,
+        }
         flags = [f"--scale={name}={count}" for name, count in counts.items()]
         self.compose("up", "-d", "--no-build", *flags, timeout=600)
 
@@ -213,8 +242,14 @@ class ComposeStack:
             time.sleep(POLL_SECONDS)
 
     def _gateway_ready(self) -> bool:
-        """Tell whether both services answer /health through the gateway, peers included."""
-        for url in (self.user_manager_url, self.data_collector_url):
+        """Tell whether every service answers /health through the gateway (peers, broker)."""
+        urls = (
+            self.user_manager_url,
+            self.data_collector_url,
+            self.alert_system_url,
+            self.alert_notifier_url,
+        )
+        for url in urls:
             try:
                 with urllib.request.urlopen(f"{url}/health", timeout=5) as response:
                     if json.load(response).get("status") != "ok":

@@ -1,13 +1,16 @@
 """``make test-containers``: the scaled compose stack on a real engine, the suite, the drills.
 
 ``python -m tests.containers.drills`` builds the images, starts docker-compose.yml
-with ``--scale user-manager=3 --scale data-collector=3`` plus the OpenSky
-simulator as a container (``deploy/compose/test-stack.yml``), on free host
-ports, waits until every container is healthy, runs the integration suite
-through the gateway (``UM_URL``, ``DC_URL``, ``SIM_URL``), then the fault
-drills below, and prints a Markdown table of what each measured. It always
-removes the project (``down -v``). Without a Docker engine it says why and
-exits 0 having run nothing (CI has no engine).
+with ``--scale user-manager=3 --scale data-collector=3 --scale alert-system=2
+--scale alert-notifier=2`` plus the OpenSky simulator as a container
+(``deploy/compose/test-stack.yml``), on free host ports, waits until every
+container is healthy, runs the integration suite through the gateway
+(``UM_URL``, ``DC_URL``, ``SIM_URL``), then the fault drills below, and prints
+a Markdown table of what each measured. The alerts pipeline's drills publish
+``to-alert-system`` events themselves (from a collector container, with the
+message models) and count the emails in the mail catcher. It always removes
+the project (``down -v``). Without a Docker engine it says why and exits 0
+having run nothing (CI has no engine).
 
 The run shortens the collector's period to one minute
 (``COLLECT_INTERVAL_MINUTES=1``, ``COLLECT_MIN_GAP_MINUTES=0``, so every
@@ -33,10 +36,12 @@ from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import requests
 
+from common.broker.messages import FlightsEvent, Follower, Window
 from opensky_sim.control import SimulatorControl
 from tests.containers.compose_stack import (
     ComposeError,
@@ -46,17 +51,19 @@ from tests.containers.compose_stack import (
     versions,
     wait_for,
 )
-from tests.containers.deployment import REPO_ROOT
+from tests.containers.deployment import REPO_ROOT, load_compose, migration_services
 from tests.utils import Api, create_user, unique_email, user_payload
 
 REPLICAS = 3
+# Of each alert service: its replicas share one durable consumer per subject.
+ALERT_REPLICAS = 2
 # One collection period of one minute, and something new to fetch at every cycle.
 PERIOD_SECONDS = 60
 DRILL_SETTINGS = {
     "COLLECT_INTERVAL_MINUTES": str(PERIOD_SECONDS // 60),
     "COLLECT_MIN_GAP_MINUTES": "0",
     "COLLECT_BACKFILL_DAYS": "1",
-    # Nine service containers share the machine: two web workers each (not four) keep
+    # Ten service containers share the machine: two web workers each (not four) keep
     # start-up and the drills' figures from being mostly CPU contention.
     "WEB_CONCURRENCY": "2",
 }
@@ -857,7 +864,12 @@ FLOOD_REQUESTS = 600
 FLOOD_IN_FLIGHT = 32
 # The second client asks this often while the flood runs.
 SECOND_CLIENT_INTERVAL_SECONDS = 0.05
-MIGRATION_STEPS = ("user-manager-migrate", "data-collector-migrate")
+MIGRATION_STEPS = tuple(migration_services(load_compose()))
+DATABASES = tuple(
+    name
+    for name, spec in load_compose()["services"].items()
+    if spec.get("image", "").startswith("postgres")
+)
 EMAIL_IN_LOG = re.compile(r"[\w.+-]+(?:@|%40)[\w-]+(?:\.[\w-]+)+", re.IGNORECASE)
 
 
@@ -993,13 +1005,335 @@ def drill_gateway_log_and_containers(stack: ComposeStack) -> DrillResult:
         if not locked:
             loose.append(name)
     # The databases' own (their init script's) and the migration steps': no one else's.
-    serving = [h for h in holders if not h.startswith(("user-db", "data-db", *MIGRATION_STEPS))]
+    serving = [h for h in holders if not h.startswith((*DATABASES, *MIGRATION_STEPS))]
     result.figures += [
         f"an owner password in the environment of: {', '.join(sorted(holders))}",
         f"{len(inspected)} containers; not locked down: {', '.join(sorted(loose)) or 'none'}",
     ]
     result.check(not serving, f"serving containers holding an owner password: {serving}")
     result.check(not loose, f"not locked down: {loose}")
+    return result
+
+
+# --- the alerts pipeline ------------------------------------------------------------------
+
+# Each drill's crossings: events of this many airports, each followed by this many interests
+# whose upper threshold the figure crosses, so every follower gets exactly one email.
+ALERT_AIRPORTS = ("LIRF", "LIMC", "EGLL", "LFPG", "EDDF", "LEMD", "EHAM", "LOWW")
+FOLLOWERS_PER_EVENT = 100
+ALERT_FIGURE = 100
+ALERT_THRESHOLD = 10
+# From the last publish to the last email: the default ack wait (30 s) for what a killed
+# replica held, the retries' backoff after the broker's return, and 2 cores for all of it.
+ALERTS_SETTLED_WITHIN_SECONDS = 240
+# How long the publisher keeps trying while the broker is away (the collector's outbox
+# relay does the same, with backoff).
+PUBLISH_RETRY_SECONDS = 120
+# Emails already accepted when a fault is made: the pipeline is then mid-flow.
+MID_FLOW_EMAILS = 20
+# How long the broker stays stopped: publishers and consumers meet a broker that is away.
+BROKER_OUTAGE_SECONDS = 10
+
+# Run in a Data Collector container (on the broker's network, with the services' code): the
+# drill's stand-in for the collector's outbox relay, publishing `to-alert-system` events
+# (stdin, as JSON) until the broker has stored them all. Ids come from the content, so a
+# retry after a broker outage is a duplicate the broker drops.
+PUBLISH_SCRIPT = """
+import json, os, sys, time
+from common.broker.connection import Broker, BrokerUnavailableError
+from common.broker.messages import ALERT_SYSTEM_EVENT, as_message
+from common.broker.streams import TO_ALERT_SYSTEM
+messages = [as_message(TO_ALERT_SYSTEM, ALERT_SYSTEM_EVENT.validate_python(event))
+            for event in json.load(sys.stdin)]
+broker = Broker(os.environ["NATS_URL"], name="drill-publisher")
+deadline, attempts = time.monotonic() + float(sys.argv[1]), 0
+while True:
+    attempts += 1
+    try:
+        stored = broker.publish_many(messages)
+        break
+    except BrokerUnavailableError:
+        if time.monotonic() > deadline:
+            raise
+        time.sleep(0.5)
+print(json.dumps({"new": sum(stored), "attempts": attempts}))
+"""
+# The streams and the durable consumers of the pipeline, as the broker counts them.
+BROKER_STATE_SCRIPT = """
+import json, os
+from common.broker.connection import Broker
+from common.broker.streams import TO_ALERT_SYSTEM, TO_NOTIFIER, stream_of
+async def state(js):
+    found = {}
+    for subject, durable in ((TO_ALERT_SYSTEM, "alert_system"), (TO_NOTIFIER, "alert_notifier")):
+        stream = stream_of(subject).name
+        info = await js.stream_info(stream)
+        consumer = await js.consumer_info(stream, durable)
+        found[subject] = {"last_seq": info.state.last_seq,
+                          "deliveries": consumer.delivered.consumer_seq,
+                          "delivered_up_to": consumer.delivered.stream_seq}
+    return found
+print(json.dumps(Broker(os.environ["NATS_URL"], name="drill-probe").call(state)))
+"""
+
+
+@dataclass
+class Crossings:
+    """One drill's interests: a ``flights`` event per airport, one crossing per follower."""
+
+    name: str
+    airports: tuple[str, ...]
+    events: list[dict] = field(default_factory=list)
+    emails: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        base = uuid.uuid4().int % 10**9 * 10**4
+        now = datetime.now(UTC)
+        start = datetime(now.year, now.month, now.day, tzinfo=UTC) - timedelta(days=2)
+        for number, airport in enumerate(self.airports):
+            followers = []
+            for index in range(FOLLOWERS_PER_EVENT):
+                email = f"{self.name}.{airport.lower()}.{index}.{RUN_ID}@example.com"
+                followers.append(
+                    Follower(
+                        interest_id=base + number * FOLLOWERS_PER_EVENT + index,
+                        email=email,
+                        high_value=ALERT_THRESHOLD,
+                    )
+                )
+                self.emails.append(email)
+            event = FlightsEvent(
+                kind="flights",
+                airport=airport,
+                window=Window(start=start, end=start + timedelta(days=1)),
+                arrivals=ALERT_FIGURE // 2,
+                departures=ALERT_FIGURE - ALERT_FIGURE // 2,
+                flights=ALERT_FIGURE,
+                followers=followers,
+                committed_at=now,
+            )
+            self.events.append(event.model_dump(mode="json"))
+
+
+@dataclass
+class MailTally:
+    """What the mail catcher caught for a drill's recipients."""
+
+    expected: int
+    sent: int
+    duplicates: int
+    lost: int
+
+    def __str__(self) -> str:
+        return (
+            f"emails expected {self.expected}, sent {self.sent}, duplicates {self.duplicates}, "
+            f"lost {self.lost}"
+        )
+
+
+def caught(stack: ComposeStack) -> Counter:
+    """Count the emails the mail catcher holds, by recipient."""
+    mails = requests.get(f"{stack.mail_catcher_url}/messages", timeout=HTTP_TIMEOUT).json()
+    return Counter(recipient for mail in mails for recipient in mail["to"])
+
+
+def tally(stack: ComposeStack, *drills: Crossings) -> MailTally:
+    """Count the emails of drills' recipients: each should have exactly one."""
+    counts = caught(stack)
+    mine = [counts.get(email, 0) for crossings in drills for email in crossings.emails]
+    return MailTally(
+        expected=len(mine),
+        sent=sum(1 for n in mine if n),
+        duplicates=sum(n - 1 for n in mine if n > 1),
+        lost=sum(1 for n in mine if n == 0),
+    )
+
+
+def publish(stack: ComposeStack, crossings: Crossings) -> dict:
+    """Publish a drill's events from a Data Collector container, as its outbox relay would."""
+    publisher = stack.containers("data-collector")[-1]
+    output = stack.exec(
+        publisher,
+        "python",
+        "-c",
+        PUBLISH_SCRIPT,
+        str(PUBLISH_RETRY_SECONDS),
+        stdin=json.dumps(crossings.events),
+    )
+    return json.loads(output.strip().splitlines()[-1])
+
+
+def broker_state(stack: ComposeStack) -> dict:
+    """The pipeline's streams and consumers, read from a Data Collector container."""
+    output = stack.exec(stack.containers("data-collector")[-1], "python", "-c", BROKER_STATE_SCRIPT)
+    return json.loads(output.strip().splitlines()[-1])
+
+
+def pipeline_settled(stack: ComposeStack) -> bool:
+    """Tell whether both consumers are caught up and both outboxes empty (/health)."""
+    try:
+        system = requests.get(f"{stack.alert_system_url}/health", timeout=HTTP_TIMEOUT).json()
+        notifier = requests.get(f"{stack.alert_notifier_url}/health", timeout=HTTP_TIMEOUT).json()
+        facts = [
+            (system["alerts"], "to-alert-system"),
+            (notifier["emails"], "to-notifier"),
+        ]
+        for pipeline, subject in facts:
+            lag = pipeline["consumers"][subject]
+            if lag["pending"] or lag["unacknowledged"] or pipeline["outbox"]["waiting"]:
+                return False
+    except (requests.RequestException, ValueError, KeyError, TypeError):
+        return False
+    return True
+
+
+def wait_for_unacknowledged(stack: ComposeStack, subject: str, timeout: float = 10) -> int:
+    """Wait until the consumer of ``subject`` holds unacknowledged messages; return how many."""
+    url = stack.alert_system_url if subject == "to-alert-system" else stack.alert_notifier_url
+    key = "alerts" if subject == "to-alert-system" else "emails"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            health = requests.get(f"{url}/health", timeout=HTTP_TIMEOUT).json()
+            held = health[key]["consumers"][subject]["unacknowledged"]
+        except (requests.RequestException, ValueError, KeyError, TypeError):
+            held = 0
+        if held:
+            return held
+        time.sleep(0.05)
+    return 0
+
+
+def redeliveries(before: dict, after: dict) -> dict[str, int]:
+    """Deliveries beyond each message's first, by consumed subject, between two states."""
+    return {
+        subject: (after[subject]["deliveries"] - before[subject]["deliveries"])
+        - (after[subject]["delivered_up_to"] - before[subject]["delivered_up_to"])
+        for subject in after
+    }
+
+
+def wait_for_every_email(stack: ComposeStack, *drills: Crossings) -> float | None:
+    """Wait until every recipient has an email and the pipeline is settled; return when."""
+    deadline = time.monotonic() + ALERTS_SETTLED_WITHIN_SECONDS
+    while time.monotonic() < deadline:
+        if tally(stack, *drills).lost == 0 and pipeline_settled(stack):
+            return time.monotonic()
+        time.sleep(1)
+    return None
+
+
+def wait_for_emails(stack: ComposeStack, crossings: Crossings, count: int) -> int:
+    """Wait until at least ``count`` of the drill's emails were caught; return how many."""
+    deadline = time.monotonic() + ALERTS_SETTLED_WITHIN_SECONDS
+    sent = 0
+    while time.monotonic() < deadline:
+        sent = tally(stack, crossings).sent
+        if sent >= count:
+            break
+        time.sleep(0.2)
+    return sent
+
+
+def drill_broker_restart(stack: ComposeStack) -> DrillResult:
+    """The broker restarted mid-flow: its volume keeps the streams, nothing is lost or doubled."""
+    first = Crossings("drill-broker-a", ALERT_AIRPORTS[:4])
+    second = Crossings("drill-broker-b", ALERT_AIRPORTS[4:])
+    result = DrillResult(
+        "broker restarted",
+        f"{len(first.emails)} crossings published on `to-alert-system` (message models, from a "
+        f"collector container); once {MID_FLOW_EMAILS} emails were out, nats stopped "
+        f"(`docker stop`) for {BROKER_OUTAGE_SECONDS} s and started again, "
+        f"{len(second.emails)} more crossings published while it was down (retried until "
+        "stored); emails counted in the mail catcher",
+    )
+    before = broker_state(stack)
+    published = publish(stack, first)
+    in_flight = wait_for_emails(stack, first, MID_FLOW_EMAILS)
+    (broker,) = stack.containers("nats")
+    stopped_at = time.monotonic()
+    docker("stop", broker, timeout=120)
+    # Published while the broker is away, as the collector's outbox would: stored once it is
+    # back. The publisher starts now, so its first attempts find no broker.
+    second_run: dict = {}
+    publisher = threading.Thread(target=lambda: second_run.update(publish(stack, second)))
+    publisher.start()
+    time.sleep(max(0.0, stopped_at + BROKER_OUTAGE_SECONDS - time.monotonic()))
+    docker("start", broker, timeout=120)
+    back = wait_until_healthy(stack, broker, timeout=120) - stopped_at
+    publisher.join(PUBLISH_RETRY_SECONDS + HTTP_TIMEOUT)
+    after = broker_state(stack)
+    done_at = wait_for_every_email(stack, first, second)
+    total = tally(stack, first, second)
+    kept = after["to-alert-system"]["last_seq"] - before["to-alert-system"]["last_seq"]
+    again = redeliveries(before, broker_state(stack))
+    result.figures = [
+        str(total),
+        f"at the stop: {in_flight} of {len(first.emails)} emails out",
+        f"nats healthy again {back:.0f} s after the stop; the events published meanwhile "
+        f"stored at attempt {second_run.get('attempts', 'none')}",
+        f"to-alert-system kept all of the drill's events through the restart: {kept} of "
+        f"{len(first.events + second.events)}",
+        "redelivered: " + ", ".join(f"{subject} {n}" for subject, n in again.items()),
+        "all mailed and settled "
+        + (f"{done_at - stopped_at:.0f} s after the stop" if done_at else "never"),
+    ]
+    result.check(total.lost == 0, f"{total.lost} crossings never mailed")
+    result.check(total.duplicates == 0, f"{total.duplicates} emails sent twice")
+    result.check(done_at is not None, "the pipeline did not settle")
+    result.check(in_flight < len(first.emails), "every email was out before the restart")
+    result.check(second_run.get("new") == len(second.events), f"published {second_run}")
+    result.check(
+        kept == published["new"] + len(second.events),
+        f"to-alert-system holds {kept} of the drill's {len(first.events + second.events)} events",
+    )
+    return result
+
+
+def drill_alert_replicas_killed(stack: ComposeStack) -> DrillResult:
+    """A replica of each alert service SIGKILLed mid-flow: the other takes over, none lost."""
+    crossings = Crossings("drill-kill", ALERT_AIRPORTS)
+    result = DrillResult(
+        "alert replicas killed",
+        f"{len(crossings.emails)} crossings published; every process of one Alert System "
+        f"replica SIGKILLed at once, of one Alert Notifier replica once {MID_FLOW_EMAILS} "
+        f"emails were out (of {stack.alert_replicas} replicas each; the restart policy brings "
+        "them back)",
+    )
+    before = broker_state(stack)
+    system, notifier = stack.containers("alert-system")[0], stack.containers("alert-notifier")[0]
+    runs = {victim: stack.state(victim)["StartedAt"] for victim in (system, notifier)}
+    publish(stack, crossings)
+    # Mid-batch when the Alert System holds events it has not acknowledged (either replica).
+    held = wait_for_unacknowledged(stack, "to-alert-system")
+    killed_at = time.monotonic()
+    stack.crash(system)
+    in_flight = wait_for_emails(stack, crossings, MID_FLOW_EMAILS)
+    stack.crash(notifier)
+    back = [
+        wait_until_healthy(stack, victim, timeout=180, started_after=runs[victim]) - killed_at
+        for victim in (system, notifier)
+    ]
+    done_at = wait_for_every_email(stack, crossings)
+    counts = tally(stack, crossings)
+    again = redeliveries(before, broker_state(stack))
+    result.figures = [
+        str(counts),
+        f"at the Alert System's kill: {held} events unacknowledged (by either replica); at "
+        f"the notifier's: {in_flight} of {len(crossings.emails)} emails out",
+        "redelivered (what the killed replicas held): "
+        + ", ".join(f"{subject} {n}" for subject, n in again.items()),
+        "all mailed and settled "
+        + (f"{done_at - killed_at:.0f} s after the first kill" if done_at else "never"),
+        f"killed replicas healthy again {back[0]:.0f} s (Alert System) and {back[1]:.0f} s "
+        "(Alert Notifier) after the first kill",
+    ]
+    result.check(counts.lost == 0, f"{counts.lost} crossings never mailed")
+    # A notifier process dies between the mail server's acceptance and its commit only in a
+    # window of milliseconds: one email at most, documented; anything more is a defect.
+    result.check(counts.duplicates <= 1, f"{counts.duplicates} emails sent twice")
+    result.check(done_at is not None, "the pipeline did not settle")
+    result.check(in_flight < len(crossings.emails), "every email was out before the kill")
     return result
 
 
@@ -1053,6 +1387,8 @@ DRILLS: list[Callable[[ComposeStack], DrillResult]] = [
     drill_deletes_while_collector_down,
     drill_slow_clients,
     drill_scale_without_restart,
+    drill_broker_restart,
+    drill_alert_replicas_killed,
     # Last: it leaves the drills' own client (this machine's address) out of allowance for
     # a moment; then the log and the containers as everything left them.
     drill_rate_limit,
@@ -1073,7 +1409,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     # docker stop of the run, or a CI timeout: still tear down.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    stack = ComposeStack(replicas=REPLICAS, settings=DRILL_SETTINGS)
+    stack = ComposeStack(replicas=REPLICAS, alert_replicas=ALERT_REPLICAS, settings=DRILL_SETTINGS)
     logs = Path(tempfile.mkdtemp(prefix="flight-tracker-containers-"))
     found = versions()
     header = [f"Docker engine {found['engine']}, Compose {found['compose']}"]
@@ -1089,8 +1425,9 @@ def main(argv: list[str] | None = None) -> int:
         up_seconds = time.monotonic() - started
         header.append(
             f"images built in {built:.0f} s; `up --scale user-manager={REPLICAS} --scale "
-            f"data-collector={REPLICAS}` healthy (every container, both /health ok through "
-            f"the gateway) in {up_seconds:.0f} s (waiting {healthy:.0f} s of it)"
+            f"data-collector={REPLICAS} --scale alert-system={ALERT_REPLICAS} --scale "
+            f"alert-notifier={ALERT_REPLICAS}` healthy (every container, every /health ok "
+            f"through the gateway) in {up_seconds:.0f} s (waiting {healthy:.0f} s of it)"
         )
         if not args.no_suite:
             print("integration suite through the gateway ...", flush=True)
