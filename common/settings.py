@@ -60,13 +60,21 @@ def refusal(error: ValidationError) -> str:
     return f"{variable} must be {allowed.format(**first.get('ctx', {}))}, got {first['input']!r}."
 
 
+# ``<VARIABLE>_FILE`` names a file holding a setting's value.
+FILE_SUFFIX = "_FILE"
+
+
 class EnvironmentSettings(BaseSettings):
     """Settings read from environment variables named exactly like the fields (or their alias).
 
     A blank value means unset (compose passes an unset ``${VAR:-}`` on as
     blank), so the default applies; other values lose their surrounding
-    spaces. A value that cannot be used raises :class:`ConfigError` with one
-    sentence, never pydantic's report of every field.
+    spaces. Any setting may instead come from a file, named by
+    ``<VARIABLE>_FILE``: an orchestrator mounts its secrets as files, which
+    unlike the environment no other process of the container can read from
+    ``/proc``, and which no crash report or ``docker inspect`` shows. Giving
+    both is refused. A value that cannot be used raises :class:`ConfigError`
+    with one sentence, never pydantic's report of every field.
     """
 
     model_config = SettingsConfigDict(case_sensitive=True)
@@ -82,8 +90,31 @@ class EnvironmentSettings(BaseSettings):
     def _blank_means_unset(cls, values: Any) -> Any:
         if not isinstance(values, dict):
             return values
+        values = cls._read_value_files(values)
         stripped = {key: v.strip() if isinstance(v, str) else v for key, v in values.items()}
         return {key: value for key, value in stripped.items() if value != ""}
+
+    @classmethod
+    def _read_value_files(cls, values: dict[str, Any]) -> dict[str, Any]:
+        """Add the value of each setting given as ``<VARIABLE>_FILE``."""
+        values = dict(values)
+        for variable in cls.variables():
+            path = os.environ.get(variable + FILE_SUFFIX, "").strip()
+            if variable.endswith(FILE_SUFFIX) or not path:
+                continue
+            given = values.get(variable)
+            if given is not None and str(given).strip():
+                raise ValueError(
+                    f"{variable} and {variable}{FILE_SUFFIX} are both set: give the value once."
+                )
+            try:
+                values[variable] = Path(path).read_text()
+            except (OSError, UnicodeDecodeError) as error:
+                reason = getattr(error, "strerror", None) or "not text"
+                raise ValueError(
+                    f"{variable}{FILE_SUFFIX}: cannot read {path} ({reason})."
+                ) from None
+        return values
 
     @classmethod
     def variables(cls) -> dict[str, str]:

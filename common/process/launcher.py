@@ -29,7 +29,7 @@ import logging
 import os
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -186,12 +186,26 @@ def serve(service: Service, roles: Sequence[str], *, migrate_first: bool) -> int
             return 1
     # Only the migration connects as the database's owner: the serving roles and the worker
     # never see its URL (they serve as the role that can change no schema).
-    role_env = dict(os.environ)
-    role_env.pop(service.migration_url_variable, None)
+    role_env = serving_environment(service, os.environ)
     for group in ([WEB] if WEB in roles else [], threaded):
         if group:
             supervisor.start("+".join(group), roles_command(service, group), env=role_env)
     return supervisor.wait()
+
+
+def owner_url_variables(service: Service) -> tuple[str, str]:
+    """Return the variables that can give the owner's URL: its value, or its file's path.
+
+    (Any setting may come from the file ``<VARIABLE>_FILE`` names: common.settings, which
+    this module does not import, as it loads pydantic.)
+    """
+    return (service.migration_url_variable, f"{service.migration_url_variable}_FILE")
+
+
+def serving_environment(service: Service, environment: Mapping[str, str]) -> dict[str, str]:
+    """Return ``environment`` without the owner's URL (nor its file): for the serving roles."""
+    hidden = owner_url_variables(service)
+    return {name: value for name, value in environment.items() if name not in hidden}
 
 
 def serve_here(service: Service, threaded: Sequence[str]) -> int:
@@ -203,7 +217,8 @@ def serve_here(service: Service, threaded: Sequence[str]) -> int:
         log.warning("%s: %s", service.name, warning)
     prepare_metrics_dir(service.name)
     os.environ.setdefault("MALLOC_ARENA_MAX", MALLOC_ARENA_MAX)
-    os.environ.pop(service.migration_url_variable, None)
+    for variable in owner_url_variables(service):
+        os.environ.pop(variable, None)
     if threaded:
         supervisor = Supervisor(service.name)
         supervisor.install_signal_handlers()

@@ -74,3 +74,19 @@ def test_a_role_that_cannot_start_stops_the_process_with_an_error(monkeypatch):
     monkeypatch.setattr(launcher.Supervisor, "install_signal_handlers", lambda _self: None)
     assert launcher.main(service, ["grpc", "worker"]) == 1
     assert stopped == [True]
+
+
+@pytest.mark.parametrize("name", sorted(SERVICES))
+def test_the_serving_roles_get_neither_the_owner_s_url_nor_its_file(name):
+    service = SERVICES[name]
+    variable = f"{name.upper()}_MIGRATION_DATABASE_URL"
+    given = {
+        variable: "postgresql://owner:pw@db/x",
+        f"{variable}_FILE": "/run/secrets/migration-url",
+        f"{name.upper()}_DATABASE_URL_FILE": "/run/secrets/url",
+        "LOG_LEVEL": "INFO",
+    }
+    assert launcher.serving_environment(service, given) == {
+        f"{name.upper()}_DATABASE_URL_FILE": "/run/secrets/url",
+        "LOG_LEVEL": "INFO",
+    }

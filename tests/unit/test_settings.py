@@ -20,6 +20,7 @@ def environment(monkeypatch):
     for settings in SERVICES:
         for variable in settings.variables():
             monkeypatch.delenv(variable, raising=False)
+            monkeypatch.delenv(f"{variable}_FILE", raising=False)
     return monkeypatch
 
 
@@ -106,6 +107,45 @@ def test_database_urls_are_pinned_to_psycopg2_and_migrations_default_to_the_serv
     environment.setenv("USER_MANAGER_MIGRATION_DATABASE_URL", "postgresql://owner:pw@db/users")
     assert UserManagerSettings().MIGRATION_DATABASE_URL == "postgresql+psycopg2://owner:pw@db/users"
     assert "pw@" not in repr(UserManagerSettings())
+
+
+def test_a_setting_may_come_from_the_file_its_file_variable_names(environment, tmp_path):
+    """As an orchestrator mounts secrets: one file per value, often with a final newline."""
+    url, token, pool = tmp_path / "url", tmp_path / "token", tmp_path / "pool"
+    url.write_text("postgresql://app:s3cret@db:5432/users\n")
+    token.write_text("grpc-token-from-a-file")
+    pool.write_text("7\n")
+    environment.setenv("USER_MANAGER_DATABASE_URL_FILE", str(url))
+    environment.setenv("GRPC_AUTH_TOKEN_FILE", str(token))
+    environment.setenv("DB_POOL_SIZE_FILE", str(pool))
+    settings = UserManagerSettings()
+    assert settings.SQLALCHEMY_DATABASE_URI == "postgresql+psycopg2://app:s3cret@db:5432/users"
+    assert settings.MIGRATION_DATABASE_URL == settings.SQLALCHEMY_DATABASE_URI
+    assert settings.GRPC_SECURITY.token == "grpc-token-from-a-file"
+    assert settings.DB_POOL_SIZE == 7
+    assert "s3cret" not in repr(settings)
+    # A value of the file is checked as the variable's would be, and named after it.
+    pool.write_text("many")
+    with pytest.raises(ConfigError, match=r"^DB_POOL_SIZE must be a whole number, got 'many'"):
+        UserManagerSettings()
+
+
+def test_a_setting_given_twice_or_from_a_file_that_cannot_be_read_is_refused(environment, tmp_path):
+    token = tmp_path / "token"
+    token.write_text("from-the-file")
+    environment.setenv("GRPC_AUTH_TOKEN_FILE", str(token))
+    environment.setenv("GRPC_AUTH_TOKEN", "from-the-environment")
+    with pytest.raises(ConfigError, match="GRPC_AUTH_TOKEN and GRPC_AUTH_TOKEN_FILE are both set"):
+        UserManagerSettings()
+    # Blank is unset, as everywhere: the file's value stands.
+    environment.setenv("GRPC_AUTH_TOKEN", " ")
+    assert UserManagerSettings().GRPC_SECURITY.token == "from-the-file"
+    environment.setenv("GRPC_AUTH_TOKEN_FILE", str(tmp_path / "missing"))
+    with pytest.raises(ConfigError) as refused:
+        UserManagerSettings()
+    assert str(refused.value) == (
+        f"GRPC_AUTH_TOKEN_FILE: cannot read {tmp_path / 'missing'} (No such file or directory)."
+    )
 
 
 def test_grpc_listens_where_rest_does_unless_told(environment):
