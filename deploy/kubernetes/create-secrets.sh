@@ -13,10 +13,13 @@
 # Read from the environment:
 #   NAMESPACE (flight-tracker), KUBECTL (kubectl)
 #   OPENSKY_CLIENT_ID, OPENSKY_CLIENT_SECRET: the OpenSky API client; unset, the
-#       collector runs anonymously
-#   production only: USER_MANAGER_DATABASE_URL, USER_MANAGER_MIGRATION_DATABASE_URL,
-#       DATA_COLLECTOR_DATABASE_URL, DATA_COLLECTOR_MIGRATION_DATABASE_URL (serving
-#       role and owner role of each service's database)
+#       Secret holds empty values and the collector runs anonymously
+#   SMTP_USERNAME, SMTP_PASSWORD: the mail server's login; unset, empty values (no login)
+#   production only: <SERVICE>_DATABASE_URL and <SERVICE>_MIGRATION_DATABASE_URL (serving
+#       role and owner role of each service's database) for USER_MANAGER, DATA_COLLECTOR,
+#       ALERT_SYSTEM and ALERT_NOTIFIER
+#
+# The pods read every value as a file of its Secret (the settings' <VARIABLE>_FILE).
 set -eu
 
 NAMESPACE=${NAMESPACE:-flight-tracker}
@@ -112,6 +115,8 @@ database_secrets() {
 
 database_secrets user-manager user-db user_manager
 database_secrets data-collector data-db data_collector
+database_secrets alert-system alert-db alert_system
+database_secrets alert-notifier notifier-db alert_notifier
 
 # --- Between the services -------------------------------------------------------------
 if exists grpc-auth; then
@@ -132,11 +137,27 @@ else
 fi
 
 # --- OpenSky ------------------------------------------------------------------------------
+# Always made (the collector's worker mounts it): empty values mean anonymous access.
 if exists opensky-credentials; then
     echo "kept Secret opensky-credentials"
-elif [ -n "${OPENSKY_CLIENT_ID:-}" ] && [ -n "${OPENSKY_CLIENT_SECRET:-}" ]; then
+else
+    if [ -z "${OPENSKY_CLIENT_ID:-}" ] || [ -z "${OPENSKY_CLIENT_SECRET:-}" ]; then
+        echo "no OPENSKY_CLIENT_ID/OPENSKY_CLIENT_SECRET: the collector runs anonymously"
+        OPENSKY_CLIENT_ID='' OPENSKY_CLIENT_SECRET=''
+    fi
     create_secret opensky-credentials \
         client-id "$OPENSKY_CLIENT_ID" client-secret "$OPENSKY_CLIENT_SECRET"
+fi
+
+# --- The mail server ----------------------------------------------------------------------
+# Always made (the notifier mounts it): empty values mean no login (a relay that trusts
+# the cluster, or the local overlay's mail catcher).
+if exists smtp-credentials; then
+    echo "kept Secret smtp-credentials"
 else
-    echo "no OPENSKY_CLIENT_ID/OPENSKY_CLIENT_SECRET: the collector runs anonymously"
+    if [ -z "${SMTP_USERNAME:-}" ] || [ -z "${SMTP_PASSWORD:-}" ]; then
+        echo "no SMTP_USERNAME/SMTP_PASSWORD: the notifier sends without logging in"
+        SMTP_USERNAME='' SMTP_PASSWORD=''
+    fi
+    create_secret smtp-credentials username "$SMTP_USERNAME" password "$SMTP_PASSWORD"
 fi

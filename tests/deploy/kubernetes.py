@@ -2,9 +2,10 @@
 
 The tests in this package render each overlay with ``kubectl kustomize`` and
 check the objects. This module holds what they share: rendering, label
-selectors, the containers of each workload with their resolved environment,
-and a small evaluator of NetworkPolicies that says whether one endpoint may
-open a connection to another on a port.
+selectors, the containers of each workload with their resolved environment
+(a setting given as a file, ``<VARIABLE>_FILE``, resolved to the Secret
+mounted there), and a small evaluator of NetworkPolicies that says whether
+one endpoint may open a connection to another on a port.
 """
 
 import functools
@@ -17,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from tests.containers.deployment import REPO_ROOT
+from tests.containers.deployment import REPO_ROOT, settings_class
 
 KUBERNETES_DIR = REPO_ROOT / "deploy" / "kubernetes"
 BASE_DIR = KUBERNETES_DIR / "base"
@@ -26,7 +27,27 @@ SECRETS_SCRIPT = KUBERNETES_DIR / "create-secrets.sh"
 OVERLAYS = sorted(path.name for path in OVERLAYS_DIR.iterdir() if path.is_dir())
 NAMESPACE = "flight-tracker"
 # The service packages and the names their objects carry (app.kubernetes.io/name).
-SERVICES = {"user_manager": "user-manager", "data_collector": "data-collector"}
+SERVICES = {
+    "user_manager": "user-manager",
+    "data_collector": "data-collector",
+    "alert_system": "alert-system",
+    "alert_notifier": "alert-notifier",
+}
+# A setting given as the path of a file that holds its value (common.settings).
+FILE_SUFFIX = "_FILE"
+
+
+@functools.cache
+def path_settings() -> frozenset[str]:
+    """Settings that are paths in their own right (``API_KEYS_FILE``), not a value's file."""
+    return frozenset(
+        variable
+        for package in SERVICES
+        for variable in settings_class(package).variables()
+        if variable.endswith(FILE_SUFFIX)
+    )
+
+
 # The one image every service's containers run (common/Dockerfile), the command choosing.
 SERVICES_IMAGE = "flight-tracker/services"
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob")
@@ -183,6 +204,11 @@ def containers(objects) -> list[Container]:
     return found
 
 
+def postgres_containers(objects) -> list[Container]:
+    """Return the containers that run PostgreSQL (the local overlay's databases)."""
+    return [c for c in containers(objects) if image_name(c.spec["image"]) == "postgres"]
+
+
 def app_containers(objects, package: str | None = None) -> list[Container]:
     """Return the containers that run one of the services (or the one given)."""
     return [
@@ -192,16 +218,21 @@ def app_containers(objects, package: str | None = None) -> list[Container]:
 
 @dataclass(frozen=True)
 class EnvSource:
-    """Where one environment variable of a container gets its value."""
+    """Where one setting of a container gets its value.
+
+    ``secret``: the Secret and key, read from the environment (``secret_file``
+    None) or from the file of a mounted Secret (``secret_file``: its path).
+    """
 
     value: str | None = None
     secret: tuple[str, str] | None = None
     optional: bool = False
     config_map: str | None = None
+    secret_file: str | None = None
 
 
-def container_env(container: Container, objects) -> dict[str, EnvSource]:
-    """Resolve a container's environment: envFrom ConfigMaps first, then ``env`` wins."""
+def raw_env(container: Container, objects) -> dict[str, EnvSource]:
+    """The container's environment as Kubernetes sets it: envFrom ConfigMaps, then ``env``."""
     env: dict[str, EnvSource] = {}
     for source in container.spec.get("envFrom") or []:
         prefix = source.get("prefix", "")
@@ -221,6 +252,44 @@ def container_env(container: Container, objects) -> dict[str, EnvSource]:
         else:
             env[variable["name"]] = EnvSource(value=str(variable.get("value", "")))
     return env
+
+
+def container_env(container: Container, objects) -> dict[str, EnvSource]:
+    """Resolve a container's settings: its environment and its settings given as files.
+
+    Each ``<VARIABLE>_FILE`` that names a file of a mounted Secret adds
+    ``<VARIABLE>``, from that Secret's key.
+    """
+    env = raw_env(container, objects)
+    for name, source in list(env.items()):
+        if not name.endswith(FILE_SUFFIX) or name in path_settings() or source.value is None:
+            continue
+        found = secret_file(container, source.value)
+        if found is not None:
+            secret, key, optional = found
+            env[name.removesuffix(FILE_SUFFIX)] = EnvSource(
+                secret=(secret, key), optional=optional, secret_file=source.value
+            )
+    return env
+
+
+def secret_file(container: Container, path: str) -> tuple[str, str, bool] | None:
+    """Return ``(Secret, key, optional)`` of the Secret file a container sees at ``path``."""
+    held = mounted_volume(container, path)
+    if held is None or "secret" not in held[1]:
+        return None
+    mount_path, volume = held
+    secret = volume["secret"]
+    relative = path[len(mount_path.rstrip("/")) + 1 :]
+    items = secret.get("items")
+    if items is None:
+        key = relative
+    else:
+        keys = [item["key"] for item in items if item.get("path", item["key"]) == relative]
+        if not keys:
+            return None
+        key = keys[0]
+    return secret["secretName"], key, bool(secret.get("optional"))
 
 
 def volume_mounts(container: Container) -> dict[str, dict[str, Any]]:

@@ -14,16 +14,21 @@ import pytest
 
 from common.process.healthcheck import PROBE_TIMEOUT_SECONDS
 from common.process.supervisor import Supervisor
+from common.settings import BrokerSettings
 from tests.containers.deployment import (
+    GRPC_SETTINGS,
     REPO_ROOT,
     SERVICES_DOCKERFILE,
+    declaration,
     dockerfile_instructions,
     names_this_machine,
     only,
     reads_by_service,
+    speaks_grpc,
 )
 from tests.deploy.kubernetes import (
     COMPONENT_LABEL,
+    FILE_SUFFIX,
     NAME_LABEL,
     NAMESPACE,
     OVERLAYS,
@@ -38,6 +43,8 @@ from tests.deploy.kubernetes import (
     of_kind,
     pod_labels,
     pod_template,
+    postgres_containers,
+    raw_env,
     selector_matches,
     service_selects,
     workload_id,
@@ -52,6 +59,9 @@ REQUIRED_OVERLAYS = {"local", "production"}
 MEASURED_RSS_MB = {
     "user_manager": {"gunicorn_master": 34, "web_worker": 72, "grpc": 84, "worker": 72},
     "data_collector": {"gunicorn_master": 34, "web_worker": 100, "grpc": 84, "worker": 103},
+    # In their compose containers, idle and after 1,000 messages.
+    "alert_system": {"gunicorn_master": 25, "web_worker": 72, "worker": 100},
+    "alert_notifier": {"gunicorn_master": 25, "web_worker": 72, "worker": 100},
 }
 # An exec probe (`python -m <service> healthcheck grpc`) runs inside the container.
 HEALTHCHECK_RSS_MB = 34
@@ -77,15 +87,41 @@ AGREED_SETTINGS = {
     "API_KEYS_FILE",
     "TRUSTED_PROXIES",
 }
+# Settings a service gets before its code reads them: the Data Collector publishes on the
+# broker and consumes from it once its side of the alerts is in.
+AWAITED_SETTINGS = {"data_collector": set(BrokerSettings.variables())}
+# The public REST APIs, behind the Ingress; the alert services' REST is for operators.
+INGRESS_SERVICES = {"user_manager", "data_collector"}
+BROKER = "nats"
+BROKER_URL = f"nats://{BROKER}.{NAMESPACE}.svc.cluster.local:4222"
+# The broker's servers in each overlay: one, or a cluster of three.
+BROKER_SERVERS = {"local": 1, "production": 3}
 # Names whose values are secrets (a *_FILE setting is a path to one, not the secret).
 SECRET_LOOKING = re.compile(r"PASSWORD|SECRET|TOKEN|API_KEY|DATABASE_URL|PRIVATE", re.IGNORECASE)
 # The launcher's roles; the image's default command (all roles in one) is for compose only.
 ROLE_CONTAINERS = {"migrate": True, "web": False, "grpc": False, "worker": False}
-SERVING_CONTAINERS = ["web", "grpc"]
 WORKER_CONTAINERS = ["worker"]
-REST_PORTS = {"user_manager": 5001, "data_collector": 5002}
+REST_PORTS = {
+    "user_manager": 5001,
+    "data_collector": 5002,
+    "alert_system": 5004,
+    "alert_notifier": 5005,
+}
 GRPC_PORTS = {"user_manager": 50051, "data_collector": 50052}
 PEERS = {"user_manager": "data_collector", "data_collector": "user_manager"}
+# Each service's pods (by component) and their init containers and containers. The
+# gRPC services: serving pods and a single worker (background jobs that need no more). The
+# alert services: the worker beside the web server in every pod, since its work is what
+# scales (replicas share the consumer) and its counters reach /metrics only there.
+LAYOUTS = {
+    "user_manager": {"server": (["migrate"], ["web", "grpc"]), "worker": (["migrate"], ["worker"])},
+    "data_collector": {
+        "server": (["migrate"], ["web", "grpc"]),
+        "worker": (["migrate"], ["worker"]),
+    },
+    "alert_system": {"server": (["migrate"], ["web", "worker"])},
+    "alert_notifier": {"server": (["migrate"], ["web", "worker"])},
+}
 
 
 def mebibytes(quantity: str) -> float:
@@ -246,7 +282,7 @@ def test_every_autoscaler_and_budget_targets_a_rendered_workload(objects):
         )
 
 
-def test_the_ingress_routes_one_host_to_each_rest_api(objects):
+def test_the_ingress_routes_one_host_to_each_public_rest_api(objects):
     (ingress,) = of_kind(objects, "Ingress")
     assert ingress["spec"].get("ingressClassName")
     routed = {}
@@ -257,14 +293,14 @@ def test_the_ingress_routes_one_host_to_each_rest_api(objects):
         service = find(objects, "Service", backend["name"])
         (port,) = [p for p in service["spec"]["ports"] if p["name"] == backend["port"]["name"]]
         routed[rule["host"]] = (service, port)
-    assert len(routed) == len(SERVICES), "one host per REST API"
+    assert len(routed) == len(INGRESS_SERVICES), "one host per public REST API"
     targets = set()
     for service, port in routed.values():
         (workload,) = [w for w in workloads(objects) if service_selects(service, pod_labels(w))]
         (web,) = [c for c in app_containers(objects) if c.workload is workload and c.name == "web"]
         assert web.ports[port["targetPort"]] == REST_PORTS[web.package]
         targets.add(web.package)
-    assert targets == set(SERVICES)
+    assert targets == INGRESS_SERVICES, "the alert services' REST is for operators only"
 
 
 # --- Containers: commands, probes, resources, security ---------------------------------------
@@ -280,10 +316,9 @@ def test_each_process_runs_in_its_own_container_and_migrations_run_first(objects
                 [c.name for c in found if c.init],
                 [c.name for c in found if not c.init],
             )
-    assert layouts == {
-        "server": (["migrate"], SERVING_CONTAINERS),
-        "worker": (["migrate"], WORKER_CONTAINERS),
-    }
+    assert layouts == LAYOUTS[package]
+    roles = {name for _, names in LAYOUTS[package].values() for name in names}
+    assert roles == set(declaration(package).role_names), "every role of the service runs"
     for container in app_containers(objects, package):
         assert command_of(container) == ["python", "-m", package, container.name], container.id
         assert ROLE_CONTAINERS[container.name] == container.init, container.id
@@ -377,6 +412,7 @@ def test_every_serving_container_has_startup_liveness_and_readiness_probes(objec
 def test_liveness_is_ping_and_readiness_is_the_service_own_database(objects, package):
     # Readiness waits for the check's connection and its query.
     check_seconds = 2 * PROBE_TIMEOUT_SECONDS
+    peer = PEERS.get(package)
     for container in app_containers(objects, package):
         if container.name == "web":
             assert container.spec["livenessProbe"]["httpGet"]["path"] == "/ping"
@@ -396,7 +432,7 @@ def test_liveness_is_ping_and_readiness_is_the_service_own_database(objects, pac
             assert readiness["timeoutSeconds"] > check_seconds, container.id
         for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
             text = str(container.spec.get(probe) or "")
-            assert PEERS[package] not in text and SERVICES[PEERS[package]] not in text, (
+            assert peer is None or (peer not in text and SERVICES[peer] not in text), (
                 f"{container.id}: a probe must never depend on the peer service"
             )
 
@@ -411,13 +447,18 @@ def test_a_stopping_pod_gets_time_for_its_pre_stop_pause_and_a_graceful_shutdown
         assert container.pod.get("terminationGracePeriodSeconds", 30) > needed, container.id
 
 
-def test_images_are_the_services_or_postgres_with_a_pinned_tag(objects):
+def test_images_are_the_services_postgres_or_nats_with_a_pinned_tag(objects):
     for container in containers(objects):
         image = container.spec["image"]
         assert container.spec.get("imagePullPolicy") == "IfNotPresent", container.id
-        if container.package is None:
+        if image_name(image) == "postgres":
             assert image == "postgres:18", f"{container.id}: {image}"
             continue
+        if image_name(image) == "nats":
+            assert re.fullmatch(r"nats:\d+\.\d+(\.\d+)?-alpine", image), image
+            continue
+        # The services, and the local overlay's mail catcher, which their image runs.
+        assert (container.spec.get("command") or [])[:2] == ["python", "-m"], container.id
         assert image_name(image).endswith(SERVICES_IMAGE), f"{container.id}: {image}"
         tag = image[len(image_name(image)) :]
         assert tag.startswith("@sha256:") or (tag.startswith(":") and tag != ":latest"), image
@@ -437,14 +478,24 @@ def test_every_setting_the_code_reads_is_set_or_has_a_default(objects, package):
             has_default = all(call.has_default for call in calls)
             if variable == migration_url:
                 continue  # checked below: the migrate container only
+            if variable in GRPC_SETTINGS and not speaks_grpc(package):
+                assert variable not in env, f"{container.id}: {variable}, and it has no gRPC"
+                continue
             if not has_default and variable not in OPTIONAL_WHEN_UNSET:
                 assert variable in env, f"{container.id}: {variable} has no default ({where})"
             defaults = [str(call.default) for call in calls if call.has_default]
             if any(names_this_machine(d) for d in defaults):
                 assert variable in env, f"{container.id}: {variable} defaults to {defaults}"
+        awaited = AWAITED_SETTINGS.get(package, set())
         for variable in env:
+            # A setting given as a file is read as the setting itself.
+            setting = variable.removesuffix(FILE_SUFFIX)
             known = (
-                variable in reads or variable in READ_OUTSIDE_CONFIG or variable in AGREED_SETTINGS
+                variable in reads
+                or setting in reads
+                or variable in READ_OUTSIDE_CONFIG
+                or variable in AGREED_SETTINGS
+                or variable in awaited
             )
             assert known, f"{container.id} sets {variable}, which the code never reads"
 
@@ -456,12 +507,46 @@ def test_each_service_gets_its_own_database_and_only_migrations_the_owner_role(o
         env = container_env(container, objects)
         assert env[f"{package.upper()}_DATABASE_URL"].secret == (secret, "url"), container.id
         owner = env.get(f"{package.upper()}_MIGRATION_DATABASE_URL")
+        mounted_keys = secret_keys_mounted(container)
         if container.name == "migrate":
             assert owner and owner.secret == (secret, "migration-url"), container.id
         else:
             assert owner is None, f"{container.id}: only migrations may hold the owner role"
-        other = PEERS[package].upper()
-        assert f"{other}_DATABASE_URL" not in env and f"{other}_MIGRATION_DATABASE_URL" not in env
+            # Not even as a file it could open.
+            assert (secret, "migration-url") not in mounted_keys, container.id
+        for other in set(SERVICES) - {package}:
+            assert not any(name == f"{SERVICES[other]}-database" for name, _ in mounted_keys)
+            for variable in ("DATABASE_URL", "MIGRATION_DATABASE_URL"):
+                assert f"{other.upper()}_{variable}" not in env, container.id
+
+
+def secret_keys_mounted(container) -> set[tuple[str, str | None]]:
+    """Each (Secret, key) whose file the container can read; key None: the whole Secret."""
+    found = set()
+    for mount in container.spec.get("volumeMounts") or []:
+        volume = next(v for v in container.pod["volumes"] if v["name"] == mount["name"])
+        secret = volume.get("secret")
+        if secret:
+            keys = [item["key"] for item in secret.get("items") or []] or [None]
+            found |= {(secret["secretName"], key) for key in keys}
+    return found
+
+
+def test_no_secret_is_in_a_container_s_environment(objects):
+    """Secrets are files of mounted Secrets; the environment holds only their paths.
+
+    Every process of a container (and `kubectl describe`, a crash report) can read
+    its environment.
+    """
+    for container in containers(objects):
+        for name, source in raw_env(container, objects).items():
+            assert source.secret is None, f"{container.id}: {name} from a Secret's key"
+        for source in container.spec.get("envFrom") or []:
+            assert "secretRef" not in source, container.id
+        for name, source in container_env(container, objects).items():
+            if source.secret is not None:
+                assert source.secret_file, f"{container.id}: {name}"
+                assert mounted_volume(container, source.secret_file)[0] != "/tmp"
 
 
 def test_access_control_is_on_with_one_grpc_token_and_the_api_keys_mounted(objects):
@@ -470,12 +555,16 @@ def test_access_control_is_on_with_one_grpc_token_and_the_api_keys_mounted(objec
         env = container_env(container, objects)
         assert env["AUTH_MODE"].value == "on", container.id
         assert not env["AUTH_MODE"].secret
-        tokens.add(env["GRPC_AUTH_TOKEN"].secret)
+        if speaks_grpc(container.package):
+            tokens.add(env["GRPC_AUTH_TOKEN"].secret)
         keys_file = env["API_KEYS_FILE"].value
         mount_path, volume = mounted_volume(container, keys_file)
         assert volume.get("secret", {}).get("secretName") == "api-keys", container.id
         assert keys_file == f"{mount_path}/api-keys.json"
-        assert env["TRUSTED_PROXIES"].value == "1", "the ingress controller is the one proxy"
+        if container.package in INGRESS_SERVICES:
+            assert env["TRUSTED_PROXIES"].value == "1", "the ingress controller is the one proxy"
+        else:
+            assert "TRUSTED_PROXIES" not in env, f"{container.id}: no proxy in front of it"
     assert tokens == {("grpc-auth", "token")}, "both services must share the same token"
 
 
@@ -483,13 +572,30 @@ def test_only_the_collector_worker_holds_the_opensky_client(objects):
     for container in app_containers(objects):
         env = container_env(container, objects)
         holds = {name for name in ("OPENSKY_CLIENT_ID", "OPENSKY_CLIENT_SECRET") if name in env}
+        mounted = {name for name, _ in secret_keys_mounted(container)}
         if container.package == "data_collector" and container.name == "worker":
             assert holds == {"OPENSKY_CLIENT_ID", "OPENSKY_CLIENT_SECRET"}
-            assert all(env[name].secret and env[name].optional for name in holds), (
-                "without the Secret the collector runs anonymously"
-            )
+            # Its values empty (create-secrets.sh without credentials): anonymous access.
+            assert {env[name].secret[0] for name in holds} == {"opensky-credentials"}
         else:
-            assert not holds, container.id
+            assert not holds and "opensky-credentials" not in mounted, container.id
+
+
+def test_only_the_notifier_holds_the_mail_server_s_login(objects, overlay):
+    for container in app_containers(objects):
+        env = container_env(container, objects)
+        mounted = {name for name, _ in secret_keys_mounted(container)}
+        if container.package != "alert_notifier":
+            assert "smtp-credentials" not in mounted, container.id
+            continue
+        login = {env[name].secret for name in ("SMTP_USERNAME", "SMTP_PASSWORD")}
+        assert login == {("smtp-credentials", "username"), ("smtp-credentials", "password")}
+        # A mail server in every overlay (required by the notifier's settings).
+        host = env["SMTP_HOST"].value
+        assert host, container.id
+        if overlay == "production":
+            # The login never crosses the internet in clear.
+            assert env["SMTP_STARTTLS"].value == "1", container.id
 
 
 @pytest.mark.parametrize("package", sorted(SERVICES))
@@ -497,16 +603,20 @@ def test_ports_in_the_settings_are_the_ports_the_containers_declare(objects, pac
     prefix = package.upper()
     for container in app_containers(objects, package):
         env = container_env(container, objects)
-        assert env["BIND_HOST"].value == "0.0.0.0" and env["GRPC_BIND_HOST"].value == "0.0.0.0"
+        assert env["BIND_HOST"].value == "0.0.0.0"
         assert env[f"{prefix}_HTTP_PORT"].value == str(REST_PORTS[package])
-        assert env[f"{prefix}_GRPC_PORT"].value == str(GRPC_PORTS[package])
+        if package in GRPC_PORTS:
+            assert env["GRPC_BIND_HOST"].value == "0.0.0.0"
+            assert env[f"{prefix}_GRPC_PORT"].value == str(GRPC_PORTS[package])
         if container.name == "web":
             assert list(container.ports.values()) == [REST_PORTS[package]]
         if container.name == "grpc":
             assert list(container.ports.values()) == [GRPC_PORTS[package]]
+        if container.name == "worker":
+            assert not container.ports, container.id
 
 
-@pytest.mark.parametrize("package", sorted(SERVICES))
+@pytest.mark.parametrize("package", sorted(PEERS))
 def test_the_peer_address_is_the_peer_headless_grpc_service(objects, package):
     peer = PEERS[package]
     for container in app_containers(objects, package):
@@ -554,14 +664,15 @@ def test_config_maps_the_pods_use_are_rendered(objects):
 
 
 def test_local_runs_postgresql_in_the_cluster_and_production_does_not(objects, overlay):
-    postgres = [c for c in containers(objects) if c.package is None]
+    postgres = postgres_containers(objects)
     if overlay == "production":
-        assert not postgres and not of_kind(objects, "StatefulSet")
+        assert not postgres
+        assert [s["metadata"]["name"] for s in of_kind(objects, "StatefulSet")] == [BROKER]
         return
     if overlay != "local":
         return
     names = {c.workload["metadata"]["name"] for c in postgres}
-    assert names == {"user-db", "data-db"}
+    assert names == {"user-db", "data-db", "alert-db", "notifier-db"}
     for container in postgres:
         stateful_set = container.workload
         (claim,) = stateful_set["spec"]["volumeClaimTemplates"]

@@ -28,8 +28,41 @@ INGRESS_NAMESPACE = "ingress-nginx"
 DATABASE_NAMESPACE = "flight-tracker-db"
 # Documentation addresses (never contacted: the model only compares them to CIDRs).
 PUBLIC_IPV4, PUBLIC_IPV6 = "203.0.113.10", "2001:db8::10"
-TCP_PORTS = [22, 53, 80, 443, 5001, 5002, 5432, 8000, 50051, 50052]
+TCP_PORTS = [
+    22,
+    25,
+    53,
+    80,
+    443,
+    465,
+    587,
+    1025,
+    4222,
+    5001,
+    5002,
+    5004,
+    5005,
+    5432,
+    6222,
+    8000,
+    8025,
+    8222,
+    50051,
+    50052,
+]
 UDP_PORTS = [53, 443]
+BROKER = "nats/broker"
+# A second server of the broker's cluster (production): the routes between them.
+OTHER_BROKER = "nats/broker-2"
+# The services that publish or consume on the broker.
+BROKER_CLIENTS = {
+    "data-collector/server",
+    "data-collector/worker",
+    "alert-system/server",
+    "alert-notifier/server",
+}
+# The ports a mail server takes email on.
+SMTP_PORTS = (25, 465, 587)
 
 OUTSIDE = [
     Endpoint(
@@ -51,6 +84,8 @@ OUTSIDE = [
 PRODUCTION_DATABASES = [
     Endpoint("user-db", DATABASE_NAMESPACE, "10.244.8.1", {"cnpg.io/cluster": "user-db"}),
     Endpoint("data-db", DATABASE_NAMESPACE, "10.244.8.2", {"cnpg.io/cluster": "data-db"}),
+    Endpoint("alert-db", DATABASE_NAMESPACE, "10.244.8.4", {"cnpg.io/cluster": "alert-db"}),
+    Endpoint("notifier-db", DATABASE_NAMESPACE, "10.244.8.5", {"cnpg.io/cluster": "notifier-db"}),
     Endpoint("other-db", DATABASE_NAMESPACE, "10.244.8.3", {"cnpg.io/cluster": "other-db"}),
 ]
 
@@ -74,6 +109,8 @@ def endpoints(objects, overlay: str) -> list[Endpoint]:
         found.append(
             Endpoint(endpoint_name(labels), NAMESPACE, f"10.244.0.{number}", labels, ports)
         )
+        if workload["spec"].get("replicas", 1) > 1 and endpoint_name(labels) == BROKER:
+            found.append(Endpoint(OTHER_BROKER, NAMESPACE, "10.244.0.99", labels, ports))
     extra = PRODUCTION_DATABASES if overlay == "production" else []
     return found + OUTSIDE + extra
 
@@ -117,12 +154,29 @@ def allowed_connections(network: NetworkModel, known: list[Endpoint], side="both
 def expected_connections(known: list[Endpoint]) -> set[tuple]:
     user_manager = {"user-manager/server", "user-manager/worker"}
     data_collector = {"data-collector/server", "data-collector/worker"}
+    names = {endpoint.name for endpoint in known}
     expected = {
         ("ingress-controller", "user-manager/server", "TCP", 5001),
         ("ingress-controller", "data-collector/server", "TCP", 5002),
         ("data-collector/worker", "internet", "TCP", 443),
         ("data-collector/worker", "internet-v6", "TCP", 443),
+        ("alert-system/server", "alert-db", "TCP", 5432),
+        ("alert-notifier/server", "notifier-db", "TCP", 5432),
     }
+    expected |= {(client, BROKER, "TCP", 4222) for client in BROKER_CLIENTS}
+    if OTHER_BROKER in names:
+        # A cluster: the servers' routes, and the clients reach every server.
+        expected |= {(client, OTHER_BROKER, "TCP", 4222) for client in BROKER_CLIENTS}
+        expected |= {(BROKER, OTHER_BROKER, "TCP", 6222), (OTHER_BROKER, BROKER, "TCP", 6222)}
+    if "mail-catcher/mail" in names:
+        expected.add(("alert-notifier/server", "mail-catcher/mail", "TCP", 1025))
+    else:
+        # A mail server outside: any public address, on the mail ports.
+        expected |= {
+            ("alert-notifier/server", internet, "TCP", port)
+            for internet in ("internet", "internet-v6")
+            for port in SMTP_PORTS
+        }
     for source in user_manager:
         expected |= {
             (source, "user-db", "TCP", 5432),
@@ -146,9 +200,15 @@ def test_the_network_model_sees_every_role_of_the_stack(objects, overlay):
         "user-manager/worker",
         "data-collector/server",
         "data-collector/worker",
+        "alert-system/server",
+        "alert-notifier/server",
+        BROKER,
         "user-db",
         "data-db",
+        "alert-db",
+        "notifier-db",
     }
+    assert (OTHER_BROKER in names) == (overlay == "production"), "a cluster in production only"
 
 
 @pytest.mark.parametrize("side", ["both", "egress", "ingress"])
@@ -195,6 +255,19 @@ def test_without_the_default_deny_the_model_finds_open_paths(objects, overlay):
         ("data-collector/worker", "private-v6", "TCP", 443),
         ("user-manager/worker", "internet", "TCP", 443),
         ("pod-of-another-namespace", "data-collector/server", "TCP", 50052),
+        # Only the services that publish or consume reach the broker, and nothing it.
+        ("user-manager/server", BROKER, "TCP", 4222),
+        ("pod-of-another-namespace", BROKER, "TCP", 4222),
+        ("unlabelled-pod", BROKER, "TCP", 4222),
+        (BROKER, "internet", "TCP", 443),
+        # The alert services: their own database, the notifier its mail server, no more.
+        ("alert-system/server", "notifier-db", "TCP", 5432),
+        ("alert-notifier/server", "alert-db", "TCP", 5432),
+        ("alert-system/server", "internet", "TCP", 25),
+        ("alert-notifier/server", "cloud-metadata", "TCP", 25),
+        ("alert-notifier/server", "internet", "TCP", 443),
+        ("alert-system/server", "user-manager/server", "TCP", 50051),
+        ("ingress-controller", "alert-system/server", "TCP", 5004),
     ],
 )
 def test_paths_that_must_stay_closed(objects, overlay, source, target, protocol, port):
@@ -207,5 +280,10 @@ def test_production_reaches_only_its_own_databases_in_the_database_namespace(obj
         pytest.skip("the production overlay's databases live outside the cluster's namespace")
     known = {endpoint.name: endpoint for endpoint in endpoints(objects, overlay)}
     network = model(objects)
-    for source in ("user-manager/server", "data-collector/server"):
+    for source in (
+        "user-manager/server",
+        "data-collector/server",
+        "alert-system/server",
+        "alert-notifier/server",
+    ):
         assert not network.allows(known[source], known["other-db"], "TCP", 5432)

