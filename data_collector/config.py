@@ -4,7 +4,7 @@ from typing import Annotated, Any, ClassVar, Literal, Self
 
 from pydantic import AfterValidator, Field, model_validator
 
-from common.settings import AnyCase, Port, ServiceSettings, named_after
+from common.settings import AnyCase, BrokerSettings, Port, ServiceSettings, named_after
 
 # OpenSky's daily credits for flights requests, as it documents them.
 ANONYMOUS_DAILY_CREDITS = 400
@@ -31,8 +31,13 @@ def min_gap_within_the_interval(given: dict[str, Any]) -> int:
     return min(MIN_GAP_MINUTES, given["COLLECT_INTERVAL_MINUTES"])
 
 
-class Settings(ServiceSettings):
-    """Everything the Data Collector reads from its environment, read when instantiated."""
+class Settings(ServiceSettings, BrokerSettings):
+    """Everything the Data Collector reads from its environment, read when instantiated.
+
+    The broker's settings (``NATS_URL``, ``CONSUMER_*``) are the ones every service that
+    publishes or consumes reads: the collector publishes ``to-alert-system`` and consumes
+    ``to-data-collector``.
+    """
 
     model_config = named_after("DATA_COLLECTOR")
 

@@ -9,16 +9,23 @@ any process (also after that worker restarted), not a sum or a stale maximum.
 The ranges waiting for a retry and the outcome of the last interest
 reconciliation are read from the database at scrape time
 (:func:`collection_state_gauges`): facts of the shared database, the
-same seen from every replica, whichever process wrote them.
+same seen from every replica, whichever process wrote them. So are the
+alerts pipeline's (common.broker.observability): the consumer of
+``to-data-collector``, its dead letters, the outbox of ``to-alert-system``.
 """
 
 import time
 
 from prometheus_client import Counter, Gauge
 
+from common.broker.observability import Consumed, Pipeline, pipeline_collectors
+from common.broker.streams import TO_DATA_COLLECTOR
 from common.web.observability import DatabaseGauges
 from data_collector.collection import retries
-from data_collector.models import CollectorState, db
+from data_collector.models import OUTBOX, CollectorState, db
+
+# The durable consumer every replica shares: each report is applied by one of them.
+PIPELINE = Pipeline(consumes=(Consumed(TO_DATA_COLLECTOR, "data_collector"),), db=db, outbox=OUTBOX)
 
 COLLECTION_CYCLES = Counter(
     "collection_cycles_total",
@@ -88,4 +95,7 @@ def collection_state_gauges():
 
 
 # Computed at every scrape of this service's /metrics (registered by the app factory).
-SCRAPE_COLLECTORS = (DatabaseGauges("collection state", collection_state_gauges),)
+SCRAPE_COLLECTORS = (
+    DatabaseGauges("collection state", collection_state_gauges),
+    *pipeline_collectors(PIPELINE),
+)
