@@ -22,10 +22,13 @@ The phases, each with its one commit point:
 - then range by range, the most-followed airports first:
   **fetch** (:meth:`Cycle.fetch`) asks OpenSky (nothing is written: the
   range's credits are counted in memory), **store** upserts its flights,
-  **mark** (:meth:`Cycle.mark`) writes its credits, its day marks and the
-  end of its retry. Commit: a range's flights and marks go in together or
-  not at all, so a crash loses nothing already stored and leaves no range
-  marked that was not stored. Sweep windows store their flights as they
+  **mark** (:meth:`Cycle.mark`) writes its credits, its day marks, the
+  end of its retry and, for each followed airport whose figure over its
+  alert window this changed, the event that tells the Alert System
+  (:mod:`data_collector.alerts`). Commit: a range's flights, marks and
+  events go in together or not at all, so a crash loses nothing already
+  stored, leaves no range marked that was not stored, and no event is
+  sent about data that was not. Sweep windows store their flights as they
   arrive; a swept day's marks are written once the whole day is in. A range
   that fails (OpenSky still failing after the client's attempts, or flights
   the database refuses) is marked failed instead (:meth:`Cycle.mark_failed`:
@@ -55,6 +58,7 @@ from flask import current_app
 from sqlalchemy.exc import OperationalError
 
 from common.timeutil import DAY, day_date, moment
+from data_collector import alerts
 from data_collector.collection import cycle_requests, planning, retries, store
 from data_collector.collection.lock import cycle_lock
 from data_collector.collection.opensky import (
@@ -195,6 +199,8 @@ class Cycle:
         self.sweep_unreliable_at: float | None = None
         # Airports with requests left for lack of today's credits.
         self.waiting_for_credits: set[str] = set()
+        # Airports whose flights the open transaction stored: their figure may have changed.
+        self.touched: set[str] = set()
 
     # --- start ---------------------------------------------------------------------------
 
@@ -354,7 +360,7 @@ class Cycle:
                 with self._one_range(request.range):
                     flights = self._answered(request, pending)
                     ahead = self._fetch_next(fetcher, upcoming)
-                    self.result.flights += store.upsert_flights(flights)
+                    self._store(flights)
                     self._mark_request(request, fetched_at=pending.asked_at)
                 if ahead is None:  # the range failed: go on with the next
                     ahead = self._fetch_next(fetcher, upcoming)
@@ -440,7 +446,7 @@ class Cycle:
         with self._one_range(window):
             flights = self.fetch(window)
             followed = set(self.airports)
-            self.result.flights += store.upsert_flights(
+            self._store(
                 [
                     f
                     for f in flights
@@ -494,24 +500,45 @@ class Cycle:
             self.client.last_remaining = error.remaining
         self.result.outcome = "rate-limited"
 
+    # --- store -------------------------------------------------------------------------
+
+    def _store(self, flights: list[dict]) -> None:
+        """Upsert ``flights`` in the open transaction; remember the followed airports they touch."""
+        self.result.flights += store.upsert_flights(flights)
+        followed = set(self.airports)
+        for flight in flights:
+            for airport in (flight["est_departure_airport"], flight["est_arrival_airport"]):
+                if airport in followed:
+                    self.touched.add(airport)
+
     # --- mark ----------------------------------------------------------------------------
 
     def mark(self, fetched: Range | None, marks: dict[tuple[str, str, int], planning.Mark]) -> None:
-        """Commit what was stored of a range: its credits, ``marks``, the end of its retry.
+        """Commit what was stored of a range: credits, ``marks``, its retry's end, alert events.
 
         ``fetched`` is the range whose flights this transaction stored (None
         for a swept day's marks, whose windows were committed one by one).
+        The airports whose flights or marks this transaction wrote get an
+        event when their figure over their alert window changed, committed
+        with what changed it.
         """
         store.spend_credits(self.unrecorded_credits)
         store.store_marks(marks)
         if fetched is not None:
             self.retries.succeeded(fetched)
+        followed = set(self.airports)
+        self.touched.update(airport for airport, _direction, _day in marks if airport in followed)
+        alerts.publish_changed_figures(
+            self.touched, refresh_days=self.config["COLLECT_REFRESH_DAYS"]
+        )
         db.session.commit()
         self.unrecorded_credits = 0
+        self.touched.clear()
 
     def mark_failed(self, failed: Range, error: str) -> None:
         """Commit a range's failure instead: its credits, if answered, and its retry."""
         db.session.rollback()
+        self.touched.clear()
         self.result.outcome = "partial"
         store.spend_credits(self.unrecorded_credits)
         retry = self.retries.failed(failed, error=error, now=time.time())

@@ -117,6 +117,27 @@ def removed_event(*interests: Interest) -> dict:
     return {"kind": "removed", "interest_ids": [interest.id for interest in interests]}
 
 
+def stream_payloads(broker: Broker, subject: str) -> list[dict]:
+    """Every payload the broker keeps on ``subject``, oldest first."""
+    from nats.js.errors import NotFoundError
+
+    name = stream_of(subject).name
+
+    async def read(js):
+        info = await js.stream_info(name)
+        payloads = []
+        for sequence in range(info.state.first_seq, info.state.last_seq + 1):
+            try:
+                message = await js.get_msg(name, sequence)
+            except NotFoundError:
+                continue
+            if message.subject == subject:
+                payloads.append(json.loads(message.data))
+        return payloads
+
+    return broker.call(read, timeout=30)
+
+
 @dataclass
 class AlertsStack:
     """The alert services, their broker and database, and the test's SMTP server."""
@@ -183,23 +204,7 @@ class AlertsStack:
 
     def stream(self, subject: str) -> list[dict]:
         """Every payload the broker keeps on ``subject``, oldest first."""
-        from nats.js.errors import NotFoundError
-
-        name = stream_of(subject).name
-
-        async def read(js):
-            info = await js.stream_info(name)
-            payloads = []
-            for sequence in range(info.state.first_seq, info.state.last_seq + 1):
-                try:
-                    message = await js.get_msg(name, sequence)
-                except NotFoundError:
-                    continue
-                if message.subject == subject:
-                    payloads.append(json.loads(message.data))
-            return payloads
-
-        return self.broker.call(read, timeout=30)
+        return stream_payloads(self.broker, subject)
 
     def metric(self, api: Api, name: str, **labels: str) -> float:
         """One sample of a service's ``/metrics`` (0 when absent)."""

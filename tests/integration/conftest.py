@@ -51,7 +51,8 @@ COLLECTOR_TEST_ENV = {
 # Longer than any collection test takes (a cycle waits at most CYCLE_TIMEOUT).
 MIDNIGHT_MARGIN = 120
 COLLECTOR_TABLES = (
-    "user_interests, flight_data, collected_days, collection_requests, collection_retries"
+    "user_interests, flight_data, collected_days, collection_requests, collection_retries, "
+    "alert_windows"
 )
 
 
