@@ -209,12 +209,28 @@ class Reconciliation(Answer):
     users: int | None
 
 
+class CircuitBreaker(Answer):
+    """The circuit breaker around every OpenSky call, as the last cycle left it.
+
+    `open`: `OPENSKY_BREAKER_FAILURES` calls failed in a row (timeouts, connection
+    errors, 5xx): no call before `trial_after`, then one trial call (`half-open` while it
+    runs): its answer closes the breaker, its failure opens it again. What was not
+    collected meanwhile is asked for once it is closed; no alert is computed from it.
+    """
+
+    state: Literal["closed", "open", "half-open"]
+    failures_in_a_row: int = Field(ge=0)
+    opened_at: datetime | None
+    trial_after: datetime | None
+
+
 class OpenSkyFacts(Answer):
     """What the collector knows about OpenSky.
 
     The credits left at its last request, until when it must wait after a
     429, since when the /flights/all sweep is known to miss flights (then it
-    collects per airport), the ranges waiting for a retry, and the last cycle.
+    collects per airport), the ranges waiting for a retry, the circuit breaker
+    around OpenSky, and the last cycle.
     """
 
     credits_remaining: int | None
@@ -225,6 +241,7 @@ class OpenSkyFacts(Answer):
     sweep_unreliable_since: datetime | None
     interest_reconciliation: Reconciliation
     retries: Retries
+    circuit_breaker: CircuitBreaker
     last_cycle: LastCycle
 
 

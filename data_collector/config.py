@@ -111,6 +111,15 @@ class Settings(ServiceSettings, BrokerSettings):
     OPENSKY_RETRY_BACKOFF_SECONDS: float = Field(2.0, ge=0.0)
     # Tokens live 30 minutes; renewing one a minute early avoids a 401 mid-cycle.
     OPENSKY_TOKEN_MARGIN_SECONDS: int = Field(60, ge=0)
+    # The circuit breaker around every OpenSky call opens after this many failed calls in a
+    # row (timeouts, connection errors, 5xx): three ranges failing every attempt at the
+    # default OPENSKY_MAX_ATTEMPTS. One range failing whole, even twice (its first retry),
+    # is a bad range; three in a row is OpenSky down, and asking on only wastes minutes.
+    OPENSKY_BREAKER_FAILURES: int = Field(12, ge=1)
+    # Then no call for this long, and one trial call: a minute, as the first retry of a
+    # failed range (COLLECT_RETRY_FIRST_SECONDS), so an outage of a few minutes costs a
+    # request a minute and collection resumes within a minute of OpenSky's return.
+    OPENSKY_BREAKER_COOLDOWN_SECONDS: float = Field(60.0, ge=0.1)
 
     @model_validator(mode="after")
     def _check_collection(self) -> Self:

@@ -45,6 +45,11 @@ OPENSKY_REQUESTS = Counter(
     "server_error, timeout, connection_error, malformed).",
     ["endpoint", "outcome"],
 )
+OPENSKY_BREAKER_OPENINGS = Counter(
+    "opensky_circuit_breaker_openings_total",
+    "Times the circuit breaker around OpenSky opened: OPENSKY_BREAKER_FAILURES calls in a row "
+    "failed (timeouts, connection errors, 5xx), or its trial call after a cool-down did.",
+)
 OPENSKY_CREDITS = Gauge(
     "opensky_credits_remaining",
     "Credits left today, as OpenSky's X-Rate-Limit-Remaining said on the latest answer.",
@@ -68,8 +73,8 @@ def request_outcome(endpoint: str, status: int) -> str:
 def collection_state_gauges():
     """Return the gauges of collection's shared state (read from the database at each scrape).
 
-    The ranges waiting for a retry, and whether the last interest
-    reconciliation refused to remove anything.
+    The ranges waiting for a retry, the circuit breaker around OpenSky, and
+    whether the last interest reconciliation refused to remove anything.
     """
     waiting, next_at = retries.waiting_count_and_next()
     state = db.session.get(CollectorState, 1)
@@ -84,6 +89,17 @@ def collection_state_gauges():
             "collection_next_retry_seconds",
             "Seconds until the next range waiting for a retry is due (0: due now, or none).",
             max(0.0, next_at - time.time()) if next_at is not None else 0.0,
+        ),
+        (
+            "opensky_circuit_breaker_open",
+            "1 while the circuit breaker around OpenSky is open (calls failed in a row, and no "
+            "call has succeeded since), else 0.",
+            1 if state is not None and state.breaker_state != "closed" else 0,
+        ),
+        (
+            "opensky_circuit_breaker_failures",
+            "OpenSky calls failed in a row, as the last cycle left the count.",
+            state.breaker_failures if state is not None else 0,
         ),
         (
             "interest_reconciliation_refused",

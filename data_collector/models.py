@@ -290,7 +290,13 @@ class CollectorState(db.Model):
     """The single row every replica reads: when OpenSky may be asked again, credits, last cycle."""
 
     __tablename__ = "collector_state"
-    __table_args__ = (CheckConstraint("id = 1", name="ck_collector_state_single_row"),)
+    __table_args__ = (
+        CheckConstraint("id = 1", name="ck_collector_state_single_row"),
+        CheckConstraint(
+            "breaker_state IN ('closed', 'open', 'half-open')",
+            name="ck_collector_state_breaker_state",
+        ),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     # After a 429: no OpenSky request before this instant, from any process.
@@ -327,6 +333,12 @@ class CollectorState(db.Model):
     reconcile_removed: Mapped[int | None] = mapped_column(Integer)
     reconcile_unknown_users: Mapped[int | None] = mapped_column(Integer)
     reconcile_users: Mapped[int | None] = mapped_column(Integer)
+    # The circuit breaker around OpenSky (collection/opensky.py), as the last cycle left it:
+    # closed, open (no call before breaker_opened_at plus the cool-down) or half-open (the
+    # next call is the trial), and the calls failed in a row.
+    breaker_state: Mapped[str] = mapped_column(String(9), default="closed", server_default="closed")
+    breaker_failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    breaker_opened_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     def credits_spent_today(self) -> int:
         """Return the credits spent on the current UTC day."""

@@ -62,6 +62,7 @@ from data_collector import alerts
 from data_collector.collection import cycle_requests, planning, retries, store
 from data_collector.collection.lock import cycle_lock
 from data_collector.collection.opensky import (
+    CircuitOpenError,
     CredentialsRefusedError,
     OpenSkyClient,
     OpenSkyError,
@@ -125,6 +126,8 @@ def client_from_config(config) -> OpenSkyClient:
         max_attempts=config["OPENSKY_MAX_ATTEMPTS"],
         backoff_seconds=config["OPENSKY_RETRY_BACKOFF_SECONDS"],
         token_margin_seconds=config["OPENSKY_TOKEN_MARGIN_SECONDS"],
+        breaker_failures=config["OPENSKY_BREAKER_FAILURES"],
+        breaker_cooldown=config["OPENSKY_BREAKER_COOLDOWN_SECONDS"],
     )
 
 
@@ -139,7 +142,7 @@ def collection_pending() -> bool:
     """
     now = time.time()
     state = store.read_state()
-    if _waiting_for_opensky(state, now):
+    if _waiting_for_opensky(state, now) or _breaker_open(state, now):
         return False
     return _credits_came(state, now) or cycle_requests.pending(or_else=retries.due(now))
 
@@ -170,6 +173,12 @@ def run_cycle(*, client: OpenSkyClient, periodic: bool = False) -> CycleResult:
 
 def _waiting_for_opensky(state: store.State, now: float) -> bool:
     return state.not_before is not None and state.not_before > now
+
+
+def _breaker_open(state: store.State, now: float) -> bool:
+    """Tell whether the circuit breaker forbids every call now (its cool-down is not over)."""
+    until = state.breaker.open_until(current_app.config["OPENSKY_BREAKER_COOLDOWN_SECONDS"])
+    return until is not None and until.timestamp() > now
 
 
 def _credits_came(state: store.State, now: float) -> bool:
@@ -217,6 +226,16 @@ class Cycle:
             db.session.rollback()
             self.result.outcome = "waiting"
             return False
+        if _breaker_open(state, self.started_at):
+            log.info(
+                "the OpenSky circuit breaker is open until %s; skipping this cycle",
+                state.breaker.open_until(self.config["OPENSKY_BREAKER_COOLDOWN_SECONDS"]),
+            )
+            db.session.rollback()
+            self.result.outcome = "waiting"
+            return False
+        # Where the last cycle (of any process) left it: after the cool-down, a trial call.
+        self.client.resume_breaker(state.breaker)
         if periodic and self._started_this_period(state):
             log.info(
                 "a periodic cycle started at %s, within this period; skipping this one",
@@ -251,6 +270,10 @@ class Cycle:
         except CredentialsRefusedError as error:
             log.error("stopping the cycle: %s", error)
             self.result.outcome = "partial"
+        except CircuitOpenError as error:
+            # What is left stays due: the next cycle after the cool-down plans it again.
+            log.warning("stopping the cycle: %s", error)
+            self.result.outcome = "circuit-open"
 
     # --- plan ----------------------------------------------------------------------------
 
@@ -523,6 +546,7 @@ class Cycle:
         with what changed it.
         """
         store.spend_credits(self.unrecorded_credits)
+        store.record_breaker(self.client.breaker_snapshot())
         store.store_marks(marks)
         if fetched is not None:
             self.retries.succeeded(fetched)
@@ -541,6 +565,7 @@ class Cycle:
         self.touched.clear()
         self.result.outcome = "partial"
         store.spend_credits(self.unrecorded_credits)
+        store.record_breaker(self.client.breaker_snapshot())
         retry = self.retries.failed(failed, error=error, now=time.time())
         db.session.commit()
         self.unrecorded_credits = 0
@@ -564,6 +589,10 @@ class Cycle:
             yield
         except STOPS_THE_CYCLE:
             raise
+        except CircuitOpenError as error:
+            # The range failed (it is what opened the breaker): its retry, then stop.
+            self.mark_failed(wanted, str(error))
+            raise
         except OpenSkyError as error:
             log.error("skipping %s: %s", wanted, error)
             self.mark_failed(wanted, str(error))
@@ -583,6 +612,7 @@ class Cycle:
         now, result, config = time.time(), self.result, self.config
         cycle_requests.consume(self.taken)
         store.spend_credits(self.unrecorded_credits)
+        store.record_breaker(self.client.breaker_snapshot())
         if result.requests or self.opensky_wait_until is not None:
             store.record_credits(self.client.last_remaining)
         if self.opensky_wait_until is not None:
@@ -593,9 +623,12 @@ class Cycle:
         store.record_credit_waits(
             airports=sorted(self.waiting_for_credits), budget=config["OPENSKY_DAILY_CREDITS"]
         )
-        if result.outcome == "rate-limited":
-            cycle_requests.request_collection()  # resume as soon as the wait is over
-        if result.outcome != "rate-limited":
+        # Resume as soon as the wait is over (collection_pending holds the cycle back till then),
+        # and leave the retries due to it, not a step further along their schedule.
+        waits = result.outcome in ("rate-limited", "circuit-open")
+        if waits:
+            cycle_requests.request_collection()
+        else:
             retries.postpone_overdue(
                 due_by=self.started_at,
                 now=now,

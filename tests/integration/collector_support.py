@@ -96,6 +96,11 @@ class Collector:
         """A client of the stack's broker, to read what the collector published."""
         return Broker(self.stack.broker_url, name="collector-test")
 
+    def close(self) -> None:
+        """Close the broker's connection, if a test opened it."""
+        if "broker" in self.__dict__:
+            self.broker.close()
+
     def published(self, kind: str, interest_id: int | None = None) -> list[dict]:
         """The ``to-alert-system`` events of ``kind`` the broker keeps (naming ``interest_id``).
 
