@@ -471,6 +471,14 @@ def interests() -> dict[str, Any]:
                 tests=[*status(404), *error_says("not found")],
             ),
             request(
+                "Stop following the airport with thresholds (200)",
+                "DELETE",
+                "dc_url",
+                "/interests",
+                body={"email": "{{email}}", "airport_code": "LIMC"},
+                tests=[*status(200)],
+            ),
+            request(
                 "Unknown airport code (400)",
                 "POST",
                 "dc_url",
