@@ -30,7 +30,9 @@ PIPELINE = Pipeline(consumes=(Consumed(TO_DATA_COLLECTOR, "data_collector"),), d
 COLLECTION_CYCLES = Counter(
     "collection_cycles_total",
     "Collection cycles by outcome: done, partial (some ranges skipped), rate-limited, "
-    "busy (another process was collecting), waiting (after a 429), failed (an error).",
+    "circuit-open (stopped: the circuit breaker around OpenSky opened), "
+    "busy (another process was collecting), waiting (after a 429, or while the breaker "
+    "cools down), failed (an error).",
     ["outcome"],
 )
 FLIGHTS_STORED = Counter(

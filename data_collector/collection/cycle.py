@@ -91,7 +91,7 @@ STOPS_THE_CYCLE = (
 class CycleResult:
     """What a cycle did, for logs, ``GET /health`` and ``worker --once``."""
 
-    outcome: str  # done, partial, failed, rate-limited, busy, waiting, skipped
+    outcome: str  # done, partial, failed, rate-limited, circuit-open, busy, waiting, skipped
     mode: str | None = None
     requests: int = 0
     credits: int = 0
