@@ -273,14 +273,21 @@ class ServiceReplica:
 
 
 @contextmanager
-def alerts_stack(**extra_env: str) -> Iterator[AlertsStack]:
-    """Start PostgreSQL, nats-server and both alert services, mailing a server in this process."""
+def alerts_stack(
+    *, services: tuple[str, ...] = ALERT_SERVICES, simulator: bool = False, **extra_env: str
+) -> Iterator[AlertsStack]:
+    """Start PostgreSQL, nats-server and both alert services, mailing a server in this process.
+
+    ``services``: every service to start (the alert services, or the whole
+    pipeline); ``simulator``: the OpenSky simulator too, for the collector.
+    """
     smtp = SmtpTestServer()
     smtp.start()
     with tempfile.TemporaryDirectory(prefix="flight-tracker-alerts-") as tmp:
         settings = StackSettings.on_free_ports(
             Path(tmp) / "pg",
-            services=ALERT_SERVICES,
+            services=services,
+            simulator=simulator,
             log_dir=Path(tmp) / "logs",
             extra_env={
                 **ALERTS_TEST_ENV,

@@ -28,7 +28,7 @@ from tests.integration.auth_support import (
     IdentityProvider,
     standard_keys,
 )
-from tests.integration.collector_support import DAY, Collector
+from tests.integration.collector_support import DAY, Collector, sample_dataset
 from tests.utils import Api
 
 COLLECTOR_TEST_ENV = {
@@ -123,6 +123,14 @@ def collector(collector_stack) -> Iterator[Collector]:
     collector = Collector(collector_stack, sim)
     yield collector
     collector.close()
+
+
+@pytest.fixture
+def flights(collector) -> list[dict]:
+    """The sample dataset (collector_support.sample_dataset), loaded into the simulator."""
+    dataset = sample_dataset()
+    collector.sim.load_dataset(dataset)
+    return dataset
 
 
 @pytest.fixture

@@ -11,20 +11,16 @@ yesterday (the only day settled: fetched a day after it ended), and the
 dataset puts a busy, a quiet and an ordinary day there.
 """
 
-import tempfile
 import time
-from pathlib import Path
 
 import pytest
 
-from common.broker.connection import Broker
 from common.broker.streams import stream_of
-from devstack.stack import LocalStack, StackSettings
+from devstack.stack import SERVICES
 from opensky_sim.control import SimulatorControl
-from tests.integration.alerts_support import ALERTS_TEST_ENV, PIPELINE_TIMEOUT, AlertsStack
+from tests.integration.alerts_support import PIPELINE_TIMEOUT, AlertsStack, alerts_stack
 from tests.integration.collector_support import DAY, Collector, make_flight, today_start
 from tests.integration.conftest import COLLECTOR_TEST_ENV, wait_out_midnight
-from tests.smtp_server import SmtpTestServer
 from tests.utils import create_user, wait_until
 
 pytestmark = pytest.mark.local_stack
@@ -61,10 +57,10 @@ def dataset() -> list[dict]:
 class Pipeline:
     """The whole stack as a test sees it: the collector's side and the alert services'."""
 
-    def __init__(self, stack: LocalStack, smtp: SmtpTestServer):
-        self.collector = Collector(stack, SimulatorControl(stack.simulator_url))
-        self.alerts = AlertsStack(stack, smtp, Broker(stack.broker_url, name="e2e-test"))
-        self.smtp = smtp
+    def __init__(self, alerts: AlertsStack):
+        self.alerts = alerts
+        self.smtp = alerts.smtp
+        self.collector = Collector(alerts.stack, SimulatorControl(alerts.stack.simulator_url))
 
     def settled(self) -> bool:
         """Tell whether everything committed went all the way: outboxes empty, consumers idle."""
@@ -88,31 +84,14 @@ class Pipeline:
 @pytest.fixture(scope="module")
 def pipeline():
     """Every service, the simulator and nats-server, mailing an SMTP server in this process."""
-    smtp = SmtpTestServer()
-    smtp.start()
-    with tempfile.TemporaryDirectory(prefix="flight-tracker-e2e-") as tmp:
-        settings = StackSettings.on_free_ports(
-            Path(tmp) / "pg",
-            simulator=True,
-            log_dir=Path(tmp) / "logs",
-            extra_env={
-                **COLLECTOR_TEST_ENV,
-                **ALERTS_TEST_ENV,
-                "SMTP_HOST": smtp.host,
-                "SMTP_PORT": str(smtp.port),
-            },
-        )
-        stack = LocalStack(settings)
-        try:
-            stack.start()
-            wait_out_midnight()
-            started = Pipeline(stack, smtp)
-            started.collector.sim.load_dataset(dataset())
-            yield started
-            started.alerts.broker.close()
-        finally:
-            stack.stop()
-            smtp.stop()
+    # The collection tests' settings, with the alert tests' one web worker per service.
+    collection = {k: v for k, v in COLLECTOR_TEST_ENV.items() if k != "WEB_CONCURRENCY"}
+    with alerts_stack(services=SERVICES, simulator=True, **collection) as alerts:
+        wait_out_midnight()
+        started = Pipeline(alerts)
+        started.collector.sim.load_dataset(dataset())
+        yield started
+        alerts.broker.close()
 
 
 def follow(pipeline: Pipeline, airport: str, **thresholds) -> str:

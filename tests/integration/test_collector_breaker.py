@@ -18,7 +18,6 @@ from tests.integration.collector_support import (
     DAY,
     assert_complete,
     parse_iso,
-    sample_dataset,
     today_start,
 )
 from tests.integration.conftest import COLLECTOR_TEST_ENV
@@ -28,13 +27,6 @@ pytestmark = pytest.mark.local_stack
 
 FAILURES = Settings.model_fields["OPENSKY_BREAKER_FAILURES"].default
 COOLDOWN = float(COLLECTOR_TEST_ENV["OPENSKY_BREAKER_COOLDOWN_SECONDS"])
-
-
-@pytest.fixture
-def flights(collector):
-    dataset = sample_dataset()
-    collector.sim.load_dataset(dataset)
-    return dataset
 
 
 def run_once(collector) -> dict:
