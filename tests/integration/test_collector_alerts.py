@@ -155,6 +155,24 @@ def test_only_interests_with_a_threshold_are_listed(collector, flights):
     assert collector.published("flights", plain) == []
 
 
+def test_an_airport_with_more_followers_than_a_message_holds_is_sent_in_parts(collector, flights):
+    collector.sql(
+        "INSERT INTO user_interests (user_email, airport_code, high_value) "
+        "SELECT 'bulk.' || n || '@example.com', 'LIRF', n FROM generate_series(1, 1100) AS n"
+    )
+    _, interest = follow_and_collect(collector, low_value=1)
+    events = [e for e in collector.published("flights") if e["airport"] == AIRPORT]
+    assert [(e["part"], e["parts"], len(e["followers"])) for e in events] == [
+        (1, 2, 1000),
+        (2, 2, 101),
+    ]
+    for event in events:
+        expected_event({**event, "part": 1, "parts": 1})
+    listed = [f["interest_id"] for e in events for f in e["followers"]]
+    assert len(set(listed)) == 1101 and listed == sorted(listed) and interest in listed
+    assert len({e["committed_at"] for e in events}) == 1
+
+
 def test_a_day_partly_collected_is_never_the_window(collector, flights):
     # Today's departures come through; the two past days' departures fail, twice over.
     collector.sim.inject(
