@@ -48,6 +48,10 @@ class Api:
         """POST ``path``."""
         return self.request("POST", path, **kwargs)
 
+    def put(self, path: str, **kwargs) -> requests.Response:
+        """PUT ``path``."""
+        return self.request("PUT", path, **kwargs)
+
     def delete(self, path: str, **kwargs) -> requests.Response:
         """DELETE ``path``."""
         return self.request("DELETE", path, **kwargs)
