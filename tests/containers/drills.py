@@ -14,7 +14,8 @@ having run nothing (CI has no engine).
 
 The run shortens the collector's period to one minute
 (``COLLECT_INTERVAL_MINUTES=1``, ``COLLECT_MIN_GAP_MINUTES=0``, so every
-cycle has something new to fetch), runs two web workers per replica
+cycle has something new to fetch), backfills two days (the older one is then
+settled: an alert window at once), runs two web workers per replica
 (``WEB_CONCURRENCY=2``) and sets a gRPC token; every other setting is the
 shipped default.
 """
@@ -62,7 +63,9 @@ PERIOD_SECONDS = 60
 DRILL_SETTINGS = {
     "COLLECT_INTERVAL_MINUTES": str(PERIOD_SECONDS // 60),
     "COLLECT_MIN_GAP_MINUTES": "0",
-    "COLLECT_BACKFILL_DAYS": "1",
+    # Two days: the older one ended more than COLLECT_REFRESH_DAYS ago, so it is settled at
+    # once and a followed airport has an alert window to compare with its thresholds.
+    "COLLECT_BACKFILL_DAYS": "2",
     # Ten service containers share the machine: two web workers each (not four) keep
     # start-up and the drills' figures from being mostly CPU contention.
     "WEB_CONCURRENCY": "2",
@@ -1242,6 +1245,52 @@ def wait_for_emails(stack: ComposeStack, crossings: Crossings, count: int) -> in
     return sent
 
 
+def drill_alert_from_the_collector(stack: ComposeStack) -> DrillResult:
+    """A threshold set through the gateway: the collector's own event gives one email."""
+    result = DrillResult(
+        "alert end to end",
+        "a user follows LIRF with an upper threshold of 1 (`POST /interests` through the "
+        "gateway): the collector publishes the airport's figure over its alert window, the "
+        "Alert System evaluates it, the notifier mails; then one more collection period",
+    )
+    session = new_session()
+    email = drill_user(stack, "drill-e2e")
+    followed_at = time.monotonic()
+    answer = session.post(
+        f"{stack.data_collector_url}/interests",
+        json={"email": email, "airport_code": "LIRF", "high_value": 1},
+        timeout=HTTP_TIMEOUT,
+    )
+    result.check(answer.status_code in (200, 201), f"follow: {answer.status_code} {answer.text}")
+    mailed_at = None
+    deadline = followed_at + ALERTS_SETTLED_WITHIN_SECONDS
+    while time.monotonic() < deadline:
+        if caught(stack).get(email):
+            mailed_at = time.monotonic()
+            break
+        time.sleep(1)
+    # A cycle later: still one email (a crossing, not a level), and the collector shows it.
+    time.sleep(PERIOD_SECONDS)
+    emails = caught(stack).get(email, 0)
+    (item,) = session.get(
+        f"{stack.data_collector_url}/interests/{email}", timeout=HTTP_TIMEOUT
+    ).json()
+    window = item.get("alert_window") or {}
+    state = item.get("alert_state") or {}
+    result.figures = [
+        "first email "
+        + (f"{mailed_at - followed_at:.0f} s after `POST /interests`" if mailed_at else "never"),
+        f"emails after one more period: {emails}",
+        f"`GET /interests`: {window.get('flights')} flights over the window, alert "
+        f"{state.get('condition')}, last email at {state.get('last_email_at')}",
+    ]
+    result.check(mailed_at is not None, "no email")
+    result.check(emails == 1, f"{emails} emails")
+    result.check(state.get("condition") == "above", f"alert state {state}")
+    result.check(bool(state.get("last_email_at")), "the collector never learnt of the email")
+    return result
+
+
 def drill_broker_restart(stack: ComposeStack) -> DrillResult:
     """The broker restarted mid-flow: its volume keeps the streams, nothing is lost or doubled."""
     first = Crossings("drill-broker-a", ALERT_AIRPORTS[:4])
@@ -1394,6 +1443,7 @@ DRILLS: list[Callable[[ComposeStack], DrillResult]] = [
     drill_deletes_while_collector_down,
     drill_slow_clients,
     drill_scale_without_restart,
+    drill_alert_from_the_collector,
     drill_broker_restart,
     drill_alert_replicas_killed,
     # Last: it leaves the drills' own client (this machine's address) out of allowance for

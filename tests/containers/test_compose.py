@@ -17,7 +17,6 @@ import pytest
 import yaml
 
 from common.process.supervisor import Supervisor
-from common.settings import BrokerSettings
 from devstack.__main__ import RunSettings
 from tests.containers.deployment import (
     COMPOSE_FILE,
@@ -106,10 +105,6 @@ OFF_WHEN_UNSET = {
 # notifier mails through the stack's mail catcher unless .env names a mail server (as make
 # run starts a catcher when SMTP_HOST is unset).
 COMPOSE_DEFAULTS = {"SMTP_HOST": MAIL_CATCHER}
-# Settings a service gets before its code reads them: the Data Collector publishes on the
-# broker and consumes from it once its side of the alerts is in; until its settings class
-# reads these, compose may set them.
-AWAITED_SETTINGS = {"data_collector": set(BrokerSettings.variables())}
 # check-jsonschema ships the Compose Specification's schema: this works offline.
 SCHEMA_CHECK = [sys.executable, "-m", "check_jsonschema", "--builtin-schema", "vendor.compose-spec"]
 
@@ -589,10 +584,8 @@ def test_no_local_address_default_survives_in_a_container(name, package):
 @pytest.mark.parametrize(("name", "package"), sorted(SERVICES.items()))
 def test_compose_sets_only_settings_the_service_reads(name, package):
     reads = reads_by_service(package)
-    awaited = AWAITED_SETTINGS.get(package, set())
     for variable in service_environment(COMPOSE["services"][name]):
-        known = variable in reads or variable in awaited
-        assert known, f"{name}: compose sets {variable}, which the code never reads"
+        assert variable in reads, f"{name}: compose sets {variable}, which the code never reads"
 
 
 def test_env_file_documents_every_setting_and_nothing_else():
