@@ -79,5 +79,8 @@ def install_request_observability(app: Flask) -> None:
     @requires("ops")
     def metrics():
         """Expose the service's metrics in the Prometheus text format."""
-        output = render_all(app.extensions.get("scrape_collectors", []))
+        output = render_all(
+            app.extensions.get("scrape_collectors", []),
+            labels={"service": app.name, "node": app.config["NODE_NAME"]},
+        )
         return Response(output, mimetype=CONTENT_TYPE_LATEST)
