@@ -5,7 +5,9 @@ every replica of the service: the broker gives each message to one of them)
 and the handler: a synchronous function that takes a batch of
 :class:`Delivery` and returns one :class:`Outcome` per message, after its
 effect is committed. The :class:`Consumer` (on a thread of the worker
-process) fetches batches, runs the handler in the app's context, and then:
+process) fetches batches, runs the handler in the app's context (a handler
+that works through a long batch may call
+:func:`common.process.heartbeat.progress` per message), and then:
 
 - :data:`DONE`: acknowledges the message: the broker forgets it for this consumer;
 - :class:`Retry`: asks the broker to deliver it again after a delay. A retry
@@ -35,6 +37,7 @@ from flask import Flask
 
 from common.broker.connection import MSG_ID_HEADER, RECONNECT_WAIT_SECONDS, Broker
 from common.broker.streams import dead_letter_subject, ensure_streams, stream_of
+from common.process.heartbeat import Heartbeat
 
 log = logging.getLogger(__name__)
 
@@ -155,7 +158,9 @@ class Consumer:
         from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
         stream = stream_of(subscription.subject).name
+        heartbeat = Heartbeat(f"consume:{subscription.subject}")
         while not self._stopping.is_set():
+            heartbeat.beat()
             client = None
             try:
                 client = await nats.connect(
@@ -179,11 +184,13 @@ class Consumer:
                     ),
                 )
                 while not self._stopping.is_set():
+                    heartbeat.beat()
                     try:
                         messages = await pull.fetch(subscription.batch_size, FETCH_WAIT_SECONDS)
                     except (TimeoutError, nats.errors.TimeoutError):
                         continue
-                    await self._handle(js, subscription, messages)
+                    with heartbeat.current():
+                        await self._handle(js, subscription, messages)
             except Exception as error:
                 if self._stopping.is_set():
                     break

@@ -48,6 +48,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.exc import SQLAlchemyError
 
 from common.broker.connection import Broker, BrokerUnavailableError, Message
+from common.process.heartbeat import Heartbeat
 
 log = logging.getLogger(__name__)
 
@@ -175,8 +176,10 @@ class Relay:
 
     def _run(self) -> None:
         backoff = FIRST_BACKOFF_SECONDS
+        heartbeat = Heartbeat("broker-outbox-relay")
         with self.app.app_context():
             while not self._stopping.is_set():
+                heartbeat.beat()
                 try:
                     published = self.publish_due()
                 except BrokerUnavailableError as error:
