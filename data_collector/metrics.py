@@ -15,12 +15,13 @@ import contextlib
 import logging
 import time
 
+from flask import current_app
 from prometheus_client import Counter, Gauge
 from prometheus_client.core import GaugeMetricFamily
 from sqlalchemy.exc import SQLAlchemyError
 
 from data_collector import retries
-from data_collector.models import db
+from data_collector.models import CollectorState, db
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,19 @@ OPENSKY_REQUESTS = Counter(
 OPENSKY_CREDITS = Gauge(
     "opensky_credits_remaining",
     "Credits left today, as OpenSky's X-Rate-Limit-Remaining said on the latest answer.",
+    multiprocess_mode="mostrecent",
+)
+OPENSKY_LAST_REQUEST_SECONDS = Gauge(
+    "opensky_last_request_duration_seconds",
+    "How long the latest request to OpenSky took, its answer downloaded and parsed (or "
+    "until it failed), by endpoint.",
+    ["endpoint"],
+    multiprocess_mode="mostrecent",
+)
+LAST_CYCLE_SECONDS = Gauge(
+    "collection_last_cycle_duration_seconds",
+    "How long the latest collection cycle of this instance took, from its plan to its "
+    "flights stored and its outcome recorded.",
     multiprocess_mode="mostrecent",
 )
 
@@ -92,5 +106,59 @@ class RetriesCollector:
         )
 
 
+class CollectionStateCollector:
+    """Read the collection state every replica shares when Prometheus scrapes.
+
+    What the alerting rules compare: when a cycle last ended against the
+    interval (collection stalled), and the day's credits against the budget.
+    """
+
+    def describe(self):
+        """Declare nothing up front: registering must not query the database."""
+        return []
+
+    def collect(self):
+        """Yield the collection gauges, or nothing when the database does not answer."""
+        try:
+            state = db.session.get(CollectorState, 1)
+            facts = state.to_dict() if state is not None else None
+            db.session.rollback()
+        except SQLAlchemyError as error:
+            with contextlib.suppress(SQLAlchemyError):
+                db.session.rollback()
+            log.warning("metrics: collection state unknown, the database is unavailable: %s", error)
+            return
+        config = current_app.config
+        yield GaugeMetricFamily(
+            "collection_interval_seconds",
+            "The period of collection cycles (COLLECT_INTERVAL_MINUTES).",
+            value=config["COLLECT_INTERVAL_MINUTES"] * 60,
+        )
+        yield GaugeMetricFamily(
+            "collection_daily_credits",
+            "The credits collection may spend per UTC day (OPENSKY_DAILY_CREDITS).",
+            value=config["OPENSKY_DAILY_CREDITS"],
+        )
+        if facts is None:
+            return
+        ended = state.last_cycle_finished_at
+        if ended is not None:
+            yield GaugeMetricFamily(
+                "collection_last_cycle_end_timestamp_seconds",
+                "When the latest collection cycle of any replica ended, in Unix seconds.",
+                value=ended.timestamp(),
+            )
+        yield GaugeMetricFamily(
+            "collection_credits_spent_today",
+            "Credits spent on OpenSky requests since the UTC day began.",
+            value=facts["credits_spent_today"],
+        )
+        yield GaugeMetricFamily(
+            "collection_over_budget",
+            "1 when today's credits ran out with ranges still due (they wait for tomorrow).",
+            value=1 if facts["over_budget_today"] else 0,
+        )
+
+
 # Computed at every scrape of this service's /metrics (registered by the app factory).
-SCRAPE_COLLECTORS = (RetriesCollector,)
+SCRAPE_COLLECTORS = (RetriesCollector, CollectionStateCollector)

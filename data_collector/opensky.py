@@ -23,7 +23,13 @@ from typing import Any
 
 import requests
 
-from data_collector.metrics import OPENSKY_CREDITS, OPENSKY_REQUESTS, request_outcome
+from common.process.heartbeat import progress
+from data_collector.metrics import (
+    OPENSKY_CREDITS,
+    OPENSKY_LAST_REQUEST_SECONDS,
+    OPENSKY_REQUESTS,
+    request_outcome,
+)
 
 log = logging.getLogger(__name__)
 
@@ -201,6 +207,7 @@ class OpenSkyClient:
         Every attempt is counted in ``opensky_requests_total`` under ``endpoint``.
         """
         for attempt in range(1, self.max_attempts + 1):
+            started = time.monotonic()
             try:
                 response = send()
                 OPENSKY_REQUESTS.labels(
@@ -220,6 +227,9 @@ class OpenSkyClient:
                 # (ChunkedEncodingError, ContentDecodingError): worth another attempt.
                 OPENSKY_REQUESTS.labels(endpoint, "connection_error").inc()
                 problem = f"{type(error).__name__}: {error}"
+            finally:
+                OPENSKY_LAST_REQUEST_SECONDS.labels(endpoint).set(time.monotonic() - started)
+                progress()  # an answer (or a timeout) is progress for the worker's heartbeat
             if attempt == self.max_attempts:
                 raise UnavailableError(f"OpenSky {what}: {problem} ({attempt} attempts)")
             delay = self.backoff_seconds * 2 ** (attempt - 1)

@@ -21,6 +21,7 @@ import dataclasses
 import json
 import logging
 import sys
+import time
 
 from flask import Flask
 
@@ -28,7 +29,7 @@ from common.process.scheduling import PeriodicJob
 from data_collector import collection, interests, services
 from data_collector.app import create_app
 from data_collector.config import Settings
-from data_collector.metrics import COLLECTION_CYCLES, FLIGHTS_STORED
+from data_collector.metrics import COLLECTION_CYCLES, FLIGHTS_STORED, LAST_CYCLE_SECONDS
 from data_collector.opensky import OpenSkyClient
 
 log = logging.getLogger(__name__)
@@ -36,11 +37,14 @@ log = logging.getLogger(__name__)
 
 def collect(client: OpenSkyClient, *, periodic: bool = False) -> collection.CycleResult:
     """Run one collection cycle now (skipped if another process is running one)."""
+    started = time.monotonic()
     try:
         result = collection.run_cycle(client=client, periodic=periodic)
     except Exception:
         log.exception("collection cycle failed")
         result = collection.CycleResult("failed")
+    if result.outcome != "busy":
+        LAST_CYCLE_SECONDS.set(time.monotonic() - started)
     FLIGHTS_STORED.inc(result.flights)
     COLLECTION_CYCLES.labels(result.outcome).inc()
     return result
