@@ -6,24 +6,21 @@ samples to the service's metrics directory, where every web worker reads
 them. Counters add up across processes; the credits gauge uses
 ``mostrecent``, so ``/metrics`` shows the last balance OpenSky reported to
 any process (also after that worker restarted), not a sum or a stale maximum.
-The ranges waiting for a retry are read from the database at scrape time
-(:class:`RetriesCollector`): a fact of the shared database, the same seen
-from every replica.
+The ranges waiting for a retry and the collection state are read from the
+database at scrape time (:class:`RetriesCollector`,
+:class:`CollectionStateCollector`): facts of the shared database, the same
+seen from every replica.
 """
 
-import contextlib
-import logging
 import time
 
 from flask import current_app
 from prometheus_client import Counter, Gauge
 from prometheus_client.core import GaugeMetricFamily
-from sqlalchemy.exc import SQLAlchemyError
 
+from common.web.observability import DatabaseCollector
 from data_collector import retries
 from data_collector.models import CollectorState, db
-
-log = logging.getLogger(__name__)
 
 COLLECTION_CYCLES = Counter(
     "collection_cycles_total",
@@ -76,24 +73,16 @@ def request_outcome(endpoint: str, status: int) -> str:
     return "server_error" if status >= 500 else "client_error"
 
 
-class RetriesCollector:
-    """Read the ranges waiting for a retry when Prometheus scrapes (inside the app context)."""
+class RetriesCollector(DatabaseCollector):
+    """The ranges waiting for a retry."""
 
-    def describe(self):
-        """Declare nothing up front: registering must not query the database."""
-        return []
+    db = db
+    what = "retries"
 
-    def collect(self):
-        """Yield the retry gauges, or nothing when the database does not answer."""
+    def read(self):
+        """Yield the retry gauges."""
         now = time.time()
-        try:
-            waiting, next_at = retries.waiting_count_and_next()
-            db.session.rollback()
-        except SQLAlchemyError as error:
-            with contextlib.suppress(SQLAlchemyError):
-                db.session.rollback()
-            log.warning("metrics: retries unknown, the database is unavailable: %s", error)
-            return
+        waiting, next_at = retries.waiting_count_and_next()
         yield GaugeMetricFamily(
             "collection_retries_waiting",
             "Ranges whose fetch failed and that wait to be asked for again.",
@@ -106,28 +95,18 @@ class RetriesCollector:
         )
 
 
-class CollectionStateCollector:
-    """Read the collection state every replica shares when Prometheus scrapes.
+class CollectionStateCollector(DatabaseCollector):
+    """The collection state every replica shares.
 
     What the alerting rules compare: when a cycle last ended against the
     interval (collection stalled), and the day's credits against the budget.
     """
 
-    def describe(self):
-        """Declare nothing up front: registering must not query the database."""
-        return []
+    db = db
+    what = "collection state"
 
-    def collect(self):
-        """Yield the collection gauges, or nothing when the database does not answer."""
-        try:
-            state = db.session.get(CollectorState, 1)
-            facts = state.to_dict() if state is not None else None
-            db.session.rollback()
-        except SQLAlchemyError as error:
-            with contextlib.suppress(SQLAlchemyError):
-                db.session.rollback()
-            log.warning("metrics: collection state unknown, the database is unavailable: %s", error)
-            return
+    def read(self):
+        """Yield the collection gauges (the settings' even before the first cycle)."""
         config = current_app.config
         yield GaugeMetricFamily(
             "collection_interval_seconds",
@@ -139,15 +118,16 @@ class CollectionStateCollector:
             "The credits collection may spend per UTC day (OPENSKY_DAILY_CREDITS).",
             value=config["OPENSKY_DAILY_CREDITS"],
         )
-        if facts is None:
+        state = db.session.get(CollectorState, 1)
+        if state is None:
             return
-        ended = state.last_cycle_finished_at
-        if ended is not None:
+        if state.last_cycle_finished_at is not None:
             yield GaugeMetricFamily(
                 "collection_last_cycle_end_timestamp_seconds",
                 "When the latest collection cycle of any replica ended, in Unix seconds.",
-                value=ended.timestamp(),
+                value=state.last_cycle_finished_at.timestamp(),
             )
+        facts = state.to_dict()
         yield GaugeMetricFamily(
             "collection_credits_spent_today",
             "Credits spent on OpenSky requests since the UTC day began.",

@@ -7,17 +7,12 @@ the shared database, not of any one process, so every replica reports the
 same value and no process has to keep a gauge up to date.
 """
 
-import contextlib
-import logging
-
 from prometheus_client import Counter
 from prometheus_client.core import GaugeMetricFamily
-from sqlalchemy.exc import SQLAlchemyError
 
+from common.web.observability import DatabaseCollector
 from user_manager import outbox
 from user_manager.models import db
-
-log = logging.getLogger(__name__)
 
 IDEMPOTENCY_REPLAYS = Counter(
     "idempotency_replays_total",
@@ -33,23 +28,15 @@ IDEMPOTENCY_CONFLICTS = Counter(
 )
 
 
-class OutboxBacklogCollector:
-    """Read the outbox backlog when Prometheus scrapes (inside the request's app context)."""
+class OutboxBacklogCollector(DatabaseCollector):
+    """The outbox backlog."""
 
-    def describe(self):
-        """Declare nothing up front: registering must not query the database."""
-        return []
+    db = db
+    what = "outbox backlog"
 
-    def collect(self):
-        """Yield the backlog gauges, or nothing when the database does not answer."""
-        try:
-            backlog = outbox.backlog()
-            db.session.rollback()
-        except SQLAlchemyError as error:
-            with contextlib.suppress(SQLAlchemyError):
-                db.session.rollback()
-            log.warning("metrics: outbox backlog unknown, the database is unavailable: %s", error)
-            return
+    def read(self):
+        """Yield the backlog gauges."""
+        backlog = outbox.backlog()
         yield GaugeMetricFamily(
             "outbox_backlog_messages",
             "Calls to the Data Collector (DeleteUserInterests) committed but not yet delivered.",

@@ -5,11 +5,15 @@ the collectors a service registers with :func:`add_scrape_collector`, which
 compute a value when scraped (the outbox backlog, for instance).
 """
 
+import contextlib
 import logging
 import time
+from collections.abc import Iterable
+from typing import Any
 
 from flask import Flask, Response, g, request
 from prometheus_client import CONTENT_TYPE_LATEST
+from sqlalchemy.exc import SQLAlchemyError
 
 from common.observability.metrics import HTTP_LATENCY, HTTP_REQUESTS, render_all
 from common.observability.request_ids import (
@@ -23,9 +27,45 @@ from common.web.auth import requires
 from common.web.paths import loggable_path
 
 access_log = logging.getLogger("access")
+log = logging.getLogger(__name__)
 
 # Metric labels must stay bounded: any other method a client invents is counted as OTHER.
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+class DatabaseCollector:
+    """A collector of gauges read from the service's database each time Prometheus scrapes.
+
+    For facts of the shared database (a backlog, the collection state): the
+    same seen from every replica, and no process has to keep a gauge up to
+    date. A subclass names its ``db``, says ``what`` it reads (for the log) and
+    yields its metric families from :meth:`read`, run in a short transaction
+    inside the request's app context. A database that does not answer costs
+    those samples and a warning, never the whole scrape.
+    """
+
+    db: Any
+    what = "database facts"
+
+    def describe(self):
+        """Declare nothing up front: registering must not query the database."""
+        return []
+
+    def collect(self):
+        """Yield what :meth:`read` yields, or nothing when the database does not answer."""
+        try:
+            families = list(self.read())
+            self.db.session.rollback()
+        except SQLAlchemyError as error:
+            with contextlib.suppress(SQLAlchemyError):
+                self.db.session.rollback()
+            log.warning("metrics: %s unknown, the database is unavailable: %s", self.what, error)
+            return
+        yield from families
+
+    def read(self) -> Iterable:
+        """Yield the metric families (subclasses)."""
+        raise NotImplementedError
 
 
 def add_scrape_collector(app: Flask, collector) -> None:
