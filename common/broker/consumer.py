@@ -34,12 +34,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flask import Flask
+from prometheus_client import Counter
 
 from common.broker.connection import MSG_ID_HEADER, RECONNECT_WAIT_SECONDS, Broker
 from common.broker.streams import dead_letter_subject, ensure_streams, stream_of
 from common.process.heartbeat import Heartbeat
 
 log = logging.getLogger(__name__)
+
+CONSUMED = Counter(
+    "broker_messages_consumed_total",
+    "Messages the consumer settled, by subject and outcome: done (acknowledged), retried "
+    "(delivered again later), parked (moved to the dead letters).",
+    ["subject", "outcome"],
+)
 
 # Messages handed to one call of a handler: large enough that a burst (an airport followed
 # by thousands) is handled in few transactions, small enough to redo quickly.
@@ -228,6 +236,8 @@ class Consumer:
         too_often = delivery.attempt >= MAX_ATTEMPTS
         if isinstance(outcome, Retry) and outcome.because_of_message and too_often:
             outcome = Park(f"failed {delivery.attempt} times: {outcome.reason}")
+        kind = {Done: "done", Retry: "retried", Park: "parked"}[type(outcome)]
+        CONSUMED.labels(delivery.subject, kind).inc()
         if isinstance(outcome, Done):
             self.counts.handled += 1
             await message.ack()

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import psycopg2
 from flask import Flask
 from flask_sqlalchemy import SQLAlchemy
+from prometheus_client import Counter
 from sqlalchemy import (
     BigInteger,
     Column,
@@ -51,6 +52,12 @@ from common.broker.connection import Broker, BrokerUnavailableError, Message
 from common.process.heartbeat import Heartbeat
 
 log = logging.getLogger(__name__)
+
+PUBLISHED = Counter(
+    "broker_messages_published_total",
+    "Messages the outbox relay published to the broker (the broker stored them), by subject.",
+    ["subject"],
+)
 
 TABLE_NAME = "broker_outbox"
 # The PostgreSQL channel a commit that enqueued notifies, waking the relay at once.
@@ -172,6 +179,8 @@ class Relay:
             raise
         self.db.session.execute(delete(self.table).where(self.table.c.id.in_([r.id for r in rows])))
         self.db.session.commit()
+        for row in rows:
+            PUBLISHED.labels(row.subject).inc()
         return len(rows)
 
     def _run(self) -> None:
