@@ -1,10 +1,12 @@
 """Helpers shared by the test modules: HTTP clients, unique test data, polling."""
 
+import functools
 import importlib
 import ipaddress
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -16,6 +18,7 @@ from typing import Any
 from unittest import mock
 
 import grpc
+import pytest
 import requests
 
 from common.rpc.security import open_channel
@@ -327,3 +330,39 @@ class GrpcServerProcess:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+
+
+@functools.cache
+def prometheus_missing() -> str | None:
+    """Return why Prometheus cannot be used here, installing it first when possible (None: ok).
+
+    Debian's ``prometheus`` package (``prometheus`` and ``promtool``) is
+    installed once per session when it is missing and ``apt-get`` runs as root
+    (CI does), quietly and without the recommended extras; elsewhere the tests
+    that need it are skipped with this sentence.
+    """
+    if shutil.which("prometheus") and shutil.which("promtool"):
+        return None
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        return (
+            "Prometheus is not installed (Debian/Ubuntu: apt-get install prometheus; "
+            "elsewhere https://prometheus.io/download/), and only root may install it here"
+        )
+    print("\nPrometheus is not installed: installing Debian's package", file=sys.stderr)
+    install = ["apt-get", "install", "-y", "-q", "--no-install-recommends", "prometheus"]
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    result = subprocess.run(install, env=env, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        subprocess.run(["apt-get", "update", "-q"], env=env, capture_output=True, check=False)
+        result = subprocess.run(install, env=env, capture_output=True, text=True, check=False)
+    if shutil.which("prometheus") and shutil.which("promtool"):
+        return None
+    last = (result.stderr or result.stdout).strip().splitlines()[-1:] or ["no output"]
+    return f"Prometheus could not be installed (apt-get install prometheus: {last[0]})"
+
+
+def require_prometheus() -> None:
+    """Skip the calling test (or fixture) unless Prometheus is installed or installable."""
+    reason = prometheus_missing()
+    if reason is not None:
+        pytest.skip(reason)
