@@ -7,6 +7,7 @@ only through their documented environment variables (.env), so whatever
 works here works there.
 """
 
+import importlib
 import logging
 import os
 import secrets
@@ -22,18 +23,39 @@ import psycopg2
 import requests
 from psycopg2 import sql
 
+from common.observability import MULTIPROC_DIR_VARIABLE
 from common.process.supervisor import Supervisor
 from common.settings import GrpcSecurity
-from devstack import databases
+from devstack import databases, prometheus
 
 log = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+# The services the stack runs (``python -m <package>``), in the order it starts them. Each
+# has its ports in StackSettings (``<package>_http_port``, and ``<package>_grpc_port`` when
+# it serves gRPC); Prometheus scrapes every one of them.
+SERVICES = ("user_manager", "data_collector")
 # Each service's serving URL variable, and its database on the embedded server.
 DATABASES = {
     "USER_MANAGER_DATABASE_URL": "user_manager",
     "DATA_COLLECTOR_DATABASE_URL": "data_collector",
 }
+
+
+def settings_class(package: str) -> type:
+    """Return a service's settings class (its ``config.py`` loads nothing heavy)."""
+    return importlib.import_module(f"{package}.config").Settings
+
+
+def service_variable(package: str, attribute: str) -> str:
+    """Return the environment variable that sets ``attribute`` of a service's settings."""
+    names = {attr: variable for variable, attr in settings_class(package).variables().items()}
+    return names[attribute]
+
+
+def serves_grpc(package: str) -> bool:
+    """Tell whether a service has a gRPC server (its declaration names a servicer)."""
+    return importlib.import_module(f"{package}.app").SERVICE.servicer is not None
 
 
 def migration_variable(variable: str) -> str:
@@ -65,6 +87,10 @@ class StackSettings:
     simulator_port: int = 5003
     # The embedded NATS server's client port (when NATS_URL does not name a broker).
     broker_port: int = 4222
+    # Start Prometheus (a `prometheus` binary on PATH) unless PROMETHEUS_URL names one.
+    prometheus: bool = False
+    prometheus_port: int = 9090
+    prometheus_scrape_seconds: int = 15
     bind_host: str = "127.0.0.1"
     # Deleted when the stack stops (tests); False keeps data across restarts (make run).
     ephemeral: bool = False
@@ -73,23 +99,43 @@ class StackSettings:
     extra_env: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def from_environment(cls, data_dir: Path, *, simulator: bool) -> "StackSettings":
-        """Build the settings of ``make run``: documented variables override the defaults."""
+    def from_environment(
+        cls, data_dir: Path, *, simulator: bool, prometheus_scrape_seconds: int = 15
+    ) -> "StackSettings":
+        """Build the settings of ``make run``: documented variables override the defaults.
+
+        Each service's ports default to its settings' defaults; Prometheus is
+        started (when installed) unless ``PROMETHEUS_URL`` names one.
+        """
 
         def port(name: str, default: int) -> int:
             return int(os.environ.get(name) or default)
 
+        ports = {}
+        for package in SERVICES:
+            fields = settings_class(package).model_fields
+            for attribute in ("HTTP_PORT", "GRPC_PORT") if serves_grpc(package) else ("HTTP_PORT",):
+                variable = service_variable(package, attribute)
+                ports[f"{package}_{attribute.lower()}"] = port(variable, fields[attribute].default)
         return cls(
             data_dir=data_dir,
-            user_manager_http_port=port("USER_MANAGER_HTTP_PORT", 5001),
-            data_collector_http_port=port("DATA_COLLECTOR_HTTP_PORT", 5002),
-            user_manager_grpc_port=port("USER_MANAGER_GRPC_PORT", 50051),
-            data_collector_grpc_port=port("DATA_COLLECTOR_GRPC_PORT", 50052),
+            **ports,
             simulator=simulator,
             simulator_port=port("OPENSKY_SIMULATOR_PORT", 5003),
             broker_port=port("NATS_PORT", 4222),
+            prometheus=True,
+            prometheus_port=port("PROMETHEUS_PORT", 9090),
+            prometheus_scrape_seconds=prometheus_scrape_seconds,
             bind_host=os.environ.get("BIND_HOST") or "127.0.0.1",
         )
+
+    def http_port(self, package: str) -> int:
+        """Return a service's REST port."""
+        return getattr(self, f"{package}_http_port")
+
+    def grpc_port(self, package: str) -> int:
+        """Return a service's gRPC port."""
+        return getattr(self, f"{package}_grpc_port")
 
     @classmethod
     def on_free_ports(cls, data_dir: Path, **overrides) -> "StackSettings":
@@ -101,6 +147,7 @@ class StackSettings:
             "data_collector_grpc_port": free_port(),
             "simulator_port": free_port(),
             "broker_port": free_port(),
+            "prometheus_port": free_port(),
             "ephemeral": True,
         }
         values.update(overrides)
@@ -113,16 +160,17 @@ def busy_ports(settings: StackSettings) -> list[str]:
     ``make run`` checks first, so a newcomer whose port 5001 is taken reads which
     variable moves it, instead of a service's bind error among many log lines.
     """
-    wanted = {
-        "USER_MANAGER_HTTP_PORT": settings.user_manager_http_port,
-        "DATA_COLLECTOR_HTTP_PORT": settings.data_collector_http_port,
-        "USER_MANAGER_GRPC_PORT": settings.user_manager_grpc_port,
-        "DATA_COLLECTOR_GRPC_PORT": settings.data_collector_grpc_port,
-    }
+    wanted = {}
+    for package in SERVICES:
+        wanted[service_variable(package, "HTTP_PORT")] = settings.http_port(package)
+        if serves_grpc(package):
+            wanted[service_variable(package, "GRPC_PORT")] = settings.grpc_port(package)
     if settings.simulator:
         wanted["OPENSKY_SIMULATOR_PORT"] = settings.simulator_port
     if not os.environ.get("NATS_URL"):
         wanted["NATS_PORT"] = settings.broker_port
+    if settings.prometheus and not os.environ.get("PROMETHEUS_URL"):
+        wanted["PROMETHEUS_PORT"] = settings.prometheus_port
     busy = []
     for variable, port in wanted.items():
         with socket.socket() as probe:
@@ -156,17 +204,32 @@ class LocalStack:
         self.database_urls: dict[str, str] = {}
         self.serving_database_urls: dict[str, str] = {}
         self.env: dict[str, str] = {}
+        self.prometheus_started = False
         self._log_files: list[IO] = []
+
+    def service_url(self, package: str) -> str:
+        """Return the base URL of a service's REST API."""
+        return f"http://127.0.0.1:{self.settings.http_port(package)}"
 
     @property
     def user_manager_url(self) -> str:
         """Base URL of the User Manager's REST API."""
-        return f"http://127.0.0.1:{self.settings.user_manager_http_port}"
+        return self.service_url("user_manager")
 
     @property
     def data_collector_url(self) -> str:
         """Base URL of the Data Collector's REST API."""
-        return f"http://127.0.0.1:{self.settings.data_collector_http_port}"
+        return self.service_url("data_collector")
+
+    @property
+    def prometheus_url(self) -> str | None:
+        """Base URL of the Prometheus the services report to: PROMETHEUS_URL's, or the stack's."""
+        given = os.environ.get("PROMETHEUS_URL")
+        if given:
+            return given.rstrip("/")
+        if self.settings.prometheus and prometheus.installed():
+            return f"http://127.0.0.1:{self.settings.prometheus_port}"
+        return None
 
     def admin_database_url(self, variable: str) -> str:
         """Return the superuser's URL of a service's database (the owner's if not embedded).
@@ -186,15 +249,21 @@ class LocalStack:
         return f"http://127.0.0.1:{self.settings.simulator_port}"
 
     def start(self) -> None:
-        """Start PostgreSQL (unless URLs are given), the simulator, and both services."""
+        """Start PostgreSQL (unless URLs are given), broker, Prometheus, simulator, services.
+
+        Prometheus starts before the services (it only scrapes them), so the
+        services that query it find it answering.
+        """
         self.database_urls, self.serving_database_urls = self._database_urls()
         self.env = self._service_env()
         if not os.environ.get("NATS_URL"):
             self.start_broker()
+        if self.settings.prometheus:
+            self.prometheus_started = prometheus.start(self)
         if self.settings.simulator:
             self._start_simulator()
-        self.start_service("user_manager")
-        self.start_service("data_collector")
+        for package in SERVICES:
+            self.start_service(package)
 
     @property
     def broker_dir(self) -> Path:
@@ -217,7 +286,7 @@ class LocalStack:
                 "--server_name",
                 "flight-tracker",
             ],
-            output=self._log_file("nats"),
+            output=self.log_file("nats"),
         )
         self._wait_for_port("nats", self.settings.broker_port)
 
@@ -225,19 +294,32 @@ class LocalStack:
         """Stop the embedded NATS server (tests use this to take the broker down)."""
         self.supervisor.stop("nats")
 
-    def start_service(self, package: str, *, wait: bool = True) -> None:
-        """Start one service (``user_manager`` or ``data_collector``) and wait until it answers.
+    def metrics_dir(self, package: str) -> Path:
+        """Where a service's processes write their metrics and its worker's heartbeats."""
+        return self.settings.data_dir.parent / "metrics" / package
 
-        Both halves: REST ``/ping`` and the gRPC health service (the gRPC
-        server starts beside gunicorn and may come up after it).
+    def service_env(self, package: str) -> dict[str, str]:
+        """Return the environment of one service (and of its probes, which read its metrics)."""
+        return {**self.env, MULTIPROC_DIR_VARIABLE: str(self.metrics_dir(package))}
+
+    def start_service(self, package: str, *, wait: bool = True) -> None:
+        """Start one service (a package of SERVICES) and wait until it answers.
+
+        Both halves: REST ``/ping`` and, when it has one, the gRPC health
+        service (the gRPC server starts beside gunicorn and may come up after
+        it). Its metrics start from nothing: the last run's processes are gone.
         """
+        shutil.rmtree(self.metrics_dir(package), ignore_errors=True)
         self.supervisor.start(
-            package, [sys.executable, "-m", package], env=self.env, output=self._log_file(package)
+            package,
+            [sys.executable, "-m", package],
+            env=self.service_env(package),
+            output=self.log_file(package),
         )
         if wait:
-            url = self.user_manager_url if package == "user_manager" else self.data_collector_url
-            self._wait_for(package, f"{url}/ping")
-            self._wait_for_grpc(package)
+            self.wait_for(package, f"{self.service_url(package)}/ping")
+            if serves_grpc(package):
+                self._wait_for_grpc(package)
 
     def stop_service(self, package: str) -> None:
         """Stop one service gracefully (tests use this to take a peer down)."""
@@ -292,17 +374,15 @@ class LocalStack:
         # The services serve as the serving role; their migrate step alone gets the owner's.
         env.update(self.serving_database_urls)
         env.update({migration_variable(name): url for name, url in self.database_urls.items()})
-        env.update(
-            {
-                "BIND_HOST": settings.bind_host,
-                "USER_MANAGER_HTTP_PORT": str(settings.user_manager_http_port),
-                "USER_MANAGER_GRPC_PORT": str(settings.user_manager_grpc_port),
-                "DATA_COLLECTOR_HTTP_PORT": str(settings.data_collector_http_port),
-                "DATA_COLLECTOR_GRPC_PORT": str(settings.data_collector_grpc_port),
-            }
-        )
-        env.setdefault("USER_MANAGER_PUBLIC_URL", self.user_manager_url)
-        env.setdefault("DATA_COLLECTOR_PUBLIC_URL", self.data_collector_url)
+        env["BIND_HOST"] = settings.bind_host
+        for package in SERVICES:
+            env[service_variable(package, "HTTP_PORT")] = str(settings.http_port(package))
+            if serves_grpc(package):
+                env[service_variable(package, "GRPC_PORT")] = str(settings.grpc_port(package))
+            env.setdefault(service_variable(package, "PUBLIC_URL"), self.service_url(package))
+        if self.prometheus_url:
+            env["PROMETHEUS_URL"] = self.prometheus_url
+            env["PROMETHEUS_SCRAPE_SECONDS"] = str(settings.prometheus_scrape_seconds)
         env.setdefault("USER_MANAGER_GRPC_ADDR", f"127.0.0.1:{settings.user_manager_grpc_port}")
         env.setdefault("DATA_COLLECTOR_GRPC_ADDR", f"127.0.0.1:{settings.data_collector_grpc_port}")
         env["NATS_URL"] = self.broker_url
@@ -335,9 +415,9 @@ class LocalStack:
                 self.simulator_client_secret,
             ],
             env=self.env,
-            output=self._log_file("opensky_sim"),
+            output=self.log_file("opensky_sim"),
         )
-        self._wait_for("opensky_sim", f"{self.simulator_url}/_sim/state")
+        self.wait_for("opensky_sim", f"{self.simulator_url}/_sim/state")
 
     def _stop_throwaway_postgres(self) -> None:
         """Stop without the shutdown checkpoint (the data is about to be deleted), then delete."""
@@ -358,7 +438,8 @@ class LocalStack:
         finally:
             quiet.setLevel(level)
 
-    def _log_file(self, role: str) -> IO | None:
+    def log_file(self, role: str) -> IO | None:
+        """Return the file ``role`` logs to (``log_dir``), or None: the terminal."""
         if self.settings.log_dir is None:
             return None
         self.settings.log_dir.mkdir(parents=True, exist_ok=True)
@@ -384,12 +465,8 @@ class LocalStack:
     def _wait_for_grpc(self, package: str, timeout: float = 60.0) -> None:
         from common.process.healthcheck import check_grpc, probe_host
 
-        port = (
-            self.settings.user_manager_grpc_port
-            if package == "user_manager"
-            else self.settings.data_collector_grpc_port
-        )
         host = probe_host(self.env.get("GRPC_BIND_HOST") or self.settings.bind_host)
+        port = self.settings.grpc_port(package)
         # The container health check's probe, with the same credentials the peers use.
         security = self.grpc_security()
         deadline = time.monotonic() + timeout
@@ -418,7 +495,8 @@ class LocalStack:
                     ) from error
                 time.sleep(0.05)
 
-    def _wait_for(self, role: str, url: str, timeout: float = 60.0) -> None:
+    def wait_for(self, role: str, url: str, timeout: float = 60.0) -> None:
+        """Wait until ``url`` answers 200; fail if ``role`` exits or time runs out."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             process = self.supervisor.children.get(role)

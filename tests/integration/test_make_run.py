@@ -1,6 +1,7 @@
 """``make run`` (python -m devstack): starts everything, keeps data, and Ctrl-C leaves nothing."""
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -57,6 +58,8 @@ def ports():
         "USER_MANAGER_GRPC_PORT",
         "DATA_COLLECTOR_GRPC_PORT",
         "OPENSKY_SIMULATOR_PORT",
+        "NATS_PORT",
+        "PROMETHEUS_PORT",
     ]
     return {name: free_port() for name in names}
 
@@ -67,6 +70,12 @@ def test_banner_ctrl_c_and_data_kept_across_restarts(tmp_path, ports):
     banner = "".join(first.output)
     assert f"http://127.0.0.1:{ports['USER_MANAGER_HTTP_PORT']}" in banner
     assert f"http://127.0.0.1:{ports['DATA_COLLECTOR_HTTP_PORT']}" in banner
+    if shutil.which("prometheus"):
+        prometheus = f"http://127.0.0.1:{ports['PROMETHEUS_PORT']}"
+        assert f"Prometheus      {prometheus}" in banner
+        assert requests.get(f"{prometheus}/-/ready", timeout=5).ok
+    else:
+        assert "Prometheus      not running (not installed" in banner
     email = create_user(first.um)
 
     descendants = first.interrupt()
