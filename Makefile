@@ -21,10 +21,13 @@ $(STAMP): requirements-dev.txt pyproject.toml
 run: install
 	$(PY) -m devstack
 
+# Two pytest-xdist workers (TEST_WORKERS=0: one process); each module runs whole on one.
+TEST_WORKERS ?= 2
+
 test: install
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 # The compose stack scaled to 3 x 3 on this machine's Docker engine: the integration suite
 # through the gateway, then the fault drills, and a table of their figures (README,

@@ -23,7 +23,8 @@ The package's files are where the skeleton finds its parts:
                    broker subjects it consumes (role ``worker``)
 ``models.py``      ``OUTBOX``: its broker outbox table, when it publishes
 ``metrics.py``     ``SCRAPE_COLLECTORS``: collectors computed at each scrape
-``openapi.py``     ``build_document(app)``: its OpenAPI document
+``openapi.py``     ``DOCUMENT``: its API document's title, description and tags
+``answers.py``     ``HealthFacts``: the model of what ``health_facts()`` returns
 ``migrations/``    ``versions/``: its Alembic revisions
 =================  =============================================================
 

@@ -2,14 +2,18 @@
 
 The interest body, airport codes in paths, and the query parameters of the
 flight lists (``type``, ``since``, ``until``, ``days``): each reader returns
-the normalized value or raises an :class:`~common.web.errors.ApiError`.
+the normalized value or raises an :class:`~common.web.errors.ApiError`. The
+path and query models only document, for the API document, what the readers
+read.
 """
 
 import re
+from collections.abc import Mapping
 from datetime import UTC, datetime
+from typing import Any, Literal
 
 from flask import current_app
-from pydantic import BaseModel, ConfigDict, StrictStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictStr, create_model, field_validator
 
 from common.emails import normalize_email
 from common.web.errors import ApiError
@@ -27,10 +31,17 @@ DEFAULT_AVERAGE_DAYS = 7
 class InterestRequest(BaseModel):
     """The body of ``POST /interests`` and ``DELETE /interests``."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"email": "mario.rossi@example.com", "airport_code": "LIRF"}]
+        },
+    )
 
-    email: StrictStr
-    airport_code: StrictStr
+    email: StrictStr = Field(description="The user's email (any case).")
+    airport_code: StrictStr = Field(
+        description="ICAO code of a known airport (any case), e.g. `LIRF`."
+    )
 
     @field_validator("email")
     @classmethod
@@ -41,6 +52,82 @@ class InterestRequest(BaseModel):
     @classmethod
     def _airport_code(cls, value: str) -> str:
         return normalize_airport_code(value)
+
+
+AIRPORT = Field(description="ICAO code of a known airport (any case).", examples=["LIRF"])
+TIME_FORMAT = "ISO 8601 (UTC when no offset is given, e.g. `2026-01-31T12:00:00Z`) or Unix seconds"
+
+
+class EmailPath(BaseModel):
+    """The user a path names."""
+
+    email: str = Field(
+        description="The user's email (any case).", examples=["mario.rossi@example.com"]
+    )
+
+
+class AirportCodePath(BaseModel):
+    """The airport a flight list is about."""
+
+    airport_code: str = AIRPORT
+
+
+class IcaoPath(BaseModel):
+    """The airport a last flight or an average is about."""
+
+    icao: str = AIRPORT
+
+
+class TypeQuery(BaseModel):
+    """Which directions to answer with."""
+
+    type: Literal[tuple(FLIGHT_TYPES)] = Field(
+        None, description="Only arrivals or only departures (default: both)."
+    )
+
+
+class FlightFilters(TypeQuery):
+    """The filters of the flight lists."""
+
+    since: str = Field(
+        None,
+        description=f"Only flights at or after this time: {TIME_FORMAT}.",
+        examples=["2026-01-30T00:00:00Z"],
+    )
+    until: str = Field(
+        None,
+        description=f"Only flights before this time: {TIME_FORMAT}.",
+        examples=["1769904000"],
+    )
+
+
+class UserQuery(BaseModel):
+    """The user whose airports to list."""
+
+    email: str = Field(
+        None,
+        description="The user whose airports to list (any case); leave out for every airport.",
+        examples=["mario.rossi@example.com"],
+    )
+
+
+def days_query(config: Mapping[str, Any]) -> type[BaseModel]:
+    """Return the model of the average's ``days``, bounded by ``RETENTION_DAYS``."""
+    days = config["RETENTION_DAYS"]
+    return create_model(
+        "DaysQuery",
+        days=(
+            int,
+            Field(
+                DEFAULT_AVERAGE_DAYS,
+                ge=1,
+                le=days,
+                description="How many days (24 hours each) back from the last collection: 1 to "
+                f"{days} (`RETENTION_DAYS`; default {DEFAULT_AVERAGE_DAYS}).",
+                examples=[7],
+            ),
+        ),
+    )
 
 
 def path_airport_code(value: str) -> str:

@@ -7,18 +7,16 @@ them. Counters add up across processes; the credits gauge uses
 ``mostrecent``, so ``/metrics`` shows the last balance OpenSky reported to
 any process (also after that worker restarted), not a sum or a stale maximum.
 The ranges waiting for a retry and the collection state are read from the
-database at scrape time (:class:`RetriesCollector`,
-:class:`CollectionStateCollector`): facts of the shared database, the same
-seen from every replica.
+database at scrape time (:func:`retries_gauges`, :func:`collection_state_gauges`):
+facts of the shared database, the same seen from every replica.
 """
 
 import time
 
 from flask import current_app
 from prometheus_client import Counter, Gauge
-from prometheus_client.core import GaugeMetricFamily
 
-from common.web.observability import DatabaseCollector
+from common.web.observability import DatabaseGauges
 from data_collector import retries
 from data_collector.models import CollectorState, db
 
@@ -73,72 +71,71 @@ def request_outcome(endpoint: str, status: int) -> str:
     return "server_error" if status >= 500 else "client_error"
 
 
-class RetriesCollector(DatabaseCollector):
-    """The ranges waiting for a retry."""
-
-    db = db
-    what = "retries"
-
-    def read(self):
-        """Yield the retry gauges."""
-        now = time.time()
-        waiting, next_at = retries.waiting_count_and_next()
-        yield GaugeMetricFamily(
+def retries_gauges():
+    """Return the gauges of the ranges waiting for a retry (read at each scrape)."""
+    waiting, next_at = retries.waiting_count_and_next()
+    return [
+        (
             "collection_retries_waiting",
             "Ranges whose fetch failed and that wait to be asked for again.",
-            value=waiting,
-        )
-        yield GaugeMetricFamily(
+            waiting,
+        ),
+        (
             "collection_next_retry_seconds",
             "Seconds until the next range waiting for a retry is due (0: due now, or none).",
-            value=max(0.0, next_at - now) if next_at is not None else 0.0,
-        )
+            max(0.0, next_at - time.time()) if next_at is not None else 0.0,
+        ),
+    ]
 
 
-class CollectionStateCollector(DatabaseCollector):
-    """The collection state every replica shares.
+def collection_state_gauges():
+    """Return the gauges of the collection state every replica shares (read at each scrape).
 
     What the alerting rules compare: when a cycle last ended against the
     interval (collection stalled), and the day's credits against the budget.
     """
-
-    db = db
-    what = "collection state"
-
-    def read(self):
-        """Yield the collection gauges (the settings' even before the first cycle)."""
-        config = current_app.config
-        yield GaugeMetricFamily(
+    config = current_app.config
+    gauges = [
+        (
             "collection_interval_seconds",
             "The period of collection cycles (COLLECT_INTERVAL_MINUTES).",
-            value=config["COLLECT_INTERVAL_MINUTES"] * 60,
-        )
-        yield GaugeMetricFamily(
+            config["COLLECT_INTERVAL_MINUTES"] * 60,
+        ),
+        (
             "collection_daily_credits",
             "The credits collection may spend per UTC day (OPENSKY_DAILY_CREDITS).",
-            value=config["OPENSKY_DAILY_CREDITS"],
-        )
-        state = db.session.get(CollectorState, 1)
-        if state is None:
-            return
-        if state.last_cycle_finished_at is not None:
-            yield GaugeMetricFamily(
-                "collection_last_cycle_end_timestamp_seconds",
-                "When the latest collection cycle of any replica ended, in Unix seconds.",
-                value=state.last_cycle_finished_at.timestamp(),
-            )
-        facts = state.to_dict()
-        yield GaugeMetricFamily(
+            config["OPENSKY_DAILY_CREDITS"],
+        ),
+    ]
+    state = db.session.get(CollectorState, 1)
+    if state is None:
+        return gauges
+    facts = state.to_dict()
+    gauges += [
+        (
             "collection_credits_spent_today",
             "Credits spent on OpenSky requests since the UTC day began.",
-            value=facts["credits_spent_today"],
-        )
-        yield GaugeMetricFamily(
+            facts["credits_spent_today"],
+        ),
+        (
             "collection_over_budget",
             "1 when today's credits ran out with ranges still due (they wait for tomorrow).",
-            value=1 if facts["over_budget_today"] else 0,
+            1 if facts["over_budget_today"] else 0,
+        ),
+    ]
+    if state.last_cycle_finished_at is not None:
+        gauges.append(
+            (
+                "collection_last_cycle_end_timestamp_seconds",
+                "When the latest collection cycle of any replica ended, in Unix seconds.",
+                state.last_cycle_finished_at.timestamp(),
+            )
         )
+    return gauges
 
 
 # Computed at every scrape of this service's /metrics (registered by the app factory).
-SCRAPE_COLLECTORS = (RetriesCollector, CollectionStateCollector)
+SCRAPE_COLLECTORS = (
+    DatabaseGauges("retries", retries_gauges),
+    DatabaseGauges("collection state", collection_state_gauges),
+)

@@ -5,28 +5,81 @@ from flask import Blueprint, current_app, jsonify, request
 from common.web.auth import require_user, requires
 from common.web.errors import ApiError
 from common.web.inputs import json_object_body, parse_model, path_email
-from common.web.pagination import json_page_response, parse_page_request
+from common.web.openapi import UNAVAILABLE, Message, Reply, documented
+from common.web.pagination import PageLink, json_page_response, page_query, parse_page_request
 from data_collector import flights, inputs, interests, services
+from data_collector.answers import AirportFlight, Average, Flight, Interest
 
 bp = Blueprint("collector", __name__)
 
 # A page of flights is ~0.5 KB per item: 100 by default, never more than 1,000 (as users).
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
+PAGE_QUERY = page_query(default_limit=DEFAULT_PAGE_SIZE, max_limit=MAX_PAGE_SIZE)
+PEER_UNAVAILABLE = (
+    "The User Manager (or the database) is unavailable; retry after `Retry-After` seconds."
+)
+BAD_AIRPORT = "An airport code that is not the ICAO code of a known airport"
+BAD_FILTERS = (
+    "an unknown `type`, a time that does not parse, `since` not before `until`, `limit` "
+    "out of range or a cursor that did not come from a Link header"
+)
 
 
 @bp.post("/collection/runs")
 @requires("collection:run")
+@documented(
+    tag="collection",
+    answers={
+        202: Reply(
+            "Requested; the worker starts it within `COLLECT_POLL_SECONDS`.",
+            Message,
+            example={"message": "Collection cycle requested"},
+        ),
+        429: "A cycle was asked for or started less than a minute ago; ask again after "
+        "`Retry-After` seconds.",
+        503: UNAVAILABLE,
+    },
+)
 def request_collection_run():
-    """Ask the worker for a collection cycle now (it fetches only what is due)."""
+    """Ask the worker for a collection cycle now.
+
+    The cycle fetches only what is due, so asking often costs no extra OpenSky
+    credits. `GET /health` shows its outcome.
+    """
     services.request_cycle()
     return {"message": "Collection cycle requested"}, 202
 
 
 @bp.post("/interests")
 @requires("interests:write")
+@documented(
+    tag="interests",
+    body=inputs.InterestRequest,
+    answers={
+        201: Reply(
+            "Followed; collection starts shortly.",
+            Message,
+            example={"message": "Interest added and data fetch initiated"},
+        ),
+        200: Reply(
+            "Already followed (nothing changed).",
+            Message,
+            example={"message": "Interest already registered"},
+        ),
+        404: "The User Manager has no such user.",
+        409: "A limit is reached: the user's airports (`MAX_INTERESTS_PER_USER`) or the "
+        "different airports followed by everyone (`MAX_FOLLOWED_AIRPORTS`); `details.limit` "
+        "names it.",
+        503: PEER_UNAVAILABLE,
+    },
+)
 def add_interest():
-    """Follow an airport for a user who exists in the User Manager."""
+    """Follow an airport for a user who exists in the User Manager.
+
+    The user is checked in the User Manager over gRPC. A new interest starts a
+    collection cycle for the airport soon after.
+    """
     data = parse_model(inputs.InterestRequest, json_object_body())
     require_user(data.email)
     services.require_existing_user(directory=services.user_manager(), email=data.email)
@@ -37,6 +90,15 @@ def add_interest():
 
 @bp.delete("/interests")
 @requires("interests:write")
+@documented(
+    tag="interests",
+    body=inputs.InterestRequest,
+    answers={
+        200: Reply("No longer followed.", Message, example={"message": "Interest removed"}),
+        404: "The user does not follow this airport.",
+        503: UNAVAILABLE,
+    },
+)
 def remove_interest():
     """Stop following an airport."""
     data = parse_model(inputs.InterestRequest, json_object_body())
@@ -48,6 +110,17 @@ def remove_interest():
 
 @bp.get("/interests/<path:email>")
 @requires("interests:read")
+@documented(
+    tag="interests",
+    path=inputs.EmailPath,
+    answers={
+        200: Reply(
+            "The user's interests by airport code (empty for an unknown user).", list[Interest]
+        ),
+        400: "The email in the path is not a valid address.",
+        503: UNAVAILABLE,
+    },
+)
 def list_interests(email: str):
     """List the airports a user follows."""
     email = path_email(email)
@@ -58,8 +131,28 @@ def list_interests(email: str):
 
 @bp.get("/flights")
 @requires("flights:read")
+@documented(
+    tag="flights",
+    query=(inputs.UserQuery, inputs.FlightFilters, PAGE_QUERY),
+    answers={
+        200: Reply(
+            "A page of flights (empty when none is stored).",
+            list[AirportFlight],
+            headers=(PageLink,),
+        ),
+        400: f"An email that is not a valid address, {BAD_FILTERS}.",
+        404: "The User Manager has no such user.",
+        503: PEER_UNAVAILABLE,
+    },
+)
 def list_airport_flights():
-    """List the flights at the airports a user follows (or at every airport), newest first."""
+    """List the flights at the airports a user follows (or at every airport), newest first.
+
+    With `email`: the flights at every airport the user follows (the user is checked in
+    the User Manager over gRPC; no interest: an empty list). Without: every stored flight,
+    at every airport it has. Each item says which airport it belongs to and its role there;
+    the same filters and pages as `/flights/{airport_code}`.
+    """
     raw_email = request.args.get("email")
     directions = inputs.flight_types(request.args.get("type"))
     since, until = inputs.time_range(request.args.get("since"), request.args.get("until"))
@@ -89,6 +182,18 @@ def list_airport_flights():
 
 @bp.get("/flights/<airport_code>")
 @requires("flights:read")
+@documented(
+    tag="flights",
+    path=inputs.AirportCodePath,
+    query=(inputs.FlightFilters, PAGE_QUERY),
+    answers={
+        200: Reply(
+            "A page of flights (empty when none is stored).", list[Flight], headers=(PageLink,)
+        ),
+        400: f"{BAD_AIRPORT}, {BAD_FILTERS}.",
+        503: UNAVAILABLE,
+    },
+)
 def list_flights(airport_code: str):
     """List an airport's arrivals and/or departures, newest first, one page at a time."""
     airport = inputs.path_airport_code(airport_code)
@@ -109,6 +214,17 @@ def list_flights(airport_code: str):
 
 @bp.get("/flights/last/<icao>")
 @requires("flights:read")
+@documented(
+    tag="flights",
+    path=inputs.IcaoPath,
+    query=(inputs.TypeQuery,),
+    answers={
+        200: Reply("The most recent flight.", Flight),
+        400: f"{BAD_AIRPORT}, or an unknown `type`.",
+        404: "No flight is stored for this airport.",
+        503: UNAVAILABLE,
+    },
+)
 def last_flight(icao: str):
     """Return the airport's most recent flight (or last arrival / last departure)."""
     airport = inputs.path_airport_code(icao)
@@ -121,6 +237,16 @@ def last_flight(icao: str):
 
 @bp.get("/flights/average/<icao>")
 @requires("flights:read")
+@documented(
+    tag="flights",
+    path=inputs.IcaoPath,
+    query=(inputs.TypeQuery, inputs.days_query),
+    answers={
+        200: Reply("The average, and the days it covers.", Average),
+        400: f"{BAD_AIRPORT}, an unknown `type`, or `days` out of range.",
+        503: UNAVAILABLE,
+    },
+)
 def average_flights(icao: str):
     """Return the average flights per day over the last X days (their collected part)."""
     airport = inputs.path_airport_code(icao)

@@ -8,8 +8,10 @@ works here works there.
 """
 
 import importlib
+import itertools
 import logging
 import os
+import random
 import secrets
 import shutil
 import socket
@@ -67,11 +69,28 @@ SIMULATOR_CLIENT_ID = "sim-client"
 TOKEN_PATH = "/auth/realms/opensky-network/protocol/openid-connect/token"
 
 
+# Ports for stacks that run beside others (tests, the benchmark) come from below the
+# kernel's ephemeral range (32768-60999 on Linux), which no outgoing connection takes
+# between the moment a port is picked and the moment its server binds it. Each test
+# process (a pytest-xdist worker) draws from its own slice, so two never pick the same.
+PORTS_START = 20000
+PORTS_PER_PROCESS = 2000
+_port_offsets = itertools.count(random.randrange(PORTS_PER_PROCESS))
+
+
 def free_port() -> int:
-    """Return a TCP port that was free a moment ago (for tests that run beside other stacks)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+    """Return a TCP port that is free now and that no other test process will pick."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+    first = PORTS_START + int(worker or 0) * PORTS_PER_PROCESS
+    for _ in range(PORTS_PER_PROCESS):
+        port = first + next(_port_offsets) % PORTS_PER_PROCESS
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {first}-{first + PORTS_PER_PROCESS - 1}")
 
 
 @dataclass

@@ -1,5 +1,6 @@
 """Helpers shared by the test modules: HTTP clients, unique test data, polling."""
 
+import fcntl
 import functools
 import importlib
 import ipaddress
@@ -9,6 +10,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Callable
@@ -348,13 +350,18 @@ def prometheus_missing() -> str | None:
             "Prometheus is not installed (Debian/Ubuntu: apt-get install prometheus; "
             "elsewhere https://prometheus.io/download/), and only root may install it here"
         )
-    print("\nPrometheus is not installed: installing Debian's package", file=sys.stderr)
-    install = ["apt-get", "install", "-y", "-q", "--no-install-recommends", "prometheus"]
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    result = subprocess.run(install, env=env, capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        subprocess.run(["apt-get", "update", "-q"], env=env, capture_output=True, check=False)
+    # One test process installs; another (pytest-xdist) waits for it, then finds it there.
+    with open(Path(tempfile.gettempdir()) / "flight-tracker-prometheus.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if shutil.which("prometheus") and shutil.which("promtool"):
+            return None
+        print("\nPrometheus is not installed: installing Debian's package", file=sys.stderr)
+        install = ["apt-get", "install", "-y", "-q", "--no-install-recommends", "prometheus"]
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
         result = subprocess.run(install, env=env, capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            subprocess.run(["apt-get", "update", "-q"], env=env, capture_output=True, check=False)
+            result = subprocess.run(install, env=env, capture_output=True, text=True, check=False)
     if shutil.which("prometheus") and shutil.which("promtool"):
         return None
     last = (result.stderr or result.stdout).strip().splitlines()[-1:] or ["no output"]

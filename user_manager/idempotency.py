@@ -1,92 +1,138 @@
-"""At most once per ``Idempotency-Key``: the protocol both user writes go through.
+"""At most once per ``Idempotency-Key``: claim, work, complete, replay.
 
-``POST /users`` and ``DELETE /users/<email>`` each carry a key. A write is
-one :class:`Write`: the answer it predicts for itself and the work it does,
-built once as SQL. :func:`run_once` sends it to PostgreSQL in one round trip
-(a :class:`~common.db.batch.Batch`), which runs it as one transaction:
+``POST /users`` and ``DELETE /users/<email>`` each carry a key. Each is a
+:class:`Write` (``services.py``): the SQL of its work. :func:`run_once`
+sends the phases below to PostgreSQL as one message of several statements
+(a :class:`~common.db.batch.Batch`). PostgreSQL runs such a message as one
+transaction: all of it commits, or none of it, in one round trip. Each
+statement sees what the statements before it did, so the phases run in the
+order they read here:
 
-1. **Lock the subject.** A transaction-scoped advisory lock on the email the
-   request writes: requests on one email run one at a time, so what the next
-   statement reads of that email (does the user exist? is a deletion still
-   pending?) stays true until the commit.
-2. **Claim the key with the answer.** One statement inserts the key, already
-   completed with the answer the work will give, and (only if the key was
-   claimed) does the work. A live key is left alone; an expired one is taken
-   over as new.
-3. **Commit** the claim, the work and the answer together, as the batch
-   ends: a crash at any point rolls all of them back, so a key is never left
-   "in progress" and a retry simply does the work.
-4. **Replay.** When the key was already live, its stored answer is returned
-   (``Idempotent-Replayed: true``), unless the key belongs to a different
-   request (another method, path or body: its fingerprint differs): 422.
+1. **Lock** the subject, the email the request writes: requests on one
+   email run one at a time, so what the work reads of that email (does the
+   user exist? is a deletion still pending?) stays true until the commit.
+2. **Claim** the key: insert it ``in-progress``. A live key is left alone
+   (the request replays it); an expired one is taken over as new.
+3. **Work**, only on a key this request claimed: the write decides its
+   answer, records it on the key and does what the answer says.
+4. **Complete** the key with that answer. A claim the work left without an
+   answer was refused: it is removed, so nothing is stored and the same
+   request succeeds later.
+5. **Replay**: read the key as it now stands. Written by this transaction,
+   it holds this request's own answer; otherwise the answer of the request
+   that first used the key, replayed (``Idempotent-Replayed: true``) when
+   the fingerprint matches, else 422.
 
-Keys belong to their caller (with authentication on, a hash of the
-credential's identity): two callers' identical keys never meet. Concurrent
-duplicates of one key wait for the first (PostgreSQL makes a
-second INSERT of the key wait for the first transaction) and replay its
-answer. Validation errors are raised before any of this, so a corrected
-retry may reuse its key. A write may refuse without storing anything (its
-predicted status is NULL): the refusal is an error the caller raises, so the
-same request succeeds later. Keys expire ``IDEMPOTENCY_KEY_RETENTION_HOURS``
-after first use; the worker's reaper deletes them.
+A crash at any point rolls all of it back: a committed key is always
+``completed``, never left "in progress", and a retry simply does the work.
+That is also why the only ``in-progress`` key a transaction can see is the
+one it claimed itself. Keys belong to their caller (with authentication
+on, a hash of the credential's identity): two callers' identical keys never
+meet. A concurrent duplicate of a key waits at the claim until the first
+request commits, then replays its answer. Validation errors are raised
+before any of this, so a corrected retry may reuse its key. Keys expire
+``IDEMPOTENCY_KEY_RETENTION_HOURS`` after first use; the worker's reaper
+deletes them.
 """
 
 import hashlib
 import json
 import logging
 import re
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import (
-    CTE,
-    ColumnElement,
-    Interval,
-    Row,
-    Select,
-    bindparam,
-    delete,
-    exists,
-    func,
-    literal,
-    select,
-    true,
-)
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import Row
 from sqlalchemy.exc import IntegrityError
 
 from common.db.batch import Batch
-from common.db.connections import autocommit_statements
 from common.web.errors import ApiError
 from user_manager import faults
 from user_manager.metrics import IDEMPOTENCY_CONFLICTS, IDEMPOTENCY_REPLAYS
-from user_manager.models import IdempotencyKey, db
+from user_manager.models import db
 
 log = logging.getLogger(__name__)
 
 KEY_PATTERN = re.compile(r"^[\x21-\x7e]{1,255}$")
 REPLAY_HEADER = "Idempotent-Replayed"
-KEYS = IdempotencyKey.__table__
-# The email the request writes; a write's own SQL refers to it too.
-SUBJECT = bindparam("subject")
-RETENTION = bindparam("retention", type_=Interval)
-LIVE = KEYS.c.created_at >= func.now() - RETENTION
 # Two concurrent inserts of one tax code (under two emails) cannot both win; the loser's
 # transaction is rolled back and run again, when it sees the winner and answers 409.
 ATTEMPTS_ON_INTEGRITY_ERROR = 3
 
-# Step 1: the subject's lock, released by the commit or rollback. hashtextextended maps the
-# email to the 64-bit key space of advisory locks.
-LOCK_SUBJECT = "SELECT pg_advisory_xact_lock(hashtextextended(%(subject)s, 0))"
-# Step 4 when the claim statement could not see the key yet: it was committed by a
-# concurrent request after the statement's snapshot (the claim waited for it).
-STORED_ANSWER = select(KEYS.c.response_code, KEYS.c.response_body, KEYS.c.request_fingerprint)
-# Parameter names never equal a column's: an UPDATE in the same statement would take a
-# parameter named like one of its table's columns as a value to SET.
-THIS_KEY = (KEYS.c.caller == bindparam("key_caller")) & (KEYS.c.key == bindparam("key_value"))
+# The phases' SQL. Parameters every phase may use: caller and key (the key's identity),
+# subject (the email the request writes), method, path and fingerprint (the request), and
+# retention (how long a key lives).
+
+# 1. Lock the subject until the commit. hashtextextended maps the email to the 64-bit key
+# space of advisory locks.
+LOCK = "SELECT pg_advisory_xact_lock(hashtextextended(%(subject)s, 0))"
+
+# 2. Claim the key. A concurrent request holding the same key makes this INSERT wait for
+# its commit; a live key is then left as it is (and locked until this transaction ends);
+# an expired one is taken over, its old answer forgotten.
+CLAIM = """
+INSERT INTO idempotency_keys AS stored (
+    caller, key, status, created_at,
+    user_email, request_method, request_path, request_fingerprint
+)
+VALUES (
+    %(caller)s, %(key)s, 'in-progress', now(),
+    %(subject)s, %(method)s, %(path)s, %(fingerprint)s
+)
+ON CONFLICT (caller, key) DO UPDATE SET
+    status = 'in-progress',
+    created_at = now(),
+    response_code = NULL,
+    response_body = NULL,
+    user_email = excluded.user_email,
+    request_method = excluded.request_method,
+    request_path = excluded.request_path,
+    request_fingerprint = excluded.request_fingerprint
+WHERE stored.created_at < now() - %(retention)s
+"""
+
+# 3. The work is each write's own SQL (services.py). It acts only through the key it
+# claimed, the row of this caller and key still 'in-progress': it sets response_code and
+# response_body there, and does its work when that answer says so. For a replayed key
+# there is no such row, and the work does nothing.
+
+# 4. Complete: a claim without an answer was refused and is removed; else it is completed.
+COMPLETE = """
+DELETE FROM idempotency_keys
+WHERE caller = %(caller)s AND key = %(key)s AND status = 'in-progress'
+    AND response_code IS NULL;
+UPDATE idempotency_keys SET status = 'completed'
+WHERE caller = %(caller)s AND key = %(key)s AND status = 'in-progress'
+"""
+
+# 5. Replay: the key as it now stands, and whether this transaction wrote it (xmin, the
+# transaction that wrote this version of the row): then it holds this request's own answer.
+# No row: the work refused, and nothing was stored.
+REPLAY = """
+SELECT response_code, response_body, request_fingerprint,
+    xmin = pg_current_xact_id()::xid AS answered_here
+FROM idempotency_keys
+WHERE caller = %(caller)s AND key = %(key)s
+"""
+
+
+@dataclass(frozen=True)
+class Write:
+    """One kind of state-changing request: its work, and the phases around it as one message.
+
+    ``refusal`` is raised when the work refuses (leaves its claim without an answer).
+    """
+
+    work: str
+    batch: Batch
+    refusal: ApiError | None = None
+
+    @classmethod
+    def of(cls, work: str, *, refusal: ApiError | None = None) -> "Write":
+        """Build (once, at import) the write whose work phase is the SQL ``work``."""
+        return cls(work, Batch.of(LOCK, CLAIM, work, COMPLETE, REPLAY), refusal)
 
 
 @dataclass(frozen=True)
@@ -111,36 +157,11 @@ class KeyedRequest:
 
 @dataclass(frozen=True)
 class Outcome:
-    """The answer to a state-changing request, fresh or replayed.
-
-    ``outbox_id`` is the outbox message the request wrote, which it delivers
-    itself right after the commit (None for replays and writes without one).
-    """
+    """The answer to a state-changing request, fresh or replayed."""
 
     status: int
     body: dict[str, Any]
     replayed: bool = False
-    outbox_id: int | None = None
-
-
-@dataclass(frozen=True)
-class Claim:
-    """Step 2 of a kind of write, as SQL: its predicted answer, and the key claimed with it."""
-
-    answer: CTE
-    cte: CTE
-
-    def made_with(self, status: int) -> ColumnElement:
-        """Return the condition of the write's work: the key was claimed with ``status``."""
-        return exists(select(self.cte.c.response_code).where(self.cte.c.response_code == status))
-
-
-@dataclass(frozen=True)
-class Write:
-    """One kind of state-changing request: step 2's statement, and the batch of steps 1-3."""
-
-    statement: Select
-    batch: Batch
 
 
 def require_key(value: str | None) -> str:
@@ -152,76 +173,15 @@ def require_key(value: str | None) -> str:
     return value
 
 
-def claim(*, status: ColumnElement, body: ColumnElement) -> Claim:
-    """Build (once, at import) the claim of a key with the answer a write predicts.
-
-    ``status`` and ``body`` (JSON text) are SQL for the answer the write will
-    give, read under the subject's lock; a NULL status refuses, and nothing
-    is stored. A live key is left alone; an expired one is taken over.
-    """
-    answer = select(status.label("status"), body.label("body")).cte("answer")
-    columns = {
-        "caller": bindparam("key_caller"),
-        "key": bindparam("key_value"),
-        "status": literal("completed"),
-        "created_at": func.now(),
-        "response_code": answer.c.status,
-        "response_body": answer.c.body,
-        "user_email": SUBJECT,
-        "request_method": bindparam("method"),
-        "request_path": bindparam("path"),
-        "request_fingerprint": bindparam("fingerprint"),
-    }
-    statement = insert(KEYS).from_select(
-        list(columns), select(*columns.values()).where(answer.c.status.is_not(None))
-    )
-    statement = statement.on_conflict_do_update(
-        index_elements=[KEYS.c.caller, KEYS.c.key],
-        set_={name: statement.excluded[name] for name in columns if name not in ("caller", "key")},
-        where=~LIVE,
-    )
-    returning = statement.returning(KEYS.c.response_code, KEYS.c.response_body)
-    return Claim(answer=answer, cte=returning.cte("claim"))
-
-
-def build_write(
-    claim: Claim, *, work: Sequence[CTE], outbox_id: ColumnElement | None = None
-) -> Write:
-    """Build (once, at import) the statement of step 2: claim the key, do ``work``, report.
-
-    Each CTE of ``work`` must act only under ``claim.made_with(...)``.
-    ``outbox_id``, when given, is SQL for the outbox message the work queued.
-    """
-    live = STORED_ANSWER.where(THIS_KEY, LIVE).subquery("live")
-    outputs = [] if outbox_id is None else [outbox_id.label("outbox_id")]
-    statement = (
-        select(
-            select(claim.cte.c.response_code).scalar_subquery().label("claimed_status"),
-            select(claim.cte.c.response_body).scalar_subquery().label("claimed_body"),
-            select(claim.answer.c.status).scalar_subquery().label("predicted_status"),
-            live.c.response_code,
-            live.c.response_body,
-            live.c.request_fingerprint,
-            *outputs,
-        )
-        .select_from(select(literal(1)).subquery("one").outerjoin(live, true()))
-        .add_cte(*work)
-    )
-    return Write(statement, Batch.of(LOCK_SUBJECT, statement=statement))
-
-
-def run_once(
-    write: Write, request: KeyedRequest, params: dict[str, Any], *, refusal: ApiError | None = None
-) -> Outcome:
+def run_once(write: Write, request: KeyedRequest, params: dict[str, Any]) -> Outcome:
     """Run ``write`` at most once per key (see the module docstring); replay repeats.
 
-    ``params`` are the write's own parameters; ``refusal`` is raised when the
-    write predicts a NULL status.
+    ``params`` are the work's own parameters.
     """
     params = {
         **params,
-        "key_value": request.key,
-        "key_caller": request.caller,
+        "caller": request.caller,
+        "key": request.key,
         "subject": request.subject,
         "method": request.method,
         "path": request.path,
@@ -237,40 +197,35 @@ def run_once(
             if attempt == ATTEMPTS_ON_INTEGRITY_ERROR:
                 raise
             log.info("%s lost a race for a unique value; running it again", request.method)
-    if row.claimed_status is not None:
-        outbox_id = row._mapping.get("outbox_id")
-        return Outcome(row.claimed_status, json.loads(row.claimed_body), outbox_id=outbox_id)
-    if row.response_code is not None:
-        return _replay(row, request)
-    if row.predicted_status is None and refusal is not None:
-        raise refusal
-    autocommit_statements(db)
-    stored = db.session.execute(STORED_ANSWER.where(THIS_KEY), params).first()
-    if stored is None:
-        # Expired and reaped between our claim and this read: the client reused an old key.
-        IDEMPOTENCY_CONFLICTS.labels("409").inc()
-        raise ApiError(409, "This Idempotency-Key has just expired; retry the request.")
-    return _replay(stored, request)
+    if row is None:
+        raise write.refusal or RuntimeError(f"{request.method} gave no answer")
+    if row.answered_here:
+        return Outcome(row.response_code, json.loads(row.response_body))
+    return _replay(row, request)
 
 
-def _send(write: Write, params: dict[str, Any]) -> Row:
-    """Run steps 1 to 3: lock, claim and work, committed by the time PostgreSQL answers.
+def _send(write: Write, params: dict[str, Any]) -> Row | None:
+    """Send the phases; committed by the time PostgreSQL answers.
 
-    A request that asks for a test fault point runs the same batch in a
+    A request that asks for a test fault point runs the same message in a
     transaction instead, so that the point falls between the work and its
     commit, where a crash must roll everything back.
     """
     if not faults.requested():
         return write.batch.run(db, params)
     row = write.batch.run(db, params, commit=False)
-    if row.claimed_status is not None:
+    if row is not None and row.answered_here:
         faults.crash_point("crash-before-commit")
         faults.pause_point("pause-before-commit")
     db.session.commit()
     return row
 
 
-def _replay(stored, request: KeyedRequest) -> Outcome:
+def _retention() -> timedelta:
+    return timedelta(hours=current_app.config["IDEMPOTENCY_KEY_RETENTION_HOURS"])
+
+
+def _replay(stored: Row, request: KeyedRequest) -> Outcome:
     """Replay a completed key's answer, unless it belongs to another request (422)."""
     if stored.request_fingerprint != request.fingerprint:
         IDEMPOTENCY_CONFLICTS.labels("422").inc()
@@ -280,34 +235,34 @@ def _replay(stored, request: KeyedRequest) -> Outcome:
             "use a new key for a new request.",
         )
     IDEMPOTENCY_REPLAYS.labels(request.method).inc()
-    # Only completed keys are ever committed (claim and completion share a transaction).
-    return Outcome(stored.response_code, json.loads(stored.response_body or "{}"), replayed=True)
+    return Outcome(stored.response_code, json.loads(stored.response_body), replayed=True)
 
 
-def _retention() -> timedelta:
-    return timedelta(hours=current_app.config["IDEMPOTENCY_KEY_RETENTION_HOURS"])
+# Keys past the retention, oldest first, a batch per transaction. A key is a row per caller:
+# one caller's expired key says nothing about another caller's key of the same value.
+REAP_EXPIRED_KEYS = """
+DELETE FROM idempotency_keys
+WHERE (caller, key) IN (
+    SELECT caller, key FROM idempotency_keys
+    WHERE created_at < now() - %(retention)s
+    ORDER BY created_at
+    LIMIT %(batch_size)s
+    FOR UPDATE SKIP LOCKED
+)
+"""
 
 
 def reap_expired_keys(*, batch_size: int) -> int:
     """Delete keys older than the retention period, ``batch_size`` per transaction; return count.
 
-    Rows locked by a request taking over an expired key are skipped, so the
-    reaper never waits on (or blocks) a live request, and several replicas
-    running it at once share the work.
+    Rows locked by a request (taking over an expired key, or replaying a
+    live one) are skipped, so the reaper never waits on (or blocks) a
+    request, and several replicas running it at once share the work.
     """
+    params = {"retention": _retention(), "batch_size": batch_size}
     total = 0
     while True:
-        expired = (
-            select(KEYS.c.key)
-            .where(~LIVE)
-            .order_by(KEYS.c.created_at)
-            .limit(batch_size)
-            .with_for_update(skip_locked=True)
-            .scalar_subquery()
-        )
-        deleted = db.session.execute(
-            delete(KEYS).where(KEYS.c.key.in_(expired)), {"retention": _retention()}
-        ).rowcount
+        deleted = db.session.connection().exec_driver_sql(REAP_EXPIRED_KEYS, params).rowcount
         db.session.commit()
         total += deleted
         if deleted < batch_size:

@@ -8,11 +8,9 @@ same value and no process has to keep a gauge up to date.
 """
 
 from prometheus_client import Counter
-from prometheus_client.core import GaugeMetricFamily
 
-from common.web.observability import DatabaseCollector
+from common.web.observability import DatabaseGauges
 from user_manager import outbox
-from user_manager.models import db
 
 IDEMPOTENCY_REPLAYS = Counter(
     "idempotency_replays_total",
@@ -23,31 +21,27 @@ IDEMPOTENCY_REPLAYS = Counter(
 IDEMPOTENCY_CONFLICTS = Counter(
     "idempotency_conflicts_total",
     "Requests refused because of their Idempotency-Key, by status: 422 the key was used "
-    "for a different request, 409 the key expired while the request ran.",
+    "for a different request.",
     ["status"],
 )
 
 
-class OutboxBacklogCollector(DatabaseCollector):
-    """The outbox backlog."""
-
-    db = db
-    what = "outbox backlog"
-
-    def read(self):
-        """Yield the backlog gauges."""
-        backlog = outbox.backlog()
-        yield GaugeMetricFamily(
+def outbox_gauges():
+    """Return the outbox backlog's gauges (read from the database at each scrape)."""
+    backlog = outbox.backlog()
+    return [
+        (
             "outbox_backlog_messages",
             "Calls to the Data Collector (DeleteUserInterests) committed but not yet delivered.",
-            value=backlog.count,
-        )
-        yield GaugeMetricFamily(
+            backlog.count,
+        ),
+        (
             "outbox_oldest_pending_seconds",
             "Age of the oldest undelivered outbox call (0 when there is none).",
-            value=backlog.oldest_seconds or 0.0,
-        )
+            backlog.oldest_seconds or 0.0,
+        ),
+    ]
 
 
 # Computed at every scrape of this service's /metrics (registered by the app factory).
-SCRAPE_COLLECTORS = (OutboxBacklogCollector,)
+SCRAPE_COLLECTORS = (DatabaseGauges("outbox backlog", outbox_gauges),)

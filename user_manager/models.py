@@ -66,6 +66,8 @@ class IdempotencyKey(db.Model):
     )
     response_code: Mapped[int | None] = mapped_column(Integer)
     response_body: Mapped[str | None] = mapped_column(Text)
+    # The user the key's request is about: cleared (with all the key holds of them) as soon
+    # as no user has this email, since it only serves to find the keys to clear then.
     user_email: Mapped[str | None] = mapped_column(String(EMAIL_MAX_LENGTH), index=True)
     request_method: Mapped[str] = mapped_column(String(10))
     request_path: Mapped[str] = mapped_column(String(2048))

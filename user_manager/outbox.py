@@ -2,15 +2,15 @@
 
 Deleting a user must delete their interests in the Data Collector, even if
 the collector is down at that moment. So the delete writes an outbox row in
-its own transaction (:func:`enqueue_interest_deletion`); right after the
-commit the request delivers its own row (:func:`deliver`), so normally the
-interests are gone when ``DELETE`` answers; whatever fails is retried by the
-relay (:class:`Relay`, run by ``user_manager.worker``) with exponential
+its own transaction (``services.DELETE_USER``); right after the commit the
+request delivers it itself (:func:`deliver_interest_deletion`), so normally
+the interests are gone when ``DELETE`` answers; whatever fails is retried by
+the relay (:class:`Relay`, run by ``user_manager.worker``) with exponential
 backoff until the collector acknowledges it, across restarts of either
 service, and at once when the collector answers again after an outage.
-While a deletion is pending, :func:`interest_deletion_pending` is true for
-its email: a new account with that email must wait, or the late delivery
-would delete the new account's interests.
+While a deletion is pending, a new account with that email must wait
+(``services.CREATE_USER`` refuses it), or the late delivery would delete
+the new account's interests; so an email has at most one pending deletion.
 
 A row is locked (``FOR UPDATE``) while it is being delivered and deleted when
 the peer acknowledges it, so no two processes deliver it at the same time;
@@ -25,19 +25,7 @@ from datetime import timedelta
 from enum import Enum
 
 from flask import current_app
-from sqlalchemy import (
-    CTE,
-    ColumnElement,
-    Exists,
-    Interval,
-    bindparam,
-    exists,
-    func,
-    literal,
-    select,
-    update,
-)
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from common.rpc.peers import InterestsPeer, PeerError
@@ -68,48 +56,13 @@ class Backlog:
     oldest_seconds: float | None
 
 
-OUTBOX = OutboxMessage.__table__
-# How long the relay leaves a fresh message to the request that wrote it (OUTBOX_HANDOFF_SECONDS).
-HANDOFF = bindparam("handoff", type_=Interval)
-
-
-def interest_deletion_pending(email: ColumnElement) -> Exists:
-    """Build the SQL condition "a ``DeleteUserInterests`` for ``email`` is undelivered"."""
-    return exists().where(
-        OUTBOX.c.method == literal(DELETE_USER_INTERESTS), OUTBOX.c.payload["email"].astext == email
-    )
-
-
-def enqueue_interest_deletion(emails: CTE, name: str = "queued") -> CTE:
-    """Build the CTE that queues a ``DeleteUserInterests`` for each email of ``emails``.
-
-    ``emails`` is a CTE with an ``email`` column (the rows a DELETE removed);
-    the new rows' ids are its ``id`` column. Parameter: ``handoff``, the
-    delay before the relay may try them (:func:`handoff`).
-    """
-    return (
-        insert(OUTBOX)
-        .from_select(
-            ["method", "payload", "attempts", "next_attempt_at"],
-            select(
-                literal(DELETE_USER_INTERESTS),
-                func.jsonb_build_object("email", emails.c.email),
-                literal(0),
-                func.now() + HANDOFF,
-            ),
-        )
-        .returning(OUTBOX.c.id)
-        .cte(name)
-    )
-
-
 def handoff() -> timedelta:
     """Return the delay before the relay may try a message its request is delivering."""
     return timedelta(seconds=current_app.config["OUTBOX_HANDOFF_SECONDS"])
 
 
-def deliver(*, message_id: int, peer: InterestsPeer) -> None:
-    """Deliver the message this request just committed; a failure is left to the relay.
+def deliver_interest_deletion(*, email: str, peer: InterestsPeer) -> None:
+    """Deliver the deletion of ``email``'s interests just committed; a failure is the relay's.
 
     ``FOR UPDATE`` (not ``SKIP LOCKED``): if the relay holds the row, wait for
     it, so that when this returns the message is either delivered or
@@ -117,14 +70,19 @@ def deliver(*, message_id: int, peer: InterestsPeer) -> None:
     finishes the job.
     """
     try:
-        message = db.session.scalar(
-            select(OutboxMessage).where(OutboxMessage.id == message_id).with_for_update()
-        )
-        if message is not None:
+        messages = db.session.scalars(
+            select(OutboxMessage)
+            .where(
+                OutboxMessage.method == DELETE_USER_INTERESTS,
+                OutboxMessage.payload["email"].astext == email,
+            )
+            .with_for_update()
+        ).all()
+        for message in messages:
             _attempt(message, peer)
         db.session.commit()
     except SQLAlchemyError:
-        log.exception("outbox message %d: could not record the attempt", message_id)
+        log.exception("outbox: could not record the attempt to delete a user's interests")
         db.session.rollback()
 
 

@@ -3,12 +3,11 @@
 IBANs and tax codes are shown masked (``IT60…3456``: a few characters at
 each end, still a string) wherever the caller has no need for them: in every
 list item, and in a single user's answer to a caller without ``users:pii``.
-After a user is deleted, the stored answer of their creation (replayed for
-its ``Idempotency-Key``) keeps neither.
+After a user is deleted, the stored answers of their idempotency keys keep
+nothing of them (``services.DELETE_USER`` clears them).
 """
 
-from sqlalchemy import ColumnElement, Text, case, cast, func, literal, literal_column
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy import ColumnElement, case, func, literal
 
 MASK = "…"
 # At most this many characters stay visible at each end, and never more than a quarter
@@ -42,12 +41,3 @@ def masked_sql(column: ColumnElement) -> ColumnElement:
 def masked_user(user: dict) -> dict:
     """Return a user's public JSON with its IBAN and tax code masked."""
     return {**user, **{field: mask(user[field]) for field in PII_FIELDS}}
-
-
-def without_pii_sql(body: ColumnElement) -> ColumnElement:
-    """Return SQL for a stored create answer (JSON text) with the IBAN and tax code nulled."""
-    document = cast(body, JSONB)
-    for field in PII_FIELDS:
-        path = literal_column(f"'{{user,{field}}}'::text[]")
-        document = func.jsonb_set(document, path, literal_column("'null'::jsonb"))
-    return cast(document, Text)

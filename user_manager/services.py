@@ -1,36 +1,43 @@
 """User Manager business logic: creating, deleting and reading users.
 
 The two writes go route -> here -> :mod:`user_manager.idempotency`, which
-runs each at most once per ``Idempotency-Key``. Each write is defined below,
-once, as the answer it predicts and the work it does, in SQL built at
-import: :func:`create_user` inserts the user; :func:`delete_user` deletes the
-user and queues the deletion of their interests in the Data Collector (the
+runs each at most once per ``Idempotency-Key`` and sends it to PostgreSQL
+in one round trip with the key's phases around it (lock the email, claim
+the key, then the work below, complete the key, replay). Each write's work
+is one piece of SQL below: it decides the answer under the email's lock,
+records it on the key this request claimed, and does what the answer says.
+:func:`create_user` inserts the user; :func:`delete_user` deletes the user
+and queues the deletion of their interests in the Data Collector (the
 outbox), then delivers it right after the commit.
 """
 
 import json
 
 from flask import current_app
-from sqlalchemy import bindparam, case, delete, literal, null, select, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import bindparam, select
 
 from common.db.connections import autocommit_connection, autocommit_statements
 from common.emails import normalize_email
 from common.rpc.peers import InterestsPeer
 from common.timeutil import isoformat_utc_sql, utc_now
+from common.web.auth import Caller
 from common.web.errors import ApiError
 from common.web.pagination import json_item_rows
-from user_manager import idempotency, outbox, privacy
-from user_manager.idempotency import KEYS, SUBJECT, KeyedRequest, Outcome
+from user_manager import outbox, privacy
+from user_manager.idempotency import KeyedRequest, Outcome, Write, run_once
 from user_manager.inputs import UserCreate
 from user_manager.models import User, db, user_to_dict
 
 USERS = User.__table__
-USER_FIELDS = ("email", "first_name", "last_name", "tax_code", "iban", "created_at")
 USER_EXISTS = {"error": "User already exists"}
 TAX_CODE_TAKEN = {"error": "tax_code is already registered to another user"}
 USER_NOT_FOUND = {"error": "User not found"}
 USER_DELETED = {"message": "User deleted successfully"}
+STILL_BEING_DELETED = ApiError(
+    409,
+    "A previous account with this email is still being deleted; try again shortly.",
+    headers={"Retry-After": "10"},
+)
 
 
 def data_collector() -> InterestsPeer:
@@ -43,104 +50,128 @@ def health_facts() -> dict:
     return outbox.health_facts()
 
 
-# POST /users: 409 when the email or the tax code is taken; refused (nothing stored) while
+# POST /users. 409 when the email or the tax code is taken (create_user picks the answers:
+# only admins are told which of the two). No answer (a refusal: nothing is stored) while
 # the interests of a previous account with this email still wait in the outbox to be
-# deleted, or that late delivery would delete the new account's; else 201 and the INSERT.
-_email_taken = select(USERS.c.email).where(USERS.c.email == SUBJECT).exists()
-_tax_code_taken = select(USERS.c.email).where(USERS.c.tax_code == bindparam("tax_code")).exists()
-_CREATE_CLAIM = idempotency.claim(
-    status=case(
-        (_email_taken, literal(409)),
-        (outbox.interest_deletion_pending(SUBJECT), null()),
-        (_tax_code_taken, literal(409)),
-        else_=literal(201),
-    ),
-    body=case(
-        (_email_taken, literal(json.dumps(USER_EXISTS))),
-        (_tax_code_taken, literal(json.dumps(TAX_CODE_TAKEN))),
-        else_=bindparam("created_body"),
-    ),
+# deleted, or that late delivery would delete the new account's. Else 201, and the user
+# is inserted.
+CREATE_USER = Write.of(
+    """
+WITH verdict AS (
+    SELECT CASE
+        WHEN EXISTS (SELECT FROM users WHERE email = %(subject)s) THEN 'email taken'
+        WHEN EXISTS (
+            SELECT FROM outbox
+            WHERE method = 'DeleteUserInterests' AND payload ->> 'email' = %(subject)s
+        ) THEN 'previous account still being deleted'
+        WHEN EXISTS (SELECT FROM users WHERE tax_code = %(tax_code)s) THEN 'tax code taken'
+        ELSE 'created'
+    END AS outcome
+),
+answer AS (
+    UPDATE idempotency_keys SET
+        response_code = CASE outcome
+            WHEN 'created' THEN 201
+            WHEN 'email taken' THEN 409
+            WHEN 'tax code taken' THEN 409
+            WHEN 'previous account still being deleted' THEN NULL
+        END,
+        response_body = CASE outcome
+            WHEN 'created' THEN %(created_body)s
+            WHEN 'email taken' THEN %(email_taken_body)s
+            WHEN 'tax code taken' THEN %(tax_code_taken_body)s
+        END
+    FROM verdict
+    WHERE caller = %(caller)s AND key = %(key)s AND status = 'in-progress'
+    RETURNING response_code
 )
-CREATE_USER = idempotency.build_write(
-    _CREATE_CLAIM,
-    work=[
-        insert(USERS)
-        .from_select(
-            list(USER_FIELDS),
-            select(SUBJECT, *(bindparam(name) for name in USER_FIELDS[1:])).where(
-                _CREATE_CLAIM.made_with(201)
-            ),
-        )
-        .cte("created")
-    ],
-)
-STILL_BEING_DELETED = ApiError(
-    409,
-    "A previous account with this email is still being deleted; try again shortly.",
-    headers={"Retry-After": "10"},
+INSERT INTO users (email, first_name, last_name, tax_code, iban, created_at)
+SELECT %(subject)s, %(first_name)s, %(last_name)s, %(tax_code)s, %(iban)s, %(created_at)s
+FROM answer
+WHERE response_code = 201
+""",
+    refusal=STILL_BEING_DELETED,
 )
 
 
-def create_user(*, data: UserCreate, key: str, caller: str) -> Outcome:
+def create_user(*, data: UserCreate, key: str, caller: Caller) -> Outcome:
     """Insert the user at most once per key, or answer 409 when the email or tax code is taken.
 
-    ``caller`` is the identity the key belongs to ('' when authentication is off).
+    The key belongs to ``caller``. A caller may learn that the email it
+    registers exists (it may act for that user), but whose tax code is
+    whose is other users' business: without ``admin``, a tax code taken
+    answers exactly as the email taken does, naming no field.
     """
     row = {**data.model_dump(), "created_at": utc_now()}
     created = {"message": "User created successfully", "user": user_to_dict(row)}
-    return idempotency.run_once(
+    tax_code_taken = TAX_CODE_TAKEN if caller.has("admin") else USER_EXISTS
+    return run_once(
         CREATE_USER,
-        KeyedRequest(key, "POST", "/users", data.model_dump(), data.email, caller),
-        {**row, "created_body": json.dumps(created)},
-        refusal=STILL_BEING_DELETED,
+        KeyedRequest(key, "POST", "/users", data.model_dump(), data.email, caller.identity),
+        {
+            **row,
+            "created_body": json.dumps(created),
+            "email_taken_body": json.dumps(USER_EXISTS),
+            "tax_code_taken_body": json.dumps(tax_code_taken),
+        },
     )
 
 
-# DELETE /users/<email>: 404 when there is no such user; else 200, the DELETE, the
-# deletion of the user's interests queued in the outbox, and the IBAN and tax code gone
-# from the stored answers of the user's creation (replayed to a repeated POST).
-_DELETE_CLAIM = idempotency.claim(
-    status=case((_email_taken, literal(200)), else_=literal(404)),
-    body=case(
-        (_email_taken, literal(json.dumps(USER_DELETED))),
-        else_=literal(json.dumps(USER_NOT_FOUND)),
-    ),
+# DELETE /users/<email>. 404 when there is no such user. Else 200: the user is deleted, and
+# the deletion of their interests queued in the outbox (delivered by delete_user right after
+# the commit, else by the relay). Then, as no user has this email any more, no stored key
+# keeps anything of it, whichever caller's: no user in a create's answer (its replay
+# answers 201 with "user": null, and creates nothing), no email in a delete's path nor in
+# user_email (which only finds a user's keys when the user is deleted). The fingerprint
+# stays: a key reused for another request must still be refused.
+DELETE_USER = Write.of(
+    """
+WITH answer AS (
+    UPDATE idempotency_keys SET
+        response_code = CASE WHEN found THEN 200 ELSE 404 END,
+        response_body = CASE WHEN found THEN %(deleted_body)s ELSE %(not_found_body)s END
+    FROM (SELECT EXISTS (SELECT FROM users WHERE email = %(subject)s) AS found) AS verdict
+    WHERE caller = %(caller)s AND key = %(key)s AND status = 'in-progress'
+    RETURNING response_code
+),
+deleted AS (
+    DELETE FROM users
+    WHERE email = %(subject)s AND EXISTS (SELECT FROM answer WHERE response_code = 200)
+    RETURNING email
 )
-_deleted = (
-    delete(USERS)
-    .where(USERS.c.email == SUBJECT, _DELETE_CLAIM.made_with(200))
-    .returning(USERS.c.email)
-    .cte("deleted")
-)
-_queued = outbox.enqueue_interest_deletion(_deleted)
-_scrubbed = (
-    update(KEYS)
-    .where(
-        KEYS.c.user_email == SUBJECT,
-        KEYS.c.request_method == "POST",
-        KEYS.c.response_code == 201,
-        _DELETE_CLAIM.made_with(200),
-    )
-    .values(response_body=privacy.without_pii_sql(KEYS.c.response_body))
-    .cte("scrubbed")
-)
-DELETE_USER = idempotency.build_write(
-    _DELETE_CLAIM,
-    work=[_deleted, _queued, _scrubbed],
-    outbox_id=select(_queued.c.id).scalar_subquery(),
+INSERT INTO outbox (method, payload, attempts, next_attempt_at)
+SELECT 'DeleteUserInterests', jsonb_build_object('email', email), 0, now() + %(handoff)s
+FROM deleted;
+
+UPDATE idempotency_keys SET
+    response_body = CASE WHEN response_code = 201
+        THEN (response_body::jsonb || '{"user": null}')::text ELSE response_body END,
+    request_path = CASE WHEN request_method = 'DELETE'
+        THEN '/users/{email}' ELSE request_path END,
+    user_email = NULL
+WHERE user_email = %(subject)s
+    AND NOT EXISTS (SELECT FROM users WHERE email = %(subject)s)
+""",
 )
 
 
-def delete_user(*, email: str, key: str, caller: str) -> Outcome:
-    """Delete the user and their interests in the Data Collector, at most once per key."""
-    outcome = idempotency.run_once(
+def delete_user(*, email: str, key: str, caller: Caller) -> Outcome:
+    """Delete the user and their interests in the Data Collector, at most once per key.
+
+    The key belongs to ``caller``.
+    """
+    outcome = run_once(
         DELETE_USER,
-        KeyedRequest(key, "DELETE", f"/users/{email}", None, email, caller),
-        {"handoff": outbox.handoff()},
+        KeyedRequest(key, "DELETE", f"/users/{email}", None, email, caller.identity),
+        {
+            "handoff": outbox.handoff(),
+            "deleted_body": json.dumps(USER_DELETED),
+            "not_found_body": json.dumps(USER_NOT_FOUND),
+        },
     )
-    if outcome.outbox_id is not None:
-        # Committed: now try the collector ourselves; what fails is the relay's job.
-        outbox.deliver(message_id=outcome.outbox_id, peer=data_collector())
+    if outcome.status == 200 and not outcome.replayed:
+        # Committed: now deliver it to the collector ourselves; what fails is the relay's job.
+        outbox.deliver_interest_deletion(email=email, peer=data_collector())
     return outcome
 
 

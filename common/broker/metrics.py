@@ -18,7 +18,7 @@ from prometheus_client.core import GaugeMetricFamily
 from common.broker.connection import Broker, BrokerUnavailableError
 from common.broker.outbox import backlog
 from common.broker.streams import stream_of
-from common.web.observability import DatabaseCollector
+from common.web.observability import DatabaseGauges
 
 log = logging.getLogger(__name__)
 
@@ -26,28 +26,25 @@ log = logging.getLogger(__name__)
 BROKER_SCRAPE_TIMEOUT_SECONDS = 0.5
 
 
-class OutboxBacklogCollector(DatabaseCollector):
-    """The messages committed to the service's outbox and not yet published."""
+def outbox_backlog(db, table) -> DatabaseGauges:
+    """Return the gauges of the messages committed to the outbox and not yet published."""
 
-    what = "outbox backlog"
+    def read():
+        waiting = backlog(db, table)
+        return [
+            (
+                "outbox_backlog_messages",
+                "Broker messages committed but not yet published (the broker is down or slow).",
+                waiting.count,
+            ),
+            (
+                "outbox_oldest_pending_seconds",
+                "Age of the oldest unpublished message (0 when there is none).",
+                waiting.oldest_seconds or 0.0,
+            ),
+        ]
 
-    def __init__(self, db, table):
-        self.db = db
-        self.table = table
-
-    def read(self):
-        """Yield the backlog gauges."""
-        waiting = backlog(self.db, self.table)
-        yield GaugeMetricFamily(
-            "outbox_backlog_messages",
-            "Broker messages committed but not yet published (the broker is down or slow).",
-            value=waiting.count,
-        )
-        yield GaugeMetricFamily(
-            "outbox_oldest_pending_seconds",
-            "Age of the oldest unpublished message (0 when there is none).",
-            value=waiting.oldest_seconds or 0.0,
-        )
+    return DatabaseGauges("outbox backlog", read)
 
 
 class ConsumerCollector:

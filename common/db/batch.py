@@ -29,12 +29,14 @@ class Batch:
     defaults: dict[str, Any]
 
     @classmethod
-    def of(cls, *prefix: str, statement: Executable) -> "Batch":
+    def of(cls, *prefix: str, statement: Executable | None = None) -> "Batch":
         """Build (once, at import) a batch: plain SQL ``prefix`` statements, then ``statement``.
 
-        The prefix statements (locks, typically) name their parameters as
-        ``%(name)s``; ``statement`` is compiled once here.
+        The plain statements name their parameters as ``%(name)s``; ``statement``,
+        when given, is compiled once here.
         """
+        if statement is None:
+            return cls(";\n".join(prefix), {})
         compiled = statement.compile(dialect=_DIALECT)
         defaults = {name: value for name, value in compiled.params.items() if value is not None}
         return cls(";\n".join([*prefix, str(compiled)]), defaults)

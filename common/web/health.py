@@ -20,14 +20,16 @@ Only callers with the ``ops`` scope see the detail; others get the status.
 import contextlib
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from flask import Blueprint, current_app
 from flask_sqlalchemy import SQLAlchemy
+from pydantic import BaseModel, ConfigDict, create_model
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from common.web.auth import current_caller
+from common.web.openapi import Answer, Message, Reply, documented
 
 if TYPE_CHECKING:
     from common.broker.connection import Broker
@@ -44,6 +46,43 @@ STATEMENT_TIMEOUT_MS = 2000
 # probe of this service never waits long on the other one.
 PEER_TIMEOUT_SECONDS = 0.5
 RETRY_AFTER_SECONDS = 5
+
+
+class PeerHealth(Answer):
+    """The other service's gRPC health service, asked with a short deadline."""
+
+    service: str
+    address: str
+    status: Literal[PEER_STATUSES]
+
+
+class BrokerHealth(Answer):
+    """The broker, asked with a short deadline."""
+
+    address: str
+    status: Literal[PEER_STATUSES]
+
+
+def health_answer(service: "Service") -> type[BaseModel]:
+    """Return the model of the service's ``/health`` answer (its facts: ``answers.HealthFacts``)."""
+    shown = {"peer": (PeerHealth, None)} if service.peer else {}
+    if service.uses_broker:
+        shown["broker"] = (BrokerHealth, None)
+    facts = service.part("answers", "HealthFacts") | None if service.health else None
+    return create_model(
+        "Health",
+        __config__=ConfigDict(extra="forbid"),
+        __doc__="Readiness of the service. `status` is `ok` when the database and what the "
+        "service depends on answer, `degraded` when only a dependency does not (the service "
+        "still serves, and says so), `unavailable` when the database does not. The rest is "
+        "shown to callers with the `ops` scope only (and to everyone with auth off).",
+        status=(Literal[HEALTH_STATUSES], ...),
+        service=(Literal[service.name], None),
+        database=(Literal["ok", "unavailable"], None),
+        error=(str, None),
+        **shown,
+        **{service.health or "facts": (facts, None)},
+    )
 
 
 def readiness(
@@ -113,13 +152,27 @@ def probes(service: "Service", db: SQLAlchemy) -> Blueprint:
     """Return the blueprint of ``GET /ping`` and ``GET /health`` for a declared service."""
     blueprint = Blueprint("probes", __name__)
     facts = service.part("services", "health_facts") if service.health else lambda: None
+    answer = health_answer(service)
 
     @blueprint.get("/ping")
+    @documented(
+        tag="operations", answers={200: Reply("Alive.", Message, example={"message": "pong"})}
+    )
     def ping():
-        """Answer liveness probes."""
+        """Answer liveness probes: the web server answers.
+
+        Touches nothing behind the web server; use `/health` for readiness.
+        """
         return {"message": "pong"}
 
     @blueprint.get("/health")
+    @documented(
+        tag="operations",
+        answers={
+            200: Reply("Ready (`ok` or `degraded`).", answer),
+            503: Reply("Not ready: the database does not answer.", answer),
+        },
+    )
     def health():
         """Report readiness: the database, the services it depends on, its own facts."""
         dependencies = {}

@@ -8,11 +8,11 @@ compute a value when scraped (the outbox backlog, for instance).
 import contextlib
 import logging
 import time
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Callable, Iterable
 
-from flask import Flask, Response, g, request
+from flask import Flask, Response, current_app, g, request
 from prometheus_client import CONTENT_TYPE_LATEST
+from prometheus_client.core import GaugeMetricFamily
 from sqlalchemy.exc import SQLAlchemyError
 
 from common.observability.metrics import HTTP_LATENCY, HTTP_REQUESTS, render_all
@@ -24,6 +24,7 @@ from common.observability.request_ids import (
     unbind_request_id,
 )
 from common.web.auth import requires
+from common.web.openapi import Reply, documented
 from common.web.paths import loggable_path
 
 access_log = logging.getLogger("access")
@@ -33,44 +34,43 @@ log = logging.getLogger(__name__)
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
-class DatabaseCollector:
-    """A collector of gauges read from the service's database each time Prometheus scrapes.
+def add_scrape_collector(app: Flask, collector) -> None:
+    """Register a collector whose ``collect()`` runs (inside the app context) at every scrape."""
+    app.extensions.setdefault("scrape_collectors", []).append(collector)
 
-    For facts of the shared database (a backlog, the collection state): the
-    same seen from every replica, and no process has to keep a gauge up to
-    date. A subclass names its ``db``, says ``what`` it reads (for the log) and
-    yields its metric families from :meth:`read`, run in a short transaction
-    inside the request's app context. A database that does not answer costs
-    those samples and a warning, never the whole scrape.
+
+class DatabaseGauges:
+    """Gauges read from the service's database when Prometheus scrapes.
+
+    For facts of the shared database rather than of one process (an
+    outbox's backlog, the ranges waiting for a retry): every replica reports
+    the same value and no process keeps a gauge up to date. ``read()`` runs
+    inside the scrape's app context and returns ``(name, help, value)``
+    triples; when the database does not answer, the gauges are left out of
+    that scrape (a warning says so) rather than failing ``/metrics``.
     """
 
-    db: Any
-    what = "database facts"
+    def __init__(self, what: str, read: Callable[[], Iterable[tuple[str, str, float]]]):
+        self.what = what
+        self.read = read
 
     def describe(self):
         """Declare nothing up front: registering must not query the database."""
         return []
 
     def collect(self):
-        """Yield what :meth:`read` yields, or nothing when the database does not answer."""
+        """Yield the gauges, or nothing when the database does not answer."""
+        session = current_app.extensions["sqlalchemy"].session
         try:
-            families = list(self.read())
-            self.db.session.rollback()
+            samples = list(self.read())
+            session.rollback()
         except SQLAlchemyError as error:
             with contextlib.suppress(SQLAlchemyError):
-                self.db.session.rollback()
+                session.rollback()
             log.warning("metrics: %s unknown, the database is unavailable: %s", self.what, error)
             return
-        yield from families
-
-    def read(self) -> Iterable:
-        """Yield the metric families (subclasses)."""
-        raise NotImplementedError
-
-
-def add_scrape_collector(app: Flask, collector) -> None:
-    """Register a collector whose ``collect()`` runs (inside the app context) at every scrape."""
-    app.extensions.setdefault("scrape_collectors", []).append(collector)
+        for name, documentation, value in samples:
+            yield GaugeMetricFamily(name, documentation, value=value)
 
 
 def install_request_observability(app: Flask) -> None:
@@ -117,8 +117,16 @@ def install_request_observability(app: Flask) -> None:
 
     @app.get("/metrics")
     @requires("ops")
+    @documented(
+        tag="operations",
+        answers={
+            200: Reply(
+                "Prometheus text exposition format.", {"type": "string"}, media_type="text/plain"
+            )
+        },
+    )
     def metrics():
-        """Expose the service's metrics in the Prometheus text format."""
+        """Expose the metrics of every process of the service, in the Prometheus text format."""
         output = render_all(
             app.extensions.get("scrape_collectors", []),
             labels={"service": app.name, "node": app.config["NODE_NAME"]},

@@ -1,107 +1,42 @@
-"""OpenAPI 3.1 documents for both REST APIs, built in Python from the code they describe.
+"""OpenAPI 3.1 documents generated from the views: their models, decorators and docstrings.
 
-Each service's ``openapi.py`` lists its operations with the building blocks
-here. Request bodies are the JSON schemas of the pydantic models the routes
-validate with, and limits (page sizes, body sizes, the average's window)
-come from the same constants and configuration the routes use, so the
-document cannot disagree with the code on them. A unit test checks that the
-document's operations are exactly the app's routes, and the integration
-suite fuzzes every operation with schemathesis against the running services.
-
-:func:`install_api_docs` serves the document at ``GET /openapi.json`` and an
-interactive Swagger UI at ``GET /docs/``. The UI's assets come from the
-flask-swagger-ui wheel, never from a CDN, so the page works offline.
+A view declares with :func:`documented` the pydantic models of what it takes
+(the body model it validates with; path, query and header models) and its
+answers by status (:class:`Reply`, or a sentence for an error); its docstring
+is the summary and description. The decorator only records: no request
+passes through it. At start, :func:`install_api_docs` has apispec assemble
+the document from every route, adding what all operations share (the request
+id, 414, a body's 400/413/415, ``Retry-After`` on 429 and 503, and with
+``AUTH_MODE=on`` each ``@requires`` scope with its 401 and 403), and serves
+it at ``/openapi.json`` with the Swagger UI at ``/docs/`` (assets from the
+flask-swagger-ui wheel, never a CDN: it works offline).
 """
 
+import inspect
 import re
-from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, get_args, get_origin
 
+from apispec import APISpec
 from flask import Flask, jsonify
 from flask_swagger_ui import get_swaggerui_blueprint
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.json_schema import GenerateJsonSchema, models_json_schema
 
 from common.observability.request_ids import REQUEST_ID_HEADER, REQUEST_ID_PATTERN
 from common.web.auth import PUBLIC_PATHS
-from common.web.health import HEALTH_STATUSES, PEER_STATUSES
 
-OPENAPI_VERSION = "3.1.0"
 DOCUMENT_PATH = "/openapi.json"
 DOCS_PATH = "/docs"
+# Gunicorn's default limit_request_line: it refuses longer request lines itself.
+MAX_REQUEST_LINE_BYTES = 4094
+SECURITY_NOTE = """
 
-REF = "#/components/{kind}/{name}"
-STRING = {"type": "string"}
-INTEGER = {"type": "integer"}
-DATE_TIME = {"type": "string", "format": "date-time"}
-
-
-def ref(kind: str, name: str) -> dict[str, str]:
-    """Return a ``$ref`` to a component."""
-    return {"$ref": REF.format(kind=kind, name=name)}
-
-
-def nullable(schema: dict[str, Any]) -> dict[str, Any]:
-    """Return ``schema`` that also allows ``null``."""
-    return {**schema, "type": [schema["type"], "null"]}
-
-
-def closed_object(
-    properties: dict[str, Any], *, optional: tuple[str, ...] = (), **keywords: Any
-) -> dict[str, Any]:
-    """Return an object schema with exactly ``properties``, all required but ``optional``.
-
-    Closed (no other properties), so a field the code adds without documenting
-    it fails the schemathesis run instead of drifting silently.
-    """
-    return {
-        "type": "object",
-        **keywords,
-        "required": [name for name in properties if name not in optional],
-        "properties": properties,
-        "additionalProperties": False,
-    }
-
-
-ERROR_SCHEMA = {
-    "type": "object",
-    "description": "Every error has this shape (the seed's): a sentence, and details "
-    "naming each offending field when the client can act on them.",
-    "required": ["error"],
-    "properties": {
-        "error": {"type": "string", "examples": ["Invalid request: check email."]},
-        "details": {
-            "type": "object",
-            "description": "Field (or parameter) name to what is wrong with it.",
-            "additionalProperties": {"type": "string"},
-        },
-    },
-}
-MESSAGE_SCHEMA = closed_object({"message": STRING})
-
-HEADERS = {
-    REQUEST_ID_HEADER: {
-        "description": "The request's id: the client's own `X-Request-ID` when it is 1-128 "
-        "characters of `A-Z a-z 0-9 . _ : -`, else a fresh one. Every log line the request "
-        "causes, in both services, carries it.",
-        "required": True,
-        "schema": {"type": "string", "pattern": REQUEST_ID_PATTERN.pattern},
-    },
-    "Retry-After": {
-        "description": "Seconds to wait before retrying.",
-        "required": True,
-        "schema": {"type": "string", "pattern": "^[0-9]+$"},
-    },
-    "Link": {
-        "description": 'RFC 8288: `<url>; rel="next"` for the next page; absent on the last page.',
-        "schema": {"type": "string"},
-    },
-    "WWW-Authenticate": {
-        "description": "The credentials this service accepts (RFC 9110): a bearer token or "
-        "an API key in `X-API-Key`.",
-        "required": True,
-        "schema": {"type": "string"},
-    },
-}
+**Who may call what.** With `AUTH_MODE=on`, every operation but `GET /ping` needs an API key
+(`X-API-Key`) or a bearer JWT, and the scope each operation names; a credential bound to a
+user (a key's email, a token's email claim) acts only for that user unless it holds `admin`.
+No or a bad credential is a 401, a missing scope or another user a 403. With `AUTH_MODE=off`
+(the default) nothing is checked."""
 SECURITY_SCHEMES = {
     "apiKey": {
         "type": "apiKey",
@@ -117,308 +52,294 @@ SECURITY_SCHEMES = {
         "scopes in its `scope` claim.",
     },
 }
-SECURITY_NOTE = """
-
-**Who may call what.** With `AUTH_MODE=on`, every operation but `GET /ping` needs an API key
-(`X-API-Key`) or a bearer JWT, and the scope each operation names; a credential bound to a
-user (a key's email, a token's email claim) acts only for that user unless it holds `admin`.
-No or a bad credential is a 401, a missing scope or another user a 403. With `AUTH_MODE=off`
-(the default) nothing is checked."""
-
-
-def json_body(schema: dict[str, Any], example: Any = None) -> dict[str, Any]:
-    """Return a ``content`` object with one ``application/json`` media type."""
-    media: dict[str, Any] = {"schema": schema}
-    if example is not None:
-        media["example"] = example
-    return {"application/json": media}
-
-
-def response(
-    description: str,
-    schema: dict[str, Any] | None = None,
-    *,
-    headers: tuple[str, ...] = (),
-    example: Any = None,
-    content_type: str = "application/json",
-) -> dict[str, Any]:
-    """Return a response object; every response also carries ``X-Request-ID``."""
-    answer: dict[str, Any] = {
-        "description": description,
-        "headers": {name: ref("headers", name) for name in (REQUEST_ID_HEADER, *headers)},
-    }
-    if schema is not None:
-        answer["content"] = (
-            json_body(schema, example)
-            if content_type == "application/json"
-            else {content_type: {"schema": schema}}
-        )
-    return answer
-
-
-def error(description: str, *, headers: tuple[str, ...] = ()) -> dict[str, Any]:
-    """Return an error response (the one error shape); a 503 also says when to retry."""
-    return response(description, ref("schemas", "Error"), headers=headers)
-
-
-def unavailable(what: str = "The database is unavailable") -> dict[str, Any]:
-    """Return the 503 every operation that needs a backing service can answer."""
-    return error(f"{what}; retry after `Retry-After` seconds.", headers=("Retry-After",))
-
-
-def path_parameter(name: str, description: str, schema: dict[str, Any], example: str):
-    """Return a required path parameter."""
-    return {
-        "name": name,
-        "in": "path",
-        "required": True,
-        "description": description,
-        "schema": schema,
-        "example": example,
-    }
-
-
-def query_parameter(name: str, description: str, schema: dict[str, Any], example: Any = None):
-    """Return an optional query parameter."""
-    parameter = {"name": name, "in": "query", "description": description, "schema": schema}
-    if example is not None:
-        parameter["example"] = example
-    return parameter
-
-
-def page_parameters(*, default_limit: int, max_limit: int) -> list[dict[str, Any]]:
-    """Return ``limit`` and ``cursor``, the parameters of every keyset-paginated list."""
-    return [
-        query_parameter(
-            "limit",
-            f"Items per page, 1 to {max_limit} (default {default_limit}).",
-            {"type": "integer", "minimum": 1, "maximum": max_limit, "default": default_limit},
-            example=min(50, max_limit),
-        ),
-        query_parameter(
-            "cursor",
-            "Opaque position of the page: take it from the previous page's `Link` header, "
-            "never build it.",
-            {"type": "string"},
-        ),
-    ]
-
-
-class Document:
-    """An OpenAPI document under construction: components and operations."""
-
-    def __init__(self, *, title: str, description: str, tags: list[dict[str, str]]):
-        self.spec: dict[str, Any] = {
-            "openapi": OPENAPI_VERSION,
-            "info": {
-                "title": title,
-                "version": "1.0.0",
-                "description": description + SECURITY_NOTE,
-            },
-            "tags": tags,
-            "paths": {},
-            "components": {
-                "schemas": {"Error": ERROR_SCHEMA, "Message": MESSAGE_SCHEMA},
-                "headers": dict(HEADERS),
-                "parameters": {},
-                "securitySchemes": SECURITY_SCHEMES,
-            },
-        }
-
-    def schema(self, name: str, schema: dict[str, Any]) -> dict[str, str]:
-        """Register a named schema; return a reference to it."""
-        self.spec["components"]["schemas"][name] = schema
-        return ref("schemas", name)
-
-    def model(self, model: type[BaseModel], **property_notes: dict[str, Any]) -> dict[str, str]:
-        """Register the JSON schema of the pydantic model a route validates with.
-
-        ``property_notes`` adds documentation (descriptions, examples) to
-        named properties; validation keywords always come from the model.
-        """
-        schema = model.model_json_schema(ref_template=REF.format(kind="schemas", name="{model}"))
-        for name, nested in schema.pop("$defs", {}).items():
-            self.schema(name, nested)
-        for name, notes in property_notes.items():
-            schema["properties"][name].update(notes)
-        return self.schema(model.__name__, schema)
-
-    def header(self, name: str, header: dict[str, Any]) -> None:
-        """Register a response header other operations can name."""
-        self.spec["components"]["headers"][name] = header
-
-    def operation(
-        self,
-        method: str,
-        path: str,
-        *,
-        summary: str,
-        tag: str,
-        responses: dict[int, dict[str, Any]],
-        description: str | None = None,
-        parameters: list[dict[str, Any]] | None = None,
-        body: dict[str, Any] | None = None,
-    ) -> None:
-        """Add one operation; every operation also accepts an optional ``X-Request-ID``."""
-        operation: dict[str, Any] = {
-            "summary": summary,
-            "operationId": f"{method.lower()}{_camel(path)}",
-            "tags": [tag],
-        }
-        if description:
-            operation["description"] = description
-        operation["parameters"] = [*(parameters or []), _REQUEST_ID_PARAMETER]
-        if body is not None:
-            operation["requestBody"] = {"required": True, "content": body}
-        operation["responses"] = {str(status): answer for status, answer in responses.items()}
-        operation["responses"]["414"] = _URI_TOO_LONG
-        self.spec["paths"].setdefault(path, {})[method.lower()] = operation
-
-
-# Gunicorn's default limit_request_line: it refuses longer request lines itself.
-MAX_REQUEST_LINE_BYTES = 4094
-_URI_TOO_LONG = {
+URI_TOO_LONG = {
     "description": f"The request line (method, path and query string) is longer than "
     f"{MAX_REQUEST_LINE_BYTES} bytes. Answered by the web server (gunicorn) before the API "
     "sees the request, so as HTML and without `X-Request-ID`.",
     "content": {"text/html": {"schema": {"type": "string"}}},
 }
-_REQUEST_ID_PARAMETER = {
-    "name": REQUEST_ID_HEADER,
-    "in": "header",
-    "required": False,
-    "description": "Your id for this request (1-128 characters of `A-Z a-z 0-9 . _ : -`), "
-    "to find its log lines in both services; anything else is replaced by a fresh id.",
-    "schema": {"type": "string"},
+UNAVAILABLE = "The database is unavailable; retry after `Retry-After` seconds."
+BODY_ERRORS = {
+    400: "A body that is not a JSON object, or invalid fields (`details` names each).",
+    413: "The body is larger than {MAX_CONTENT_LENGTH} bytes.",
+    415: "The body is not declared as JSON (`Content-Type: application/json`).",
 }
 
 
-def _camel(path: str) -> str:
-    words = [part.strip("{}") for part in path.replace(".", "/").split("/") if part]
-    return "".join(word[:1].upper() + word[1:] for word in words)
+class Answer(BaseModel):
+    """Base of the answers' models: closed, so an undocumented field fails the fuzzing."""
+
+    model_config = ConfigDict(extra="forbid")
 
 
-def add_operations_for_operators(
-    document: Document, *, service: str, facts_key: str, facts_schema: dict[str, Any]
-) -> None:
-    """Add what both services answer alike: liveness, readiness, metrics and this document."""
-    document.operation(
-        "GET",
-        "/ping",
-        summary="Liveness: the web server answers",
-        tag="operations",
-        description="Touches nothing behind the web server; use `/health` for readiness.",
-        responses={200: response("Alive.", ref("schemas", "Message"), example={"message": "pong"})},
-    )
-    health = document.schema(
-        "Health",
-        closed_object(
-            {
-                "status": {"type": "string", "enum": list(HEALTH_STATUSES)},
-                "service": {"type": "string", "const": service},
-                "database": {"type": "string", "enum": ["ok", "unavailable"]},
-                "peer": closed_object(
-                    {
-                        "service": STRING,
-                        "address": STRING,
-                        "status": {"type": "string", "enum": list(PEER_STATUSES)},
-                    },
-                    description="The other service's gRPC health service, asked with a "
-                    "short deadline.",
-                ),
-                facts_key: {"anyOf": [facts_schema, {"type": "null"}]},
-                "error": STRING,
-            },
-            optional=("service", "database", "peer", facts_key, "error"),
-            description="Readiness of the service. `status` is `ok` when the database and "
-            "the peer answer, `degraded` when only the peer does not (the service still "
-            "serves, and says so), `unavailable` when the database does not. The rest is "
-            "shown to callers with the `ops` scope only (and to everyone with auth off).",
-        ),
-    )
-    document.operation(
-        "GET",
-        "/health",
-        summary="Readiness: database, peer service and the service's own facts",
-        tag="operations",
-        responses={
-            200: response("Ready (`ok` or `degraded`).", health),
-            503: response(
-                "Not ready: the database does not answer.", health, headers=("Retry-After",)
-            ),
-        },
-    )
-    document.operation(
-        "GET",
-        "/metrics",
-        summary="Prometheus metrics of every process of the service",
-        tag="operations",
-        responses={
-            200: response(
-                "Prometheus text exposition format.", {"type": "string"}, content_type="text/plain"
-            )
-        },
-    )
-    document.operation(
-        "GET",
-        DOCUMENT_PATH,
-        summary="This OpenAPI document",
-        tag="operations",
-        description=f"An interactive version is at `{DOCS_PATH}/`.",
-        responses={200: response("The OpenAPI 3.1 document.", {"type": "object"})},
+class Error(BaseModel):
+    """Every error has this shape: a sentence, and details naming each field to fix."""
+
+    error: str = Field(examples=["Invalid request: check email."])
+    details: dict[str, str] = Field(
+        None, description="Field (or parameter) name to what is wrong with it."
     )
 
 
-def add_security(spec: dict[str, Any], app: Flask) -> None:
-    """Document each operation's credential and scope, read from its view (``@requires``).
+class Message(Answer):
+    """What was done, in a sentence."""
 
-    Only with ``AUTH_MODE=on``: the document describes the service as it runs.
-
-    The scope comes from the code itself, so the document cannot disagree
-    with what the service checks. ``/ping`` is public; the rest answer 401
-    without a valid credential and 403 without the scope (or for another
-    user than the credential's own).
-    """
-    scopes = {}
-    for rule in app.url_map.iter_rules():
-        path = re.sub(r"<(?:[^:<>]+:)?([^<>]+)>", r"{\1}", rule.rule)
-        view = app.view_functions[rule.endpoint]
-        for method in rule.methods - {"HEAD", "OPTIONS"}:
-            scopes[(path, method.lower())] = getattr(view, "required_scope", None)
-    for path, operations in spec["paths"].items():
-        for method, operation in operations.items():
-            if path in PUBLIC_PATHS:
-                operation["security"] = []
-                continue
-            scope = scopes.get((path, method))
-            operation["security"] = [{"apiKey": []}, {"bearerAuth": [scope] if scope else []}]
-            if scope:
-                operation["description"] = (
-                    operation.get("description", "") + f"\n\nNeeds the scope `{scope}`."
-                ).strip()
-            answers = operation["responses"]
-            answers["401"] = error(
-                "No credential, or one that is not valid.", headers=("WWW-Authenticate",)
-            )
-            answers["403"] = error("The credential lacks the scope, or is bound to another user.")
+    message: str
 
 
-def install_api_docs(app: Flask, build: Callable[[Flask], dict[str, Any]]) -> None:
-    """Serve the document built by ``build(app)`` and the Swagger UI page that shows it."""
-    document = build(app)
-    if app.config["AUTH_MODE"] == "on":
-        add_security(document, app)
+class RequestIdParameter(BaseModel):
+    """The request id a client may choose."""
+
+    request_id: str = Field(
+        None,
+        alias=REQUEST_ID_HEADER,
+        description="Your id for this request (1-128 characters of `A-Z a-z 0-9 . _ : -`), to "
+        "find its log lines in both services; anything else is replaced by a fresh id.",
+    )
+
+
+class RequestIdHeader(BaseModel):
+    """The header every answer carries."""
+
+    request_id: str = Field(
+        alias=REQUEST_ID_HEADER,
+        pattern=REQUEST_ID_PATTERN.pattern,
+        description="The request's id: the client's own `X-Request-ID` when it is 1-128 "
+        "characters of `A-Z a-z 0-9 . _ : -`, else a fresh one. Every log line the request "
+        "causes, in both services, carries it.",
+    )
+
+
+class RetryAfterHeader(BaseModel):
+    """The header of every 429 and 503."""
+
+    retry_after: str = Field(
+        alias="Retry-After", pattern="^[0-9]+$", description="Seconds to wait before retrying."
+    )
+
+
+class ChallengeHeader(BaseModel):
+    """The header of a 401."""
+
+    challenge: str = Field(
+        alias="WWW-Authenticate",
+        description="The credentials this service accepts (RFC 9110): a bearer token or an "
+        "API key in `X-API-Key`.",
+    )
+
+
+@dataclass(frozen=True)
+class Reply:
+    """One answer: what it means, its body (a model, ``list[Model]``, a JSON schema or None)."""
+
+    description: str
+    body: Any = Error
+    headers: tuple[type[BaseModel], ...] = ()
+    example: Any = None
+    media_type: str = "application/json"
+
+
+AUTH_ERRORS = {
+    401: Reply("No credential, or one that is not valid.", headers=(ChallengeHeader,)),
+    403: "The credential lacks the scope, or is bound to another user.",
+}
+
+
+@dataclass(frozen=True)
+class Operation:
+    """What :func:`documented` records; ``query`` models may be functions of the app's config."""
+
+    tag: str
+    answers: dict[int, Reply | str]
+    body: type[BaseModel] | None = None
+    path: type[BaseModel] | None = None
+    query: tuple[Any, ...] = ()
+    headers: type[BaseModel] | None = None
+
+
+def documented(**operation: Any):
+    """Record on a view what the document says of it (see :class:`Operation`); return the view."""
+    recorded = Operation(**operation)
+
+    def record(view):
+        view.openapi_operation = recorded
+        return view
+
+    return record
+
+
+@dataclass(frozen=True)
+class ApiDocument:
+    """What a service's document says of the service; the operations come from its views."""
+
+    title: str
+    description: str
+    tags: dict[str, str]
+
+
+class DocumentSchema(GenerateJsonSchema):
+    """Pydantic's JSON schemas, less each field's title; answers show no defaults."""
+
+    def field_title_should_be_set(self, schema) -> bool:
+        """Leave titles out: pydantic's are the field names again."""
+        return False
+
+    def default_schema(self, schema):
+        """Show defaults of what clients send; an answer's absent field has none."""
+        if self.mode == "serialization":
+            return self.generate_inner(schema["schema"])
+        return super().default_schema(schema)
+
+
+def parameters(model: type[BaseModel], where: str) -> list[dict[str, Any]]:
+    """Return the fields of ``model`` as parameters in ``where``, description and example lifted."""
+    schema = model.model_json_schema(schema_generator=DocumentSchema)
+    found = []
+    for name, field in schema["properties"].items():
+        if "default" in field and field["default"] is None:
+            del field["default"]  # an optional parameter, not one that defaults to null
+        parameter = {"name": name, "in": where, "required": name in schema.get("required", ())}
+        if "description" in field:
+            parameter["description"] = field.pop("description")
+        if "examples" in field:
+            parameter["example"] = field.pop("examples")[0]
+        found.append({**parameter, "schema": field})
+    return found
+
+
+def install_api_docs(app: Flask, api: ApiDocument) -> None:
+    """Serve the document of ``app``'s routes at ``/openapi.json``, and the page showing it."""
 
     @app.get(DOCUMENT_PATH)
+    @documented(
+        tag="operations", answers={200: Reply("The OpenAPI 3.1 document.", {"type": "object"})}
+    )
     def openapi_document():
-        """Return the OpenAPI document of this service."""
+        """Return this OpenAPI document.
+
+        An interactive version is at `/docs/`.
+        """
         return jsonify(document)
 
+    document = build_document(app, api)
     app.register_blueprint(
         get_swaggerui_blueprint(
             DOCS_PATH,
             DOCUMENT_PATH,
             # validatorUrl None: no call to swagger.io's online validator (works offline).
-            config={"app_name": document["info"]["title"], "validatorUrl": None},
+            config={"app_name": api.title, "validatorUrl": None},
         )
     )
+
+
+def build_document(app: Flask, api: ApiDocument) -> dict[str, Any]:
+    """Return the OpenAPI document of every route of ``app``, each documented by its view."""
+    spec = APISpec(
+        api.title, "1.0.0", "3.1.0", info={"description": api.description + SECURITY_NOTE}
+    )
+    for name, description in {
+        **api.tags,
+        "operations": "Probes, metrics and this document.",
+    }.items():
+        spec.tag({"name": name, "description": description})
+    for name, scheme in SECURITY_SCHEMES.items():
+        spec.components.security_scheme(name, scheme)
+    routes = []
+    for rule in app.url_map.iter_rules():
+        view = app.view_functions[rule.endpoint]
+        if not hasattr(view, "openapi_operation"):
+            raise TypeError(f"{rule.rule} is not documented: decorate its view with @documented")
+        path = re.sub(r"<(?:[^:<>]+:)?([^<>]+)>", r"{\1}", rule.rule)
+        routes += [(path, method, view) for method in sorted(rule.methods - {"HEAD", "OPTIONS"})]
+    # Every model at once, so pydantic names each schema once for the whole document.
+    models = [(Error, "serialization")]
+    for _, _, view in routes:
+        models.append((view.openapi_operation.body, "validation"))
+        answers = view.openapi_operation.answers.values()
+        models += [(_model_in(_reply(answer).body), "serialization") for answer in answers]
+    refs, components = models_json_schema(
+        [model for model in dict.fromkeys(models) if model[0] is not None],
+        ref_template="#/components/schemas/{model}",
+        schema_generator=DocumentSchema,
+    )
+    for name, schema in components.get("$defs", {}).items():
+        spec.components.schema(name, schema)
+    for path, method, view in routes:
+        spec.path(path, operations={method.lower(): _operation(app, path, method, view, refs)})
+    return spec.to_dict()
+
+
+def _reply(answer: Reply | str) -> Reply:
+    return Reply(answer) if isinstance(answer, str) else answer
+
+
+def _model_in(body: Any) -> type[BaseModel] | None:
+    """Return the model of a body (``Model`` or ``list[Model]``); None for a schema or no body."""
+    body = get_args(body)[0] if get_origin(body) is list else body
+    return body if isinstance(body, type) else None
+
+
+def _answer(status: int, reply: Reply, refs: dict) -> dict[str, Any]:
+    models = (
+        RequestIdHeader,
+        *reply.headers,
+        *((RetryAfterHeader,) if status in (429, 503) else ()),
+    )
+    headers = {}
+    for header in (found for model in models for found in parameters(model, "header")):
+        del header["in"]
+        headers[header.pop("name")] = header
+    answer = {"description": reply.description, "headers": headers}
+    if reply.body is not None:
+        model = _model_in(reply.body)
+        schema = reply.body if model is None else refs[(model, "serialization")]
+        schema = {"type": "array", "items": schema} if get_origin(reply.body) is list else schema
+        example = {} if reply.example is None else {"example": reply.example}
+        answer["content"] = {reply.media_type: {"schema": schema, **example}}
+    return answer
+
+
+def _operation(app: Flask, path: str, method: str, view, refs: dict) -> dict[str, Any]:
+    """Return the OpenAPI operation of one route, from what its view recorded."""
+    operation: Operation = view.openapi_operation
+    summary, _, description = (inspect.getdoc(view) or "").partition("\n\n")
+    words = [word[:1].upper() + word[1:] for word in re.split(r"[/.{}]+", path) if word]
+    found: dict[str, Any] = {
+        "summary": summary.replace("\n", " ").rstrip("."),
+        "operationId": method.lower() + "".join(words),
+        "tags": [operation.tag],
+    }
+    params = parameters(operation.path, "path") if operation.path else []
+    for model in operation.query:
+        params += parameters(model if isinstance(model, type) else model(app.config), "query")
+    params += parameters(operation.headers, "header") if operation.headers else []
+    undocumented = set(re.findall(r"{([^}]+)}", path)) - {param["name"] for param in params}
+    if undocumented:
+        raise TypeError(f"{method} {path}: give the model of {sorted(undocumented)} as path=")
+    found["parameters"] = [*params, *parameters(RequestIdParameter, "header")]
+    answers = dict(operation.answers)
+    if operation.body is not None:
+        found["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": refs[(operation.body, "validation")]}},
+        }
+        answers = {
+            **{code: text.format_map(app.config) for code, text in BODY_ERRORS.items()},
+            **answers,
+        }
+    scope = getattr(view, "required_scope", None)
+    if app.config["AUTH_MODE"] == "on":
+        public = path in PUBLIC_PATHS
+        found["security"] = (
+            [] if public else [{"apiKey": []}, {"bearerAuth": [scope] if scope else []}]
+        )
+        answers.update({} if public else AUTH_ERRORS)
+        if scope:
+            description = f"{description}\n\nNeeds the scope `{scope}`.".strip()
+    if description:
+        found["description"] = description
+    found["responses"] = {
+        str(code): _answer(code, _reply(answers[code]), refs) for code in sorted(answers)
+    }
+    found["responses"]["414"] = URI_TOO_LONG
+    return found

@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from flask import Response, current_app, request
+from pydantic import BaseModel, Field, create_model
 from sqlalchemy import Select, Subquery, Text, cast, func, select, true
 
 from common.web.errors import ApiError
@@ -64,6 +65,44 @@ def page_url() -> str:
     if current_app.config["TRUSTED_PROXIES"]:
         return request.base_url
     return request.path
+
+
+class PageLink(BaseModel):
+    """The header of a list that has a next page."""
+
+    link: str = Field(
+        None,
+        alias="Link",
+        description='RFC 8288: `<url>; rel="next"` for the next page; absent on the last page.',
+    )
+
+
+def page_query(*, default_limit: int, max_limit: int) -> type[BaseModel]:
+    """Return the model of ``limit`` and ``cursor`` as the API document shows them.
+
+    Documentation only: :func:`parse_page_request` reads them, with the same limits.
+    """
+    return create_model(
+        "PageQuery",
+        limit=(
+            int,
+            Field(
+                default_limit,
+                ge=1,
+                le=max_limit,
+                description=f"Items per page, 1 to {max_limit} (default {default_limit}).",
+                examples=[min(50, max_limit)],
+            ),
+        ),
+        cursor=(
+            str,
+            Field(
+                None,
+                description="Opaque position of the page: take it from the previous page's "
+                "`Link` header, never build it.",
+            ),
+        ),
+    )
 
 
 def parse_page_request(*, default_limit: int, max_limit: int, arity: int) -> PageRequest:

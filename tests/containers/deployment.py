@@ -25,6 +25,8 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
 ENV_FILE = REPO_ROOT / ".env"
 DOCKERIGNORE = REPO_ROOT / ".dockerignore"
+# The code every service's image carries beside the service's own package.
+SHARED_PACKAGE = "common"
 VARIABLE_NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
 
 

@@ -16,7 +16,7 @@ from sqlalchemy.engine import make_url
 from common.broker import outbox
 from common.broker.connection import Broker, BrokerUnavailableError, Message
 from common.broker.consumer import DONE, Consumer, Park, Retry, Subscription
-from common.broker.metrics import ConsumerCollector, OutboxBacklogCollector
+from common.broker.metrics import ConsumerCollector, outbox_backlog
 from common.broker.streams import TO_ALERT_SYSTEM, TO_NOTIFIER
 from devstack.stack import free_port, nats_server_binary
 from tests.utils import wait_until
@@ -276,7 +276,7 @@ def test_the_broker_metrics_count_what_passed_and_show_backlogs_and_dead_letters
     with app.app_context():
         outbox.enqueue(db, table, [message(TO_NOTIFIER, bad=False), message(TO_NOTIFIER, bad=True)])
         db.session.commit()
-        waiting = gauges(OutboxBacklogCollector(db, table))
+        waiting = gauges(outbox_backlog(db, table))
     assert waiting[("outbox_backlog_messages", None)] == 2
     assert waiting[("outbox_oldest_pending_seconds", None)] >= 0
     # No consumer yet: nothing pending under its name, nothing parked.
@@ -308,4 +308,4 @@ def test_the_broker_metrics_count_what_passed_and_show_backlogs_and_dead_letters
         ("broker_dead_letter_messages", TO_NOTIFIER): 1,
     }
     with app.app_context():
-        assert gauges(OutboxBacklogCollector(db, table))[("outbox_backlog_messages", None)] == 0
+        assert gauges(outbox_backlog(db, table))[("outbox_backlog_messages", None)] == 0

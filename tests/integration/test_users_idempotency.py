@@ -185,3 +185,46 @@ def test_delete_with_a_replayed_key_does_not_delete_a_recreated_user(um):
     assert replay.status_code == 200
     assert replay.headers[REPLAYED] == "true"
     assert um.get(f"/users/{email}").status_code == 200
+
+
+@pytest.fixture
+def secure_um_app(secure_stack, monkeypatch):
+    """The User Manager's Flask app, bound to the database of the stack with authentication."""
+    from user_manager.app import create_app
+
+    variable = "USER_MANAGER_DATABASE_URL"
+    monkeypatch.setenv(variable, secure_stack.stack.database_urls[variable])
+    return create_app()
+
+
+@pytest.mark.local_stack
+def test_the_reaper_leaves_another_caller_s_live_key_of_the_same_value(secure_stack, secure_um_app):
+    from user_manager.idempotency import reap_expired_keys
+
+    um, keys = secure_stack.um, secure_stack.keys
+    first, second = keys.header("all"), keys.header("all-but-ops")
+    shared = new_key()
+    # The first caller used the key a day ago; the second uses it now, to delete a user.
+    assert um.post("/users", json=user_payload(), headers={**first, **shared}).status_code == 201
+    run_sql(
+        secure_stack.stack.database_urls["USER_MANAGER_DATABASE_URL"],
+        "UPDATE idempotency_keys SET created_at = now() - interval '25 hours' WHERE key = %s",
+        (shared["Idempotency-Key"],),
+    )
+    email = user_payload()["email"]
+    assert um.post("/users", json=user_payload(email), headers={**second, **new_key()}).ok
+    assert um.delete(f"/users/{email}", headers={**second, **shared}).status_code == 200
+
+    with secure_um_app.app_context():
+        reap_expired_keys(batch_size=100)
+
+    # The first caller's key is gone: reused, it is a new key.
+    reused = um.post("/users", json=user_payload(), headers={**first, **shared})
+    assert reused.status_code == 201
+    assert REPLAYED not in reused.headers
+    # The second caller's is not: its retry replays, and leaves the account made since alone.
+    assert um.post("/users", json=user_payload(email), headers={**second, **new_key()}).ok
+    retry = um.delete(f"/users/{email}", headers={**second, **shared})
+    assert retry.status_code == 200
+    assert retry.headers.get(REPLAYED) == "true"
+    assert um.get(f"/users/{email}", headers=second).status_code == 200

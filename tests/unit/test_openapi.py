@@ -3,8 +3,12 @@
 import re
 
 import pytest
+from flask import Flask
 from openapi_spec_validator import validate
+from pydantic import BaseModel, Field
 
+from common.web.auth import requires
+from common.web.openapi import Answer, ApiDocument, Reply, documented, install_api_docs
 from data_collector.app import create_app as create_data_collector
 from data_collector.inputs import InterestRequest
 from devstack.stack import free_port
@@ -93,3 +97,60 @@ def test_request_bodies_are_the_models_the_routes_validate_with(app):
         for keyword, value in rules.items():
             if keyword not in ("title", "description", "examples"):
                 assert documented["properties"][name][keyword] == value, (name, keyword)
+
+
+class Reading(BaseModel):
+    """A body a new route validates with."""
+
+    value: int = Field(ge=0, description="How much.")
+
+
+class Saved(Answer):
+    """What the new route answers."""
+
+    id: int
+
+
+def small_app(**config) -> Flask:
+    app = Flask(__name__, static_folder=None)
+    app.config.update({"AUTH_MODE": "off", "MAX_CONTENT_LENGTH": 1024, **config})
+    return app
+
+
+def test_a_new_route_is_documented_by_its_decorator_alone():
+    app = small_app(AUTH_MODE="on")
+
+    def save():
+        """Save a reading.
+
+        Kept for a day.
+        """
+        return {"id": 1}, 201
+
+    decorate = documented(
+        tag="readings", body=Reading, answers={201: Reply("Saved.", Saved), 409: "Taken."}
+    )
+    # Only recorded: the view that serves requests is the function itself.
+    assert decorate(save) is save
+    app.post("/readings")(requires("readings:write")(save))
+    install_api_docs(app, ApiDocument(title="Readings", description="Readings.", tags={}))
+
+    document = app.test_client().get("/openapi.json").get_json()
+    validate(document)
+    operation = document["paths"]["/readings"]["post"]
+    assert operation["summary"] == "Save a reading"
+    assert operation["description"] == "Kept for a day.\n\nNeeds the scope `readings:write`."
+    assert operation["requestBody"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/Reading"
+    }
+    assert document["components"]["schemas"]["Reading"]["properties"]["value"]["minimum"] == 0
+    assert set(operation["responses"]) == {"201", "400", "401", "403", "409", "413", "414", "415"}
+    assert "1024 bytes" in operation["responses"]["413"]["description"]
+    assert operation["security"] == [{"apiKey": []}, {"bearerAuth": ["readings:write"]}]
+
+
+def test_an_undocumented_route_stops_the_app_from_starting():
+    app = small_app()
+    app.get("/secret")(lambda: "")
+    with pytest.raises(TypeError, match="/secret is not documented"):
+        install_api_docs(app, ApiDocument(title="T", description="D", tags={}))
