@@ -103,23 +103,7 @@ def build_app(service: "Service", *, test_config: dict | None, process: str) -> 
         )
     for collector in service.part("metrics", "SCRAPE_COLLECTORS"):
         add_scrape_collector(app, collector)
-    _add_broker_collectors(app, service, db)
     app.register_blueprint(health.probes(service, db))
     app.register_blueprint(service.part("routes", "bp"))
     install_api_docs(app, service.part("openapi", "DOCUMENT"))
     return app
-
-
-def _add_broker_collectors(app: Flask, service: "Service", db: SQLAlchemy) -> None:
-    """Register the broker's gauges for a service that publishes or consumes."""
-    if not service.uses_broker:
-        return
-    from common.broker.metrics import ConsumerCollector, outbox_backlog
-
-    if service.publishes:
-        add_scrape_collector(app, outbox_backlog(db, service.part("models", "OUTBOX")))
-    if service.consumes:
-        subscriptions = service.part("worker", "subscriptions")
-        add_scrape_collector(
-            app, ConsumerCollector(app.extensions["broker"], lambda: subscriptions(app))
-        )
