@@ -12,7 +12,6 @@ is loaded.
 
 import os
 import re
-import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, Self
@@ -295,9 +294,6 @@ class ServiceSettings(EnvironmentSettings):
     # client's own Host or X-Forwarded-* headers never are.
     PUBLIC_URL: str = ""
     TRUSTED_PROXIES: int = Field(0, ge=0)
-    # The machine named by every metric's ``node`` label: on Kubernetes the node, which
-    # the pod learns through the downward API (spec.nodeName); elsewhere the host name.
-    NODE_NAME: str = Field(default_factory=socket.gethostname)
 
     # Who may call what (common.web.auth). Off keeps the original open flows, for a
     # laptop; anything reachable by others runs with it on.

@@ -19,6 +19,7 @@ declares ``service`` or ``node`` as a label of its own.
 
 import copy
 import os
+import socket
 from collections.abc import Iterable, Mapping
 
 from prometheus_client import (
@@ -66,6 +67,14 @@ GRPC_SERVER_LATENCY = Histogram(
 
 # The labels every sample carries, added at rendering.
 IDENTITY_LABELS = ("service", "node")
+# Where the machine's name comes from: on Kubernetes, the downward API's spec.nodeName (the
+# pod's own host name would be the pod's). Not a setting: the platform gives it.
+NODE_NAME_VARIABLE = "NODE_NAME"
+
+
+def node_name() -> str:
+    """Return the machine this process runs on: ``NODE_NAME``, else the host name."""
+    return os.environ.get(NODE_NAME_VARIABLE) or socket.gethostname()
 
 
 class WithLabels:

@@ -30,6 +30,7 @@ NOT_SERVICE_SETTINGS = {
     "DATA_DB_OWNER_PASSWORD": "compose",
     "DATA_DB_SERVING_PASSWORD": "compose",
     "PROMETHEUS_MULTIPROC_DIR": "the launcher and prometheus_client",
+    "NODE_NAME": "the metrics (Kubernetes' downward API)",
     "PROMETHEUS_SCRAPE_SECONDS": "make run and compose",
     "PROMETHEUS_PORT": "make run",
     "PROMETHEUS_URL": "make run",
