@@ -237,7 +237,8 @@ class ServiceSettings(EnvironmentSettings):
     PUBLIC_URL_VARIABLE: ClassVar[str] = ""
 
     HTTP_PORT: Port
-    GRPC_PORT: Port
+    # None: the service serves no gRPC (a service with a gRPC server gives its port).
+    GRPC_PORT: Port | None = None
     SQLALCHEMY_DATABASE_URI: DatabaseUrl = Field(None, repr=False)
     MIGRATION_DATABASE_URL: DatabaseUrl = Field(
         default_factory=lambda given: given["SQLALCHEMY_DATABASE_URI"], repr=False
@@ -354,12 +355,26 @@ class ServiceSettings(EnvironmentSettings):
     def security_warnings(self) -> list[str]:
         """Return the risks of this configuration the log should name at start."""
         loopback = is_loopback(self.GRPC_BIND_HOST)
-        if self.GRPC_SECURITY.token or loopback:
+        if self.GRPC_PORT is None or self.GRPC_SECURITY.token or loopback:
             return []
         return [
             f"GRPC_AUTH_TOKEN is not set: the gRPC server on {self.GRPC_BIND_HOST} serves any "
             "caller that reaches it. Set the same GRPC_AUTH_TOKEN on both services."
         ]
+
+
+class BrokerSettings(EnvironmentSettings):
+    """The broker's settings, for the services that publish or consume (a mixin).
+
+    ``class Settings(ServiceSettings, BrokerSettings)``: the same variables,
+    with the same defaults, in every service that talks to the broker.
+    """
+
+    # The embedded nats-server of make run and the tests listens there.
+    NATS_URL: str = "nats://127.0.0.1:4222"
+    # Copies of each stream in a clustered broker: 1 for one server, 3 in production (a
+    # stream stays available with one server down); never more than the cluster's servers.
+    NATS_STREAM_REPLICAS: int = Field(1, ge=1, le=5)
 
 
 def is_loopback(host: str) -> bool:
