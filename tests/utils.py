@@ -27,7 +27,7 @@ from common.rpc.security import open_channel
 from common.settings import GrpcSecurity
 
 # Tests run statements on a service's database directly with the stack's helper.
-from devstack.stack import LocalStack, free_port, run_sql  # noqa: F401
+from devstack.stack import SERVICES, LocalStack, free_port, run_sql, settings_class  # noqa: F401
 
 # Long enough for a loaded CI machine, short enough to fail fast when broken.
 DEFAULT_TIMEOUT = 10.0
@@ -52,6 +52,10 @@ class Api:
     def post(self, path: str, **kwargs) -> requests.Response:
         """POST ``path``."""
         return self.request("POST", path, **kwargs)
+
+    def put(self, path: str, **kwargs) -> requests.Response:
+        """PUT ``path``."""
+        return self.request("PUT", path, **kwargs)
 
     def delete(self, path: str, **kwargs) -> requests.Response:
         """DELETE ``path``."""
@@ -196,7 +200,7 @@ def api_document(package: str, headers: dict | None = None, **environment: str) 
     stands in for the database URL when none is set. ``environment`` sets
     more variables (``AUTH_MODE="on"``, say) for this build only.
     """
-    variables = ("USER_MANAGER_DATABASE_URL", "DATA_COLLECTOR_DATABASE_URL")
+    variables = [settings_class(service).DATABASE_URL_VARIABLE for service in SERVICES]
     placeholder = "postgresql://nobody@127.0.0.1:1/none"
     missing = {name: placeholder for name in variables if not os.environ.get(name)}
     with mock.patch.dict(os.environ, {**missing, **environment}):

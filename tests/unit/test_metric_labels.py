@@ -9,9 +9,9 @@ from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
 from common.observability.metrics import IDENTITY_LABELS
-from tests.containers.deployment import app_services, load_compose
+from devstack.stack import SERVICES
 
-SERVICE_PACKAGES = sorted(app_services(load_compose()).values())
+SERVICE_PACKAGES = sorted(SERVICES)
 # Nothing listens there: building the app and scraping it need no database.
 NO_DATABASE = "postgresql://nobody@127.0.0.1:1/none"
 

@@ -9,15 +9,16 @@ import pytest
 
 from data_collector import config as collector_config
 from data_collector.planning import DAY, Policy, plan_cycle, sweep_windows
-from devstack.stack import REPO_ROOT
-from tests.containers.deployment import app_services, load_compose, settings_class
+from devstack.stack import REPO_ROOT, SERVICES
+from tests.containers.deployment import settings_class
 from tests.unit.test_planning import apply
 from tests.utils import api_document
 
 README = (REPO_ROOT / "README.md").read_text()
 DESIGN = (REPO_ROOT / "docs" / "design.md").read_text()
 VARIABLE = re.compile(r"`([A-Z][A-Z0-9_]+)`")
-SERVICE_PACKAGES = sorted(app_services(load_compose()).values())
+# Every service the local stack runs (compose may not run every one yet).
+SERVICE_PACKAGES = sorted(SERVICES)
 # Rows of the table that no service's settings class reads, and who reads them instead.
 NOT_SERVICE_SETTINGS = {
     "OPENSKY_SIMULATOR": "make run",
@@ -31,9 +32,7 @@ NOT_SERVICE_SETTINGS = {
     "DATA_DB_SERVING_PASSWORD": "compose",
     "PROMETHEUS_MULTIPROC_DIR": "the launcher and prometheus_client",
     "NODE_NAME": "the metrics (Kubernetes' downward API)",
-    "PROMETHEUS_SCRAPE_SECONDS": "make run and compose",
     "PROMETHEUS_PORT": "make run",
-    "PROMETHEUS_URL": "make run",
     "PROMETHEUS_API_KEY_FILE": "make run and compose",
     "UM_URL": "the test suite",
     "DC_URL": "the test suite",
@@ -138,7 +137,7 @@ def test_the_computed_defaults_are_the_documented_ones():
         assert f"`{settings.DATABASE_URL_VARIABLE}`" in migration
 
 
-@pytest.mark.parametrize("package", ["user_manager", "data_collector"])
+@pytest.mark.parametrize("package", SERVICE_PACKAGES)
 def test_the_api_tables_list_every_documented_operation(package):
     listed = {
         cells[0].strip("`")
