@@ -52,7 +52,11 @@ def pytest_configure(config):
 
 # Stacks that several modules share: every test that uses one runs in the same pytest-xdist
 # worker, so the stack starts once, not once per worker.
-SHARED_STACKS = {"collector_stack": "collector", "secure_stack": "secure"}
+SHARED_STACKS = {
+    "collector_stack": "collector",
+    "secure_stack": "secure",
+    "monitored_stack": "monitored",
+}
 
 
 def pytest_collection_modifyitems(config, items):

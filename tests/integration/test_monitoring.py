@@ -1,62 +1,30 @@
 """Prometheus scrapes every service of a running stack, with a credential, and loads the rules.
 
-A stack of its own, as an operator would run it with authentication on:
-Prometheus started by the stack (Debian's package, installed by the test
-setup when missing), scraping every second with an ``ops`` API key it reads
-from a file.
+The monitored stack (tests/integration/conftest.py), as an operator would run
+it with authentication on: Prometheus started by the stack (Debian's package,
+installed by the test setup when missing), scraping every second with an
+``ops`` API key it reads from a file.
 """
 
 import subprocess
 import sys
-import tempfile
-from pathlib import Path
 
 import pytest
 import requests
 
-from devstack.stack import SERVICES, LocalStack, StackSettings
-from tests.integration.auth_support import standard_keys
-from tests.utils import require_prometheus, wait_until
+from devstack.stack import SERVICES, LocalStack
+from tests.utils import wait_until
 
 pytestmark = pytest.mark.local_stack
 
+# NODE_NAME of the monitored stack.
 NODE = "test-node-1"
 
 
-@pytest.fixture(scope="module")
-def monitored(stack, tmp_path_factory):
-    """A stack with Prometheus (scraping every second) and authentication on."""
-    if not isinstance(stack, LocalStack):
-        pytest.skip("needs a stack started by the suite")
-    require_prometheus()
-    with tempfile.TemporaryDirectory(prefix="flight-tracker-monitored-") as tmp:
-        keys = standard_keys(Path(tmp) / "api-keys.json")
-        # As an operator does: an ops key in the keys file, the key itself in a file for
-        # Prometheus (its bearer token file).
-        key_file = Path(tmp) / "prometheus-api-key"
-        key_file.write_text(keys.add("prometheus", ["ops"]))
-        local = LocalStack(
-            StackSettings.on_free_ports(
-                Path(tmp) / "pg",
-                simulator=True,
-                log_dir=Path(tmp) / "logs",
-                prometheus=True,
-                prometheus_scrape_seconds=1,
-                extra_env={
-                    "AUTH_MODE": "on",
-                    "API_KEYS_FILE": str(keys.path),
-                    "PROMETHEUS_API_KEY_FILE": str(key_file),
-                    "NODE_NAME": NODE,
-                    "WEB_CONCURRENCY": "1",
-                    "COLLECT_BACKFILL_DAYS": "1",
-                },
-            )
-        )
-        try:
-            local.start()
-            yield local
-        finally:
-            local.stop()
+@pytest.fixture
+def monitored(monitored_stack) -> LocalStack:
+    """The monitored stack's processes."""
+    return monitored_stack.stack
 
 
 def query(stack: LocalStack, promql: str) -> list[dict]:
@@ -72,11 +40,11 @@ def test_prometheus_scrapes_every_service_with_its_key_and_every_sample_is_label
     def scraped():
         return {series["metric"]["job"] for series in query(monitored, "up == 1")}
 
-    wait_until(lambda: scraped() == set(SERVICES), timeout=30)
+    wait_until(lambda: scraped() >= set(SERVICES), timeout=30)
 
     # The labels the services add, on every series of every service (not those Prometheus
     # makes itself: up, scrape_*, and ALERTS of the rules).
-    services_series = '{job=~".+", __name__!~"up|scrape_.*|ALERTS.*"}'
+    services_series = '{job=~".+", job!="test_exporter", __name__!~"up|scrape_.*|ALERTS.*"}'
     identities = query(monitored, f"count by (job, service, node) ({services_series})")
     labels = {
         (s["metric"]["job"], s["metric"].get("service"), s["metric"].get("node"))
@@ -97,7 +65,7 @@ def test_the_alerting_rules_are_loaded_and_evaluate_without_errors(monitored):
     assert [rule["name"] for rule in rules if rule["health"] != "ok"] == []
 
 
-@pytest.mark.parametrize("package", ["user_manager", "data_collector"])
+@pytest.mark.parametrize("package", ["user_manager", "data_collector", "sla_detector"])
 def test_each_worker_part_beats_and_its_probe_passes(monitored, package):
     def parts():
         series = query(monitored, f'worker_last_progress_timestamp_seconds{{service="{package}"}}')
@@ -105,7 +73,14 @@ def test_each_worker_part_beats_and_its_probe_passes(monitored, package):
 
     beating = wait_until(parts, timeout=30)
 
-    assert beating >= {"user_manager": {"outbox-relay"}, "data_collector": {"collect"}}[package]
+    assert (
+        beating
+        >= {
+            "user_manager": {"outbox-relay"},
+            "data_collector": {"collect"},
+            "sla_detector": {"sla-check", "broker-outbox-relay"},
+        }[package]
+    )
     probe = subprocess.run(
         [sys.executable, "-m", package, "healthcheck", "worker"],
         env=monitored.service_env(package),
