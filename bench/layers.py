@@ -47,6 +47,10 @@ from devstack.stack import REPO_ROOT, LocalStack, free_port
 
 COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
 GATEWAY_TEMPLATES = REPO_ROOT / "deploy" / "compose" / "gateway"
+# The gateway's per-client limits (GATEWAY_* in .env): the benchmark is one client at full
+# speed, which they exist to refuse, and measures the hop's cost: every limit is lifted
+# far above what it sends (the limits are still looked up for every request).
+UNLIMITED = "1000000"
 
 ISSUER = "https://idp.bench.flight-tracker.test"
 AUDIENCE = "flight-tracker-api"
@@ -217,6 +221,14 @@ def gateway_configuration(source: Path, target: Path, ports: dict[str, tuple[int
         (target / template.name).write_text(text)
 
 
+def gateway_limits() -> list[str]:
+    """Return the names of the limits the gateway's templates read (GATEWAY_*)."""
+    names = set()
+    for template in GATEWAY_TEMPLATES.glob("*.template"):
+        names.update(re.findall(r"\$\{(GATEWAY_[A-Z0-9_]+)\}", template.read_text()))
+    return sorted(names)
+
+
 def _compose_port(text: str, name: str) -> int:
     """Return the port the gateway's configuration proxies compose service ``name`` to."""
     found = re.search(rf"\b{re.escape(name)}:(\d+);", text)
@@ -266,6 +278,7 @@ def gateway_front(stack: LocalStack, directory: Path) -> Iterator[Gateway]:
         # The ports of the next-page links it builds for a Host it does not trust.
         "--env", f"USER_MANAGER_HTTP_PORT={ports['user-manager'][0]}",
         "--env", f"DATA_COLLECTOR_HTTP_PORT={ports['data-collector'][0]}",
+        *[arg for name in gateway_limits() for arg in ("--env", f"{name}={UNLIMITED}")],
         image,
     )  # fmt: skip
     if started.returncode != 0:

@@ -31,7 +31,7 @@ from sqlalchemy import (
 from common.db.connections import autocommit_statements
 from common.timeutil import isoformat_utc, isoformat_utc_sql, utc_now
 from common.web.errors import ApiError
-from common.web.pagination import INVALID_CURSOR_MESSAGE, json_item_rows
+from common.web.pagination import INVALID_CURSOR_MESSAGE, cursor_time, json_item_rows
 from data_collector.airports import airport_name
 from data_collector.inputs import DIRECTIONS
 from data_collector.models import CollectedDay, FlightData, FlightDayCount, UserInterest, db
@@ -56,7 +56,7 @@ class FlightCursor:
                 raise ValueError
             if direction not in DIRECTIONS:
                 raise ValueError
-            return cls(datetime.fromisoformat(moment), flight_id, direction)
+            return cls(cursor_time(moment), flight_id, direction)
         except (TypeError, ValueError):
             raise ApiError(400, INVALID_CURSOR_MESSAGE) from None
 
@@ -189,7 +189,7 @@ class AirportFlightCursor:
                 raise ValueError
             if not (airport.isascii() and airport.isprintable()) or direction not in DIRECTIONS:
                 raise ValueError
-            return cls(datetime.fromisoformat(moment), flight_id, airport, direction)
+            return cls(cursor_time(moment), flight_id, airport, direction)
         except (TypeError, ValueError):
             raise ApiError(400, INVALID_CURSOR_MESSAGE) from None
 

@@ -15,4 +15,5 @@ class DataCollectorServicer(AppServicer, stubs.DataCollectorServiceServicer):
         """Delete every interest of the user and report how many there were."""
         with self.serving(context, "DeleteUserInterests"):
             deleted = interests.delete_user_interests(email=request.email)
-        return messages.DeleteInterestsResponse(deleted_count=deleted)
+        # success stays for clients built from the first release, which check it.
+        return messages.DeleteInterestsResponse(success=True, deleted_count=deleted)

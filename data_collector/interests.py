@@ -8,7 +8,7 @@ from sqlalchemy import bindparam, case, delete, exists, func, literal, select
 from sqlalchemy.dialects.postgresql import insert
 
 from common.db.batch import Batch
-from common.emails import normalize_email
+from common.emails import lookup_form
 from common.rpc.peers import PeerError, UserDirectory
 from common.timeutil import utc_now
 from common.web.errors import ApiError
@@ -138,10 +138,7 @@ def list_interests(*, email: str) -> list[UserInterest]:
 
 def delete_user_interests(*, email: str) -> int:
     """Delete every interest of the user (idempotent); return how many went."""
-    try:
-        normalized = normalize_email(email)
-    except ValueError:
-        return 0
+    normalized = lookup_form(email)
     result = db.session.execute(delete(UserInterest).where(UserInterest.user_email == normalized))
     db.session.commit()
     return result.rowcount

@@ -9,6 +9,7 @@ code generator; a test fails when it is stale.
 import sys
 from pathlib import Path
 
+from google.protobuf import descriptor_pb2
 from grpc_tools import protoc
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -30,6 +31,23 @@ def generate(output_root: Path) -> list[Path]:
     if protoc.main(args) != 0:
         raise RuntimeError("protoc failed; see the message above")
     return sorted((output_root / PACKAGE_PATH).glob("*_pb2*"))
+
+
+def descriptor_set(proto: Path, output: Path) -> descriptor_pb2.FileDescriptorSet:
+    """Compile one .proto (with its directory as the include path) into a descriptor set.
+
+    For checks of a contract without loading it into this process's
+    descriptor pool, where it would clash with the generated modules.
+    """
+    args = [
+        "grpc_tools.protoc",
+        f"-I{proto.parent}",
+        f"--descriptor_set_out={output}",
+        proto.name,
+    ]
+    if protoc.main(args) != 0:
+        raise RuntimeError(f"protoc failed on {proto}; see the message above")
+    return descriptor_pb2.FileDescriptorSet.FromString(output.read_bytes())
 
 
 if __name__ == "__main__":

@@ -7,8 +7,8 @@ only through their documented environment variables (.env), so whatever
 works here works there.
 """
 
+import fcntl
 import importlib
-import itertools
 import logging
 import os
 import random
@@ -16,6 +16,7 @@ import secrets
 import shutil
 import socket
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,26 +73,30 @@ TOKEN_PATH = "/auth/realms/opensky-network/protocol/openid-connect/token"
 
 # Ports for stacks that run beside others (tests, the benchmark) come from below the
 # kernel's ephemeral range (32768-60999 on Linux), which no outgoing connection takes
-# between the moment a port is picked and the moment its server binds it. Each test
-# process (a pytest-xdist worker) draws from its own slice, so two never pick the same.
-PORTS_START = 20000
-PORTS_PER_PROCESS = 2000
-_port_offsets = itertools.count(random.randrange(PORTS_PER_PROCESS))
+# between the moment a port is picked and the moment its server binds it. A port is
+# reserved by a lock on a file named after it, held while the process that picked it
+# lives: a service stopped and started again on it by a test keeps it, and no other test
+# process on the machine (a pytest-xdist worker, another suite) picks it meanwhile.
+PORTS = range(20000, 32000)
+PORT_LOCKS = Path(tempfile.gettempdir()) / "flight-tracker-ports"
+_reserved_ports: list[IO] = []
 
 
 def free_port() -> int:
-    """Return a TCP port that is free now and that no other test process will pick."""
-    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
-    first = PORTS_START + int(worker or 0) * PORTS_PER_PROCESS
-    for _ in range(PORTS_PER_PROCESS):
-        port = first + next(_port_offsets) % PORTS_PER_PROCESS
-        with socket.socket() as probe:
-            try:
+    """Return a TCP port that is free now and reserved for this process while it lives."""
+    PORT_LOCKS.mkdir(exist_ok=True)
+    for port in random.sample(PORTS, len(PORTS)):
+        lock = open(PORT_LOCKS / f"{port}.lock", "w")  # noqa: SIM115 - held while we live
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            with socket.socket() as probe:
                 probe.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError(f"no free port in {first}-{first + PORTS_PER_PROCESS - 1}")
+        except OSError:
+            lock.close()
+            continue
+        _reserved_ports.append(lock)
+        return port
+    raise RuntimeError(f"no free port in {PORTS.start}-{PORTS.stop - 1}")
 
 
 @dataclass

@@ -17,7 +17,7 @@ from flask import current_app
 from sqlalchemy import bindparam, select
 
 from common.db.connections import autocommit_connection, autocommit_statements
-from common.emails import normalize_email
+from common.emails import lookup_form
 from common.rpc.peers import InterestsPeer
 from common.timeutil import isoformat_utc_sql, utc_now
 from common.web.auth import Caller
@@ -230,11 +230,8 @@ def list_users(*, after_email: str | None, limit: int) -> list:
 
 
 def user_exists(*, email: str) -> bool:
-    """Answer the gRPC CheckUserExists question for any string."""
-    try:
-        normalized = normalize_email(email)
-    except ValueError:
-        return False
+    """Answer the gRPC CheckUserExists question for any string (an address as stored)."""
+    normalized = lookup_form(email)
     # Without the ORM session: every interest added and every per-user page of the Data
     # Collector asks this.
     with autocommit_connection(db) as connection:

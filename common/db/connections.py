@@ -48,6 +48,13 @@ PING_AFTER_IDLE_SECONDS = 2.0
 RANDOM_PAGE_COST = 1.1
 
 
+# How long a migration waits for a table lock before it gives up (and fails, to be run again).
+# While a migration waits for a table's ACCESS EXCLUSIVE lock (behind a worker statement of
+# up to DB_WORKER_TIMEOUT_MS, say), every request touching that table queues behind it; two
+# seconds keeps that queue well inside the requests' own 5 s lock timeout, so a migration
+# that cannot have its lock now costs clients a short delay, never an outage.
+MIGRATION_LOCK_TIMEOUT_MS = 2000
+
 # The launcher's roles, as the processes name themselves to the app factory.
 SERVING_PROCESSES = ("web", "grpc")
 WORKER_PROCESS = "worker"
@@ -83,9 +90,13 @@ def session_limits(process: str, config) -> SessionLimits:
       wait on OpenSky inside a transaction: ``DB_WORKER_TIMEOUT_MS`` bounds its
       statements and idle transactions; lock waits are bounded like serving ones,
       so a job stuck behind a migration gives up and runs again later.
-    - ``migrate`` sets nothing: DDL on a large table may rightly take long, and
-      replicas wait for each other's migration on an advisory lock. The serving
-      statement timeout already bounds how long a migration waits for its locks.
+    - ``migrate`` bounds only lock waits (:data:`MIGRATION_LOCK_TIMEOUT_MS`): DDL
+      on a large table may rightly take long once it has its lock, but waiting
+      for that lock queues every request on the table behind it. A migration
+      that cannot have a lock fails (nothing applied) and is run again by the
+      launcher's restart or the orchestrator. Replicas waiting for each other's
+      migration on the advisory lock wait without this bound
+      (:func:`common.db.migrations.upgrade_database`).
 
     The collector's cycle lock connection (``data_collector/collection.py``) is
     opened outside this pool and gets none of these: it runs only
@@ -106,7 +117,7 @@ def session_limits(process: str, config) -> SessionLimits:
             idle_in_transaction_timeout_ms=config["DB_WORKER_TIMEOUT_MS"],
         )
     if process == MIGRATE_PROCESS:
-        return SessionLimits()
+        return SessionLimits(lock_timeout_ms=MIGRATION_LOCK_TIMEOUT_MS)
     raise ValueError(f"unknown process {process!r}; one of {', '.join(PROCESSES)}")
 
 

@@ -22,6 +22,7 @@ from alembic import context
 from flask import Flask, current_app
 from flask_migrate import upgrade
 from flask_sqlalchemy import SQLAlchemy
+from psycopg2.errors import LockNotAvailable
 from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import OperationalError
@@ -82,6 +83,10 @@ def migrate_app(app: Flask) -> None:
     )
 
 
+class MigrationLockTimeoutError(RuntimeError):
+    """A migration gave up waiting for a table lock: nothing was applied; run it again."""
+
+
 def upgrade_database(
     app: Flask,
     engine: Engine,
@@ -89,12 +94,35 @@ def upgrade_database(
     timeout: float,
     serving_role: str | None = None,
 ) -> None:
-    """Bring the schema to the latest migration, one process at a time; then grant it."""
+    """Bring the schema to the latest migration, one process at a time; then grant it.
+
+    The migration's connections wait at most ``lock_timeout`` (the migrate
+    process's session limit) for a table lock: rather than queue every
+    request behind it while a long statement holds the table, the run fails
+    with :class:`MigrationLockTimeoutError` (its transaction rolled back, nothing
+    applied), and the launcher's restart or the orchestrator runs it again.
+    The advisory lock that makes replicas take turns is waited for without
+    that bound: another replica's migration may rightly take long.
+    """
     wait_for_database(engine, timeout=timeout)
     with app.app_context(), engine.connect() as lock_connection:
+        lock_connection.execute(text("SET LOCAL lock_timeout = 0"))
         lock_connection.execute(text("SELECT pg_advisory_lock(:id)"), {"id": MIGRATION_LOCK_ID})
+        lock_connection.execute(text("RESET lock_timeout"))
         try:
-            upgrade(directory=str(ALEMBIC_DIR))
+            try:
+                upgrade(directory=str(ALEMBIC_DIR))
+            except OperationalError as error:
+                if not isinstance(error.orig, LockNotAvailable):
+                    raise
+                waited = lock_connection.execute(text("SHOW lock_timeout")).scalar()
+                message = (
+                    f"migration stopped: a table lock was not granted within {waited} "
+                    "(a long statement or transaction holds it); nothing was applied; "
+                    "it runs again when the migration is restarted"
+                )
+                log.error("%s", message)
+                raise MigrationLockTimeoutError(message) from None
             if serving_role:
                 grant_serving_role(lock_connection, serving_role)
         finally:

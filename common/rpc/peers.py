@@ -11,8 +11,10 @@ grpcio is not fork-safe, and gunicorn forks its workers, so no channel may
 exist before the fork: a client opens its channel on first use, and opens a
 new one if it finds itself in another process than the one that opened it.
 The channel's service config retries only ``UNAVAILABLE`` (the peer is not
-reachable, nothing was executed), a few times with backoff, and always within
-the caller's deadline. The channel's transport and the token every call
+reachable, nothing was executed) and ``RESOURCE_EXHAUSTED`` (a replica had
+too many calls in progress and refused this one before running it), a few
+times with backoff, and always within the caller's deadline; round-robin
+sends the retry to the next replica. The channel's transport and the token every call
 sends come from the service's ``GRPC_SECURITY`` (:mod:`common.rpc.security`).
 
 Several replicas of a peer: give an address that resolves to all of them
@@ -58,7 +60,7 @@ SERVICE_CONFIG = json.dumps(
                     "initialBackoff": "0.05s",
                     "maxBackoff": "0.5s",
                     "backoffMultiplier": 2,
-                    "retryableStatusCodes": ["UNAVAILABLE"],
+                    "retryableStatusCodes": ["UNAVAILABLE", "RESOURCE_EXHAUSTED"],
                 },
             }
         ],
@@ -76,8 +78,16 @@ CHANNEL_OPTIONS = [
     # waits 30 s): replicas that come back on new addresses are found within a second.
     ("grpc.dns_min_time_between_resolutions_ms", 1_000),
 ]
-# Statuses that mean "the peer could not answer", as opposed to "the peer answered no".
-UNAVAILABLE_CODES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
+# Statuses that mean "the peer could not answer now", as opposed to "the peer answered no":
+# down or unreachable, too slow, or too busy (its bound on calls in progress refused this one
+# before running it; common/rpc/server.py).
+UNAVAILABLE_CODES = frozenset(
+    {
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+    }
+)
 # The method label of health checks in grpc_client_calls_total.
 HEALTH_CHECK = "Health.Check"
 
@@ -91,7 +101,7 @@ class PeerError(Exception):
 
     @property
     def unavailable(self) -> bool:
-        """True when the peer could not answer (down, unreachable, too slow)."""
+        """True when the peer could not answer now (down, unreachable, too slow, too busy)."""
         return self.code in UNAVAILABLE_CODES
 
 

@@ -110,6 +110,16 @@ class AppServicer:
 
 # Long enough for a database round trip in flight, short enough for a rolling restart.
 GRACE_SECONDS = 5
+# Calls in progress or waiting for a thread, per thread (GRPC_WORKERS): the server refuses
+# more at once with RESOURCE_EXHAUSTED. A call is one indexed statement (milliseconds) and
+# its client waits GRPC_TIMEOUT_SECONDS (2 s) at most, so three waiting per thread drain in
+# milliseconds while the database is well; when it is slow (calls take seconds), a longer
+# queue only holds calls whose clients have given up, each later taking a thread and a
+# database connection for an answer nobody reads. A refused call never ran: the client
+# retries it on another replica within its deadline, else it is "the peer cannot answer
+# now" (common/rpc/peers.py). Health checks are calls too, quick ones; the Watch streams
+# of clients' health checking do not count (they hold no thread).
+CALLS_PER_WORKER = 4
 SERVER_OPTIONS = [
     # Clients keep a connection for as long as it works, so a replica added later would get
     # no calls from channels opened before it started. Ending each connection after a
@@ -125,12 +135,14 @@ class GrpcServer:
 
     Port, bind address, thread count and security come from the app's
     configuration (``GRPC_PORT``, ``GRPC_BIND_HOST``, ``GRPC_WORKERS``,
-    ``GRPC_SECURITY``). With a token, the token check sits inside the
-    observability interceptor, so refused calls are logged and counted too
-    (as ``UNAUTHENTICATED``); it guards every method but the health service's
-    ``Check`` and ``Watch``, which clients' health checking calls without it
-    (:mod:`common.rpc.security`). The server runs on threads of its own, so it
-    shares a process with other roles (the launcher's) without forking.
+    ``GRPC_SECURITY``). At most :data:`CALLS_PER_WORKER` calls per thread are
+    in progress or queued; more are refused with ``RESOURCE_EXHAUSTED``. With a
+    token, the token check sits inside the observability interceptor, so
+    refused calls are logged and counted too (as ``UNAUTHENTICATED``); it
+    guards every method but the health service's ``Check`` and ``Watch``,
+    which clients' health checking calls without it (:mod:`common.rpc.security`).
+    The server runs on threads of its own, so it shares a process with other
+    roles (the launcher's) without forking.
     """
 
     def __init__(self, app: Flask, servicer: type[AppServicer]):
@@ -141,10 +153,12 @@ class GrpcServer:
         interceptors: list[grpc.ServerInterceptor] = [ObservabilityInterceptor()]
         if security.token:
             interceptors.append(TokenInterceptor(security.token))
+        workers = app.config["GRPC_WORKERS"]
         self.server = grpc.server(
-            futures.ThreadPoolExecutor(max_workers=app.config["GRPC_WORKERS"]),
+            futures.ThreadPoolExecutor(max_workers=workers),
             interceptors=interceptors,
             options=SERVER_OPTIONS,
+            maximum_concurrent_rpcs=workers * CALLS_PER_WORKER,
         )
         servicer(app).add_to(self.server)
         self.health = health.HealthServicer()

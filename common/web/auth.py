@@ -16,10 +16,20 @@ acts as :data:`ANYONE`, with every scope and no user binding. With
   the space-separated ``scope`` claim, the user from ``JWT_EMAIL_CLAIM``.
 
 A missing or invalid credential is a 401 with ``WWW-Authenticate``; a valid
-one without the route's scope (:func:`requires`), or acting for another
-user than the one it is bound to (:func:`require_user`), is a 403. A
-credential bound to an email (a key's ``email``, a token's email claim) acts
-only for that user unless it holds ``admin``.
+one without the route's scope (:func:`requires`), or acting for a user it
+may not act for (:func:`require_user`), is a 403.
+
+Who a credential acts for, unless it holds ``admin`` (every user):
+
+- an API key with an ``email``: that user only;
+- an API key without one: any user. It is a service credential, which the
+  operator issued on purpose for a service, not a person;
+- a bearer token: the user its email claim names, if the issuer does not say
+  that email is unverified (``email_verified`` false). A token stands for the
+  person it was issued to, and identity providers commonly leave the email
+  out of access tokens: one that names no verified email acts for no user.
+  It may still call what acts for no particular user (flight lists without
+  an email, collection runs, metrics), as its scopes allow.
 """
 
 import functools
@@ -82,40 +92,52 @@ VERIFIED_TOKEN_SECONDS = 60
 VERIFIED_TOKENS_MAX = 1024
 # How often the keys file is checked for changes (one stat call).
 KEYS_FILE_CHECK_SECONDS = 2.0
+# While the keys file cannot be used, clients holding keys are told to come back after this.
+KEYS_UNUSABLE_RETRY_AFTER_SECONDS = 5
 CHALLENGE = 'Bearer realm="flight-tracker", ApiKey realm="flight-tracker" header="X-API-Key"'
 
 
-def _bound_email(value: Any) -> str | None:
-    """Return the email a credential is bound to, normalized; None if it is not an email."""
-    try:
-        return normalize_email(value) if isinstance(value, str) else None
-    except ValueError:
-        return None
+def _bound_email(value: Any) -> str:
+    """Return the email a credential is bound to, normalized; raise ValueError saying why not.
+
+    The same normalization as every stored address: a credential for a look-alike
+    spelling of an address is refused, never bound to that address's account.
+    """
+    if not isinstance(value, str):
+        raise ValueError("is not a string")
+    return normalize_email(value)
 
 
 @dataclass(frozen=True)
 class Caller:
-    """Who is calling: a name for logs, the scopes granted, the user it may act for.
+    """Who is calling: a name for logs, the scopes granted, the users it may act for.
 
     ``identity`` scopes the caller's idempotency keys: two callers' identical
-    keys never meet. ``email`` None: not bound to a user (a service account).
+    keys never meet. ``email``: the one user it acts for, or None. ``service``:
+    a service credential, which acts for every user (an API key without an
+    email). Neither, and no ``admin``: it acts for no user at all.
     """
 
     name: str
     scopes: frozenset[str]
     email: str | None
     identity: str
+    service: bool = False
 
     def has(self, scope: str) -> bool:
         """Tell whether the caller was granted ``scope``."""
         return scope in self.scopes
 
+    def acts_for_every_user(self) -> bool:
+        """Tell whether the caller may act for any user (and so list them all)."""
+        return self.service or self.has("admin")
+
     def may_act_for(self, email: str) -> bool:
         """Tell whether the caller may read or change this user's data."""
-        return self.email is None or self.email == email or self.has("admin")
+        return self.acts_for_every_user() or (self.email is not None and self.email == email)
 
 
-ANYONE = Caller("anyone", frozenset(SCOPES), None, "")
+ANYONE = Caller("anyone", frozenset(SCOPES), None, "", service=True)
 
 
 def current_caller() -> Caller:
@@ -146,15 +168,22 @@ def require_scope(scope: str) -> None:
 
 def require_user(email: str) -> None:
     """Raise a 403 unless the caller may act for the user ``email`` (normalized)."""
-    if not current_caller().may_act_for(email):
-        raise ApiError(403, "This credential may act only for its own user.")
+    caller = current_caller()
+    if not caller.may_act_for(email):
+        raise ApiError(403, _binding_refusal(caller))
 
 
 def require_any_user() -> None:
-    """Raise a 403 when the caller is bound to one user (a listing covers every user)."""
+    """Raise a 403 unless the caller may act for every user (a listing covers them all)."""
     caller = current_caller()
-    if caller.email is not None and not caller.has("admin"):
-        raise ApiError(403, "This credential may act only for its own user.")
+    if not caller.acts_for_every_user():
+        raise ApiError(403, _binding_refusal(caller))
+
+
+def _binding_refusal(caller: Caller) -> str:
+    if caller.email is None:
+        return "This credential names no verified email, so it may act for no user."
+    return "This credential may act only for its own user."
 
 
 def unauthorized(message: str) -> ApiError:
@@ -167,45 +196,84 @@ def _identity_hash(identity: str) -> str:
 
 
 class ApiKeys:
-    """The API keys of ``API_KEYS_FILE``, by the SHA-256 of the key; re-read when it changes."""
+    """The API keys of ``API_KEYS_FILE``, by the SHA-256 of the key; re-read when it changes.
+
+    The file must be readable at start (else the service does not start).
+    While running, a file that goes missing, cannot be read or does not
+    parse accepts no key at all until it is fixed: removing the file is
+    how an operator may revoke every key at once, and an old key must
+    never outlive the file that granted it. Meanwhile a presented key gets
+    a 503, the log says why (once per new failure) and ``/health`` is
+    degraded. Replace the file atomically (write another, then rename it
+    over this one), so that no check ever reads half of it.
+    """
 
     def __init__(self, path: str):
         self.path = Path(path)
         self._lock = threading.Lock()
-        self._checked_at = 0.0
-        self._mtime: float | None = None
-        self._by_hash: dict[str, Caller] = {}
-        self._load()
-
-    def _load(self) -> None:
+        self._checked_at = time.monotonic()
+        # What identifies the version of the file that was read: a change of content,
+        # permissions or inode changes it.
+        self._version: tuple | None = None
+        # The keys and, when the file cannot be used, why (then no key is accepted).
+        self._state: tuple[dict[str, Caller], str | None] = ({}, None)
         try:
-            stat = self.path.stat()
-            entries = json.loads(self.path.read_text())
-        except (OSError, ValueError) as error:
+            self._version, keys = self._read()
+        except (OSError, ValueError, ConfigError) as error:
             raise ConfigError(f"API_KEYS_FILE {self.path} cannot be read: {error}") from None
-        self._by_hash = parse_api_keys(entries, source=str(self.path))
-        self._mtime = stat.st_mtime
+        self._state = (keys, None)
+
+    def _read(self) -> tuple[tuple, dict[str, Caller]]:
+        stat = self.path.stat()
+        version = (stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
+        entries = json.loads(self.path.read_text())
+        return version, parse_api_keys(entries, source=str(self.path))
 
     def find(self, key: str) -> Caller | None:
-        """Return the caller a presented key stands for, or None."""
+        """Return the caller a presented key stands for, or None (503: the file is unusable)."""
         self._reload_if_changed()
-        return self._by_hash.get(hashlib.sha256(key.encode()).hexdigest())
+        keys, problem = self._state
+        if problem is not None:
+            raise ApiError(
+                503,
+                "API keys cannot be checked right now; try again shortly.",
+                headers={"Retry-After": str(KEYS_UNUSABLE_RETRY_AFTER_SECONDS)},
+            )
+        return keys.get(hashlib.sha256(key.encode()).hexdigest())
+
+    def health(self) -> dict[str, Any]:
+        """Report the file's state for ``/health``: ``ok`` with the number of keys, or why not."""
+        self._reload_if_changed()
+        keys, problem = self._state
+        if problem is not None:
+            return {"status": "unavailable", "error": problem}
+        return {"status": "ok", "keys": len(keys)}
 
     def _reload_if_changed(self) -> None:
-        now = time.monotonic()
-        if now - self._checked_at < KEYS_FILE_CHECK_SECONDS:
+        if time.monotonic() - self._checked_at < KEYS_FILE_CHECK_SECONDS:
             return
         with self._lock:
-            self._checked_at = now
+            if time.monotonic() - self._checked_at < KEYS_FILE_CHECK_SECONDS:
+                return  # another thread checked while this one waited
+            self._checked_at = time.monotonic()
             try:
-                changed = self.path.stat().st_mtime != self._mtime
-                if changed:
-                    self._load()
-                    log.info("API keys reloaded from %s", self.path)
-            except (OSError, ConfigError) as error:
-                # Keep serving with the keys we have: a half-written file must not lock
-                # every client out; the next check tries again.
-                log.error("API keys not reloaded: %s", error)
+                stat = self.path.stat()
+                version = (stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
+                if version == self._version:
+                    return
+                self._version, keys = self._read()
+            except (OSError, ValueError, ConfigError) as error:
+                self._unusable(f"API_KEYS_FILE {self.path} cannot be read: {error}")
+                return
+            recovered = self._state[1] is not None
+            self._state = (keys, None)
+            log.info("API keys %s from %s", "usable again" if recovered else "reloaded", self.path)
+
+    def _unusable(self, problem: str) -> None:
+        if problem != self._state[1]:
+            log.error("%s; no API key is accepted until it is fixed", problem)
+        self._state = ({}, problem)
+        self._version = None  # whatever the file becomes next is read again
 
 
 def parse_api_keys(entries: Any, *, source: str) -> dict[str, Caller]:
@@ -225,14 +293,16 @@ def parse_api_keys(entries: Any, *, source: str) -> dict[str, Caller]:
             raise ConfigError(f"{where} ({entry['name']}): scopes must be a list of {SCOPES}")
         email = entry.get("email")
         if email is not None:
-            email = _bound_email(email)
-            if email is None:
-                raise ConfigError(f"{where} ({entry['name']}): email is not a valid address")
+            try:
+                email = _bound_email(email)
+            except ValueError as error:
+                raise ConfigError(f"{where} ({entry['name']}): email {error}") from None
         by_hash[digest.lower()] = Caller(
             name=f"key:{entry['name']}",
             scopes=frozenset(scopes),
             email=email,
             identity=_identity_hash(f"key:{entry['name']}"),
+            service=email is None,
         )
     return by_hash
 
@@ -305,13 +375,19 @@ class BearerTokens:
         return self._caller(claims), float(claims["exp"])
 
     def _caller(self, claims: Mapping[str, Any]) -> Caller:
+        """Return the caller a verified token stands for: its scopes, its user if it names one."""
         scope = claims.get("scope", "")
         granted = frozenset(scope.split()) & set(SCOPES) if isinstance(scope, str) else frozenset()
         email = claims.get(self.email_claim)
         if email is not None:
-            email = _bound_email(email)
-            if email is None:
-                raise unauthorized(f"The bearer token's {self.email_claim} claim is not an email.")
+            try:
+                email = _bound_email(email)
+            except ValueError as error:
+                raise unauthorized(
+                    f"The bearer token's {self.email_claim} claim is not a valid email: {error}"
+                ) from None
+            if not email_is_verified(claims):
+                email = None
         subject = f"jwt:{claims['iss']}|{claims['sub']}"
         return Caller(
             name=f"jwt:{_identity_hash(subject)[:12]}",
@@ -324,6 +400,17 @@ class BearerTokens:
 def looks_like_jwt(token: str) -> bool:
     """Tell a JWT (three dot-separated parts) from an API key (generated keys have no dots)."""
     return token.count(".") == 2
+
+
+def email_is_verified(claims: Mapping[str, Any]) -> bool:
+    """Tell whether a token's email may be trusted: unless its issuer says it is unverified.
+
+    Access tokens often carry no ``email_verified`` at all; an issuer that
+    includes it says ``true`` (some send the string ``"true"``). Any other
+    value, ``false`` included, leaves the email unverified.
+    """
+    verified = claims.get("email_verified", True)
+    return verified is True or verified == "true"
 
 
 class Authenticator:
@@ -362,6 +449,14 @@ class Authenticator:
                 raise unauthorized("Bearer tokens are not accepted here; use an API key.")
             return self.tokens.verify(token)
         raise unauthorized(f"A credential is required: an {API_KEY_HEADER} or a bearer token.")
+
+
+def api_keys_health(app: Flask) -> dict[str, Any] | None:
+    """Report the state of the app's API keys file for ``/health`` (None: it has none)."""
+    authenticator = app.extensions.get("authenticator")
+    if authenticator is None or authenticator.keys is None:
+        return None
+    return authenticator.keys.health()
 
 
 # Answered to anyone: liveness probes carry no credential.

@@ -12,7 +12,11 @@ a load balancer or an orchestrator deciding whether to send traffic here:
   calls it owes; the Data Collector answers 503 only to ``POST /interests``),
   and taking it out of rotation would turn one outage into two;
 - the service adds its own facts (the outbox backlog; OpenSky credits and the
-  last collection cycle), read in the same short transaction.
+  last collection cycle), read in the same short transaction;
+- ``api_keys``: the state of ``API_KEYS_FILE`` (null without one). A file that
+  cannot be read accepts no key, which makes the answer ``degraded``: bearer
+  tokens still work, and every replica shares the file, so taking this one
+  out of rotation would help nobody.
 
 Only callers with the ``ops`` scope see the detail; others get the status.
 """
@@ -24,11 +28,11 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from flask import Blueprint, current_app
 from flask_sqlalchemy import SQLAlchemy
-from pydantic import BaseModel, ConfigDict, create_model
+from pydantic import BaseModel, ConfigDict, Field, create_model
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
-from common.web.auth import current_caller
+from common.web.auth import api_keys_health, current_caller
 from common.web.openapi import Answer, Message, Reply, documented
 
 if TYPE_CHECKING:
@@ -63,6 +67,14 @@ class BrokerHealth(Answer):
     status: Literal[PEER_STATUSES]
 
 
+class ApiKeysHealth(Answer):
+    """The state of ``API_KEYS_FILE``: ``unavailable`` when unreadable (no key is accepted)."""
+
+    status: Literal["ok", "unavailable"]
+    keys: int | None = Field(None, ge=0)
+    error: str | None = None
+
+
 def health_answer(service: "Service") -> type[BaseModel]:
     """Return the model of the service's ``/health`` answer (its facts: ``answers.HealthFacts``)."""
     shown = {"peer": (PeerHealth, None)} if service.peer else {}
@@ -88,6 +100,7 @@ def health_answer(service: "Service") -> type[BaseModel]:
         database=(Literal["ok", "unavailable"], None),
         error=(str, None),
         **shown,
+        api_keys=(ApiKeysHealth | None, Field(None, description="Null without a keys file.")),
         **{service.health or "facts": (facts, None)},
     )
 
@@ -122,11 +135,13 @@ def readiness(
     for name, check in dependencies.items():
         body[name] = check()
     body[facts_key] = found
+    body["api_keys"] = api_keys = api_keys_health(current_app)
     if database != "ok":
         body["status"] = "unavailable"
         body["error"] = "The database is unavailable."
         return body, 503, {"Retry-After": str(RETRY_AFTER_SECONDS)}
-    if any(body[name]["status"] != "ok" for name in dependencies):
+    unusable_keys = api_keys is not None and api_keys["status"] != "ok"
+    if unusable_keys or any(body[name]["status"] != "ok" for name in dependencies):
         body["status"] = "degraded"
     return body, 200, {}
 

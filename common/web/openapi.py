@@ -35,8 +35,9 @@ SECURITY_NOTE = """
 **Who may call what.** With `AUTH_MODE=on`, every operation but `GET /ping` needs an API key
 (`X-API-Key`) or a bearer JWT, and the scope each operation names; a credential bound to a
 user (a key's email, a token's email claim) acts only for that user unless it holds `admin`.
-No or a bad credential is a 401, a missing scope or another user a 403. With `AUTH_MODE=off`
-(the default) nothing is checked."""
+No or a bad credential is a 401, a missing scope or another user a 403 (a bearer token that
+names no verified email acts for no user). With `AUTH_MODE=off` (the default) nothing is
+checked."""
 SECURITY_SCHEMES = {
     "apiKey": {
         "type": "apiKey",
@@ -141,7 +142,10 @@ class Reply:
 
 AUTH_ERRORS = {
     401: Reply("No credential, or one that is not valid.", headers=(ChallengeHeader,)),
-    403: "The credential lacks the scope, or is bound to another user.",
+    403: "The credential lacks the scope, is bound to another user, or names no verified email "
+    "where the operation acts for a user.",
+    503: "Credentials cannot be checked right now (the API keys file cannot be read, or the "
+    "identity provider's keys cannot be fetched); retry after `Retry-After` seconds.",
 }
 
 
@@ -333,7 +337,8 @@ def _operation(app: Flask, path: str, method: str, view, refs: dict) -> dict[str
         found["security"] = (
             [] if public else [{"apiKey": []}, {"bearerAuth": [scope] if scope else []}]
         )
-        answers.update({} if public else AUTH_ERRORS)
+        for code, answer in {} if public else AUTH_ERRORS.items():
+            answers.setdefault(code, answer)
         if scope:
             description = f"{description}\n\nNeeds the scope `{scope}`.".strip()
     if description:

@@ -11,6 +11,7 @@ import base64
 import binascii
 import json
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
@@ -22,6 +23,9 @@ from common.web.errors import ApiError
 from common.web.inputs import whole_number
 
 INVALID_CURSOR_MESSAGE = "The cursor is invalid; use the URL from the previous page's Link header."
+# The longest cursor a list writes: a sort key of one email of 254 characters, each escaped
+# in JSON as up to 12 ASCII characters, in base64. Longer is not one of ours.
+MAX_CURSOR_LENGTH = 4096
 
 
 @dataclass(frozen=True)
@@ -39,15 +43,41 @@ def encode_cursor(sort_key: list[Any]) -> str:
 
 
 def decode_cursor(token: str, *, arity: int) -> list[Any]:
-    """Decode a token made by :func:`encode_cursor`, or raise a 400."""
-    try:
-        padded = token + "=" * (-len(token) % 4)
-        value = json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
-    except (ValueError, binascii.Error, UnicodeError):
-        value = None
+    """Decode a token made by :func:`encode_cursor`, or raise a 400.
+
+    Only the shape is checked here (a list of ``arity`` values): each list
+    checks every value of its sort key (with :func:`cursor_time` for times)
+    before any reaches the database, since a cursor passes through the
+    client's hands and may come back holding anything JSON can.
+    """
+    value = None
+    if len(token) <= MAX_CURSOR_LENGTH:
+        try:
+            padded = token + "=" * (-len(token) % 4)
+            value = json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
+        except (ValueError, binascii.Error, UnicodeError, RecursionError):
+            # RecursionError: brackets nested deeper than the parser goes.
+            value = None
     if not isinstance(value, list) or len(value) != arity:
         raise ApiError(400, INVALID_CURSOR_MESSAGE)
     return value
+
+
+def cursor_time(value: Any) -> datetime:
+    """Read a time from a cursor, as ``isoformat_utc`` wrote it; raise ``ValueError`` otherwise.
+
+    Only a UTC time is one of ours. An offset is refused rather than
+    converted: Python takes offsets up to 24 hours, PostgreSQL only up to
+    15:59 (an error there, not a 400), and converting can leave the years
+    Python can hold. A time without an offset would be read in the database
+    session's zone.
+    """
+    if not isinstance(value, str):
+        raise ValueError("a cursor's time is a string")
+    moment = datetime.fromisoformat(value)
+    if moment.utcoffset() != timedelta(0):
+        raise ValueError("a cursor's time is in UTC")
+    return moment
 
 
 def page_url() -> str:

@@ -178,12 +178,45 @@ def service_environment(service: dict[str, Any]) -> dict[str, str]:
     return {key: "" if value is None else str(value) for key, value in environment.items()}
 
 
+# The services' one image (every service's package; the command picks one).
+SERVICES_DOCKERFILE = "common/Dockerfile"
+MIGRATE_ROLE = "migrate"
+
+
+def service_command(spec: dict[str, Any]) -> tuple[str, list[str]] | None:
+    """Return ``(package, arguments)`` of a ``python -m <package> ...`` command, else None."""
+    command = spec.get("command")
+    if isinstance(command, list) and command[:2] == ["python", "-m"] and len(command) > 2:
+        return command[2], command[3:]
+    return None
+
+
+def image_services(compose: dict[str, Any]) -> dict[str, tuple[str, list[str]]]:
+    """Map each service that runs the services' image to its package and its arguments."""
+    found = {}
+    for name, spec in compose["services"].items():
+        build = spec.get("build") or {}
+        command = service_command(spec)
+        if build.get("dockerfile") == SERVICES_DOCKERFILE and command:
+            found[name] = command
+    return found
+
+
 def app_services(compose: dict[str, Any]) -> dict[str, str]:
-    """Map each service built from this repository to its package (its Dockerfile's folder)."""
+    """Map each serving service (the image running roles) to its package."""
     return {
-        name: Path(spec["build"]["dockerfile"]).parent.name
-        for name, spec in compose["services"].items()
-        if "build" in spec
+        name: package
+        for name, (package, arguments) in image_services(compose).items()
+        if arguments != [MIGRATE_ROLE]
+    }
+
+
+def migration_services(compose: dict[str, Any]) -> dict[str, str]:
+    """Map each one-shot migration service (``python -m <package> migrate``) to its package."""
+    return {
+        name: package
+        for name, (package, arguments) in image_services(compose).items()
+        if arguments == [MIGRATE_ROLE]
     }
 
 
@@ -254,7 +287,10 @@ class Directive:
         return found[0]
 
 
-NGINX_TOKEN = re.compile(r"""'((?:[^'\\]|\\.)*)'|"((?:[^"\\]|\\.)*)"|([{};])|([^\s{};'"]+)""")
+# A bare word may hold ${name} (a variable, as nginx reads it, or a setting the image fills in).
+NGINX_TOKEN = re.compile(
+    r"""'((?:[^'\\]|\\.)*)'|"((?:[^"\\]|\\.)*)"|([{};])|((?:[^\s{};'"$]+|\$\{\w+\}|\$)+)"""
+)
 
 
 def parse_nginx(text: str) -> Directive:

@@ -18,6 +18,7 @@ shipped default.
 
 import argparse
 import itertools
+import json
 import os
 import re
 import signal
@@ -85,6 +86,8 @@ NEW_REPLICA_WITHIN_SECONDS = 120
 CONNECTIONS_AGED_SECONDS = 80
 FOLLOWS = 60
 CHECK_SERVED = "UserService/CheckUserExists OK"
+# Tells this run's made-up credentials from an earlier run's.
+RUN_ID = uuid.uuid4().hex[:12]
 # A line of the gateway's access log (log_format gateway).
 UPSTREAM = re.compile(r"request_id=(?P<id>\S+) upstream=(?P<addresses>.*?) upstream_status=")
 
@@ -176,8 +179,18 @@ def count_sql(stack: ComposeStack, statement: str) -> int:
     return int(stack.sql("user-db", "user_manager", statement)[0][0])
 
 
-def new_session() -> requests.Session:
-    return requests.Session()
+def new_session(client: str | None = None) -> requests.Session:
+    """A connection pool of one client; ``client`` gives it a credential of its own.
+
+    The gateway limits each client (its credential, else its address), and every
+    request of this run comes from one address: clients the drills mean as several
+    (six creators, fifty racing retries) each send their own X-API-Key, so that the
+    gateway counts them apart. With AUTH_MODE=off the services ignore it.
+    """
+    session = requests.Session()
+    if client is not None:
+        session.headers["X-API-Key"] = f"{client}-{RUN_ID}"
+    return session
 
 
 # --- the drills ---------------------------------------------------------------------------
@@ -195,7 +208,8 @@ def drill_concurrent_duplicates(stack: ComposeStack) -> DrillResult:
     barrier = threading.Barrier(DUPLICATES)
 
     def send(number: int) -> tuple[int, str | None]:
-        session = new_session()
+        # Fifty clients' worth in flight at once: more than one client may have.
+        session = new_session(client=f"drill-duplicate-{number}")
         barrier.wait()
         response = session.post(
             f"{stack.user_manager_url}/users",
@@ -249,7 +263,10 @@ class RetryingCreators:
         self.unexpected: list[str] = []
         self.gave_up: list[str] = []
         self._lock = threading.Lock()
-        self._threads = [threading.Thread(target=self._run, daemon=True) for _ in range(CREATORS)]
+        self._threads = [
+            threading.Thread(target=self._run, args=(f"drill-creator-{n}",), daemon=True)
+            for n in range(CREATORS)
+        ]
 
     def __enter__(self) -> "RetryingCreators":
         for thread in self._threads:
@@ -261,12 +278,13 @@ class RetryingCreators:
         for thread in self._threads:
             thread.join(CREATE_GIVE_UP_SECONDS + HTTP_TIMEOUT)
 
-    def _run(self) -> None:
-        session = new_session()
+    def _run(self, client: str) -> None:
+        session = new_session(client)
         while not self.stop.is_set():
-            self._create_one(session)
+            session = self._create_one(session, client)
 
-    def _create_one(self, session: requests.Session) -> None:
+    def _create_one(self, session: requests.Session, client: str) -> requests.Session:
+        """Create one user, retrying it; return the session to go on with."""
         email = unique_email(self.prefix)
         body, key = user_payload(email), str(uuid.uuid4())
         started = time.monotonic()
@@ -283,7 +301,7 @@ class RetryingCreators:
                 )
             except requests.RequestException as error:
                 self._count(type(error).__name__)
-                session = new_session()
+                session = new_session(client)
                 time.sleep(0.2)
                 continue
             if response.status_code == 201:
@@ -291,16 +309,17 @@ class RetryingCreators:
                     self.acknowledged.append(
                         Acknowledged(email, attempts, time.monotonic() - started)
                     )
-                return
+                return session
             if response.status_code in (502, 503, 504):
                 self._count(str(response.status_code))
                 time.sleep(0.2)
                 continue
             with self._lock:
                 self.unexpected.append(f"{response.status_code} {response.text[:100]}")
-            return
+            return session
         with self._lock:
             self.gave_up.append(email)
+        return session
 
     def _count(self, kind: str) -> None:
         with self._lock:
@@ -679,7 +698,8 @@ def drill_slow_clients(stack: ComposeStack) -> DrillResult:
         held.append(connection)
     opened = time.monotonic()
     time.sleep(1)
-    session = new_session()
+    # Another client than the attacker (whose address this run shares): its own allowance.
+    session = new_session(client="drill-normal")
     pings: list[tuple[int | str, float]] = []
     for _ in range(NORMAL_REQUESTS):
         started = time.monotonic()
@@ -831,6 +851,158 @@ def follow_again(stack: ComposeStack, session: requests.Session, email: str, tim
         )
 
 
+# --- the gateway's limits, its log, and what each container holds --------------------------
+
+FLOOD_REQUESTS = 600
+FLOOD_IN_FLIGHT = 32
+# The second client asks this often while the flood runs.
+SECOND_CLIENT_INTERVAL_SECONDS = 0.05
+MIGRATION_STEPS = ("user-manager-migrate", "data-collector-migrate")
+EMAIL_IN_LOG = re.compile(r"[\w.+-]+(?:@|%40)[\w-]+(?:\.[\w-]+)+", re.IGNORECASE)
+
+
+def drill_rate_limit(stack: ComposeStack) -> DrillResult:
+    """One client floods creates and sees 429s; a second client is served meanwhile."""
+    result = DrillResult(
+        "limits per client",
+        f"{FLOOD_REQUESTS} `POST /users` from one client (no credential: its address), "
+        f"{FLOOD_IN_FLIGHT} in flight, through the gateway; meanwhile a second client (an "
+        f"API key of its own, same address) reads its user every "
+        f"{SECOND_CLIENT_INTERVAL_SECONDS * 1000:.0f} ms",
+    )
+    second_email = drill_user(stack, "drill-second")
+    # What the setup cost the flooding client (its address) drains first.
+    time.sleep(2)
+    stop = threading.Event()
+    second: list[tuple[int | str, float]] = []
+
+    def second_client() -> None:
+        session = new_session(client="drill-second")
+        while not stop.is_set():
+            started = time.monotonic()
+            try:
+                status: int | str = session.get(
+                    f"{stack.user_manager_url}/users/{second_email}", timeout=HTTP_TIMEOUT
+                ).status_code
+            except requests.RequestException as error:
+                status = type(error).__name__
+            second.append((status, time.monotonic() - started))
+            stop.wait(SECOND_CLIENT_INTERVAL_SECONDS)
+
+    local = threading.local()
+
+    def create(_number: int) -> tuple[int | str, str | None, bool]:
+        if not hasattr(local, "session"):
+            local.session = new_session()
+        try:
+            answer = local.session.post(
+                f"{stack.user_manager_url}/users",
+                json=user_payload(unique_email("drill-flood")),
+                headers={"Idempotency-Key": str(uuid.uuid4())},
+                timeout=HTTP_TIMEOUT,
+            )
+        except requests.RequestException as error:
+            return type(error).__name__, None, False
+        try:
+            shaped = isinstance(answer.json().get("error"), str)
+        except ValueError:
+            shaped = False
+        return answer.status_code, answer.headers.get("Retry-After"), shaped
+
+    reader = threading.Thread(target=second_client, daemon=True)
+    reader.start()
+    time.sleep(0.5)
+    started = time.monotonic()
+    with ThreadPoolExecutor(FLOOD_IN_FLIGHT) as pool:
+        answers = list(pool.map(create, range(FLOOD_REQUESTS)))
+    flood_seconds = time.monotonic() - started
+    time.sleep(0.5)
+    stop.set()
+    reader.join(HTTP_TIMEOUT)
+    statuses = Counter(status for status, _, _ in answers)
+    refused = [(after, shaped) for status, after, shaped in answers if status == 429]
+    # Told to come back after Retry-After seconds, the flooding client is served again.
+    time.sleep(max(int(after or 1) for after, _ in refused) if refused else 1)
+    again = new_session().post(
+        f"{stack.user_manager_url}/users",
+        json=user_payload(unique_email("drill-flood")),
+        headers={"Idempotency-Key": str(uuid.uuid4())},
+        timeout=HTTP_TIMEOUT,
+    )
+    second_statuses = Counter(status for status, _ in second)
+    slowest = max((seconds for _, seconds in second), default=0.0)
+    result.figures = [
+        f"{FLOOD_REQUESTS} requests in {flood_seconds:.1f} s: "
+        + ", ".join(f"{status} x {n}" for status, n in sorted(statuses.items(), key=str)),
+        f"every 429 with Retry-After {sorted({after for after, _ in refused})} and a JSON "
+        f"error: {all(after and shaped for after, shaped in refused)}",
+        f"second client meanwhile: {len(second)} requests, "
+        + ", ".join(f"{status} x {n}" for status, n in sorted(second_statuses.items(), key=str))
+        + f", slowest {slowest * 1000:.0f} ms",
+        f"the flooding client after Retry-After: {again.status_code}",
+    ]
+    result.check(statuses[429] > 0, f"no 429 among {dict(statuses)}")
+    result.check(set(statuses) <= {201, 429}, f"answers {dict(statuses)}")
+    result.check(all(after and shaped for after, shaped in refused), "a 429 without Retry-After")
+    result.check(len(second) > 0 and set(second_statuses) == {200}, f"second {second_statuses}")
+    result.check(again.status_code == 201, f"after Retry-After: {again.status_code}")
+    return result
+
+
+def drill_gateway_log_and_containers(stack: ComposeStack) -> DrillResult:
+    """After everything: no email in the gateway's log; who holds an owner password; lockdown."""
+    result = DrillResult(
+        "gateway log, containers",
+        "after the suite and every drill: the gateway's whole log (access and error) searched "
+        "for an email; `docker inspect` of every container: its environment, read-only root, "
+        "capabilities, no-new-privileges, memory limit",
+    )
+    (gateway,) = stack.containers("gateway")
+    log = stack.logs(gateway)
+    emails = EMAIL_IN_LOG.findall(log)
+    refused = sum(1 for line in log.splitlines() if "=REJECTED" in line)
+    result.figures = [
+        f"gateway log: {len(log.splitlines())} lines, {len(emails)} with an email, "
+        f"{refused} refused by the limits"
+    ]
+    result.check(not emails, f"emails in the gateway's log: {emails[:3]}")
+
+    owner_passwords: set[str] = set()
+    inspected = {}
+    for container in stack.all_containers() + stack.compose("ps", "-a", "-q").stdout.split():
+        if container in inspected:
+            continue
+        details = json.loads(docker("inspect", container))[0]
+        inspected[container] = details
+        env = dict(item.split("=", 1) for item in details["Config"]["Env"])
+        if "OWNER_PASSWORD" in env:
+            owner_passwords.add(env["OWNER_PASSWORD"])
+    holders, loose = [], []
+    for details in inspected.values():
+        name = details["Name"].lstrip("/").removeprefix(f"{stack.project}_")
+        env = details["Config"]["Env"]
+        if any(password in item for item in env for password in owner_passwords):
+            holders.append(name)
+        host = details["HostConfig"]
+        locked = (
+            host.get("ReadonlyRootfs")
+            and host.get("CapDrop") == ["ALL"]
+            and "no-new-privileges:true" in (host.get("SecurityOpt") or [])
+            and host.get("Memory", 0) > 0
+        )
+        if not locked:
+            loose.append(name)
+    # The databases' own (their init script's) and the migration steps': no one else's.
+    serving = [h for h in holders if not h.startswith(("user-db", "data-db", *MIGRATION_STEPS))]
+    result.figures += [
+        f"an owner password in the environment of: {', '.join(sorted(holders))}",
+        f"{len(inspected)} containers; not locked down: {', '.join(sorted(loose)) or 'none'}",
+    ]
+    result.check(not serving, f"serving containers holding an owner password: {serving}")
+    result.check(not loose, f"not locked down: {loose}")
+    return result
+
+
 # --- the integration suite ----------------------------------------------------------------
 
 
@@ -881,6 +1053,10 @@ DRILLS: list[Callable[[ComposeStack], DrillResult]] = [
     drill_deletes_while_collector_down,
     drill_slow_clients,
     drill_scale_without_restart,
+    # Last: it leaves the drills' own client (this machine's address) out of allowance for
+    # a moment; then the log and the containers as everything left them.
+    drill_rate_limit,
+    drill_gateway_log_and_containers,
 ]
 
 

@@ -11,7 +11,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 import yaml
@@ -23,10 +23,10 @@ from tests.containers.deployment import (
     REPO_ROOT,
     app_services,
     compose_variables,
-    dockerfile_instructions,
     dotenv_entries,
     env_reads,
     load_compose,
+    migration_services,
     read_dotenv,
     reads_by_service,
     service_environment,
@@ -46,6 +46,7 @@ INIT_SCRIPT_SETTINGS = (
     "SERVING_PASSWORD",
 )
 SERVICES = app_services(COMPOSE)
+MIGRATIONS = migration_services(COMPOSE)
 DATABASES = {
     name
     for name, spec in COMPOSE["services"].items()
@@ -53,7 +54,15 @@ DATABASES = {
 }
 # Names that scripts and tools outside the code rely on: a public contract.
 GATEWAY = "gateway"
-EXPECTED_SERVICES = {"user-manager", "user-db", "data-collector", "data-db", GATEWAY}
+EXPECTED_SERVICES = {
+    "user-manager-migrate",
+    "user-manager",
+    "user-db",
+    "data-collector-migrate",
+    "data-collector",
+    "data-db",
+    GATEWAY,
+}
 CONTRACT_HTTP_PORTS = {"user-manager": 5001, "data-collector": 5002}
 # How a peer is named in *_GRPC_ADDR: the client resolves every replica behind the name.
 DNS_SCHEME = "dns:///"
@@ -110,14 +119,28 @@ def test_compose_file_validates_against_the_compose_specification(tmp_path: Path
         assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_the_stack_is_the_five_services_of_the_design():
+def test_the_stack_is_the_services_of_the_design_each_with_its_migration_step():
     assert set(COMPOSE["services"]) == EXPECTED_SERVICES
     assert SERVICES == {"user-manager": "user_manager", "data-collector": "data_collector"}
-    for name, package in SERVICES.items():
+    expected = {f"{name}-migrate": package for name, package in SERVICES.items()}
+    assert expected == MIGRATIONS
+    for name, package in {**SERVICES, **MIGRATIONS}.items():
         build = COMPOSE["services"][name]["build"]
         assert build["context"] == ".", f"{name}: the image needs common/ from the repo root"
         assert (REPO_ROOT / build["dockerfile"]).is_file()
         assert (REPO_ROOT / package / "__main__.py").is_file()
+
+
+@pytest.mark.parametrize(("name", "package"), sorted(SERVICES.items()))
+def test_serving_containers_start_once_their_migrations_succeeded(name, package):
+    """The schema is the new one before any replica serves, and a failed migration stops it."""
+    migration = f"{name}-migrate"
+    spec = COMPOSE["services"][name]
+    assert spec["depends_on"][migration] == {"condition": "service_completed_successfully"}
+    assert COMPOSE["services"][migration]["command"] == ["python", "-m", package, "migrate"]
+    # Run once per `up` and left stopped: restarted in a loop, a failed migration would
+    # keep the serving containers waiting without saying why.
+    assert COMPOSE["services"][migration]["restart"] == "no"
 
 
 @pytest.mark.parametrize("name", sorted(DATABASES))
@@ -163,12 +186,14 @@ def test_database_data_lives_in_a_named_volume_where_the_image_keeps_it(name):
 
 def test_every_service_restarts_and_every_dependency_waits_for_a_healthy_database():
     for name, spec in COMPOSE["services"].items():
+        if name in MIGRATIONS:
+            continue
         assert spec.get("restart") in {"always", "unless-stopped", "on-failure"}, name
         for dependency, condition in spec.get("depends_on", {}).items():
             if dependency in DATABASES:
                 assert condition == {"condition": "service_healthy"}, f"{name} -> {dependency}"
                 assert "healthcheck" in COMPOSE["services"][dependency]
-    for name in SERVICES:
+    for name in [*SERVICES, *MIGRATIONS]:
         assert set(COMPOSE["services"][name]["depends_on"]) & DATABASES, name
 
 
@@ -202,6 +227,43 @@ def test_only_the_gateway_publishes_and_only_the_rest_ports_on_loopback_unless_a
     assert "PUBLISH_HOST" in documented and "`PUBLISH_HOST`" in README
 
 
+def mebibytes(size: str) -> float:
+    """Return a compose size (``512m``, ``1g``, ``1536m``) in MiB."""
+    number, unit = re.fullmatch(r"(\d+)([kmg])?b?", str(size).lower()).groups()
+    return int(number) * {"k": 1 / 1024, "m": 1, "g": 1024, None: 1 / 1024 / 1024}[unit]
+
+
+def tmpfs_mounts(spec: dict) -> dict[str, dict[str, str]]:
+    """Map each tmpfs mount point of a service to its options (``size=64m`` -> size: 64m)."""
+    mounts = {}
+    for entry in spec.get("tmpfs", []):
+        path, _, options = str(entry).partition(":")
+        mounts[path] = dict(option.partition("=")[::2] for option in options.split(",") if option)
+    return mounts
+
+
+def test_every_container_is_locked_down_and_has_a_memory_limit():
+    """As the Kubernetes manifests: read-only root, no capability, no setuid, a memory bound."""
+    for name, spec in COMPOSE["services"].items():
+        assert spec.get("read_only") is True, f"{name}: a read-only root filesystem"
+        assert spec.get("cap_drop") == ["ALL"], f"{name}: drop every capability"
+        assert "no-new-privileges:true" in spec.get("security_opt", []), name
+        assert mebibytes(spec["mem_limit"]) >= 128, f"{name}: a memory limit"
+        # Where it must write, in memory: sized, as it counts against that limit.
+        mounts = tmpfs_mounts(spec)
+        assert "/tmp" in mounts, f"{name}: a writable /tmp"
+        for path, options in mounts.items():
+            assert mebibytes(options["size"]) <= mebibytes(spec["mem_limit"]) / 4, (name, path)
+    given_back = {name: set(spec.get("cap_add", [])) for name, spec in COMPOSE["services"].items()}
+    # nginx's master switches to its workers' user and gives them its temporary directories.
+    assert {name: caps for name, caps in given_back.items() if caps} == {
+        GATEWAY: {"CHOWN", "SETGID", "SETUID"}
+    }
+    for database in DATABASES:
+        # The image's postgres user from the start: no capability needed to switch to it.
+        assert COMPOSE["services"][database]["user"] == "999:999", database
+
+
 def test_each_database_is_on_a_network_only_its_service_joins():
     networks = COMPOSE["networks"]
     joined = {name: set(spec.get("networks", [])) for name, spec in COMPOSE["services"].items()}
@@ -215,7 +277,11 @@ def test_each_database_is_on_a_network_only_its_service_joins():
             for name, spec in COMPOSE["services"].items()
             if database in spec.get("depends_on", {})
         }
-        assert members == {database, *users} and len(users) == 1, f"{network}: {members}"
+        # The service and its migration step, nothing else.
+        (service,) = users & set(SERVICES)
+        assert members == {database, *users} == {database, service, f"{service}-migrate"}, (
+            f"{network}: {members}"
+        )
         assert (networks[network] or {}).get("internal") is True, f"{network}: no way out"
     # The two services reach each other's gRPC (and the collector reaches OpenSky).
     shared = set.intersection(*(joined[name] for name in SERVICES))
@@ -223,17 +289,14 @@ def test_each_database_is_on_a_network_only_its_service_joins():
 
 
 @pytest.mark.parametrize(("name", "package"), sorted(SERVICES.items()))
-def test_ports_agree_across_config_compose_and_dockerfile(name, package, monkeypatch):
+def test_ports_agree_across_config_and_compose(name, package, monkeypatch):
     config = default_config(package, monkeypatch)
     spec = COMPOSE["services"][name]
     env = service_environment(spec)
-    instructions = dockerfile_instructions(REPO_ROOT / spec["build"]["dockerfile"])
-    exposed = {int(port) for i in instructions if i.keyword == "EXPOSE" for port in i.args.split()}
 
     assert CONTRACT_HTTP_PORTS[name] == config.HTTP_PORT
     assert env[f"{package.upper()}_HTTP_PORT"] == str(config.HTTP_PORT)
     assert env[f"{package.upper()}_GRPC_PORT"] == str(config.GRPC_PORT)
-    assert exposed == {config.HTTP_PORT, config.GRPC_PORT}
     # The gateway publishes the service's port as its own (tests/containers/test_gateway.py
     # checks that it proxies it to the service's).
     gateway_ports = [container for _, container in published_ports(COMPOSE["services"][GATEWAY])]
@@ -256,22 +319,28 @@ def test_grpc_peers_are_reached_by_service_name_on_their_grpc_port(name, package
         assert peer_env[f"{SERVICES[host].upper()}_GRPC_PORT"] == port
 
 
-@pytest.mark.parametrize(("name", "package"), sorted(SERVICES.items()))
-def test_a_service_serves_as_its_serving_role_and_migrates_as_its_owner(name, package):
-    spec = COMPOSE["services"][name]
-    passwords = {
+def role_passwords() -> dict[str, str]:
+    """A distinct password for every role of both databases (none of them a placeholder)."""
+    return {
         f"{db}_{role}_PASSWORD": f"pw-{db}-{role}"
         for db in ("USER_DB", "DATA_DB")
         for role in ("POSTGRES", "OWNER", "SERVING")
     }
-    for env_source in (read_dotenv(), passwords):
+
+
+@pytest.mark.parametrize(("name", "package"), sorted(SERVICES.items()))
+def test_a_service_serves_as_its_serving_role_and_migrates_as_its_owner(name, package):
+    for env_source in (read_dotenv(), role_passwords()):
         compose = load_compose(env_source)
         env = service_environment(compose["services"][name])
+        migration_env = service_environment(compose["services"][f"{name}-migrate"])
         serving = urlsplit(env[f"{package.upper()}_DATABASE_URL"])
-        owner = urlsplit(env[f"{package.upper()}_MIGRATION_DATABASE_URL"])
+        owner = urlsplit(migration_env[f"{package.upper()}_MIGRATION_DATABASE_URL"])
         database = compose["services"][serving.hostname]
         db_env = service_environment(database)
-        assert serving.hostname in spec["depends_on"], f"{name} must wait for {serving.hostname}"
+        assert serving.hostname in compose["services"][name]["depends_on"], name
+        # The migrations grant the serving role (the user of this URL) its tables.
+        assert migration_env[f"{package.upper()}_DATABASE_URL"] == urlunsplit(serving)
         for url in (serving, owner):
             assert (url.hostname, url.port) == (serving.hostname, POSTGRES_PORT)
             assert url.path == "/" + db_env["APP_DATABASE"]
@@ -283,12 +352,42 @@ def test_a_service_serves_as_its_serving_role_and_migrates_as_its_owner(name, pa
         )
         assert (owner.username, owner.password) == (db_env["OWNER_ROLE"], db_env["OWNER_PASSWORD"])
         assert serving.username != owner.username
-        # Nothing of the other database reaches this service.
+        # Nothing of the other database reaches this service or its migrations.
         other = (DATABASES - {serving.hostname}).pop()
         other_passwords = {
             v for k, v in service_environment(compose["services"][other]).items() if "PASSWORD" in k
         }
-        assert not any(secret in value for value in env.values() for secret in other_passwords)
+        for values in (env.values(), migration_env.values()):
+            assert not any(secret in value for value in values for secret in other_passwords)
+
+
+def test_only_the_migration_steps_hold_an_owner_password():
+    """A serving container's environment, readable by any of its processes, has none."""
+    compose = load_compose(role_passwords())
+    owner_passwords = {
+        service_environment(compose["services"][database])["OWNER_PASSWORD"]
+        for database in DATABASES
+    }
+    for name, spec in compose["services"].items():
+        if name in MIGRATIONS or name in DATABASES:
+            continue
+        for variable, value in service_environment(spec).items():
+            assert "MIGRATION_DATABASE_URL" not in variable, f"{name}: {variable}"
+            assert not any(password in value for password in owner_passwords), (
+                f"{name}: {variable} holds a database owner's password"
+            )
+
+
+@pytest.mark.parametrize(("name", "package"), sorted(MIGRATIONS.items()))
+def test_a_migration_step_gets_its_own_database_and_nothing_else(name, package):
+    spec = COMPOSE["services"][name]
+    (database,) = set(spec["depends_on"]) & DATABASES
+    assert spec["networks"] == [database], f"{name}: its database's network only"
+    assert spec["depends_on"][database] == {"condition": "service_healthy"}
+    reads = reads_by_service(package)
+    for variable in service_environment(spec):
+        assert variable in reads, f"{name}: compose sets {variable}, which the code never reads"
+    assert not {"GRPC_AUTH_TOKEN", "OPENSKY_CLIENT_SECRET"} & set(service_environment(spec))
 
 
 def test_every_database_role_has_its_own_password_and_compose_requires_them():
@@ -317,6 +416,9 @@ def test_every_setting_a_service_reads_is_set_or_defaulted_and_reaches_the_conta
     assert not TEST_ONLY_SETTINGS & (documented | set(env)), "a test-only switch is exposed"
     for variable, calls in sorted(reads.items()):
         where = ", ".join(call.location for call in calls)
+        if variable.endswith("_MIGRATION_DATABASE_URL"):
+            # The owner's URL: for the migration step only (checked above).
+            continue
         if not all(call.has_default for call in calls) and variable not in OFF_WHEN_UNSET:
             assert env.get(variable), f"{name}: {variable} is required ({where}); set it in compose"
         assert variable in env or all(call.has_default for call in calls), variable

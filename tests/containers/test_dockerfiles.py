@@ -1,4 +1,10 @@
-"""The services' Dockerfiles checked without an engine: hadolint, and the rules we build by."""
+"""The services' one Dockerfile checked without an engine: hadolint, and the rules we build by.
+
+Every service runs the same image (``common/Dockerfile``), which holds every
+service's package; docker-compose.yml (and the Kubernetes manifests) pick the
+package and its roles by the command. So adding a service adds a COPY line
+and a compose block, never a Dockerfile.
+"""
 
 import ast
 import importlib.metadata
@@ -12,28 +18,35 @@ from pathlib import Path
 import pytest
 
 from tests.containers.deployment import (
+    MIGRATE_ROLE,
     REPO_ROOT,
+    SERVICES_DOCKERFILE,
     SHARED_PACKAGE,
     Instruction,
     app_services,
     dockerfile_instructions,
     dockerignore_allows,
     dockerignore_patterns,
-    exec_form,
-    healthcheck_command,
+    image_services,
     load_compose,
     only,
 )
 
-SERVICES = app_services(load_compose())
-DOCKERFILES = {package: REPO_ROOT / package / "Dockerfile" for package in SERVICES.values()}
-# Development-only modules inside a copied package: never imported when the service runs.
+COMPOSE = load_compose()
+RUNNERS = image_services(COMPOSE)
+PACKAGES = sorted({package for package, _ in RUNNERS.values()})
+DOCKERFILE = REPO_ROOT / SERVICES_DOCKERFILE
+# The launcher's roles (common/process/launcher.py): a serving container runs some of them.
+ROLES = {"web", "grpc", "worker"}
+# The only other image this repository builds: the OpenSky simulator, for the test stack.
+SIMULATOR_DOCKERFILE = "opensky_sim/Dockerfile"
+# Development-only modules inside a copied package: never imported when a service runs.
 DEV_ONLY_MODULES: dict[str, str] = {}
 SECRET_WORDS = re.compile(r"SECRET|PASSWORD|PASSWD|TOKEN|API_KEY|PRIVATE", re.IGNORECASE)
 
 
-def instructions_of(package: str) -> list[Instruction]:
-    return dockerfile_instructions(DOCKERFILES[package])
+def instructions() -> list[Instruction]:
+    return dockerfile_instructions(DOCKERFILE)
 
 
 def copied_sources(instructions: list[Instruction]) -> list[str]:
@@ -45,17 +58,27 @@ def copied_sources(instructions: list[Instruction]) -> list[str]:
     return sources
 
 
-def test_dockerfiles_pass_hadolint():
+def test_the_dockerfile_passes_hadolint():
     hadolint = Path(sys.executable).parent / "hadolint"
-    result = subprocess.run(
-        [str(hadolint), *map(str, DOCKERFILES.values())], capture_output=True, text=True
-    )
+    result = subprocess.run([str(hadolint), str(DOCKERFILE)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-@pytest.mark.parametrize("package", sorted(DOCKERFILES))
-def test_base_image_is_slim_python_pinned_to_the_locked_version(package):
-    image = only(instructions_of(package), "FROM").args
+def test_every_service_runs_one_image_built_from_one_dockerfile():
+    """One recipe, one build, one image name: no service carries a Dockerfile of its own."""
+    assert set(app_services(COMPOSE).values()) == set(PACKAGES), "each package serves"
+    specs = [COMPOSE["services"][name] for name in RUNNERS]
+    assert {spec["build"]["context"] for spec in specs} == {"."}, "the image needs common/"
+    images = {spec.get("image") for spec in specs}
+    assert len(images) == 1 and None not in images, f"one image name for all: {images}"
+    built_here = sorted(
+        path.relative_to(REPO_ROOT).as_posix() for path in REPO_ROOT.glob("*/Dockerfile")
+    )
+    assert built_here == sorted([SERVICES_DOCKERFILE, SIMULATOR_DOCKERFILE])
+
+
+def test_base_image_is_slim_python_pinned_to_the_locked_version():
+    image = only(instructions(), "FROM").args
     match = re.fullmatch(r"python:(\d+)\.(\d+)\.(\d+)-slim(-[a-z]+)?", image)
     assert match, f"pin an official slim Python image by full version, not {image}"
     # requirements.txt is compiled for this Python (make lock's --python-version).
@@ -63,37 +86,38 @@ def test_base_image_is_slim_python_pinned_to_the_locked_version(package):
     assert match.group(1, 2) == locked.group(1, 2)
 
 
-@pytest.mark.parametrize("package", sorted(DOCKERFILES))
-def test_runs_as_a_non_root_user(package):
-    instructions = instructions_of(package)
-    user = only(instructions, "USER").args.split(":")[0]
-    assert user not in {"root", "0"}
-    assert instructions.index(only(instructions, "USER")) < instructions.index(
-        only(instructions, "CMD")
-    )
+def test_runs_as_a_non_root_user():
+    steps = instructions()
+    user = only(steps, "USER")
+    assert user.args.split(":")[0] not in {"root", "0"}
+    # Nothing after it runs as root again (no RUN), so the last layers are the user's.
+    assert not [i for i in steps[steps.index(user) :] if i.keyword == "RUN"]
 
 
-@pytest.mark.parametrize("package", sorted(DOCKERFILES))
-def test_command_healthcheck_and_stop_signal(package):
-    instructions = instructions_of(package)
-    assert exec_form(only(instructions, "CMD").args) == ["python", "-m", package]
-    assert healthcheck_command(instructions) == ["python", "-m", package, "healthcheck"]
-    assert only(instructions, "STOPSIGNAL").args == "SIGTERM"
-    assert not [i for i in instructions if i.keyword == "ENTRYPOINT"]
+def test_the_command_is_the_services_not_the_images():
+    """The image names no service: compose gives each container its command and health check."""
+    steps = instructions()
+    for keyword in ("CMD", "ENTRYPOINT", "HEALTHCHECK"):
+        assert not [i for i in steps if i.keyword == keyword], f"{keyword} would name a service"
+    assert only(steps, "STOPSIGNAL").args == "SIGTERM"
+    for name, (package, arguments) in RUNNERS.items():
+        spec = COMPOSE["services"][name]
+        if arguments == [MIGRATE_ROLE]:
+            assert "healthcheck" not in spec, f"{name}: a one-shot step has nothing to probe"
+            continue
+        assert arguments and set(arguments) <= ROLES, f"{name}: roles {arguments}"
+        assert spec["healthcheck"]["test"] == ["CMD", "python", "-m", package, "healthcheck"]
 
 
-@pytest.mark.parametrize("package", sorted(DOCKERFILES))
-def test_no_secret_is_baked_into_the_image(package):
-    for instruction in instructions_of(package):
+def test_no_secret_is_baked_into_the_image():
+    for instruction in instructions():
         if instruction.keyword in {"ENV", "ARG", "LABEL"}:
             assert not SECRET_WORDS.search(instruction.args), instruction
     assert not dockerignore_allows(".env", dockerignore_patterns())
 
 
-@pytest.mark.parametrize("package", sorted(DOCKERFILES))
-def test_dependencies_are_installed_in_a_layer_before_the_source(package):
-    instructions = instructions_of(package)
-    steps = [(i.keyword, i.args) for i in instructions]
+def test_dependencies_are_installed_in_a_layer_before_the_source():
+    steps = [(i.keyword, i.args) for i in instructions()]
     requirements_copy = next(
         n for n, (k, a) in enumerate(steps) if k == "COPY" and "requirements.txt" in a
     )
@@ -109,22 +133,20 @@ def test_dependencies_are_installed_in_a_layer_before_the_source(package):
     assert project_install > first_source
 
 
-def test_both_dockerfiles_are_one_recipe_with_the_service_name_and_ports():
-    """Two Dockerfiles (one per compose build) that may not drift apart."""
-    texts = []
-    for package, path in sorted(DOCKERFILES.items()):
-        text = path.read_text().splitlines()[3:]  # the opening comment names the service
-        expose = only(instructions_of(package), "EXPOSE").args
-        texts.append("\n".join(text).replace(package, "<service>").replace(expose, "<ports>"))
-    assert len(set(texts)) == 1
+@pytest.mark.parametrize("package", PACKAGES)
+def test_every_package_compose_runs_is_copied_into_the_image(package):
+    copied = {source.rstrip("/") for source in copied_sources(instructions())}
+    assert package in copied, f"add `COPY {package}/ /src/{package}/` to {SERVICES_DOCKERFILE}"
+    assert dockerignore_allows(f"{package}/__main__.py", dockerignore_patterns()), (
+        f"add !{package}/ to .dockerignore"
+    )
 
 
-def test_dockerignore_sends_what_the_dockerfiles_copy_and_nothing_private():
+def test_dockerignore_sends_what_the_dockerfile_copies_and_nothing_private():
     patterns = dockerignore_patterns()
-    for package in DOCKERFILES:
-        for source in copied_sources(instructions_of(package)):
-            inside = f"{source.rstrip('/')}/x.py" if (REPO_ROOT / source).is_dir() else source
-            assert dockerignore_allows(inside, patterns), source
+    for source in copied_sources(instructions()):
+        inside = f"{source.rstrip('/')}/x.py" if (REPO_ROOT / source).is_dir() else source
+        assert dockerignore_allows(inside, patterns), source
     for private in (".env", ".venv/bin/python", ".data/postgres/PG_VERSION", ".git/HEAD"):
         assert not dockerignore_allows(private, patterns), private
     for noise in ("tests/conftest.py", "common/__pycache__/x.pyc", ".pytest_cache/v"):
@@ -150,10 +172,10 @@ def _requirement_names(path: Path) -> set[str]:
     return names
 
 
-@pytest.mark.parametrize("package", sorted(DOCKERFILES))
+@pytest.mark.parametrize("package", PACKAGES)
 def test_the_image_holds_everything_the_service_imports(package):
-    """Only common/ and the service are copied; everything else must come from requirements."""
-    copied = {Path(source).parts[0] for source in copied_sources(instructions_of(package))}
+    """Only common/ and the services are copied; everything else must come from requirements."""
+    copied = {Path(source).parts[0] for source in copied_sources(instructions())}
     runtime = _requirement_names(REPO_ROOT / "requirements.txt")
     distributions = importlib.metadata.packages_distributions()
     for directory in (SHARED_PACKAGE, package):
@@ -168,12 +190,11 @@ def test_the_image_holds_everything_the_service_imports(package):
                 assert dists & runtime, f"{relative} imports {name}, which the image lacks"
 
 
-@pytest.mark.parametrize("package", sorted(DOCKERFILES))
-def test_installing_the_copied_files_packages_every_source_file(package, tmp_path: Path):
-    """The image runs the installed package: migrations and generated code must be in it."""
+def test_installing_the_copied_files_packages_every_source_file(tmp_path: Path):
+    """The image runs the installed packages: migrations and generated code must be in them."""
     build = tmp_path / "src"
     build.mkdir()
-    for source in copied_sources(instructions_of(package)):
+    for source in copied_sources(instructions()):
         target = build / source
         origin = REPO_ROOT / source
         if origin.is_dir():
@@ -188,7 +209,7 @@ def test_installing_the_copied_files_packages_every_source_file(package, tmp_pat
     )
     (wheel,) = (tmp_path / "wheels").glob("*.whl")
     packaged = set(zipfile.ZipFile(wheel).namelist())
-    for directory in (SHARED_PACKAGE, package):
+    for directory in (SHARED_PACKAGE, *PACKAGES):
         for path in (REPO_ROOT / directory).rglob("*"):
             relative = path.relative_to(REPO_ROOT).as_posix()
             if path.is_dir() or "__pycache__" in relative or path.name == "Dockerfile":

@@ -16,15 +16,18 @@ import yaml
 
 from tests.containers.deployment import (
     REPO_ROOT,
+    SERVICES_DOCKERFILE,
     dockerfile_instructions,
     dockerignore_allows,
     dockerignore_patterns,
+    image_services,
     interpolate,
     load_compose,
     parse_nginx,
 )
 from tests.containers.drills import (
     CYCLE_GAP_SECONDS,
+    EMAIL_IN_LOG,
     DrillResult,
     analyse_collection,
     answered_by,
@@ -109,12 +112,22 @@ def test_the_test_stack_adds_the_simulator_and_changes_no_service_setting():
     )
     assert rendered == "127.0.0.1:6003:9000", "the control API on loopback only"
     base = load_compose()
-    for name in ("user-manager", "data-collector"):
+    runners = image_services(base)
+    assert set(services) == {"opensky-sim", *runners}, "every runner of the image, renamed"
+    for name in runners:
         # Only the image name (shared by runs) and the order of start: the run changes
         # settings through the variables docker-compose.yml passes on, never here.
         assert set(services[name]) <= {"image", "depends_on"}, name
         assert "build" in base["services"][name]
-    assert "ports" not in services["user-manager"] and "ports" not in services["data-collector"]
+        assert "ports" not in services[name]
+    # One image for all, under a name of its own: a test run never replaces the one a
+    # `docker compose up --build` made.
+    (test_image,) = {services[name]["image"] for name in runners}
+    assert test_image != base["services"]["user-manager"]["image"]
+    # Locked down as the stack's own containers are.
+    assert simulator["read_only"] is True and simulator["cap_drop"] == ["ALL"]
+    assert "no-new-privileges:true" in simulator["security_opt"]
+    assert simulator["mem_limit"] and any(str(t).startswith("/tmp:") for t in simulator["tmpfs"])
 
 
 def test_the_simulator_has_its_own_image_and_no_service_image_contains_it():
@@ -125,13 +138,13 @@ def test_the_simulator_has_its_own_image_and_no_service_image_contains_it():
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert dockerignore_allows("opensky_sim/app.py", dockerignore_patterns())
-    for package in ("user_manager", "data_collector"):
-        copied = " ".join(
-            i.args
-            for i in dockerfile_instructions(REPO_ROOT / package / "Dockerfile")
-            if i.keyword == "COPY"
-        )
-        assert "opensky_sim" not in copied and "devstack" not in copied, package
+    copied = " ".join(
+        i.args
+        for i in dockerfile_instructions(REPO_ROOT / SERVICES_DOCKERFILE)
+        if i.keyword == "COPY"
+    )
+    assert "opensky_sim" not in copied and "devstack" not in copied
+    assert " . " not in f" {copied} ", "a COPY of the whole context would take the simulator"
 
 
 def call(started_at: float, endpoint: str = "arrival", airport="LIRF", begin=0, end=1) -> dict:
@@ -186,12 +199,16 @@ def test_the_gateway_log_is_read_as_it_is_written():
     assert log_format.args[0] == "gateway"
     values = {
         "remote_addr": "172.20.0.1",
-        "request": "GET /ping HTTP/1.1",
+        "gateway_logged_method": "GET",
+        "gateway_logged_path": "/ping",
+        "server_protocol": "HTTP/1.1",
         "status": "200",
         "body_bytes_sent": "18",
         "request_time": "0.012",
         "upstream_status": "502, 200",
         "upstream_response_time": "0.001, 0.010",
+        "limit_req_status": "PASSED",
+        "limit_conn_status": "PASSED",
     }
 
     def line(request_id: str, upstream: str) -> str:
@@ -207,3 +224,12 @@ def test_the_gateway_log_is_read_as_it_is_written():
         ]
     )
     assert answered_by(log, "drill-a-") == {"172.20.0.4": 2, "-": 1}
+
+
+def test_the_drill_finds_an_email_in_the_gateway_log_however_it_is_written():
+    masked = '172.20.0.1 "GET /users/<email> HTTP/1.1" 200 18 0.012 request_id=a'
+    assert not EMAIL_IN_LOG.findall(masked)
+    for path in ("/users/mario.rossi@example.com", "/users/mario.rossi%40example.com"):
+        assert EMAIL_IN_LOG.findall(masked.replace("/users/<email>", path)), path
+    error_line = 'request: "GET /flights?email=a.b+c@example.co.uk HTTP/1.1"'
+    assert EMAIL_IN_LOG.findall(error_line)

@@ -1,10 +1,11 @@
 """The containers' command run here as a plain process: the closest this machine gets to the image.
 
-Each test takes the Dockerfile's ``CMD`` and ``HEALTHCHECK`` and the
-environment compose gives the container (with .env, as compose reads it),
-and changes only what lies outside the container: the in-network database
-URL and peer addresses point at the suite's PostgreSQL and services, and the
-ports are free ones, so it runs beside the session's stack.
+Each test takes a compose service's ``command`` and health check, the
+image's environment and the one compose gives the container (with .env, as
+compose reads it), and changes only what lies outside the container: the
+in-network database URLs and peer addresses point at the suite's PostgreSQL
+and services, and the ports are free ones, so it runs beside the session's
+stack.
 """
 
 import os
@@ -26,17 +27,17 @@ from tests.containers.deployment import (
     app_services,
     dockerfile_env,
     dockerfile_instructions,
-    exec_form,
-    healthcheck_command,
     load_compose,
-    only,
+    migration_services,
     read_dotenv,
+    service_command,
     service_environment,
 )
 from tests.utils import Api, create_user, new_key, unique_email, wait_until
 
 COMPOSE = load_compose(read_dotenv())
 SERVICES = app_services(COMPOSE)
+MIGRATIONS = migration_services(COMPOSE)
 # Worst case on a loaded CI machine: migrations, then gunicorn's workers and the gRPC server.
 START_TIMEOUT = 60.0
 # The launcher gives its children 20 s; a clean stop takes a fraction of that.
@@ -49,9 +50,12 @@ class ContainerProcess:
     def __init__(self, name: str, env_changes: dict[str, str], workdir: Path):
         spec = COMPOSE["services"][name]
         instructions = dockerfile_instructions(REPO_ROOT / spec["build"]["dockerfile"])
-        self.package = SERVICES[name]
-        self.command = exec_form(only(instructions, "CMD").args)
-        self.healthcheck = healthcheck_command(instructions)
+        self.package, _ = service_command(spec)
+        self.command = spec["command"]
+        # Docker runs a `CMD` health check's arguments as they are.
+        test = (spec.get("healthcheck") or {}).get("test") or ["CMD"]
+        assert test[0] == "CMD", test
+        self.healthcheck = test[1:]
         # The image's environment: its ENV lines, then what compose sets, then our changes.
         # `python` resolves, as in the image, to the interpreter that has the dependencies.
         self.env = {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
@@ -76,7 +80,7 @@ class ContainerProcess:
         return psutil.Process(self.process.pid).children(recursive=True)
 
     def run_healthcheck(self) -> subprocess.CompletedProcess:
-        """Run the Dockerfile's HEALTHCHECK command as docker would, in the container's env."""
+        """Run the service's health check command as docker would, in the container's env."""
         return subprocess.run(
             self.healthcheck, env=self.env, cwd=self.workdir, capture_output=True, text=True
         )
@@ -120,15 +124,17 @@ def rest_ping(port: int) -> bool:
         return False
 
 
-def outside_the_container(name: str, local_stack, *, http: int, grpc_port: int) -> dict:
+def outside_the_container(name: str, local_stack, *, http: int = 0, grpc_port: int = 0) -> dict:
     """What changes when the container's network is this machine's loopback."""
-    package = SERVICES[name]
-    changes = {
-        "BIND_HOST": "127.0.0.1",
-        "GRPC_BIND_HOST": "127.0.0.1",
-        f"{package.upper()}_HTTP_PORT": str(http),
-        f"{package.upper()}_GRPC_PORT": str(grpc_port),
-    }
+    package, _ = service_command(COMPOSE["services"][name])
+    changes = {}
+    if name in SERVICES:
+        changes = {
+            "BIND_HOST": "127.0.0.1",
+            "GRPC_BIND_HOST": "127.0.0.1",
+            f"{package.upper()}_HTTP_PORT": str(http),
+            f"{package.upper()}_GRPC_PORT": str(grpc_port),
+        }
     compose_env = service_environment(COMPOSE["services"][name])
     for variable, value in compose_env.items():
         # The suite's databases, with the same two roles: migrations as the owner, the rest
@@ -203,23 +209,38 @@ def assert_talks_to_its_peer_over_grpc(name: str, http: int, local_stack) -> Non
 
 
 @pytest.mark.local_stack
-@pytest.mark.parametrize("name", sorted(SERVICES))
+@pytest.mark.parametrize("name", sorted(MIGRATIONS))
+def test_the_migration_step_migrates_as_the_owner_and_exits(local_stack, name, tmp_path):
+    """Run on a migrated database (the suite's), it finds nothing to do and exits 0 at once."""
+    changes = outside_the_container(name, local_stack)
+    step = ContainerProcess(name, changes, tmp_path)
+    try:
+        code = step.process.wait(timeout=START_TIMEOUT)
+        assert code == 0, step.log
+        assert not step.healthcheck, "a one-shot step has no health check"
+    finally:
+        step.kill()
+
+
+@pytest.mark.local_stack
+@pytest.mark.parametrize("name", sorted(MIGRATIONS))
 def test_sigterm_while_waiting_for_the_database_stops_at_once(name, tmp_path):
-    """A docker stop during start-up (database not up yet) must not hang or leave a migrator."""
-    package = SERVICES[name]
+    """A docker stop during start-up (database not up yet) must not hang or leave a migrator.
+
+    Stopped, the step has not succeeded, so its service's containers do not start.
+    """
+    package = MIGRATIONS[name]
     nowhere = f"postgresql://flight_tracker:pw@127.0.0.1:{free_port()}/{package}"
     changes = {
         f"{package.upper()}_DATABASE_URL": nowhere,
-        "BIND_HOST": "127.0.0.1",
-        f"{package.upper()}_HTTP_PORT": str(free_port()),
-        f"{package.upper()}_GRPC_PORT": str(free_port()),
+        f"{package.upper()}_MIGRATION_DATABASE_URL": nowhere,
     }
-    service = ContainerProcess(name, changes, tmp_path)
+    step = ContainerProcess(name, changes, tmp_path)
     try:
-        wait_until(lambda: "database not ready" in service.log, timeout=START_TIMEOUT)
-        code, seconds, survivors = service.terminate()
-        assert code == 0, service.log
+        wait_until(lambda: "database not ready" in step.log, timeout=START_TIMEOUT)
+        code, seconds, survivors = step.terminate()
+        assert code != 0, "a stopped migration must not count as done"
         assert not survivors, f"left running after SIGTERM: {survivors}"
         assert seconds < 5, f"took {seconds:.1f}s to stop"
     finally:
-        service.kill()
+        step.kill()

@@ -15,9 +15,11 @@ import pytest
 
 from common.observability.request_ids import REQUEST_ID_PATTERN
 from tests.containers.deployment import (
+    COMPOSE_FILE,
     REPO_ROOT,
     Directive,
     app_services,
+    dotenv_entries,
     load_compose,
     parse_nginx,
     service_environment,
@@ -34,7 +36,9 @@ TEMPLATE_SUFFIX = ".template"
 # Docker's embedded DNS server, inside every container on a user-defined network.
 DOCKER_DNS = "127.0.0.11"
 # What the services themselves answer with; the gateway's own errors must look the same.
-GATEWAY_ERRORS = {400, 404, 405, 413, 502, 503, 504}
+GATEWAY_ERRORS = {400, 404, 405, 413, 429, 502, 503, 504}
+# Answers that tell the client when to try again.
+RETRY_AFTER = {429: "1", 502: "5", 503: "5"}
 # Short enough that 200 slow clients cost only connections for seconds; long enough for a
 # real client on a slow link.
 MAX_CLIENT_TIMEOUT_SECONDS = 15
@@ -43,6 +47,17 @@ UNITS = {"": 1, "k": 1024, "m": 1024 * 1024}
 
 def config() -> Directive:
     return parse_nginx((TEMPLATES / "default.conf.template").read_text())
+
+
+def rendered(text: str, environment: dict[str, str] | None = None) -> str:
+    """Fill in a template's ${NAMES} as the nginx image's entrypoint does (envsubst)."""
+    given = service_environment(GATEWAY) if environment is None else environment
+    return re.sub(r"\$\{([A-Z][A-Z0-9_]*)\}", lambda m: given.get(m.group(1), m.group(0)), text)
+
+
+def rendered_config() -> Directive:
+    """The configuration nginx reads, with the compose file's defaults filled in."""
+    return parse_nginx(rendered((TEMPLATES / "default.conf.template").read_text()))
 
 
 def included(path: str) -> Directive:
@@ -253,8 +268,209 @@ def test_what_nginx_refuses_itself_is_answered_in_the_services_json_shape(packag
         # 494 (headers too large) is nginx's own name for a 400.
         assert int(status) == (400 if code == 494 else code), target
         assert isinstance(json.loads(body)["error"], str), target
-        if code in {502, 503}:
-            # As the services' own 503: when to try again.
-            assert ["Retry-After", "5", "always"] in [h.args for h in location.all("add_header")]
+        if code in RETRY_AFTER:
+            # As the services' own 429 and 503: when to try again.
+            headers = [h.args for h in location.all("add_header")]
+            assert ["Retry-After", RETRY_AFTER[code], "always"] in headers, target
     limit = default_config(package).MAX_CONTENT_LENGTH // 1024
     assert f"{limit} KiB" in named[pages[413]].one("return").args[1]
+
+
+# --- Requests per client -------------------------------------------------------------------
+
+# Each rate zone and what it counts by: a client (its credential, else its address), an
+# address.
+ZONES = {"gateway_clients": "$gateway_client", "gateway_addresses": "$binary_remote_addr"}
+IN_FLIGHT_ZONE = "gateway_in_flight"
+LIMIT_SETTINGS = (
+    "GATEWAY_REQUESTS_IN_FLIGHT",
+    "GATEWAY_RATE_PER_SECOND",
+    "GATEWAY_BURST",
+    "GATEWAY_ADDRESS_RATE_PER_SECOND",
+    "GATEWAY_ADDRESS_BURST",
+)
+# The busiest client the defaults must let through: the integration suite through the
+# gateway, as make test-containers runs it (3 x 3 replicas on 2 cores): 3,950 requests in
+# 158 s, at most 12 in flight, 153 in its busiest second and 926 in its busiest ten.
+SUITE_MOST_IN_FLIGHT = 12
+SUITE_BUSIEST_SECOND = 153
+SUITE_BUSIEST_TEN_SECONDS = 926
+# What the limits are there to refuse: one client keeping this many requests in flight.
+FLOOD_IN_FLIGHT = 32
+
+
+def zones() -> dict[str, tuple[str, str]]:
+    """Each limit_req_zone of the rendered configuration: its key and its rate."""
+    found = {}
+    for zone in rendered_config().all("limit_req_zone"):
+        key, *options = zone.args
+        values = dict(option.split("=", 1) for option in options)
+        found[values["zone"].split(":")[0]] = (key, values["rate"])
+    return found
+
+
+def rendered_server(package: str) -> Directive:
+    port = str(default_config(package).HTTP_PORT)
+    (server,) = [s for s in rendered_config().all("server") if s.one("listen").args == [port]]
+    return server
+
+
+def rate_limits(server: Directive) -> dict[str, dict[str, str]]:
+    """The options of each limit_req of a server, by zone."""
+    limits = {}
+    for directive in server.all("limit_req"):
+        options = dict(arg.split("=", 1) if "=" in arg else (arg, "") for arg in directive.args)
+        limits[options["zone"]] = options
+    return limits
+
+
+@pytest.mark.parametrize("package", sorted(SERVICES.values()))
+def test_every_request_passes_its_clients_and_its_addresses_limits(package):
+    main = rendered_config()
+    assert {name: key for name, (key, _) in zones().items()} == ZONES
+    (in_flight,) = main.all("limit_conn_zone")
+    assert in_flight.args[:2] == ["$gateway_client", f"zone={IN_FLIGHT_ZONE}:10m"]
+    assert main.one("limit_req_status").args == ["429"]
+    assert main.one("limit_conn_status").args == ["429"]
+    server = rendered_server(package)
+    assert server.one("limit_conn").args[0] == IN_FLIGHT_ZONE
+    limits = rate_limits(server)
+    assert set(limits) == set(ZONES)
+    for options in limits.values():
+        # Within its burst a request is answered at once, never queued behind others.
+        assert "nodelay" in options and int(options["burst"]) > 0, options
+    # Refused as the services refuse: JSON, and when to come back (checked with the others).
+    assert ["429", "/.gateway/429"] in [d.args for d in server.all("error_page")]
+
+
+def test_the_defaults_let_the_busiest_client_through_and_refuse_a_flood():
+    server = rendered_server("user_manager")
+    in_flight = int(server.one("limit_conn").args[1])
+    rate = int(zones()["gateway_clients"][1].removesuffix("r/s"))
+    burst = int(rate_limits(server)["gateway_clients"]["burst"])
+    # A third more in flight than the suite ever had; half of what a flood keeps.
+    assert SUITE_MOST_IN_FLIGHT * 4 / 3 <= in_flight <= FLOOD_IN_FLIGHT / 2
+    # Its busiest ten seconds within the rate; its busiest second within rate and burst,
+    # with half as much again to spare (a faster machine runs it faster).
+    assert rate >= SUITE_BUSIEST_TEN_SECONDS / 10
+    assert rate + burst >= SUITE_BUSIEST_SECOND * 1.5
+    address_rate = int(zones()["gateway_addresses"][1].removesuffix("r/s"))
+    address_burst = int(rate_limits(server)["gateway_addresses"]["burst"])
+    # An address carries several clients' allowance (a NAT, or everyone on a compose host).
+    assert address_rate >= 2 * rate and address_burst >= 2 * burst
+
+
+def client_of(headers: dict[str, str], address: str = "\\x0a\\x00\\x00\\x07") -> str:
+    """Evaluate the maps that name a request's client, as nginx would for these headers."""
+    by_token = evaluate_map(
+        map_of("$gateway_client_by_token"),
+        headers.get("Authorization", ""),
+        {"binary_remote_addr": address},
+    )
+    return evaluate_map(
+        map_of("$gateway_client"),
+        headers.get("X-API-Key", ""),
+        {"gateway_client_by_token": by_token},
+    )
+
+
+def test_a_client_is_its_api_key_else_its_bearer_token_else_its_address():
+    address = client_of({})
+    assert address.startswith("address:")
+    key = client_of({"X-API-Key": "k" * 43})
+    token = client_of({"Authorization": "Bearer " + "t" * 43})
+    assert key != token != address and key != address
+    # The services read the API key first, and so does the gateway.
+    assert client_of({"X-API-Key": "k" * 43, "Authorization": "Bearer x"}) == key
+    assert client_of({"Authorization": "bearer  " + "t" * 43}) == token
+    assert client_of({"Authorization": "Basic dXNlcjpwdw=="}) == address
+    # Two credentials are two clients, from the same address.
+    assert client_of({"X-API-Key": "a" * 43}) != client_of({"X-API-Key": "b" * 43})
+    # A long credential is kept by its last 64 characters: a JWT's signature.
+    header, claims = "eyJhbGciOiJSUzI1NiJ9", "eyJzdWIiOiJ4In0"
+    first = client_of({"Authorization": f"Bearer {header}.{claims}.{'s' * 300}"})
+    second = client_of({"Authorization": f"Bearer {header}.{claims}.{'s' * 299}z"})
+    assert first != second and len(first) <= len("token:") + 64
+
+
+def test_the_limits_are_settings_documented_in_env_and_the_readme():
+    environment = service_environment(GATEWAY)
+    raw = service_environment(yaml_compose()["services"]["gateway"])
+    documented = {entry.name: entry for entry in dotenv_entries()}
+    readme = (REPO_ROOT / "README.md").read_text()
+    for name in LIMIT_SETTINGS:
+        default = re.fullmatch(rf"\$\{{{name}:-(\d+)\}}", raw[name])
+        assert default, f"{name}: a pass-through with a default"
+        assert int(environment[name]) > 0
+        # Commented out in .env, showing the default; in the README's settings table.
+        assert not documented[name].active and documented[name].value == default.group(1)
+        assert f"`{name}`" in readme, name
+
+
+def yaml_compose() -> dict:
+    import yaml
+
+    return yaml.safe_load(COMPOSE_FILE.read_text())
+
+
+# --- What the logs may hold ----------------------------------------------------------------
+
+# Variables that carry what a client sent: the request line, its path and query, headers.
+CLIENT_TEXT = re.compile(
+    r"\$(request|request_uri|uri|document_uri|args|query_string|arg_\w+|http_\w+|"
+    r"request_body|cookie_\w+|gateway_client\w*)\b"
+)
+SAMPLE_EMAIL = "mario.rossi+tag@example.com"
+
+
+def logged_path(request_uri: str) -> str:
+    """Evaluate what the access log writes for the path of a request."""
+    args = request_uri.partition("?")[2]
+    query = evaluate_map(map_of("$gateway_logged_query"), args, {})
+    given = {"gateway_logged_query": query}
+    return evaluate_map(map_of("$gateway_logged_path"), request_uri, given)
+
+
+def test_the_access_log_writes_no_email_query_or_credential():
+    (log_format,) = config().all("log_format")
+    text = "".join(log_format.args[1:])
+    assert not CLIENT_TEXT.search(text), CLIENT_TEXT.search(text).group(0)
+    assert "$gateway_logged_path" in text
+    assert map_of("$gateway_logged_path").args[0] == "$request_uri"
+    encoded = SAMPLE_EMAIL.replace("@", "%40").replace("+", "%2B")
+    cases = {
+        f"/users/{SAMPLE_EMAIL}": "/users/<email>",
+        f"/users/{encoded}": "/users/<email>",
+        "/users/weird/local@example.com": "/users/<email>",
+        f"/interests/{SAMPLE_EMAIL}": "/interests/<email>",
+        f"/flights?email={SAMPLE_EMAIL}&limit=5": "/flights?...",
+        "/users?limit=2&cursor=eyJtYXJpby5yb3NzaUBleGFtcGxlLmNvbSJd": "/users?...",
+        f"//users/{SAMPLE_EMAIL}": "//users/<email>...",
+        f"/unknown/{encoded}/more?x=1": "/unknown/<email>...?...",
+        f"/Users/{SAMPLE_EMAIL.upper().replace('@', '%40')}": "/Users/<email>...",
+        "/users": "/users",
+        "/flights/LIRF": "/flights/LIRF",
+        "/ping": "/ping",
+        "": "",
+    }
+    for request_uri, logged in cases.items():
+        assert logged_path(request_uri) == logged, request_uri
+        assert "mario" not in logged.lower() and "@" not in logged, request_uri
+
+
+def test_the_access_log_writes_the_method_the_client_sent():
+    """An error page is served as a GET: a refused POST must still log as a POST."""
+    method = map_of("$gateway_logged_method")
+    assert method.args[0] == "$request"
+    assert evaluate_map(method, "POST /users HTTP/1.1", {}) == "POST"
+    assert evaluate_map(method, "DELETE /users/a@b.c HTTP/1.1", {}) == "DELETE"
+    assert evaluate_map(method, "a@b.c /x HTTP/1.1", {}) == "-"
+    (log_format,) = config().all("log_format")
+    assert '"$gateway_logged_method $gateway_logged_path ' in "".join(log_format.args[1:])
+
+
+def test_error_log_lines_about_requests_are_written_only_when_critical():
+    """The raw request line (path and query) goes with every error nginx logs about one."""
+    assert config().one("error_log").args == ["stderr", "crit"]
+    for server in config().all("server"):
+        assert not server.all("error_log"), "a server's own error log would write them again"

@@ -27,6 +27,8 @@ OVERLAYS = sorted(path.name for path in OVERLAYS_DIR.iterdir() if path.is_dir())
 NAMESPACE = "flight-tracker"
 # The service packages and the names their objects carry (app.kubernetes.io/name).
 SERVICES = {"user_manager": "user-manager", "data_collector": "data-collector"}
+# The one image every service's containers run (common/Dockerfile), the command choosing.
+SERVICES_IMAGE = "flight-tracker/services"
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob")
 NAME_LABEL = "app.kubernetes.io/name"
 COMPONENT_LABEL = "app.kubernetes.io/component"
@@ -149,10 +151,10 @@ class Container:
 
     @property
     def package(self) -> str | None:
-        """The service package whose image this container runs, or None (PostgreSQL)."""
-        for package, name in SERVICES.items():
-            if image_name(self.spec["image"]).endswith(f"flight-tracker/{name}"):
-                return package
+        """The service package this container runs (``python -m <package> ...``), or None."""
+        command = self.spec.get("command") or []
+        if command[:2] == ["python", "-m"] and len(command) > 2 and command[2] in SERVICES:
+            return command[2]
         return None
 
     @property

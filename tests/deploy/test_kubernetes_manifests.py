@@ -14,13 +14,20 @@ import pytest
 
 from common.process.healthcheck import PROBE_TIMEOUT_SECONDS
 from common.process.supervisor import Supervisor
-from tests.containers.deployment import REPO_ROOT, dockerfile_instructions, only, reads_by_service
+from tests.containers.deployment import (
+    REPO_ROOT,
+    SERVICES_DOCKERFILE,
+    dockerfile_instructions,
+    only,
+    reads_by_service,
+)
 from tests.deploy.kubernetes import (
     COMPONENT_LABEL,
     NAME_LABEL,
     NAMESPACE,
     OVERLAYS,
     SERVICES,
+    SERVICES_IMAGE,
     app_containers,
     container_env,
     containers,
@@ -302,7 +309,7 @@ def test_every_container_runs_locked_down(objects):
 
 @pytest.mark.parametrize("package", sorted(SERVICES))
 def test_service_containers_run_as_the_image_user(objects, package):
-    user = only(dockerfile_instructions(REPO_ROOT / package / "Dockerfile"), "USER").args
+    user = only(dockerfile_instructions(REPO_ROOT / SERVICES_DOCKERFILE), "USER").args
     uid, _, gid = user.partition(":")
     for container in app_containers(objects, package):
         assert str(effective_security(container, "runAsUser")) == uid, container.id
@@ -411,7 +418,7 @@ def test_images_are_the_services_or_postgres_with_a_pinned_tag(objects):
         if container.package is None:
             assert image == "postgres:18", f"{container.id}: {image}"
             continue
-        assert image_name(image).endswith(f"flight-tracker/{SERVICES[container.package]}")
+        assert image_name(image).endswith(SERVICES_IMAGE), f"{container.id}: {image}"
         tag = image[len(image_name(image)) :]
         assert tag.startswith("@sha256:") or (tag.startswith(":") and tag != ":latest"), image
 
@@ -563,3 +570,26 @@ def test_local_runs_postgresql_in_the_cluster_and_production_does_not(objects, o
         assert mounts[claim["metadata"]["name"]] == "/var/lib/postgresql"
         service = find(objects, "Service", stateful_set["metadata"]["name"])
         assert [port["port"] for port in service["spec"]["ports"]] == [5432]
+
+
+# --- Requests per client -------------------------------------------------------------------
+
+INGRESS_NGINX = "nginx.ingress.kubernetes.io/"
+
+
+def compose_gateway_default(name: str) -> int:
+    """The default docker-compose.yml gives one of the gateway's limits (GATEWAY_*)."""
+    text = (REPO_ROOT / "docker-compose.yml").read_text()
+    return int(re.search(rf"\$\{{{name}:-(\d+)\}}", text).group(1))
+
+
+def test_the_ingress_limits_each_client_as_the_compose_gateway_does(objects):
+    """ingress-nginx tells clients apart by address only; the numbers are the gateway's."""
+    (ingress,) = of_kind(objects, "Ingress")
+    annotations = ingress["metadata"].get("annotations") or {}
+    in_flight = int(annotations[INGRESS_NGINX + "limit-connections"])
+    rate = int(annotations[INGRESS_NGINX + "limit-rps"])
+    burst = rate * int(annotations[INGRESS_NGINX + "limit-burst-multiplier"])
+    assert in_flight == compose_gateway_default("GATEWAY_REQUESTS_IN_FLIGHT")
+    assert rate == compose_gateway_default("GATEWAY_RATE_PER_SECOND")
+    assert burst == compose_gateway_default("GATEWAY_BURST")

@@ -123,7 +123,7 @@ def test_only_the_migration_gets_the_owner_s_url(local_stack):
         ("web", ("10s", "5s", "10s")),
         ("grpc", ("10s", "5s", "10s")),
         ("worker", ("5min", "5s", "5min")),
-        ("migrate", ("0", "0", "0")),
+        ("migrate", ("0", "2s", "0")),
     ],
 )
 def test_each_process_s_connections_carry_its_limits(local_stack, package, process, expected):

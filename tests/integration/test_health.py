@@ -4,8 +4,12 @@ import pytest
 
 from data_collector.app import create_app as create_data_collector
 from devstack.stack import free_port
+from tests.integration.auth_support import AUDIENCE, ISSUER, IdentityProvider, bearer
+from tests.integration.auth_support import ApiKeys as KeysFile
+from tests.utils import AppClient, wait_until
+from user_manager.app import create_app as create_user_manager
 
-COMMON_FIELDS = {"status", "service", "database", "peer"}
+COMMON_FIELDS = {"status", "service", "database", "peer", "api_keys"}
 
 
 def test_both_services_report_database_and_peer_in_one_shape(um, dc):
@@ -23,6 +27,7 @@ def test_both_services_report_database_and_peer_in_one_shape(um, dc):
         assert body["database"] == "ok"
         assert body["peer"]["service"] == peer
         assert body["peer"]["status"] == "ok"
+        assert body["api_keys"] is None  # authentication is off: no keys file
 
 
 @pytest.mark.local_stack
@@ -41,3 +46,71 @@ def test_a_collector_whose_user_manager_is_down_is_degraded_but_ready(local_stac
     assert body["database"] == "ok"
     assert body["peer"]["status"] == "unavailable"
     assert "credits_remaining" in body["opensky"]
+
+
+SERVICES = {
+    "user_manager": (create_user_manager, "USER_MANAGER_DATABASE_URL", "DATA_COLLECTOR_GRPC_ADDR"),
+    "data_collector": (
+        create_data_collector,
+        "DATA_COLLECTOR_DATABASE_URL",
+        "USER_MANAGER_GRPC_ADDR",
+    ),
+}
+
+
+@pytest.fixture
+def identity_provider():
+    provider = IdentityProvider()
+    yield provider
+    provider.close()
+
+
+@pytest.mark.local_stack
+@pytest.mark.parametrize("service", sorted(SERVICES))
+def test_a_keys_file_removed_while_running_accepts_no_key_and_degrades_health(
+    local_stack, identity_provider, tmp_path, service
+):
+    create_app, database, peer = SERVICES[service]
+    keys = KeysFile(tmp_path / "api-keys.json")
+    key = keys.add("ops", ["ops"])
+    app = create_app(
+        {
+            "SQLALCHEMY_DATABASE_URI": local_stack.database_urls[database],
+            peer: local_stack.env[peer],
+            "AUTH_MODE": "on",
+            "API_KEYS_FILE": str(keys.path),
+            "JWT_JWKS_URL": identity_provider.jwks_url,
+            "JWT_ISSUER": ISSUER,
+            "JWT_AUDIENCE": AUDIENCE,
+        }
+    )
+    client = AppClient(app)
+    with_key = {"X-API-Key": key}
+    token = bearer(identity_provider.token(["ops"]))
+    healthy = client.get("/health", headers=with_key)
+    assert healthy.status_code == 200, healthy.text
+    assert healthy.json()["status"] == "ok"
+    assert healthy.json()["api_keys"] == {"status": "ok", "keys": 1}
+
+    keys.path.unlink()
+    # The file is checked every two seconds: a key still works until the next check.
+    refused = wait_until(
+        lambda: (r := client.get("/metrics", headers=with_key)).status_code != 200 and r
+    )
+    assert refused.status_code == 503, refused.text
+    assert refused.headers["Retry-After"]
+    health = client.get("/health", headers=token)
+    assert health.status_code == 200, health.text
+    assert health.json()["status"] == "degraded"
+    assert health.json()["api_keys"]["status"] == "unavailable"
+    assert str(keys.path) in health.json()["api_keys"]["error"]
+    assert client.get("/health", headers=with_key).status_code == 503
+    assert client.get("/metrics", headers=with_key).status_code == 503  # and stays so
+
+    keys.add("another", ["ops"])  # the file is back, with one key more
+    back = wait_until(
+        lambda: (r := client.get("/health", headers=with_key)).status_code == 200 and r
+    )
+    assert back.status_code == 200, back.text
+    assert back.json()["status"] == "ok"
+    assert back.json()["api_keys"] == {"status": "ok", "keys": 2}

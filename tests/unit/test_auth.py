@@ -42,6 +42,8 @@ def test_keys_are_found_by_the_hash_of_the_key_and_bound_emails_normalized():
         ({"name": "k", "sha256": DIGEST, "scopes": ["root"]}, "scopes"),
         ({"name": "k", "sha256": DIGEST, "scopes": "ops"}, "scopes"),
         ({"name": "k", "sha256": DIGEST, "scopes": [], "email": "not an email"}, "email"),
+        ({"name": "k", "sha256": DIGEST, "scopes": [], "email": "\u212aate@x.com"}, "KELVIN"),
+        ({"name": "k", "sha256": DIGEST, "scopes": [], "email": 7}, "email is not a string"),
     ],
 )
 def test_a_malformed_keys_file_fails_saying_which_key_and_why(entry, complaint):
@@ -49,11 +51,19 @@ def test_a_malformed_keys_file_fails_saying_which_key_and_why(entry, complaint):
         parse_api_keys([entry], source="keys.json")
 
 
-def test_admin_lifts_the_binding_and_unbound_callers_are_limited_by_scope_only():
+def test_admin_lifts_the_binding_and_service_keys_are_limited_by_scope_only():
     bound_admin = Caller("k", frozenset({"admin"}), "a@x.com", "id")
-    unbound = Caller("k", frozenset(), None, "id")
-    assert bound_admin.may_act_for("b@x.com") and unbound.may_act_for("b@x.com")
-    assert ANYONE.scopes == set(SCOPES) and ANYONE.email is None
+    service = parse_api_keys(
+        [{"name": "svc", "sha256": DIGEST, "scopes": ["users:read"]}], source="keys.json"
+    )[DIGEST]
+    assert bound_admin.may_act_for("b@x.com") and bound_admin.acts_for_every_user()
+    assert service.may_act_for("b@x.com") and service.acts_for_every_user()
+    assert ANYONE.scopes == set(SCOPES) and ANYONE.email is None and ANYONE.acts_for_every_user()
+
+
+def test_a_caller_bound_to_nobody_acts_for_nobody():
+    nobody = Caller("jwt:x", frozenset({"users:read", "users:pii"}), None, "id")
+    assert not nobody.may_act_for("b@x.com") and not nobody.acts_for_every_user()
 
 
 @pytest.mark.parametrize(
@@ -105,6 +115,76 @@ def test_a_token_sent_with_every_request_has_its_signature_checked_once_a_minute
             tokens.verify(forged)
         assert refused.value.status == 401
     assert len(checks) == 4
+
+
+@pytest.mark.parametrize(
+    ("claims", "acts_for"),
+    [
+        ({}, None),  # no email claim: a token for nobody in particular
+        ({"email": "Ann@Example.com"}, "ann@example.com"),
+        ({"email": "ann@example.com", "email_verified": True}, "ann@example.com"),
+        ({"email": "ann@example.com", "email_verified": "true"}, "ann@example.com"),
+        ({"email": "ann@example.com", "email_verified": False}, None),
+        ({"email": "ann@example.com", "email_verified": "false"}, None),
+        ({"email": "ann@example.com", "email_verified": None}, None),
+    ],
+)
+def test_a_token_acts_only_for_the_verified_email_it_names(provider, claims, acts_for):
+    tokens = auth.BearerTokens(
+        jwks_url=provider.jwks_url, issuer=ISSUER, audience=AUDIENCE, email_claim="email"
+    )
+    caller = tokens.verify(provider.token(["users:read", "users:pii", "users:write"], **claims))
+    assert caller.email == acts_for
+    assert not caller.acts_for_every_user()
+    assert caller.may_act_for("ann@example.com") == (acts_for is not None)
+    assert not caller.may_act_for("bob@example.com")
+    admin = tokens.verify(provider.token(["admin"], **claims))
+    assert admin.may_act_for("bob@example.com") and admin.acts_for_every_user()
+
+
+def keys_file(path, *names: str) -> dict[str, str]:
+    """Write a keys file granting ``ops`` to a new key per name; return the keys."""
+    keys = {name: f"key-of-{name}" for name in names}
+    entries = [
+        {"name": name, "sha256": hashlib.sha256(key.encode()).hexdigest(), "scopes": ["ops"]}
+        for name, key in keys.items()
+    ]
+    path.write_text(json.dumps(entries))
+    return keys
+
+
+@pytest.mark.parametrize("breakage", ["removed", "a directory", "not JSON", "not a keys list"])
+def test_a_keys_file_that_cannot_be_used_accepts_no_key_until_fixed(
+    tmp_path, monkeypatch, caplog, breakage
+):
+    monkeypatch.setattr(auth, "KEYS_FILE_CHECK_SECONDS", 0)
+    path = tmp_path / "keys.json"
+    key = keys_file(path, "ops")["ops"]
+    keys = auth.ApiKeys(str(path))
+    assert keys.find(key).name == "key:ops"
+    assert keys.health() == {"status": "ok", "keys": 1}
+
+    path.unlink()
+    if breakage == "a directory":
+        path.mkdir()
+    elif breakage == "not JSON":
+        path.write_text('[{"name": "ops", "sha2')  # half written
+    elif breakage == "not a keys list":
+        path.write_text('{"keys": []}')
+    for _ in range(3):
+        with pytest.raises(ApiError) as refused:
+            keys.find(key)
+        assert refused.value.status == 503
+    health = keys.health()
+    assert health["status"] == "unavailable" and str(path) in health["error"]
+    errors = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1 and "no API key is accepted" in errors[0].getMessage()
+
+    if path.is_dir():
+        path.rmdir()
+    keys_file(path, "ops", "new")
+    assert keys.find(key).name == "key:ops"
+    assert keys.health() == {"status": "ok", "keys": 2}
 
 
 def authenticator_with_key(tmp_path, key: str, scopes: list[str]) -> auth.Authenticator:

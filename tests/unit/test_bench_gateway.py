@@ -8,7 +8,8 @@ shape stops the bench instead of measuring something else.
 
 import pytest
 
-from bench.layers import GATEWAY_TEMPLATES, gateway_configuration, gateway_image
+from bench.layers import GATEWAY_TEMPLATES, gateway_configuration, gateway_image, gateway_limits
+from tests.containers.deployment import load_compose, service_environment
 
 PORTS = {"user-manager": (18001, 19001), "data-collector": (18002, 19002)}
 
@@ -58,3 +59,9 @@ def test_a_configuration_of_another_shape_stops_the_bench(tmp_path):
 
     with pytest.raises(RuntimeError, match="listen 5001"):
         gateway_configuration(source, tmp_path / "target", PORTS)
+
+
+def test_the_benchmark_lifts_every_limit_the_compose_gateway_is_given():
+    """One client at full speed: any limit left at its default would refuse the benchmark."""
+    given = service_environment(load_compose()["services"]["gateway"])
+    assert set(gateway_limits()) == {name for name in given if name.startswith("GATEWAY_")}

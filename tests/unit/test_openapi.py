@@ -144,7 +144,17 @@ def test_a_new_route_is_documented_by_its_decorator_alone():
         "$ref": "#/components/schemas/Reading"
     }
     assert document["components"]["schemas"]["Reading"]["properties"]["value"]["minimum"] == 0
-    assert set(operation["responses"]) == {"201", "400", "401", "403", "409", "413", "414", "415"}
+    assert set(operation["responses"]) == {
+        "201",
+        "400",
+        "401",
+        "403",
+        "409",
+        "413",
+        "414",
+        "415",
+        "503",
+    }
     assert "1024 bytes" in operation["responses"]["413"]["description"]
     assert operation["security"] == [{"apiKey": []}, {"bearerAuth": ["readings:write"]}]
 

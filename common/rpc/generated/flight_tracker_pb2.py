@@ -24,21 +24,23 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n)common/rpc/generated/flight_tracker.proto\x12\x10\x66lighttracker.v1\"\x1c\n\x0bUserRequest\x12\r\n\x05\x65mail\x18\x01 \x01(\t\"\x1e\n\x0cUserResponse\x12\x0e\n\x06\x65xists\x18\x01 \x01(\x08\"?\n\x17\x44\x65leteInterestsResponse\x12\x15\n\rdeleted_count\x18\x02 \x01(\x05J\x04\x08\x01\x10\x02R\x07success2_\n\x0bUserService\x12P\n\x0f\x43heckUserExists\x12\x1d.flighttracker.v1.UserRequest\x1a\x1e.flighttracker.v1.UserResponse2w\n\x14\x44\x61taCollectorService\x12_\n\x13\x44\x65leteUserInterests\x12\x1d.flighttracker.v1.UserRequest\x1a).flighttracker.v1.DeleteInterestsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n)common/rpc/generated/flight_tracker.proto\x12\x10\x66lighttracker.v1\"\x1c\n\x0bUserRequest\x12\r\n\x05\x65mail\x18\x01 \x01(\t\"\x1e\n\x0cUserResponse\x12\x0e\n\x06\x65xists\x18\x01 \x01(\x08\"E\n\x17\x44\x65leteInterestsResponse\x12\x13\n\x07success\x18\x01 \x01(\x08\x42\x02\x18\x01\x12\x15\n\rdeleted_count\x18\x02 \x01(\x05\x32_\n\x0bUserService\x12P\n\x0f\x43heckUserExists\x12\x1d.flighttracker.v1.UserRequest\x1a\x1e.flighttracker.v1.UserResponse2w\n\x14\x44\x61taCollectorService\x12_\n\x13\x44\x65leteUserInterests\x12\x1d.flighttracker.v1.UserRequest\x1a).flighttracker.v1.DeleteInterestsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'common.rpc.generated.flight_tracker_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_DELETEINTERESTSRESPONSE'].fields_by_name['success']._loaded_options = None
+  _globals['_DELETEINTERESTSRESPONSE'].fields_by_name['success']._serialized_options = b'\030\001'
   _globals['_USERREQUEST']._serialized_start=63
   _globals['_USERREQUEST']._serialized_end=91
   _globals['_USERRESPONSE']._serialized_start=93
   _globals['_USERRESPONSE']._serialized_end=123
   _globals['_DELETEINTERESTSRESPONSE']._serialized_start=125
-  _globals['_DELETEINTERESTSRESPONSE']._serialized_end=188
-  _globals['_USERSERVICE']._serialized_start=190
-  _globals['_USERSERVICE']._serialized_end=285
-  _globals['_DATACOLLECTORSERVICE']._serialized_start=287
-  _globals['_DATACOLLECTORSERVICE']._serialized_end=406
+  _globals['_DELETEINTERESTSRESPONSE']._serialized_end=194
+  _globals['_USERSERVICE']._serialized_start=196
+  _globals['_USERSERVICE']._serialized_end=291
+  _globals['_DATACOLLECTORSERVICE']._serialized_start=293
+  _globals['_DATACOLLECTORSERVICE']._serialized_end=412
 # @@protoc_insertion_point(module_scope)

@@ -17,7 +17,9 @@ class UserResponse(_message.Message):
     def __init__(self, exists: _Optional[bool] = ...) -> None: ...
 
 class DeleteInterestsResponse(_message.Message):
-    __slots__ = ("deleted_count",)
+    __slots__ = ("success", "deleted_count")
+    SUCCESS_FIELD_NUMBER: _ClassVar[int]
     DELETED_COUNT_FIELD_NUMBER: _ClassVar[int]
+    success: bool
     deleted_count: int
-    def __init__(self, deleted_count: _Optional[int] = ...) -> None: ...
+    def __init__(self, success: _Optional[bool] = ..., deleted_count: _Optional[int] = ...) -> None: ...

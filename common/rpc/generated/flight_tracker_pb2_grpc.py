@@ -47,7 +47,7 @@ class UserServiceServicer:
     """
 
     def CheckUserExists(self, request, context):
-        """Whether a user with this email exists (email compared case-insensitively).
+        """Whether a user with this email exists (ASCII letters compared case-insensitively).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

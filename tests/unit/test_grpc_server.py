@@ -1,0 +1,78 @@
+"""A gRPC server bounds the calls it holds; a client takes "too busy" for "cannot answer now"."""
+
+import threading
+
+import grpc
+import pytest
+from flask import Flask
+
+from common.rpc.generated import flight_tracker_pb2 as messages
+from common.rpc.generated import flight_tracker_pb2_grpc as stubs
+from common.rpc.peers import PeerError, UserDirectory
+from common.rpc.server import CALLS_PER_WORKER, AppServicer, GrpcServer
+from common.settings import GrpcSecurity
+from devstack.stack import free_port
+from tests.utils import wait_until
+
+WORKERS = 2
+BOUND = WORKERS * CALLS_PER_WORKER
+
+
+class StuckUserService(AppServicer, stubs.UserServiceServicer):
+    """Answers about ``held…`` addresses only once released, as if its database hung."""
+
+    SERVICE = "UserService"
+    released = threading.Event()
+
+    def CheckUserExists(self, request, context):  # noqa: N802 (the .proto's name)
+        if request.email.startswith("held"):
+            self.released.wait(timeout=30)
+        return messages.UserResponse(exists=True)
+
+
+@pytest.fixture
+def stuck_server():
+    app = Flask(__name__)
+    port = free_port()
+    app.config.update(
+        GRPC_SECURITY=GrpcSecurity(),
+        GRPC_WORKERS=WORKERS,
+        GRPC_BIND_HOST="127.0.0.1",
+        GRPC_PORT=port,
+    )
+    StuckUserService.released = threading.Event()
+    server = GrpcServer(app, StuckUserService)
+    server.start()
+    yield StuckUserService, f"127.0.0.1:{port}"
+    StuckUserService.released.set()
+    server.stop()
+
+
+def test_calls_beyond_the_bound_are_refused_at_once_and_the_rest_are_served(stuck_server):
+    service, address = stuck_server
+    directory = UserDirectory(address, timeout=2)
+    assert directory.check_user_exists("free@example.com") is True  # connected and healthy
+    with grpc.insecure_channel(address) as channel:
+        stub = stubs.UserServiceStub(channel)
+        calls = [
+            stub.CheckUserExists.future(messages.UserRequest(email=f"held{n}@x.com"), timeout=20)
+            for n in range(BOUND + 3)
+        ]
+        # Held calls answer only once released: the ones done by then were refused.
+        wait_until(lambda: sum(call.done() for call in calls) == 3)
+        refused = [call for call in calls if call.done()]
+        assert {call.code() for call in refused} == {grpc.StatusCode.RESOURCE_EXHAUSTED}
+
+        # The typed client retries (on another replica, if there were one), then reports
+        # "cannot answer now": a 503 to its own client, a later retry for the outbox.
+        with pytest.raises(PeerError) as busy:
+            directory.check_user_exists("free@example.com")
+        assert busy.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert busy.value.unavailable
+
+        service.released.set()
+        held = [call for call in calls if call not in refused]
+        assert len(held) == BOUND
+        assert all(call.result().exists for call in held)
+    assert directory.check_user_exists("free@example.com") is True
+    assert UserDirectory(address, timeout=2).check_user_exists("free@example.com") is True
