@@ -74,9 +74,8 @@ def configuration(
 
 def local_targets(stack: "LocalStack") -> dict[str, dict[str, Any]]:
     """Return the local stack's jobs: each service's REST port on this machine, and any more."""
-    from devstack.stack import SERVICES
-
-    addresses = {package: f"127.0.0.1:{stack.settings.http_port(package)}" for package in SERVICES}
+    services = stack.settings.services
+    addresses = {package: f"127.0.0.1:{stack.settings.http_port(package)}" for package in services}
     addresses.update(stack.settings.prometheus_extra_jobs)
     return {job: {"static_configs": [{"targets": [address]}]} for job, address in addresses.items()}
 

@@ -38,6 +38,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 # has its ports in StackSettings (``<package>_http_port``, and ``<package>_grpc_port`` when
 # it serves gRPC); Prometheus scrapes every one of them.
 SERVICES = ("user_manager", "data_collector", "sla_detector")
+# The two services users call, which call each other: a stack for their tests alone.
+USERS_AND_FLIGHTS = ("user_manager", "data_collector")
 # Each service's serving URL variable, and its database on the embedded server.
 DATABASES = {
     "USER_MANAGER_DATABASE_URL": "user_manager",
@@ -109,6 +111,8 @@ class StackSettings:
     user_manager_grpc_port: int = 50051
     data_collector_grpc_port: int = 50052
     sla_detector_http_port: int = 5006
+    # The services this stack runs (tests of one part start only what it needs).
+    services: tuple[str, ...] = SERVICES
     simulator: bool = False
     simulator_port: int = 5003
     # The embedded NATS server's client port (when NATS_URL does not name a broker).
@@ -191,7 +195,7 @@ def busy_ports(settings: StackSettings) -> list[str]:
     variable moves it, instead of a service's bind error among many log lines.
     """
     wanted = {}
-    for package in SERVICES:
+    for package in settings.services:
         wanted[service_variable(package, "HTTP_PORT")] = settings.http_port(package)
         if serves_grpc(package):
             wanted[service_variable(package, "GRPC_PORT")] = settings.grpc_port(package)
@@ -292,7 +296,7 @@ class LocalStack:
             self.prometheus_started = prometheus.start(self)
         if self.settings.simulator:
             self._start_simulator()
-        for package in SERVICES:
+        for package in self.settings.services:
             self.start_service(package)
 
     @property
@@ -375,7 +379,8 @@ class LocalStack:
         them as they are; otherwise it starts the embedded PostgreSQL and prepares
         each missing database with its two roles (devstack.databases).
         """
-        serving = {name: os.environ.get(name, "") for name in DATABASES}
+        wanted = [name for name, package in DATABASES.items() if package in self.settings.services]
+        serving = {name: os.environ.get(name, "") for name in wanted}
         owner = {
             name: os.environ.get(migration_variable(name)) or url for name, url in serving.items()
         }
@@ -390,7 +395,7 @@ class LocalStack:
         )
         if self.settings.ephemeral:
             _trade_durability_for_speed(self.postgres.get_uri())
-        missing = [variable for variable in DATABASES if not serving[variable]]
+        missing = [variable for variable in wanted if not serving[variable]]
         prepared = databases.prepare(
             self.postgres.get_uri(), [DATABASES[variable] for variable in missing]
         )

@@ -217,10 +217,15 @@ def serve_here(service: Service, threaded: Sequence[str]) -> int:
     os.execve(command[0], command, dict(os.environ))
 
 
+def probed_parts(service: Service) -> list[str]:
+    """Return what ``healthcheck`` can probe of the service (``grpc`` only if it serves gRPC)."""
+    return [part for part in healthcheck.PARTS if part != "grpc" or "grpc" in service.role_names]
+
+
 def usage(service: Service) -> str:
     """Return the command line's usage line."""
     roles = " | ".join(service.role_names)
-    parts = " ".join(f"[{part}]" for part in healthcheck.PARTS)
+    parts = " ".join(f"[{part}]" for part in probed_parts(service))
     return f"usage: python -m {service.name} [migrate | ROLE... ({roles}) | healthcheck {parts}]"
 
 
@@ -230,8 +235,9 @@ def main(service: Service, args: Sequence[str]) -> int:
     try:
         if args == ["migrate"]:
             return service.migrate()
-        if args[:1] == ["healthcheck"] and set(args[1:]) <= set(healthcheck.PARTS):
-            parts = args[1:] or healthcheck.HALVES
+        if args[:1] == ["healthcheck"] and set(args[1:]) <= set(probed_parts(service)):
+            halves = [part for part in healthcheck.HALVES if part in service.role_names]
+            parts = args[1:] or halves
             return healthcheck.check(service.name, service.settings_class(), parts)
         if not args:
             return serve(service, service.role_names, migrate_first=True)

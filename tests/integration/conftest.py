@@ -18,7 +18,7 @@ from prometheus_client import CollectorRegistry, Gauge, start_http_server
 from data_collector.app import create_app
 from data_collector.collection import COLLECTION_LOCK_ID
 from data_collector.models import db
-from devstack.stack import LocalStack, StackSettings, free_port
+from devstack.stack import USERS_AND_FLIGHTS, LocalStack, StackSettings, free_port
 from opensky_sim.control import SimulatorControl
 from tests.integration.auth_support import (
     AUDIENCE,
@@ -63,7 +63,10 @@ def collector_stack(stack):
     with tempfile.TemporaryDirectory(prefix="flight-tracker-collector-") as tmp:
         local = LocalStack(
             StackSettings.on_free_ports(
-                Path(tmp) / "pg", simulator=True, extra_env=COLLECTOR_TEST_ENV
+                Path(tmp) / "pg",
+                simulator=True,
+                services=USERS_AND_FLIGHTS,
+                extra_env=COLLECTOR_TEST_ENV,
             )
         )
         try:
@@ -163,6 +166,7 @@ def secure_stack(stack):
                 Path(tmp) / "pg",
                 simulator=True,
                 log_dir=Path(tmp) / "logs",
+                services=USERS_AND_FLIGHTS,
                 extra_env={
                     "AUTH_MODE": "on",
                     "API_KEYS_FILE": str(keys.path),

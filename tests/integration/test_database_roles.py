@@ -22,10 +22,15 @@ from tests.utils import run_sql
 pytestmark = pytest.mark.local_stack
 
 # A table of each service, and a statement that would change the schema around it.
-TABLES = {"USER_MANAGER_DATABASE_URL": "users", "DATA_COLLECTOR_DATABASE_URL": "flight_data"}
+TABLES = {
+    "USER_MANAGER_DATABASE_URL": "users",
+    "DATA_COLLECTOR_DATABASE_URL": "flight_data",
+    "SLA_DETECTOR_DATABASE_URL": "breaches",
+}
 OTHER = {
     "USER_MANAGER_DATABASE_URL": "DATA_COLLECTOR_DATABASE_URL",
     "DATA_COLLECTOR_DATABASE_URL": "USER_MANAGER_DATABASE_URL",
+    "SLA_DETECTOR_DATABASE_URL": "USER_MANAGER_DATABASE_URL",
 }
 
 

@@ -6,6 +6,8 @@ detector checks every 5 s (the shortest T_check that scrape interval allows).
 Each test puts the configuration it needs through the API.
 """
 
+import subprocess
+import sys
 import time
 import uuid
 
@@ -130,6 +132,27 @@ def test_a_gauge_out_of_range_gives_one_breach_event_until_it_is_back(
         f"the breach ended {ended_after:.1f}s later (5 checks in range).",
         flush=True,
     )
+
+
+def probe(monitored: MonitoredStack, *parts: str) -> subprocess.CompletedProcess:
+    """Run the detector's container probe with its environment."""
+    return subprocess.run(
+        [sys.executable, "-m", "sla_detector", "healthcheck", *parts],
+        env=monitored.stack.service_env("sla_detector"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_its_probe_checks_what_it_runs_and_it_serves_no_grpc(monitored_stack):
+    assert probe(monitored_stack).returncode == 0  # the web server: there is no gRPC
+    ready = probe(monitored_stack, "web", "database", "worker")
+    assert ready.returncode == 0, ready.stderr
+    refused = probe(monitored_stack, "grpc")
+    assert refused.returncode == 2
+    assert "healthcheck [web] [database] [worker]" in refused.stderr
 
 
 def test_a_check_interval_under_five_scrape_intervals_is_refused(monitored_stack):
