@@ -99,6 +99,7 @@ def _print_banner(stack: LocalStack) -> None:
         "\nFlight Tracker is running:\n"
         f"  User Manager    {stack.user_manager_url}   (gRPC {env['USER_MANAGER_GRPC_ADDR']})\n"
         f"  Data Collector  {stack.data_collector_url}   (gRPC {env['DATA_COLLECTOR_GRPC_ADDR']})\n"
+        f"  SLA detector    {stack.service_url('sla_detector')}\n"
         f"  OpenSky         {opensky}\n"
         f"  PostgreSQL      {database}\n"
         f"  Prometheus      {prometheus}\n"
