@@ -375,6 +375,24 @@ class BrokerSettings(EnvironmentSettings):
     # Copies of each stream in a clustered broker: 1 for one server, 3 in production (a
     # stream stays available with one server down); never more than the cluster's servers.
     NATS_STREAM_REPLICAS: int = Field(1, ge=1, le=5)
+    # A message handed to a consumer and not acknowledged within this is delivered again, to
+    # any replica: how long a replica that died mid-batch delays its messages. A live one
+    # tells the broker it is still working every third of it, so a slow batch is not redone.
+    CONSUMER_ACK_WAIT_SECONDS: float = Field(30.0, ge=1)
+    # A message that failed is delivered again after this, then twice as long after each
+    # failure: a mail server down for a minute is tried again a few times, not hammered ...
+    CONSUMER_RETRY_FIRST_SECONDS: float = Field(1.0, gt=0)
+    # ... and never waits longer than this once it is back.
+    CONSUMER_RETRY_MAX_SECONDS: float = Field(60.0, gt=0)
+
+    @model_validator(mode="after")
+    def _check_retry_range(self) -> Self:
+        if self.CONSUMER_RETRY_MAX_SECONDS < self.CONSUMER_RETRY_FIRST_SECONDS:
+            raise ValueError(
+                "CONSUMER_RETRY_MAX_SECONDS must be at least CONSUMER_RETRY_FIRST_SECONDS "
+                f"({self.CONSUMER_RETRY_FIRST_SECONDS:g}), got {self.CONSUMER_RETRY_MAX_SECONDS:g}."
+            )
+        return self
 
 
 def is_loopback(host: str) -> bool:

@@ -1,13 +1,54 @@
-"""UTC time helpers: every timestamp the services store or return is UTC."""
+"""UTC time helpers: every timestamp the services store or return is UTC.
 
-from datetime import UTC, datetime
+Two representations meet here. The database stores aware datetimes and
+dates; computations over time (collection's planning, the averages of the
+flight queries) use Unix seconds and UTC day numbers (``seconds // DAY``),
+as OpenSky counts its partitions. The conversions between the two are the
+functions below and nowhere else.
+"""
+
+from datetime import UTC, date, datetime, timedelta
 
 from sqlalchemy import case, func, literal_column
+
+# Seconds in a UTC day: Unix time has no leap seconds, so day ``n`` is [n * DAY, (n + 1) * DAY).
+DAY = 86400
+EPOCH = date(1970, 1, 1)
 
 
 def utc_now() -> datetime:
     """Return the current time as an aware UTC datetime."""
     return datetime.now(UTC)
+
+
+def moment(seconds: float) -> datetime:
+    """Return Unix seconds as an aware UTC datetime (the database stores those)."""
+    return datetime.fromtimestamp(seconds, UTC)
+
+
+def unix_seconds(value: datetime) -> float:
+    """Return an aware datetime as Unix seconds (the inverse of :func:`moment`)."""
+    return value.timestamp()
+
+
+def day_number(value: date) -> int:
+    """Return the UTC day number of a date (the database stores dates)."""
+    return (value - EPOCH).days
+
+
+def day_date(day: int) -> date:
+    """Return the date of a UTC day number."""
+    return EPOCH + timedelta(days=day)
+
+
+def day_start(day: int) -> int:
+    """First second of UTC day ``day``."""
+    return day * DAY
+
+
+def day_end(day: int) -> int:
+    """Last second of UTC day ``day`` (intervals are inclusive at both ends, as OpenSky's)."""
+    return day * DAY + DAY - 1
 
 
 def isoformat_utc(moment: datetime | None) -> str | None:

@@ -21,6 +21,11 @@ class Interest(Answer):
     airport_code: str
     airport_name: str | None
     created_at: datetime
+    collection_waits_for_credits_until: datetime | None = Field(
+        description="Set when the last collection cycle left this airport's requests for lack "
+        "of the day's OpenSky credits (`OPENSKY_DAILY_CREDITS`): the next UTC midnight, when "
+        "the count starts again and they are collected. Null when its collection does not wait."
+    )
 
 
 class Flight(Answer):
@@ -146,6 +151,21 @@ class LastCycle(Answer):
     flights_stored: int | None
 
 
+class Reconciliation(Answer):
+    """The last pass that removed the interests of users the User Manager no longer knows.
+
+    ``refused``: it found more such users than a pass may remove (the User
+    Manager may have lost them) and removed nothing; ``stopped``: the User
+    Manager could not answer.
+    """
+
+    ran_at: datetime | None
+    outcome: Literal["done", "refused", "stopped"] | None
+    removed: int | None
+    unknown_users: int | None
+    users: int | None
+
+
 class OpenSkyFacts(Answer):
     """What the collector knows about OpenSky.
 
@@ -160,6 +180,7 @@ class OpenSkyFacts(Answer):
     credits_checked_at: datetime | None
     retry_after: datetime | None
     sweep_unreliable_since: datetime | None
+    interest_reconciliation: Reconciliation
     retries: Retries
     last_cycle: LastCycle
 

@@ -88,7 +88,7 @@ class Settings(ServiceSettings):
     # never: always ask per airport. An OpenSky forum report says /flights/all only
     # returns flights wholly inside its 2-hour window, which would make a sweep miss
     # every longer flight: the collector checks every swept day for it and, if so,
-    # marks nothing of it and collects per airport from then on (see collection.py).
+    # marks nothing of it and collects per airport from then on (see collection/cycle.py).
     COLLECT_SWEEP: Annotated[Literal["auto", "never"], AnyCase] = "auto"
     # How often interests of users deleted behind the collector's back (a user deleted
     # while POST /interests was between its check and its insert) are looked for: one

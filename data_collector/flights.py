@@ -28,14 +28,21 @@ from sqlalchemy import (
     union_all,
 )
 
+from common.airports import airport_name
 from common.db.connections import autocommit_statements
-from common.timeutil import isoformat_utc, isoformat_utc_sql, utc_now
+from common.timeutil import (
+    DAY,
+    day_date,
+    day_number,
+    day_start,
+    isoformat_utc,
+    isoformat_utc_sql,
+    utc_now,
+)
 from common.web.errors import ApiError
 from common.web.pagination import INVALID_CURSOR_MESSAGE, cursor_time, json_item_rows
-from data_collector.airports import airport_name
 from data_collector.inputs import DIRECTIONS
 from data_collector.models import CollectedDay, FlightData, FlightDayCount, UserInterest, db
-from data_collector.planning import DAY, day_date, day_number, day_start
 
 
 @dataclass(frozen=True)

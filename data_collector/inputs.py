@@ -15,10 +15,10 @@ from typing import Any, Literal
 from flask import current_app
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, create_model, field_validator
 
+from common.airports import normalize_airport_code
 from common.emails import normalize_email
 from common.web.errors import ApiError
 from common.web.inputs import whole_number
-from data_collector.airports import normalize_airport_code
 
 # The ``type`` query parameter and the direction each value stands for.
 FLIGHT_TYPES = {"arrivals": "arrival", "departures": "departure"}

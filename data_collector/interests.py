@@ -1,6 +1,7 @@
 """Which airports each user follows: add, remove, list, and clean up after deleted users."""
 
 import logging
+from dataclasses import dataclass
 from datetime import timedelta
 
 from flask import current_app
@@ -10,10 +11,10 @@ from sqlalchemy.dialects.postgresql import insert
 from common.db.batch import Batch
 from common.emails import lookup_form
 from common.rpc.peers import PeerError, UserDirectory
-from common.timeutil import utc_now
+from common.timeutil import day_number, day_start, isoformat_utc, moment, utc_now
 from common.web.errors import ApiError
-from data_collector.cycle_requests import ask_for_cycle
-from data_collector.models import UserInterest, db
+from data_collector.collection.cycle_requests import ask_for_cycle
+from data_collector.models import CollectorState, UserInterest, db
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +25,15 @@ INTERESTS = UserInterest.__table__
 RECONCILE_GRACE = timedelta(minutes=10)
 # Users per query; each costs one CheckUserExists call (a primary-key lookup).
 RECONCILE_BATCH = 500
+# A pass removes nothing when the User Manager does not know more than this share of the
+# users it asks about. Real orphans come from a race (a user deleted between a
+# POST /interests' check and its insert): a handful at most. A tenth of every user gone
+# at once means the User Manager lost users (restored from an old backup, pointed at an
+# empty database), and removing their interests would wipe what they follow.
+RECONCILE_MAX_SHARE = 0.1
+# ... though a pass may always remove this many users' interests, so a collector with
+# only a few users can still lose a real orphan (one of four is a quarter).
+RECONCILE_ALWAYS_ALLOWED = 3
 
 # Arbitrary constant, distinct from the other advisory locks: held while an airport that
 # nobody follows yet is added, so two new airports cannot both take the last place.
@@ -136,6 +146,21 @@ def list_interests(*, email: str) -> list[UserInterest]:
     return list(db.session.scalars(query))
 
 
+def credit_waits() -> dict[str, str]:
+    """Return the airports whose collection waits for the next UTC day's credits, and when.
+
+    The last collection cycle left their requests for lack of today's
+    credits (``OPENSKY_DAILY_CREDITS``); the count starts again at the next
+    UTC midnight, and the worker collects them then.
+    """
+    state = db.session.get(CollectorState, 1)
+    today = utc_now().date()
+    if state is None or state.over_budget_on != today:
+        return {}
+    tomorrow = isoformat_utc(moment(day_start(day_number(today) + 1)))
+    return dict.fromkeys(state.over_budget_airports or (), tomorrow)
+
+
 def delete_user_interests(*, email: str) -> int:
     """Delete every interest of the user (idempotent); return how many went."""
     normalized = lookup_form(email)
@@ -144,20 +169,39 @@ def delete_user_interests(*, email: str) -> int:
     return result.rowcount
 
 
-def reconcile_interests(*, directory: UserDirectory, batch: int = RECONCILE_BATCH) -> int:
-    """Delete the interests of users the User Manager no longer knows; return how many went.
+@dataclass(frozen=True)
+class Reconciliation:
+    """What one reconciliation pass did (``/health`` shows the last one)."""
+
+    outcome: str  # done, refused (more unknown users than allowed), stopped (no answer)
+    removed: int  # interests removed
+    unknown_users: int  # users the User Manager does not know, among those asked about
+    users: int  # users with interests older than RECONCILE_GRACE
+
+
+def reconcile_interests(
+    *,
+    directory: UserDirectory,
+    batch: int = RECONCILE_BATCH,
+    max_share: float = RECONCILE_MAX_SHARE,
+) -> Reconciliation:
+    """Delete the interests of users the User Manager no longer knows, unless too many.
 
     ``POST /interests`` checks the user, then inserts: if the user is deleted
     in between (and ``DeleteUserInterests`` has already run), the interest is
     orphaned and would cost credits forever. Only interests older than
     ``RECONCILE_GRACE`` are looked at, so one being added right now is left
-    alone. Users are read in batches, with no transaction open during the
-    calls; the first call the User Manager cannot answer ends the run, so
-    nothing is deleted on doubt.
+    alone. Every user is asked about first, in batches, with no transaction
+    open during the calls; the first call the User Manager cannot answer ends
+    the pass (``stopped``), so nothing is deleted on doubt. If more than
+    ``max_share`` of the users (and more than ``RECONCILE_ALWAYS_ALLOWED``)
+    are unknown, nothing is deleted either (``refused``, logged as an error):
+    the User Manager has more likely lost users than they all left.
     """
     cutoff = utc_now() - RECONCILE_GRACE
     old = UserInterest.created_at < cutoff
-    removed, after = 0, ""
+    users = db.session.scalar(select(func.count(UserInterest.user_email.distinct())).where(old))
+    unknown, after = [], ""
     while True:
         emails = db.session.scalars(
             select(UserInterest.user_email)
@@ -169,26 +213,55 @@ def reconcile_interests(*, directory: UserDirectory, batch: int = RECONCILE_BATC
         db.session.commit()
         for email in emails:
             try:
-                exists_now = directory.check_user_exists(email)
+                if not directory.check_user_exists(email):
+                    unknown.append(email)
             except PeerError as error:
                 log.warning(
                     "interest reconciliation stopped: the User Manager cannot answer: %s", error
                 )
-                return removed
-            if exists_now:
-                continue
-            airports = db.session.scalars(
-                delete(UserInterest)
-                .where(UserInterest.user_email == email, old)
-                .returning(UserInterest.airport_code)
-            ).all()
-            db.session.commit()
-            if airports:
-                log.warning(
-                    "removed the interests of a user that no longer exists: %s",
-                    ", ".join(sorted(airports)),
-                )
-                removed += len(airports)
+                return _recorded(Reconciliation("stopped", 0, len(unknown), users))
         if len(emails) < batch:
-            return removed
+            break
         after = emails[-1]
+    allowed = max(int(users * max_share), RECONCILE_ALWAYS_ALLOWED)
+    if len(unknown) > allowed:
+        log.error(
+            "interest reconciliation refused: the User Manager does not know %d of the %d "
+            "users who follow airports, more than the %d a pass may remove (%g of them, "
+            "RECONCILE_MAX_SHARE). It has more likely lost users (restored from an old "
+            "backup, or a new database) than they all left: nothing was removed. Once the "
+            "User Manager is right, the next pass removes what is left; if the users are "
+            "really gone, run python -m data_collector.worker --reconcile --max-share 1.",
+            len(unknown),
+            users,
+            allowed,
+            max_share,
+        )
+        return _recorded(Reconciliation("refused", 0, len(unknown), users))
+    removed = 0
+    for email in unknown:
+        airports = db.session.scalars(
+            delete(UserInterest)
+            .where(UserInterest.user_email == email, old)
+            .returning(UserInterest.airport_code)
+        ).all()
+        db.session.commit()
+        if airports:
+            log.warning(
+                "removed the interests of a user that no longer exists: %s",
+                ", ".join(sorted(airports)),
+            )
+            removed += len(airports)
+    return _recorded(Reconciliation("done", removed, len(unknown), users))
+
+
+def _recorded(result: Reconciliation) -> Reconciliation:
+    """Store the pass in ``collector_state`` for ``/health`` and ``/metrics``; return it."""
+    state = db.session.get(CollectorState, 1)
+    state.reconciled_at = utc_now()
+    state.reconcile_outcome = result.outcome
+    state.reconcile_removed = result.removed
+    state.reconcile_unknown_users = result.unknown_users
+    state.reconcile_users = result.users
+    db.session.commit()
+    return result

@@ -6,9 +6,11 @@ samples to the service's metrics directory, where every web worker reads
 them. Counters add up across processes; the credits gauge uses
 ``mostrecent``, so ``/metrics`` shows the last balance OpenSky reported to
 any process (also after that worker restarted), not a sum or a stale maximum.
-The ranges waiting for a retry and the collection state are read from the
-database at scrape time (:func:`retries_gauges`, :func:`collection_state_gauges`):
-facts of the shared database, the same seen from every replica.
+The ranges waiting for a retry, the outcome of the last interest
+reconciliation, when a cycle last ended and the day's credits are read from
+the database at scrape time (:func:`collection_state_gauges`): facts of the
+shared database, the same seen from every replica, whichever process wrote
+them.
 """
 
 import time
@@ -16,8 +18,9 @@ import time
 from flask import current_app
 from prometheus_client import Counter, Gauge
 
+from common.timeutil import utc_now
 from common.web.observability import DatabaseGauges
-from data_collector import retries
+from data_collector.collection import retries
 from data_collector.models import CollectorState, db
 
 COLLECTION_CYCLES = Counter(
@@ -71,10 +74,19 @@ def request_outcome(endpoint: str, status: int) -> str:
     return "server_error" if status >= 500 else "client_error"
 
 
-def retries_gauges():
-    """Return the gauges of the ranges waiting for a retry (read at each scrape)."""
+def collection_state_gauges():
+    """Return the gauges of collection's shared state (read from the database at each scrape).
+
+    The ranges waiting for a retry, whether the last interest reconciliation
+    refused to remove anything, and what the alerting rules compare: when a
+    cycle last ended against the interval (collection stalled), the day's
+    credits against the budget.
+    """
     waiting, next_at = retries.waiting_count_and_next()
+    state = db.session.get(CollectorState, 1)
+    reconciliation = state.reconcile_outcome if state is not None else None
     return [
+        *_schedule_and_budget_gauges(state),
         (
             "collection_retries_waiting",
             "Ranges whose fetch failed and that wait to be asked for again.",
@@ -85,15 +97,16 @@ def retries_gauges():
             "Seconds until the next range waiting for a retry is due (0: due now, or none).",
             max(0.0, next_at - time.time()) if next_at is not None else 0.0,
         ),
+        (
+            "interest_reconciliation_refused",
+            "1 when the last interest reconciliation removed nothing because the User Manager "
+            "did not know too many users (it may have lost them), else 0.",
+            1 if reconciliation == "refused" else 0,
+        ),
     ]
 
 
-def collection_state_gauges():
-    """Return the gauges of the collection state every replica shares (read at each scrape).
-
-    What the alerting rules compare: when a cycle last ended against the
-    interval (collection stalled), and the day's credits against the budget.
-    """
+def _schedule_and_budget_gauges(state: CollectorState | None) -> list[tuple[str, str, float]]:
     config = current_app.config
     gauges = [
         (
@@ -107,20 +120,18 @@ def collection_state_gauges():
             config["OPENSKY_DAILY_CREDITS"],
         ),
     ]
-    state = db.session.get(CollectorState, 1)
     if state is None:
         return gauges
-    facts = state.to_dict()
     gauges += [
         (
             "collection_credits_spent_today",
             "Credits spent on OpenSky requests since the UTC day began.",
-            facts["credits_spent_today"],
+            state.credits_spent_today(),
         ),
         (
             "collection_over_budget",
             "1 when today's credits ran out with ranges still due (they wait for tomorrow).",
-            1 if facts["over_budget_today"] else 0,
+            1 if state.over_budget_on == utc_now().date() else 0,
         ),
     ]
     if state.last_cycle_finished_at is not None:
@@ -135,7 +146,4 @@ def collection_state_gauges():
 
 
 # Computed at every scrape of this service's /metrics (registered by the app factory).
-SCRAPE_COLLECTORS = (
-    DatabaseGauges("retries", retries_gauges),
-    DatabaseGauges("collection state", collection_state_gauges),
-)
+SCRAPE_COLLECTORS = (DatabaseGauges("collection state", collection_state_gauges),)

@@ -4,6 +4,7 @@ from datetime import date, datetime
 
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import (
+    ARRAY,
     BigInteger,
     Boolean,
     CheckConstraint,
@@ -20,9 +21,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
+from common.airports import airport_name
 from common.emails import EMAIL_MAX_LENGTH
 from common.timeutil import isoformat_utc, utc_now
-from data_collector.airports import airport_name
 
 db = SQLAlchemy()
 
@@ -41,13 +42,18 @@ class UserInterest(db.Model):
     airport_code: Mapped[str] = mapped_column(String(4))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
-    def to_dict(self) -> dict:
-        """Return the public JSON representation."""
+    def to_dict(self, *, waits_for_credits_until: str | None = None) -> dict:
+        """Return the public JSON representation.
+
+        ``waits_for_credits_until``: when the daily credits that collection of
+        the airport waits for come (None: it does not wait).
+        """
         return {
             "email": self.user_email,
             "airport_code": self.airport_code,
             "airport_name": airport_name(self.airport_code),
             "created_at": isoformat_utc(self.created_at),
+            "collection_waits_for_credits_until": waits_for_credits_until,
         }
 
 
@@ -82,7 +88,7 @@ class FlightData(db.Model):
 
 
 class CollectedDay(db.Model):
-    """What was fetched of one UTC day for one airport and direction (see planning.py).
+    """What was fetched of one UTC day for one airport and direction (see collection/planning.py).
 
     Written in the same transaction as the flights of the fetch, so a mark
     never claims a range whose flights are not stored.
@@ -106,7 +112,7 @@ class CollectedDay(db.Model):
 
 # Where each stored range of flights passes on its way into flight_data: flight_data's
 # columns without its constraints, indexes or triggers, unlogged, and empty again before
-# every commit (data_collector.flight_store.upsert_flights).
+# every commit (data_collector.collection.store.upsert_flights).
 flight_data_incoming = db.Table(
     "flight_data_incoming",
     *(
@@ -168,7 +174,7 @@ class CollectionRequest(db.Model):
 
 
 class CollectionRetry(db.Model):
-    """A range whose fetch failed, and when the worker asks OpenSky for it again (retries.py).
+    """A range whose fetch failed, and when the worker asks OpenSky for it again (see retries).
 
     Keyed by what the planner asks: the endpoint, the airport ('' for a
     ``/flights/all`` window) and the range's first second.
@@ -219,10 +225,21 @@ class CollectorState(db.Model):
     # from then on every process collects per airport (NULL again to retry the sweep).
     sweep_unreliable_since: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # The credits spent on the UTC day credits_day, against OPENSKY_DAILY_CREDITS; and
-    # the day a cycle left requests for lack of credits (what is asked for waits a day).
+    # what the last cycle left for lack of credits: the day, the daily budget it had (a
+    # higher one collects at once), the airports whose collection waits for the next day.
     credits_day: Mapped[date | None] = mapped_column(Date)
     credits_spent: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     over_budget_on: Mapped[date | None] = mapped_column(Date)
+    over_budget_credits: Mapped[int | None] = mapped_column(Integer)
+    over_budget_airports: Mapped[list[str] | None] = mapped_column(ARRAY(String(4)))
+    # The last interest reconciliation pass (data_collector.interests): when it ran, how it
+    # ended (done, refused, stopped), the interests it removed, the users the User Manager
+    # did not know among those it asked about.
+    reconciled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    reconcile_outcome: Mapped[str | None] = mapped_column(String(16))
+    reconcile_removed: Mapped[int | None] = mapped_column(Integer)
+    reconcile_unknown_users: Mapped[int | None] = mapped_column(Integer)
+    reconcile_users: Mapped[int | None] = mapped_column(Integer)
 
     def credits_spent_today(self) -> int:
         """Return the credits spent on the current UTC day."""
@@ -242,6 +259,15 @@ class CollectorState(db.Model):
             ),
             # Set when OpenSky's /flights/all proved unusable for the sweep.
             "sweep_unreliable_since": isoformat_utc(self.sweep_unreliable_since),
+            # The last pass; "refused": it found more users the User Manager does not know
+            # than a pass may remove, and removed nothing.
+            "interest_reconciliation": {
+                "ran_at": isoformat_utc(self.reconciled_at),
+                "outcome": self.reconcile_outcome,
+                "removed": self.reconcile_removed,
+                "unknown_users": self.reconcile_unknown_users,
+                "users": self.reconcile_users,
+            },
             "last_cycle": {
                 "started_at": isoformat_utc(self.last_cycle_started_at),
                 "finished_at": isoformat_utc(self.last_cycle_finished_at),

@@ -122,11 +122,17 @@ def remove_interest():
     },
 )
 def list_interests(email: str):
-    """List the airports a user follows."""
+    """List the airports a user follows, and whether collection of each waits for credits."""
     email = path_email(email)
     require_user(email)
     followed = interests.list_interests(email=email)
-    return jsonify([interest.to_dict() for interest in followed])
+    waits = interests.credit_waits()
+    return jsonify(
+        [
+            interest.to_dict(waits_for_credits_until=waits.get(interest.airport_code))
+            for interest in followed
+        ]
+    )
 
 
 @bp.get("/flights")

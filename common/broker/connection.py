@@ -205,8 +205,13 @@ class Broker:
             return False
         return True
 
-    def consumer_lag(self, stream: str, durable: str) -> dict[str, int] | None:
-        """Return a durable consumer's backlog (pending, unacknowledged, redelivered), if any."""
+    def consumer_lag(
+        self, stream: str, durable: str, *, timeout: float | None = None
+    ) -> dict[str, int] | None:
+        """Return a durable consumer's backlog (pending, unacknowledged, redelivered), if any.
+
+        ``timeout``: as for :meth:`call` (a probe asks with a short one).
+        """
         from nats.js.errors import NotFoundError
 
         async def lag(js):
@@ -220,9 +225,9 @@ class Broker:
                 "redelivered": info.num_redelivered or 0,
             }
 
-        return self.call(lag)
+        return self.call(lag, timeout=timeout)
 
-    def dead_letters(self, subject: str) -> int:
+    def dead_letters(self, subject: str, *, timeout: float | None = None) -> int:
         """Return how many messages of ``subject`` are parked in the dead-letter stream."""
         from common.broker.streams import dead_letter_subject
 
@@ -232,7 +237,7 @@ class Broker:
             info = await js.stream_info(DEAD_LETTERS.name, subjects_filter=parked)
             return (info.state.subjects or {}).get(parked, 0)
 
-        return self.call(count)
+        return self.call(count, timeout=timeout)
 
     def close(self) -> None:
         """Drain and close the connection (what was published stays published)."""

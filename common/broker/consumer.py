@@ -19,10 +19,15 @@ that works through a long batch may call
 
 A handler that raises leaves every message of its batch to be delivered
 again after a delay. A consumer that dies mid-batch acknowledges nothing,
-and the broker delivers the batch again after ``ACK_WAIT_SECONDS``; while a
-batch is being handled the consumer tells the broker it is still working on
-it, so a slow batch is not delivered twice. Handlers therefore make a second
+and the broker delivers the batch again after the ack wait; while a batch
+is being handled the consumer tells the broker it is still working on it,
+so a slow batch is not delivered twice. Handlers therefore make a second
 delivery of a message change nothing.
+
+The ack wait and the retry delays are the app's ``CONSUMER_*`` settings
+(:class:`common.settings.BrokerSettings`; the constants here when the app
+has none). The durable consumer is created, or brought to these settings,
+each time a consumer connects: a changed ack wait applies at the next start.
 """
 
 import asyncio
@@ -57,8 +62,9 @@ FETCH_WAIT_SECONDS = 1.0
 # A delivered message not acknowledged within this is delivered again (to any replica):
 # the time a consumer that died mid-batch delays its messages.
 ACK_WAIT_SECONDS = 30
-# While a batch is handled, the broker is told every this long that it is still in progress.
-PROGRESS_EVERY_SECONDS = 10
+# While a batch is handled, the broker is told that it is still in progress this many times
+# per ack wait (every 10 s of 30), so one late tick never lets the wait run out.
+PROGRESS_PER_ACK_WAIT = 3
 # Deliveries of a message that fails because of itself before it is parked.
 MAX_ATTEMPTS = 5
 # Waits between deliveries of a failing message: 1, 2, 4 ... seconds, up to a minute.
@@ -112,9 +118,11 @@ class Subscription:
     batch_size: int = BATCH_SIZE
 
 
-def retry_delay(attempt: int) -> float:
+def retry_delay(
+    attempt: int, *, first: float = FIRST_RETRY_SECONDS, longest: float = MAX_RETRY_SECONDS
+) -> float:
     """Return the wait before delivering again a message that failed ``attempt`` times."""
-    return min(FIRST_RETRY_SECONDS * 2 ** (attempt - 1), MAX_RETRY_SECONDS)
+    return min(first * 2 ** (attempt - 1), longest)
 
 
 @dataclass
@@ -135,6 +143,9 @@ class Consumer:
         self.broker = broker
         self.subscriptions = list(subscriptions)
         self.counts = Counts()
+        self.ack_wait = app.config.get("CONSUMER_ACK_WAIT_SECONDS", ACK_WAIT_SECONDS)
+        self.first_retry = app.config.get("CONSUMER_RETRY_FIRST_SECONDS", FIRST_RETRY_SECONDS)
+        self.longest_retry = app.config.get("CONSUMER_RETRY_MAX_SECONDS", MAX_RETRY_SECONDS)
         self._loop = asyncio.new_event_loop()
         self._stopping: asyncio.Event | None = None
         self._thread = threading.Thread(target=self._run, name="broker-consumer", daemon=True)
@@ -149,7 +160,7 @@ class Consumer:
         """Finish the batches in hand, acknowledge them, and stop."""
         if self._stopping is not None:
             self._loop.call_soon_threadsafe(self._stopping.set)
-        self._thread.join(timeout=ACK_WAIT_SECONDS)
+        self._thread.join(timeout=self.ack_wait)
         log.info("consumer stopped")
 
     def _run(self) -> None:
@@ -180,17 +191,21 @@ class Consumer:
                 )
                 js = client.jetstream(timeout=self.broker.timeout)
                 await ensure_streams(js, replicas=self.broker.stream_replicas)
-                pull = await js.pull_subscribe(
-                    subscription.subject,
-                    durable=subscription.durable,
-                    stream=stream,
-                    config=ConsumerConfig(
+                # Created, or updated when it exists with other settings (pull_subscribe
+                # alone would keep an existing consumer's old ack wait for ever).
+                await js.add_consumer(
+                    stream,
+                    ConsumerConfig(
+                        name=subscription.durable,
+                        durable_name=subscription.durable,
+                        filter_subject=subscription.subject,
                         ack_policy=AckPolicy.EXPLICIT,
                         deliver_policy=DeliverPolicy.ALL,
-                        ack_wait=ACK_WAIT_SECONDS,
+                        ack_wait=self.ack_wait,
                         max_ack_pending=subscription.batch_size * 10,
                     ),
                 )
+                pull = await js.pull_subscribe_bind(subscription.durable, stream=stream)
                 while not self._stopping.is_set():
                     heartbeat.beat()
                     try:
@@ -216,7 +231,9 @@ class Consumer:
     async def _handle(self, js, subscription: Subscription, messages: list) -> None:
         """Handle one batch in a worker thread, telling the broker it is in progress meanwhile."""
         deliveries = [_delivery(message) for message in messages]
-        progress = asyncio.ensure_future(_keep_in_progress(messages))
+        progress = asyncio.ensure_future(
+            _keep_in_progress(messages, self.ack_wait / PROGRESS_PER_ACK_WAIT)
+        )
         try:
             outcomes = await asyncio.to_thread(self._in_app_context, subscription, deliveries)
         except Exception:
@@ -243,9 +260,11 @@ class Consumer:
             await message.ack()
         elif isinstance(outcome, Retry):
             self.counts.retried += 1
-            delay = outcome.delay_seconds or retry_delay(delivery.attempt)
+            delay = outcome.delay_seconds or retry_delay(
+                delivery.attempt, first=self.first_retry, longest=self.longest_retry
+            )
             log.info(
-                "%s %s: retrying in %.0fs (%s)",
+                "%s %s: retrying in %.1fs (%s)",
                 delivery.subject,
                 delivery.msg_id,
                 delay,
@@ -283,8 +302,8 @@ def _delivery(message) -> Delivery:
     )
 
 
-async def _keep_in_progress(messages: list) -> None:
+async def _keep_in_progress(messages: list, every_seconds: float) -> None:
     while True:
-        await asyncio.sleep(PROGRESS_EVERY_SECONDS)
+        await asyncio.sleep(every_seconds)
         for message in messages:
             await message.in_progress()

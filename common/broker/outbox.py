@@ -21,6 +21,7 @@ the table (``FOR UPDATE SKIP LOCKED``).
 
 import logging
 import select
+import socket
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -140,6 +141,8 @@ class Relay:
         self.table = table
         self.broker = broker
         self._stopping = threading.Event()
+        # Written to by stop(): wakes the wait for a notification at once.
+        self._wake_reader, self._wake_writer = socket.socketpair()
         self._thread = threading.Thread(target=self._run, name="outbox-relay", daemon=True)
         self._listener = None
 
@@ -151,8 +154,11 @@ class Relay:
     def stop(self) -> None:
         """Stop after the batch in flight (what is left is published by the next start)."""
         self._stopping.set()
+        self._wake_writer.send(b"x")
         self._thread.join(timeout=self.broker.timeout + 5)
         self._close_listener()
+        self._wake_reader.close()
+        self._wake_writer.close()
         log.info("outbox relay stopped")
 
     def publish_due(self) -> int:
@@ -215,8 +221,8 @@ class Relay:
             self._stopping.wait(IDLE_SECONDS)
             return
         try:
-            ready, _, _ = select.select([listener], [], [], IDLE_SECONDS)
-            if ready:
+            ready, _, _ = select.select([listener, self._wake_reader], [], [], IDLE_SECONDS)
+            if listener in ready:
                 listener.poll()
                 listener.notifies.clear()
         except (OSError, psycopg2.Error) as error:

@@ -98,7 +98,7 @@ def session_limits(process: str, config) -> SessionLimits:
       migration on the advisory lock wait without this bound
       (:func:`common.db.migrations.upgrade_database`).
 
-    The collector's cycle lock connection (``data_collector/collection.py``) is
+    The collector's cycle lock connection (``data_collector/collection/lock.py``) is
     opened outside this pool and gets none of these: it runs only
     ``pg_try_advisory_lock``/``unlock`` in autocommit, never inside a
     transaction, so there is nothing to bound, and an idle-in-transaction

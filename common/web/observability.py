@@ -8,7 +8,7 @@ compute a value when scraped (the outbox backlog, for instance).
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 
 from flask import Flask, Response, current_app, g, request
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -47,12 +47,21 @@ class DatabaseGauges:
     the same value and no process keeps a gauge up to date. ``read()`` runs
     inside the scrape's app context and returns ``(name, help, value)``
     triples; when the database does not answer, the gauges are left out of
-    that scrape (a warning says so) rather than failing ``/metrics``.
+    that scrape (a warning says so) rather than failing ``/metrics``. With
+    ``label``, a value may also be a mapping from that label's values to
+    numbers: one sample each (the interests by condition, say).
     """
 
-    def __init__(self, what: str, read: Callable[[], Iterable[tuple[str, str, float]]]):
+    def __init__(
+        self,
+        what: str,
+        read: Callable[[], Iterable[tuple[str, str, float | Mapping[str, float]]]],
+        *,
+        label: str | None = None,
+    ):
         self.what = what
         self.read = read
+        self.label = label
 
     def describe(self):
         """Declare nothing up front: registering must not query the database."""
@@ -70,7 +79,13 @@ class DatabaseGauges:
             log.warning("metrics: %s unknown, the database is unavailable: %s", self.what, error)
             return
         for name, documentation, value in samples:
-            yield GaugeMetricFamily(name, documentation, value=value)
+            if not isinstance(value, Mapping):
+                yield GaugeMetricFamily(name, documentation, value=value)
+                continue
+            gauge = GaugeMetricFamily(name, documentation, labels=[self.label])
+            for label_value, number in value.items():
+                gauge.add_metric([label_value], number)
+            yield gauge
 
 
 def install_request_observability(app: Flask) -> None:

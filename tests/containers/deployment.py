@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 
 from common.settings import ServiceSettings
+from devstack.stack import SERVICES as STACK_SERVICES
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
@@ -376,9 +377,14 @@ def settings_reads(cls: type[ServiceSettings], package: str) -> list[EnvRead]:
     return reads
 
 
+def service_packages() -> list[str]:
+    """Every service's package: compose's, and those the local stack runs that it lacks yet."""
+    return sorted(set(app_services(load_compose()).values()) | set(STACK_SERVICES))
+
+
 def env_reads() -> list[EnvRead]:
     """Find every environment variable the services read (the shared ones once per service)."""
-    packages = sorted(app_services(load_compose()).values())
+    packages = service_packages()
     return [
         read for package in packages for read in settings_reads(settings_class(package), package)
     ]

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import psycopg2
 
-from data_collector.collection import COLLECTION_LOCK_ID
+from data_collector.collection.lock import COLLECTION_LOCK_ID
 from tests.utils import Api, create_user, run_sql, wait_until
 
 DAY = 86400

@@ -16,10 +16,11 @@ import pytest
 from prometheus_client import CollectorRegistry, Gauge, start_http_server
 
 from data_collector.app import create_app
-from data_collector.collection import COLLECTION_LOCK_ID
+from data_collector.collection.lock import COLLECTION_LOCK_ID
 from data_collector.models import db
-from devstack.stack import USERS_AND_FLIGHTS, LocalStack, StackSettings, free_port
+from devstack.stack import GRPC_SERVICES, LocalStack, StackSettings, free_port
 from opensky_sim.control import SimulatorControl
+from tests.integration.alerts_support import alerts_stack
 from tests.integration.auth_support import (
     AUDIENCE,
     ISSUER,
@@ -65,7 +66,7 @@ def collector_stack(stack):
             StackSettings.on_free_ports(
                 Path(tmp) / "pg",
                 simulator=True,
-                services=USERS_AND_FLIGHTS,
+                services=GRPC_SERVICES,
                 extra_env=COLLECTOR_TEST_ENV,
             )
         )
@@ -165,8 +166,8 @@ def secure_stack(stack):
             StackSettings.on_free_ports(
                 Path(tmp) / "pg",
                 simulator=True,
+                services=GRPC_SERVICES,
                 log_dir=Path(tmp) / "logs",
-                services=USERS_AND_FLIGHTS,
                 extra_env={
                     "AUTH_MODE": "on",
                     "API_KEYS_FILE": str(keys.path),
@@ -206,7 +207,7 @@ class MonitoredStack:
     @property
     def sla(self) -> Api:
         """The SLA detector's API, called with a key holding every scope."""
-        api = Api(self.stack.service_url("sla_detector"))
+        api = Api(self.stack.url_of("sla_detector"))
         api.session.headers.update(self.keys.header("all"))
         return api
 
@@ -268,3 +269,10 @@ def monitored_stack(stack):
             local.stop()
             exporter.shutdown()
             exporter_thread.join()
+
+
+@pytest.fixture(scope="module")
+def alerts():
+    """The alert services on a stack of their own, one per module (its tests: local_stack)."""
+    with alerts_stack() as started:
+        yield started

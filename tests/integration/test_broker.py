@@ -3,6 +3,7 @@
 import subprocess
 import tempfile
 import threading
+import time
 import uuid
 from pathlib import Path
 
@@ -242,6 +243,93 @@ def test_messages_committed_while_the_broker_is_down_are_published_when_it_retur
             consumer.stop()
     finally:
         relay.stop()
+
+
+def test_a_message_reaching_an_idle_consumer_is_handled_at_once(nats_server, monkeypatch):
+    """An idle consumer waits for messages; one that comes is handed over without waiting more.
+
+    The fetch that waits for the first message must not keep waiting, to the
+    end of its window, for more to fill the batch: every hop would add up to
+    that window to an alert's latency.
+    """
+    from common.broker import consumer as consumer_module
+
+    monkeypatch.setattr(consumer_module, "FETCH_WAIT_SECONDS", 4.0)
+    broker = Broker(nats_server.url, name="test")
+    handled = {}
+
+    def handler(deliveries):
+        for delivery in deliveries:
+            handled[delivery.payload["n"]] = time.monotonic()
+        return [DONE] * len(deliveries)
+
+    durable = f"test-{uuid.uuid4().hex[:8]}"
+    consumer = Consumer(
+        Flask("test"),
+        Broker(nats_server.url, name="test-consumer"),
+        [Subscription(TO_ALERT_SYSTEM, durable, handler)],
+    )
+    consumer.start()
+    try:
+        # The consumer is idle: its fetch waits at the broker for a message.
+        wait_until(lambda: _waiting_pulls(broker, durable) >= 1)
+        published = time.monotonic()
+        broker.publish(message(n=1))
+        wait_until(lambda: 1 in handled, timeout=10)
+        assert handled[1] - published < 2.0
+    finally:
+        consumer.stop()
+
+
+def test_a_consumer_started_with_another_ack_wait_brings_the_durable_consumer_to_it(nats_server):
+    durable = f"test-{uuid.uuid4().hex[:8]}"
+    broker = Broker(nats_server.url, name="test")
+    for ack_wait in (30, 2):
+        app = Flask("test")
+        app.config["CONSUMER_ACK_WAIT_SECONDS"] = ack_wait
+        consumer = Consumer(
+            app,
+            Broker(nats_server.url, name="test-consumer"),
+            [Subscription(TO_ALERT_SYSTEM, durable, Recorder())],
+        )
+        consumer.start()
+        try:
+            wait_until(lambda ack_wait=ack_wait: _ack_wait(broker, durable) == ack_wait)
+        finally:
+            consumer.stop()
+
+
+def _consumer_info(broker: Broker, durable: str):
+    from nats.js.errors import NotFoundError
+
+    async def info(js):
+        try:
+            return await js.consumer_info("TO_ALERT_SYSTEM", durable)
+        except NotFoundError:
+            return None
+
+    return broker.call(info)
+
+
+def _waiting_pulls(broker: Broker, durable: str) -> int:
+    info = _consumer_info(broker, durable)
+    return 0 if info is None else info.num_waiting or 0
+
+
+def _ack_wait(broker: Broker, durable: str) -> float | None:
+    info = _consumer_info(broker, durable)
+    return None if info is None else info.config.ack_wait
+
+
+def test_a_relay_waiting_for_commits_stops_at_once(outbox_app, nats_server):
+    app, db, table = outbox_app
+    relay = outbox.Relay(app, db, table, Broker(nats_server.url, name="test"))
+    relay.start()
+    # Nothing to publish: the relay waits for a commit's notification (IDLE_SECONDS at most).
+    wait_until(lambda: relay._listener is not None)
+    started = time.monotonic()
+    relay.stop()
+    assert time.monotonic() - started < outbox.IDLE_SECONDS / 2
 
 
 def test_the_relay_and_the_consumer_count_what_passed_by_subject_and_outcome(

@@ -9,7 +9,8 @@ is never overrun, and the airports most users follow are collected first.
 
 import time
 
-from tests.integration.collector_support import DAY, make_flight, today_start
+from data_collector.collection import cycle
+from tests.integration.collector_support import DAY, iso, make_flight, today_start
 
 POPULAR, QUIET, ELSEWHERE = "LIRF", "LIMC", "LIPZ"
 # What is left of the day's 4,000 credits when the test starts: the popular airport's
@@ -73,3 +74,80 @@ def test_a_cycle_stops_at_the_daily_quota_and_leaves_the_least_followed_airport_
     # What is still due waits for the next UTC day: no cycle spins on it meanwhile.
     time.sleep(POLLS_SECONDS)
     assert len(collector.flight_calls()) == len(calls)
+
+
+def spent_today(collector, credits: int) -> None:
+    collector.sql(
+        "UPDATE collector_state SET credits_day = (now() AT TIME ZONE 'UTC')::date, "
+        "credits_spent = %s",
+        (credits,),
+    )
+
+
+def follow_with_credits_spent(collector, airport: str, spent: int) -> tuple[list, str, dict]:
+    """Make a new user follow ``airport`` once ``spent`` of today's 4,000 credits are gone.
+
+    Return the world loaded in the simulator, the user's email and the cycle that ran.
+    """
+    flights = dataset(int(time.time()))
+    collector.sim.load_dataset(flights)
+    spent_today(collector, spent)
+    with collector.paused():
+        asked_at = time.time()
+        email = collector.follow_without_waiting(airport)
+    return flights, email, collector.wait_for_cycle(asked_at)
+
+
+def waits_for_credits(collector, email: str) -> dict:
+    """Each followed airport and until when its collection waits for credits (None: not)."""
+    listed = collector.dc.get(f"/interests/{email}").json()
+    return {i["airport_code"]: i["collection_waits_for_credits_until"] for i in listed}
+
+
+def test_once_the_quota_binds_a_new_airport_still_gets_what_the_rest_covers(collector):
+    # 3,992 of the 4,000 credits spent, and an earlier cycle left requests for lack of them.
+    collector.sql("UPDATE collector_state SET over_budget_on = (now() AT TIME ZONE 'UTC')::date")
+    _flights, email, ran = follow_with_credits_spent(collector, QUIET, 4000 - 8)
+
+    # Today's arrivals and departures (4 credits each) fit; the past days wait for tomorrow.
+    assert ran["outcome"] == "partial"
+    calls = collector.flight_calls()
+    assert sorted((c["endpoint"], c["params"]["airport"], c["cost"]) for c in calls) == [
+        ("arrival", QUIET, 4),
+        ("departure", QUIET, 4),
+    ]
+    assert all(int(c["params"]["begin"]) >= today_start() for c in calls)
+    assert collector.dc.get("/health").json()["opensky"]["credits_spent_today"] == 4000
+    assert waits_for_credits(collector, email) == {QUIET: iso(today_start() + DAY)}
+
+
+def test_a_budget_raised_by_a_restart_is_spent_at_once(collector, collector_app):
+    flights, email, ran = follow_with_credits_spent(collector, POPULAR, 4000)
+    assert ran["outcome"] == "partial"
+    assert collector.flight_calls() == []
+    assert not cycle.collection_pending()  # nothing fits: no cycle spins on it
+
+    # The operator restarts the worker with a higher budget: it collects at once.
+    collector_app.config["OPENSKY_DAILY_CREDITS"] = 4000 + 100
+    assert cycle.collection_pending()
+    client = cycle.client_from_config(collector_app.config)
+    assert cycle.run_cycle(client=client).outcome == "done"
+    assert {f["icao24"] for f in collector.stored(POPULAR)} == at(POPULAR, flights)
+    assert not cycle.collection_pending()
+    assert waits_for_credits(collector, email) == {POPULAR: None}
+
+
+def test_what_waits_for_credits_is_collected_when_the_next_utc_day_starts(collector):
+    flights, email, ran = follow_with_credits_spent(collector, POPULAR, 4000)
+    assert ran["outcome"] == "partial"
+    assert waits_for_credits(collector, email) == {POPULAR: iso(today_start() + DAY)}
+
+    # The day ends (as the collector sees it): the worker collects by itself, unasked.
+    day_ended_at = time.time()
+    collector.sql(
+        "UPDATE collector_state SET credits_day = credits_day - 1, "
+        "over_budget_on = over_budget_on - 1"
+    )
+    assert collector.wait_for_cycle(day_ended_at)["outcome"] == "done"
+    assert {f["icao24"] for f in collector.stored(POPULAR)} == at(POPULAR, flights)
+    assert waits_for_credits(collector, email) == {POPULAR: None}

@@ -10,7 +10,7 @@ import time
 import pytest
 import requests
 
-from data_collector.collection import COLLECTION_LOCK_ID
+from data_collector.collection.lock import COLLECTION_LOCK_ID
 from devstack.stack import free_port
 from tests.integration.collector_support import assert_complete, sample_dataset
 from tests.utils import wait_until

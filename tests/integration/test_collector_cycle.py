@@ -6,10 +6,12 @@ from datetime import UTC, datetime
 import psycopg2
 import pytest
 
+from data_collector.collection import cycle
 from tests.integration.collector_support import (
     DAY,
     as_api,
     keyed,
+    make_flight,
     today_start,
     without_type,
 )
@@ -53,6 +55,43 @@ def test_following_an_airport_stores_what_the_simulator_serves_and_asks_only_onc
     assert second["requests"] == 0
     assert collector.flight_calls() == []
     assert collector.sql("SELECT count(*) FROM flight_data")[0][0] == rows
+
+
+def test_a_flight_in_the_air_at_a_fetch_is_collected_by_the_next_fetch_once_landed(
+    collector, collector_app
+):
+    """OpenSky lists a flight only once it has landed, also as a departure.
+
+    The first fetch of today sees the flight take off (it is in the air: not
+    listed); it lands; the next fetch of today must list it as a departure,
+    though it took off before the first fetch's end. Cycles run here with no
+    minimum gap, so the second one asks for today at once.
+    """
+    collector_app.config["COLLECT_MIN_GAP_MINUTES"] = 0
+    client = cycle.client_from_config(collector_app.config)
+    took_off = int(time.time()) - 600
+    # Departs LIRF and arrives at LIRF ten minutes ago, still in the air for an hour.
+    in_the_air = [
+        make_flight("e00001", "LIRF", "LIMC", took_off, minutes=70),
+        make_flight("e00002", "LIMC", "LIRF", took_off, minutes=70),
+    ]
+    collector.sim.load_dataset(in_the_air)
+    assert collector.follow("LIRF")["outcome"] == "done"
+    assert collector.stored("LIRF") == []
+    first_fetch_end = max(int(c["params"]["end"]) for c in collector.flight_calls())
+    assert first_fetch_end >= took_off
+
+    # Both land after the first fetch's end (and more than a second after it: OpenSky
+    # refuses an interval that ends where it begins).
+    wait_until(lambda: int(time.time()) > first_fetch_end + 1)
+    landed = [{**flight, "lastSeen": int(time.time())} for flight in in_the_air]
+    collector.sim.load_dataset(landed)
+    assert cycle.run_cycle(client=client).outcome == "done"
+
+    departures = keyed(without_type(collector.stored("LIRF", "departures")))
+    arrivals = keyed(without_type(collector.stored("LIRF", "arrivals")))
+    assert departures == keyed([as_api(landed[0])])
+    assert arrivals == keyed([as_api(landed[1])])
 
 
 def test_health_reports_database_and_opensky(collector):

@@ -134,9 +134,9 @@ def test_a_body_malformed_at_every_attempt_is_skipped_whole_and_asked_for_again_
     collector.sim.clear_calls()
     wait_for_no_retry(collector)
     again = collector.flight_calls()
-    assert [(c["endpoint"], c["params"]["begin"]) for c in again] == [
-        ("departure", bad["params"]["begin"])
-    ]
+    assert [(c["endpoint"], c["params"]["airport"]) for c in again] == [("departure", "LIRF")]
+    # The failed range again; one of the recent past reaches further back, at no extra cost.
+    assert int(again[0]["params"]["begin"]) <= bad_begin <= int(again[0]["params"]["end"])
     assert again[0]["started_at"] >= parse_iso(retry["next_attempt_at"])
     # The retry row goes when the range is stored, a moment before its cycle finishes.
     assert collector.wait_for_cycle(after=bad["started_at"])["outcome"] == "done"
@@ -163,8 +163,11 @@ def test_a_range_failing_again_waits_twice_as_long_each_time(collector, flights)
     arrivals = [c for c in collector.flight_calls() if c["endpoint"] == "arrival"]
     failed = [c for c in arrivals if c["injected"]]
     rounds = [failed[:MAX_ATTEMPTS], failed[MAX_ATTEMPTS:]]
-    begin = failed[0]["params"]["begin"]
-    success = next(c for c in arrivals[1:] if not c["injected"] and c["params"]["begin"] == begin)
+    success = next(c for c in arrivals if c["id"] > failed[-1]["id"])
+    assert not success["injected"]
+    # Today's arrivals each time (a range of the recent past reaches back from when it is sent).
+    for call in [*failed, success]:
+        assert int(call["params"]["begin"]) <= today_start() <= int(call["params"]["end"])
     assert rounds[1][0]["started_at"] >= rounds[0][-1]["finished_at"] + RETRY_FIRST - 0.05
     assert success["started_at"] >= rounds[1][-1]["finished_at"] + 2 * RETRY_FIRST - 0.05
     assert metric(dc, "collection_retries_waiting") == 0

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from devstack.stack import USERS_AND_FLIGHTS, LocalStack, StackSettings
+from devstack.stack import GRPC_SERVICES, LocalStack, StackSettings
 from opensky_sim.control import SimulatorControl
 from tests.integration.collector_support import DAY, make_flight, today_start
 from tests.utils import Api, create_user
@@ -47,7 +47,7 @@ def default_stack(stack):
             StackSettings.on_free_ports(
                 Path(tmp) / "pg",
                 simulator=True,
-                services=USERS_AND_FLIGHTS,
+                services=GRPC_SERVICES,
                 log_dir=Path(tmp) / "logs",
                 extra_env={"WEB_CONCURRENCY": "2"},
             )

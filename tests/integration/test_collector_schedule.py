@@ -2,7 +2,7 @@
 
 import pytest
 
-from data_collector import collection
+from data_collector.collection import cycle as collection
 from data_collector.models import CollectorState, db
 
 pytestmark = pytest.mark.local_stack

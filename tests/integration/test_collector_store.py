@@ -3,9 +3,9 @@
 import psycopg2
 import pytest
 
-from data_collector import flight_store
+from data_collector.collection import store as flight_store
+from data_collector.collection.opensky import parse_flight
 from data_collector.models import db
-from data_collector.opensky import parse_flight
 from tests.integration.collector_support import make_flight, today_start
 
 # Printable ASCII that COPY's text format, SQL quoting or JSON would read as syntax.

@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from data_collector.planning import Policy, plan_cycle, request_cost
+from data_collector.collection.planning import Policy, plan_cycle, request_cost
 from opensky_sim.world import AIRPORTS
 from tests.integration.collector_support import DAY, as_api, keyed, today_start, without_type
 from tests.integration.conftest import COLLECTOR_TEST_ENV

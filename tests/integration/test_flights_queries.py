@@ -6,9 +6,10 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import event, text
 
-from data_collector import flight_store, flights
+from common.timeutil import DAY
+from data_collector import flights
+from data_collector.collection import store as flight_store
 from data_collector.models import db
-from data_collector.planning import DAY
 from tests.integration.collector_support import (
     as_api,
     iso,

@@ -18,7 +18,7 @@ from common.rpc.generated import flight_tracker_pb2 as messages
 from common.rpc.generated import flight_tracker_pb2_grpc as stubs
 from common.rpc.security import open_channel
 from common.settings import GrpcSecurity
-from devstack.stack import USERS_AND_FLIGHTS, LocalStack, StackSettings
+from devstack.stack import GRPC_SERVICES, LocalStack, StackSettings
 from tests.utils import (
     Api,
     GrpcServerProcess,
@@ -146,7 +146,7 @@ def secured_stack():
         settings = StackSettings.on_free_ports(
             base / "pg",
             simulator=True,
-            services=USERS_AND_FLIGHTS,
+            services=GRPC_SERVICES,
             log_dir=base / "logs",
             extra_env={"GRPC_AUTH_TOKEN": TOKEN, "WEB_CONCURRENCY": "1", **tls},
         )

@@ -1,15 +1,12 @@
 """Interests: validated ICAO codes, stored once, checked against the User Manager over gRPC."""
 
-import json
-import subprocess
-import sys
 import time
 
 import grpc
 import pytest
 
 from common.rpc.generated import flight_tracker_pb2, flight_tracker_pb2_grpc
-from tests.utils import create_user, run_sql, unique_email
+from tests.utils import create_user, reconcile_interests, run_sql, unique_email
 
 
 def interest(email, code):
@@ -80,19 +77,6 @@ def test_user_manager_down_answers_503_quickly(local_stack, dc):
         local_stack.start_service("user_manager")
 
 
-def reconcile(local_stack) -> dict:
-    """Run the worker's interest reconciliation once, as ops would."""
-    done = subprocess.run(
-        [sys.executable, "-m", "data_collector.worker", "--reconcile"],
-        env=local_stack.env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout.splitlines()[-1])
-
-
 def orphan_and_kept_user(local_stack, um, dc) -> tuple[str, str]:
     """A user deleted behind the collector's back (no DeleteUserInterests), and one still there."""
     gone, kept = create_user(um), create_user(um)
@@ -124,7 +108,7 @@ def orphan_and_kept_user(local_stack, um, dc) -> tuple[str, str]:
 @pytest.mark.local_stack
 def test_interests_of_a_user_deleted_behind_the_collector_are_reconciled_away(local_stack, um, dc):
     gone, kept = orphan_and_kept_user(local_stack, um, dc)
-    assert reconcile(local_stack)["removed"] >= 1
+    assert reconcile_interests(local_stack)["removed"] >= 1
     assert [i["airport_code"] for i in dc.get(f"/interests/{gone}").json()] == ["LIMC"]
     assert [i["airport_code"] for i in dc.get(f"/interests/{kept}").json()] == ["LIRF"]
 
@@ -134,7 +118,7 @@ def test_reconciliation_deletes_nothing_while_the_user_manager_is_down(local_sta
     gone, _kept = orphan_and_kept_user(local_stack, um, dc)
     local_stack.stop_service("user_manager")
     try:
-        assert reconcile(local_stack)["removed"] == 0
+        assert reconcile_interests(local_stack)["removed"] == 0
     finally:
         local_stack.start_service("user_manager")
     assert {i["airport_code"] for i in dc.get(f"/interests/{gone}").json()} == {"LIRF", "LIMC"}

@@ -58,7 +58,12 @@ def ports():
         "USER_MANAGER_GRPC_PORT",
         "DATA_COLLECTOR_GRPC_PORT",
         "OPENSKY_SIMULATOR_PORT",
+        "ALERT_SYSTEM_HTTP_PORT",
+        "ALERT_NOTIFIER_HTTP_PORT",
         "NATS_PORT",
+        "MAIL_CATCHER_SMTP_PORT",
+        "MAIL_CATCHER_HTTP_PORT",
+        "SLA_HTTP_PORT",
         "PROMETHEUS_PORT",
     ]
     return {name: free_port() for name in names}
@@ -70,6 +75,13 @@ def test_banner_ctrl_c_and_data_kept_across_restarts(tmp_path, ports):
     banner = "".join(first.output)
     assert f"http://127.0.0.1:{ports['USER_MANAGER_HTTP_PORT']}" in banner
     assert f"http://127.0.0.1:{ports['DATA_COLLECTOR_HTTP_PORT']}" in banner
+    for service in ("ALERT_SYSTEM", "ALERT_NOTIFIER"):
+        url = f"http://127.0.0.1:{ports[f'{service}_HTTP_PORT']}"
+        assert url in banner and requests.get(f"{url}/ping", timeout=5).ok
+    # A newcomer is told where their alerts land, and it answers.
+    mail_catcher = f"http://127.0.0.1:{ports['MAIL_CATCHER_HTTP_PORT']}/"
+    assert f"mail catcher at {mail_catcher}" in banner
+    assert requests.get(f"{mail_catcher}messages", timeout=5).json() == []
     if shutil.which("prometheus"):
         prometheus = f"http://127.0.0.1:{ports['PROMETHEUS_PORT']}"
         assert f"Prometheus      {prometheus}" in banner
@@ -79,7 +91,8 @@ def test_banner_ctrl_c_and_data_kept_across_restarts(tmp_path, ports):
     email = create_user(first.um)
 
     descendants = first.interrupt()
-    assert len(descendants) >= 6  # two launchers, two gunicorn masters with workers, two gRPC
+    # Four launchers, their gunicorn masters with workers, gRPC and workers, NATS, the catcher.
+    assert len(descendants) >= 12
     psutil.wait_procs(descendants, timeout=5)
     assert not [p for p in descendants if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
     assert not (data_dir / "postmaster.pid").exists(), "PostgreSQL was left running"

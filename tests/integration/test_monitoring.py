@@ -19,6 +19,14 @@ pytestmark = pytest.mark.local_stack
 
 # NODE_NAME of the monitored stack.
 NODE = "test-node-1"
+# Parts of each service's worker that beat a heartbeat (among others).
+WORKER_PARTS = {
+    "user_manager": {"outbox-relay", "idempotency-key-reaper"},
+    "data_collector": {"collect", "requested"},
+    "alert_system": {"consume:to-alert-system", "broker-outbox-relay"},
+    "alert_notifier": {"consume:to-notifier", "consume:sla-breach", "broker-outbox-relay"},
+    "sla_detector": {"sla-check", "broker-outbox-relay"},
+}
 
 
 @pytest.fixture
@@ -65,7 +73,7 @@ def test_the_alerting_rules_are_loaded_and_evaluate_without_errors(monitored):
     assert [rule["name"] for rule in rules if rule["health"] != "ok"] == []
 
 
-@pytest.mark.parametrize("package", ["user_manager", "data_collector", "sla_detector"])
+@pytest.mark.parametrize("package", SERVICES)
 def test_each_worker_part_beats_and_its_probe_passes(monitored, package):
     def parts():
         series = query(monitored, f'worker_last_progress_timestamp_seconds{{service="{package}"}}')
@@ -73,14 +81,7 @@ def test_each_worker_part_beats_and_its_probe_passes(monitored, package):
 
     beating = wait_until(parts, timeout=30)
 
-    assert (
-        beating
-        >= {
-            "user_manager": {"outbox-relay"},
-            "data_collector": {"collect"},
-            "sla_detector": {"sla-check", "broker-outbox-relay"},
-        }[package]
-    )
+    assert beating >= WORKER_PARTS[package]
     probe = subprocess.run(
         [sys.executable, "-m", package, "healthcheck", "worker"],
         env=monitored.service_env(package),

@@ -12,6 +12,7 @@ import time
 import uuid
 
 import pytest
+import requests
 from flask import Flask
 
 from common.broker.connection import Broker
@@ -55,6 +56,12 @@ def wait_for_checks(monitored: MonitoredStack, count: int) -> None:
         )
 
 
+def emails_about(monitored: MonitoredStack, name: str) -> list[dict]:
+    """Return the emails the local mail catcher caught about metric ``name``."""
+    caught = requests.get(f"{monitored.stack.mail_catcher_url}messages", timeout=5).json()
+    return [mail for mail in caught if f"SLA breach: {name} " in mail["subject"]]
+
+
 def breaches_of(monitored: MonitoredStack, name: str) -> dict:
     answer = monitored.sla.get("/sla/breaches")
     assert answer.status_code == 200, answer.text
@@ -88,7 +95,7 @@ def breach_events(monitored_stack):
     events.consumer.stop()
 
 
-def test_a_gauge_out_of_range_gives_one_breach_event_until_it_is_back(
+def test_a_gauge_out_of_range_gives_one_breach_event_and_email_until_it_is_back(
     monitored_stack, breach_events
 ):
     name = unique("test-gauge")
@@ -101,6 +108,8 @@ def test_a_gauge_out_of_range_gives_one_breach_event_until_it_is_back(
     monitored_stack.gauge.set(50)
     events = wait_until(lambda: breach_events.of(name), timeout=BREACH_TIMEOUT)
     raised_after = time.monotonic() - out_of_range_at
+    emails = wait_until(lambda: emails_about(monitored_stack, name), timeout=BREACH_TIMEOUT)
+    emailed_after = time.monotonic() - out_of_range_at
 
     assert len(events) == 1
     event = events[0]
@@ -108,6 +117,10 @@ def test_a_gauge_out_of_range_gives_one_breach_event_until_it_is_back(
     assert (event["metric"], event["query"]) == (name, query)
     assert (event["violated"], event["limit"], event["value"]) == ("max", 10, 50)
     assert (event["below"], event["above"]) == (0, 3)
+    assert len(emails) == 1
+    assert emails[0]["to"] == ["sla-alerts@example.com"]
+    assert emails[0]["subject"] == f"SLA breach: {name} above its maximum (50, limit 10)"
+    assert query in emails[0]["body"]
     # Still out of range at the next checks: the same breach, no new event.
     wait_for_checks(monitored_stack, 2)
     assert len(breach_events.of(name)) == 1
@@ -125,11 +138,13 @@ def test_a_gauge_out_of_range_gives_one_breach_event_until_it_is_back(
     ended_after = time.monotonic() - back_at
 
     assert ended and len(breach_events.of(name)) == 1
+    assert len(emails_about(monitored_stack, name)) == 1
     assert breaches_of(monitored_stack, name)["breaches"] == 1
     print(
         f"\nSLA breach: the gauge went out of range; the event was on sla-breach "
-        f"{raised_after:.1f}s later (3 checks at 5 s, scrapes every 1 s); back in range, "
-        f"the breach ended {ended_after:.1f}s later (5 checks in range).",
+        f"{raised_after:.1f}s later (3 checks at 5 s, scrapes every 1 s), the email in the "
+        f"mail catcher {emailed_after:.1f}s later; back in range, the breach ended "
+        f"{ended_after:.1f}s later (5 checks in range).",
         flush=True,
     )
 

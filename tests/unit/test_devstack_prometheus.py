@@ -3,7 +3,7 @@
 import yaml
 
 from devstack import prometheus
-from devstack.stack import SERVICES, USERS_AND_FLIGHTS, LocalStack, StackSettings
+from devstack.stack import GRPC_SERVICES, SERVICES, LocalStack, StackSettings
 
 
 def stack_on(tmp_path, **env) -> LocalStack:
@@ -61,10 +61,10 @@ def test_compose_scrapes_every_replica_by_dns_with_the_same_rules(capsys):
 
 def test_a_stack_of_some_services_scrapes_only_those(tmp_path):
     stack = LocalStack(
-        StackSettings.on_free_ports(tmp_path / "pg", prometheus=True, services=USERS_AND_FLIGHTS)
+        StackSettings.on_free_ports(tmp_path / "pg", prometheus=True, services=GRPC_SERVICES)
     )
     stack.env = {}
 
     config = yaml.safe_load(prometheus.write_configuration(stack).read_text())
 
-    assert [job["job_name"] for job in config["scrape_configs"]] == list(USERS_AND_FLIGHTS)
+    assert [job["job_name"] for job in config["scrape_configs"]] == list(GRPC_SERVICES)

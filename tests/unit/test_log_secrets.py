@@ -4,7 +4,7 @@ import logging
 
 import pytest
 
-from data_collector.opensky import CredentialsRefusedError, OpenSkyClient
+from data_collector.collection.opensky import CredentialsRefusedError, OpenSkyClient
 from opensky_sim.app import run_in_thread
 from opensky_sim.simulator import Settings
 

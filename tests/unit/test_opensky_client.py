@@ -6,7 +6,7 @@ import pytest
 import requests
 from prometheus_client import REGISTRY
 
-from data_collector.opensky import (
+from data_collector.collection.opensky import (
     MalformedResponseError,
     OpenSkyClient,
     UnavailableError,

@@ -7,8 +7,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from data_collector.planning import (
+from data_collector.collection.planning import (
     DAY,
+    DIRECTIONS,
+    RECENT_COST,
+    RECENT_REACH,
     Mark,
     Policy,
     day_end,
@@ -27,7 +30,7 @@ AIRPORTS = [f"LI{chr(65 + i // 26)}{chr(65 + i % 26)}" for i in range(60)]
 
 
 def apply(plan, marks, *, now):
-    """Store the marks a fully successful plan earns, as collection.py does."""
+    """Store the marks a fully successful plan earns, as the collection cycle does."""
     for request in plan.airport_requests:
         days = marks.setdefault((request.airport, request.direction), {})
         for day in range(request.begin // DAY, request.end // DAY + 1):
@@ -83,10 +86,13 @@ def test_nothing_is_asked_again_once_collected_until_the_day_settles():
     later = NOON + 600  # same day, under the minimum gap
     assert plan_cycle(marks, ["LIRF"], now=later, policy=POLICY).airport_requests == []
 
-    # Two hours on: only today's new part, at the "recent" price.
+    # Two hours on: today's new part, at the "recent" price, asked for from RECENT_REACH
+    # back: a departure in the air at noon is listed only now that it has landed.
     later = NOON + 2 * 3600
     plan = plan_cycle(marks, ["LIRF"], now=later, policy=POLICY)
-    assert {(r.begin, r.end, r.cost) for r in plan.airport_requests} == {(NOON + 1, later, 4)}
+    assert {(r.begin, r.end, r.cost) for r in plan.airport_requests} == {
+        (later - RECENT_REACH, later, 4)
+    }
 
     # Next day after noon: yesterday's rest, and the day before refreshed once (it settles).
     marks = apply(plan, marks, now=later)
@@ -151,6 +157,39 @@ def test_repeated_cycles_always_leave_the_window_collected(count, steps):
                     newest = min(day_end(day), now)
                     assert days[day].fetched_until >= newest - POLICY.min_gap_seconds
         now += hours * 3600
+
+
+@settings(max_examples=60, deadline=None)
+@given(minutes=st.lists(st.integers(min_value=1, max_value=24 * 60), min_size=1, max_size=12))
+def test_each_fetch_asks_again_for_the_recent_past_at_the_recent_price(minutes):
+    """Whatever took off in the last RECENT_REACH is asked for again, for 4 credits a request.
+
+    OpenSky lists a flight only once it has landed, also as a departure: a
+    flight in the air at one fetch is listed by the next one, which asks
+    again for the seconds before the previous fetch's end.
+    """
+    policy = dataclasses.replace(POLICY, min_gap_seconds=0)
+    now = NOON
+    marks = apply(plan_cycle({}, ["LIRF"], now=now, policy=policy), {}, now=now)
+    for step in minutes:
+        now += step * 60
+        plan = plan_cycle(marks, ["LIRF"], now=now, policy=policy)
+        for direction in DIRECTIONS:
+            asked = sorted(
+                (r for r in plan.airport_requests if r.direction == direction),
+                key=lambda r: r.begin,
+            )
+            for before, after in itertools.pairwise(asked):
+                assert after.begin > before.end  # nothing asked twice in one cycle
+            recent = [r for r in asked if r.end >= now - RECENT_REACH]
+            assert recent[0].begin <= now - RECENT_REACH and recent[-1].end == now
+            for before, after in itertools.pairwise(recent):
+                assert after.begin == before.end + 1  # every recent second
+            for request in asked:
+                assert request.cost == request_cost(request.begin, request.end, now)
+                if request.begin >= now - DAY:
+                    assert request.cost == RECENT_COST
+        marks = apply(plan, marks, now=now)
 
 
 @pytest.mark.parametrize("count", [1, 5, 10, 50])

@@ -15,8 +15,8 @@ holds back every request, retries included.
 A success clears the retries it overlaps, in the transaction that stores
 its flights. Retries the plan no longer asks for (the airport is no longer
 followed, the day left the backfill window, the sweep took over) are
-dropped when a cycle starts. Times are Unix seconds here, as in planning,
-converted at this module's database edge. Every function runs in the
+dropped when a cycle plans. Times are Unix seconds here, as in the whole
+cycle, converted at this module's database edge (:mod:`common.timeutil`). Every function runs in the
 caller's transaction; the caller commits.
 """
 
@@ -24,36 +24,15 @@ from dataclasses import dataclass
 
 from sqlalchemy import and_, delete, exists, func, insert, select
 
-from common.timeutil import isoformat_utc
+from common.timeutil import isoformat_utc, moment, unix_seconds
+from data_collector.collection.planning import Range
 from data_collector.models import CollectionRetry, db
-from data_collector.planning import moment
 
-# The airport of a /flights/all window (the column is part of the key, so never NULL).
-NO_AIRPORT = ""
 # /health lists the retries due soonest; the count and the next due time cover the rest.
 HEALTH_LIST_LIMIT = 20
 # last_error's column length.
 ERROR_LENGTH = 500
 RETRIES = CollectionRetry.__table__
-
-
-@dataclass(frozen=True)
-class Range:
-    """What the planner asks OpenSky for: an endpoint, an airport, seconds [begin, end]."""
-
-    endpoint: str
-    airport: str
-    begin: int
-    end: int
-
-    def overlaps(self, other: "Range") -> bool:
-        """Tell whether both ask the same endpoint for the same airport over common seconds."""
-        return (
-            self.endpoint == other.endpoint
-            and self.airport == other.airport
-            and self.begin <= other.end
-            and other.begin <= self.end
-        )
 
 
 @dataclass(frozen=True)
@@ -160,7 +139,7 @@ def waiting_count_and_next() -> tuple[int, float | None]:
     count, next_at = db.session.execute(
         select(func.count(), func.min(RETRIES.c.next_attempt_at))
     ).one()
-    return count, next_at.timestamp() if next_at is not None else None
+    return count, unix_seconds(next_at) if next_at is not None else None
 
 
 def summary() -> dict:
@@ -195,12 +174,12 @@ def _retry_of(row) -> Retry:
         Range(
             row.endpoint,
             row.airport_code,
-            int(row.range_begin.timestamp()),
-            int(row.range_end.timestamp()),
+            int(unix_seconds(row.range_begin)),
+            int(unix_seconds(row.range_end)),
         ),
         row.attempts,
-        row.first_failed_at.timestamp(),
-        row.next_attempt_at.timestamp(),
+        unix_seconds(row.first_failed_at),
+        unix_seconds(row.next_attempt_at),
         row.last_error,
     )
 

@@ -1,20 +1,30 @@
-"""What collection writes: flights (upserted), the day marks of what was fetched, retention.
+"""What collection reads and writes: flights (upserted), day marks, the shared state, retention.
 
-The cycle (:mod:`data_collector.collection`) works in planning's units, Unix
-seconds and UTC day numbers; the database stores timestamps and dates. The
-conversion happens here, at the edge, and nowhere else. Every function runs
-in the caller's transaction; the caller commits.
+The cycle (:mod:`data_collector.collection.cycle`) works in Unix seconds and
+UTC day numbers; the database stores timestamps and dates. The conversion
+happens here, at the edge (with :mod:`common.timeutil`), and nowhere else.
+Every function runs in the caller's transaction; the caller commits.
 """
 
 import io
 import logging
+from dataclasses import dataclass
 from datetime import datetime
 from operator import itemgetter
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.dialects.postgresql import insert
 
-from common.timeutil import utc_now
+from common.timeutil import (
+    DAY,
+    day_date,
+    day_number,
+    day_start,
+    moment,
+    unix_seconds,
+    utc_now,
+)
+from data_collector.collection.planning import Mark
 from data_collector.models import (
     CollectedDay,
     CollectorState,
@@ -23,7 +33,6 @@ from data_collector.models import (
     UserInterest,
     db,
 )
-from data_collector.planning import DAY, Mark, day_date, day_number, day_start, moment
 
 log = logging.getLogger(__name__)
 
@@ -50,9 +59,96 @@ UPSERT_ROWS_PER_STATEMENT = 10_000
 Marks = dict[tuple[str, str], dict[int, Mark]]
 
 
-def state() -> CollectorState:
+@dataclass(frozen=True)
+class State:
+    """What a cycle reads of the state every process shares (``collector_state``)."""
+
+    # No OpenSky request before this (after a 429); None: none pending.
+    not_before: float | None
+    last_periodic_cycle_started_at: float | None
+    last_cycle_outcome: str | None
+    sweep_unreliable: bool
+    credits_spent_today: int
+    # The last cycle left requests for lack of credits on this UTC day (None: it did
+    # not), with this daily budget.
+    over_budget_day: int | None
+    over_budget_credits: int | None
+
+
+def _state_row() -> CollectorState:
     """Return the single row of collection state every process shares."""
     return db.session.get(CollectorState, 1)
+
+
+def read_state() -> State:
+    """Return the shared state, its times as Unix seconds."""
+    row = _state_row()
+    return State(
+        not_before=_seconds(row.not_before),
+        last_periodic_cycle_started_at=_seconds(row.last_periodic_cycle_started_at),
+        last_cycle_outcome=row.last_cycle_outcome,
+        sweep_unreliable=row.sweep_unreliable_since is not None,
+        credits_spent_today=row.credits_spent_today(),
+        over_budget_day=None if row.over_budget_on is None else day_number(row.over_budget_on),
+        over_budget_credits=row.over_budget_credits,
+    )
+
+
+def _seconds(value: datetime | None) -> float | None:
+    return None if value is None else unix_seconds(value)
+
+
+def record_start(*, now: float, periodic: bool) -> None:
+    """Record that a cycle started at ``now`` and is running."""
+    row = _state_row()
+    row.last_cycle_started_at = moment(now)
+    if periodic:
+        row.last_periodic_cycle_started_at = row.last_cycle_started_at
+    row.last_cycle_finished_at = None
+    row.last_cycle_outcome = "running"
+
+
+def record_outcome(
+    *, now: float, outcome: str, mode: str | None, requests: int, credits: int, flights: int
+) -> None:
+    """Record how the cycle that ends at ``now`` went (``GET /health``'s ``last_cycle``)."""
+    row = _state_row()
+    row.last_cycle_finished_at = moment(now)
+    row.last_cycle_outcome = outcome
+    row.last_cycle_mode = mode
+    row.last_cycle_requests = requests
+    row.last_cycle_credits = credits
+    row.last_cycle_flights = flights
+
+
+def wait_for_opensky(*, until: float) -> None:
+    """Hold back every OpenSky request, from any process, until ``until`` (after a 429)."""
+    _state_row().not_before = moment(until)
+
+
+def distrust_sweep(*, since: float) -> None:
+    """Remember, for every process and later cycle, that the sweep cannot be used."""
+    _state_row().sweep_unreliable_since = moment(since)
+
+
+def record_credit_waits(*, airports: list[str], budget: int) -> None:
+    """Record what the cycle left for lack of credits: ``airports`` (none: nothing).
+
+    ``budget``: the daily credits the cycle had.
+    """
+    row = _state_row()
+    row.over_budget_on = utc_now().date() if airports else None
+    row.over_budget_credits = budget if airports else None
+    row.over_budget_airports = airports or None
+
+
+def apply_retention(*, retention_days: int) -> None:
+    """Delete what is older than ``retention_days``, once per UTC day (it cuts on days)."""
+    row = _state_row()
+    today = utc_now().date()
+    if row.retention_ran_on != today:
+        delete_expired(retention_days=retention_days)
+        row.retention_ran_on = today
 
 
 def followed_airports() -> list[str]:
@@ -70,8 +166,8 @@ def load_marks(airports: list[str], *, first_day: int) -> Marks:
     marks: Marks = {}
     for row in rows:
         marks.setdefault((row.airport_code, row.direction), {})[day_number(row.day)] = Mark(
-            fetched_until=int(row.fetched_until.timestamp()),
-            fetched_at=int(row.fetched_at.timestamp()),
+            fetched_until=int(unix_seconds(row.fetched_until)),
+            fetched_at=int(unix_seconds(row.fetched_at)),
         )
     return marks
 
@@ -157,7 +253,7 @@ def delete_expired(*, retention_days: int) -> None:
     before it go. (A cut at "now minus N days" deleted part of the oldest
     marked day, which the average then counted as a whole, quieter day.)
     """
-    first_kept = int(utc_now().timestamp()) // DAY - retention_days
+    first_kept = int(unix_seconds(utc_now())) // DAY - retention_days
     cutoff = moment(day_start(first_kept))
     flights = db.session.execute(delete(FlightData).where(FlightData.last_seen < cutoff))
     db.session.execute(delete(CollectedDay).where(CollectedDay.day < day_date(first_kept)))
@@ -175,7 +271,9 @@ def followers() -> dict[str, int]:
 
 def spend_credits(cost: int) -> None:
     """Add ``cost`` to the credits spent today (the count starts again each UTC day)."""
-    current = state()
+    if not cost:
+        return
+    current = _state_row()
     today = utc_now().date()
     if current.credits_day != today:
         current.credits_day, current.credits_spent = today, 0
@@ -185,6 +283,6 @@ def spend_credits(cost: int) -> None:
 def record_credits(remaining: int | None) -> None:
     """Remember the credits OpenSky said are left (for ``/health``), if it said."""
     if remaining is not None:
-        current = state()
+        current = _state_row()
         current.credits_remaining = remaining
         current.credits_checked_at = utc_now()

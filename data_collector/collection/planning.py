@@ -16,6 +16,17 @@ happened. From the marks this module derives what is due:
   departure shows up only after the flight landed); after that fetch the day
   is settled and never asked for again.
 
+A request that would start less than ``RECENT_REACH`` ago starts that long
+ago instead (never before the window, nor inside what an earlier request of
+the same plan covers): OpenSky prices every interval that starts within the
+last 24 hours alike, and lists a flight only once it has landed, also as a
+departure. Asking only from the previous fetch's end would miss, until the
+day's refresh, every departure that took off before that end and landed
+after it; reaching back lists it at the next fetch, for the same 4 credits.
+The overlap is stored again harmlessly (flights are upserted), and the marks
+keep their meaning: every second of the day up to ``fetched_until`` was
+asked for, the oldest of those fetches at ``fetched_at``.
+
 Requests are cut on UTC day boundaries and priced by OpenSky's documented
 rules (OpenSky's REST documentation): 4 credits when the interval starts less than
 24 hours ago, else 30 for one or two day partitions, so one request covering
@@ -33,46 +44,26 @@ are priced for the airports followed, and the cheaper is used:
 """
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from dataclasses import dataclass, field, replace
 
-DAY = 86400
-EPOCH = date(1970, 1, 1)
+from common.timeutil import DAY, day_end, day_start
+
 DIRECTIONS = ("arrival", "departure")
 # OpenSky's limits on one request's interval.
 MAX_AIRPORT_INTERVAL = 2 * DAY
 SWEEP_WINDOW = 2 * 3600
 SWEEP_WINDOWS_PER_DAY = DAY // SWEEP_WINDOW
+# The airport of a /flights/all window (a retry's key column, so never NULL).
+NO_AIRPORT = ""
 
 # Credits per flights request, as OpenSky documents them.
 RECENT_COST = 4
 PAST_COST = 30
 PER_PARTITION_COST = 60
-
-
-def day_number(value: date) -> int:
-    """Return the UTC day number of a date (the database stores dates)."""
-    return (value - EPOCH).days
-
-
-def day_date(day: int) -> date:
-    """Return the date of a UTC day number."""
-    return EPOCH + timedelta(days=day)
-
-
-def moment(seconds: int) -> datetime:
-    """Return Unix seconds as an aware UTC datetime (the database stores those)."""
-    return datetime.fromtimestamp(seconds, UTC)
-
-
-def day_start(day: int) -> int:
-    """First second of UTC day ``day``."""
-    return day * DAY
-
-
-def day_end(day: int) -> int:
-    """Last second of UTC day ``day`` (intervals are inclusive at both ends, as OpenSky's)."""
-    return day * DAY + DAY - 1
+# How far back a request of the recent past starts (see the module docstring): two hours
+# short of the 24 that keep it at RECENT_COST, so a request planned when a long cycle
+# starts still starts within 24 hours when it is sent.
+RECENT_REACH = DAY - 2 * 3600
 
 
 def request_cost(begin: int, end: int, now: int) -> int:
@@ -83,6 +74,32 @@ def request_cost(begin: int, end: int, now: int) -> int:
     if partitions <= 2:
         return PAST_COST
     return PER_PARTITION_COST * partitions
+
+
+@dataclass(frozen=True)
+class Range:
+    """What one request asks OpenSky for: an endpoint, an airport, seconds [begin, end].
+
+    Retries are kept per range (:mod:`data_collector.collection.retries`).
+    """
+
+    endpoint: str
+    airport: str
+    begin: int
+    end: int
+
+    def overlaps(self, other: "Range") -> bool:
+        """Tell whether both ask the same endpoint for the same airport over common seconds."""
+        return (
+            self.endpoint == other.endpoint
+            and self.airport == other.airport
+            and self.begin <= other.end
+            and other.begin <= self.end
+        )
+
+    def __str__(self) -> str:
+        where = f"{self.endpoint} {self.airport}" if self.airport else self.endpoint
+        return f"{where} [{self.begin}, {self.end}]"
 
 
 @dataclass(frozen=True)
@@ -121,6 +138,11 @@ class AirportRequest:
     end: int
     cost: int
 
+    @property
+    def range(self) -> Range:
+        """The range this request asks for."""
+        return Range(self.direction, self.airport, self.begin, self.end)
+
 
 @dataclass(frozen=True)
 class SweepDay:
@@ -135,6 +157,11 @@ class SweepDay:
     def cost(self) -> int:
         """Credits of every window of the day."""
         return sum(cost for _, _, cost in self.windows)
+
+    @property
+    def ranges(self) -> list[Range]:
+        """The ranges of the day's windows."""
+        return [Range("all", NO_AIRPORT, begin, end) for begin, end, _ in self.windows]
 
 
 @dataclass
@@ -160,6 +187,13 @@ class Plan:
     def request_count(self) -> int:
         """Flights requests the cycle will send if every request succeeds once."""
         return len(self.airport_requests) + sum(len(d.windows) for d in self.sweep_days)
+
+    @property
+    def ranges(self) -> list[Range]:
+        """Every range the plan asks for."""
+        return [r.range for r in self.airport_requests] + [
+            window for day in self.sweep_days for window in day.ranges
+        ]
 
 
 def window_days(now: int, backfill_days: int) -> range:
@@ -188,9 +222,13 @@ def needs(marks: Mapping[int, Mark], *, now: int, policy: Policy) -> list[Need]:
 
 
 def group_requests(
-    airport: str, direction: str, due: list[Need], *, now: int
+    airport: str, direction: str, due: list[Need], *, now: int, earliest: int
 ) -> list[AirportRequest]:
-    """Cover the due days with the cheapest requests of one or two consecutive days."""
+    """Cover the due days with the cheapest requests of one or two consecutive days.
+
+    Each request of the recent past reaches back (:func:`reach_back`), never
+    before ``earliest``, the window's first second.
+    """
 
     def request(first: Need, last_day: int) -> AirportRequest:
         end = min(day_end(last_day), now)
@@ -207,7 +245,21 @@ def group_requests(
             pair = request(due[i], due[i + 1].day)
             if pair.cost + best_cost[i + 2] < best_cost[i]:
                 best[i], best_cost[i] = [pair, *best[i + 2]], pair.cost + best_cost[i + 2]
-    return best[0]
+    return reach_back(best[0], now=now, earliest=earliest)
+
+
+def reach_back(requests: list[AirportRequest], *, now: int, earliest: int) -> list[AirportRequest]:
+    """Start each request of the recent past ``RECENT_REACH`` ago, at no extra cost.
+
+    ``requests`` are one airport and direction's, oldest first; none starts
+    before ``earliest`` or inside the one before it.
+    """
+    reached, covered_until = [], earliest - 1
+    for request in requests:
+        begin = min(request.begin, max(now - RECENT_REACH, covered_until + 1))
+        reached.append(replace(request, begin=begin))
+        covered_until = request.end
+    return reached
 
 
 def sweep_windows(day: int, now: int) -> tuple[tuple[int, int, int], ...]:
@@ -243,6 +295,7 @@ def plan_cycle(
     the per-airport one on a tie.
     """
     today = now // DAY
+    earliest = day_start(window_days(now, policy.backfill_days).start)
     due = {
         (airport, direction): needs(marks.get((airport, direction), {}), now=now, policy=policy)
         for airport in sorted(set(airports))
@@ -252,7 +305,7 @@ def plan_cycle(
     per_airport = [
         request
         for (airport, direction), days in due.items()
-        for request in group_requests(airport, direction, days, now=now)
+        for request in group_requests(airport, direction, days, now=now, earliest=earliest)
     ]
     plan = Plan(airport_requests=per_airport, per_airport_cost=sum(r.cost for r in per_airport))
 
@@ -267,7 +320,7 @@ def plan_cycle(
         request
         for (airport, direction), days in due.items()
         for request in group_requests(
-            airport, direction, [n for n in days if n.day == today], now=now
+            airport, direction, [n for n in days if n.day == today], now=now, earliest=earliest
         )
     ]
     plan.sweep_cost = sum(r.cost for r in todays) + sum(d.cost for d in swept)
@@ -294,6 +347,23 @@ def mark_after_fetch(
     if existing is None or existing.fetched_until + 1 < first:
         return None
     return Mark(fetched_until=max(last, existing.fetched_until), fetched_at=existing.fetched_at)
+
+
+def marks_after_request(
+    request: AirportRequest, days: Mapping[int, Mark], *, fetched_at: int
+) -> dict[int, Mark]:
+    """Return the new marks of the days ``request`` touched, once fetched at ``fetched_at``.
+
+    ``days`` holds the stored marks of the request's airport and direction.
+    """
+    marks = {}
+    for day in range(request.begin // DAY, request.end // DAY + 1):
+        mark = mark_after_fetch(
+            days.get(day), day=day, begin=request.begin, end=request.end, fetched_at=fetched_at
+        )
+        if mark is not None:
+            marks[day] = mark
+    return marks
 
 
 def marks_after_sweep(

@@ -1,12 +1,25 @@
 """Asking the worker for a collection cycle: a row in ``collection_requests``.
 
-Apart from ``collection`` so that the web workers, which only ask, never
-import the OpenSky client that only the worker uses.
+Apart from the cycle so that the web workers, which only ask, never import
+the OpenSky client that only the worker uses. The cycle claims the rows
+present when it starts and deletes exactly those when it ends.
 """
 
 from datetime import timedelta
 
-from sqlalchemy import ColumnElement, Insert, Interval, bindparam, false, func, or_, select
+from sqlalchemy import (
+    ColumnElement,
+    Insert,
+    Interval,
+    bindparam,
+    delete,
+    exists,
+    false,
+    func,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert
 
 from common.db.connections import autocommit_statements
@@ -41,6 +54,22 @@ def request_collection() -> None:
     Calling this often costs nothing more than calling it once.
     """
     db.session.execute(REQUEST_COLLECTION)
+
+
+def pending(*, or_else: ColumnElement) -> bool:
+    """Tell whether a cycle was asked for, or ``or_else`` holds (one query for the poll)."""
+    asked = exists(select(REQUESTS.c.id).where(~REQUESTS.c.taken))
+    return bool(db.session.scalar(select(or_(asked, or_else))))
+
+
+def claim() -> list[int]:
+    """Take the requests a starting cycle answers; return their ids (for :func:`consume`)."""
+    return db.session.scalars(update(REQUESTS).values(taken=True).returning(REQUESTS.c.id)).all()
+
+
+def consume(taken: list[int]) -> None:
+    """Delete the requests a cycle answered (not those made while it ran)."""
+    db.session.execute(delete(REQUESTS).where(REQUESTS.c.id.in_(taken)))
 
 
 # POST /collection/runs (built once): when the last cycle asked for, or started, is older

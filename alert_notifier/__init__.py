@@ -1,0 +1,1 @@
+"""Alert Notifier: one email per threshold crossing (and per SLA breach), sent over SMTP."""

@@ -1,0 +1,74 @@
+"""Alert Notifier settings, read from the environment with local-stack defaults."""
+
+from email.utils import parseaddr
+from typing import ClassVar, Self
+
+from pydantic import Field, model_validator
+
+from common.mail import SmtpServer
+from common.settings import BrokerSettings, Port, ServiceSettings, is_loopback, named_after
+
+
+class Settings(ServiceSettings, BrokerSettings):
+    """Everything the Alert Notifier reads from its environment, read when instantiated."""
+
+    model_config = named_after("ALERT_NOTIFIER")
+
+    HTTP_PORT: Port = 5005
+    # It serves no gRPC: no port to read.
+    GRPC_PORT: ClassVar[None] = None
+    # The mail server the alerts go through (required: make run starts a local mail catcher
+    # and points this at it when it is unset).
+    SMTP_HOST: str | None = None
+    # 25 between mail servers; a provider's submission port is usually 587 with STARTTLS.
+    SMTP_PORT: Port = 25
+    # Unset: no login (a relay that trusts this host). Set: both, sent after STARTTLS if on.
+    SMTP_USERNAME: str | None = None
+    SMTP_PASSWORD: str | None = Field(None, repr=False)
+    # 1: upgrade the connection to TLS (certificate checked) before logging in and sending.
+    SMTP_STARTTLS: bool = False
+    # Any one step of the conversation (connect, a command, the message): a mail server that
+    # is slower than this is treated as down, and the email is tried again later.
+    SMTP_TIMEOUT_SECONDS: float = Field(10.0, gt=0)
+    # The From of every alert; its domain also names the Message-IDs.
+    ALERT_EMAIL_FROM: str = "Flight Tracker <alerts@flight-tracker.localhost>"
+
+    @model_validator(mode="after")
+    def _check_mail_settings(self) -> Self:
+        if not self.SMTP_HOST:
+            raise ValueError(
+                "SMTP_HOST must be set: the Alert Notifier sends its email through that mail "
+                "server (make run starts a local mail catcher when it is unset)."
+            )
+        if bool(self.SMTP_USERNAME) != bool(self.SMTP_PASSWORD):
+            raise ValueError("SMTP_USERNAME and SMTP_PASSWORD go together: set both, or neither.")
+        address = parseaddr(self.ALERT_EMAIL_FROM)[1]
+        if "@" not in address:
+            raise ValueError(
+                f"ALERT_EMAIL_FROM must be an email address, such as 'Flight Tracker "
+                f"<alerts@example.com>', got {self.ALERT_EMAIL_FROM!r}."
+            )
+        return self
+
+    # Upper case: Flask copies upper-case attributes into the app's configuration.
+    @property
+    def SMTP_SERVER(self) -> SmtpServer:  # noqa: N802
+        """The mail server, as the sender connects to it."""
+        return SmtpServer(
+            host=self.SMTP_HOST,
+            port=self.SMTP_PORT,
+            username=self.SMTP_USERNAME,
+            password=self.SMTP_PASSWORD,
+            starttls=self.SMTP_STARTTLS,
+            timeout=self.SMTP_TIMEOUT_SECONDS,
+        )
+
+    def startup_warnings(self) -> list[str]:
+        """Return what the operator should read in the log at start."""
+        warnings = super().startup_warnings()
+        if self.SMTP_USERNAME and not self.SMTP_STARTTLS and not is_loopback(self.SMTP_HOST):
+            warnings.append(
+                f"SMTP_USERNAME is set but SMTP_STARTTLS is off: the password goes to "
+                f"{self.SMTP_HOST} unencrypted. Set SMTP_STARTTLS=1."
+            )
+        return warnings

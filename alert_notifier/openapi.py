@@ -1,0 +1,14 @@
+"""What the Alert Notifier's API document says of it; the skeleton's views document the rest."""
+
+from common.web.openapi import ApiDocument
+
+DOCUMENT = ApiDocument(
+    title="Alert Notifier API",
+    description="""\
+Sends one email per threshold crossing (and per SLA breach) over SMTP, never twice for a
+redelivered crossing, and parks what the mail server refuses for good. It has no API of its
+own: only the operators' operations, liveness, readiness (with the mail server's
+reachability) and metrics.
+""",
+    tags={},
+)

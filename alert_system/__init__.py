@@ -1,0 +1,1 @@
+"""Alert System: which interests' airports crossed their thresholds, each crossing once."""
