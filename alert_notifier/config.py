@@ -1,7 +1,7 @@
 """Alert Notifier settings, read from the environment with local-stack defaults."""
 
 from email.utils import parseaddr
-from typing import ClassVar, Self
+from typing import Self
 
 from pydantic import Field, model_validator
 
@@ -12,11 +12,8 @@ from common.settings import BrokerSettings, Port, ServiceSettings, is_loopback, 
 class Settings(ServiceSettings, BrokerSettings):
     """Everything the Alert Notifier reads from its environment, read when instantiated."""
 
-    model_config = named_after("ALERT_NOTIFIER")
+    model_config = named_after("ALERT_NOTIFIER", http_port=5005)
 
-    HTTP_PORT: Port = 5005
-    # It serves no gRPC: no port to read.
-    GRPC_PORT: ClassVar[None] = None
     # The mail server the alerts go through (required: make run starts a local mail catcher
     # and points this at it when it is unset).
     SMTP_HOST: str | None = None

@@ -5,7 +5,7 @@ from typing import ClassVar
 from pydantic import Field
 
 from common.broker.streams import RETENTION_SECONDS
-from common.settings import BrokerSettings, Port, ServiceSettings, named_after
+from common.settings import BrokerSettings, ServiceSettings, named_after
 
 STREAM_RETENTION_DAYS = RETENTION_SECONDS // 86400
 
@@ -13,11 +13,8 @@ STREAM_RETENTION_DAYS = RETENTION_SECONDS // 86400
 class Settings(ServiceSettings, BrokerSettings):
     """Everything the Alert System reads from its environment, read when instantiated."""
 
-    model_config = named_after("ALERT_SYSTEM")
+    model_config = named_after("ALERT_SYSTEM", http_port=5004)
 
-    HTTP_PORT: Port = 5004
-    # It serves no gRPC: no port to read.
-    GRPC_PORT: ClassVar[None] = None
     # A removed interest is remembered this long, so an event about it that was already on
     # its way (in a stream, in the collector's outbox) never revives it: longer than the
     # streams keep a message, or a late redelivery could come after it is forgotten.

@@ -207,22 +207,29 @@ SERVICE_NAMED = {
 }
 
 
-def named_after(service: str) -> SettingsConfigDict:
-    """Return a service's ``model_config``: its own settings read as ``<service>_HTTP_PORT``...."""
+def named_after(
+    service: str, *, http_port: int, grpc_port: int | None = None
+) -> SettingsConfigDict:
+    """Return a service's ``model_config``: its own settings read as ``<service>_HTTP_PORT``....
+
+    ``http_port`` and ``grpc_port`` are the defaults of its ports (no
+    ``grpc_port``: it serves no gRPC, and no gRPC port is read).
+    """
 
     def variable(attribute: str) -> str:
         suffix = SERVICE_NAMED.get(attribute)
         return attribute if suffix is None else f"{service}_{suffix}"
 
-    return SettingsConfigDict(alias_generator=variable)
+    ports = {"HTTP_PORT": http_port, "GRPC_PORT": grpc_port}
+    return SettingsConfigDict(alias_generator=variable, service_ports=ports)
 
 
 class ServiceSettings(EnvironmentSettings):
     """The settings every service reads; a service's ``Settings`` adds its own after these.
 
     Flask takes every upper-case attribute as a config key. A subclass sets
-    ``model_config = named_after("<SERVICE>")`` and gives its ports' defaults:
-    its ports, its database URL (the serving role, which reads and writes
+    ``model_config = named_after("<SERVICE>", http_port=..., grpc_port=...)``:
+    its ports (with those defaults), its database URL (the serving role, which reads and writes
     rows; required, and a missing one is reported by name when the app is
     built), its migration URL (the owner role, which the ``migrate`` process
     alone connects as; unset: the serving URL) and its public URL are then
@@ -236,8 +243,8 @@ class ServiceSettings(EnvironmentSettings):
     MIGRATION_DATABASE_URL_VARIABLE: ClassVar[str] = ""
     PUBLIC_URL_VARIABLE: ClassVar[str] = ""
 
+    # Their defaults come from named_after; a service without gRPC reads no GRPC_PORT.
     HTTP_PORT: Port
-    # None: the service serves no gRPC (a service with a gRPC server gives its port).
     GRPC_PORT: Port | None = None
     SQLALCHEMY_DATABASE_URI: DatabaseUrl = Field(None, repr=False)
     MIGRATION_DATABASE_URL: DatabaseUrl = Field(
@@ -313,7 +320,15 @@ class ServiceSettings(EnvironmentSettings):
         super().__pydantic_init_subclass__(**kwargs)
         names = {attribute: variable for variable, attribute in cls.variables().items()}
         if names["HTTP_PORT"] == "HTTP_PORT":
-            raise TypeError(f'{cls.__name__}: set model_config = named_after("<SERVICE>")')
+            raise TypeError(f'{cls.__name__}: set model_config = named_after("<SERVICE>", ...)')
+        ports = cls.model_config["service_ports"]
+        for attribute, default in ports.items():
+            cls.model_fields[attribute].default = default
+        if ports["GRPC_PORT"] is None:
+            # A ClassVar, not a field: no <SERVICE>_GRPC_PORT is read (or documented).
+            del cls.model_fields["GRPC_PORT"]
+            cls.GRPC_PORT = None
+        cls.model_rebuild(force=True)
         cls.DATABASE_URL_VARIABLE = names["SQLALCHEMY_DATABASE_URI"]
         cls.MIGRATION_DATABASE_URL_VARIABLE = names["MIGRATION_DATABASE_URL"]
         cls.PUBLIC_URL_VARIABLE = names["PUBLIC_URL"]

@@ -4,7 +4,7 @@ from typing import Annotated, Any, ClassVar, Literal, Self
 
 from pydantic import AfterValidator, Field, model_validator
 
-from common.settings import AnyCase, Port, ServiceSettings, named_after
+from common.settings import AnyCase, ServiceSettings, named_after
 
 # OpenSky's daily credits for flights requests, as it documents them.
 ANONYMOUS_DAILY_CREDITS = 400
@@ -34,10 +34,8 @@ def min_gap_within_the_interval(given: dict[str, Any]) -> int:
 class Settings(ServiceSettings):
     """Everything the Data Collector reads from its environment, read when instantiated."""
 
-    model_config = named_after("DATA_COLLECTOR")
+    model_config = named_after("DATA_COLLECTOR", http_port=5002, grpc_port=50052)
 
-    HTTP_PORT: Port = 5002
-    GRPC_PORT: Port = 50052
     USER_MANAGER_GRPC_ADDR: str = "localhost:50051"
     # Interest bodies are tiny; 16 KiB leaves room and stops abuse early (413).
     MAX_CONTENT_LENGTH: ClassVar[int] = 16 * 1024

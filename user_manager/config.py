@@ -4,16 +4,14 @@ from typing import ClassVar
 
 from pydantic import Field
 
-from common.settings import Port, ServiceSettings, named_after
+from common.settings import ServiceSettings, named_after
 
 
 class Settings(ServiceSettings):
     """Everything the User Manager reads from its environment, read when instantiated."""
 
-    model_config = named_after("USER_MANAGER")
+    model_config = named_after("USER_MANAGER", http_port=5001, grpc_port=50051)
 
-    HTTP_PORT: Port = 5001
-    GRPC_PORT: Port = 50051
     DATA_COLLECTOR_GRPC_ADDR: str = "localhost:50052"
     # User bodies are a few hundred bytes; 64 KiB leaves room and stops abuse early (413).
     MAX_CONTENT_LENGTH: ClassVar[int] = 64 * 1024

@@ -166,10 +166,8 @@ def test_settings_that_agree_are_kept(environment):
 class SlaBreachSettings(ServiceSettings):
     """A service added later: its name, its ports and one setting of its own."""
 
-    model_config = named_after("SLA_BREACH_DETECTOR")
+    model_config = named_after("SLA_BREACH_DETECTOR", http_port=5010)
 
-    HTTP_PORT: Port = 5010
-    GRPC_PORT: Port = 50060
     # Breaches are minutes apart; a check a minute finds one within a minute.
     SLA_CHECK_SECONDS: float = Field(60.0, ge=1)
 
@@ -179,6 +177,9 @@ def test_a_new_service_adds_a_class_and_one_line_per_setting(environment):
     environment.setenv("SLA_CHECK_SECONDS", "30")
     settings = SlaBreachSettings()
     assert (settings.HTTP_PORT, settings.SLA_CHECK_SECONDS) == (5010, 30.0)
+    assert (
+        settings.GRPC_PORT is None and "SLA_BREACH_DETECTOR_GRPC_PORT" not in settings.variables()
+    )
     assert settings.MIGRATION_DATABASE_URL == "postgresql+psycopg2://sla@db/sla"
     assert SlaBreachSettings.DATABASE_URL_VARIABLE == "SLA_BREACH_DETECTOR_DATABASE_URL"
     environment.setenv("SLA_CHECK_SECONDS", "0")
