@@ -41,11 +41,11 @@ def alert_email(value: str) -> str:
 class Settings(ServiceSettings, BrokerSettings):
     """Everything the SLA detector reads from its environment, read when instantiated."""
 
-    model_config = named_after("SLA_DETECTOR")
+    model_config = named_after("SLA_DETECTOR", http_port=5006)
 
+    # Its REST port's variable is the shorter SLA_HTTP_PORT (its database's, for instance,
+    # are SLA_DETECTOR_*).
     HTTP_PORT: Port = Field(5006, alias="SLA_HTTP_PORT")
-    # It serves no gRPC: no port to read.
-    GRPC_PORT: ClassVar[None] = None
     # The configuration document is a few KB at most (100 metrics).
     MAX_CONTENT_LENGTH: ClassVar[int] = 256 * 1024
 

@@ -19,6 +19,7 @@ ceiling to below the floor has two breaches.
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 # Samples kept per metric: a breach needs BREACH_SAMPLES of them out of range.
 SAMPLES_KEPT = 5
@@ -26,8 +27,7 @@ BREACH_SAMPLES = 3
 SIDES = ("min", "max")
 
 
-@dataclass(frozen=True)
-class Sample:
+class Sample(NamedTuple):
     """The lowest and the highest value a metric's query gave at one check."""
 
     low: float

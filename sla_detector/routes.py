@@ -23,6 +23,15 @@ CONFIG_EXAMPLE = {
     "check_seconds": 75,
 }
 
+PUT_ANSWERS = {
+    200: Reply("Stored: the next check uses it.", ConfigAnswer, example=CONFIG_EXAMPLE),
+    400: "A document that is not valid: an unknown or missing field, `min` above `max`, "
+    "a repeated name, a query Prometheus refuses, or `check_seconds` below 5 x "
+    "`PROMETHEUS_SCRAPE_SECONDS` (`details` names each).",
+    503: "Prometheus does not answer, so the queries cannot be checked, or the database "
+    "is unavailable: nothing changed; retry after `Retry-After` seconds.",
+}
+
 
 @bp.get("/sla/config")
 @requires("ops")
@@ -43,18 +52,7 @@ def get_config():
 
 @bp.put("/sla/config")
 @requires("ops")
-@documented(
-    tag="sla",
-    body=SlaConfig,
-    answers={
-        200: Reply("Stored: the next check uses it.", ConfigAnswer, example=CONFIG_EXAMPLE),
-        400: "A document that is not valid: an unknown or missing field, `min` above `max`, "
-        "a repeated name, a query Prometheus refuses, or `check_seconds` below 5 x "
-        "`PROMETHEUS_SCRAPE_SECONDS` (`details` names each).",
-        503: "Prometheus does not answer, so the queries cannot be checked, or the database "
-        "is unavailable: nothing changed; retry after `Retry-After` seconds.",
-    },
-)
+@documented(tag="sla", body=SlaConfig, answers=PUT_ANSWERS)
 def put_config():
     """Replace the metrics watched (and the check interval).
 
