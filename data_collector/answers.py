@@ -14,8 +14,38 @@ from common.web.openapi import Answer
 from data_collector.inputs import DIRECTIONS
 
 
+class AlertWindow(Answer):
+    """The figure compared with the thresholds: the airport's flights over its alert window.
+
+    The window is the most recent whole UTC day (`start` to `end`) whose arrivals and
+    departures are both fully collected and settled (fetched again at least
+    `COLLECT_REFRESH_DAYS` after the day ended, once OpenSky's nightly batch filled
+    its arrivals); a day partly collected never is. `flights` is `arrivals` (by
+    `last_seen`) plus `departures` (by `first_seen`), as `/flights/average` counts them.
+    """
+
+    start: datetime
+    end: datetime
+    arrivals: int = Field(ge=0)
+    departures: int = Field(ge=0)
+    flights: int = Field(ge=0)
+
+
+class AlertStatus(Answer):
+    """Where the airport stands against the interest's thresholds, as the Alert System said.
+
+    `condition`: `inside` the thresholds, `above` the upper one or `below` the lower one
+    (null until first evaluated), since `since`; `last_email_at`: when the mail server
+    accepted the last alert email (null: none yet).
+    """
+
+    condition: Literal["inside", "above", "below"] | None
+    since: datetime | None
+    last_email_at: datetime | None
+
+
 class Interest(Answer):
-    """An airport a user follows."""
+    """An airport a user follows, with its thresholds and alert state."""
 
     email: str
     airport_code: str
@@ -26,6 +56,19 @@ class Interest(Answer):
         "of the day's OpenSky credits (`OPENSKY_DAILY_CREDITS`): the next UTC midnight, when "
         "the count starts again and they are collected. Null when its collection does not wait."
     )
+    high_value: int | None = Field(
+        description="Upper threshold: an email when `alert_window.flights` goes above it "
+        "(null: none)."
+    )
+    low_value: int | None = Field(
+        description="Lower threshold: an email when `alert_window.flights` goes under it "
+        "(null: none)."
+    )
+    alert_window: AlertWindow | None = Field(
+        description="The airport's figure over its alert window, the one compared with the "
+        "thresholds (null until a day is fully collected)."
+    )
+    alert_state: AlertStatus
 
 
 class Flight(Answer):
@@ -166,12 +209,28 @@ class Reconciliation(Answer):
     users: int | None
 
 
+class CircuitBreaker(Answer):
+    """The circuit breaker around every OpenSky call, as the last cycle left it.
+
+    `open`: `OPENSKY_BREAKER_FAILURES` calls failed in a row (timeouts, connection
+    errors, 5xx): no call before `trial_after`, then one trial call (`half-open` while it
+    runs): its answer closes the breaker, its failure opens it again. What was not
+    collected meanwhile is asked for once it is closed; no alert is computed from it.
+    """
+
+    state: Literal["closed", "open", "half-open"]
+    failures_in_a_row: int = Field(ge=0)
+    opened_at: datetime | None
+    trial_after: datetime | None
+
+
 class OpenSkyFacts(Answer):
     """What the collector knows about OpenSky.
 
     The credits left at its last request, until when it must wait after a
     429, since when the /flights/all sweep is known to miss flights (then it
-    collects per airport), the ranges waiting for a retry, and the last cycle.
+    collects per airport), the ranges waiting for a retry, the circuit breaker
+    around OpenSky, and the last cycle.
     """
 
     credits_remaining: int | None
@@ -182,6 +241,7 @@ class OpenSkyFacts(Answer):
     sweep_unreliable_since: datetime | None
     interest_reconciliation: Reconciliation
     retries: Retries
+    circuit_breaker: CircuitBreaker
     last_cycle: LastCycle
 
 

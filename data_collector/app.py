@@ -9,6 +9,8 @@ SERVICE = Service(
     "data_collector",
     servicer="DataCollectorServicer",
     jobs=True,
+    consumes=True,
+    publishes=True,
     peer="user_manager",
     health="opensky",
 )

@@ -4,7 +4,7 @@ from typing import Annotated, Any, ClassVar, Literal, Self
 
 from pydantic import AfterValidator, Field, model_validator
 
-from common.settings import AnyCase, ServiceSettings, named_after
+from common.settings import AnyCase, BrokerSettings, ServiceSettings, named_after
 
 # OpenSky's daily credits for flights requests, as it documents them.
 ANONYMOUS_DAILY_CREDITS = 400
@@ -31,8 +31,13 @@ def min_gap_within_the_interval(given: dict[str, Any]) -> int:
     return min(MIN_GAP_MINUTES, given["COLLECT_INTERVAL_MINUTES"])
 
 
-class Settings(ServiceSettings):
-    """Everything the Data Collector reads from its environment, read when instantiated."""
+class Settings(ServiceSettings, BrokerSettings):
+    """Everything the Data Collector reads from its environment, read when instantiated.
+
+    The broker's settings (``NATS_URL``, ``CONSUMER_*``) are the ones every service that
+    publishes or consumes reads: the collector publishes ``to-alert-system`` and consumes
+    ``to-data-collector``.
+    """
 
     model_config = named_after("DATA_COLLECTOR", http_port=5002, grpc_port=50052)
 
@@ -104,6 +109,15 @@ class Settings(ServiceSettings):
     OPENSKY_RETRY_BACKOFF_SECONDS: float = Field(2.0, ge=0.0)
     # Tokens live 30 minutes; renewing one a minute early avoids a 401 mid-cycle.
     OPENSKY_TOKEN_MARGIN_SECONDS: int = Field(60, ge=0)
+    # The circuit breaker around every OpenSky call opens after this many failed calls in a
+    # row (timeouts, connection errors, 5xx): three ranges failing every attempt at the
+    # default OPENSKY_MAX_ATTEMPTS. One range failing whole, even twice (its first retry),
+    # is a bad range; three in a row is OpenSky down, and asking on only wastes minutes.
+    OPENSKY_BREAKER_FAILURES: int = Field(12, ge=1)
+    # Then no call for this long, and one trial call: a minute, as the first retry of a
+    # failed range (COLLECT_RETRY_FIRST_SECONDS), so an outage of a few minutes costs a
+    # request a minute and collection resumes within a minute of OpenSky's return.
+    OPENSKY_BREAKER_COOLDOWN_SECONDS: float = Field(60.0, ge=0.1)
 
     @model_validator(mode="after")
     def _check_collection(self) -> Self:

@@ -1,24 +1,33 @@
 """What clients may send the Data Collector, and the 400 each mistake gets.
 
-The interest body, airport codes in paths, and the query parameters of the
-flight lists (``type``, ``since``, ``until``, ``days``): each reader returns
-the normalized value or raises an :class:`~common.web.errors.ApiError`. The
-path and query models only document, for the API document, what the readers
-read.
+The interest bodies (with thresholds), airport codes in paths, and the
+query parameters of the flight lists (``type``, ``since``, ``until``,
+``days``): each reader returns the normalized value or raises an
+:class:`~common.web.errors.ApiError`. The path and query models only
+document, for the API document, what the readers read.
 """
 
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from flask import current_app
-from pydantic import BaseModel, ConfigDict, Field, StrictStr, create_model, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    StrictStr,
+    create_model,
+    field_validator,
+)
 
 from common.airports import normalize_airport_code
 from common.emails import normalize_email
 from common.web.errors import ApiError
-from common.web.inputs import whole_number
+from common.web.inputs import parse_model, whole_number
+from data_collector.models import THRESHOLD_MAX
 
 # The ``type`` query parameter and the direction each value stands for.
 FLIGHT_TYPES = {"arrivals": "arrival", "departures": "departure"}
@@ -29,7 +38,7 @@ DEFAULT_AVERAGE_DAYS = 7
 
 
 class InterestRequest(BaseModel):
-    """The body of ``POST /interests`` and ``DELETE /interests``."""
+    """The body of ``DELETE /interests``: which interest."""
 
     model_config = ConfigDict(
         extra="forbid",
@@ -52,6 +61,111 @@ class InterestRequest(BaseModel):
     @classmethod
     def _airport_code(cls, value: str) -> str:
         return normalize_airport_code(value)
+
+
+# A threshold: a whole number of flights (JSON true, 3.5 or "3" are refused, not converted).
+Threshold = Annotated[StrictInt, Field(ge=0, le=THRESHOLD_MAX)] | None
+THRESHOLDS = ("high_value", "low_value")
+HIGH_VALUE = (
+    "Upper threshold: an email when the airport's flights over its alert window go above it "
+    "(integer >= 0, greater than `low_value`; null or left out: none)."
+)
+LOW_VALUE = (
+    "Lower threshold: an email when the airport's flights over its alert window go under it "
+    "(integer >= 0, less than `high_value`; null or left out: none)."
+)
+
+
+class NewInterest(InterestRequest):
+    """The body of ``POST /interests``: the interest, with thresholds if wanted."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"email": "mario.rossi@example.com", "airport_code": "LIRF"},
+                {
+                    "email": "mario.rossi@example.com",
+                    "airport_code": "LIRF",
+                    "high_value": 1200,
+                    "low_value": 300,
+                },
+            ]
+        },
+    )
+
+    high_value: Threshold = Field(None, description=HIGH_VALUE)
+    low_value: Threshold = Field(None, description=LOW_VALUE)
+
+
+class ThresholdsChange(InterestRequest):
+    """The body of ``PUT /interests``: new thresholds of an interest.
+
+    A threshold given replaces the stored one (`null` clears it); one left
+    out keeps its value. At least one must be given.
+    """
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "email": "mario.rossi@example.com",
+                    "airport_code": "LIRF",
+                    "high_value": 1500,
+                    "low_value": None,
+                }
+            ]
+        },
+    )
+
+    high_value: Threshold = Field(
+        None, description="The new upper threshold (integer >= 0); null clears it; left out: kept."
+    )
+    low_value: Threshold = Field(
+        None, description="The new lower threshold (integer >= 0); null clears it; left out: kept."
+    )
+
+    def changes(self) -> dict[str, int | None]:
+        """Return the thresholds the body gives (a null one clears), without those left out."""
+        return {name: getattr(self, name) for name in THRESHOLDS if name in self.model_fields_set}
+
+
+def require_threshold_order(high_value: int | None, low_value: int | None) -> None:
+    """Raise a 400 naming both thresholds unless the upper one is above the lower one."""
+    if high_value is None or low_value is None or high_value > low_value:
+        return
+    raise ApiError(
+        400,
+        "Invalid request: check high_value, low_value.",
+        details={
+            "high_value": f"must be greater than low_value ({low_value})",
+            "low_value": f"must be less than high_value ({high_value})",
+        },
+    )
+
+
+def new_interest(body: Any) -> NewInterest:
+    """Read the body of ``POST /interests``, or raise a 400 naming every field to fix."""
+    data = parse_model(NewInterest, body)
+    require_threshold_order(data.high_value, data.low_value)
+    return data
+
+
+def thresholds_change(body: Any) -> ThresholdsChange:
+    """Read the body of ``PUT /interests``, or raise a 400 naming every field to fix.
+
+    The order of the thresholds is checked once merged with the stored ones
+    (:func:`data_collector.interests.change_thresholds`).
+    """
+    data = parse_model(ThresholdsChange, body)
+    if not data.changes():
+        raise ApiError(
+            400,
+            "Invalid request: check high_value, low_value.",
+            details={
+                name: "give high_value, low_value or both (null clears one)" for name in THRESHOLDS
+            },
+        )
+    return data
 
 
 AIRPORT = Field(description="ICAO code of a known airport (any case).", examples=["LIRF"])

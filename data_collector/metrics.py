@@ -10,7 +10,9 @@ The ranges waiting for a retry, the outcome of the last interest
 reconciliation, when a cycle last ended and the day's credits are read from
 the database at scrape time (:func:`collection_state_gauges`): facts of the
 shared database, the same seen from every replica, whichever process wrote
-them.
+them. So are the alerts pipeline's (common.broker.observability): the
+consumer of ``to-data-collector``, its dead letters, the outbox of
+``to-alert-system``.
 """
 
 import time
@@ -18,15 +20,22 @@ import time
 from flask import current_app
 from prometheus_client import Counter, Gauge
 
+from common.broker.observability import Consumed, Pipeline, pipeline_collectors
+from common.broker.streams import TO_DATA_COLLECTOR
 from common.timeutil import utc_now
 from common.web.observability import DatabaseGauges
 from data_collector.collection import retries
-from data_collector.models import CollectorState, db
+from data_collector.models import OUTBOX, CollectorState, db
+
+# The durable consumer every replica shares: each report is applied by one of them.
+PIPELINE = Pipeline(consumes=(Consumed(TO_DATA_COLLECTOR, "data_collector"),), db=db, outbox=OUTBOX)
 
 COLLECTION_CYCLES = Counter(
     "collection_cycles_total",
     "Collection cycles by outcome: done, partial (some ranges skipped), rate-limited, "
-    "busy (another process was collecting), waiting (after a 429), failed (an error).",
+    "circuit-open (stopped: the circuit breaker around OpenSky opened), "
+    "busy (another process was collecting), waiting (after a 429, or while the breaker "
+    "cools down), failed (an error).",
     ["outcome"],
 )
 FLIGHTS_STORED = Counter(
@@ -40,6 +49,11 @@ OPENSKY_REQUESTS = Counter(
     "all, token) and outcome (ok, no_flights, rate_limited, unauthorized, client_error, "
     "server_error, timeout, connection_error, malformed).",
     ["endpoint", "outcome"],
+)
+OPENSKY_BREAKER_OPENINGS = Counter(
+    "opensky_circuit_breaker_openings_total",
+    "Times the circuit breaker around OpenSky opened: OPENSKY_BREAKER_FAILURES calls in a row "
+    "failed (timeouts, connection errors, 5xx), or its trial call after a cool-down did.",
 )
 OPENSKY_CREDITS = Gauge(
     "opensky_credits_remaining",
@@ -77,10 +91,10 @@ def request_outcome(endpoint: str, status: int) -> str:
 def collection_state_gauges():
     """Return the gauges of collection's shared state (read from the database at each scrape).
 
-    The ranges waiting for a retry, whether the last interest reconciliation
-    refused to remove anything, and what the alerting rules compare: when a
-    cycle last ended against the interval (collection stalled), the day's
-    credits against the budget.
+    The ranges waiting for a retry, the circuit breaker around OpenSky,
+    whether the last interest reconciliation refused to remove anything, and
+    what the alerting rules compare: when a cycle last ended against the
+    interval (collection stalled), the day's credits against the budget.
     """
     waiting, next_at = retries.waiting_count_and_next()
     state = db.session.get(CollectorState, 1)
@@ -96,6 +110,17 @@ def collection_state_gauges():
             "collection_next_retry_seconds",
             "Seconds until the next range waiting for a retry is due (0: due now, or none).",
             max(0.0, next_at - time.time()) if next_at is not None else 0.0,
+        ),
+        (
+            "opensky_circuit_breaker_open",
+            "1 while the circuit breaker around OpenSky is open (calls failed in a row, and no "
+            "call has succeeded since), else 0.",
+            1 if state is not None and state.breaker_state != "closed" else 0,
+        ),
+        (
+            "opensky_circuit_breaker_failures",
+            "OpenSky calls failed in a row, as the last cycle left the count.",
+            state.breaker_failures if state is not None else 0,
         ),
         (
             "interest_reconciliation_refused",
@@ -146,4 +171,7 @@ def _schedule_and_budget_gauges(state: CollectorState | None) -> list[tuple[str,
 
 
 # Computed at every scrape of this service's /metrics (registered by the app factory).
-SCRAPE_COLLECTORS = (DatabaseGauges("collection state", collection_state_gauges),)
+SCRAPE_COLLECTORS = (
+    DatabaseGauges("collection state", collection_state_gauges),
+    *pipeline_collectors(PIPELINE),
+)

@@ -1,4 +1,9 @@
-"""Data Collector tables: interests and flights (names fixed by the specification), bookkeeping."""
+"""Data Collector tables: interests and flights (names fixed by the specification), bookkeeping.
+
+And what the alerts pipeline needs here: each interest's thresholds and the
+alert state the Alert System reports, each airport's figure as last sent to
+it (``alert_windows``), and the broker outbox (``OUTBOX``).
+"""
 
 from datetime import date, datetime
 
@@ -22,31 +27,64 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 
 from common.airports import airport_name
+from common.broker.outbox import outbox_table
 from common.emails import EMAIL_MAX_LENGTH
-from common.timeutil import isoformat_utc, utc_now
+from common.timeutil import DAY, day_number, day_start, isoformat_utc, moment, utc_now
 
 db = SQLAlchemy()
 
 
+# The largest threshold: the columns are PostgreSQL integers.
+THRESHOLD_MAX = 2**31 - 1
+# "inside", "above" or "below".
+CONDITION_LENGTH = 8
+
+
 class UserInterest(db.Model):
-    """A user follows an airport; each pair is stored once."""
+    """A user follows an airport, with thresholds; each pair is stored once.
+
+    ``high_value`` and ``low_value`` are the user's thresholds (None: that
+    side never fires). ``alert_*`` and ``last_email_at`` are what the Alert
+    System and the Notifier reported (``to-data-collector``): the condition,
+    since when, the version of that state (a report of an older one is
+    ignored), and when the last email was accepted by the mail server.
+    """
 
     __tablename__ = "user_interests"
     __table_args__ = (
         UniqueConstraint("user_email", "airport_code", name="uq_user_interests_user_airport"),
         Index("ix_user_interests_airport_code", "airport_code"),
+        CheckConstraint("high_value >= 0", name="ck_user_interests_high_value"),
+        CheckConstraint("low_value >= 0", name="ck_user_interests_low_value"),
+        CheckConstraint("high_value > low_value", name="ck_user_interests_thresholds_order"),
+        CheckConstraint(
+            "alert_condition IN ('inside', 'above', 'below')",
+            name="ck_user_interests_alert_condition",
+        ),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     user_email: Mapped[str] = mapped_column(String(EMAIL_MAX_LENGTH))
     airport_code: Mapped[str] = mapped_column(String(4))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    high_value: Mapped[int | None] = mapped_column(Integer)
+    low_value: Mapped[int | None] = mapped_column(Integer)
+    alert_condition: Mapped[str | None] = mapped_column(String(CONDITION_LENGTH))
+    alert_since: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    alert_version: Mapped[int | None] = mapped_column(Integer)
+    last_email_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
-    def to_dict(self, *, waits_for_credits_until: str | None = None) -> dict:
+    def to_dict(
+        self,
+        *,
+        waits_for_credits_until: str | None = None,
+        window: "AlertWindow | None" = None,
+    ) -> dict:
         """Return the public JSON representation.
 
         ``waits_for_credits_until``: when the daily credits that collection of
-        the airport waits for come (None: it does not wait).
+        the airport waits for come (None: it does not wait). ``window``: the
+        airport's figure over its alert window (None: no window yet).
         """
         return {
             "email": self.user_email,
@@ -54,6 +92,14 @@ class UserInterest(db.Model):
             "airport_name": airport_name(self.airport_code),
             "created_at": isoformat_utc(self.created_at),
             "collection_waits_for_credits_until": waits_for_credits_until,
+            "high_value": self.high_value,
+            "low_value": self.low_value,
+            "alert_window": None if window is None else window.to_dict(),
+            "alert_state": {
+                "condition": self.alert_condition,
+                "since": isoformat_utc(self.alert_since),
+                "last_email_at": isoformat_utc(self.last_email_at),
+            },
         }
 
 
@@ -108,6 +154,47 @@ class CollectedDay(db.Model):
     fetched_until: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     # When the oldest of those fetches happened (decides whether the day is settled).
     fetched_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class AlertWindow(db.Model):
+    """An airport's figure over its alert window, as last sent to the Alert System.
+
+    The window is the most recent whole UTC day whose arrivals and
+    departures are both settled in ``collected_days``; the figure counts
+    that day's arrivals (by ``last_seen``) and departures (by
+    ``first_seen``). Written with the ``flights`` event that carries it, in
+    the same transaction (data_collector.alerts): a cycle sends an event
+    only when it differs from this row, and ``GET /interests/{email}`` shows it.
+    """
+
+    __tablename__ = "alert_windows"
+
+    airport_code: Mapped[str] = mapped_column(String(4), primary_key=True)
+    day: Mapped[date] = mapped_column(Date)
+    arrivals: Mapped[int] = mapped_column(Integer)
+    departures: Mapped[int] = mapped_column(Integer)
+    # When the event carrying this figure was written (the database's clock).
+    committed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    @property
+    def start(self) -> datetime:
+        """The window's first instant (midnight UTC of ``day``)."""
+        return moment(day_start(day_number(self.day)))
+
+    @property
+    def end(self) -> datetime:
+        """The instant the window ends (excluded): the next midnight UTC."""
+        return moment(day_start(day_number(self.day)) + DAY)
+
+    def to_dict(self) -> dict:
+        """Return the ``alert_window`` of ``GET /interests/{email}``."""
+        return {
+            "start": isoformat_utc(self.start),
+            "end": isoformat_utc(self.end),
+            "arrivals": self.arrivals,
+            "departures": self.departures,
+            "flights": self.arrivals + self.departures,
+        }
 
 
 # Where each stored range of flights passes on its way into flight_data: flight_data's
@@ -203,7 +290,13 @@ class CollectorState(db.Model):
     """The single row every replica reads: when OpenSky may be asked again, credits, last cycle."""
 
     __tablename__ = "collector_state"
-    __table_args__ = (CheckConstraint("id = 1", name="ck_collector_state_single_row"),)
+    __table_args__ = (
+        CheckConstraint("id = 1", name="ck_collector_state_single_row"),
+        CheckConstraint(
+            "breaker_state IN ('closed', 'open', 'half-open')",
+            name="ck_collector_state_breaker_state",
+        ),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     # After a 429: no OpenSky request before this instant, from any process.
@@ -240,6 +333,12 @@ class CollectorState(db.Model):
     reconcile_removed: Mapped[int | None] = mapped_column(Integer)
     reconcile_unknown_users: Mapped[int | None] = mapped_column(Integer)
     reconcile_users: Mapped[int | None] = mapped_column(Integer)
+    # The circuit breaker around OpenSky (collection/opensky.py), as the last cycle left it:
+    # closed, open (no call before breaker_opened_at plus the cool-down) or half-open (the
+    # next call is the trial), and the calls failed in a row.
+    breaker_state: Mapped[str] = mapped_column(String(9), default="closed", server_default="closed")
+    breaker_failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    breaker_opened_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     def credits_spent_today(self) -> int:
         """Return the credits spent on the current UTC day."""
@@ -278,3 +377,7 @@ class CollectorState(db.Model):
                 "flights_stored": self.last_cycle_flights,
             },
         }
+
+
+# Messages for the broker, written in the transaction that causes them (common.broker.outbox).
+OUTBOX = outbox_table(db.metadata)

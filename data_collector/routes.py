@@ -55,7 +55,7 @@ def request_collection_run():
 @requires("interests:write")
 @documented(
     tag="interests",
-    body=inputs.InterestRequest,
+    body=inputs.NewInterest,
     answers={
         201: Reply(
             "Followed; collection starts shortly.",
@@ -63,29 +63,70 @@ def request_collection_run():
             example={"message": "Interest added and data fetch initiated"},
         ),
         200: Reply(
-            "Already followed (nothing changed).",
+            "Already followed, with the same thresholds (nothing changed).",
             Message,
             example={"message": "Interest already registered"},
         ),
         404: "The User Manager has no such user.",
         409: "A limit is reached: the user's airports (`MAX_INTERESTS_PER_USER`) or the "
         "different airports followed by everyone (`MAX_FOLLOWED_AIRPORTS`); `details.limit` "
-        "names it.",
+        "names it. Or the user follows the airport already, with other thresholds "
+        "(`details.thresholds`): `PUT /interests` changes them.",
         503: PEER_UNAVAILABLE,
     },
 )
 def add_interest():
-    """Follow an airport for a user who exists in the User Manager.
+    """Follow an airport for a user who exists in the User Manager, with thresholds if wanted.
 
     The user is checked in the User Manager over gRPC. A new interest starts a
-    collection cycle for the airport soon after.
+    collection cycle for the airport soon after. `high_value` and `low_value`
+    (either or both; with both, `high_value > low_value`) ask for an email when the
+    airport's flights over its alert window go above or under them.
     """
-    data = parse_model(inputs.InterestRequest, json_object_body())
+    data = inputs.new_interest(json_object_body())
     require_user(data.email)
     services.require_existing_user(directory=services.user_manager(), email=data.email)
-    if interests.add_interest(email=data.email, airport_code=data.airport_code):
+    added = interests.add_interest(
+        email=data.email,
+        airport_code=data.airport_code,
+        high_value=data.high_value,
+        low_value=data.low_value,
+    )
+    if added:
         return {"message": "Interest added and data fetch initiated"}, 201
     return {"message": "Interest already registered"}, 200
+
+
+@bp.put("/interests")
+@requires("interests:write")
+@documented(
+    tag="interests",
+    body=inputs.ThresholdsChange,
+    answers={
+        200: Reply("The interest with its new thresholds.", Interest),
+        400: "A threshold that is not an integer >= 0, neither threshold given, or thresholds "
+        "that would leave `high_value` not above `low_value` (both are named).",
+        404: "The user does not follow this airport.",
+        503: UNAVAILABLE,
+    },
+)
+def change_thresholds():
+    """Set or clear an interest's thresholds.
+
+    A threshold given replaces the stored one, `null` clears it, one left out keeps its
+    value. A change is evaluated at once against the airport's figure over its alert
+    window (when it has one): moving a threshold across it is a crossing, one email.
+    """
+    data = inputs.thresholds_change(json_object_body())
+    require_user(data.email)
+    interest = interests.change_thresholds(
+        email=data.email, airport_code=data.airport_code, changes=data.changes()
+    )
+    windows = interests.alert_windows([interest.airport_code])
+    return interest.to_dict(
+        waits_for_credits_until=interests.credit_waits().get(interest.airport_code),
+        window=windows.get(interest.airport_code),
+    )
 
 
 @bp.delete("/interests")
@@ -100,7 +141,7 @@ def add_interest():
     },
 )
 def remove_interest():
-    """Stop following an airport."""
+    """Stop following an airport (and get no more alert emails for it)."""
     data = parse_model(inputs.InterestRequest, json_object_body())
     require_user(data.email)
     if not interests.remove_interest(email=data.email, airport_code=data.airport_code):
@@ -122,14 +163,23 @@ def remove_interest():
     },
 )
 def list_interests(email: str):
-    """List the airports a user follows, and whether collection of each waits for credits."""
+    """List the airports a user follows: thresholds, alert window and state, credit waits.
+
+    `alert_window.flights` is the figure compared with `high_value` and `low_value`: the
+    airport's arrivals and departures over its most recent whole UTC day that is fully
+    collected. `alert_state` is what the Alert System last reported.
+    """
     email = path_email(email)
     require_user(email)
     followed = interests.list_interests(email=email)
     waits = interests.credit_waits()
+    windows = interests.alert_windows([interest.airport_code for interest in followed])
     return jsonify(
         [
-            interest.to_dict(waits_for_credits_until=waits.get(interest.airport_code))
+            interest.to_dict(
+                waits_for_credits_until=waits.get(interest.airport_code),
+                window=windows.get(interest.airport_code),
+            )
             for interest in followed
         ]
     )

@@ -9,17 +9,19 @@
 Here: the user check over gRPC that guards ``POST /interests`` and a user's
 flights, asking the worker for a cycle, and the collector's facts for
 ``/health`` (with the ranges waiting for a retry,
-:mod:`data_collector.collection.retries`).
+:mod:`data_collector.collection.retries`, and the circuit breaker around OpenSky).
 """
 
 import logging
 import math
 from collections.abc import Callable
+from datetime import timedelta
 from typing import TypeVar
 
 from flask import current_app
 
 from common.rpc.peers import PeerError, PendingCall, UserDirectory
+from common.timeutil import isoformat_utc
 from common.web.errors import ApiError
 from data_collector.collection import retries
 from data_collector.collection.cycle_requests import request_run
@@ -93,8 +95,29 @@ def request_cycle() -> None:
 
 
 def health_facts() -> dict | None:
-    """Return the ``opensky`` part of ``/health``: credits, waits, retries, the last cycle."""
+    """Return the ``opensky`` part of ``/health``: credits, waits, retries, breaker, last cycle."""
     state = db.session.get(CollectorState, 1)
     if state is None:
         return None
-    return {**state.to_dict(), "retries": retries.summary()}
+    return {
+        **state.to_dict(),
+        "retries": retries.summary(),
+        "circuit_breaker": circuit_breaker_facts(state),
+    }
+
+
+def circuit_breaker_facts(state: CollectorState) -> dict:
+    """Return the circuit breaker around OpenSky as the last cycle left it.
+
+    ``trial_after``: while it is open, when the next cycle may make its one
+    trial call (the cool-down, ``OPENSKY_BREAKER_COOLDOWN_SECONDS``, after it opened).
+    """
+    cooldown = timedelta(seconds=current_app.config["OPENSKY_BREAKER_COOLDOWN_SECONDS"])
+    opened_at = state.breaker_opened_at
+    is_open = state.breaker_state == "open" and opened_at is not None
+    return {
+        "state": state.breaker_state,
+        "failures_in_a_row": state.breaker_failures,
+        "opened_at": isoformat_utc(opened_at),
+        "trial_after": isoformat_utc(opened_at + cooldown) if is_open else None,
+    }

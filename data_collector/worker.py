@@ -14,6 +14,11 @@ User Manager no longer knows (``--reconcile`` runs it once).
 Every replica runs this worker; the advisory lock in ``collection/lock.py`` lets
 only one cycle run at a time, and a periodic cycle is skipped when any
 replica started one within the period.
+
+Beside the jobs, the skeleton runs the outbox relay (what cycles and
+requests enqueued for ``to-alert-system``) and the consumer of
+``to-data-collector`` (:func:`subscriptions`: the alert states and email
+receipts, :func:`data_collector.alerts.handle_reports`).
 """
 
 import argparse
@@ -25,13 +30,14 @@ import time
 
 from flask import Flask
 
+from common.broker.consumer import Subscription
 from common.process.scheduling import PeriodicJob
-from data_collector import interests, services
+from data_collector import alerts, interests, services
 from data_collector.app import create_app
 from data_collector.collection import cycle as collection
 from data_collector.collection.opensky import OpenSkyClient
 from data_collector.config import Settings
-from data_collector.metrics import COLLECTION_CYCLES, FLIGHTS_STORED, LAST_CYCLE_SECONDS
+from data_collector.metrics import COLLECTION_CYCLES, FLIGHTS_STORED, LAST_CYCLE_SECONDS, PIPELINE
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +114,14 @@ def jobs(app: Flask) -> list[PeriodicJob]:
         PeriodicJob("collect", lambda: collect(client, periodic=True), cycle_seconds),
         PeriodicJob("requested", lambda: collect_if_requested(client), poll_seconds),
         PeriodicJob("reconcile-interests", reconcile_interests, reconcile_seconds),
+    ]
+
+
+def subscriptions(app: Flask) -> list[Subscription]:
+    """Return what this service consumes: the alert services' reports, applied in batches."""
+    return [
+        Subscription(consumed.subject, consumed.durable, alerts.handle_reports)
+        for consumed in PIPELINE.consumes
     ]
 
 

@@ -47,6 +47,12 @@ USER_BODY = {
     "iban": "IT60X0542811101000000123456",
 }
 INTEREST_BODY = {"email": "{{email}}", "airport_code": "LIRF"}
+THRESHOLDS_BODY = {
+    "email": "{{email}}",
+    "airport_code": "LIMC",
+    "high_value": 1200,
+    "low_value": 300,
+}
 
 START_RUN = [
     "// A fresh user and fresh keys for every run, so the collection can run again",
@@ -353,7 +359,7 @@ def read_users() -> dict[str, Any]:
 
 
 def interests() -> dict[str, Any]:
-    """Return POST, GET and DELETE of interests."""
+    """Return POST, GET, PUT (thresholds) and DELETE of interests."""
     return folder(
         "Interests",
         "The Data Collector asks the User Manager (gRPC) whether the user exists.",
@@ -396,7 +402,81 @@ def interests() -> dict[str, Any]:
                     "    const [interest] = pm.response.json();",
                     '    pm.expect(interest).to.have.property("collection_waits_for_credits_until");',
                     "});",
+                    'pm.test("no thresholds; the alert window and state", () => {',
+                    "    const [interest] = pm.response.json();",
+                    "    pm.expect(interest.high_value).to.eql(null);",
+                    "    pm.expect(interest.low_value).to.eql(null);",
+                    '    pm.expect(interest).to.have.property("alert_window");',
+                    '    pm.expect(interest.alert_state).to.have.keys("condition", "since", "last_email_at");',
+                    "});",
                 ],
+            ),
+            request(
+                "Follow another airport with thresholds (201)",
+                "POST",
+                "dc_url",
+                "/interests",
+                description="An email when the airport's flights over its alert window (a whole "
+                "UTC day, `alert_window.flights` in GET /interests/{email}) go above `high_value` "
+                "or under `low_value`.",
+                body=THRESHOLDS_BODY,
+                tests=[*status(201)],
+            ),
+            request(
+                "Thresholds the wrong way round (400)",
+                "POST",
+                "dc_url",
+                "/interests",
+                body={**THRESHOLDS_BODY, "airport_code": "EGLL", "high_value": 10, "low_value": 20},
+                tests=[
+                    *status(400),
+                    'pm.test("names both thresholds", () => {',
+                    '    pm.expect(pm.response.json().details).to.have.keys("high_value", "low_value");',
+                    "});",
+                ],
+            ),
+            request(
+                "Change the upper threshold, keep the lower (200)",
+                "PUT",
+                "dc_url",
+                "/interests",
+                description="A threshold given replaces the stored one, `null` clears it, one "
+                "left out is kept.",
+                body={"email": "{{email}}", "airport_code": "LIMC", "high_value": 1500},
+                tests=[
+                    *status(200),
+                    'pm.test("the new upper threshold, the lower one kept", () => {',
+                    "    pm.expect(pm.response.json().high_value).to.eql(1500);",
+                    "    pm.expect(pm.response.json().low_value).to.eql(300);",
+                    "});",
+                ],
+            ),
+            request(
+                "Clear the lower threshold (200)",
+                "PUT",
+                "dc_url",
+                "/interests",
+                body={"email": "{{email}}", "airport_code": "LIMC", "low_value": None},
+                tests=[
+                    *status(200),
+                    'pm.test("cleared", () => pm.expect(pm.response.json().low_value).to.eql(null));',
+                ],
+            ),
+            request(
+                "Thresholds of an airport not followed (404)",
+                "PUT",
+                "dc_url",
+                "/interests",
+                body={"email": "{{email}}", "airport_code": "EGLL", "high_value": 100},
+                tests=[*status(404), *error_says("not found")],
+            ),
+            request(
+                "Stop following the airport with thresholds (200)",
+                "DELETE",
+                "dc_url",
+                "/interests",
+                body={"email": "{{email}}", "airport_code": "LIMC"},
+                tests=[*status(200)],
             ),
             request(
                 "Unknown airport code (400)",

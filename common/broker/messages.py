@@ -11,7 +11,8 @@ Each subject carries JSON objects with a ``kind``:
 - ``sla-breach`` (the SLA detector): ``sla-breach``, for the operator's inbox;
 - ``to-data-collector`` (the Alert System and the Notifier): ``alert-state``,
   an interest's condition and its version, and ``emailed``, a receipt for
-  the email of a crossing.
+  the email of a crossing (the collector reads both with
+  :data:`DATA_COLLECTOR_REPORT`).
 
 A reader ignores fields it does not know, so a writer may add one without
 breaking it. Every message id is derived from the content (:func:`content_id`
@@ -140,7 +141,8 @@ class AlertState(BaseModel):
     interest_id: InterestId
     condition: Condition
     since: AwareDatetime
-    version: int
+    # Stored as a 32-bit integer by the Alert System and the collector alike.
+    version: Count
     value: Count
     window: Window
 
@@ -156,8 +158,10 @@ class Emailed(BaseModel):
 
 AlertSystemEvent = Annotated[FlightsEvent | RemovedEvent, Field(discriminator="kind")]
 NotifierMessage = Annotated[Crossing | SlaBreach, Field(discriminator="kind")]
+DataCollectorReport = Annotated[AlertState | Emailed, Field(discriminator="kind")]
 ALERT_SYSTEM_EVENT = TypeAdapter(AlertSystemEvent)
 NOTIFIER_MESSAGE = TypeAdapter(NotifierMessage)
+DATA_COLLECTOR_REPORT = TypeAdapter(DataCollectorReport)
 
 
 def content_id(kind: str, payload: dict[str, Any]) -> str:

@@ -22,10 +22,13 @@ The phases, each with its one commit point:
 - then range by range, the most-followed airports first:
   **fetch** (:meth:`Cycle.fetch`) asks OpenSky (nothing is written: the
   range's credits are counted in memory), **store** upserts its flights,
-  **mark** (:meth:`Cycle.mark`) writes its credits, its day marks and the
-  end of its retry. Commit: a range's flights and marks go in together or
-  not at all, so a crash loses nothing already stored and leaves no range
-  marked that was not stored. Sweep windows store their flights as they
+  **mark** (:meth:`Cycle.mark`) writes its credits, its day marks, the
+  end of its retry and, for each followed airport whose figure over its
+  alert window this changed, the event that tells the Alert System
+  (:mod:`data_collector.alerts`). Commit: a range's flights, marks and
+  events go in together or not at all, so a crash loses nothing already
+  stored, leaves no range marked that was not stored, and no event is
+  sent about data that was not. Sweep windows store their flights as they
   arrive; a swept day's marks are written once the whole day is in. A range
   that fails (OpenSky still failing after the client's attempts, or flights
   the database refuses) is marked failed instead (:meth:`Cycle.mark_failed`:
@@ -55,9 +58,11 @@ from flask import current_app
 from sqlalchemy.exc import OperationalError
 
 from common.timeutil import DAY, day_date, moment
+from data_collector import alerts
 from data_collector.collection import cycle_requests, planning, retries, store
 from data_collector.collection.lock import cycle_lock
 from data_collector.collection.opensky import (
+    CircuitOpenError,
     CredentialsRefusedError,
     OpenSkyClient,
     OpenSkyError,
@@ -86,7 +91,7 @@ STOPS_THE_CYCLE = (
 class CycleResult:
     """What a cycle did, for logs, ``GET /health`` and ``worker --once``."""
 
-    outcome: str  # done, partial, failed, rate-limited, busy, waiting, skipped
+    outcome: str  # done, partial, failed, rate-limited, circuit-open, busy, waiting, skipped
     mode: str | None = None
     requests: int = 0
     credits: int = 0
@@ -121,6 +126,8 @@ def client_from_config(config) -> OpenSkyClient:
         max_attempts=config["OPENSKY_MAX_ATTEMPTS"],
         backoff_seconds=config["OPENSKY_RETRY_BACKOFF_SECONDS"],
         token_margin_seconds=config["OPENSKY_TOKEN_MARGIN_SECONDS"],
+        breaker_failures=config["OPENSKY_BREAKER_FAILURES"],
+        breaker_cooldown=config["OPENSKY_BREAKER_COOLDOWN_SECONDS"],
     )
 
 
@@ -135,7 +142,7 @@ def collection_pending() -> bool:
     """
     now = time.time()
     state = store.read_state()
-    if _waiting_for_opensky(state, now):
+    if _waiting_for_opensky(state, now) or _breaker_open(state, now):
         return False
     return _credits_came(state, now) or cycle_requests.pending(or_else=retries.due(now))
 
@@ -168,6 +175,12 @@ def _waiting_for_opensky(state: store.State, now: float) -> bool:
     return state.not_before is not None and state.not_before > now
 
 
+def _breaker_open(state: store.State, now: float) -> bool:
+    """Tell whether the circuit breaker forbids every call now (its cool-down is not over)."""
+    until = state.breaker.open_until(current_app.config["OPENSKY_BREAKER_COOLDOWN_SECONDS"])
+    return until is not None and until.timestamp() > now
+
+
 def _credits_came(state: store.State, now: float) -> bool:
     """Tell whether credits came since the last cycle left requests for lack of them."""
     if state.over_budget_day is None:
@@ -195,6 +208,8 @@ class Cycle:
         self.sweep_unreliable_at: float | None = None
         # Airports with requests left for lack of today's credits.
         self.waiting_for_credits: set[str] = set()
+        # Airports whose flights the open transaction stored: their figure may have changed.
+        self.touched: set[str] = set()
 
     # --- start ---------------------------------------------------------------------------
 
@@ -211,6 +226,16 @@ class Cycle:
             db.session.rollback()
             self.result.outcome = "waiting"
             return False
+        if _breaker_open(state, self.started_at):
+            log.info(
+                "the OpenSky circuit breaker is open until %s; skipping this cycle",
+                state.breaker.open_until(self.config["OPENSKY_BREAKER_COOLDOWN_SECONDS"]),
+            )
+            db.session.rollback()
+            self.result.outcome = "waiting"
+            return False
+        # Where the last cycle (of any process) left it: after the cool-down, a trial call.
+        self.client.resume_breaker(state.breaker)
         if periodic and self._started_this_period(state):
             log.info(
                 "a periodic cycle started at %s, within this period; skipping this one",
@@ -245,6 +270,10 @@ class Cycle:
         except CredentialsRefusedError as error:
             log.error("stopping the cycle: %s", error)
             self.result.outcome = "partial"
+        except CircuitOpenError as error:
+            # What is left stays due: the next cycle after the cool-down plans it again.
+            log.warning("stopping the cycle: %s", error)
+            self.result.outcome = "circuit-open"
 
     # --- plan ----------------------------------------------------------------------------
 
@@ -354,7 +383,7 @@ class Cycle:
                 with self._one_range(request.range):
                     flights = self._answered(request, pending)
                     ahead = self._fetch_next(fetcher, upcoming)
-                    self.result.flights += store.upsert_flights(flights)
+                    self._store(flights)
                     self._mark_request(request, fetched_at=pending.asked_at)
                 if ahead is None:  # the range failed: go on with the next
                     ahead = self._fetch_next(fetcher, upcoming)
@@ -440,7 +469,7 @@ class Cycle:
         with self._one_range(window):
             flights = self.fetch(window)
             followed = set(self.airports)
-            self.result.flights += store.upsert_flights(
+            self._store(
                 [
                     f
                     for f in flights
@@ -494,26 +523,49 @@ class Cycle:
             self.client.last_remaining = error.remaining
         self.result.outcome = "rate-limited"
 
+    # --- store -------------------------------------------------------------------------
+
+    def _store(self, flights: list[dict]) -> None:
+        """Upsert ``flights`` in the open transaction; remember the followed airports they touch."""
+        self.result.flights += store.upsert_flights(flights)
+        followed = set(self.airports)
+        for flight in flights:
+            for airport in (flight["est_departure_airport"], flight["est_arrival_airport"]):
+                if airport in followed:
+                    self.touched.add(airport)
+
     # --- mark ----------------------------------------------------------------------------
 
     def mark(self, fetched: Range | None, marks: dict[tuple[str, str, int], planning.Mark]) -> None:
-        """Commit what was stored of a range: its credits, ``marks``, the end of its retry.
+        """Commit what was stored of a range: credits, ``marks``, its retry's end, alert events.
 
         ``fetched`` is the range whose flights this transaction stored (None
         for a swept day's marks, whose windows were committed one by one).
+        The airports whose flights or marks this transaction wrote get an
+        event when their figure over their alert window changed, committed
+        with what changed it.
         """
         store.spend_credits(self.unrecorded_credits)
+        store.record_breaker(self.client.breaker_snapshot())
         store.store_marks(marks)
         if fetched is not None:
             self.retries.succeeded(fetched)
+        followed = set(self.airports)
+        self.touched.update(airport for airport, _direction, _day in marks if airport in followed)
+        alerts.publish_changed_figures(
+            self.touched, refresh_days=self.config["COLLECT_REFRESH_DAYS"]
+        )
         db.session.commit()
         self.unrecorded_credits = 0
+        self.touched.clear()
 
     def mark_failed(self, failed: Range, error: str) -> None:
         """Commit a range's failure instead: its credits, if answered, and its retry."""
         db.session.rollback()
+        self.touched.clear()
         self.result.outcome = "partial"
         store.spend_credits(self.unrecorded_credits)
+        store.record_breaker(self.client.breaker_snapshot())
         retry = self.retries.failed(failed, error=error, now=time.time())
         db.session.commit()
         self.unrecorded_credits = 0
@@ -537,6 +589,10 @@ class Cycle:
             yield
         except STOPS_THE_CYCLE:
             raise
+        except CircuitOpenError as error:
+            # The range failed (it is what opened the breaker): its retry, then stop.
+            self.mark_failed(wanted, str(error))
+            raise
         except OpenSkyError as error:
             log.error("skipping %s: %s", wanted, error)
             self.mark_failed(wanted, str(error))
@@ -556,6 +612,7 @@ class Cycle:
         now, result, config = time.time(), self.result, self.config
         cycle_requests.consume(self.taken)
         store.spend_credits(self.unrecorded_credits)
+        store.record_breaker(self.client.breaker_snapshot())
         if result.requests or self.opensky_wait_until is not None:
             store.record_credits(self.client.last_remaining)
         if self.opensky_wait_until is not None:
@@ -566,9 +623,12 @@ class Cycle:
         store.record_credit_waits(
             airports=sorted(self.waiting_for_credits), budget=config["OPENSKY_DAILY_CREDITS"]
         )
-        if result.outcome == "rate-limited":
-            cycle_requests.request_collection()  # resume as soon as the wait is over
-        if result.outcome != "rate-limited":
+        # Resume as soon as the wait is over (collection_pending holds the cycle back till then),
+        # and leave the retries due to it, not a step further along their schedule.
+        waits = result.outcome in ("rate-limited", "circuit-open")
+        if waits:
+            cycle_requests.request_collection()
+        else:
             retries.postpone_overdue(
                 due_by=self.started_at,
                 now=now,

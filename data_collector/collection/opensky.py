@@ -12,19 +12,32 @@ flight that passes the check can always be stored.
 Tokens (client-credentials grant) are cached until shortly before they
 expire and renewed once when OpenSky answers 401; without credentials the
 client is anonymous.
+
+Every call (each attempt, flights or token) goes through a circuit breaker
+(pybreaker): after ``breaker_failures`` calls in a row failed (timeouts,
+connection errors, 5xx; a 404, a 429 or any other answer is OpenSky
+answering) it opens, and for ``breaker_cooldown`` seconds no call is made:
+:class:`CircuitOpenError` at once, without the backoff. Then one trial call
+goes through; its success closes the breaker, its failure opens it again.
+The breaker's state is not the process's: the cycle resumes it from the
+database (:meth:`OpenSkyClient.resume_breaker`) and saves it back
+(:meth:`OpenSkyClient.breaker_snapshot`), so every replica and ``/health``
+see the same.
 """
 
 import logging
 import re
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pybreaker
 import requests
 
 from common.process.heartbeat import progress
 from data_collector.metrics import (
+    OPENSKY_BREAKER_OPENINGS,
     OPENSKY_CREDITS,
     OPENSKY_LAST_REQUEST_SECONDS,
     OPENSKY_REQUESTS,
@@ -69,6 +82,82 @@ class CredentialsRefusedError(UnavailableError):
     """The token endpoint refused our client id and secret: no request can succeed."""
 
 
+class CircuitOpenError(OpenSkyError):
+    """Too many calls in a row failed: no call to OpenSky before ``until``."""
+
+    def __init__(self, message: str, until: datetime):
+        super().__init__(message)
+        self.until = until
+
+
+BREAKER_STATES = (pybreaker.STATE_CLOSED, pybreaker.STATE_OPEN, pybreaker.STATE_HALF_OPEN)
+
+
+@dataclass(frozen=True)
+class BreakerSnapshot:
+    """The circuit breaker's state, as the database keeps it for every process."""
+
+    state: str = pybreaker.STATE_CLOSED  # closed, open or half-open
+    failures: int = 0  # calls failed in a row
+    opened_at: datetime | None = None
+
+    def open_until(self, cooldown: float) -> datetime | None:
+        """Return until when no call may be made (None: calls may be made now or after a trial)."""
+        if self.state != pybreaker.STATE_OPEN or self.opened_at is None:
+            return None
+        return self.opened_at + timedelta(seconds=cooldown)
+
+
+class _BreakerStorage(pybreaker.CircuitBreakerStorage):
+    """pybreaker's state for one cycle, started from a snapshot and read back as one."""
+
+    def __init__(self, snapshot: BreakerSnapshot):
+        super().__init__("collector_state")
+        self._state = snapshot.state
+        self._failures = snapshot.failures
+        self._successes = 0
+        self._opened_at = snapshot.opened_at
+
+    @property
+    def state(self) -> str:
+        return self._state
+
+    @state.setter
+    def state(self, state: str) -> None:
+        self._state = state
+
+    def increment_counter(self) -> None:
+        self._failures += 1
+
+    def reset_counter(self) -> None:
+        self._failures = 0
+
+    def increment_success_counter(self) -> None:
+        self._successes += 1
+
+    def reset_success_counter(self) -> None:
+        self._successes = 0
+
+    @property
+    def counter(self) -> int:
+        return self._failures
+
+    @property
+    def success_counter(self) -> int:
+        return self._successes
+
+    @property
+    def opened_at(self) -> datetime | None:
+        return self._opened_at
+
+    @opened_at.setter
+    def opened_at(self, value: datetime) -> None:
+        self._opened_at = value
+
+    def snapshot(self) -> BreakerSnapshot:
+        return BreakerSnapshot(self._state, self._failures, self._opened_at)
+
+
 @dataclass(frozen=True)
 class FlightsAnswer:
     """The flights of one request (rows for ``flight_data``) and the credits left."""
@@ -91,6 +180,8 @@ class OpenSkyClient:
         max_attempts: int,
         backoff_seconds: float,
         token_margin_seconds: int = 60,
+        breaker_failures: int = 12,
+        breaker_cooldown: float = 60.0,
         session: requests.Session | None = None,
     ):
         self.api_url = api_url.rstrip("/")
@@ -105,6 +196,25 @@ class OpenSkyClient:
         self._token: str | None = None
         self._token_expires_at = 0.0  # time.monotonic()
         self.last_remaining: int | None = None
+        self.breaker_failures = breaker_failures
+        self.breaker_cooldown = breaker_cooldown
+        self.resume_breaker(BreakerSnapshot())
+
+    def resume_breaker(self, snapshot: BreakerSnapshot) -> None:
+        """Continue from the circuit breaker's shared state (a cycle starts with it)."""
+        self._breaker_storage = _BreakerStorage(snapshot)
+        self._breaker = pybreaker.CircuitBreaker(
+            fail_max=self.breaker_failures,
+            reset_timeout=self.breaker_cooldown,
+            state_storage=self._breaker_storage,
+            name="opensky",
+            # The failure that opens it is raised as it is (it says what failed).
+            throw_new_error_on_trip=False,
+        )
+
+    def breaker_snapshot(self) -> BreakerSnapshot:
+        """Return the circuit breaker's state now, for the database."""
+        return self._breaker_storage.snapshot()
 
     @property
     def anonymous(self) -> bool:
@@ -156,10 +266,13 @@ class OpenSkyClient:
 
     def _get(self, url: str, params: dict[str, Any]) -> requests.Response:
         headers = {}
+        # Before the call, not inside it: the token's own calls go through the breaker alone.
         token = self._current_token()
         if token is not None:
             headers["Authorization"] = f"Bearer {token}"
-        return self.session.get(url, params=params, headers=headers, timeout=self.timeout)
+        return self._through_breaker(
+            lambda: self.session.get(url, params=params, headers=headers, timeout=self.timeout)
+        )
 
     def _current_token(self) -> str | None:
         if self.anonymous:
@@ -180,7 +293,9 @@ class OpenSkyClient:
         parsed: list[tuple[str, float]] = []
 
         def post() -> requests.Response:
-            response = self.session.post(self.token_url, data=form, timeout=self.timeout)
+            response = self._through_breaker(
+                lambda: self.session.post(self.token_url, data=form, timeout=self.timeout)
+            )
             if response.status_code == 200:
                 try:
                     body = response.json()
@@ -201,10 +316,59 @@ class OpenSkyClient:
             )
         return parsed[-1]
 
+    def _through_breaker(self, send) -> requests.Response:
+        """Make one HTTP call through the circuit breaker; raise CircuitOpenError if it is open.
+
+        A 5xx answer counts as a failure, as timeouts and connection errors do;
+        any other answer (a malformed body too) is OpenSky answering.
+        """
+
+        def call() -> requests.Response:
+            response = send()
+            if response.status_code >= 500:
+                raise _ServerError(response)
+            return response
+
+        state_before = self._breaker.current_state
+        opened_before = self._breaker_storage.opened_at
+        try:
+            return self._breaker.call(call)
+        except _ServerError as error:
+            return error.response
+        except pybreaker.CircuitBreakerError:
+            raise self._open_error() from None
+        finally:
+            state = self._breaker.current_state
+            if state == pybreaker.STATE_OPEN and self._breaker_storage.opened_at != opened_before:
+                OPENSKY_BREAKER_OPENINGS.inc()
+                log.warning(
+                    "OpenSky circuit breaker opened (%s): no call before %s, then one trial",
+                    "its trial call failed"
+                    if state_before != pybreaker.STATE_CLOSED
+                    else f"{self._breaker.fail_counter} calls failed in a row",
+                    self._open_until(),
+                )
+            elif state == pybreaker.STATE_CLOSED and state_before != pybreaker.STATE_CLOSED:
+                log.info("OpenSky circuit breaker closed: the trial call was answered")
+
+    def _open_until(self) -> datetime:
+        opened_at = self._breaker_storage.opened_at or datetime.now(UTC)
+        return opened_at + timedelta(seconds=self.breaker_cooldown)
+
+    def _open_error(self, problem: str | None = None) -> CircuitOpenError:
+        until = self._open_until()
+        last = f" (the last: {problem})" if problem else ""
+        return CircuitOpenError(
+            f"circuit breaker open after {self.breaker_failures} failed calls in a row{last}: "
+            f"no call to OpenSky before {until.isoformat()}",
+            until,
+        )
+
     def _with_retries(self, send, *, what: str, endpoint: str) -> requests.Response:
         """Call ``send`` until it answers without a timeout, 5xx or bad body (``max_attempts``).
 
         Every attempt is counted in ``opensky_requests_total`` under ``endpoint``.
+        Once the circuit breaker opens, no further attempt is made.
         """
         for attempt in range(1, self.max_attempts + 1):
             started = time.monotonic()
@@ -230,6 +394,8 @@ class OpenSkyClient:
             finally:
                 OPENSKY_LAST_REQUEST_SECONDS.labels(endpoint).set(time.monotonic() - started)
                 progress()  # an answer (or a timeout) is progress for the worker's heartbeat
+            if self._breaker.current_state == pybreaker.STATE_OPEN:
+                raise self._open_error(problem)
             if attempt == self.max_attempts:
                 raise UnavailableError(f"OpenSky {what}: {problem} ({attempt} attempts)")
             delay = self.backoff_seconds * 2 ** (attempt - 1)
@@ -240,6 +406,14 @@ class OpenSkyClient:
 
 class _RetryableError(Exception):
     """A failure worth another attempt that is not an HTTP status."""
+
+
+class _ServerError(Exception):
+    """A 5xx answer, raised inside the circuit breaker so that it counts as a failure."""
+
+    def __init__(self, response: requests.Response):
+        super().__init__(f"HTTP {response.status_code}")
+        self.response = response
 
 
 def _int_header(response: requests.Response, name: str) -> int | None:

@@ -24,6 +24,7 @@ from common.timeutil import (
     unix_seconds,
     utc_now,
 )
+from data_collector.collection.opensky import BreakerSnapshot
 from data_collector.collection.planning import Mark
 from data_collector.models import (
     CollectedDay,
@@ -73,6 +74,8 @@ class State:
     # not), with this daily budget.
     over_budget_day: int | None
     over_budget_credits: int | None
+    # The circuit breaker around OpenSky, as the last cycle left it.
+    breaker: BreakerSnapshot
 
 
 def _state_row() -> CollectorState:
@@ -91,6 +94,7 @@ def read_state() -> State:
         credits_spent_today=row.credits_spent_today(),
         over_budget_day=None if row.over_budget_on is None else day_number(row.over_budget_on),
         over_budget_credits=row.over_budget_credits,
+        breaker=BreakerSnapshot(row.breaker_state, row.breaker_failures, row.breaker_opened_at),
     )
 
 
@@ -119,6 +123,14 @@ def record_outcome(
     row.last_cycle_requests = requests
     row.last_cycle_credits = credits
     row.last_cycle_flights = flights
+
+
+def record_breaker(snapshot: BreakerSnapshot) -> None:
+    """Save the circuit breaker's state, for the next cycle of any process and ``/health``."""
+    row = _state_row()
+    row.breaker_state = snapshot.state
+    row.breaker_failures = snapshot.failures
+    row.breaker_opened_at = snapshot.opened_at
 
 
 def wait_for_opensky(*, until: float) -> None:

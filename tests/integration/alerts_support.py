@@ -117,6 +117,27 @@ def removed_event(*interests: Interest) -> dict:
     return {"kind": "removed", "interest_ids": [interest.id for interest in interests]}
 
 
+def stream_payloads(broker: Broker, subject: str) -> list[dict]:
+    """Every payload the broker keeps on ``subject``, oldest first."""
+    from nats.js.errors import NotFoundError
+
+    name = stream_of(subject).name
+
+    async def read(js):
+        info = await js.stream_info(name)
+        payloads = []
+        for sequence in range(info.state.first_seq, info.state.last_seq + 1):
+            try:
+                message = await js.get_msg(name, sequence)
+            except NotFoundError:
+                continue
+            if message.subject == subject:
+                payloads.append(json.loads(message.data))
+        return payloads
+
+    return broker.call(read, timeout=30)
+
+
 @dataclass
 class AlertsStack:
     """The alert services, their broker and database, and the test's SMTP server."""
@@ -183,23 +204,7 @@ class AlertsStack:
 
     def stream(self, subject: str) -> list[dict]:
         """Every payload the broker keeps on ``subject``, oldest first."""
-        from nats.js.errors import NotFoundError
-
-        name = stream_of(subject).name
-
-        async def read(js):
-            info = await js.stream_info(name)
-            payloads = []
-            for sequence in range(info.state.first_seq, info.state.last_seq + 1):
-                try:
-                    message = await js.get_msg(name, sequence)
-                except NotFoundError:
-                    continue
-                if message.subject == subject:
-                    payloads.append(json.loads(message.data))
-            return payloads
-
-        return self.broker.call(read, timeout=30)
+        return stream_payloads(self.broker, subject)
 
     def metric(self, api: Api, name: str, **labels: str) -> float:
         """One sample of a service's ``/metrics`` (0 when absent)."""
@@ -268,14 +273,21 @@ class ServiceReplica:
 
 
 @contextmanager
-def alerts_stack(**extra_env: str) -> Iterator[AlertsStack]:
-    """Start PostgreSQL, nats-server and both alert services, mailing a server in this process."""
+def alerts_stack(
+    *, services: tuple[str, ...] = ALERT_SERVICES, simulator: bool = False, **extra_env: str
+) -> Iterator[AlertsStack]:
+    """Start PostgreSQL, nats-server and both alert services, mailing a server in this process.
+
+    ``services``: every service to start (the alert services, or the whole
+    pipeline); ``simulator``: the OpenSky simulator too, for the collector.
+    """
     smtp = SmtpTestServer()
     smtp.start()
     with tempfile.TemporaryDirectory(prefix="flight-tracker-alerts-") as tmp:
         settings = StackSettings.on_free_ports(
             Path(tmp) / "pg",
-            services=ALERT_SERVICES,
+            services=services,
+            simulator=simulator,
             log_dir=Path(tmp) / "logs",
             extra_env={
                 **ALERTS_TEST_ENV,

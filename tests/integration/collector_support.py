@@ -1,12 +1,16 @@
 """Helpers for the collection tests: follow airports, run cycles, compare with the simulator."""
 
+import functools
 import time
 from contextlib import contextmanager
 from datetime import UTC, datetime
 
 import psycopg2
 
+from common.broker.connection import Broker
+from common.broker.streams import TO_ALERT_SYSTEM
 from data_collector.collection.lock import COLLECTION_LOCK_ID
+from tests.integration.alerts_support import stream_payloads
 from tests.utils import Api, create_user, run_sql, wait_until
 
 DAY = 86400
@@ -86,6 +90,38 @@ class Collector:
         finally:
             connection.rollback()
             connection.close()
+
+    @functools.cached_property
+    def broker(self) -> Broker:
+        """A client of the stack's broker, to read what the collector published."""
+        return Broker(self.stack.broker_url, name="collector-test")
+
+    def close(self) -> None:
+        """Close the broker's connection, if a test opened it."""
+        if "broker" in self.__dict__:
+            self.broker.close()
+
+    def published(self, kind: str, interest_id: int | None = None) -> list[dict]:
+        """The ``to-alert-system`` events of ``kind`` the broker keeps (naming ``interest_id``).
+
+        Once the outbox is empty: the relay deletes a message only after the
+        broker stored it, so everything committed so far is in the stream.
+        """
+        wait_until(lambda: self.sql("SELECT count(*) FROM broker_outbox") == [(0,)])
+        events = [e for e in stream_payloads(self.broker, TO_ALERT_SYSTEM) if e["kind"] == kind]
+        if interest_id is None:
+            return events
+        if kind == "removed":
+            return [e for e in events if interest_id in e["interest_ids"]]
+        return [e for e in events if interest_id in {f["interest_id"] for f in e["followers"]}]
+
+    def interest_id(self, email: str, airport: str) -> int:
+        """The id the collector gave a user's interest in an airport."""
+        ((found,),) = self.sql(
+            "SELECT id FROM user_interests WHERE user_email = %s AND airport_code = %s",
+            (email, airport),
+        )
+        return found
 
     def sql(self, statement: str, params=None) -> list[tuple]:
         """Run one statement on the collector's database (tests that inspect or reset state)."""

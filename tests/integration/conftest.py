@@ -8,6 +8,7 @@ starts from empty collector tables and a reset simulator.
 
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,7 +29,7 @@ from tests.integration.auth_support import (
     IdentityProvider,
     standard_keys,
 )
-from tests.integration.collector_support import DAY, Collector
+from tests.integration.collector_support import DAY, Collector, sample_dataset
 from tests.utils import Api, require_prometheus
 
 COLLECTOR_TEST_ENV = {
@@ -48,11 +49,14 @@ COLLECTOR_TEST_ENV = {
     "RETENTION_DAYS": "10",
     # Tests ask for cycle after cycle; the once-a-minute limit has a test of its own.
     "COLLECTION_RUN_MIN_INTERVAL_SECONDS": "0",
+    # An open circuit breaker lets a trial call through after 2 s (a minute in production).
+    "OPENSKY_BREAKER_COOLDOWN_SECONDS": "2",
 }
 # Longer than any collection test takes (a cycle waits at most CYCLE_TIMEOUT).
 MIDNIGHT_MARGIN = 120
 COLLECTOR_TABLES = (
-    "user_interests, flight_data, collected_days, collection_requests, collection_retries"
+    "user_interests, flight_data, collected_days, collection_requests, collection_retries, "
+    "alert_windows"
 )
 
 
@@ -89,7 +93,8 @@ def wipe_collector_tables(database_url: str) -> None:
                 "last_cycle_started_at = NULL, last_cycle_finished_at = NULL, "
                 "last_periodic_cycle_started_at = NULL, "
                 "retention_ran_on = NULL, sweep_unreliable_since = NULL, "
-                "credits_day = NULL, credits_spent = 0, over_budget_on = NULL"
+                "credits_day = NULL, credits_spent = 0, over_budget_on = NULL, "
+                "breaker_state = 'closed', breaker_failures = 0, breaker_opened_at = NULL"
             )
     finally:
         connection.close()
@@ -109,14 +114,24 @@ def wait_out_midnight() -> None:
 
 
 @pytest.fixture
-def collector(collector_stack) -> Collector:
+def collector(collector_stack) -> Iterator[Collector]:
     """The collection stack with nothing followed, stored or injected."""
     wait_out_midnight()
     sim = SimulatorControl(collector_stack.simulator_url)
     sim.clear_failures()
     wipe_collector_tables(collector_stack.database_urls["DATA_COLLECTOR_DATABASE_URL"])
     sim.reset()
-    return Collector(collector_stack, sim)
+    collector = Collector(collector_stack, sim)
+    yield collector
+    collector.close()
+
+
+@pytest.fixture
+def flights(collector) -> list[dict]:
+    """The sample dataset (collector_support.sample_dataset), loaded into the simulator."""
+    dataset = sample_dataset()
+    collector.sim.load_dataset(dataset)
+    return dataset
 
 
 @pytest.fixture

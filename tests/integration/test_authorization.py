@@ -54,6 +54,7 @@ ROUTES = [
     Route("dc", "GET", "/docs/", ANY),
     Route("dc", "GET", "/docs/swagger-ui.css", ANY),
     Route("dc", "POST", "/interests", "interests:write", "body"),
+    Route("dc", "PUT", "/interests", "interests:write", "body"),
     Route("dc", "DELETE", "/interests", "interests:write", "body"),
     Route("dc", "GET", "/interests/{email}", "interests:read", "path"),
     Route("dc", "GET", "/flights", "flights:read", "query"),
@@ -149,6 +150,8 @@ def send(secure, route: Route, headers: dict[str, str], email: str):
         kwargs["params"] = {"email": email}
     if route.path == "/users" and route.method == "POST":
         kwargs["json"] = {"email": email, "first_name": "Ada", "last_name": "Lovelace"}
+    elif route.path == "/interests" and route.method == "PUT":
+        kwargs["json"] = {"email": email, "airport_code": "LIRF", "high_value": 10}
     elif route.path == "/interests":
         kwargs["json"] = {"email": email, "airport_code": "LIRF"}
     return api.request(route.method, path, **kwargs)

@@ -13,20 +13,12 @@ from tests.integration.collector_support import (
     DAY,
     assert_complete,
     parse_iso,
-    sample_dataset,
     today_start,
 )
 from tests.integration.conftest import COLLECTOR_TEST_ENV
 from tests.utils import metric, wait_until
 
 pytestmark = pytest.mark.local_stack
-
-
-@pytest.fixture
-def flights(collector):
-    dataset = sample_dataset()
-    collector.sim.load_dataset(dataset)
-    return dataset
 
 
 @pytest.mark.parametrize(

@@ -17,7 +17,9 @@ def test_both_services_report_database_and_peer_in_one_shape(um, dc):
     assert user_manager.status_code == data_collector.status_code == 200
     um_body, dc_body = user_manager.json(), data_collector.json()
     assert set(um_body) == COMMON_FIELDS | {"outbox"}
-    assert set(dc_body) == COMMON_FIELDS | {"opensky"}
+    # The collector publishes to the Alert System: it reports the broker too.
+    assert set(dc_body) == COMMON_FIELDS | {"opensky", "broker"}
+    assert dc_body["broker"]["status"] == "ok"
     for body, service, peer in (
         (um_body, "user_manager", "data_collector"),
         (dc_body, "data_collector", "user_manager"),
@@ -77,6 +79,8 @@ def test_a_keys_file_removed_while_running_accepts_no_key_and_degrades_health(
         {
             "SQLALCHEMY_DATABASE_URI": local_stack.database_urls[database],
             peer: local_stack.env[peer],
+            # The collector reports its broker too: the stack's, which is up.
+            "NATS_URL": local_stack.broker_url,
             "AUTH_MODE": "on",
             "API_KEYS_FILE": str(keys.path),
             "JWT_JWKS_URL": identity_provider.jwks_url,

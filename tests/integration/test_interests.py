@@ -122,3 +122,86 @@ def test_reconciliation_deletes_nothing_while_the_user_manager_is_down(local_sta
     finally:
         local_stack.start_service("user_manager")
     assert {i["airport_code"] for i in dc.get(f"/interests/{gone}").json()} == {"LIRF", "LIMC"}
+
+
+@pytest.mark.parametrize(
+    ("thresholds", "named"),
+    [
+        ({"high_value": -1}, {"high_value"}),
+        ({"low_value": -5}, {"low_value"}),
+        ({"high_value": 10.5}, {"high_value"}),
+        ({"high_value": 10.0}, {"high_value"}),
+        ({"low_value": "3"}, {"low_value"}),
+        ({"high_value": True}, {"high_value"}),
+        ({"low_value": [1]}, {"low_value"}),
+        ({"high_value": 2**31}, {"high_value"}),
+        ({"high_value": 10, "low_value": 20}, {"high_value", "low_value"}),
+        ({"high_value": 10, "low_value": 10}, {"high_value", "low_value"}),
+    ],
+    ids=str,
+)
+def test_thresholds_that_are_not_whole_numbers_in_order_are_a_400_naming_them(
+    um, dc, thresholds, named
+):
+    email = create_user(um)
+    response = dc.post("/interests", json={**interest(email, "LIRF"), **thresholds})
+    assert response.status_code == 400, response.text
+    assert set(response.json()["details"]) == named
+    assert dc.get(f"/interests/{email}").json() == []
+
+
+def test_thresholds_are_stored_and_shown_and_either_may_be_left_out(um, dc):
+    email = create_user(um)
+    for code, thresholds in (("LIRF", {"high_value": 200, "low_value": 0}), ("LIMC", {})):
+        response = dc.post("/interests", json={**interest(email, code), **thresholds})
+        assert response.status_code == 201, response.text
+    upper = {"high_value": 0, "low_value": None}
+    assert dc.post("/interests", json={**interest(email, "EGLL"), **upper}).status_code == 201
+    listed = {i["airport_code"]: i for i in dc.get(f"/interests/{email}").json()}
+    assert {code: (i["high_value"], i["low_value"]) for code, i in listed.items()} == {
+        "EGLL": (0, None),
+        "LIMC": (None, None),
+        "LIRF": (200, 0),
+    }
+    # No state before the Alert System reports one.
+    nothing_yet = {"condition": None, "since": None, "last_email_at": None}
+    assert listed["LIRF"]["alert_state"] == nothing_yet
+
+
+def test_posting_an_interest_again_changes_no_threshold(um, dc):
+    email = create_user(um)
+    body = {**interest(email, "LIRF"), "high_value": 200}
+    assert dc.post("/interests", json=body).status_code == 201
+    # The same body again (a client's retry): the 200 of an interest already there.
+    assert dc.post("/interests", json=body).status_code == 200
+    other = dc.post("/interests", json={**body, "high_value": 300})
+    assert other.status_code == 409 and "PUT /interests" in other.json()["error"]
+    plain = dc.post("/interests", json=interest(email, "LIRF"))
+    assert plain.status_code == 409
+    assert dc.get(f"/interests/{email}").json()[0]["high_value"] == 200
+
+
+def test_put_changes_only_the_thresholds_given_and_keeps_them_in_order(um, dc):
+    email = create_user(um)
+    body = {**interest(email, "LIRF"), "high_value": 200, "low_value": 10}
+    assert dc.post("/interests", json=body).status_code == 201
+
+    def put(**thresholds):
+        return dc.put("/interests", json={**interest(email, "lirf"), **thresholds})
+
+    changed = put(low_value=50)
+    assert changed.status_code == 200, changed.text
+    assert (changed.json()["high_value"], changed.json()["low_value"]) == (200, 50)
+    # Merged with the stored upper threshold, a lower one above it is refused, naming both.
+    inverted = put(low_value=250)
+    assert inverted.status_code == 400
+    assert set(inverted.json()["details"]) == {"high_value", "low_value"}
+    assert set(put().json()["details"]) == {"high_value", "low_value"}  # nothing to change
+    assert set(put(high_value=-1).json()["details"]) == {"high_value"}
+    assert put(high_value=None, low_value=None).json()["high_value"] is None
+    (shown,) = dc.get(f"/interests/{email}").json()
+    assert (shown["high_value"], shown["low_value"]) == (None, None)
+    missing = dc.put("/interests", json={**interest(email, "LIMC"), "high_value": 5})
+    assert missing.status_code == 404 and "error" in missing.json()
+    unknown_user = dc.put("/interests", json={**interest(unique_email(), "LIRF"), "low_value": 1})
+    assert unknown_user.status_code == 404

@@ -7,8 +7,11 @@ import requests
 from prometheus_client import REGISTRY
 
 from data_collector.collection.opensky import (
+    BreakerSnapshot,
+    CircuitOpenError,
     MalformedResponseError,
     OpenSkyClient,
+    RateLimitedError,
     UnavailableError,
     parse_flight,
 )
@@ -95,7 +98,8 @@ class _BodiesSession:
         return response
 
 
-def _client(session, max_attempts=3) -> OpenSkyClient:
+def _client(session, max_attempts=3, **breaker) -> OpenSkyClient:
+    """A client of nothing real; ``breaker``: its breaker_failures and breaker_cooldown."""
     return OpenSkyClient(
         api_url="http://opensky.invalid/api",
         token_url="http://opensky.invalid/token",
@@ -105,6 +109,7 @@ def _client(session, max_attempts=3) -> OpenSkyClient:
         max_attempts=max_attempts,
         backoff_seconds=0,
         session=session,
+        **breaker,
     )
 
 
@@ -130,3 +135,93 @@ def metric_value(endpoint: str, outcome: str) -> float:
         "opensky_requests_total", {"endpoint": endpoint, "outcome": outcome}
     )
     return value or 0.0
+
+
+class _ScriptedSession:
+    """Answers GETs in turn: a status (200: no flights), a (status, body), or raises; then 200."""
+
+    def __init__(self, answers):
+        self.answers = list(answers)
+        self.gets = 0
+
+    def get(self, url, **kwargs):
+        self.gets += 1
+        answer = self.answers.pop(0) if self.answers else 200
+        if isinstance(answer, Exception):
+            raise answer
+        status, body = answer if isinstance(answer, tuple) else (answer, b"[]")
+        response = requests.Response()
+        response.status_code = status
+        response._content = body
+        return response
+
+
+def breaker_client(session, *, failures=3, cooldown=60.0, attempts=2) -> OpenSkyClient:
+    return _client(
+        session, max_attempts=attempts, breaker_failures=failures, breaker_cooldown=cooldown
+    )
+
+
+def fetch(client):
+    return client.flights("arrival", begin=0, end=3600, airport="LIRF")
+
+
+def test_consecutive_failures_open_the_breaker_and_no_call_is_made_while_it_is_open():
+    session = _ScriptedSession([503, requests.exceptions.ConnectTimeout("slow"), 502])
+    client = breaker_client(session)
+    with pytest.raises(UnavailableError):
+        fetch(client)  # two attempts failed: the range fails, the breaker is not open yet
+    with pytest.raises(CircuitOpenError) as opened:
+        fetch(client)  # its first attempt is the third failure in a row: no second attempt
+    assert session.gets == 3 and "HTTP 502" in str(opened.value)
+    snapshot = client.breaker_snapshot()
+    assert (snapshot.state, snapshot.failures) == ("open", 3)
+    with pytest.raises(CircuitOpenError):
+        fetch(client)
+    assert session.gets == 3  # refused without a call
+
+
+@pytest.mark.parametrize(
+    ("answer", "outcome"),
+    [(404, None), (429, RateLimitedError), ((200, b"not json"), UnavailableError)],
+    ids=["no flights", "rate limited", "malformed"],
+)
+def test_an_answer_that_is_not_a_failure_starts_the_count_again(answer, outcome):
+    session = _ScriptedSession([503, 503, answer, 503, 503])
+    client = breaker_client(session, attempts=1)
+    for _ in range(2):
+        with pytest.raises(UnavailableError):
+            fetch(client)
+    if outcome is None:
+        assert fetch(client).flights == []
+    else:
+        with pytest.raises(outcome):
+            fetch(client)
+    for _ in range(2):
+        with pytest.raises(UnavailableError):
+            fetch(client)
+    snapshot = client.breaker_snapshot()
+    assert (snapshot.state, snapshot.failures) == ("closed", 2)
+
+
+def test_after_the_cool_down_one_trial_call_closes_or_opens_it_again():
+    session = _ScriptedSession([503, 503])
+    client = breaker_client(session, failures=2, cooldown=0.1, attempts=1)
+    for _ in range(2):
+        with pytest.raises((UnavailableError, CircuitOpenError)):
+            fetch(client)
+    assert client.breaker_snapshot().state == "open"
+    # Resumed in another process (the next cycle), after the cool-down: a trial that works.
+    resumed = breaker_client(session, failures=2, cooldown=0.0, attempts=1)
+    resumed.resume_breaker(client.breaker_snapshot())
+    assert fetch(resumed).flights == []
+    opened_at = client.breaker_snapshot().opened_at
+    assert resumed.breaker_snapshot() == BreakerSnapshot("closed", 0, opened_at)
+    # A trial that fails opens it again at once.
+    session.answers, calls = [503], session.gets
+    failing = breaker_client(session, failures=2, cooldown=0.0, attempts=3)
+    failing.resume_breaker(client.breaker_snapshot())
+    with pytest.raises(CircuitOpenError):
+        fetch(failing)
+    # One call, the trial: none of the request's other attempts is made.
+    assert failing.breaker_snapshot().state == "open" and session.gets == calls + 1
