@@ -21,13 +21,14 @@ $(STAMP): requirements-dev.txt pyproject.toml
 run: install
 	$(PY) -m devstack
 
-# Two pytest-xdist workers (TEST_WORKERS=0: one process); each module runs whole on one.
+# Two pytest-xdist workers (TEST_WORKERS=0: one process); each test module runs whole on one,
+# so a module's own stack starts once (a stack several modules share starts in each worker).
 TEST_WORKERS ?= 2
 
 test: install
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 # The compose stack scaled to 3 x 3 on this machine's Docker engine: the integration suite
 # through the gateway, then the fault drills, and a table of their figures (README,

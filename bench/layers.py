@@ -144,9 +144,9 @@ def secured_services(stack: LocalStack, directory: Path) -> Iterator[Secured]:
             name = f"{package}_secured"
             # Logged to a file like the stack's own processes: a terminal would slow them.
             command = [sys.executable, "-m", package, "web"]
-            stack.supervisor.start(name, command, env=env, output=stack._log_file(name))
+            stack.supervisor.start(name, command, env=env, output=stack.log_file(name))
             names.append(name)
-            stack._wait_for(name, f"http://127.0.0.1:{ports[package]}/ping")
+            stack.wait_for(name, f"http://127.0.0.1:{ports[package]}/ping")
         yield Secured(
             user_manager_url=f"http://127.0.0.1:{ports['user_manager']}",
             data_collector_url=f"http://127.0.0.1:{ports['data_collector']}",

@@ -17,14 +17,15 @@ The package's files are where the skeleton finds its parts:
 ``models.py``      ``db``: its Flask-SQLAlchemy instance, and its tables
 ``routes.py``      ``bp``: its REST routes
 ``services.py``    ``health_facts()``: what ``/health`` adds (when ``health`` names
-                   its key)
+                   its key); ``health_checks()``: what else it depends on (``checks``)
 ``grpc_server.py`` the servicer class the declaration names (role ``grpc``)
 ``worker.py``      ``jobs(app)``: its periodic jobs; ``subscriptions(app)``: the
                    broker subjects it consumes (role ``worker``)
 ``models.py``      ``OUTBOX``: its broker outbox table, when it publishes
 ``metrics.py``     ``SCRAPE_COLLECTORS``: collectors computed at each scrape
 ``openapi.py``     ``DOCUMENT``: its API document's title, description and tags
-``answers.py``     ``HealthFacts``: the model of what ``health_facts()`` returns
+``answers.py``     ``HealthFacts``: the model of what ``health_facts()`` returns;
+                   ``HEALTH_CHECKS``: the model of each check's answer, by name
 ``migrations/``    ``versions/``: its Alembic revisions
 =================  =============================================================
 
@@ -56,7 +57,10 @@ class Service:
     which the worker relays; ``peer``: the service whose gRPC API it calls (its client:
     :data:`common.rpc.peers.CLIENTS`; its address: the ``<PEER>_GRPC_ADDR``
     setting), whose health ``/health`` reports; ``health``: the key under
-    which ``/health`` shows what ``services.health_facts()`` returns.
+    which ``/health`` shows what ``services.health_facts()`` returns;
+    ``checks``: it depends on more than its database, peer and broker
+    (``services.health_checks()`` returns a check of each, by name, which
+    ``/health`` runs like the peer's: one not ``ok`` makes it ``degraded``).
     """
 
     name: str
@@ -66,6 +70,7 @@ class Service:
     publishes: bool = False
     peer: str | None = None
     health: str | None = None
+    checks: bool = False
 
     def part(self, module: str, attribute: str) -> Any:
         """Import ``<service>.<module>`` and return its ``attribute``."""

@@ -6,20 +6,23 @@ samples to the service's metrics directory, where every web worker reads
 them. Counters add up across processes; the credits gauge uses
 ``mostrecent``, so ``/metrics`` shows the last balance OpenSky reported to
 any process (also after that worker restarted), not a sum or a stale maximum.
-The ranges waiting for a retry and the outcome of the last interest
-reconciliation are read from the database at scrape time
-(:func:`collection_state_gauges`): facts of the shared database, the
-same seen from every replica, whichever process wrote them. So are the
-alerts pipeline's (common.broker.observability): the consumer of
-``to-data-collector``, its dead letters, the outbox of ``to-alert-system``.
+The ranges waiting for a retry, the outcome of the last interest
+reconciliation, when a cycle last ended and the day's credits are read from
+the database at scrape time (:func:`collection_state_gauges`): facts of the
+shared database, the same seen from every replica, whichever process wrote
+them. So are the alerts pipeline's (common.broker.observability): the
+consumer of ``to-data-collector``, its dead letters, the outbox of
+``to-alert-system``.
 """
 
 import time
 
+from flask import current_app
 from prometheus_client import Counter, Gauge
 
 from common.broker.observability import Consumed, Pipeline, pipeline_collectors
 from common.broker.streams import TO_DATA_COLLECTOR
+from common.timeutil import utc_now
 from common.web.observability import DatabaseGauges
 from data_collector.collection import retries
 from data_collector.models import OUTBOX, CollectorState, db
@@ -57,6 +60,19 @@ OPENSKY_CREDITS = Gauge(
     "Credits left today, as OpenSky's X-Rate-Limit-Remaining said on the latest answer.",
     multiprocess_mode="mostrecent",
 )
+OPENSKY_LAST_REQUEST_SECONDS = Gauge(
+    "opensky_last_request_duration_seconds",
+    "How long the latest request to OpenSky took, its answer downloaded and parsed (or "
+    "until it failed), by endpoint.",
+    ["endpoint"],
+    multiprocess_mode="mostrecent",
+)
+LAST_CYCLE_SECONDS = Gauge(
+    "collection_last_cycle_duration_seconds",
+    "How long the latest collection cycle of this instance took, from its plan to its "
+    "flights stored and its outcome recorded.",
+    multiprocess_mode="mostrecent",
+)
 
 
 def request_outcome(endpoint: str, status: int) -> str:
@@ -75,13 +91,16 @@ def request_outcome(endpoint: str, status: int) -> str:
 def collection_state_gauges():
     """Return the gauges of collection's shared state (read from the database at each scrape).
 
-    The ranges waiting for a retry, the circuit breaker around OpenSky, and
-    whether the last interest reconciliation refused to remove anything.
+    The ranges waiting for a retry, the circuit breaker around OpenSky,
+    whether the last interest reconciliation refused to remove anything, and
+    what the alerting rules compare: when a cycle last ended against the
+    interval (collection stalled), the day's credits against the budget.
     """
     waiting, next_at = retries.waiting_count_and_next()
     state = db.session.get(CollectorState, 1)
     reconciliation = state.reconcile_outcome if state is not None else None
     return [
+        *_schedule_and_budget_gauges(state),
         (
             "collection_retries_waiting",
             "Ranges whose fetch failed and that wait to be asked for again.",
@@ -110,6 +129,45 @@ def collection_state_gauges():
             1 if reconciliation == "refused" else 0,
         ),
     ]
+
+
+def _schedule_and_budget_gauges(state: CollectorState | None) -> list[tuple[str, str, float]]:
+    config = current_app.config
+    gauges = [
+        (
+            "collection_interval_seconds",
+            "The period of collection cycles (COLLECT_INTERVAL_MINUTES).",
+            config["COLLECT_INTERVAL_MINUTES"] * 60,
+        ),
+        (
+            "collection_daily_credits",
+            "The credits collection may spend per UTC day (OPENSKY_DAILY_CREDITS).",
+            config["OPENSKY_DAILY_CREDITS"],
+        ),
+    ]
+    if state is None:
+        return gauges
+    gauges += [
+        (
+            "collection_credits_spent_today",
+            "Credits spent on OpenSky requests since the UTC day began.",
+            state.credits_spent_today(),
+        ),
+        (
+            "collection_over_budget",
+            "1 when today's credits ran out with ranges still due (they wait for tomorrow).",
+            1 if state.over_budget_on == utc_now().date() else 0,
+        ),
+    ]
+    if state.last_cycle_finished_at is not None:
+        gauges.append(
+            (
+                "collection_last_cycle_end_timestamp_seconds",
+                "When the latest collection cycle of any replica ended, in Unix seconds.",
+                state.last_cycle_finished_at.timestamp(),
+            )
+        )
+    return gauges
 
 
 # Computed at every scrape of this service's /metrics (registered by the app factory).

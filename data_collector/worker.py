@@ -26,6 +26,7 @@ import dataclasses
 import json
 import logging
 import sys
+import time
 
 from flask import Flask
 
@@ -36,18 +37,21 @@ from data_collector.app import create_app
 from data_collector.collection import cycle as collection
 from data_collector.collection.opensky import OpenSkyClient
 from data_collector.config import Settings
-from data_collector.metrics import COLLECTION_CYCLES, FLIGHTS_STORED, PIPELINE
+from data_collector.metrics import COLLECTION_CYCLES, FLIGHTS_STORED, LAST_CYCLE_SECONDS, PIPELINE
 
 log = logging.getLogger(__name__)
 
 
 def collect(client: OpenSkyClient, *, periodic: bool = False) -> collection.CycleResult:
     """Run one collection cycle now (skipped if another process is running one)."""
+    started = time.monotonic()
     try:
         result = collection.run_cycle(client=client, periodic=periodic)
     except Exception:
         log.exception("collection cycle failed")
         result = collection.CycleResult("failed")
+    if result.outcome != "busy":
+        LAST_CYCLE_SECONDS.set(time.monotonic() - started)
     FLIGHTS_STORED.inc(result.flights)
     COLLECTION_CYCLES.labels(result.outcome).inc()
     return result

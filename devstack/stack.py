@@ -10,6 +10,7 @@ documented environment variables (.env), so whatever works here works there.
 """
 
 import fcntl
+import importlib
 import logging
 import os
 import random
@@ -27,9 +28,10 @@ import psycopg2
 import requests
 from psycopg2 import sql
 
+from common.observability import MULTIPROC_DIR_VARIABLE
 from common.process.supervisor import Supervisor
 from common.settings import GrpcSecurity
-from devstack import databases
+from devstack import databases, prometheus
 
 log = logging.getLogger(__name__)
 
@@ -40,11 +42,30 @@ DATABASES = {
     "DATA_COLLECTOR_DATABASE_URL": "data_collector",
     "ALERT_SYSTEM_DATABASE_URL": "alert_system",
     "ALERT_NOTIFIER_DATABASE_URL": "alert_notifier",
+    "SLA_DETECTOR_DATABASE_URL": "sla_detector",
 }
-# Every service, in the order the stack starts them. The first two also serve gRPC; a stack of
-# only them is enough for tests of users, interests and flights.
-SERVICES = ("user_manager", "data_collector", "alert_system", "alert_notifier")
+# Every service, in the order the stack starts them (``python -m <package>``); each has its
+# ports in StackSettings (``<package>_http_port``, and ``<package>_grpc_port`` when it
+# serves gRPC), and Prometheus scrapes every one the stack runs. The first two also serve
+# gRPC; a stack of only them is enough for tests of users, interests and flights.
+SERVICES = ("user_manager", "data_collector", "alert_system", "alert_notifier", "sla_detector")
 GRPC_SERVICES = ("user_manager", "data_collector")
+
+
+def settings_class(package: str) -> type:
+    """Return a service's settings class (its ``config.py`` loads nothing heavy)."""
+    return importlib.import_module(f"{package}.config").Settings
+
+
+def service_variable(package: str, attribute: str) -> str:
+    """Return the environment variable that sets ``attribute`` of a service's settings."""
+    names = {attr: variable for variable, attr in settings_class(package).variables().items()}
+    return names[attribute]
+
+
+def serves_grpc(package: str) -> bool:
+    """Tell whether a service has a gRPC server (its declaration names a servicer)."""
+    return importlib.import_module(f"{package}.app").SERVICE.servicer is not None
 
 
 def migration_variable(variable: str) -> str:
@@ -95,6 +116,7 @@ class StackSettings:
     data_collector_grpc_port: int = 50052
     alert_system_http_port: int = 5004
     alert_notifier_http_port: int = 5005
+    sla_detector_http_port: int = 5006
     # The services this stack runs (tests of one part start only what it needs).
     services: tuple[str, ...] = SERVICES
     simulator: bool = False
@@ -104,6 +126,13 @@ class StackSettings:
     # The mail catcher's SMTP and web ports (when SMTP_HOST does not name a mail server).
     mail_catcher_smtp_port: int = 1025
     mail_catcher_http_port: int = 8025
+    # Start Prometheus (a `prometheus` binary on PATH) unless PROMETHEUS_URL names one.
+    prometheus: bool = False
+    prometheus_port: int = 9090
+    prometheus_scrape_seconds: int = 15
+    # More jobs for that Prometheus, by name: the address of each one's /metrics (tests add
+    # an exporter of their own, whose gauges they set).
+    prometheus_extra_jobs: dict[str, str] = field(default_factory=dict)
     bind_host: str = "127.0.0.1"
     # Deleted when the stack stops (tests); False keeps data across restarts (make run).
     ephemeral: bool = False
@@ -112,27 +141,45 @@ class StackSettings:
     extra_env: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def from_environment(cls, data_dir: Path, *, simulator: bool) -> "StackSettings":
-        """Build the settings of ``make run``: documented variables override the defaults."""
+    def from_environment(
+        cls, data_dir: Path, *, simulator: bool, prometheus_scrape_seconds: int = 15
+    ) -> "StackSettings":
+        """Build the settings of ``make run``: documented variables override the defaults.
+
+        Each service's ports default to its settings' defaults; Prometheus is
+        started (when installed) unless ``PROMETHEUS_URL`` names one.
+        """
 
         def port(name: str, default: int) -> int:
             return int(os.environ.get(name) or default)
 
+        ports = {}
+        for package in SERVICES:
+            fields = settings_class(package).model_fields
+            for attribute in ("HTTP_PORT", "GRPC_PORT") if serves_grpc(package) else ("HTTP_PORT",):
+                variable = service_variable(package, attribute)
+                ports[f"{package}_{attribute.lower()}"] = port(variable, fields[attribute].default)
         return cls(
             data_dir=data_dir,
-            user_manager_http_port=port("USER_MANAGER_HTTP_PORT", 5001),
-            data_collector_http_port=port("DATA_COLLECTOR_HTTP_PORT", 5002),
-            user_manager_grpc_port=port("USER_MANAGER_GRPC_PORT", 50051),
-            data_collector_grpc_port=port("DATA_COLLECTOR_GRPC_PORT", 50052),
-            alert_system_http_port=port("ALERT_SYSTEM_HTTP_PORT", 5004),
-            alert_notifier_http_port=port("ALERT_NOTIFIER_HTTP_PORT", 5005),
+            **ports,
             simulator=simulator,
             simulator_port=port("OPENSKY_SIMULATOR_PORT", 5003),
             broker_port=port("NATS_PORT", 4222),
             mail_catcher_smtp_port=port("MAIL_CATCHER_SMTP_PORT", 1025),
             mail_catcher_http_port=port("MAIL_CATCHER_HTTP_PORT", 8025),
+            prometheus=True,
+            prometheus_port=port("PROMETHEUS_PORT", 9090),
+            prometheus_scrape_seconds=prometheus_scrape_seconds,
             bind_host=os.environ.get("BIND_HOST") or "127.0.0.1",
         )
+
+    def http_port(self, package: str) -> int:
+        """Return a service's REST port."""
+        return getattr(self, f"{package}_http_port")
+
+    def grpc_port(self, package: str) -> int:
+        """Return a service's gRPC port."""
+        return getattr(self, f"{package}_grpc_port")
 
     @classmethod
     def on_free_ports(cls, data_dir: Path, **overrides) -> "StackSettings":
@@ -144,10 +191,12 @@ class StackSettings:
             "data_collector_grpc_port": free_port(),
             "alert_system_http_port": free_port(),
             "alert_notifier_http_port": free_port(),
+            "sla_detector_http_port": free_port(),
             "simulator_port": free_port(),
             "broker_port": free_port(),
             "mail_catcher_smtp_port": free_port(),
             "mail_catcher_http_port": free_port(),
+            "prometheus_port": free_port(),
             "ephemeral": True,
         }
         values.update(overrides)
@@ -160,14 +209,11 @@ def busy_ports(settings: StackSettings) -> list[str]:
     ``make run`` checks first, so a newcomer whose port 5001 is taken reads which
     variable moves it, instead of a service's bind error among many log lines.
     """
-    wanted = {
-        "USER_MANAGER_HTTP_PORT": settings.user_manager_http_port,
-        "DATA_COLLECTOR_HTTP_PORT": settings.data_collector_http_port,
-        "USER_MANAGER_GRPC_PORT": settings.user_manager_grpc_port,
-        "DATA_COLLECTOR_GRPC_PORT": settings.data_collector_grpc_port,
-        "ALERT_SYSTEM_HTTP_PORT": settings.alert_system_http_port,
-        "ALERT_NOTIFIER_HTTP_PORT": settings.alert_notifier_http_port,
-    }
+    wanted = {}
+    for package in settings.services:
+        wanted[service_variable(package, "HTTP_PORT")] = settings.http_port(package)
+        if serves_grpc(package):
+            wanted[service_variable(package, "GRPC_PORT")] = settings.grpc_port(package)
     if settings.simulator:
         wanted["OPENSKY_SIMULATOR_PORT"] = settings.simulator_port
     if not os.environ.get("NATS_URL"):
@@ -175,6 +221,8 @@ def busy_ports(settings: StackSettings) -> list[str]:
     if not os.environ.get("SMTP_HOST"):
         wanted["MAIL_CATCHER_SMTP_PORT"] = settings.mail_catcher_smtp_port
         wanted["MAIL_CATCHER_HTTP_PORT"] = settings.mail_catcher_http_port
+    if settings.prometheus and not os.environ.get("PROMETHEUS_URL"):
+        wanted["PROMETHEUS_PORT"] = settings.prometheus_port
     busy = []
     for variable, port in wanted.items():
         with socket.socket() as probe:
@@ -210,31 +258,42 @@ class LocalStack:
         self.env: dict[str, str] = {}
         # Where the mail catcher shows what it caught, when the stack runs one.
         self.mail_catcher_url: str | None = None
+        self.prometheus_started = False
         self._log_files: list[IO] = []
+
+    def url_of(self, package: str) -> str:
+        """Return the base URL of a service's REST API, by its package."""
+        return f"http://127.0.0.1:{self.settings.http_port(package)}"
 
     @property
     def user_manager_url(self) -> str:
         """Base URL of the User Manager's REST API."""
-        return f"http://127.0.0.1:{self.settings.user_manager_http_port}"
+        return self.url_of("user_manager")
 
     @property
     def data_collector_url(self) -> str:
         """Base URL of the Data Collector's REST API."""
-        return f"http://127.0.0.1:{self.settings.data_collector_http_port}"
+        return self.url_of("data_collector")
 
     @property
     def alert_system_url(self) -> str:
         """Base URL of the Alert System's REST API (the operators' endpoints)."""
-        return f"http://127.0.0.1:{self.settings.alert_system_http_port}"
+        return self.url_of("alert_system")
 
     @property
     def alert_notifier_url(self) -> str:
         """Base URL of the Alert Notifier's REST API (the operators' endpoints)."""
-        return f"http://127.0.0.1:{self.settings.alert_notifier_http_port}"
+        return self.url_of("alert_notifier")
 
-    def url_of(self, package: str) -> str:
-        """Return the base URL of a service's REST API, by its package."""
-        return getattr(self, f"{package}_url")
+    @property
+    def prometheus_url(self) -> str | None:
+        """Base URL of the Prometheus the services report to: PROMETHEUS_URL's, or the stack's."""
+        given = os.environ.get("PROMETHEUS_URL")
+        if given:
+            return given.rstrip("/")
+        if self.settings.prometheus and prometheus.installed():
+            return f"http://127.0.0.1:{self.settings.prometheus_port}"
+        return None
 
     def admin_database_url(self, variable: str) -> str:
         """Return the superuser's URL of a service's database (the owner's if not embedded).
@@ -254,14 +313,18 @@ class LocalStack:
         return f"http://127.0.0.1:{self.settings.simulator_port}"
 
     def start(self) -> None:
-        """Start PostgreSQL (unless URLs are given), the broker, the simulator, the services.
+        """Start PostgreSQL (unless URLs are given), broker, Prometheus, simulator, services.
 
-        The services start together and are then waited for, one by one.
+        Prometheus starts before the services (it only scrapes them), so the
+        services that query it find it answering. The services start together
+        and are then waited for, one by one.
         """
         self.database_urls, self.serving_database_urls = self._database_urls()
         self.env = self._service_env()
         if not os.environ.get("NATS_URL"):
             self.start_broker()
+        if self.settings.prometheus:
+            self.prometheus_started = prometheus.start(self)
         if self.settings.simulator:
             self._start_simulator()
         if self.mail_catcher_url:
@@ -292,7 +355,7 @@ class LocalStack:
                 "--server_name",
                 "flight-tracker",
             ],
-            output=self._log_file("nats"),
+            output=self.log_file("nats"),
         )
         self._wait_for_port("nats", self.settings.broker_port)
 
@@ -300,10 +363,25 @@ class LocalStack:
         """Stop the embedded NATS server (tests use this to take the broker down)."""
         self.supervisor.stop("nats")
 
+    def metrics_dir(self, package: str) -> Path:
+        """Where a service's processes write their metrics and its worker's heartbeats."""
+        return self.settings.data_dir.parent / "metrics" / package
+
+    def service_env(self, package: str) -> dict[str, str]:
+        """Return the environment of one service (and of its probes, which read its metrics)."""
+        return {**self.env, MULTIPROC_DIR_VARIABLE: str(self.metrics_dir(package))}
+
     def start_service(self, package: str, *, wait: bool = True) -> None:
-        """Start one service (its package's name) and wait until it answers, unless told not to."""
+        """Start one service (its package's name) and wait until it answers, unless told not to.
+
+        Its metrics start from nothing: the last run's processes are gone.
+        """
+        shutil.rmtree(self.metrics_dir(package), ignore_errors=True)
         self.supervisor.start(
-            package, [sys.executable, "-m", package], env=self.env, output=self._log_file(package)
+            package,
+            [sys.executable, "-m", package],
+            env=self.service_env(package),
+            output=self.log_file(package),
         )
         if wait:
             self.wait_for_service(package)
@@ -313,8 +391,8 @@ class LocalStack:
 
         The gRPC server starts beside gunicorn and may come up after it.
         """
-        self._wait_for(package, f"{self.url_of(package)}/ping")
-        if package in GRPC_SERVICES:
+        self.wait_for(package, f"{self.url_of(package)}/ping")
+        if serves_grpc(package):
             self._wait_for_grpc(package)
 
     def stop_service(self, package: str) -> None:
@@ -372,19 +450,15 @@ class LocalStack:
         # The services serve as the serving role; their migrate step alone gets the owner's.
         env.update(self.serving_database_urls)
         env.update({migration_variable(name): url for name, url in self.database_urls.items()})
-        env.update(
-            {
-                "BIND_HOST": settings.bind_host,
-                "USER_MANAGER_HTTP_PORT": str(settings.user_manager_http_port),
-                "USER_MANAGER_GRPC_PORT": str(settings.user_manager_grpc_port),
-                "DATA_COLLECTOR_HTTP_PORT": str(settings.data_collector_http_port),
-                "DATA_COLLECTOR_GRPC_PORT": str(settings.data_collector_grpc_port),
-                "ALERT_SYSTEM_HTTP_PORT": str(settings.alert_system_http_port),
-                "ALERT_NOTIFIER_HTTP_PORT": str(settings.alert_notifier_http_port),
-            }
-        )
+        env["BIND_HOST"] = settings.bind_host
         for package in SERVICES:
-            env.setdefault(f"{package.upper()}_PUBLIC_URL", self.url_of(package))
+            env[service_variable(package, "HTTP_PORT")] = str(settings.http_port(package))
+            if serves_grpc(package):
+                env[service_variable(package, "GRPC_PORT")] = str(settings.grpc_port(package))
+            env.setdefault(service_variable(package, "PUBLIC_URL"), self.url_of(package))
+        if self.prometheus_url:
+            env["PROMETHEUS_URL"] = self.prometheus_url
+            env["PROMETHEUS_SCRAPE_SECONDS"] = str(settings.prometheus_scrape_seconds)
         env.setdefault("USER_MANAGER_GRPC_ADDR", f"127.0.0.1:{settings.user_manager_grpc_port}")
         env.setdefault("DATA_COLLECTOR_GRPC_ADDR", f"127.0.0.1:{settings.data_collector_grpc_port}")
         env["NATS_URL"] = self.broker_url
@@ -420,9 +494,9 @@ class LocalStack:
                 str(self.settings.mail_catcher_http_port),
             ],
             env=self.env,
-            output=self._log_file("mailcatcher"),
+            output=self.log_file("mailcatcher"),
         )
-        self._wait_for("mailcatcher", f"{self.mail_catcher_url}messages")
+        self.wait_for("mailcatcher", f"{self.mail_catcher_url}messages")
 
     def _start_simulator(self) -> None:
         self.supervisor.start(
@@ -441,9 +515,9 @@ class LocalStack:
                 self.simulator_client_secret,
             ],
             env=self.env,
-            output=self._log_file("opensky_sim"),
+            output=self.log_file("opensky_sim"),
         )
-        self._wait_for("opensky_sim", f"{self.simulator_url}/_sim/state")
+        self.wait_for("opensky_sim", f"{self.simulator_url}/_sim/state")
 
     def _stop_throwaway_postgres(self) -> None:
         """Stop without the shutdown checkpoint (the data is about to be deleted), then delete."""
@@ -464,7 +538,8 @@ class LocalStack:
         finally:
             quiet.setLevel(level)
 
-    def _log_file(self, role: str) -> IO | None:
+    def log_file(self, role: str) -> IO | None:
+        """Return the file ``role`` logs to (``log_dir``), or None: the terminal."""
         if self.settings.log_dir is None:
             return None
         self.settings.log_dir.mkdir(parents=True, exist_ok=True)
@@ -490,11 +565,7 @@ class LocalStack:
     def _wait_for_grpc(self, package: str, timeout: float = 60.0) -> None:
         from common.process.healthcheck import check_grpc, probe_host
 
-        port = (
-            self.settings.user_manager_grpc_port
-            if package == "user_manager"
-            else self.settings.data_collector_grpc_port
-        )
+        port = self.settings.grpc_port(package)
         host = probe_host(self.env.get("GRPC_BIND_HOST") or self.settings.bind_host)
         # The container health check's probe, with the same credentials the peers use.
         security = self.grpc_security()
@@ -524,7 +595,8 @@ class LocalStack:
                     ) from error
                 time.sleep(0.05)
 
-    def _wait_for(self, role: str, url: str, timeout: float = 60.0) -> None:
+    def wait_for(self, role: str, url: str, timeout: float = 60.0) -> None:
+        """Wait until ``url`` answers 200; fail if ``role`` exits or time runs out."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             process = self.supervisor.children.get(role)

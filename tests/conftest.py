@@ -51,21 +51,8 @@ def pytest_configure(config):
     _remote_stack()
 
 
-# Stacks that several modules share: every test that uses one runs in the same pytest-xdist
-# worker, so the stack starts once, not once per worker.
-SHARED_STACKS = {"collector_stack": "collector", "secure_stack": "secure"}
-
-
 def pytest_collection_modifyitems(config, items):
-    """Keep each module, and the users of a shared stack, on one worker; skip what needs ours.
-
-    ``make test`` runs the suite on two pytest-xdist workers (``--dist
-    loadgroup``): a group runs whole on one worker, so a module's own
-    stack (a module-scoped fixture) starts once, as does a shared one.
-    """
-    for item in items:
-        shared = [SHARED_STACKS[name] for name in item.fixturenames if name in SHARED_STACKS]
-        item.add_marker(pytest.mark.xdist_group(shared[0] if shared else item.module.__name__))
+    """Skip tests that need processes of their own when the stack is remote."""
     if _remote_stack() is None:
         return
     skip = pytest.mark.skip(reason="needs a stack started by the suite (UM_URL/DC_URL are set)")

@@ -1,12 +1,16 @@
 """Helpers shared by the test modules: HTTP clients, unique test data, polling."""
 
+import fcntl
+import functools
 import importlib
 import ipaddress
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Callable
@@ -16,13 +20,14 @@ from typing import Any
 from unittest import mock
 
 import grpc
+import pytest
 import requests
 
 from common.rpc.security import open_channel
 from common.settings import GrpcSecurity
 
 # Tests run statements on a service's database directly with the stack's helper.
-from devstack.stack import LocalStack, free_port, run_sql  # noqa: F401
+from devstack.stack import SERVICES, LocalStack, free_port, run_sql, settings_class  # noqa: F401
 
 # Long enough for a loaded CI machine, short enough to fail fast when broken.
 DEFAULT_TIMEOUT = 10.0
@@ -195,7 +200,7 @@ def api_document(package: str, headers: dict | None = None, **environment: str) 
     stands in for the database URL when none is set. ``environment`` sets
     more variables (``AUTH_MODE="on"``, say) for this build only.
     """
-    variables = ("USER_MANAGER_DATABASE_URL", "DATA_COLLECTOR_DATABASE_URL")
+    variables = [settings_class(service).DATABASE_URL_VARIABLE for service in SERVICES]
     placeholder = "postgresql://nobody@127.0.0.1:1/none"
     missing = {name: placeholder for name in variables if not os.environ.get(name)}
     with mock.patch.dict(os.environ, {**missing, **environment}):
@@ -349,3 +354,44 @@ def reconcile_interests(stack, *arguments: str) -> dict:
     )
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout.splitlines()[-1])
+
+
+@functools.cache
+def prometheus_missing() -> str | None:
+    """Return why Prometheus cannot be used here, installing it first when possible (None: ok).
+
+    Debian's ``prometheus`` package (``prometheus`` and ``promtool``) is
+    installed once per session when it is missing and ``apt-get`` runs as root
+    (CI does), quietly and without the recommended extras; elsewhere the tests
+    that need it are skipped with this sentence.
+    """
+    if shutil.which("prometheus") and shutil.which("promtool"):
+        return None
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        return (
+            "Prometheus is not installed (Debian/Ubuntu: apt-get install prometheus; "
+            "elsewhere https://prometheus.io/download/), and only root may install it here"
+        )
+    # One test process installs; another (pytest-xdist) waits for it, then finds it there.
+    with open(Path(tempfile.gettempdir()) / "flight-tracker-prometheus.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if shutil.which("prometheus") and shutil.which("promtool"):
+            return None
+        print("\nPrometheus is not installed: installing Debian's package", file=sys.stderr)
+        install = ["apt-get", "install", "-y", "-q", "--no-install-recommends", "prometheus"]
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        result = subprocess.run(install, env=env, capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            subprocess.run(["apt-get", "update", "-q"], env=env, capture_output=True, check=False)
+            result = subprocess.run(install, env=env, capture_output=True, text=True, check=False)
+    if shutil.which("prometheus") and shutil.which("promtool"):
+        return None
+    last = (result.stderr or result.stdout).strip().splitlines()[-1:] or ["no output"]
+    return f"Prometheus could not be installed (apt-get install prometheus: {last[0]})"
+
+
+def require_prometheus() -> None:
+    """Skip the calling test (or fixture) unless Prometheus is installed or installable."""
+    reason = prometheus_missing()
+    if reason is not None:
+        pytest.skip(reason)

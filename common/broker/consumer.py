@@ -5,7 +5,9 @@ every replica of the service: the broker gives each message to one of them)
 and the handler: a synchronous function that takes a batch of
 :class:`Delivery` and returns one :class:`Outcome` per message, after its
 effect is committed. The :class:`Consumer` (on a thread of the worker
-process) fetches batches, runs the handler in the app's context, and then:
+process) fetches batches, runs the handler in the app's context (a handler
+that works through a long batch may call
+:func:`common.process.heartbeat.progress` per message), and then:
 
 - :data:`DONE`: acknowledges the message: the broker forgets it for this consumer;
 - :class:`Retry`: asks the broker to deliver it again after a delay. A retry
@@ -37,11 +39,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flask import Flask
+from prometheus_client import Counter
 
 from common.broker.connection import MSG_ID_HEADER, RECONNECT_WAIT_SECONDS, Broker
 from common.broker.streams import dead_letter_subject, ensure_streams, stream_of
+from common.process.heartbeat import Heartbeat
 
 log = logging.getLogger(__name__)
+
+CONSUMED = Counter(
+    "broker_messages_consumed_total",
+    "Messages the consumer settled, by subject and outcome: done (acknowledged), retried "
+    "(delivered again later), parked (moved to the dead letters).",
+    ["subject", "outcome"],
+)
 
 # Messages handed to one call of a handler: large enough that a burst (an airport followed
 # by thousands) is handled in few transactions, small enough to redo quickly.
@@ -166,7 +177,9 @@ class Consumer:
         from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
         stream = stream_of(subscription.subject).name
+        heartbeat = Heartbeat(f"consume:{subscription.subject}")
         while not self._stopping.is_set():
+            heartbeat.beat()
             client = None
             try:
                 client = await nats.connect(
@@ -194,11 +207,13 @@ class Consumer:
                 )
                 pull = await js.pull_subscribe_bind(subscription.durable, stream=stream)
                 while not self._stopping.is_set():
+                    heartbeat.beat()
                     try:
                         messages = await pull.fetch(subscription.batch_size, FETCH_WAIT_SECONDS)
                     except (TimeoutError, nats.errors.TimeoutError):
                         continue
-                    await self._handle(js, subscription, messages)
+                    with heartbeat.current():
+                        await self._handle(js, subscription, messages)
             except Exception as error:
                 if self._stopping.is_set():
                     break
@@ -238,6 +253,8 @@ class Consumer:
         too_often = delivery.attempt >= MAX_ATTEMPTS
         if isinstance(outcome, Retry) and outcome.because_of_message and too_often:
             outcome = Park(f"failed {delivery.attempt} times: {outcome.reason}")
+        kind = {Done: "done", Retry: "retried", Park: "parked"}[type(outcome)]
+        CONSUMED.labels(delivery.subject, kind).inc()
         if isinstance(outcome, Done):
             self.counts.handled += 1
             await message.ack()

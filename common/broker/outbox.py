@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import psycopg2
 from flask import Flask
 from flask_sqlalchemy import SQLAlchemy
+from prometheus_client import Counter
 from sqlalchemy import (
     BigInteger,
     Column,
@@ -49,8 +50,15 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.exc import SQLAlchemyError
 
 from common.broker.connection import Broker, BrokerUnavailableError, Message
+from common.process.heartbeat import Heartbeat
 
 log = logging.getLogger(__name__)
+
+PUBLISHED = Counter(
+    "broker_messages_published_total",
+    "Messages the outbox relay published to the broker (the broker stored them), by subject.",
+    ["subject"],
+)
 
 TABLE_NAME = "broker_outbox"
 # The PostgreSQL channel a commit that enqueued notifies, waking the relay at once.
@@ -177,12 +185,16 @@ class Relay:
             raise
         self.db.session.execute(delete(self.table).where(self.table.c.id.in_([r.id for r in rows])))
         self.db.session.commit()
+        for row in rows:
+            PUBLISHED.labels(row.subject).inc()
         return len(rows)
 
     def _run(self) -> None:
         backoff = FIRST_BACKOFF_SECONDS
+        heartbeat = Heartbeat("broker-outbox-relay")
         with self.app.app_context():
             while not self._stopping.is_set():
+                heartbeat.beat()
                 try:
                     published = self.publish_due()
                 except BrokerUnavailableError as error:

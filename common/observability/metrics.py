@@ -9,9 +9,18 @@ Without that variable (unit tests) the ordinary in-process registry is used.
 
 Service-specific collectors that compute a value when scraped (the outbox
 backlog, for instance) are added per app, in ``common.web.observability``.
+
+Every sample leaves with two more labels, added here once for every service:
+``service`` (the package, ``user_manager``) and ``node`` (the machine it runs
+on: the Kubernetes node, through the downward API's ``NODE_NAME``, else the
+host name). Prometheus adds ``instance`` (the replica) itself. So no metric
+declares ``service`` or ``node`` as a label of its own.
 """
 
+import copy
 import os
+import socket
+from collections.abc import Iterable, Mapping
 
 from prometheus_client import (
     REGISTRY,
@@ -56,15 +65,55 @@ GRPC_SERVER_LATENCY = Histogram(
 )
 
 
-def render_all(extra_collectors=()) -> bytes:
-    """Render every metric of the service's processes, then ``extra_collectors``, as text."""
+# The labels every sample carries, added at rendering.
+IDENTITY_LABELS = ("service", "node")
+# Where the machine's name comes from: on Kubernetes, the downward API's spec.nodeName (the
+# pod's own host name would be the pod's). Not a setting: the platform gives it.
+NODE_NAME_VARIABLE = "NODE_NAME"
+
+
+def node_name() -> str:
+    """Return the machine this process runs on: ``NODE_NAME``, else the host name."""
+    return os.environ.get(NODE_NAME_VARIABLE) or socket.gethostname()
+
+
+class WithLabels:
+    """A collector yielding the metric families of ``sources`` with ``labels`` on every sample."""
+
+    def __init__(self, sources: Iterable, labels: Mapping[str, str]):
+        self.sources = list(sources)
+        self.labels = dict(labels)
+
+    def collect(self):
+        """Yield a labelled copy of each source's families (these labels win).
+
+        Copies: some collectors (the platform's) hand out the same objects at every scrape.
+        """
+        for source in self.sources:
+            for family in source.collect():
+                labelled = copy.copy(family)
+                labelled.samples = [
+                    sample._replace(labels={**sample.labels, **self.labels})
+                    for sample in family.samples
+                ]
+                yield labelled
+
+
+def process_registry():
+    """Return the registry of every process of the service (this process's without the dir)."""
     if os.environ.get(MULTIPROC_DIR_VARIABLE):
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
-    else:
-        registry = REGISTRY
-    output = generate_latest(registry)
+        return registry
+    return REGISTRY
+
+
+def render_all(extra_collectors=(), *, labels: Mapping[str, str] | None = None) -> bytes:
+    """Render every metric of the service's processes, then ``extra_collectors``, as text.
+
+    ``labels`` (the service and its node) are added to every sample.
+    """
     scrape_only = CollectorRegistry()
     for collector in extra_collectors:
         scrape_only.register(collector)
-    return output + generate_latest(scrape_only)
+    return generate_latest(WithLabels([process_registry(), scrape_only], labels or {}))

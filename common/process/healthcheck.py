@@ -1,6 +1,6 @@
-"""Probes of a running service: REST ``GET /ping``, the gRPC health service, its database.
+"""Probes of a running service: REST ``/ping``, gRPC health, its database, its worker.
 
-``python -m <service> healthcheck [web] [grpc] [database]`` (the containers'
+``python -m <service> healthcheck [web] [grpc] [database] [worker]`` (the containers'
 health checks; slim images have no curl) runs :func:`check` with the
 service's own configuration, read from the same environment the service got,
 so the ports and database it probes are always the service's. ``web`` and
@@ -8,12 +8,18 @@ so the ports and database it probes are always the service's. ``web`` and
 the service's own database answers: with ``web`` or ``grpc``, readiness,
 which needs no credential (``/health`` does when authentication is on) and
 never looks at the peer service. The gRPC probe speaks exactly as the peers do
-(the same TLS files, the same token). Exit 1, with one line on stderr saying what
-failed, marks the container unhealthy (or unready).
+(the same TLS files, the same token). ``worker`` says every part of the
+worker role made progress within its deadline (the heartbeats of
+:mod:`common.process.heartbeat`, read from the service's metrics directory,
+``PROMETHEUS_MULTIPROC_DIR``, which the probe must be given like the service):
+the worker's liveness, and its readiness too, as it serves nothing else. Exit 1,
+with one line on stderr saying what failed, marks the container unhealthy (or unready).
 """
 
+import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -24,7 +30,7 @@ PROBE_TIMEOUT_SECONDS = 3
 # Where a service bound to every interface can be reached from inside its own container.
 WILDCARD_ADDRESSES = {"", "0.0.0.0", "::"}
 HALVES = ("web", "grpc")
-PARTS = (*HALVES, "database")
+PARTS = (*HALVES, "database", "worker")
 
 
 def probe_host(bind_host: str) -> str:
@@ -79,6 +85,22 @@ def check_database(url: str) -> None:
         connection.close()
 
 
+def check_worker() -> None:
+    """Raise unless every part of the worker made progress within its deadline."""
+    from common.observability import MULTIPROC_DIR_VARIABLE
+    from common.process.heartbeat import stalled_parts
+
+    directory = os.environ.get(MULTIPROC_DIR_VARIABLE)
+    if not directory:
+        raise RuntimeError(
+            f"{MULTIPROC_DIR_VARIABLE} is not set: the worker's heartbeats are in its metrics "
+            "directory; give the probe the same value as the service"
+        )
+    stalled = stalled_parts(Path(directory))
+    if stalled:
+        raise RuntimeError(f"the worker is stuck: {'; '.join(stalled)}")
+
+
 def check(name: str, config: "ServiceSettings", parts: Sequence[str] = HALVES) -> int:
     """Probe the given parts of service ``name``; print why and return 1 when one fails."""
     try:
@@ -88,6 +110,8 @@ def check(name: str, config: "ServiceSettings", parts: Sequence[str] = HALVES) -
             check_grpc(probe_host(config.GRPC_BIND_HOST), config.GRPC_PORT, config.GRPC_SECURITY)
         if "database" in parts:
             check_database(config.SQLALCHEMY_DATABASE_URI or "")
+        if "worker" in parts:
+            check_worker()
     except Exception as error:
         reason = " ".join(str(error).split())  # gRPC errors span several lines
         print(f"{name} is unhealthy: {reason}", file=sys.stderr)

@@ -4,7 +4,8 @@ A service's ``worker`` role is a :class:`Jobs`, which the launcher starts on
 a scheduler thread of its own process. Each job runs inside the app's context
 (so it has the database session), is never run twice at the same time in
 this process (``max_instances=1``), and runs once at start-up so that work
-left over by a previous process is picked up at once. Several replicas may
+left over by a previous process is picked up at once. Each job has a
+heartbeat (:mod:`common.process.heartbeat`) that the worker's probe reads. Several replicas may
 run the same jobs: each job makes that safe itself (row locks with
 ``SKIP LOCKED`` or a transaction-scoped advisory lock). A job that fails is
 logged and tried again at its next run; stopping lets a running job finish.
@@ -18,6 +19,7 @@ from datetime import UTC
 from apscheduler.schedulers.background import BackgroundScheduler
 from flask import Flask
 
+from common.process.heartbeat import STALL_SECONDS, Heartbeat
 from common.timeutil import utc_now
 
 log = logging.getLogger(__name__)
@@ -53,20 +55,35 @@ def scheduler_logger() -> logging.Logger:
 
 @dataclass(frozen=True)
 class PeriodicJob:
-    """A function to call every ``interval_seconds``."""
+    """A function to call every ``interval_seconds``.
+
+    ``stall_seconds``: how long one run may go without progress (its start,
+    or a :func:`common.process.heartbeat.progress` call inside it) before the
+    worker counts as stuck and its probe fails.
+    """
 
     name: str
     function: Callable[[], object]
     interval_seconds: float
+    stall_seconds: float = STALL_SECONDS
 
 
 def _in_app_context(app: Flask, job: PeriodicJob) -> Callable[[], None]:
+    """Wrap a job: run it in the app's context, log a failure, beat its heartbeat.
+
+    During a run the job may go ``stall_seconds`` without progress; between
+    runs, its interval more (the scheduler must start the next one in time).
+    """
+    heartbeat = Heartbeat(job.name, job.interval_seconds + job.stall_seconds)
+
     def run() -> None:
-        with app.app_context():
+        heartbeat.beat(job.stall_seconds)
+        with heartbeat.current(), app.app_context():
             try:
                 job.function()
             except Exception:
                 log.exception("job %s failed; it runs again in %ss", job.name, job.interval_seconds)
+        heartbeat.beat(job.interval_seconds + job.stall_seconds)
 
     return run
 

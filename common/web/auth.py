@@ -4,9 +4,11 @@
 acts as :data:`ANYONE`, with every scope and no user binding. With
 ``AUTH_MODE=on`` every route but ``/ping`` needs one of two credentials:
 
-- an API key in ``X-API-Key``: looked up by its SHA-256 in ``API_KEYS_FILE``
-  (a JSON list of ``{"name", "sha256", "scopes", "email"?}``; the keys
-  themselves are stored nowhere), re-read when the file changes;
+- an API key in ``X-API-Key`` (or as ``Authorization: Bearer <key>``, for
+  clients that can send no other header, such as Prometheus): looked up by
+  its SHA-256 in ``API_KEYS_FILE`` (a JSON list of ``{"name", "sha256",
+  "scopes", "email"?}``; the keys themselves are stored nowhere), re-read
+  when the file changes;
 - an OAuth2/OIDC bearer token (``Authorization: Bearer <JWT>``), verified
   against the issuer's JWKS (``JWT_JWKS_URL``, cached, fetched again for an
   unknown key id) with asymmetric algorithms only, and checked for issuer,
@@ -395,6 +397,11 @@ class BearerTokens:
         )
 
 
+def looks_like_jwt(token: str) -> bool:
+    """Tell a JWT (three dot-separated parts) from an API key (generated keys have no dots)."""
+    return token.count(".") == 2
+
+
 def email_is_verified(claims: Mapping[str, Any]) -> bool:
     """Tell whether a token's email may be trusted: unless its issuer says it is unverified.
 
@@ -432,10 +439,15 @@ class Authenticator:
                 raise unauthorized("The API key is not valid.")
             return caller
         scheme, _, token = headers.get("Authorization", "").partition(" ")
-        if scheme.lower() == "bearer" and token.strip():
+        token = token.strip()
+        if scheme.lower() == "bearer" and token and not looks_like_jwt(token):
+            # An API key presented as a bearer token: what a scraper such as Prometheus
+            # can send (it sets no custom header). Checked exactly as in X-API-Key.
+            return self.authenticate({API_KEY_HEADER: token})
+        if scheme.lower() == "bearer" and token:
             if self.tokens is None:
                 raise unauthorized("Bearer tokens are not accepted here; use an API key.")
-            return self.tokens.verify(token.strip())
+            return self.tokens.verify(token)
         raise unauthorized(f"A credential is required: an {API_KEY_HEADER} or a bearer token.")
 
 

@@ -80,6 +80,13 @@ def health_answer(service: "Service") -> type[BaseModel]:
     shown = {"peer": (PeerHealth, None)} if service.peer else {}
     if service.uses_broker:
         shown["broker"] = (BrokerHealth, None)
+    if service.checks:
+        shown.update(
+            {
+                name: (model, None)
+                for name, model in service.part("answers", "HEALTH_CHECKS").items()
+            }
+        )
     facts = service.part("answers", "HealthFacts") | None if service.health else None
     return create_model(
         "Health",
@@ -195,6 +202,8 @@ def probes(service: "Service", db: SQLAlchemy) -> Blueprint:
             dependencies["peer"] = peer_check(service.peer, current_app.extensions[service.peer])
         if service.uses_broker:
             dependencies["broker"] = broker_check(current_app.extensions["broker"])
+        if service.checks:
+            dependencies.update(service.part("services", "health_checks")())
         body, status, headers = readiness(
             service=service.name,
             db=db,

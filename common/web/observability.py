@@ -15,7 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client.core import GaugeMetricFamily
 from sqlalchemy.exc import SQLAlchemyError
 
-from common.observability.metrics import HTTP_LATENCY, HTTP_REQUESTS, render_all
+from common.observability.metrics import HTTP_LATENCY, HTTP_REQUESTS, node_name, render_all
 from common.observability.request_ids import (
     REQUEST_ID_HEADER,
     accept_or_generate,
@@ -142,5 +142,8 @@ def install_request_observability(app: Flask) -> None:
     )
     def metrics():
         """Expose the metrics of every process of the service, in the Prometheus text format."""
-        output = render_all(app.extensions.get("scrape_collectors", []))
+        output = render_all(
+            app.extensions.get("scrape_collectors", []),
+            labels={"service": app.name, "node": node_name()},
+        )
         return Response(output, mimetype=CONTENT_TYPE_LATEST)

@@ -35,9 +35,11 @@ from typing import Any
 import pybreaker
 import requests
 
+from common.process.heartbeat import progress
 from data_collector.metrics import (
     OPENSKY_BREAKER_OPENINGS,
     OPENSKY_CREDITS,
+    OPENSKY_LAST_REQUEST_SECONDS,
     OPENSKY_REQUESTS,
     request_outcome,
 )
@@ -369,6 +371,7 @@ class OpenSkyClient:
         Once the circuit breaker opens, no further attempt is made.
         """
         for attempt in range(1, self.max_attempts + 1):
+            started = time.monotonic()
             try:
                 response = send()
                 OPENSKY_REQUESTS.labels(
@@ -388,6 +391,9 @@ class OpenSkyClient:
                 # (ChunkedEncodingError, ContentDecodingError): worth another attempt.
                 OPENSKY_REQUESTS.labels(endpoint, "connection_error").inc()
                 problem = f"{type(error).__name__}: {error}"
+            finally:
+                OPENSKY_LAST_REQUEST_SECONDS.labels(endpoint).set(time.monotonic() - started)
+                progress()  # an answer (or a timeout) is progress for the worker's heartbeat
             if self._breaker.current_state == pybreaker.STATE_OPEN:
                 raise self._open_error(problem)
             if attempt == self.max_attempts:

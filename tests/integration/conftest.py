@@ -14,11 +14,12 @@ from pathlib import Path
 
 import psycopg2
 import pytest
+from prometheus_client import CollectorRegistry, Gauge, start_http_server
 
 from data_collector.app import create_app
 from data_collector.collection.lock import COLLECTION_LOCK_ID
 from data_collector.models import db
-from devstack.stack import GRPC_SERVICES, LocalStack, StackSettings
+from devstack.stack import GRPC_SERVICES, LocalStack, StackSettings, free_port
 from opensky_sim.control import SimulatorControl
 from tests.integration.alerts_support import alerts_stack
 from tests.integration.auth_support import (
@@ -29,7 +30,7 @@ from tests.integration.auth_support import (
     standard_keys,
 )
 from tests.integration.collector_support import DAY, Collector, sample_dataset
-from tests.utils import Api
+from tests.utils import Api, require_prometheus
 
 COLLECTOR_TEST_ENV = {
     # Two past days and today: enough to see two-day requests, lead-in days and refreshes.
@@ -199,6 +200,90 @@ def secure_stack(stack):
         finally:
             local.stop()
             idp.close()
+
+
+@dataclass
+class MonitoredStack:
+    """A stack watched by its own Prometheus, with an exporter whose gauge the tests set.
+
+    Authentication is on, as an operator would run it: Prometheus presents an
+    ``ops`` API key from a file; the tests call with ``keys``' ``all`` key.
+    """
+
+    stack: LocalStack
+    keys: ApiKeys
+    gauge: Gauge
+    sla_config_file: Path
+
+    @property
+    def prometheus_url(self) -> str:
+        return self.stack.prometheus_url
+
+    @property
+    def sla(self) -> Api:
+        """The SLA detector's API, called with a key holding every scope."""
+        api = Api(self.stack.url_of("sla_detector"))
+        api.session.headers.update(self.keys.header("all"))
+        return api
+
+
+# What SLA_CONFIG_FILE says at start (the tests replace it through the API).
+SLA_FILE = """\
+metrics:
+  - name: every-service-up
+    query: min(up)
+    min: 1
+"""
+# The exporter's gauge the tests drive in and out of range.
+TEST_GAUGE = "sla_test_gauge"
+
+
+@pytest.fixture(scope="session")
+def monitored_stack(stack):
+    """The stack with Prometheus (scraping every second), the SLA detector checking every 5 s."""
+    if not isinstance(stack, LocalStack):
+        pytest.skip("needs a stack started by the suite")
+    require_prometheus()
+    registry = CollectorRegistry()
+    gauge = Gauge(TEST_GAUGE, "A gauge the tests set.", registry=registry)
+    exporter_port = free_port()
+    exporter, exporter_thread = start_http_server(exporter_port, "127.0.0.1", registry)
+    with tempfile.TemporaryDirectory(prefix="flight-tracker-monitored-") as tmp:
+        keys = standard_keys(Path(tmp) / "api-keys.json")
+        # As an operator does: an ops key in the keys file, the key itself in a file for
+        # Prometheus (its bearer token file).
+        key_file = Path(tmp) / "prometheus-api-key"
+        key_file.write_text(keys.add("prometheus", ["ops"]))
+        sla_file = Path(tmp) / "sla.yml"
+        sla_file.write_text(SLA_FILE)
+        local = LocalStack(
+            StackSettings.on_free_ports(
+                Path(tmp) / "pg",
+                simulator=True,
+                log_dir=Path(tmp) / "logs",
+                prometheus=True,
+                prometheus_scrape_seconds=1,
+                prometheus_extra_jobs={"test_exporter": f"127.0.0.1:{exporter_port}"},
+                extra_env={
+                    "AUTH_MODE": "on",
+                    "API_KEYS_FILE": str(keys.path),
+                    "PROMETHEUS_API_KEY_FILE": str(key_file),
+                    "NODE_NAME": "test-node-1",
+                    "SLA_CHECK_SECONDS": "5",
+                    "SLA_CONFIG_FILE": str(sla_file),
+                    "SLA_ALERT_EMAIL": "sla-alerts@example.com",
+                    "WEB_CONCURRENCY": "1",
+                    "COLLECT_BACKFILL_DAYS": "1",
+                },
+            )
+        )
+        try:
+            local.start()
+            yield MonitoredStack(local, keys, gauge, sla_file)
+        finally:
+            local.stop()
+            exporter.shutdown()
+            exporter_thread.join()
 
 
 @pytest.fixture(scope="module")

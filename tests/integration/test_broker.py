@@ -11,6 +11,7 @@ import psycopg2
 import pytest
 from flask import Flask
 from flask_sqlalchemy import SQLAlchemy
+from prometheus_client import REGISTRY
 from sqlalchemy.engine import make_url
 
 from common.broker import outbox
@@ -329,3 +330,37 @@ def test_a_relay_waiting_for_commits_stops_at_once(outbox_app, nats_server):
     started = time.monotonic()
     relay.stop()
     assert time.monotonic() - started < outbox.IDLE_SECONDS / 2
+
+
+def test_the_relay_and_the_consumer_count_what_passed_by_subject_and_outcome(
+    outbox_app, nats_server
+):
+    app, db, table = outbox_app
+    broker = Broker(nats_server.url, name="test")
+
+    def counted(name: str, **labels: str) -> float:
+        return REGISTRY.get_sample_value(name, {"subject": TO_NOTIFIER, **labels}) or 0.0
+
+    published = counted("broker_messages_published_total")
+    consumed = {
+        outcome: counted("broker_messages_consumed_total", outcome=outcome)
+        for outcome in ("done", "parked")
+    }
+    with app.app_context():
+        outbox.enqueue(db, table, [message(TO_NOTIFIER, bad=False), message(TO_NOTIFIER, bad=True)])
+        db.session.commit()
+    relay = outbox.Relay(app, db, table, broker)
+    consumer = consuming(
+        nats_server, Recorder(lambda d: Park("no") if d.payload["bad"] else DONE), TO_NOTIFIER
+    )
+    relay.start()
+    try:
+        wait_until(lambda: broker.dead_letters(TO_NOTIFIER) == 1, timeout=15)
+        wait_until(lambda: consumer.counts.handled == 1)
+    finally:
+        relay.stop()
+        consumer.stop()
+
+    assert counted("broker_messages_published_total") == published + 2
+    for outcome in ("done", "parked"):
+        assert counted("broker_messages_consumed_total", outcome=outcome) == consumed[outcome] + 1

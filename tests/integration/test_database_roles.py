@@ -27,6 +27,7 @@ TABLES = {
     "DATA_COLLECTOR_DATABASE_URL": "flight_data",
     "ALERT_SYSTEM_DATABASE_URL": "alert_states",
     "ALERT_NOTIFIER_DATABASE_URL": "sent_emails",
+    "SLA_DETECTOR_DATABASE_URL": "breaches",
 }
 
 

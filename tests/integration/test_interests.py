@@ -138,7 +138,9 @@ def test_reconciliation_deletes_nothing_while_the_user_manager_is_down(local_sta
         ({"high_value": 10, "low_value": 20}, {"high_value", "low_value"}),
         ({"high_value": 10, "low_value": 10}, {"high_value", "low_value"}),
     ],
-    ids=str,
+    # Sorted: a set's order changes from one process to the next, and pytest-xdist needs every
+    # worker to collect the same test ids.
+    ids=lambda value: str(sorted(value) if isinstance(value, set) else value),
 )
 def test_thresholds_that_are_not_whole_numbers_in_order_are_a_400_naming_them(
     um, dc, thresholds, named

@@ -1,6 +1,7 @@
 """``make run`` (python -m devstack): starts everything, keeps data, and Ctrl-C leaves nothing."""
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -62,6 +63,8 @@ def ports():
         "NATS_PORT",
         "MAIL_CATCHER_SMTP_PORT",
         "MAIL_CATCHER_HTTP_PORT",
+        "SLA_HTTP_PORT",
+        "PROMETHEUS_PORT",
     ]
     return {name: free_port() for name in names}
 
@@ -79,6 +82,12 @@ def test_banner_ctrl_c_and_data_kept_across_restarts(tmp_path, ports):
     mail_catcher = f"http://127.0.0.1:{ports['MAIL_CATCHER_HTTP_PORT']}/"
     assert f"mail catcher at {mail_catcher}" in banner
     assert requests.get(f"{mail_catcher}messages", timeout=5).json() == []
+    if shutil.which("prometheus"):
+        prometheus = f"http://127.0.0.1:{ports['PROMETHEUS_PORT']}"
+        assert f"Prometheus      {prometheus}" in banner
+        assert requests.get(f"{prometheus}/-/ready", timeout=5).ok
+    else:
+        assert "Prometheus      not running (not installed" in banner
     email = create_user(first.um)
 
     descendants = first.interrupt()

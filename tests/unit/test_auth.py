@@ -185,3 +185,27 @@ def test_a_keys_file_that_cannot_be_used_accepts_no_key_until_fixed(
     keys_file(path, "ops", "new")
     assert keys.find(key).name == "key:ops"
     assert keys.health() == {"status": "ok", "keys": 2}
+
+
+def authenticator_with_key(tmp_path, key: str, scopes: list[str]) -> auth.Authenticator:
+    """An authenticator reading one API key (and no token issuer) from a keys file."""
+    keys_file = tmp_path / "keys.json"
+    digest = hashlib.sha256(key.encode()).hexdigest()
+    keys_file.write_text(json.dumps([{"name": "scraper", "sha256": digest, "scopes": scopes}]))
+    config = {"API_KEYS_FILE": str(keys_file), "JWT_JWKS_URL": ""}
+    return auth.Authenticator(
+        {**config, "JWT_ISSUER": "", "JWT_AUDIENCE": "", "JWT_EMAIL_CLAIM": ""}
+    )
+
+
+def test_an_api_key_may_come_as_a_bearer_token_for_clients_without_custom_headers(tmp_path):
+    authenticator = authenticator_with_key(tmp_path, "scrape-key_1", ["ops"])
+
+    caller = authenticator.authenticate({"Authorization": "Bearer scrape-key_1"})
+
+    assert caller.name == "key:scraper" and caller.has("ops")
+    with pytest.raises(ApiError, match="The API key is not valid"):
+        authenticator.authenticate({"Authorization": "Bearer another-key"})
+    # A JWT is never looked up as a key: without an issuer configured it is refused as a token.
+    with pytest.raises(ApiError, match="Bearer tokens are not accepted"):
+        authenticator.authenticate({"Authorization": "Bearer a.b.c"})

@@ -44,6 +44,9 @@ NOT_SERVICE_SETTINGS = {
     "NOTIFIER_DB_OWNER_PASSWORD": "compose",
     "NOTIFIER_DB_SERVING_PASSWORD": "compose",
     "PROMETHEUS_MULTIPROC_DIR": "the launcher and prometheus_client",
+    "NODE_NAME": "the metrics (Kubernetes' downward API)",
+    "PROMETHEUS_PORT": "make run",
+    "PROMETHEUS_API_KEY_FILE": "make run and compose",
     "UM_URL": "the test suite",
     "DC_URL": "the test suite",
     "SIM_URL": "the test suite",
@@ -147,7 +150,7 @@ def test_the_computed_defaults_are_the_documented_ones():
         assert f"`{settings.DATABASE_URL_VARIABLE}`" in migration
 
 
-@pytest.mark.parametrize("package", ["user_manager", "data_collector"])
+@pytest.mark.parametrize("package", ["user_manager", "data_collector", "sla_detector"])
 def test_the_api_tables_list_every_documented_operation(package):
     listed = {
         cells[0].strip("`")

@@ -1,0 +1,223 @@
+"""One check: ask Prometheus for every metric, keep the samples, raise and end breaches.
+
+The worker looks every second whether a check is due (T_check after the
+last one, by the database's clock) and claims it with one UPDATE of the
+state row, so however many replicas run, one of them checks each period.
+The queries go out with no transaction open; what they gave is then written
+in one transaction: each metric's sample (the last ``SAMPLES_KEPT`` kept),
+its last outcome, the breaches raised (each with its ``sla-breach`` event in
+the outbox, published by the relay once committed) and those ended.
+
+A metric whose query gave nothing (Prometheus down, the query refused, no
+series matching) gets no sample at that check, and its outcome says why: it
+shows in ``/health`` (degraded) and the log, and it can never raise a breach.
+"""
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from flask import current_app
+from sqlalchemy import delete, or_, select, update
+
+from common.broker.connection import Message
+from common.broker.outbox import enqueue
+from common.broker.streams import SLA_BREACH
+from common.process.heartbeat import progress
+from common.timeutil import isoformat_utc, utc_now
+from sla_detector import configuration, prometheus
+from sla_detector.detector import SAMPLES_KEPT, Sample, judge, observed, sample_of
+from sla_detector.inputs import MetricSla, SlaConfig
+from sla_detector.metrics import BREACHES, QUERIES
+from sla_detector.models import OUTBOX, OUTCOME_OK, Breach, DetectorState, MetricState, db
+from sla_detector.models import Sample as SampleRow
+
+log = logging.getLogger(__name__)
+
+NO_DATA = "no data"
+
+
+@dataclass
+class Answer:
+    """What Prometheus gave for one metric at this check."""
+
+    values: list[float] = field(default_factory=list)
+    outcome: str = OUTCOME_OK
+
+
+# The worker looks this often whether a check is due.
+LOOK_EVERY_SECONDS = 1.0
+
+
+def claim_due_check(period_seconds: int) -> bool:
+    """Claim this period's check if it is due (commits); False when it is not, or taken.
+
+    Due half a look early: the looks come every second, each a few milliseconds
+    late, and a check found due a hair short of its period would otherwise
+    wait for the next look, a second late every other time.
+    """
+    due_after = timedelta(seconds=period_seconds - LOOK_EVERY_SECONDS / 2)
+    due = or_(
+        DetectorState.last_check_at.is_(None),
+        DetectorState.last_check_at <= utc_now() - due_after,
+    )
+    claimed = db.session.execute(
+        update(DetectorState)
+        .where(DetectorState.id == 1, due)
+        .values(last_check_at=utc_now())
+        .returning(DetectorState.id)
+    ).first()
+    db.session.commit()
+    return claimed is not None
+
+
+def check_if_due() -> bool:
+    """Run a check when one is due; return whether one ran."""
+    config = configuration.current()
+    db.session.rollback()
+    if not claim_due_check(configuration.check_seconds(config)):
+        return False
+    check(config)
+    return True
+
+
+def ask(metric: MetricSla) -> Answer:
+    """Query Prometheus for one metric; never raise (the outcome says what went wrong)."""
+    try:
+        values = prometheus.query(current_app.config["PROMETHEUS_URL"], metric.query)
+    except prometheus.QueryRefusedError as error:
+        QUERIES.labels("refused").inc()
+        return Answer(outcome=f"query refused by Prometheus: {error}")
+    except prometheus.PrometheusUnavailableError as error:
+        QUERIES.labels("unavailable").inc()
+        return Answer(outcome=f"Prometheus unavailable: {error}")
+    finally:
+        progress()
+    QUERIES.labels("ok" if values else "no_data").inc()
+    return Answer(values) if values else Answer(outcome=NO_DATA)
+
+
+def check(config: SlaConfig) -> None:
+    """Check every configured metric now and record what follows (commits)."""
+    answers = {metric.name: ask(metric) for metric in config.metrics}
+    for name, answer in answers.items():
+        if answer.outcome != OUTCOME_OK:
+            log.warning("SLA check of %s: %s; no sample taken", name, answer.outcome)
+    now = utc_now()
+    _forget_unconfigured(config, now)
+    raised = []
+    for metric in config.metrics:
+        raised += _record(metric, answers[metric.name], now)
+    db.session.commit()
+    for breach in raised:
+        BREACHES.labels(breach.metric, breach.violated).inc()
+        log.warning(
+            "SLA breach of %s: %s %s %g (limit %g; %d of the last %d samples below, %d above)",
+            breach.metric,
+            breach.query,
+            "above" if breach.violated == "max" else "below",
+            breach.value,
+            breach.limit,
+            breach.below,
+            SAMPLES_KEPT,
+            breach.above,
+        )
+
+
+def _forget_unconfigured(config: SlaConfig, now: datetime) -> None:
+    """Drop the state and samples of metrics no longer configured; end their open breaches."""
+    names = [metric.name for metric in config.metrics]
+    gone = db.session.scalars(select(MetricState).where(MetricState.name.not_in(names))).all()
+    for state in gone:
+        _end(state, ("min", "max"), now)
+        db.session.delete(state)
+
+
+def _record(metric: MetricSla, answer: Answer, now: datetime) -> list[Breach]:
+    """Record one metric's check; return the breaches it raised."""
+    state = db.session.get(MetricState, metric.name, with_for_update=True)
+    if state is None:
+        state = MetricState(name=metric.name, query=metric.query)
+        db.session.add(state)
+    elif state.query != metric.query:
+        # Samples of another query say nothing of this one.
+        _end(state, ("min", "max"), now)
+        db.session.execute(delete(SampleRow).where(SampleRow.metric == metric.name))
+        state.query = metric.query
+    state.last_checked_at, state.last_outcome = now, answer.outcome
+    if not answer.values:
+        return []
+    sample = sample_of(answer.values)
+    db.session.add(SampleRow(metric=metric.name, taken_at=now, low=sample.low, high=sample.high))
+    db.session.flush()
+    samples = _kept_samples(metric.name)
+    open_sides = {side for side in ("min", "max") if _open_breach(state, side)}
+    verdict = judge(samples, minimum=metric.min, maximum=metric.max, open_sides=open_sides)
+    _end(state, verdict.ended, now)
+    raised = []
+    for side in verdict.raised:
+        limit = metric.min if side == "min" else metric.max
+        breach = _raise(metric, side, limit, observed(samples, side, limit), verdict, now)
+        setattr(state, f"open_{side}_breach", breach.breach_id)
+        raised.append(breach)
+    return raised
+
+
+def _kept_samples(name: str) -> list[Sample]:
+    """Delete all but the newest SAMPLES_KEPT samples of a metric; return those, oldest first."""
+    newest = db.session.scalars(
+        select(SampleRow)
+        .where(SampleRow.metric == name)
+        .order_by(SampleRow.taken_at.desc(), SampleRow.id.desc())
+        .limit(SAMPLES_KEPT)
+    ).all()
+    db.session.execute(
+        delete(SampleRow).where(
+            SampleRow.metric == name, SampleRow.id.not_in([row.id for row in newest])
+        )
+    )
+    return [Sample(row.low, row.high) for row in reversed(newest)]
+
+
+def _open_breach(state: MetricState, side: str) -> str | None:
+    return getattr(state, f"open_{side}_breach")
+
+
+def _end(state: MetricState, sides, now: datetime) -> None:
+    """End the open breaches of ``state`` on ``sides``."""
+    for side in sides:
+        breach_id = _open_breach(state, side)
+        if breach_id is None:
+            continue
+        breach = db.session.get(Breach, breach_id)
+        if breach is not None and breach.ended_at is None:
+            breach.ended_at = now
+            log.info("SLA breach of %s (%s) ended", breach.metric, side)
+        setattr(state, f"open_{side}_breach", None)
+
+
+def _raise(metric: MetricSla, side: str, limit: float, value: float, verdict, now) -> Breach:
+    """Record a breach and, in the same transaction, its event for the notifier."""
+    at = isoformat_utc(now)
+    identity = {"metric": metric.name, "query": metric.query, "violated": side, "at": at}
+    breach_id = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
+    breach = Breach(
+        breach_id=breach_id,
+        metric=metric.name,
+        query=metric.query,
+        violated=side,
+        limit=limit,
+        value=value,
+        below=verdict.below,
+        above=verdict.above,
+        at=now,
+    )
+    db.session.add(breach)
+    recipient = current_app.config["SLA_ALERT_EMAIL"]
+    if recipient:
+        payload = {"kind": "sla-breach", "to": recipient, **breach.to_dict()}
+        del payload["ended_at"]
+        enqueue(db, OUTBOX, [Message(SLA_BREACH, f"sla-breach:{breach_id}", payload)])
+    return breach

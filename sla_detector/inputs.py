@@ -1,0 +1,113 @@
+"""What an SLA configuration may say: the YAML of ``SLA_CONFIG_FILE``, the JSON of ``PUT``.
+
+One model for both, so the file and the API accept and refuse exactly the
+same documents. It imports no Flask: the settings read the file with it at
+start (a bad file stops the service with one sentence).
+"""
+
+import math
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from common.errors import ConfigError
+
+# A name shows in emails, metric labels and logs: short, and no control characters.
+NAME_MAX_LENGTH = 100
+# PromQL of a dashboard panel is a few hundred characters; this leaves room.
+QUERY_MAX_LENGTH = 2000
+# Each metric is one query to Prometheus per check.
+MAX_METRICS = 100
+PRINTABLE = r"^[^\x00-\x1f\x7f]+$"
+
+
+class MetricSla(BaseModel):
+    """One metric watched: a PromQL query giving gauges, and the range its values must stay in."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        strict=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": "collection-credits",
+                    "query": "max(opensky_credits_remaining)",
+                    "min": 50,
+                    "max": 4000,
+                }
+            ]
+        },
+    )
+
+    name: str = Field(
+        min_length=1,
+        max_length=NAME_MAX_LENGTH,
+        pattern=PRINTABLE,
+        description="What the operator calls it (unique in the document).",
+    )
+    query: str = Field(
+        min_length=1,
+        max_length=QUERY_MAX_LENGTH,
+        description="A PromQL query Prometheus accepts, giving an instant vector or a scalar "
+        "(with several series, the lowest is compared with `min`, the highest with `max`).",
+    )
+    min: float | None = Field(None, description="Values below are out of range (none: no floor).")
+    max: float | None = Field(None, description="Values above are out of range (none: no ceiling).")
+
+    @model_validator(mode="after")
+    def _limits(self) -> "MetricSla":
+        for side, value in (("min", self.min), ("max", self.max)):
+            if value is not None and not math.isfinite(value):
+                raise ValueError(f"{side} must be a finite number")
+        if self.min is None and self.max is None:
+            raise ValueError("give min, max or both")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min ({self.min:g}) must not be above max ({self.max:g})")
+        return self
+
+
+class SlaConfig(BaseModel):
+    """The metrics the detector watches, and optionally how often it checks them."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    metrics: list[MetricSla] = Field(max_length=MAX_METRICS)
+    check_seconds: int | None = Field(
+        None,
+        ge=1,
+        description="Seconds between checks (T_check); none: `SLA_CHECK_SECONDS`. At least 5 "
+        "times `PROMETHEUS_SCRAPE_SECONDS`, so that each check sees new scrapes.",
+    )
+
+    @field_validator("metrics")
+    @classmethod
+    def _unique_names(cls, metrics: list[MetricSla]) -> list[MetricSla]:
+        names = [metric.name for metric in metrics]
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:
+            raise ValueError(f"names must be unique: {', '.join(repeated)} given more than once")
+        return metrics
+
+
+def first_problem(error: ValidationError) -> tuple[str, str]:
+    """Return where the first problem is (``metrics.0.max``) and what it is, in words."""
+    problem = error.errors(include_url=False, include_input=False)[0]
+    where = ".".join(str(part) for part in problem["loc"]) or "document"
+    message = problem["msg"].removeprefix("Value error, ")
+    return where, message[0].lower() + message[1:]
+
+
+def read_file(path: str) -> SlaConfig:
+    """Read and validate ``SLA_CONFIG_FILE``; raise ConfigError saying what is wrong."""
+    try:
+        document = yaml.safe_load(Path(path).read_text())
+    except OSError as error:
+        raise ConfigError(f"SLA_CONFIG_FILE {path} cannot be read: {error.strerror}.") from None
+    except yaml.YAMLError as error:
+        raise ConfigError(f"SLA_CONFIG_FILE {path} is not YAML: {error}") from None
+    try:
+        return SlaConfig.model_validate(document)
+    except ValidationError as error:
+        where, message = first_problem(error)
+        raise ConfigError(f"SLA_CONFIG_FILE {path}: {where}: {message}.") from None
