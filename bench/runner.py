@@ -59,6 +59,9 @@ FOR_USER_AIRPORTS = ("EGLL", "LIRF", "LIMC", "LIPZ", "LIRZ")
 FOR_USER_INDEX = 1
 # How long the worker may take to settle after the interests scenario, and ingest to finish.
 SETTLE_TIMEOUT_SECONDS = 300
+# The ingest's interest has a threshold its airport's figure crosses: every cycle that stores
+# flights also sends the figure to the Alert System (publishing is on), and one email follows.
+INGEST_THRESHOLDS = {"high_value": 1}
 # Clients querying while ingest runs: a steady stream that shows the service still answers
 # (each client waits 10 ms after every answer: about 100 requests/s in all), not a second
 # saturating load competing for the two cores (that would measure how the cores are split;
@@ -515,6 +518,14 @@ class Bench:
         self.wait_for_idle_worker()
         self.sim.load_dataset([])
 
+    def events_published(self) -> int:
+        """Return how many events the collector has published to the Alert System so far."""
+        broker = Broker(self.stack.broker_url, name="bench")
+        try:
+            return alerts.stream_messages(broker, TO_ALERT_SYSTEM)
+        finally:
+            broker.close()
+
     def wait_for_pipeline(self) -> None:
         """Wait until everything committed went all the way: outboxes empty, consumers idle."""
         broker = Broker(self.stack.broker_url, name="bench")
@@ -747,10 +758,17 @@ class Bench:
             "between requests, while ingesting",
         )
         before = self.upsert_ceiling()
+        events = self.events_published()
         result, during = self.ingest_once(airport, number)
+        events = self.events_published() - events
+        # Its crossing's email and the reports back, before the ceiling is measured again.
+        self.wait_for_pipeline()
         after = self.upsert_ceiling()
         ingest_row.rounds.append(Round(result, (before.rate + after.rate) / 2))
-        ingest_row.note = f"{result.requests} flights in {result.seconds:.1f} s, {rows} in table"
+        ingest_row.note = (
+            f"{result.requests} flights in {result.seconds:.1f} s, {rows} in table; "
+            f"publishing on: {events} events to the Alert System"
+        )
         during_row.rounds.append(Round(during, 0.0))
         self.progress(
             f"ingest: {result.rate:.0f} rows/s ({result.rate * 2 / (before.rate + after.rate):.0%}"
@@ -799,7 +817,11 @@ class Bench:
             asked_at = time.time()
             response = requests.post(
                 self.stack.data_collector_url + "/interests",
-                json={"email": seed.seed_user_email(0), "airport_code": airport},
+                json={
+                    "email": seed.seed_user_email(0),
+                    "airport_code": airport,
+                    **INGEST_THRESHOLDS,
+                },
                 timeout=10,
             )
             response.raise_for_status()
