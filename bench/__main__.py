@@ -21,6 +21,10 @@ def main(argv: list[str] | None = None) -> int:
         "--rows", help="flight table sizes to measure, comma-separated (1000000,5000000)"
     )
     parser.add_argument(
+        "--only", choices=["alerts"],
+        help="only the alert scenarios and the whole stack's memory (with --quick: tiny ones)",
+    )  # fmt: skip
+    parser.add_argument(
         "--soak", type=float, nargs="?", const=300.0, metavar="SECONDS",
         help="soak create_user at 64 connections instead (default 300 s)",
     )  # fmt: skip
@@ -32,6 +36,8 @@ def main(argv: list[str] | None = None) -> int:
         options.rounds = args.rounds
     if args.rows:
         options.flight_rows = tuple(int(part) for part in args.rows.split(","))
+    if args.only == "alerts":
+        options.only_alerts = True
     if args.soak:
         options.soak_seconds = args.soak
     main_run(options)

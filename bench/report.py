@@ -11,6 +11,7 @@ import statistics
 from dataclasses import dataclass, field
 
 from bench.loadgen import LoadResult
+from bench.memory import NOT_IN_MAKE_RUN
 
 # The least median share of the matching ceiling each scenario must reach.
 RATIO_TARGETS = {
@@ -32,6 +33,12 @@ SIZE_TOLERANCE = 0.20
 # The most throughput a layer (authentication, gateway) may cost.
 LAYER_COST_LIMIT = 0.10
 STACK_RSS_LIMIT_MB = 550.0
+# The whole make run stack, judged on PSS (bench.memory says why).
+STACK_PSS_LIMIT_MB = 700.0
+# From a cycle's commit to the mail server's acceptance: the p99 of the latency rounds.
+ALERT_P99_LIMIT_SECONDS = 2.0
+# Every email of the fan-out accepted within this after the commit.
+FAN_OUT_LIMIT_SECONDS = 60.0
 SOAK_RSS_GROWTH = 0.10
 
 
@@ -249,14 +256,157 @@ def rss_lines(rss: list[tuple[str, str, int, float]]) -> list[str]:
     return lines
 
 
+def _seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f} s"
+
+
+def alert_lines(latency, fan_out) -> list[str]:
+    """Return the alerts pipeline's rows: latency to the mail server, the fan-out, its hops."""
+    lines = [
+        "",
+        "Alerts: from a collection cycle's commit (the events' committed_at) to the SMTP "
+        "server's acceptance of each email (an SMTP server in the bench process).",
+        "",
+        "| alerts | emails expected | emails accepted | p50 | p99 | max | lost | target | note |",
+        "|---|--:|--:|--:|--:|--:|--:|---|---|",
+    ]
+    if latency is not None:
+        p99 = latency.percentile(0.99)
+        check = (
+            f"p99 {p99:.2f} s ≤ {ALERT_P99_LIMIT_SECONDS:g} s: met"
+            if p99 <= ALERT_P99_LIMIT_SECONDS
+            else f"p99 MISSED by {(p99 - ALERT_P99_LIMIT_SECONDS) * 1000:.0f} ms "
+            f"({p99:.2f} s > {ALERT_P99_LIMIT_SECONDS:g} s)"
+        )
+        if latency.lost:
+            check += f"; {latency.lost} lost MISSED"
+        lines.append(
+            f"| commit to SMTP acceptance | {latency.rounds * latency.per_round:,} "
+            f"| {len(latency.samples):,} | {latency.percentile(0.5) * 1000:.0f} ms "
+            f"| {p99 * 1000:.0f} ms | {max(latency.samples, default=0) * 1000:.0f} ms "
+            f"| {latency.lost} | {check} | {latency.rounds} rounds of {latency.per_round} "
+            "crossings, each round a new airport's first figure, mailed before the next |"
+        )
+    if fan_out is not None:
+        lost = fan_out.followers - fan_out.accepted
+        if lost:
+            check = f"{lost} not accepted: MISSED"
+        elif fan_out.seconds <= FAN_OUT_LIMIT_SECONDS:
+            check = f"all within {fan_out.seconds:.1f} s ≤ {FAN_OUT_LIMIT_SECONDS:g} s: met"
+        else:
+            check = (
+                f"all within {fan_out.seconds:.1f} s: MISSED by "
+                f"{fan_out.seconds - FAN_OUT_LIMIT_SECONDS:.1f} s (> {FAN_OUT_LIMIT_SECONDS:g} s)"
+            )
+        lines.append(
+            f"| {fan_out.followers:,} followers of one airport | {fan_out.followers:,} "
+            f"| {fan_out.accepted:,} | - | - | {_seconds(fan_out.seconds)} | {lost} | {check} "
+            f"| first email {_seconds(fan_out.first_mail)}, {fan_out.rate:,.0f} emails/s from "
+            "first to last |"
+        )
+        lines += _fan_out_lines(fan_out)
+    return lines
+
+
+def _fan_out_lines(fan_out) -> list[str]:
+    lines = [
+        "",
+        f"Fan-out, hop by hop, in seconds after the collector's commit: the Alert System "
+        f"committed every evaluation at {_seconds(fan_out.evaluated)}, its outbox was relayed "
+        f"by {_seconds(fan_out.relayed)}; the first email was accepted at "
+        f"{_seconds(fan_out.first_mail)}, the last at {_seconds(fan_out.seconds)}.",
+    ]
+    if not fan_out.cpu:
+        return lines
+    lines += [
+        "",
+        "CPU while the emails were sent (first to last), in cores (1.00: one core busy "
+        "throughout):",
+        "",
+        "| process | cores |",
+        "|---|--:|",
+    ]
+    ranked = sorted(fan_out.cpu.items(), key=lambda item: -item[1])
+    lines += [f"| {name} | {cores:.2f} |" for name, cores in ranked if cores >= 0.005]
+    ours = sum(fan_out.cpu.values())
+    lines += [
+        f"| every process of the stack and the bench | {ours:.2f} |",
+        f"| the host (every process, others' too) | {fan_out.host_busy_cores:.2f} of "
+        f"{fan_out.cores} |",
+        "",
+        f"Bound by: {fan_out.bound()}.",
+    ]
+    return lines
+
+
+def _grouped(rows) -> dict[tuple[str, str], tuple[int, float, float]]:
+    """Sum the memory rows by (component, role): (processes, RSS MB, PSS MB)."""
+    grouped: dict[tuple[str, str], tuple[int, float, float]] = {}
+    for row in rows:
+        count, rss, pss = grouped.get((row.component, row.role), (0, 0.0, 0.0))
+        grouped[(row.component, row.role)] = (count + 1, rss + row.rss, pss + row.pss)
+    return grouped
+
+
+def memory_lines(measured: dict[str, list]) -> list[str]:
+    """Return the whole stack's memory at each moment measured, by process, and its total."""
+    if not measured:
+        return []
+    moments = list(measured)
+    grouped = {moment: _grouped(rows) for moment, rows in measured.items()}
+    keys = sorted({key for by_key in grouped.values() for key in by_key})
+    header = " | ".join(f"RSS MB {moment} | PSS MB {moment}" for moment in moments)
+    lines = [
+        "",
+        "The whole stack make run starts (PostgreSQL, nats-server, the mail catcher, every "
+        "service's processes), by process: RSS counts a page shared by several processes "
+        "once in each, PSS divides it between them, so the sum of PSS is what the stack "
+        "holds and the target is judged on it.",
+        "",
+        f"| component | process | count | {header} |",
+        "|---|---|--:|" + "--:|--:|" * len(moments),
+    ]
+    for key in keys:
+        counts = [grouped[moment].get(key, (0, 0.0, 0.0)) for moment in moments]
+        cells = " | ".join(f"{rss:.1f} | {pss:.1f}" for _, rss, pss in counts)
+        note = " (not in make run)" if key[0] in NOT_IN_MAKE_RUN else ""
+        lines.append(f"| {key[0]}{note} | {key[1]} | {max(c[0] for c in counts)} | {cells} |")
+    totals = []
+    for moment in moments:
+        rows = [row for row in measured[moment] if row.component not in NOT_IN_MAKE_RUN]
+        totals.append((moment, len(rows), sum(r.rss for r in rows), sum(r.pss for r in rows)))
+    cells = " | ".join(f"**{rss:.0f}** | **{pss:.0f}**" for _, _, rss, pss in totals)
+    lines += [f"| **make run's stack** | | {max(t[1] for t in totals)} | {cells} |", ""]
+    for moment, count, rss, pss in totals:
+        check = (
+            "met" if pss <= STACK_PSS_LIMIT_MB else f"MISSED by {pss - STACK_PSS_LIMIT_MB:.0f} MB"
+        )
+        lines.append(
+            f"make run's stack {moment}: {pss:.0f} MB PSS in {count} processes (target ≤ "
+            f"{STACK_PSS_LIMIT_MB:g} MB: {check}); {rss:.0f} MB as a sum of RSS."
+        )
+    return lines
+
+
 def render(outcome) -> str:
-    """Return the Markdown report of one run."""
+    """Return the Markdown report of one run (only the alerts and memory with ``--only``)."""
     machine = outcome.machine
     lines = [
         f"Run {outcome.started} on {machine['cores']} cores ({machine['cpu']}), "
         f"{machine['memory_gb']} GB RAM, Python {machine['python']}; "
         f"load average before {machine['load_before']}, after {machine.get('load_after')}; "
         f"{outcome.rounds} rounds of {outcome.seconds:g} s per measurement.",
+    ]
+    if outcome.rows:
+        lines += _scenario_lines(outcome)
+    if outcome.alert_latency is not None or outcome.fan_out is not None:
+        lines += alert_lines(outcome.alert_latency, outcome.fan_out)
+    lines += memory_lines(outcome.memory)
+    return "\n".join(lines) + "\n"
+
+
+def _scenario_lines(outcome) -> list[str]:
+    lines = [
         "",
         "Ratio: median over the rounds of the scenario's rate over the mean of its ceiling "
         "measured just before and just after it, with the range (lowest-highest round). "
@@ -281,7 +431,7 @@ def render(outcome) -> str:
         )
     lines += _layer_lines(outcome)
     lines += ["", *rss_lines(outcome.rss)]
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def render_soak(soak: dict, options, machine: dict) -> str:

@@ -29,10 +29,14 @@ import psutil
 import psycopg2
 import requests
 
-from bench import ceiling, loadgen, seed
+from bench import alerts, ceiling, loadgen, memory, seed
+from bench.alerts import MailClock
 from bench.layers import gateway_front, gateway_unavailable, secured_services
+from bench.memory import Memory
 from bench.processes import service_rss
 from bench.report import Round, Row, render
+from common.broker.connection import Broker
+from common.broker.streams import TO_ALERT_SYSTEM, TO_DATA_COLLECTOR, TO_NOTIFIER, stream_of
 from common.process.launcher import gunicorn_command
 from devstack.stack import SIMULATOR_CLIENT_ID, LocalStack, StackSettings, free_port, run_sql
 from opensky_sim.control import SimulatorControl
@@ -55,6 +59,9 @@ FOR_USER_AIRPORTS = ("EGLL", "LIRF", "LIMC", "LIPZ", "LIRZ")
 FOR_USER_INDEX = 1
 # How long the worker may take to settle after the interests scenario, and ingest to finish.
 SETTLE_TIMEOUT_SECONDS = 300
+# The ingest's interest has a threshold its airport's figure crosses: every cycle that stores
+# flights also sends the figure to the Alert System (publishing is on), and one email follows.
+INGEST_THRESHOLDS = {"high_value": 1}
 # Clients querying while ingest runs: a steady stream that shows the service still answers
 # (each client waits 10 ms after every answer: about 100 requests/s in all), not a second
 # saturating load competing for the two cores (that would measure how the cores are split;
@@ -66,6 +73,15 @@ INGEST_POLL_SECONDS = 0.02
 # The scenarios measured again through each layer (authentication): both services, reads,
 # a write, a page.
 LAYER_SCENARIOS = ("get_user", "create_user", "list_users", "flights_last")
+# The durable consumer of each subject of the alerts pipeline.
+PIPELINE_CONSUMERS = (
+    (TO_ALERT_SYSTEM, "alert_system"),
+    (TO_NOTIFIER, "alert_notifier"),
+    (TO_DATA_COLLECTOR, "data_collector"),
+)
+# When the whole stack's memory is measured.
+AFTER_START = "after start"
+AFTER_ALERTS = "after the alert scenarios"
 # Placeholders in a scenario's script arguments, replaced for every wrk run: a new run id
 # (create_user's emails and keys must never repeat) and add_interest's first new pair.
 FRESH_RUN_ID = "{run}"
@@ -90,6 +106,13 @@ class Options:
     gateway: bool = True
     soak_seconds: float = 0.0
     soak_connections: int = 64
+    # The alerts pipeline: rounds of a few crossings each (one new airport per round), and
+    # one airport followed by this many seeded users (at most ``users``) crossing at once.
+    alert_rounds: int = 100
+    alert_crossings_per_round: int = 4
+    alert_followers: int = 10_000
+    # Only the alert scenarios and the stack's memory (``--only alerts``).
+    only_alerts: bool = False
     results_dir: Path | None = RESULTS_DIR
 
     @classmethod
@@ -101,13 +124,16 @@ class Options:
             rounds=2,
             connections=4,
             flight_rows=(2_000, 4_000),
-            users=200,
+            users=300,
             replay_keys=10,
             ingest_flights=300,
             upsert_rows=2_000,
             # One scenario of each service: the layer's code path, not its figures.
             layer_scenarios=("get_user", "flights_last"),
             gateway=False,
+            alert_rounds=3,
+            alert_crossings_per_round=2,
+            alert_followers=300,
             results_dir=None,
         )
 
@@ -128,6 +154,10 @@ class Outcome:
     # (layer, why it was not measured)
     skipped_layers: list[tuple[str, str]] = field(default_factory=list)
     rss: list[tuple[str, str, int, float]] = field(default_factory=list)
+    alert_latency: alerts.Latency | None = None
+    fan_out: alerts.FanOut | None = None
+    # The whole stack's memory, by when it was measured ("after start", ...).
+    memory: dict[str, list[Memory]] = field(default_factory=dict)
 
 
 def _tree_cpu(process: psutil.Process) -> float:
@@ -158,27 +188,43 @@ def machine_description() -> dict:
 
 
 @contextlib.contextmanager
-def bench_stack() -> Iterator[LocalStack]:
-    """Run a local stack with PostgreSQL's default durability, deleted afterwards."""
+def bench_stack(mail: MailClock | None = None) -> Iterator[LocalStack]:
+    """Run a local stack with PostgreSQL's default durability, deleted afterwards.
+
+    With ``mail``, the Alert Notifier sends to that server in this process,
+    and the mail catcher ``make run`` starts runs beside it, idle, so that
+    the stack's memory is that of ``make run``'s.
+    """
     with tempfile.TemporaryDirectory(prefix="flight-tracker-bench-") as tmp:
+        extra_env = {
+            "COLLECT_POLL_SECONDS": "0.2",
+            # The simulator's credits are made endless for the run (a 429 would pause
+            # collection for hours); the collector's own daily budget is lifted to match.
+            "OPENSKY_DAILY_CREDITS": str(10**9),
+        }
+        if mail is not None:
+            extra_env.update({"SMTP_HOST": mail.host, "SMTP_PORT": str(mail.port)})
         settings = StackSettings.on_free_ports(
             Path(tmp) / "pg",
             simulator=True,
             ephemeral=False,
             log_dir=Path(tmp) / "logs",
-            extra_env={
-                "COLLECT_POLL_SECONDS": "0.2",
-                # The simulator's credits are made endless for the run (a 429 would pause
-                # collection for hours); the collector's own daily budget is lifted to match.
-                "OPENSKY_DAILY_CREDITS": str(10**9),
-            },
+            extra_env=extra_env,
         )
         stack = LocalStack(settings)
         try:
             stack.start()
+            if mail is not None:
+                start_mail_catcher(stack)
             yield stack
         finally:
             stack.stop()
+
+
+def start_mail_catcher(stack: LocalStack) -> None:
+    """Start the mail catcher as ``make run`` does when no mail server is given."""
+    stack.mail_catcher_url = f"http://127.0.0.1:{stack.settings.mail_catcher_http_port}/"
+    stack._start_mail_catcher()
 
 
 def _server_uri(stack: LocalStack, database: str) -> str:
@@ -238,9 +284,11 @@ def ceiling_server(stack: LocalStack, database_url: str) -> Iterator[str]:
 class Bench:
     """One benchmark run against one stack."""
 
-    def __init__(self, stack: LocalStack, options: Options):
+    def __init__(self, stack: LocalStack, options: Options, mail: MailClock | None = None):
         self.stack = stack
         self.options = options
+        # The SMTP server the Alert Notifier sends to (None: the stack's mail catcher).
+        self.mail = mail
         self.run_id = uuid.uuid4().hex[:8]
         self.runs = itertools.count()
         self.next_interest = 0
@@ -248,6 +296,8 @@ class Bench:
         # As the server's superuser: seeding ends with a CHECKPOINT.
         self.um_db = stack.admin_database_url("USER_MANAGER_DATABASE_URL")
         self.dc_db = stack.admin_database_url("DATA_COLLECTOR_DATABASE_URL")
+        self.as_db = stack.admin_database_url("ALERT_SYSTEM_DATABASE_URL")
+        self.an_db = stack.admin_database_url("ALERT_NOTIFIER_DATABASE_URL")
         self.ceiling_url = ""
         # The gateway's processes while it runs (their CPU is part of every measurement).
         self.gateway_processes: list[psutil.Process] = []
@@ -388,9 +438,14 @@ class Bench:
     def run(self) -> Outcome:
         """Seed, then rounds of every scenario between its ceilings, layers; what was measured."""
         options = self.options
+        self.outcome.memory[AFTER_START] = memory.measure(self.stack)
         # The simulator's credits must not run out: a 429 would pause collection for hours.
         self.sim.set_credits(SIMULATOR_CLIENT_ID, limit=10**9, remaining=10**9)
         self.sim.load_dataset([])
+        if options.only_alerts:
+            self.progress(f"seeding {options.users} users")
+            seed.seed_users(self.um_db, count=options.users)
+            return self.finish()
         self.progress(f"seeding {options.users} users and {options.flight_rows[0]} flights")
         seed.seed_users(self.um_db, count=options.users)
         seed.seed_flights(self.dc_db, first_row=0, rows=options.flight_rows[0])
@@ -416,8 +471,81 @@ class Bench:
                     self.progress(f"round {number + 1} of {options.rounds} at {rows} flights")
                     self.flight_scenarios(rows, first=False)
         self.outcome.rss = service_rss(self.service_pids())
+        return self.finish()
+
+    def finish(self) -> Outcome:
+        """Run the alert scenarios (when mailing to this process), measure memory; the outcome."""
+        if self.mail is not None:
+            self.alert_scenarios()
+            self.wait_for_pipeline()
+            # make run's mail catcher would hold what was sent: it gets the same emails.
+            self.progress("sending the emails again to the mail catcher, as make run's would get")
+            self.mail.replay("127.0.0.1", self.stack.settings.mail_catcher_smtp_port)
+            self.outcome.memory[AFTER_ALERTS] = memory.measure(self.stack)
         self.outcome.machine["load_after"] = [round(x, 2) for x in os.getloadavg()]
         return self.outcome
+
+    def alert_scenarios(self) -> None:
+        """Run rounds of a few crossings each, then one airport's thousands of followers at once."""
+        options = self.options
+        taken = {code for code, _ in seed.AIRPORTS}
+        taken.update(INTEREST_AIRPORTS, INGEST_AIRPORTS, FOR_USER_AIRPORTS)
+        airports = alerts.scenario_airports(options.alert_rounds + 1, taken)
+        self.sim.load_dataset(alerts.dataset(airports, now=int(time.time())))
+        self.progress(
+            f"alert latency: {options.alert_rounds} rounds of "
+            f"{options.alert_crossings_per_round} crossings"
+        )
+        self.outcome.alert_latency = alerts.latency_rounds(
+            self,
+            airports[:-1],
+            first_user=FOR_USER_INDEX + 1,
+            per_round=options.alert_crossings_per_round,
+        )
+        latency = self.outcome.alert_latency
+        self.progress(
+            f"alert latency: p50 {latency.percentile(0.5) * 1000:.0f} ms, "
+            f"p99 {latency.percentile(0.99) * 1000:.0f} ms over {len(latency.samples)} emails, "
+            f"{latency.lost} lost"
+        )
+        self.wait_for_pipeline()
+        fan_out = alerts.fan_out(self, airports[-1], options.alert_followers)
+        self.outcome.fan_out = fan_out
+        self.progress(
+            f"alert fan-out: {fan_out.accepted} of {fan_out.followers} emails accepted, "
+            f"the last {fan_out.seconds or 0:.1f} s after the commit"
+        )
+        self.wait_for_idle_worker()
+        self.sim.load_dataset([])
+
+    def events_published(self) -> int:
+        """Return how many events the collector has published to the Alert System so far."""
+        broker = Broker(self.stack.broker_url, name="bench")
+        try:
+            return alerts.stream_messages(broker, TO_ALERT_SYSTEM)
+        finally:
+            broker.close()
+
+    def wait_for_pipeline(self) -> None:
+        """Wait until everything committed went all the way: outboxes empty, consumers idle."""
+        broker = Broker(self.stack.broker_url, name="bench")
+        databases = [self.dc_db, self.as_db, self.an_db]
+        deadline = time.monotonic() + SETTLE_TIMEOUT_SECONDS
+        try:
+            while time.monotonic() < deadline:
+                lags = [
+                    broker.consumer_lag(stream_of(subject).name, durable)
+                    for subject, durable in PIPELINE_CONSUMERS
+                ]
+                idle = all(lag and not lag["pending"] and not lag["unacknowledged"] for lag in lags)
+                if idle and not any(
+                    run_sql(url, "SELECT count(*) FROM broker_outbox")[0][0] for url in databases
+                ):
+                    return
+                time.sleep(0.2)
+        finally:
+            broker.close()
+        raise RuntimeError("the alerts pipeline did not settle")
 
     @contextlib.contextmanager
     def layer_fronts(self) -> Iterator[list[tuple[str, dict[str, str], dict[str, str] | None]]]:
@@ -630,10 +758,17 @@ class Bench:
             "between requests, while ingesting",
         )
         before = self.upsert_ceiling()
+        events = self.events_published()
         result, during = self.ingest_once(airport, number)
+        events = self.events_published() - events
+        # Its crossing's email and the reports back, before the ceiling is measured again.
+        self.wait_for_pipeline()
         after = self.upsert_ceiling()
         ingest_row.rounds.append(Round(result, (before.rate + after.rate) / 2))
-        ingest_row.note = f"{result.requests} flights in {result.seconds:.1f} s, {rows} in table"
+        ingest_row.note = (
+            f"{result.requests} flights in {result.seconds:.1f} s, {rows} in table; "
+            f"publishing on: {events} events to the Alert System"
+        )
         during_row.rounds.append(Round(during, 0.0))
         self.progress(
             f"ingest: {result.rate:.0f} rows/s ({result.rate * 2 / (before.rate + after.rate):.0%}"
@@ -657,21 +792,15 @@ class Bench:
             other = others[i % len(others)]
             departing = i % 2 == 0
             flights.append(
-                {
+                seed.opensky_flight(
                     # New to the table in every round: an insert, never an update.
-                    "icao24": f"{(number + 1) << 20 | i:06x}",
-                    "firstSeen": first_seen,
-                    "estDepartureAirport": airport if departing else other,
-                    "lastSeen": first_seen + 5400,
-                    "estArrivalAirport": other if departing else airport,
-                    "callsign": f"ING{i % 10000:04d}",
-                    "estDepartureAirportHorizDistance": 100,
-                    "estDepartureAirportVertDistance": 10,
-                    "estArrivalAirportHorizDistance": 200,
-                    "estArrivalAirportVertDistance": 20,
-                    "departureAirportCandidatesCount": 1,
-                    "arrivalAirportCandidatesCount": 2,
-                }
+                    f"{(number + 1) << 20 | i:06x}",
+                    first_seen,
+                    first_seen + 5400,
+                    airport if departing else other,
+                    other if departing else airport,
+                    f"ING{i % 10000:04d}",
+                )
             )
         self.sim.load_dataset(flights)
         # Queries keep coming while the worker ingests: the service must keep answering.
@@ -688,7 +817,11 @@ class Bench:
             asked_at = time.time()
             response = requests.post(
                 self.stack.data_collector_url + "/interests",
-                json={"email": seed.seed_user_email(0), "airport_code": airport},
+                json={
+                    "email": seed.seed_user_email(0),
+                    "airport_code": airport,
+                    **INGEST_THRESHOLDS,
+                },
                 timeout=10,
             )
             response.raise_for_status()
@@ -787,17 +920,18 @@ def save(outcome: Outcome, table: str, options: Options) -> None:
 def main_run(options: Options) -> str:
     """Run the benchmark (or the soak) on a stack of its own; return the printed table."""
     loadgen.ensure_wrk()
-    with bench_stack() as stack:
-        if options.soak_seconds:
+    if options.soak_seconds:
+        with bench_stack() as stack:
             seed.seed_users(
                 stack.admin_database_url("USER_MANAGER_DATABASE_URL"), count=options.users
             )
             from bench.report import render_soak
 
             table = render_soak(soak(stack, options), options, machine_description())
-        else:
-            outcome = Bench(stack, options).run()
-            table = render(outcome)
-            save(outcome, table, options)
+    else:
+        with alerts.mail_clock() as mail, bench_stack(mail) as stack:
+            outcome = Bench(stack, options, mail).run()
+        table = render(outcome)
+        save(outcome, table, options)
     print(table, flush=True)
     return table

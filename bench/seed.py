@@ -152,6 +152,31 @@ def _mark_collected(cursor, now: int) -> None:
     )
 
 
+def opensky_flight(
+    icao24: str,
+    first_seen: int,
+    last_seen: int,
+    departure: str | None,
+    arrival: str | None,
+    callsign: str,
+) -> dict:
+    """Return a flight as OpenSky's flights endpoints answer it (for the simulator's dataset)."""
+    return {
+        "icao24": icao24,
+        "firstSeen": first_seen,
+        "estDepartureAirport": departure,
+        "lastSeen": last_seen,
+        "estArrivalAirport": arrival,
+        "callsign": callsign,
+        "estDepartureAirportHorizDistance": 100,
+        "estDepartureAirportVertDistance": 10,
+        "estArrivalAirportHorizDistance": 200,
+        "estArrivalAirportVertDistance": 20,
+        "departureAirportCandidatesCount": 1,
+        "arrivalAirportCandidatesCount": 2,
+    }  # fmt: skip
+
+
 def seed_interests(database_url: str, *, email: str, airports: tuple[str, ...]) -> None:
     """Make ``email`` follow ``airports`` in the Data Collector (already collected: no cycle)."""
     connection = psycopg2.connect(database_url)
