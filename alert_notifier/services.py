@@ -74,12 +74,17 @@ def send_one(delivery: Delivery, mail: SmtpBatch, *, email_from: str) -> Outcome
     except ValidationError as error:
         reason = error.errors(include_url=False)[0]
         return Park(f"not a notifier message: {reason['loc']} {reason['msg']}")
-    if isinstance(message, Crossing):
-        key, recipient = message.crossing_id, message.email
-        email = crossing_email(message, sender=email_from)
-    else:
-        key, recipient = message.breach_id, message.to
-        email = breach_email(message, sender=email_from)
+    try:
+        if isinstance(message, Crossing):
+            key, recipient = message.crossing_id, message.email
+            email = crossing_email(message, sender=email_from)
+        else:
+            key, recipient = message.breach_id, message.to
+            email = breach_email(message, sender=email_from)
+    except ValueError as error:
+        # A header the mail library refuses (a line break in it): the message can never be
+        # sent, and raising would hold up the rest of its batch at every delivery.
+        return Park(f"its email cannot be written: {error}")
     try:
         if not _record(key, message.kind, recipient):
             db.session.rollback()

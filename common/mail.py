@@ -24,7 +24,7 @@ import smtplib
 import ssl
 from dataclasses import dataclass, field
 from email.message import EmailMessage
-from email.utils import parseaddr
+from email.utils import getaddresses, parseaddr
 
 UNREACHABLE = "unreachable"
 TEMPORARY = "temporary"
@@ -87,10 +87,14 @@ class SmtpBatch:
 
     def send(self, message: EmailMessage) -> None:
         """Hand ``message`` to the server; return once it accepted it, or raise SendError."""
+        recipients = getaddresses(message.get_all("To", []))
+        if len(recipients) != 1:
+            # Left to itself, smtplib sends to every address of To, Cc and Bcc.
+            raise SendError(PERMANENT, f"a message goes to one recipient, not {len(recipients)}")
         smtp = self._connected()
         sender = parseaddr(message["From"])[1]
         try:
-            refused = smtp.send_message(message, from_addr=sender)
+            refused = smtp.send_message(message, from_addr=sender, to_addrs=[recipients[0][1]])
         except smtplib.SMTPRecipientsRefused as error:
             code, text = next(iter(error.recipients.values()))
             raise _refusal(code, text, "recipient refused") from None

@@ -49,6 +49,7 @@ from common.broker.consumer import DONE, Delivery, Outcome, Park
 from common.broker.messages import (
     DATA_COLLECTOR_REPORT,
     MAX_FOLLOWERS_PER_EVENT,
+    MAX_IDS_PER_EVENT,
     AlertState,
     FlightsEvent,
     Follower,
@@ -66,9 +67,6 @@ log = logging.getLogger(__name__)
 # The first key of the airports' advisory locks (the second is the code's hash): distinct
 # from the collector's other locks, which use the one-key form.
 AIRPORT_LOCK_CLASS = 7_404_004
-# A removed event lists at most this many ids: a user has at most MAX_INTERESTS_PER_USER,
-# and a reconciliation pass removes a few; a larger deletion is several messages.
-MAX_IDS_PER_EVENT = 1000
 
 # Every airport's most recent day settled in both directions, and its counts: one statement
 # for all the airports a commit touched. A day is settled when it was fetched to its last

@@ -28,16 +28,23 @@ the latency from it to the mail server's acceptance.
 
 import hashlib
 import json
+import unicodedata
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, Field, TypeAdapter
+from pydantic import AfterValidator, AwareDatetime, BaseModel, Field, TypeAdapter
 
 from common.broker.connection import Message
-from common.emails import EMAIL_MAX_LENGTH
+from common.emails import EMAIL_MAX_LENGTH, normalize_email
 
 # A flights event lists at most this many followers: a message stays under NATS's default
 # 1 MB limit (a follower is about 100 bytes), and an airport followed by more is several parts.
 MAX_FOLLOWERS_PER_EVENT = 1000
+# A removed event lists at most this many ids: a user has at most MAX_INTERESTS_PER_USER,
+# and a reconciliation pass removes a few; a larger deletion is several messages. A reader
+# refuses more: one statement binds at most 65,535 values, and a batch binds every id it
+# names.
+MAX_IDS_PER_EVENT = 1000
 
 # What the services' tables hold: a message with a longer value could never be stored, so it
 # is refused (parked) when read, instead of failing its whole batch's transaction for ever.
@@ -45,9 +52,52 @@ MAX_FOLLOWERS_PER_EVENT = 1000
 AIRPORT_LENGTH = 8
 # A crossing's or a breach's id: a SHA-256 in hex, with room for another scheme.
 ID_LENGTH = 80
-Airport = Annotated[str, Field(min_length=1, max_length=AIRPORT_LENGTH)]
+# Letters and digits only: a code goes into an email's Subject.
+Airport = Annotated[str, Field(min_length=1, max_length=AIRPORT_LENGTH, pattern=r"^[A-Za-z0-9]+$")]
 Address = Annotated[str, Field(min_length=3, max_length=EMAIL_MAX_LENGTH)]
 Id = Annotated[str, Field(min_length=1, max_length=ID_LENGTH)]
+# What an email's headers and text show: an airport's name, a metric's name (a few dozen
+# characters) and its query (the SLA detector's own bound).
+LINE_MAX_LENGTH = 200
+QUERY_MAX_LENGTH = 2000
+
+
+def one_address(value: str) -> str:
+    """Return the one address ``value`` is, normalized; refuse a list, a name or a line break.
+
+    The mail library sends to every address the To header lists, so a
+    recipient is checked as strictly as the addresses users register.
+    """
+    return normalize_email(value)
+
+
+def one_line(value: str) -> str:
+    """Return ``value`` unless it holds a character that breaks a line or controls a terminal.
+
+    A header with a line break would be a header of the sender's choosing; the
+    mail library refuses it by raising, which must never reach the consumer.
+    """
+    if any(unicodedata.category(char) in ("Cc", "Zl", "Zp") for char in value):
+        raise ValueError("must be one line of printable characters")
+    return value
+
+
+def in_utc(moment: datetime) -> datetime:
+    """Return ``moment`` in UTC, or refuse it when UTC cannot hold it.
+
+    Python reads offsets up to 24 hours, PostgreSQL stores them only up to
+    15:59: a time kept with its offset would fail its batch's transaction at
+    every delivery.
+    """
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("must be a time whose UTC year is between 1 and 9999") from None
+
+
+Recipient = Annotated[str, Field(max_length=EMAIL_MAX_LENGTH), AfterValidator(one_address)]
+Line = Annotated[str, Field(min_length=1, max_length=LINE_MAX_LENGTH), AfterValidator(one_line)]
+Moment = Annotated[AwareDatetime, AfterValidator(in_utc)]
 
 CONDITIONS = ("inside", "above", "below")
 Condition = Literal["inside", "above", "below"]
@@ -61,8 +111,8 @@ InterestId = Annotated[int, Field(ge=1, le=2**63 - 1)]
 class Window(BaseModel):
     """The period a figure counts: from ``start`` (included) to ``end`` (excluded)."""
 
-    start: AwareDatetime
-    end: AwareDatetime
+    start: Moment
+    end: Moment
 
 
 class Follower(BaseModel):
@@ -84,16 +134,16 @@ class FlightsEvent(BaseModel):
     departures: Count
     flights: Count
     followers: list[Follower] = Field(max_length=MAX_FOLLOWERS_PER_EVENT)
-    part: int = 1
-    parts: int = 1
-    committed_at: AwareDatetime | None = None
+    part: int = Field(1, ge=1, le=2**31 - 1)
+    parts: int = Field(1, ge=1, le=2**31 - 1)
+    committed_at: Moment | None = None
 
 
 class RemovedEvent(BaseModel):
     """Interests that were deleted: none of them is evaluated, or emailed, again."""
 
     kind: Literal["removed"]
-    interest_ids: list[InterestId]
+    interest_ids: list[InterestId] = Field(max_length=MAX_IDS_PER_EVENT)
 
 
 class Crossing(BaseModel):
@@ -106,16 +156,16 @@ class Crossing(BaseModel):
     kind: Literal["crossing"] = "crossing"
     crossing_id: Id
     interest_id: InterestId
-    email: Address
+    email: Recipient
     airport: Airport
-    airport_name: str
+    airport_name: Line
     condition: Literal["above", "below"]
     threshold: Literal["high_value", "low_value"]
     limit: Count
     value: Count
     window: Window
-    since: AwareDatetime
-    committed_at: AwareDatetime | None = None
+    since: Moment
+    committed_at: Moment | None = None
 
 
 class SlaBreach(BaseModel):
@@ -123,15 +173,15 @@ class SlaBreach(BaseModel):
 
     kind: Literal["sla-breach"]
     breach_id: Id
-    to: Address
-    metric: str
-    query: str
+    to: Recipient
+    metric: Line
+    query: str = Field(min_length=1, max_length=QUERY_MAX_LENGTH)
     value: float
     violated: Literal["max", "min"]
     limit: float
-    below: int
-    above: int
-    at: AwareDatetime
+    below: Count
+    above: Count
+    at: Moment
 
 
 class AlertState(BaseModel):
@@ -140,7 +190,7 @@ class AlertState(BaseModel):
     kind: Literal["alert-state"] = "alert-state"
     interest_id: InterestId
     condition: Condition
-    since: AwareDatetime
+    since: Moment
     # Stored as a 32-bit integer by the Alert System and the collector alike.
     version: Count
     value: Count
@@ -152,8 +202,8 @@ class Emailed(BaseModel):
 
     kind: Literal["emailed"] = "emailed"
     interest_id: InterestId
-    crossing_id: str
-    sent_at: AwareDatetime
+    crossing_id: Id
+    sent_at: Moment
 
 
 AlertSystemEvent = Annotated[FlightsEvent | RemovedEvent, Field(discriminator="kind")]

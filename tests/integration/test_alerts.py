@@ -13,7 +13,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from common.broker.streams import SLA_BREACH, TO_ALERT_SYSTEM, TO_DATA_COLLECTOR
+from common.broker.streams import SLA_BREACH, TO_ALERT_SYSTEM, TO_DATA_COLLECTOR, TO_NOTIFIER
 from tests.integration.alerts_support import flights_event, new_interest, removed_event
 from tests.utils import wait_until
 
@@ -144,6 +144,63 @@ def test_a_message_that_is_not_an_event_is_parked_and_shown(alerts):
         alerts.alert_system, "broker_dead_letter_messages", subject=TO_ALERT_SYSTEM
     )
     assert parked == before + 3
+
+
+def test_events_no_statement_could_take_never_hold_up_the_pipeline(alerts):
+    far_east = new_interest("far-east", high=10)
+    beside = new_interest("beside-hostile", high=10)
+    before = alerts.broker.dead_letters(TO_ALERT_SYSTEM)
+    # The window of 2026-12-05 UTC at +20:00: Python reads offsets up to 24 hours,
+    # PostgreSQL only up to 15:59.
+    shifted = flights_event("LIRF", 100, [far_east.follower()])
+    shifted["window"] = {"start": "2026-12-05T20:00:00+20:00", "end": "2026-12-06T20:00:00+20:00"}
+    alerts.publish_raw(TO_ALERT_SYSTEM, shifted)
+    # More ids than one statement can bind (65,535), in a message well under 1 MB.
+    alerts.publish_raw(TO_ALERT_SYSTEM, {"kind": "removed", "interest_ids": list(range(1, 70_001))})
+    alerts.publish(flights_event("LIRF", 100, [beside.follower()]))
+    alerts.wait_for_emails({far_east.email: 1, beside.email: 1})
+    wait_until(lambda: alerts.broker.dead_letters(TO_ALERT_SYSTEM) == before + 1)
+    (mail,) = alerts.smtp.to(far_east.email)
+    assert "Window: 2026-12-05 00:00 UTC to 2026-12-06 00:00 UTC" in mail.body
+
+
+def crossing(email: str, **changes) -> dict:
+    """A ``crossing`` as the Alert System publishes it, with ``changes``."""
+    return {
+        "kind": "crossing",
+        "crossing_id": hashlib.sha256(f"{email}{changes}".encode()).hexdigest(),
+        "interest_id": 1,
+        "email": email,
+        "airport": "LIRF",
+        "airport_name": "Fiumicino",
+        "condition": "above",
+        "threshold": "high_value",
+        "limit": 10,
+        "value": 100,
+        "window": {"start": "2026-12-05T00:00:00Z", "end": "2026-12-06T00:00:00Z"},
+        "since": "2026-12-06T00:01:00Z",
+        **changes,
+    }
+
+
+def test_a_crossing_that_would_forge_headers_or_add_recipients_is_parked(alerts):
+    user = new_interest("headers", high=10)
+    stranger = f"stranger.{user.id}@example.org"
+    before = alerts.broker.dead_letters(TO_NOTIFIER)
+    hostile = [
+        crossing(user.email, airport_name=f"Fiumicino\r\nBcc: {stranger}"),
+        crossing(user.email, airport_name=f"Fiumicino\u2028Bcc: {stranger}"),
+        crossing(f"{user.email}\r\nBcc: {stranger}"),
+        crossing(f"{user.email}, {stranger}"),
+        crossing(f"Someone <{user.email}>, {stranger}"),
+    ]
+    for payload in hostile:
+        alerts.publish_raw(TO_NOTIFIER, payload)
+    alerts.publish_raw(TO_NOTIFIER, crossing(user.email))
+    alerts.wait_for_emails({user.email: 1})
+    wait_until(lambda: alerts.broker.dead_letters(TO_NOTIFIER) == before + len(hostile))
+    assert alerts.smtp.counts()[stranger] == 0
+    assert [mail.to for mail in alerts.smtp.to(user.email)] == [[user.email]]
 
 
 def test_a_recipient_refused_for_good_is_parked_and_the_others_are_mailed(alerts):

@@ -2,20 +2,31 @@
 
 import hashlib
 import threading
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 from openapi_spec_validator import validate
+from pydantic import ValidationError
 
 from alert_notifier.app import SERVICE as NOTIFIER
 from alert_notifier.config import Settings as NotifierSettings
 from alert_notifier.emails import crossing_email
+from alert_notifier.services import send_one
 from alert_system.app import SERVICE as ALERT_SYSTEM
 from alert_system.config import Settings as AlertSystemSettings
 from alert_system.services import condition_of, is_older
-from common.broker.messages import Crossing, FlightsEvent, Follower, as_message, content_id
-from common.broker.streams import TO_NOTIFIER
+from common.broker.consumer import Delivery, Park
+from common.broker.messages import (
+    ALERT_SYSTEM_EVENT,
+    MAX_IDS_PER_EVENT,
+    Crossing,
+    FlightsEvent,
+    Follower,
+    as_message,
+    content_id,
+)
+from common.broker.streams import SLA_BREACH, TO_NOTIFIER
 from common.process import launcher
 from common.settings import ConfigError
 from data_collector.config import Settings as DataCollectorSettings
@@ -225,3 +236,78 @@ def test_the_email_names_the_airport_the_threshold_the_value_and_the_window():
     assert "Flights (arrivals and departures): 4" in body
     assert "Your lower threshold (low_value): 10" in body
     assert "Window: 2026-12-05 00:00 UTC to 2026-12-06 00:00 UTC" in body
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"airport_name": "Rome\r\nBcc: stranger@example.org"},
+        {"airport_name": "Rome\u2028Bcc: stranger@example.org"},
+        {"airport_name": "Rome\x85Bcc: stranger@example.org"},
+        {"airport_name": "R" * 100_000},
+        {"airport": "LI\nRF"},
+        {"email": "anna@example.com\r\nBcc: stranger@example.org"},
+        {"email": "anna@example.com, stranger@example.org"},
+        {"email": "Anna <anna@example.com>, stranger@example.org"},
+    ],
+    ids=[
+        "crlf",
+        "line-separator",
+        "next-line",
+        "huge-name",
+        "airport",
+        "email-crlf",
+        "list",
+        "named",
+    ],
+)
+def test_a_crossing_that_would_forge_headers_or_add_recipients_is_parked_unsent(changes):
+    payload = {**sample_crossing().model_dump(mode="json"), **changes}
+    delivery = Delivery(TO_NOTIFIER, "crossing:x", payload, attempt=1)
+    # Parked before any database or mail server is touched (neither is given here).
+    outcome = send_one(delivery, mail=None, email_from="Flight Tracker <alerts@tracker.example>")
+    assert isinstance(outcome, Park)
+
+
+def test_an_sla_breach_naming_a_list_of_recipients_is_parked_unsent():
+    breach = {
+        "kind": "sla-breach",
+        "breach_id": "b" * 64,
+        "to": "ops@example.com, stranger@example.org",
+        "metric": "p99",
+        "query": "up",
+        "value": 2.0,
+        "violated": "max",
+        "limit": 1.0,
+        "below": 0,
+        "above": 3,
+        "at": "2026-12-07T10:00:00Z",
+    }
+    delivery = Delivery(SLA_BREACH, "sla-breach:x", breach, attempt=1)
+    assert isinstance(send_one(delivery, mail=None, email_from="alerts@tracker.example"), Park)
+    delivery = Delivery(SLA_BREACH, "x", {**breach, "to": "ops@example.com", "metric": "p\n99"}, 1)
+    assert isinstance(send_one(delivery, mail=None, email_from="alerts@tracker.example"), Park)
+
+
+def test_times_come_out_in_utc_and_removed_ids_are_bounded():
+    event = FlightsEvent(
+        kind="flights",
+        airport="LIRF",
+        window={"start": "2026-12-05T20:00:00+20:00", "end": "2026-12-06T20:00:00+20:00"},
+        arrivals=1,
+        departures=1,
+        flights=2,
+        followers=[],
+        committed_at="2026-12-06T23:30:00-23:59",
+    )
+    assert event.window.start == datetime(2026, 12, 5, tzinfo=UTC)
+    assert event.window.start.utcoffset() == timedelta(0)
+    assert event.committed_at.utcoffset() == timedelta(0)
+    with pytest.raises(ValidationError):
+        FlightsEvent.model_validate(
+            {**event.model_dump(), "committed_at": "9999-12-31T23:00:00-05:00"}
+        )
+    with pytest.raises(ValidationError):
+        ALERT_SYSTEM_EVENT.validate_python(
+            {"kind": "removed", "interest_ids": list(range(1, MAX_IDS_PER_EVENT + 2))}
+        )

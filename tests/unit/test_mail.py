@@ -111,3 +111,14 @@ def test_starttls_then_login_when_configured(tls_smtp_server):
             mail.send(email_to("b@example.com"))
         assert refused.value.kind == UNREACHABLE  # our settings, not the message
     assert server.counts() == {"a@example.com": 1}
+
+
+def test_a_message_to_more_than_one_recipient_is_refused_and_nothing_is_sent(smtp_server):
+    with sender_for(smtp_server).batch() as mail:
+        with pytest.raises(SendError) as listed:
+            mail.send(email_to("anna@example.com, stranger@example.org"))
+        with_bcc = email_to("anna@example.com")
+        with_bcc["Bcc"] = "stranger@example.org"
+        mail.send(with_bcc)
+    assert listed.value.kind == PERMANENT
+    assert smtp_server.counts() == {"anna@example.com": 1}
