@@ -18,6 +18,7 @@ interval shorter than five scrapes.
 import hashlib
 import json
 import logging
+import time
 from pathlib import Path
 
 from flask import current_app
@@ -103,9 +104,19 @@ def replace(config: SlaConfig) -> SlaConfig:
     if refusal:
         raise ApiError(400, "Invalid SLA configuration.", details={"check_seconds": refusal})
     refused = {}
+    # The queries are checked one after the other within half the request's time, so a slow
+    # Prometheus (or many slow queries) gets a 503 rather than a worker ended mid-request.
+    deadline = time.monotonic() + app_config["REQUEST_TIMEOUT_SECONDS"] / 2
     for index, metric in enumerate(config.metrics):
+        left = min(deadline - time.monotonic(), prometheus.QUERY_TIMEOUT_SECONDS)
+        if left <= 0:
+            raise ApiError(
+                503,
+                "Prometheus is too slow to check every query in time; nothing was changed.",
+                headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+            )
         try:
-            prometheus.query(app_config["PROMETHEUS_URL"], metric.query)
+            prometheus.query(app_config["PROMETHEUS_URL"], metric.query, timeout=left)
         except prometheus.QueryRefusedError as error:
             refused[f"metrics.{index}.query"] = f"Prometheus refuses it: {error}"
         except prometheus.PrometheusUnavailableError as error:

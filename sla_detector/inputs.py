@@ -19,7 +19,7 @@ NAME_MAX_LENGTH = 100
 QUERY_MAX_LENGTH = 2000
 # Each metric is one query to Prometheus per check.
 MAX_METRICS = 100
-PRINTABLE = r"^[^\x00-\x1f\x7f]+$"
+PRINTABLE = r"^[^\x00-\x1f\x7f-\x9f\u2028\u2029]+$"
 
 
 class MetricSla(BaseModel):

@@ -31,8 +31,11 @@ class QueryRefusedError(Exception):
 def query(base_url: str, promql: str, *, timeout: float = QUERY_TIMEOUT_SECONDS) -> list[float]:
     """Return the values of ``promql``'s series now (NaN left out; empty: nothing matches)."""
     url = f"{base_url}/api/v1/query"
+    # Prometheus gets the same bound: it stops evaluating a query nobody waits for any more
+    # (left to itself it goes on for its own query timeout, two minutes by default).
+    params = {"query": promql, "timeout": f"{timeout:.3f}"}
     try:
-        response = requests.get(url, params={"query": promql}, timeout=timeout)
+        response = requests.get(url, params=params, timeout=timeout)
     except requests.RequestException as error:
         raise PrometheusUnavailableError(
             f"{base_url} does not answer: {type(error).__name__}"

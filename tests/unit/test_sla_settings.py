@@ -108,3 +108,9 @@ def test_a_missing_file_is_named(monkeypatch, tmp_path):
 
 def test_the_api_takes_the_same_document_as_json():
     assert SlaConfig.model_validate({"metrics": [{"name": "a", "query": "up", "max": 1}]})
+
+
+@pytest.mark.parametrize("name", ["p99\nBcc: x", "p99\x85x", "p99\u2028x", "p99\u2029x"])
+def test_a_name_that_would_break_an_email_header_is_refused(name):
+    with pytest.raises(ValueError, match=r"metrics\.0\.name"):
+        SlaConfig.model_validate({"metrics": [{"name": name, "query": "up", "max": 1}]})
