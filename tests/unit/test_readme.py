@@ -237,3 +237,15 @@ def test_the_readme_points_at_every_page_of_docs():
     linked = {target.partition("#")[0] for target in LINK.findall(README)}
     pages = {f"docs/{page.name}" for page in (REPO_ROOT / "docs").glob("*.md")}
     assert sorted(pages - linked) == []
+
+
+def test_the_design_s_file_table_names_files_that_exist():
+    """Each path of "The code, room by room", a bare file name relative to its row's folders."""
+    missing = []
+    for cells in table_rows(section("The code, room by room", DESIGN))[2:]:
+        named = re.findall(r"`([^` ]+)`", cells[0])
+        folders = {name if name.endswith("/") else name.rpartition("/")[0] for name in named}
+        for name in re.findall(r"`([^` ]+\.(?:py|md|yml|proto|sh)|[^` ]+/)`", " ".join(cells)):
+            if not any((REPO_ROOT / folder / name).exists() for folder in ("", *folders)):
+                missing.append(name)
+    assert missing == []
