@@ -54,6 +54,7 @@ NOT_SERVICE_SETTINGS = {
     "UM_URL": "the test suite",
     "DC_URL": "the test suite",
     "SIM_URL": "the test suite",
+    "SLA_URL": "the test suite",
 }
 # Defaults that depend on the machine: the table names the constant.
 MACHINE_DEPENDENT_DEFAULTS = {"WEB_CONCURRENCY": "`DEFAULT_WEB_WORKERS`"}
