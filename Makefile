@@ -31,13 +31,13 @@ test: install
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 # The compose stack scaled to 3 x 3 on this machine's Docker engine: the integration suite
-# through the gateway, then the fault drills, and a table of their figures (README,
-# "Running several replicas"). Not part of `make test`; with no Docker engine it says so
+# through the gateway, then the fault drills, and a table of their figures (docs/performance.md,
+# "The scaled compose stack"). Not part of `make test`; with no Docker engine it says so
 # and exits 0 without running anything.
 test-containers: install
 	$(PY) -m tests.containers.drills $(DRILL_ARGS)
 
-# The benchmark (README, "Performance"): a stack of its own, ceilings, every scenario, one table.
+# The benchmark (docs/performance.md): a stack of its own, ceilings, every scenario, one table.
 bench: install
 	$(PY) -m bench $(BENCH_ARGS)
 

@@ -1,9 +1,11 @@
 """Write the Postman collection and environment in ``postman/`` (``make postman``).
 
-The collection (v2.1) walks through every endpoint of both services in an
-order that tells a story: a new user, the seed's four idempotency scenarios
-(section 7.2) for creating it, its interests and the flights collected for
-them, then the same four scenarios for deleting it. Every request carries
+The collection (v2.1) walks through every endpoint of the User Manager, the
+Data Collector and the SLA breach detector in an order that tells a story: a
+new user, the seed's four idempotency scenarios (section 7.2) for creating
+it, its interests (with thresholds) and the flights collected for them, then
+the same four scenarios for deleting it; last the SLA detector's
+configuration and breaches. Every request carries
 ``pm.test`` assertions on status and body, so the same file is a manual
 walkthrough in Postman and an automated test with newman
 (tests/integration/test_postman.py runs it against the suite's stack).
@@ -28,12 +30,19 @@ POSTMAN_DIR = REPO_ROOT / "postman"
 COLLECTION_FILE = POSTMAN_DIR / "flight-tracker.postman_collection.json"
 ENVIRONMENT_FILE = POSTMAN_DIR / "local.postman_environment.json"
 SCHEMA = "https://schema.getpostman.com/json/collection/v2.1.0/collection.json"
-BASE_URLS = {"um_url": "http://localhost:5001", "dc_url": "http://localhost:5002"}
+BASE_URLS = {
+    "um_url": "http://localhost:5001",
+    "dc_url": "http://localhost:5002",
+    "sla_url": "http://localhost:5006",
+}
+SLA_FOLDER = "SLA breach detector"
 
 DESCRIPTION = (
-    "Every endpoint of the User Manager ({{um_url}}) and the Data Collector ({{dc_url}}), in "
-    "order: a new user, the seed's four idempotency scenarios for creating it, its interests "
-    "and flights, then the four scenarios for deleting it. Run the whole collection (Run "
+    "Every endpoint of the User Manager ({{um_url}}), the Data Collector ({{dc_url}}) and the "
+    "SLA breach detector ({{sla_url}}), in order: a new user, the seed's four idempotency "
+    "scenarios for creating it, its interests with thresholds and flights, then the four "
+    "scenarios for deleting it, and the SLA detector's configuration and breaches, read but "
+    "never changed. Run the whole collection (Run "
     "collection, or `newman run`): each run uses a fresh email, tax code and keys. Start the "
     "stack first: `make run OPENSKY_SIMULATOR=1` (see README)."
 )
@@ -769,6 +778,144 @@ def delete_user_scenarios() -> dict[str, Any]:
     )
 
 
+def sla_detector() -> dict[str, Any]:
+    """Return the SLA detector's configuration and breaches: read, and refused changes only.
+
+    A valid ``PUT /sla/config`` would replace the configuration of the stack the
+    collection runs against (and from then on the detector ignores
+    ``SLA_CONFIG_FILE``), so the collection sends only documents the detector
+    refuses, which change nothing; the descriptions show a valid one.
+    """
+    valid = (
+        'A valid document: {"metrics": [{"name": "credits-left", "query": '
+        '"max(opensky_credits_remaining)", "min": 50}]}. Each query is asked of Prometheus '
+        "first (503 when it does not answer); the document is kept across restarts."
+    )
+    return folder(
+        SLA_FOLDER,
+        "The metrics the detector watches through Prometheus, and the breaches it raised "
+        "(scope `ops` with AUTH_MODE=on). Nothing here changes the configuration.",
+        [
+            request(
+                "SLA detector: readiness",
+                "GET",
+                "sla_url",
+                "/health",
+                tests=[
+                    *status(200),
+                    'pm.test("database ok, the checks reported", () => {',
+                    "    const health = pm.response.json();",
+                    '    pm.expect(health.database).to.eql("ok");',
+                    '    pm.expect(["ok", "degraded"]).to.include(health.status);',
+                    '    pm.expect(health).to.have.property("sla");',
+                    "});",
+                ],
+            ),
+            request(
+                "SLA detector: liveness",
+                "GET",
+                "sla_url",
+                "/ping",
+                tests=[
+                    *status(200),
+                    'pm.test("pong", () => pm.expect(pm.response.json().message).to.eql("pong"));',
+                ],
+            ),
+            request(
+                "SLA detector: OpenAPI document",
+                "GET",
+                "sla_url",
+                "/openapi.json",
+                tests=[
+                    *status(200),
+                    'pm.test("OpenAPI 3.1", () => pm.expect(pm.response.json().openapi).to.match(/^3\\.1/));',
+                ],
+            ),
+            request(
+                "SLA detector: Prometheus metrics",
+                "GET",
+                "sla_url",
+                "/metrics",
+                tests=[
+                    *status(200),
+                    'pm.test("SLA gauges", () => pm.expect(pm.response.text()).to.include("sla_check_interval_seconds"));',
+                ],
+            ),
+            request(
+                "The configuration in force (200)",
+                "GET",
+                "sla_url",
+                "/sla/config",
+                description="The metrics watched (name, PromQL query, min, max) and T_check "
+                "(`check_seconds`): `SLA_CONFIG_FILE`'s until one is put.",
+                tests=[
+                    *status(200),
+                    'pm.test("metrics and T_check", () => {',
+                    "    const config = pm.response.json();",
+                    '    pm.expect(config.metrics).to.be.an("array");',
+                    '    pm.expect(config.check_seconds).to.be.a("number");',
+                    "});",
+                ],
+            ),
+            request(
+                "Refuse min above max (400)",
+                "PUT",
+                "sla_url",
+                "/sla/config",
+                description=valid,
+                body={
+                    "metrics": [
+                        {
+                            "name": "credits-left",
+                            "query": "max(opensky_credits_remaining)",
+                            "min": 4000,
+                            "max": 50,
+                        }
+                    ]
+                },
+                tests=[
+                    *status(400),
+                    'pm.test("names the metric", () => {',
+                    '    pm.expect(pm.response.json().details).to.have.property("metrics.0");',
+                    "});",
+                ],
+            ),
+            request(
+                "Refuse a T_check shorter than five scrapes (400)",
+                "PUT",
+                "sla_url",
+                "/sla/config",
+                description="`check_seconds` must be at least 5 x PROMETHEUS_SCRAPE_SECONDS, so "
+                "that each check sees new scrapes. " + valid,
+                body={"metrics": [], "check_seconds": 1},
+                tests=[
+                    *status(400),
+                    'pm.test("names check_seconds and the scrape interval", () => {',
+                    "    const details = pm.response.json().details;",
+                    '    pm.expect(details.check_seconds).to.include("PROMETHEUS_SCRAPE_SECONDS");',
+                    "});",
+                ],
+            ),
+            request(
+                "The breaches (200)",
+                "GET",
+                "sla_url",
+                "/sla/breaches",
+                description="Per metric: how many breaches since the detector first ran, and "
+                "the last one (its values, the limit violated, the counts below and above).",
+                tests=[
+                    *status(200),
+                    'pm.test("since when, and each metric", () => {',
+                    "    const breaches = pm.response.json();",
+                    '    pm.expect(breaches.since).to.be.a("string");',
+                    '    pm.expect(breaches.metrics).to.be.an("array");',
+                    "});",
+                ],
+            ),
+        ],
+    )
+
+
 def collection() -> dict[str, Any]:
     """Return the whole collection."""
     return {
@@ -799,6 +946,7 @@ def collection() -> dict[str, Any]:
             interests(),
             flights(),
             delete_user_scenarios(),
+            sla_detector(),
         ],
     }
 

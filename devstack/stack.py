@@ -286,6 +286,11 @@ class LocalStack:
         return self.url_of("alert_notifier")
 
     @property
+    def sla_detector_url(self) -> str:
+        """Base URL of the SLA breach detector's REST API."""
+        return self.url_of("sla_detector")
+
+    @property
     def prometheus_url(self) -> str | None:
         """Base URL of the Prometheus the services report to: PROMETHEUS_URL's, or the stack's."""
         given = os.environ.get("PROMETHEUS_URL")

@@ -30,16 +30,23 @@ settings.load_profile("explore" if EXPLORE else "repeatable")
 class RemoteStack:
     """A stack someone else runs; only its URLs are known."""
 
-    def __init__(self, user_manager_url: str, data_collector_url: str, simulator_url: str | None):
+    def __init__(
+        self,
+        user_manager_url: str,
+        data_collector_url: str,
+        simulator_url: str | None,
+        sla_detector_url: str | None = None,
+    ):
         self.user_manager_url = user_manager_url.rstrip("/")
         self.data_collector_url = data_collector_url.rstrip("/")
         self.simulator_url = simulator_url.rstrip("/") if simulator_url else None
+        self.sla_detector_url = sla_detector_url.rstrip("/") if sla_detector_url else None
 
 
 def _remote_stack() -> RemoteStack | None:
     um_url, dc_url = os.environ.get("UM_URL"), os.environ.get("DC_URL")
     if um_url and dc_url:
-        return RemoteStack(um_url, dc_url, os.environ.get("SIM_URL"))
+        return RemoteStack(um_url, dc_url, os.environ.get("SIM_URL"), os.environ.get("SLA_URL"))
     if um_url or dc_url:
         # Half a remote stack would silently test a local one instead.
         raise pytest.UsageError("set both UM_URL and DC_URL to test a running stack, or neither")

@@ -112,7 +112,7 @@ class ComposeStack:
     simulator_port: int = field(default_factory=free_port)
     simulator_secret: str = field(default_factory=lambda: secrets.token_hex(16))
     grpc_token: str = field(default_factory=lambda: secrets.token_urlsafe(32))
-    # Documented settings the run changes (README, "Running several replicas" says which).
+    # Documented settings the run changes (docs/performance.md, "The scaled compose stack").
     settings: dict[str, str] = field(default_factory=dict)
 
     @property

@@ -39,7 +39,7 @@ from tests.containers.deployment import (
 )
 
 COMPOSE = load_compose(read_dotenv())
-README = (REPO_ROOT / "README.md").read_text()
+SETTINGS_TABLE = (REPO_ROOT / "docs" / "configuration.md").read_text()
 INIT_SCRIPT = REPO_ROOT / "deploy" / "kubernetes" / "overlays" / "local" / "postgres-init.sh"
 # What the init script reads from the database container's environment.
 INIT_SCRIPT_SETTINGS = (
@@ -266,7 +266,7 @@ def test_only_the_gateway_publishes_and_only_the_rest_ports_on_loopback_unless_a
         (moved_ports[SERVICES[name]], port) for name, port in CONTRACT_HTTP_PORTS.items()
     )
     documented = {entry.name for entry in dotenv_entries()}
-    assert "PUBLISH_HOST" in documented and "`PUBLISH_HOST`" in README
+    assert "PUBLISH_HOST" in documented and "`PUBLISH_HOST`" in SETTINGS_TABLE
 
 
 def test_the_mail_catcher_shows_its_page_on_this_machine_only():

@@ -407,18 +407,18 @@ def test_a_client_is_its_api_key_else_its_bearer_token_else_its_address():
     assert first != second and len(first) <= len("token:") + 64
 
 
-def test_the_limits_are_settings_documented_in_env_and_the_readme():
+def test_the_limits_are_settings_documented_in_env_and_the_settings_table():
     environment = service_environment(GATEWAY)
     raw = service_environment(yaml_compose()["services"]["gateway"])
     documented = {entry.name: entry for entry in dotenv_entries()}
-    readme = (REPO_ROOT / "README.md").read_text()
+    table = (REPO_ROOT / "docs" / "configuration.md").read_text()
     for name in LIMIT_SETTINGS:
         default = re.fullmatch(rf"\$\{{{name}:-(\d+)\}}", raw[name])
         assert default, f"{name}: a pass-through with a default"
         assert int(environment[name]) > 0
-        # Commented out in .env, showing the default; in the README's settings table.
+        # Commented out in .env, showing the default; in the settings table.
         assert not documented[name].active and documented[name].value == default.group(1)
-        assert f"`{name}`" in readme, name
+        assert f"`{name}`" in table, name
 
 
 def yaml_compose() -> dict:

@@ -8,7 +8,7 @@ import pytest
 from devstack import postman
 from tests.utils import api_document
 
-BASES = {"um_url": "user_manager", "dc_url": "data_collector"}
+BASES = {"um_url": "user_manager", "dc_url": "data_collector", "sla_url": "sla_detector"}
 COLLECTION = json.loads(postman.COLLECTION_FILE.read_text())
 
 

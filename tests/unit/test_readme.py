@@ -1,6 +1,8 @@
-"""The README says what the code does: every setting, every endpoint; docs/design.md the credits.
+"""The docs say what the code does.
 
-(tests/integration/test_readme_commands.py runs the README's curl walkthroughs.)
+The README lists every endpoint, docs/configuration.md every setting, docs/design.md
+the credits; every relative link of the README and docs/ leads to a file and heading
+that exist. (tests/integration/test_readme_commands.py runs the README's curl walkthroughs.)
 """
 
 import re
@@ -16,6 +18,8 @@ from tests.utils import api_document
 
 README = (REPO_ROOT / "README.md").read_text()
 DESIGN = (REPO_ROOT / "docs" / "design.md").read_text()
+CONFIGURATION = (REPO_ROOT / "docs" / "configuration.md").read_text()
+SETTINGS_TABLE = "Every setting"
 VARIABLE = re.compile(r"`([A-Z][A-Z0-9_]+)`")
 SERVICE_PACKAGES = service_packages()
 # Rows of the table that no service's settings class reads, and who reads them instead.
@@ -50,8 +54,9 @@ NOT_SERVICE_SETTINGS = {
     "UM_URL": "the test suite",
     "DC_URL": "the test suite",
     "SIM_URL": "the test suite",
+    "SLA_URL": "the test suite",
 }
-# Defaults that depend on the machine: the README names the constant.
+# Defaults that depend on the machine: the table names the constant.
 MACHINE_DEPENDENT_DEFAULTS = {"WEB_CONCURRENCY": "`DEFAULT_WEB_WORKERS`"}
 
 
@@ -74,7 +79,7 @@ def table_rows(text: str) -> list[list[str]]:
 def configuration_table() -> dict[str, str]:
     """Variable name to its default cell."""
     rows = {}
-    for cells in table_rows(section("Configuration"))[2:]:
+    for cells in table_rows(section(SETTINGS_TABLE, CONFIGURATION))[2:]:
         for name in VARIABLE.findall(cells[0]):
             rows[name] = cells[1]
     return rows
@@ -94,14 +99,14 @@ def test_the_configuration_table_lists_every_service_setting_and_nothing_else():
     documented = configuration_table().keys()
     settings = service_settings().keys()
     assert not NOT_SERVICE_SETTINGS.keys() & settings, "a service reads it: not an exception"
-    assert sorted(settings - documented) == [], "add these to the README's table"
+    assert sorted(settings - documented) == [], "add these to docs/configuration.md's table"
     assert sorted(documented - settings - NOT_SERVICE_SETTINGS.keys()) == [], (
-        "the README lists variables no settings class reads"
+        "docs/configuration.md lists variables no settings class reads"
     )
 
 
 def shown(value) -> str:
-    """A default as the README shows it: 2.0 as 2, False as 0."""
+    """A default as the table shows it: 2.0 as 2, False as 0."""
     if isinstance(value, bool):
         return str(int(value))
     if isinstance(value, float) and value.is_integer():
@@ -112,7 +117,7 @@ def shown(value) -> str:
 def documented_defaults() -> dict[str, str]:
     """Each variable's default cell; a row of N variables and N values pairs them in order."""
     defaults = {}
-    for cells in table_rows(section("Configuration"))[2:]:
+    for cells in table_rows(section(SETTINGS_TABLE, CONFIGURATION))[2:]:
         names, values = VARIABLE.findall(cells[0]), re.findall(r"`([^`]*)`", cells[1])
         for index, name in enumerate(names):
             defaults[name] = f"`{values[index]}`" if len(values) == len(names) else cells[1]
@@ -124,7 +129,7 @@ def test_the_configuration_table_gives_the_settings_defaults():
     for variable, fields in service_settings().items():
         for field in fields:
             if field.default_factory is not None:
-                continue  # computed from other settings: the README says how, in words
+                continue  # computed from other settings: the table says how, in words
             if variable in MACHINE_DEPENDENT_DEFAULTS:
                 assert MACHINE_DEPENDENT_DEFAULTS[variable] in documented[variable]
             elif field.default is None:
@@ -192,3 +197,56 @@ def test_the_credit_figures_are_the_planner_s():
     assert plan_cycle({}, airports[:11], now=noon, policy=sweeping).mode == "per-airport"
     assert plan_cycle({}, airports[:14], now=noon, policy=sweeping).mode == "sweep"
     assert "from about a dozen airports on" in collection
+
+
+FENCED_CODE = re.compile(r"^```.*?^```", re.MULTILINE | re.DOTALL)
+LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
+HEADING = re.compile(r"^#{1,6} (.+)$", re.MULTILINE)
+DOCUMENTS = [REPO_ROOT / "README.md", *sorted((REPO_ROOT / "docs").glob("*.md"))]
+
+
+def anchors(markdown: str) -> set[str]:
+    """The anchors GitHub gives a document's headings (a repeated one gets -1, -2, ...)."""
+    found: set[str] = set()
+    for heading in HEADING.findall(FENCED_CODE.sub("", markdown)):
+        slug = re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+        candidate, repeat = slug, 0
+        while candidate in found:
+            repeat += 1
+            candidate = f"{slug}-{repeat}"
+        found.add(candidate)
+    return found
+
+
+@pytest.mark.parametrize("document", DOCUMENTS, ids=lambda path: path.name)
+def test_every_relative_link_leads_to_a_file_and_heading_that_exist(document):
+    text = FENCED_CODE.sub("", document.read_text())
+    broken = []
+    for target in LINK.findall(text):
+        if re.match(r"[a-z]+:", target):
+            continue  # a web address or mailto:, not a file of the repository
+        path, _, anchor = target.partition("#")
+        linked = (document.parent / path).resolve() if path else document
+        if not linked.exists():
+            broken.append(f"{target}: no such file")
+        elif anchor and linked.suffix == ".md" and anchor not in anchors(linked.read_text()):
+            broken.append(f"{target}: no such heading")
+    assert broken == [], f"{document.name}: {broken}"
+
+
+def test_the_readme_points_at_every_page_of_docs():
+    linked = {target.partition("#")[0] for target in LINK.findall(README)}
+    pages = {f"docs/{page.name}" for page in (REPO_ROOT / "docs").glob("*.md")}
+    assert sorted(pages - linked) == []
+
+
+def test_the_design_s_file_table_names_files_that_exist():
+    """Each path of "The code, room by room", a bare file name relative to its row's folders."""
+    missing = []
+    for cells in table_rows(section("The code, room by room", DESIGN))[2:]:
+        named = re.findall(r"`([^` ]+)`", cells[0])
+        folders = {name if name.endswith("/") else name.rpartition("/")[0] for name in named}
+        for name in re.findall(r"`([^` ]+\.(?:py|md|yml|proto|sh)|[^` ]+/)`", " ".join(cells)):
+            if not any((REPO_ROOT / folder / name).exists() for folder in ("", *folders)):
+                missing.append(name)
+    assert missing == []
