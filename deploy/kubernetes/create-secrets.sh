@@ -17,7 +17,7 @@
 #   SMTP_USERNAME, SMTP_PASSWORD: the mail server's login; unset, empty values (no login)
 #   production only: <SERVICE>_DATABASE_URL and <SERVICE>_MIGRATION_DATABASE_URL (serving
 #       role and owner role of each service's database) for USER_MANAGER, DATA_COLLECTOR,
-#       ALERT_SYSTEM and ALERT_NOTIFIER
+#       ALERT_SYSTEM, ALERT_NOTIFIER and SLA_DETECTOR
 #
 # The pods read every value as a file of its Secret (the settings' <VARIABLE>_FILE).
 set -eu
@@ -117,6 +117,7 @@ database_secrets user-manager user-db user_manager
 database_secrets data-collector data-db data_collector
 database_secrets alert-system alert-db alert_system
 database_secrets alert-notifier notifier-db alert_notifier
+database_secrets sla-detector sla-db sla_detector
 
 # --- Between the services -------------------------------------------------------------
 if exists grpc-auth; then

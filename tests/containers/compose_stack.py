@@ -109,6 +109,8 @@ class ComposeStack:
     alert_system_port: int = field(default_factory=free_port)
     alert_notifier_port: int = field(default_factory=free_port)
     mail_catcher_port: int = field(default_factory=free_port)
+    sla_detector_port: int = field(default_factory=free_port)
+    prometheus_port: int = field(default_factory=free_port)
     simulator_port: int = field(default_factory=free_port)
     simulator_secret: str = field(default_factory=lambda: secrets.token_hex(16))
     grpc_token: str = field(default_factory=lambda: secrets.token_urlsafe(32))
@@ -132,6 +134,14 @@ class ComposeStack:
         return f"http://127.0.0.1:{self.alert_notifier_port}"
 
     @property
+    def sla_detector_url(self) -> str:
+        return f"http://127.0.0.1:{self.sla_detector_port}"
+
+    @property
+    def prometheus_url(self) -> str:
+        return f"http://127.0.0.1:{self.prometheus_port}"
+
+    @property
     def mail_catcher_url(self) -> str:
         return f"http://127.0.0.1:{self.mail_catcher_port}"
 
@@ -149,6 +159,8 @@ class ComposeStack:
             "ALERT_SYSTEM_HTTP_PORT": str(self.alert_system_port),
             "ALERT_NOTIFIER_HTTP_PORT": str(self.alert_notifier_port),
             "MAIL_CATCHER_HTTP_PORT": str(self.mail_catcher_port),
+            "SLA_HTTP_PORT": str(self.sla_detector_port),
+            "PROMETHEUS_PORT": str(self.prometheus_port),
             "OPENSKY_SIMULATOR_PORT": str(self.simulator_port),
             "SIMULATOR_CLIENT_SECRET": self.simulator_secret,
             "OPENSKY_API_URL": f"{SIMULATOR_IN_NETWORK}/api",

@@ -394,6 +394,16 @@ def settings_class(package: str) -> type[ServiceSettings]:
     return importlib.import_module(f"{package}.config").Settings
 
 
+def http_port_variable(package: str) -> str:
+    """Return the variable naming a service's REST port (``SLA_HTTP_PORT`` for the detector)."""
+    (variable,) = [
+        name
+        for name, attribute in settings_class(package).variables().items()
+        if attribute == "HTTP_PORT"
+    ]
+    return variable
+
+
 # Settings a service cannot start without, beside its database URL: a sample value each.
 REQUIRED_SAMPLES = {"SMTP_HOST": "smtp.example.com"}
 

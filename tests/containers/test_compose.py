@@ -16,6 +16,7 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 import yaml
 
+from common.observability import MULTIPROC_DIR_VARIABLE
 from common.process.supervisor import Supervisor
 from devstack.__main__ import RunSettings
 from tests.containers.deployment import (
@@ -26,6 +27,7 @@ from tests.containers.deployment import (
     compose_variables,
     dotenv_entries,
     env_reads,
+    http_port_variable,
     load_compose,
     migration_services,
     names_this_machine,
@@ -60,6 +62,7 @@ DATABASES = {
 GATEWAY = "gateway"
 BROKER = "nats"
 MAIL_CATCHER = "mail-catcher"
+PROMETHEUS = "prometheus"
 EXPECTED_SERVICES = {
     "user-manager-migrate",
     "user-manager",
@@ -73,15 +76,20 @@ EXPECTED_SERVICES = {
     "alert-notifier-migrate",
     "alert-notifier",
     "notifier-db",
+    "sla-detector-migrate",
+    "sla-detector",
+    "sla-db",
     BROKER,
     MAIL_CATCHER,
     GATEWAY,
+    PROMETHEUS,
 }
 CONTRACT_HTTP_PORTS = {
     "user-manager": 5001,
     "data-collector": 5002,
     "alert-system": 5004,
     "alert-notifier": 5005,
+    "sla-detector": 5006,
 }
 # Where the mail catcher shows what it caught (make run's port too): this machine only.
 MAIL_CATCHER_PAGE_PORT = 8025
@@ -104,7 +112,11 @@ OFF_WHEN_UNSET = {
 # Defaults of compose's own, where the stack has something the code cannot assume: the
 # notifier mails through the stack's mail catcher unless .env names a mail server (as make
 # run starts a catcher when SMTP_HOST is unset).
-COMPOSE_DEFAULTS = {"SMTP_HOST": MAIL_CATCHER}
+# The SLA detector watches the shipped SLA file (mounted there) unless .env names another.
+COMPOSE_DEFAULTS = {"SMTP_HOST": MAIL_CATCHER, "SLA_CONFIG_FILE": "/etc/flight-tracker/sla.yml"}
+# Read by prometheus_client and the launcher, not through the services' settings classes;
+# compose fixes it so that the health check finds the worker's heartbeats.
+READ_OUTSIDE_CONFIG = {MULTIPROC_DIR_VARIABLE}
 # check-jsonschema ships the Compose Specification's schema: this works offline.
 SCHEMA_CHECK = [sys.executable, "-m", "check_jsonschema", "--builtin-schema", "vendor.compose-spec"]
 
@@ -152,6 +164,7 @@ def test_the_stack_is_the_services_of_the_design_each_with_its_migration_step():
         "data-collector": "data_collector",
         "alert-system": "alert_system",
         "alert-notifier": "alert_notifier",
+        "sla-detector": "sla_detector",
     }
     expected = {f"{name}-migrate": package for name, package in SERVICES.items()}
     assert expected == MIGRATIONS
@@ -244,7 +257,7 @@ def test_services_run_under_an_init_and_get_time_for_a_graceful_stop():
 
 def test_only_the_gateway_publishes_and_only_the_rest_ports_on_loopback_unless_asked():
     for name, spec in COMPOSE["services"].items():
-        if name not in (GATEWAY, MAIL_CATCHER):
+        if name not in (GATEWAY, MAIL_CATCHER, PROMETHEUS):
             # A published port would stop `--scale`: every replica would claim it.
             assert not published_ports(spec), f"{name}: publish nothing; the gateway does"
     gateway = COMPOSE["services"][GATEWAY]
@@ -259,7 +272,7 @@ def test_only_the_gateway_publishes_and_only_the_rest_ports_on_loopback_unless_a
     moved = load_compose(
         {
             **read_dotenv(),
-            **{f"{package.upper()}_HTTP_PORT": str(port) for package, port in moved_ports.items()},
+            **{http_port_variable(package): str(port) for package, port in moved_ports.items()},
         }
     )
     assert sorted(published_ports(moved["services"][GATEWAY])) == sorted(
@@ -370,7 +383,7 @@ def test_only_the_services_that_publish_or_consume_reach_the_broker():
     broker = COMPOSE["services"][BROKER]
     (network,) = networks_of(BROKER)
     assert (COMPOSE["networks"][network] or {}).get("internal") is True
-    talkers = {"data-collector", "alert-system", "alert-notifier"}
+    talkers = {"data-collector", "alert-system", "alert-notifier", "sla-detector"}
     assert members(network) == {BROKER, *talkers}
     for name in talkers:
         env = service_environment(COMPOSE["services"][name])
@@ -390,14 +403,21 @@ def test_only_the_services_that_publish_or_consume_reach_the_broker():
 def test_the_alert_services_reach_the_broker_their_database_and_the_gateway_only():
     """No gRPC for them, so no way to the other services: and the notifier the mail server."""
     rest = members("alerts")
-    assert rest == {GATEWAY, "alert-system", "alert-notifier"}
+    assert rest == {GATEWAY, "alert-system", "alert-notifier", "sla-detector"}
     assert COMPOSE["networks"]["alerts"].get("internal") is True
-    assert networks_of("alert-system") == {"alerts", "broker", "alert-db"}
-    assert networks_of("alert-notifier") == {"alerts", "broker", "notifier-db", "mail"}
+    assert networks_of("alert-system") == {
+        *{"alerts", "broker", "alert-db", "monitoring-alert-system"}
+    }
+    assert networks_of("alert-notifier") == {
+        *{"alerts", "broker", "notifier-db", "mail", "monitoring-alert-notifier"}
+    }
+    assert networks_of("sla-detector") == {
+        *{"alerts", "broker", "sla-db", "monitoring-sla-detector"}
+    }
     # The way to a real mail server: a network with a way out, shared with the catcher only.
     assert members("mail") == {"alert-notifier", MAIL_CATCHER}
     assert not (COMPOSE["networks"]["mail"] or {}).get("internal")
-    for name in ("alert-system", "alert-notifier"):
+    for name in ("alert-system", "alert-notifier", "sla-detector"):
         assert "services" not in networks_of(name), f"{name} would reach the gRPC servers"
 
 
@@ -408,7 +428,7 @@ def test_ports_agree_across_config_and_compose(name, package, monkeypatch):
     env = service_environment(spec)
 
     assert CONTRACT_HTTP_PORTS[name] == config.HTTP_PORT
-    assert env[f"{package.upper()}_HTTP_PORT"] == str(config.HTTP_PORT)
+    assert env[http_port_variable(package)] == str(config.HTTP_PORT)
     if config.GRPC_PORT is None:
         assert f"{package.upper()}_GRPC_PORT" not in env, f"{name} serves no gRPC"
     else:
@@ -585,7 +605,9 @@ def test_no_local_address_default_survives_in_a_container(name, package):
 def test_compose_sets_only_settings_the_service_reads(name, package):
     reads = reads_by_service(package)
     for variable in service_environment(COMPOSE["services"][name]):
-        assert variable in reads, f"{name}: compose sets {variable}, which the code never reads"
+        assert variable in reads or variable in READ_OUTSIDE_CONFIG, (
+            f"{name}: compose sets {variable}, which the code never reads"
+        )
 
 
 def test_env_file_documents_every_setting_and_nothing_else():

@@ -5,6 +5,7 @@ import re
 from devstack.diagram import DOT_SOURCE, PNG_OUTPUT, embedded_digest, source_digest
 from tests.containers.deployment import (
     app_services,
+    http_port_variable,
     load_compose,
     migration_services,
     service_environment,
@@ -53,7 +54,7 @@ def test_every_link_of_the_compose_stack_is_drawn_with_its_port():
     for name, package in app_services(compose).items():
         spec = compose["services"][name]
         label = edges[GATEWAY, name]
-        port = service_environment(spec)[f"{package.upper()}_HTTP_PORT"]
+        port = service_environment(spec)[http_port_variable(package)]
         assert "REST" in label and has_port(label, port), label
         for database in set(spec["depends_on"]) & databases:
             assert has_port(edges[name, database], 5432), (name, database)

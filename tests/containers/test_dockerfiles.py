@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from common.observability import MULTIPROC_DIR_VARIABLE
 from tests.containers.deployment import (
     MIGRATE_ROLE,
     REPO_ROOT,
@@ -33,6 +34,7 @@ from tests.containers.deployment import (
     load_compose,
     module_path,
     only,
+    service_environment,
 )
 
 COMPOSE = load_compose()
@@ -112,7 +114,14 @@ def test_the_command_is_the_services_not_the_images():
             assert "healthcheck" not in spec, f"{name}: a one-shot step has nothing to probe"
             continue
         assert arguments and set(arguments) <= ROLES, f"{name}: roles {arguments}"
-        assert spec["healthcheck"]["test"] == ["CMD", "python", "-m", package, "healthcheck"]
+        # Every role the container runs: its servers answer and its worker makes progress.
+        probed = [role for role in ("web", "grpc", "worker") if role in arguments]
+        assert spec["healthcheck"]["test"] == [
+            *["CMD", "python", "-m", package, "healthcheck"],
+            *probed,
+        ], name
+        # The probe reads the worker's heartbeats where the service writes them.
+        assert service_environment(spec)[MULTIPROC_DIR_VARIABLE].startswith("/tmp/"), name
     for name in TOOLS:
         # Its own check, in the image's Python (slim images have no curl).
         assert COMPOSE["services"][name]["healthcheck"]["test"][:2] == ["CMD", "python"], name

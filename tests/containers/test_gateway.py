@@ -20,6 +20,7 @@ from tests.containers.deployment import (
     Directive,
     app_services,
     dotenv_entries,
+    http_port_variable,
     load_compose,
     parse_nginx,
     required_environment,
@@ -156,7 +157,7 @@ def test_every_setting_the_templates_read_is_given_to_the_gateway():
         assert used <= set(environment), f"{template.name}: {sorted(used - set(environment))}"
     assert all(name.isupper() for name in environment), "a lower-case name would hit nginx's"
     for package in SERVICES.values():
-        assert environment[f"{package.upper()}_HTTP_PORT"], "the port published on the host"
+        assert environment[http_port_variable(package)], "the port published on the host"
 
 
 @pytest.mark.parametrize(("name", "package"), sorted(SERVICES.items()))
@@ -233,7 +234,7 @@ def test_forwarded_host_is_a_local_name_or_a_fixed_default_never_a_clients_host(
     port_map = map_of(headers["X-Forwarded-Port"])
     assert host_map.args[0] == "$http_host"
     published = "6001"
-    variables = {f"{package.upper()}_HTTP_PORT": published}
+    variables = {http_port_variable(package): published}
     cases = {
         "localhost:6001": ("localhost:6001", "6001"),
         "127.0.0.1:6001": ("127.0.0.1:6001", "6001"),

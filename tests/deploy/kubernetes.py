@@ -32,6 +32,7 @@ SERVICES = {
     "data_collector": "data-collector",
     "alert_system": "alert-system",
     "alert_notifier": "alert-notifier",
+    "sla_detector": "sla-detector",
 }
 # A setting given as the path of a file that holds its value (common.settings).
 FILE_SUFFIX = "_FILE"
@@ -229,6 +230,8 @@ class EnvSource:
     optional: bool = False
     config_map: str | None = None
     secret_file: str | None = None
+    # The downward API: a field of the pod (``spec.nodeName``).
+    field: str | None = None
 
 
 def raw_env(container: Container, objects) -> dict[str, EnvSource]:
@@ -245,7 +248,10 @@ def raw_env(container: Container, objects) -> dict[str, EnvSource]:
             raise AssertionError(f"{container.id}: envFrom a Secret hides which keys it sets")
     for variable in container.spec.get("env") or []:
         ref = (variable.get("valueFrom") or {}).get("secretKeyRef")
-        if ref:
+        field_ref = (variable.get("valueFrom") or {}).get("fieldRef")
+        if field_ref:
+            env[variable["name"]] = EnvSource(field=field_ref["fieldPath"])
+        elif ref:
             env[variable["name"]] = EnvSource(
                 secret=(ref["name"], ref["key"]), optional=bool(ref.get("optional"))
             )

@@ -35,7 +35,7 @@ BROKER_URL = f"nats://{BROKER}.{NAMESPACE}.svc.cluster.local:4222"
 SERVERS = {"local": 1, "production": 3}
 CONFIG_DIR = "/etc/nats"
 # Every service that publishes or consumes: its settings name the broker.
-BROKER_CLIENTS = {"data_collector", "alert_system", "alert_notifier"}
+BROKER_CLIENTS = {"data_collector", "alert_system", "alert_notifier", "sla_detector"}
 # A three-server cluster elects its JetStream leader within seconds; a loaded machine, more.
 CLUSTER_TIMEOUT = 60
 

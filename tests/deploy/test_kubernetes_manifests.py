@@ -12,6 +12,7 @@ import re
 
 import pytest
 
+from common.observability.metrics import NODE_NAME_VARIABLE
 from common.process.healthcheck import PROBE_TIMEOUT_SECONDS
 from common.process.supervisor import Supervisor
 from tests.containers.deployment import (
@@ -20,6 +21,7 @@ from tests.containers.deployment import (
     SERVICES_DOCKERFILE,
     declaration,
     dockerfile_instructions,
+    http_port_variable,
     names_this_machine,
     only,
     reads_by_service,
@@ -61,6 +63,8 @@ MEASURED_RSS_MB = {
     # In their compose containers, idle and after 1,000 messages.
     "alert_system": {"gunicorn_master": 25, "web_worker": 72, "worker": 100},
     "alert_notifier": {"gunicorn_master": 25, "web_worker": 72, "worker": 100},
+    # Built like the alert services (gunicorn, a worker on a scheduler thread): theirs.
+    "sla_detector": {"gunicorn_master": 25, "web_worker": 72, "worker": 100},
 }
 # An exec probe (`python -m <service> healthcheck grpc`) runs inside the container.
 HEALTHCHECK_RSS_MB = 34
@@ -78,7 +82,10 @@ OPTIONAL_WHEN_UNSET = {
     "OPENSKY_CLIENT_SECRET": "anonymous OpenSky access",
 }
 # Read by libraries, not through the services' settings classes, so those do not list them.
-READ_OUTSIDE_CONFIG = {"PROMETHEUS_MULTIPROC_DIR": "prometheus_client and the launcher"}
+READ_OUTSIDE_CONFIG = {
+    "PROMETHEUS_MULTIPROC_DIR": "prometheus_client and the launcher",
+    NODE_NAME_VARIABLE: "the metrics' node label (common.observability.metrics)",
+}
 # The access-control and process-role settings: the manifests set them by their agreed
 # names; a name stays here until a service's settings class reads it.
 AGREED_SETTINGS = {
@@ -102,6 +109,7 @@ REST_PORTS = {
     "data_collector": 5002,
     "alert_system": 5004,
     "alert_notifier": 5005,
+    "sla_detector": 5006,
 }
 GRPC_PORTS = {"user_manager": 50051, "data_collector": 50052}
 PEERS = {"user_manager": "data_collector", "data_collector": "user_manager"}
@@ -117,6 +125,7 @@ LAYOUTS = {
     },
     "alert_system": {"server": (["migrate"], ["web", "worker"])},
     "alert_notifier": {"server": (["migrate"], ["web", "worker"])},
+    "sla_detector": {"server": (["migrate"], ["web", "worker"])},
 }
 
 
@@ -377,7 +386,7 @@ def test_memory_requests_cover_the_measured_resident_memory(objects, package):
         elif container.name == "grpc":
             needed = rss["grpc"] + HEALTHCHECK_RSS_MB
         elif container.name == "worker":
-            needed = rss["worker"]
+            needed = rss["worker"] + HEALTHCHECK_RSS_MB
         else:
             needed = rss["worker"]  # migrate loads the same app as the worker
         request = mebibytes(container.spec["resources"]["requests"]["memory"])
@@ -391,11 +400,15 @@ def test_every_serving_container_has_startup_liveness_and_readiness_probes(objec
         probes = [
             container.spec.get(p) for p in ("startupProbe", "livenessProbe", "readinessProbe")
         ]
-        if container.name in WORKER_CONTAINERS:
-            # The worker listens on nothing a probe could ask; a crash restarts it anyway.
-            assert not container.ports and not any(probes), container.id
-            continue
         assert all(probes), f"{container.id}: startup, liveness and readiness probes"
+        if container.name in WORKER_CONTAINERS:
+            # It listens on nothing: every probe reads its heartbeats (making progress).
+            assert not container.ports, container.id
+            check = ["python", "-m", container.package, "healthcheck", "worker"]
+            for probe in probes:
+                assert probe["exec"]["command"] == check, container.id
+                assert probe["timeoutSeconds"] > PROBE_TIMEOUT_SECONDS, container.id
+            continue
         for probe in probes:
             for handler in ("httpGet", "tcpSocket", "grpc"):
                 if handler in probe:
@@ -598,7 +611,7 @@ def test_ports_in_the_settings_are_the_ports_the_containers_declare(objects, pac
     for container in app_containers(objects, package):
         env = container_env(container, objects)
         assert env["BIND_HOST"].value == "0.0.0.0"
-        assert env[f"{prefix}_HTTP_PORT"].value == str(REST_PORTS[package])
+        assert env[http_port_variable(package)].value == str(REST_PORTS[package])
         if package in GRPC_PORTS:
             assert env["GRPC_BIND_HOST"].value == "0.0.0.0"
             assert env[f"{prefix}_GRPC_PORT"].value == str(GRPC_PORTS[package])
@@ -645,6 +658,13 @@ def test_metrics_files_sit_in_a_volume_the_web_container_shares_in_its_pod(objec
             assert pod_template(workload)["spec"].get("shareProcessNamespace") is True
 
 
+def test_every_service_container_names_its_node_from_the_downward_api(objects):
+    """The ``node`` label of every sample: the Kubernetes node, not the pod's host name."""
+    for container in app_containers(objects):
+        source = raw_env(container, objects)[NODE_NAME_VARIABLE]
+        assert source.field == "spec.nodeName", container.id
+
+
 def test_config_maps_the_pods_use_are_rendered(objects):
     for container in containers(objects):
         container_env(container, objects)  # fails on an unknown ConfigMap
@@ -666,7 +686,7 @@ def test_local_runs_postgresql_in_the_cluster_and_production_does_not(objects, o
     if overlay != "local":
         return
     names = {c.workload["metadata"]["name"] for c in postgres}
-    assert names == {"user-db", "data-db", "alert-db", "notifier-db"}
+    assert names == {"user-db", "data-db", "alert-db", "notifier-db", "sla-db"}
     for container in postgres:
         stateful_set = container.workload
         (claim,) = stateful_set["spec"]["volumeClaimTemplates"]

@@ -26,6 +26,8 @@ from tests.deploy.kubernetes import (
 INGRESS_NAMESPACE = "ingress-nginx"
 # Where the production overlay expects each service's database (CloudNativePG pods).
 DATABASE_NAMESPACE = "flight-tracker-db"
+# Where the production overlay expects Prometheus (the Prometheus Operator's).
+MONITORING_NAMESPACE = "monitoring"
 # Documentation addresses (never contacted: the model only compares them to CIDRs).
 PUBLIC_IPV4, PUBLIC_IPV6 = "203.0.113.10", "2001:db8::10"
 TCP_PORTS = [
@@ -42,8 +44,10 @@ TCP_PORTS = [
     5002,
     5004,
     5005,
+    5006,
     5432,
     6222,
+    9090,
     8000,
     8025,
     8222,
@@ -60,6 +64,7 @@ BROKER_CLIENTS = {
     "data-collector/worker",
     "alert-system/server",
     "alert-notifier/server",
+    "sla-detector/server",
 }
 # The ports a mail server takes email on.
 SMTP_PORTS = (25, 465, 587)
@@ -86,6 +91,14 @@ PRODUCTION_DATABASES = [
     Endpoint("data-db", DATABASE_NAMESPACE, "10.244.8.2", {"cnpg.io/cluster": "data-db"}),
     Endpoint("alert-db", DATABASE_NAMESPACE, "10.244.8.4", {"cnpg.io/cluster": "alert-db"}),
     Endpoint("notifier-db", DATABASE_NAMESPACE, "10.244.8.5", {"cnpg.io/cluster": "notifier-db"}),
+    Endpoint("sla-db", DATABASE_NAMESPACE, "10.244.8.6", {"cnpg.io/cluster": "sla-db"}),
+    # The Prometheus Operator's Prometheus, which the SLA detector asks.
+    Endpoint(
+        "monitoring-prometheus",
+        MONITORING_NAMESPACE,
+        "10.244.7.1",
+        {"app.kubernetes.io/name": "prometheus"},
+    ),
     Endpoint("other-db", DATABASE_NAMESPACE, "10.244.8.3", {"cnpg.io/cluster": "other-db"}),
 ]
 
@@ -125,6 +138,7 @@ def model(objects) -> NetworkModel:
             "kube-system": {},
             "default": {},
             DATABASE_NAMESPACE: {},
+            MONITORING_NAMESPACE: {},
         },
     )
 
@@ -162,12 +176,15 @@ def expected_connections(known: list[Endpoint]) -> set[tuple]:
         ("data-collector/worker", "internet-v6", "TCP", 443),
         ("alert-system/server", "alert-db", "TCP", 5432),
         ("alert-notifier/server", "notifier-db", "TCP", 5432),
+        ("sla-detector/server", "sla-db", "TCP", 5432),
     }
     expected |= {(client, BROKER, "TCP", 4222) for client in BROKER_CLIENTS}
     if OTHER_BROKER in names:
         # A cluster: the servers' routes, and the clients reach every server.
         expected |= {(client, OTHER_BROKER, "TCP", 4222) for client in BROKER_CLIENTS}
         expected |= {(BROKER, OTHER_BROKER, "TCP", 6222), (OTHER_BROKER, BROKER, "TCP", 6222)}
+    if "monitoring-prometheus" in names:
+        expected.add(("sla-detector/server", "monitoring-prometheus", "TCP", 9090))
     if "mail-catcher/mail" in names:
         expected.add(("alert-notifier/server", "mail-catcher/mail", "TCP", 1025))
     else:
@@ -202,11 +219,13 @@ def test_the_network_model_sees_every_role_of_the_stack(objects, overlay):
         "data-collector/worker",
         "alert-system/server",
         "alert-notifier/server",
+        "sla-detector/server",
         BROKER,
         "user-db",
         "data-db",
         "alert-db",
         "notifier-db",
+        "sla-db",
     }
     assert (OTHER_BROKER in names) == (overlay == "production"), "a cluster in production only"
 
@@ -268,6 +287,10 @@ def test_without_the_default_deny_the_model_finds_open_paths(objects, overlay):
         ("alert-notifier/server", "internet", "TCP", 443),
         ("alert-system/server", "user-manager/server", "TCP", 50051),
         ("ingress-controller", "alert-system/server", "TCP", 5004),
+        # The SLA detector: its own database, and no way to the others or the internet.
+        ("sla-detector/server", "notifier-db", "TCP", 5432),
+        ("sla-detector/server", "internet", "TCP", 443),
+        ("ingress-controller", "sla-detector/server", "TCP", 5006),
     ],
 )
 def test_paths_that_must_stay_closed(objects, overlay, source, target, protocol, port):
@@ -285,5 +308,6 @@ def test_production_reaches_only_its_own_databases_in_the_database_namespace(obj
         "data-collector/server",
         "alert-system/server",
         "alert-notifier/server",
+        "sla-detector/server",
     ):
         assert not network.allows(known[source], known["other-db"], "TCP", 5432)

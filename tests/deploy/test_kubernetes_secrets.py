@@ -47,6 +47,8 @@ PRODUCTION_URLS = {
     "ALERT_SYSTEM_MIGRATION_DATABASE_URL": "postgresql://alert_system_owner:o3@alert-db-rw.db.svc:5432/alert_system",
     "ALERT_NOTIFIER_DATABASE_URL": "postgresql://alert_notifier_app:s4@notifier-db-rw.db.svc:5432/alert_notifier",
     "ALERT_NOTIFIER_MIGRATION_DATABASE_URL": "postgresql://alert_notifier_owner:o4@notifier-db-rw.db.svc:5432/alert_notifier",
+    "SLA_DETECTOR_DATABASE_URL": "postgresql://sla_detector_app:s5@sla-db-rw.db.svc:5432/sla_detector",
+    "SLA_DETECTOR_MIGRATION_DATABASE_URL": "postgresql://sla_detector_owner:o5@sla-db-rw.db.svc:5432/sla_detector",
 }
 OPENSKY = {"OPENSKY_CLIENT_ID": "client-id-value", "OPENSKY_CLIENT_SECRET": "client-secret-value"}
 SMTP = {"SMTP_USERNAME": "alerts@example.com", "SMTP_PASSWORD": "smtp-password-value"}
