@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RULES_FILE = REPO_ROOT / "deploy" / "prometheus" / "rules.yml"
 # Where compose's Prometheus finds the rules and the key (mounted there).
-COMPOSE_RULES_FILE = "/etc/prometheus/rules.yml"
+COMPOSE_RULES_FILE = "/etc/prometheus-rules/rules.yml"
 COMPOSE_API_KEY_FILE = "/run/secrets/prometheus-api-key"
 # A scrape that takes longer than this is a failed scrape (Prometheus's default), and
 # never longer than the interval itself.

@@ -346,6 +346,17 @@ def test_every_container_is_locked_down_and_has_a_memory_limit():
         assert COMPOSE["services"][database]["user"] == "999:999", database
 
 
+def test_no_mount_lies_inside_a_read_only_mount():
+    """Its mount point cannot be made there: the container would not start."""
+    for name, spec in COMPOSE["services"].items():
+        volumes = [v.split(":") for v in spec.get("volumes", []) if isinstance(v, str)]
+        read_only = [parts[1] for parts in volumes if parts[2:] == ["ro"]]
+        for parts in volumes:
+            target = parts[1]
+            for outer in read_only:
+                assert not target.startswith(outer.rstrip("/") + "/"), (name, target, outer)
+
+
 def test_each_database_is_on_a_network_only_its_service_joins():
     networks = COMPOSE["networks"]
     joined = {name: set(spec.get("networks", [])) for name, spec in COMPOSE["services"].items()}
