@@ -9,6 +9,10 @@ an operator gives it one. Only how the targets are found differs: the local
 stack lists its ports; compose asks its DNS for every replica of a service
 (``python -m devstack.prometheus compose`` prints that variant).
 
+The Prometheus Operator takes the same rules as a ``PrometheusRule`` object:
+``python -m devstack.prometheus prometheus-rule`` prints one holding the rules
+file's groups as they are written (the production-monitoring overlay keeps it).
+
 ``make run`` starts Prometheus when a ``prometheus`` binary is on ``PATH``
 (Debian's ``prometheus`` package); without one, or with ``PROMETHEUS_URL``
 naming a Prometheus of your own, it writes the configuration for you to use
@@ -92,6 +96,29 @@ def compose_targets() -> dict[str, dict[str, Any]]:
     return targets
 
 
+PROMETHEUS_RULE_HEADER = """\
+# The alerting rules of deploy/prometheus/rules.yml, for the Prometheus Operator: its
+# groups as they are written there. Generated:
+#   python -m devstack.prometheus prometheus-rule \\
+#       > deploy/kubernetes/overlays/production-monitoring/prometheus-rule.yaml
+# (a test fails when this differs from what it prints). Label it as your Prometheus's
+# ruleSelector asks (kustomization.yaml says how).
+apiVersion: monitoring.coreos.com/v1
+kind: PrometheusRule
+metadata:
+  name: flight-tracker
+spec:
+"""
+
+
+def prometheus_rule() -> str:
+    """Return a PrometheusRule holding the rules file's groups, comments and layout kept."""
+    lines = RULES_FILE.read_text().splitlines(keepends=True)
+    start = lines.index("groups:\n")
+    body = "".join(f"  {line}" if line.strip() else line for line in lines[start:])
+    return PROMETHEUS_RULE_HEADER + body
+
+
 def write_configuration(stack: "LocalStack") -> Path:
     """Write the local stack's configuration beside its data; return its path."""
     directory = stack.settings.data_dir.parent / "prometheus"
@@ -144,9 +171,9 @@ def start(stack: "LocalStack") -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Print the compose variant of the configuration (for docker-compose's Prometheus)."""
+    """Print compose's configuration, or the rules as the Prometheus Operator's object."""
     parser = argparse.ArgumentParser(prog="python -m devstack.prometheus", description=__doc__)
-    parser.add_argument("variant", choices=["compose"])
+    parser.add_argument("variant", choices=["compose", "prometheus-rule"])
     parser.add_argument("--scrape-seconds", type=int, default=15)
     parser.add_argument(
         "--api-key-file",
@@ -154,6 +181,9 @@ def main(argv: list[str] | None = None) -> int:
         help=f"where Prometheus reads its ops API key (AUTH_MODE=on), e.g. {COMPOSE_API_KEY_FILE}",
     )
     args = parser.parse_args(argv)
+    if args.variant == "prometheus-rule":
+        sys.stdout.write(prometheus_rule())
+        return 0
     document = configuration(
         compose_targets(),
         scrape_seconds=args.scrape_seconds,

@@ -395,3 +395,11 @@ def require_prometheus() -> None:
     reason = prometheus_missing()
     if reason is not None:
         pytest.skip(reason)
+
+
+def promtool(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """Run ``promtool`` (skipping the test without Prometheus) and return what it did."""
+    require_prometheus()
+    return subprocess.run(
+        ["promtool", *args], cwd=cwd, capture_output=True, text=True, timeout=120, check=False
+    )

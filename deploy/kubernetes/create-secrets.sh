@@ -5,6 +5,7 @@
 #
 #   deploy/kubernetes/create-secrets.sh local        # PostgreSQL in the cluster
 #   deploy/kubernetes/create-secrets.sh production   # database URLs from the environment
+#   deploy/kubernetes/create-secrets.sh production-monitoring   # the same, and Prometheus's key
 #
 # A Secret that already exists is kept, so running it again changes nothing (and never
 # replaces a password that a database was initialised with). To rotate one, delete it
@@ -28,11 +29,13 @@ KUBECTL=${KUBECTL:-kubectl}
 OPERATOR_SCOPES='"users:read", "users:pii", "users:write", "interests:read", "interests:write", "flights:read", "collection:run", "ops", "admin"'
 
 usage() {
-    echo "usage: $0 local|production" >&2
+    echo "usage: $0 local|production|production-monitoring" >&2
     exit 2
 }
 [ $# -eq 1 ] || usage
-case $1 in local | production) overlay=$1 ;; *) usage ;; esac
+case $1 in local | production | production-monitoring) overlay=$1 ;; *) usage ;; esac
+# The overlays with a Prometheus that scrapes the services (its own, or the Operator's).
+case $overlay in local | production-monitoring) scraped=1 ;; *) scraped='' ;; esac
 
 # Values go to kubectl in files, never on its command line, where `ps` would show them.
 work=$(mktemp -d)
@@ -127,13 +130,33 @@ else
 fi
 
 # --- Callers of the REST APIs -----------------------------------------------------------
-# The services keep only the SHA-256 of each key; the key itself is printed once, here.
+# The services keep only the SHA-256 of each key; the operator's key is printed once, here.
+# Prometheus gets a key of its own with the one scope /metrics needs (ops), kept in Secret
+# prometheus-api-key, which its pod mounts (or the Operator reads for its scrapes).
 if exists api-keys; then
     echo "kept Secret api-keys"
+    if [ -n "$scraped" ]; then
+        if ! exists prometheus-api-key; then
+            echo "api-keys exists without prometheus-api-key: delete api-keys and run again (a new operator key is printed), or add a \"prometheus\" entry with scope ops to its api-keys.json and create prometheus-api-key (key api-key) by hand" >&2
+            exit 1
+        fi
+        echo "kept Secret prometheus-api-key"
+    fi
 else
     api_key=$(random_hex)
-    create_secret api-keys api-keys.json "$(printf '[{"name": "operator", "sha256": "%s", "scopes": [%s]}]' \
-        "$(sha256_hex "$api_key")" "$OPERATOR_SCOPES")"
+    entries=$(printf '{"name": "operator", "sha256": "%s", "scopes": [%s]}' \
+        "$(sha256_hex "$api_key")" "$OPERATOR_SCOPES")
+    if [ -n "$scraped" ]; then
+        if exists prometheus-api-key; then
+            echo "prometheus-api-key exists without api-keys: delete it and run again" >&2
+            exit 1
+        fi
+        prometheus_key=$(random_hex)
+        entries="$entries, $(printf '{"name": "prometheus", "sha256": "%s", "scopes": ["ops"]}' \
+            "$(sha256_hex "$prometheus_key")")"
+        create_secret prometheus-api-key api-key "$prometheus_key"
+    fi
+    create_secret api-keys api-keys.json "[$entries]"
     echo "API key of the operator (every scope), shown only now: $api_key"
 fi
 

@@ -25,6 +25,8 @@ BASE_DIR = KUBERNETES_DIR / "base"
 OVERLAYS_DIR = KUBERNETES_DIR / "overlays"
 SECRETS_SCRIPT = KUBERNETES_DIR / "create-secrets.sh"
 OVERLAYS = sorted(path.name for path in OVERLAYS_DIR.iterdir() if path.is_dir())
+# The kinds of cluster; every other overlay builds on one of them (resources: ../<kind>).
+CLUSTER_KINDS = ("local", "production")
 NAMESPACE = "flight-tracker"
 # The service packages and the names their objects carry (app.kubernetes.io/name).
 SERVICES = {
@@ -76,6 +78,19 @@ def render(overlay: str) -> tuple[dict[str, Any], ...]:
     if result.returncode != 0:
         raise AssertionError(f"kubectl kustomize {overlay} failed:\n{result.stderr}")
     return tuple(doc for doc in yaml.safe_load_all(result.stdout) if doc)
+
+
+@functools.cache
+def cluster_kind(overlay: str) -> str:
+    """Return the kind of cluster an overlay is for: itself, or the overlay it builds on."""
+    if overlay in CLUSTER_KINDS:
+        return overlay
+    kustomization = yaml.safe_load((OVERLAYS_DIR / overlay / "kustomization.yaml").read_text())
+    for resource in kustomization.get("resources") or []:
+        parent = Path(resource)
+        if parent.parent == Path("..") and (OVERLAYS_DIR / parent.name).is_dir():
+            return cluster_kind(parent.name)
+    raise AssertionError(f"overlay {overlay} builds on none of {CLUSTER_KINDS}")
 
 
 def of_kind(objects, kind: str) -> list[dict[str, Any]]:
@@ -320,7 +335,9 @@ def mounted_volume(container: Container, path: str) -> tuple[str, dict[str, Any]
 
 
 def secret_references(objects) -> set[tuple[str, str | None]]:
-    """Every Secret the pods reference, as ``(name, key)``; key None for a whole volume.
+    """Every Secret the pods (or the Prometheus Operator's monitors) reference, as ``(name, key)``.
+
+    Key None for a whole volume.
 
     Optional references are left out: the pods run without them.
     """
@@ -335,6 +352,12 @@ def secret_references(objects) -> set[tuple[str, str | None]]:
             if secret and not secret.get("optional"):
                 keys = [item["key"] for item in secret.get("items") or []] or [None]
                 refs |= {(secret["secretName"], key) for key in keys}
+    for monitor in of_kind(objects, "PodMonitor") + of_kind(objects, "ServiceMonitor"):
+        spec = monitor["spec"]
+        for endpoint in spec.get("podMetricsEndpoints") or spec.get("endpoints") or []:
+            credentials = (endpoint.get("authorization") or {}).get("credentials")
+            if credentials:
+                refs.add((credentials["name"], credentials["key"]))
     return refs
 
 

@@ -19,6 +19,7 @@ from devstack.stack import free_port, nats_server_binary
 from tests.deploy.kubernetes import (
     NAMESPACE,
     app_containers,
+    cluster_kind,
     container_env,
     containers,
     find,
@@ -62,7 +63,7 @@ def setting(conf: str, name: str) -> str:
 
 def test_the_broker_keeps_its_streams_on_a_volume_of_each_server(objects, overlay):
     statefulset = broker(objects)
-    assert statefulset["spec"]["replicas"] == SERVERS[overlay]
+    assert statefulset["spec"]["replicas"] == SERVERS[cluster_kind(overlay)]
     conf = nats_conf(objects)
     assert re.search(r"^jetstream\s*\{", conf, re.MULTILINE), "JetStream must be on"
     (container,) = [c for c in containers(objects) if c.workload is statefulset]
@@ -79,11 +80,12 @@ def test_every_client_reaches_the_broker_and_keeps_a_copy_on_each_server(objects
     assert service_selects(service, pod_labels(broker(objects)))
     assert [port["port"] for port in service["spec"]["ports"]] == [4222]
     clients = set()
+    servers = SERVERS[cluster_kind(overlay)]
     for container in app_containers(objects):
         env = container_env(container, objects)
         if container.package in BROKER_CLIENTS:
             assert env["NATS_URL"].value == BROKER_URL, container.id
-            assert env["NATS_STREAM_REPLICAS"].value == str(SERVERS[overlay]), container.id
+            assert env["NATS_STREAM_REPLICAS"].value == str(servers), container.id
             clients.add(container.package)
         else:
             assert "NATS_URL" not in env, f"{container.id} has no business with the broker"
@@ -92,7 +94,7 @@ def test_every_client_reaches_the_broker_and_keeps_a_copy_on_each_server(objects
 
 def test_a_cluster_routes_to_every_server_by_its_stable_name(objects, overlay):
     conf = nats_conf(objects)
-    servers = SERVERS[overlay]
+    servers = SERVERS[cluster_kind(overlay)]
     routes = re.findall(r"nats://([\w.-]+):(\d+)", conf)
     if servers == 1:
         assert not re.search(r"^cluster\s*\{", conf, re.MULTILINE) and not routes

@@ -36,6 +36,7 @@ from tests.deploy.kubernetes import (
     SERVICES,
     SERVICES_IMAGE,
     app_containers,
+    cluster_kind,
     container_env,
     containers,
     find,
@@ -54,6 +55,9 @@ from tests.deploy.kubernetes import (
 
 # The release of the kubectl these machines have; kubernetes-validate ships its schemas.
 KUBERNETES_VERSION = "1.32.0"
+# Custom resources (the Prometheus Operator's) have no schema there: test_kubernetes_monitoring
+# checks them against schemas of its own.
+CUSTOM_RESOURCE_GROUPS = {"monitoring.coreos.com"}
 REQUIRED_OVERLAYS = {"local", "production"}
 # Resident memory per process, measured on the running services (MB). Memory requests
 # must cover what a container's processes use; limits leave about as much again.
@@ -96,6 +100,9 @@ AGREED_SETTINGS = {
 # The public REST APIs, behind the Ingress; the alert services' REST is for operators.
 INGRESS_SERVICES = {"user_manager", "data_collector"}
 BROKER = "nats"
+# The local overlay's Prometheus: its pods' name, and its image (the official one).
+PROMETHEUS = "prometheus"
+PROMETHEUS_IMAGE = "prom/prometheus"
 BROKER_URL = f"nats://{BROKER}.{NAMESPACE}.svc.cluster.local:4222"
 # The broker's servers in each overlay: one, or a cluster of three.
 BROKER_SERVERS = {"local": 1, "production": 3}
@@ -170,6 +177,8 @@ def test_every_object_validates_against_the_kubernetes_api_schemas(objects):
 
     failures = []
     for obj in objects:
+        if obj["apiVersion"].split("/")[0] in CUSTOM_RESOURCE_GROUPS:
+            continue
         try:
             # strict: an unknown field (a typo) fails instead of being dropped silently.
             kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
@@ -342,7 +351,10 @@ def test_every_container_runs_locked_down(objects):
         assert seccomp.get("type") == "RuntimeDefault", container.id
     for workload in workloads(objects):
         spec = pod_template(workload)["spec"]
-        assert spec.get("automountServiceAccountToken") is False, workload_id(workload)
+        # Prometheus alone reads the API (its service discovery), with a token whose Role
+        # allows reading pods and nothing else (test_kubernetes_monitoring).
+        needs_token = pod_labels(workload).get(NAME_LABEL) == PROMETHEUS
+        assert spec.get("automountServiceAccountToken") is needs_token, workload_id(workload)
         assert not any(spec.get(key) for key in ("hostNetwork", "hostPID", "hostIPC"))
         assert not any("hostPath" in volume for volume in spec.get("volumes") or [])
 
@@ -456,7 +468,14 @@ def test_a_stopping_pod_gets_time_for_its_pre_stop_pause_and_a_graceful_shutdown
         assert container.pod.get("terminationGracePeriodSeconds", 30) > needed, container.id
 
 
-def test_images_are_the_services_postgres_or_nats_with_a_pinned_tag(objects):
+def compose_image(name: str) -> str:
+    """Return the image reference docker-compose.yml runs for an image name."""
+    text = (REPO_ROOT / "docker-compose.yml").read_text()
+    (image,) = set(re.findall(rf"^\s+image: ({re.escape(name)}:\S+)$", text, re.MULTILINE))
+    return image
+
+
+def test_images_are_the_services_postgres_nats_or_prometheus_with_a_pinned_tag(objects):
     for container in containers(objects):
         image = container.spec["image"]
         assert container.spec.get("imagePullPolicy") == "IfNotPresent", container.id
@@ -465,6 +484,10 @@ def test_images_are_the_services_postgres_or_nats_with_a_pinned_tag(objects):
             continue
         if image_name(image) == "nats":
             assert re.fullmatch(r"nats:\d+\.\d+(\.\d+)?-alpine", image), image
+            continue
+        if image_name(image) == PROMETHEUS_IMAGE:
+            # The official image, at the release compose runs.
+            assert image == compose_image(PROMETHEUS_IMAGE), f"{container.id}: {image}"
             continue
         # The services, and the local overlay's mail catcher, which their image runs.
         assert (container.spec.get("command") or [])[:2] == ["python", "-m"], container.id
@@ -600,7 +623,7 @@ def test_only_the_notifier_holds_the_mail_server_s_login(objects, overlay):
         # A mail server in every overlay (required by the notifier's settings).
         host = env["SMTP_HOST"].value
         assert host, container.id
-        if overlay == "production":
+        if cluster_kind(overlay) == "production":
             # The login never crosses the internet in clear.
             assert env["SMTP_STARTTLS"].value == "1", container.id
 
@@ -679,11 +702,9 @@ def test_config_maps_the_pods_use_are_rendered(objects):
 
 def test_local_runs_postgresql_in_the_cluster_and_production_does_not(objects, overlay):
     postgres = postgres_containers(objects)
-    if overlay == "production":
+    if cluster_kind(overlay) == "production":
         assert not postgres
         assert [s["metadata"]["name"] for s in of_kind(objects, "StatefulSet")] == [BROKER]
-        return
-    if overlay != "local":
         return
     names = {c.workload["metadata"]["name"] for c in postgres}
     assert names == {"user-db", "data-db", "alert-db", "notifier-db", "sla-db"}

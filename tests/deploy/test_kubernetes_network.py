@@ -7,6 +7,7 @@ connection between them on the ports that matter is tried. The allowed set
 must equal the expected one: a missing path and an extra one both fail.
 """
 
+import ipaddress
 import itertools
 
 import pytest
@@ -17,6 +18,7 @@ from tests.deploy.kubernetes import (
     NAMESPACE,
     Endpoint,
     NetworkModel,
+    cluster_kind,
     containers,
     of_kind,
     pod_labels,
@@ -47,6 +49,8 @@ TCP_PORTS = [
     5006,
     5432,
     6222,
+    6443,
+    8443,
     9090,
     8000,
     8025,
@@ -68,6 +72,25 @@ BROKER_CLIENTS = {
 }
 # The ports a mail server takes email on.
 SMTP_PORTS = (25, 465, 587)
+# Where Prometheus scrapes each service: the REST port of its serving pods (/metrics).
+METRICS_PORTS = {
+    "user-manager/server": 5001,
+    "data-collector/server": 5002,
+    "alert-system/server": 5004,
+    "alert-notifier/server": 5005,
+    "sla-detector/server": 5006,
+}
+# The local overlay's Prometheus, and the Kubernetes API it finds the pods through: an API
+# server is at a private address, on one of these ports (the `kubernetes` Service; kind,
+# k3s and kubeadm; minikube).
+LOCAL_PROMETHEUS = "prometheus/monitoring"
+API_SERVER_PORTS = (443, 6443, 8443)
+PRIVATE_NETWORKS = [
+    ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")
+]
+# The overlays whose services the Prometheus Operator's Prometheus (in namespace
+# monitoring) scrapes.
+SCRAPED_BY_THE_OPERATOR = {"production-monitoring"}
 
 OUTSIDE = [
     Endpoint(
@@ -78,11 +101,21 @@ OUTSIDE = [
     ),
     Endpoint("kube-dns", "kube-system", "10.244.9.2", {"k8s-app": "kube-dns"}),
     Endpoint("pod-of-another-namespace", "default", "10.244.9.3", {"app": "stranger"}),
+    # A Prometheus, but not the one agreed on: neither ours nor in namespace monitoring.
+    Endpoint(
+        "prometheus-of-another-namespace",
+        "default",
+        "10.244.9.5",
+        {"app.kubernetes.io/name": "prometheus", "app.kubernetes.io/component": "monitoring"},
+    ),
     # A pod started by hand in our namespace, with labels of no workload of ours.
     Endpoint("unlabelled-pod", NAMESPACE, "10.244.9.4", {"app": "debug"}),
     Endpoint("internet", None, PUBLIC_IPV4),
     Endpoint("internet-v6", None, PUBLIC_IPV6),
     Endpoint("node", None, "10.0.0.5"),
+    # The API server as kind runs it (a container's address), and the `kubernetes` Service.
+    Endpoint("api-server", None, "172.18.0.2"),
+    Endpoint("kubernetes-service", None, "10.96.0.1"),
     Endpoint("cloud-metadata", None, "169.254.169.254"),
     Endpoint("private-v6", None, "fd00::5"),
 ]
@@ -124,7 +157,7 @@ def endpoints(objects, overlay: str) -> list[Endpoint]:
         )
         if workload["spec"].get("replicas", 1) > 1 and endpoint_name(labels) == BROKER:
             found.append(Endpoint(OTHER_BROKER, NAMESPACE, "10.244.0.99", labels, ports))
-    extra = PRODUCTION_DATABASES if overlay == "production" else []
+    extra = PRODUCTION_DATABASES if cluster_kind(overlay) == "production" else []
     return found + OUTSIDE + extra
 
 
@@ -165,7 +198,19 @@ def allowed_connections(network: NetworkModel, known: list[Endpoint], side="both
     return allowed
 
 
-def expected_connections(known: list[Endpoint]) -> set[tuple]:
+def private(endpoint: Endpoint) -> bool:
+    """Tell whether an endpoint's address is in a private IPv4 range."""
+    address = ipaddress.ip_address(endpoint.ip)
+    return address.version == 4 and any(address in network for network in PRIVATE_NETWORKS)
+
+
+def expected_connections(known: list[Endpoint], overlay: str, side: str = "both") -> set[tuple]:
+    """The agreed paths of an overlay; ``side`` "egress" adds what egress alone lets through.
+
+    The local Prometheus's way to the API server is any private address on the API
+    server's ports: its egress alone lets it try the pods of this namespace there too,
+    whose ingress policies refuse.
+    """
     user_manager = {"user-manager/server", "user-manager/worker"}
     data_collector = {"data-collector/server", "data-collector/worker"}
     names = {endpoint.name for endpoint in known}
@@ -185,6 +230,21 @@ def expected_connections(known: list[Endpoint]) -> set[tuple]:
         expected |= {(BROKER, OTHER_BROKER, "TCP", 6222), (OTHER_BROKER, BROKER, "TCP", 6222)}
     if "monitoring-prometheus" in names:
         expected.add(("sla-detector/server", "monitoring-prometheus", "TCP", 9090))
+    if overlay in SCRAPED_BY_THE_OPERATOR:
+        expected |= {
+            ("monitoring-prometheus", pod, "TCP", port) for pod, port in METRICS_PORTS.items()
+        }
+    if LOCAL_PROMETHEUS in names:
+        expected.add(("sla-detector/server", LOCAL_PROMETHEUS, "TCP", 9090))
+        expected |= {(LOCAL_PROMETHEUS, pod, "TCP", port) for pod, port in METRICS_PORTS.items()}
+        expected |= {
+            (LOCAL_PROMETHEUS, target.name, "TCP", port)
+            for target in known
+            if private(target)
+            and target.name != LOCAL_PROMETHEUS
+            and (side == "egress" or target.namespace != NAMESPACE)
+            for port in API_SERVER_PORTS
+        }
     if "mail-catcher/mail" in names:
         expected.add(("alert-notifier/server", "mail-catcher/mail", "TCP", 1025))
     else:
@@ -227,7 +287,9 @@ def test_the_network_model_sees_every_role_of_the_stack(objects, overlay):
         "notifier-db",
         "sla-db",
     }
-    assert (OTHER_BROKER in names) == (overlay == "production"), "a cluster in production only"
+    assert (OTHER_BROKER in names) == (cluster_kind(overlay) == "production"), "production only"
+    # Its own Prometheus in local; production's is the Operator's, outside the namespace.
+    assert (LOCAL_PROMETHEUS in names) == (cluster_kind(overlay) == "local")
 
 
 @pytest.mark.parametrize("side", ["both", "egress", "ingress"])
@@ -242,7 +304,7 @@ def test_network_policies_open_exactly_the_agreed_paths(objects, overlay, side):
     allowed = allowed_connections(model(objects), known, side)
     expected = {
         path
-        for path in expected_connections(known)
+        for path in expected_connections(known, overlay, side)
         if governed(by_name[path[0]], by_name[path[1]], side)
     }
     missing = sorted(expected - allowed)
@@ -256,7 +318,7 @@ def test_without_the_default_deny_the_model_finds_open_paths(objects, overlay):
     policies = [p for p in of_kind(objects, "NetworkPolicy") if p["spec"]["podSelector"]]
     network = model(objects)
     network.policies = policies
-    extra = allowed_connections(network, known) - expected_connections(known)
+    extra = allowed_connections(network, known) - expected_connections(known, overlay)
     assert ("pod-of-another-namespace", "user-manager/worker", "TCP", 8000) in extra
 
 
@@ -299,7 +361,7 @@ def test_paths_that_must_stay_closed(objects, overlay, source, target, protocol,
 
 
 def test_production_reaches_only_its_own_databases_in_the_database_namespace(objects, overlay):
-    if overlay != "production":
+    if cluster_kind(overlay) != "production":
         pytest.skip("the production overlay's databases live outside the cluster's namespace")
     known = {endpoint.name: endpoint for endpoint in endpoints(objects, overlay)}
     network = model(objects)
@@ -311,3 +373,49 @@ def test_production_reaches_only_its_own_databases_in_the_database_namespace(obj
         "sla-detector/server",
     ):
         assert not network.allows(known[source], known["other-db"], "TCP", 5432)
+
+
+@pytest.mark.parametrize(
+    ("source", "target", "port"),
+    [
+        # Scrapes reach /metrics, on the REST port, and nothing else of the services.
+        (LOCAL_PROMETHEUS, "user-manager/server", 50051),
+        (LOCAL_PROMETHEUS, "user-manager/worker", 5001),
+        (LOCAL_PROMETHEUS, "data-collector/server", 5001),
+        (LOCAL_PROMETHEUS, "user-db", 5432),
+        (LOCAL_PROMETHEUS, "nats/broker", 8222),
+        (LOCAL_PROMETHEUS, "mail-catcher/mail", 8025),
+        # The API server's ports at private addresses only: not the internet nor the cloud
+        # metadata endpoint.
+        (LOCAL_PROMETHEUS, "internet", 443),
+        (LOCAL_PROMETHEUS, "cloud-metadata", 443),
+        (LOCAL_PROMETHEUS, "api-server", 22),
+        # Only the SLA detector asks Prometheus; no other pod may scrape the services.
+        ("user-manager/server", LOCAL_PROMETHEUS, 9090),
+        ("unlabelled-pod", LOCAL_PROMETHEUS, 9090),
+        ("prometheus-of-another-namespace", "user-manager/server", 5001),
+        ("sla-detector/server", "user-manager/server", 5001),
+    ],
+)
+def test_the_local_prometheus_reaches_metrics_and_the_api_server_only(
+    objects, overlay, source, target, port
+):
+    if cluster_kind(overlay) != "local":
+        pytest.skip("Prometheus runs in the namespace in the local overlay only")
+    known = {endpoint.name: endpoint for endpoint in endpoints(objects, overlay)}
+    assert not model(objects).allows(known[source], known[target], "TCP", port)
+
+
+def test_only_the_operator_s_prometheus_scrapes_production(objects, overlay):
+    if overlay not in SCRAPED_BY_THE_OPERATOR:
+        pytest.skip("the Operator's Prometheus scrapes the production-monitoring overlay only")
+    known = {endpoint.name: endpoint for endpoint in endpoints(objects, overlay)}
+    network = model(objects)
+    assert network.allows(known["monitoring-prometheus"], known["user-manager/server"], "TCP", 5001)
+    for source, target, port in [
+        ("monitoring-prometheus", "user-manager/server", 50051),
+        ("monitoring-prometheus", "user-manager/worker", 5001),
+        ("monitoring-prometheus", "user-manager/server", 5002),
+        ("prometheus-of-another-namespace", "user-manager/server", 5001),
+    ]:
+        assert not network.allows(known[source], known[target], "TCP", port), (source, target)

@@ -26,6 +26,7 @@ from tests.deploy.kubernetes import (
     SECRETS_SCRIPT,
     SERVICES,
     app_containers,
+    cluster_kind,
     container_env,
     containers,
     find,
@@ -120,7 +121,8 @@ class ScriptRun:
 
 
 def overlay_env(overlay: str) -> dict[str, str]:
-    return {**OPENSKY, **SMTP, **(PRODUCTION_URLS if overlay == "production" else {})}
+    production = cluster_kind(overlay) == "production"
+    return {**OPENSKY, **SMTP, **(PRODUCTION_URLS if production else {})}
 
 
 @pytest.fixture(scope="module")
@@ -168,12 +170,32 @@ def test_the_api_keys_file_the_pods_read_is_the_one_the_script_makes(objects, ov
     for container in app_containers(objects):
         keys_file = container_env(container, objects)["API_KEYS_FILE"].value
         assert Path(keys_file).name in run.secrets["api-keys"], container.id
-    (entry,) = json.loads(run.secrets["api-keys"]["api-keys.json"])
+    entries = {
+        entry["name"]: entry for entry in json.loads(run.secrets["api-keys"]["api-keys.json"])
+    }
     # The operator's key gets every scope of both REST APIs.
-    assert set(entry["scopes"]) == set(SCOPES)
+    operator = entries.pop("operator")
+    assert set(operator["scopes"]) == set(SCOPES)
     printed = re.search(r"shown only now: (\S+)", run.result.stdout).group(1)
-    assert entry["sha256"] == hashlib.sha256(printed.encode()).hexdigest()
+    assert operator["sha256"] == hashlib.sha256(printed.encode()).hexdigest()
     assert printed not in run.secrets["api-keys"]["api-keys.json"], "keep digests, never keys"
+    # Where a Prometheus scrapes, its own key: /metrics's scope alone.
+    if "prometheus-api-key" in run.secrets:
+        prometheus = entries.pop("prometheus")
+        assert prometheus["scopes"] == ["ops"]
+        key = run.secrets["prometheus-api-key"]["api-key"]
+        assert prometheus["sha256"] == hashlib.sha256(key.encode()).hexdigest()
+        assert key not in run.secrets["api-keys"]["api-keys.json"]
+        assert key not in run.result.stdout, "Prometheus's key stays in its Secret"
+    assert not entries, f"keys nobody holds: {sorted(entries)}"
+
+
+def test_an_older_api_keys_secret_without_prometheus_s_key_stops_the_script(tmp_path):
+    """Prometheus would scrape with a key the services do not know: say so and stop."""
+    run = ScriptRun(tmp_path, "local", {"STUB_EXISTING": json.dumps(["api-keys"])})
+    assert run.result.returncode != 0
+    assert "api-keys exists without prometheus-api-key" in run.result.stderr
+    assert "prometheus-api-key" not in run.secrets
 
 
 def test_local_database_urls_carry_the_roles_and_passwords_the_databases_start_with(

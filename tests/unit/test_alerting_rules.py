@@ -9,7 +9,7 @@ import yaml
 from common.broker.observability import LAG_GAUGES
 from devstack.prometheus import RULES_FILE
 from devstack.stack import REPO_ROOT, SERVICES
-from tests.utils import require_prometheus
+from tests.utils import promtool as run_promtool
 
 RULES_TESTS = RULES_FILE.parent / "rules.test.yml"
 # Words of PromQL that look like metric names in an expression.
@@ -22,15 +22,7 @@ SOURCE_DIRS = ("common", *SERVICES)
 
 
 def promtool(*args: str) -> subprocess.CompletedProcess:
-    require_prometheus()
-    return subprocess.run(
-        ["promtool", *args],
-        cwd=RULES_FILE.parent,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    return run_promtool(*args, cwd=RULES_FILE.parent)
 
 
 def test_the_rules_are_valid_and_pass_their_unit_tests():
