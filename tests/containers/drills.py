@@ -41,6 +41,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import requests
+from prometheus_client.parser import text_string_to_metric_families
 
 from common.broker.messages import FlightsEvent, Follower, Window
 from opensky_sim.control import SimulatorControl
@@ -571,14 +572,24 @@ def settle(
 # Outcomes of a cycle that did not fetch: every other outcome (done, partial, failed,
 # rate-limited) is a cycle that ran.
 NOT_RUN = ("skipped", "busy", "waiting")
-CYCLES_SAMPLE = re.compile(r'^collection_cycles_total\{outcome="([^"]+)"\} (\S+)$', re.MULTILINE)
+
+
+def cycles_by_outcome(metrics_text: str) -> dict[str, int]:
+    """One replica's ``collection_cycles_total`` by outcome, whatever other labels it has."""
+    return {
+        sample.labels["outcome"]: int(sample.value)
+        for family in text_string_to_metric_families(metrics_text)
+        if family.name == "collection_cycles"
+        for sample in family.samples
+        if sample.name == "collection_cycles_total"
+    }
 
 
 def cycle_counts(stack: ComposeStack) -> list[dict[str, int]]:
     """Each Data Collector replica's collection cycles: ran, skipped and busy."""
     counts = []
     for text in replica_metrics(stack, "data-collector", 5002):
-        by_outcome = {o: int(float(n)) for o, n in CYCLES_SAMPLE.findall(text)}
+        by_outcome = cycles_by_outcome(text)
         ran = sum(n for outcome, n in by_outcome.items() if outcome not in NOT_RUN)
         counts.append(
             {"ran": ran, "skipped": by_outcome.get("skipped", 0), "busy": by_outcome.get("busy", 0)}

@@ -31,6 +31,7 @@ from tests.containers.drills import (
     DrillResult,
     analyse_collection,
     answered_by,
+    cycles_by_outcome,
     markdown_table,
 )
 
@@ -239,3 +240,14 @@ def test_the_drill_finds_an_email_in_the_gateway_log_however_it_is_written():
         assert EMAIL_IN_LOG.findall(masked.replace("/users/<email>", path)), path
     error_line = 'request: "GET /flights?email=a.b+c@example.co.uk HTTP/1.1"'
     assert EMAIL_IN_LOG.findall(error_line)
+
+
+def test_cycles_are_counted_from_labelled_metrics():
+    """Every sample carries service and node besides outcome; none is missed for them."""
+    text = (
+        "# TYPE collection_cycles_total counter\n"
+        'collection_cycles_total{node="n1",outcome="done",service="data_collector"} 3.0\n'
+        'collection_cycles_total{node="n1",outcome="busy",service="data_collector"} 2.0\n'
+        'collection_cycles_created{node="n1",outcome="done",service="data_collector"} 1.7e9\n'
+    )
+    assert cycles_by_outcome(text) == {"done": 3, "busy": 2}
