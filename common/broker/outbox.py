@@ -19,6 +19,7 @@ and the messages wait in the table: nothing is lost. Several replicas share
 the table (``FOR UPDATE SKIP LOCKED``).
 """
 
+import json
 import logging
 import select
 import socket
@@ -107,6 +108,21 @@ def enqueue(db: SQLAlchemy, table: Table, messages: Sequence[Message]) -> None:
     rows = [{"subject": m.subject, "msg_id": m.msg_id, "payload": m.payload} for m in messages]
     db.session.execute(insert(table), rows)
     db.session.execute(text(f"NOTIFY {CHANNEL}"))
+
+
+# What enqueue() sends for one message, as plain statements (parameters: enqueue_params), for
+# a common.db.batch.Batch that sends them in the same round trip as the write they go with.
+ENQUEUE_ONE = (
+    f"INSERT INTO {TABLE_NAME} (subject, msg_id, payload) "
+    "VALUES (%(subject)s, %(msg_id)s, %(payload)s)",
+    f"NOTIFY {CHANNEL}",
+)
+
+
+def enqueue_params(message: Message) -> dict[str, str]:
+    """Return the parameters of :data:`ENQUEUE_ONE` that enqueue ``message``."""
+    payload = json.dumps(message.payload)  # text, which PostgreSQL reads into the jsonb column
+    return {"subject": message.subject, "msg_id": message.msg_id, "payload": payload}
 
 
 @dataclass(frozen=True)
