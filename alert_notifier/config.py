@@ -27,6 +27,12 @@ class Settings(ServiceSettings, BrokerSettings):
     # Any one step of the conversation (connect, a command, the message): a mail server that
     # is slower than this is treated as down, and the email is tried again later.
     SMTP_TIMEOUT_SECONDS: float = Field(10.0, gt=0)
+    # Emails the worker sends at once, each over a connection of its own to the mail server
+    # and to the database: sending one is mostly waiting on them, so a few overlap their
+    # waits (a burst goes about this many times faster). Each takes one of the worker's
+    # DB_POOL_SIZE connections (so fewer than those); a mail server may limit a client's
+    # connections.
+    SMTP_CONNECTIONS: int = Field(4, ge=1, le=16)
     # The From of every alert; its domain also names the Message-IDs.
     ALERT_EMAIL_FROM: str = "Flight Tracker <alerts@flight-tracker.localhost>"
 
@@ -39,6 +45,11 @@ class Settings(ServiceSettings, BrokerSettings):
             )
         if bool(self.SMTP_USERNAME) != bool(self.SMTP_PASSWORD):
             raise ValueError("SMTP_USERNAME and SMTP_PASSWORD go together: set both, or neither.")
+        if self.SMTP_CONNECTIONS >= self.DB_POOL_SIZE:
+            raise ValueError(
+                f"SMTP_CONNECTIONS must be below DB_POOL_SIZE ({self.DB_POOL_SIZE}): each "
+                "email sent at once holds a database connection, and the outbox relay needs one."
+            )
         address = parseaddr(self.ALERT_EMAIL_FROM)[1]
         if "@" not in address:
             raise ValueError(

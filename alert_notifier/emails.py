@@ -8,12 +8,38 @@ deduplicate by Message-ID show it once.
 """
 
 from datetime import UTC, datetime
+from email import policy
+from email.headerregistry import HeaderRegistry
 from email.message import EmailMessage
 from email.utils import format_datetime, parseaddr
 
 from common.broker.messages import Crossing, SlaBreach, Window
 
 SIDE = {"above": ("above", "upper"), "below": ("below", "lower")}
+
+
+class HeaderClasses(HeaderRegistry):
+    """The email package's header registry, making each header's class once.
+
+    The stock registry makes a new class (a ``type()`` call) each time a
+    header is set or read, a dozen times an email: a third of what writing
+    one costs, in a burst of thousands. The classes hold no state, so one
+    per header name behaves the same.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self._made: dict[str, type] = {}
+
+    def __getitem__(self, name: str) -> type:
+        made = self._made.get(name.lower())
+        if made is None:
+            made = self._made[name.lower()] = super().__getitem__(name)
+        return made
+
+
+# The standard policy (RFC 5322, headers checked as they are set), with the registry above.
+POLICY = policy.default.clone(header_factory=HeaderClasses())
 
 
 def utc_text(moment: datetime) -> str:
@@ -33,7 +59,7 @@ def message_id(kind: str, key: str, sender: str) -> str:
 
 
 def _email(*, sender: str, to: str, subject: str, body: str, msg_id: str) -> EmailMessage:
-    email = EmailMessage()
+    email = EmailMessage(policy=POLICY)
     email["From"] = sender
     email["To"] = to
     email["Subject"] = subject

@@ -1,8 +1,11 @@
 """Alert Notifier logic: send each crossing's (or breach's) email once, and say it was sent.
 
 The worker hands :func:`send_emails` each batch of ``to-notifier`` (and
-``sla-breach``) messages, with one connection to the mail server for the
-batch (common.mail). Each message, in its own transaction:
+``sla-breach``) messages. Sending one email is mostly waiting, on the
+database and then on the mail server, so the batch is shared among
+``SMTP_CONNECTIONS`` threads, each with its own connection to the mail
+server (common.mail) and its own database session, whose waits overlap.
+Each message, in its own transaction:
 
 1. records the email in ``sent_emails`` under the crossing's id; a record
    already there means it was sent (a redelivery): nothing more to do. A
@@ -21,12 +24,14 @@ between the mail server's acceptance and the commit: a few milliseconds.
 """
 
 import logging
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 from flask import current_app
 from pydantic import ValidationError
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -38,33 +43,89 @@ from alert_notifier.metrics import (
     EMAILS_SENT,
     PIPELINE,
 )
-from alert_notifier.models import OUTBOX, SentEmail, db
+from alert_notifier.models import SentEmail, db
 from common.broker.consumer import DONE, Delivery, Outcome, Park, Retry
 from common.broker.messages import NOTIFIER_MESSAGE, Crossing, Emailed, as_message
 from common.broker.observability import PROBE_TIMEOUT_SECONDS, pipeline_facts
-from common.broker.outbox import enqueue
+from common.broker.outbox import ENQUEUE_ONE, enqueue_params
 from common.broker.streams import TO_DATA_COLLECTOR
+from common.db.batch import Batch
 from common.mail import PERMANENT, TEMPORARY, SendError, SmtpBatch, SmtpSender
 from common.timeutil import isoformat_utc, utc_now
 
 log = logging.getLogger(__name__)
 
+# Each statement below is sent as it is written, in one round trip: an email costs three
+# (its record, its confirmation, the commit) besides the mail server's.
+RECORD = Batch.of(
+    statement=insert(SentEmail)
+    .values(
+        crossing_id=bindparam("key"),
+        kind=bindparam("kind"),
+        recipient=bindparam("recipient"),
+        sent_at=bindparam("sent_at"),
+    )
+    .on_conflict_do_nothing(index_elements=["crossing_id"])
+    .returning(SentEmail.crossing_id)
+)
+_STAMP = (
+    f"UPDATE {SentEmail.__tablename__} SET sent_at = %(sent_at)s "
+    "WHERE crossing_id = %(key)s RETURNING crossing_id"
+)
+CONFIRM = Batch.of(_STAMP)
+CONFIRM_WITH_RECEIPT = Batch.of(*ENQUEUE_ONE, _STAMP)
+
 
 def send_emails(deliveries: Sequence[Delivery], *, sender: SmtpSender) -> list[Outcome]:
-    """Send the batch's emails over one connection; return one outcome per message."""
-    email_from = current_app.config["ALERT_EMAIL_FROM"]
-    outcomes: list[Outcome] = []
-    server_down: Retry | None = None
-    with sender.batch() as mail:
-        for delivery in deliveries:
+    """Send the batch's emails on ``SMTP_CONNECTIONS`` threads; return one outcome per message.
+
+    Two deliveries of one crossing in a batch meet on its record, as two
+    replicas would: the second waits for the first's outcome.
+    """
+    app = current_app._get_current_object()
+    batch = _SharedBatch(deliveries)
+
+    def send_share() -> None:
+        with app.app_context(), sender.batch() as mail:
+            for index, delivery in batch.pending():
+                outcome = send_one(delivery, mail, email_from=app.config["ALERT_EMAIL_FROM"])
+                batch.settle(index, outcome)
+
+    threads = min(app.config["SMTP_CONNECTIONS"], len(deliveries))
+    with ThreadPoolExecutor(threads, thread_name_prefix="email-sender") as pool:
+        for share in [pool.submit(send_share) for _ in range(threads)]:
+            share.result()  # a thread that raised fails the batch, which is delivered again
+    return batch.outcomes
+
+
+class _SharedBatch:
+    """A batch the sender threads take messages from, one at a time, and settle."""
+
+    def __init__(self, deliveries: Sequence[Delivery]):
+        self.outcomes: list[Outcome] = [Retry("not handled")] * len(deliveries)
+        self._next = enumerate(deliveries)
+        self._server_down: Retry | None = None
+        self._lock = threading.Lock()
+
+    def pending(self) -> Iterator[tuple[int, Delivery]]:
+        """Yield the messages still to send; once the server is down, settle them alike."""
+        while True:
+            with self._lock:
+                index, delivery = next(self._next, (None, None))
+                server_down = self._server_down
+            if delivery is None:
+                return
             if server_down is not None:
-                outcomes.append(server_down)
+                self.outcomes[index] = server_down  # they would fail alike: they wait as long
                 continue
-            outcome = send_one(delivery, mail, email_from=email_from)
-            if isinstance(outcome, Retry) and not outcome.because_of_message:
-                server_down = outcome  # the rest would fail alike: they wait as long
-            outcomes.append(outcome)
-    return outcomes
+            yield index, delivery
+
+    def settle(self, index: int, outcome: Outcome) -> None:
+        """Note a message's outcome; a failure not of its own holds up the rest."""
+        self.outcomes[index] = outcome
+        if isinstance(outcome, Retry) and not outcome.because_of_message:
+            with self._lock:
+                self._server_down = self._server_down or outcome
 
 
 def send_one(delivery: Delivery, mail: SmtpBatch, *, email_from: str) -> Outcome:
@@ -118,23 +179,18 @@ def send_one(delivery: Delivery, mail: SmtpBatch, *, email_from: str) -> Outcome
 
 def _record(key: str, kind: str, recipient: str) -> bool:
     """Insert the email's record; return False when it exists (the email was sent)."""
-    inserted = db.session.execute(
-        insert(SentEmail)
-        .values(crossing_id=key, kind=kind, recipient=recipient, sent_at=utc_now())
-        .on_conflict_do_nothing(index_elements=["crossing_id"])
-        .returning(SentEmail.crossing_id)
-    ).first()
-    return inserted is not None
+    params = {"key": key, "kind": kind, "recipient": recipient, "sent_at": utc_now()}
+    return RECORD.run(db, params, commit=False) is not None
 
 
 def _confirm(key: str, message, sent_at) -> None:
     """Stamp the record with the acceptance time; enqueue the collector's receipt."""
-    db.session.execute(
-        update(SentEmail).where(SentEmail.crossing_id == key).values(sent_at=sent_at)
-    )
     if isinstance(message, Crossing):
         receipt = Emailed(interest_id=message.interest_id, crossing_id=key, sent_at=sent_at)
-        enqueue(db, OUTBOX, [as_message(TO_DATA_COLLECTOR, receipt)])
+        params = enqueue_params(as_message(TO_DATA_COLLECTOR, receipt))
+        CONFIRM_WITH_RECEIPT.run(db, {**params, "key": key, "sent_at": sent_at}, commit=False)
+    else:
+        CONFIRM.run(db, {"key": key, "sent_at": sent_at}, commit=False)
 
 
 def health_facts() -> dict:

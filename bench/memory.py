@@ -23,11 +23,11 @@ from pathlib import Path
 import psutil
 
 from bench.processes import _role
+from devstack.stack import SERVICES
 
 MB = 1024 * 1024
 # Components of the bench's stack that ``make run`` does not start by default.
 NOT_IN_MAKE_RUN = ("opensky_sim",)
-SERVICES = ("user_manager", "data_collector", "alert_system", "alert_notifier")
 
 
 @dataclass(frozen=True)

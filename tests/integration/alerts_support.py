@@ -43,7 +43,10 @@ ALERTS_TEST_ENV = {
     # same mechanism, in seconds.
     "CONSUMER_RETRY_FIRST_SECONDS": "0.2",
     "CONSUMER_RETRY_MAX_SECONDS": "1",
-    "SMTP_TIMEOUT_SECONDS": "2",
+    # Tests hold an email at DATA to catch the notifier mid-batch: it must not give up on it
+    # meanwhile, however long the test's next steps take on a loaded machine (10 s in
+    # production). A stopped server refuses connections at once, whatever this is.
+    "SMTP_TIMEOUT_SECONDS": "60",
     # Tests hold a lock to catch a worker mid-batch: it must wait, not give up.
     "DB_LOCK_TIMEOUT_MS": "30000",
     "WEB_CONCURRENCY": "1",

@@ -10,11 +10,18 @@ figures (``FIGURES ...``; ``pytest -s`` shows them).
 """
 
 import signal
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from alert_notifier.app import create_app
+from alert_notifier.models import db
+from alert_notifier.services import send_emails
 from common.broker.connection import BrokerUnavailableError
-from common.broker.streams import TO_NOTIFIER
+from common.broker.consumer import DONE, Delivery
+from common.broker.messages import as_message, crossing_id
+from common.broker.streams import TO_NOTIFIER, stream_of
+from common.mail import SmtpSender
 from tests.integration.alerts_support import (
     ServiceReplica,
     flights_event,
@@ -23,6 +30,7 @@ from tests.integration.alerts_support import (
     new_interest,
     tally,
 )
+from tests.unit.test_alert_services import sample_crossing
 from tests.utils import wait_until
 
 pytestmark = pytest.mark.local_stack
@@ -123,11 +131,19 @@ def test_the_alert_system_killed_mid_batch_loses_and_repeats_nothing(alerts):
 
 def test_the_notifier_killed_mid_batch_loses_and_repeats_nothing(alerts):
     held = new_interest("held-kill", high=10)
-    users = [*crossing_users("kill-an", 14), held, *crossing_users("kill-an", 15)]
+    users = [*crossing_users("kill-an", 29), held]
     alerts.smtp.hold(held.email)
     alerts.publish(flights_event("LIRF", 100, followers(users)))
     alerts.smtp.wait_until_holding(held.email)
+    # The last email of the batch is held: the other senders mail the rest meanwhile. The
+    # kill comes once each of those is recorded, so none is between acceptance and record.
+    others = [user.email for user in users[:-1]]
+    recorded = "SELECT count(*) FROM sent_emails WHERE recipient = ANY(%s)"
+    wait_until(lambda: alerts.sql("alert_notifier", recorded, (others,))[0][0] == 29)
     sent_before_the_kill = sum(alerts.smtp.counts()[user.email] for user in users)
+    # The batch in hand (the held email's and the others fetched with it) is not acknowledged.
+    lag = alerts.broker.consumer_lag(stream_of(TO_NOTIFIER).name, "alert_notifier")
+    in_the_batch = lag["unacknowledged"]
     worker = alerts.worker_of("alert_notifier")
     worker.send_signal(signal.SIGKILL)
     worker.wait(timeout=10)
@@ -144,8 +160,43 @@ def test_the_notifier_killed_mid_batch_loses_and_repeats_nothing(alerts):
         f"\nFIGURES notifier-killed: {sent_before_the_kill} sent before the kill, "
         f"{already_sent:.0f} redelivered after it and not sent again"
     )
-    assert sent_before_the_kill == 14 and already_sent >= 14
+    assert sent_before_the_kill == 29 and already_sent >= in_the_batch - 1 >= 1
     assert tally(alerts.smtp, users, "notifier-killed") == (30, 30, 0, 0)
+
+
+@pytest.fixture
+def notifier_app(alerts, monkeypatch):
+    """The Alert Notifier's worker app in the test process, on the stack's database and mail."""
+    for name, value in alerts.stack.env.items():
+        monkeypatch.setenv(name, value)
+    app = create_app(process="worker")
+    yield app
+    with app.app_context():
+        db.engine.dispose()
+
+
+def test_two_deliveries_of_one_crossing_in_a_batch_send_one_email(alerts, notifier_app):
+    user = new_interest("twice-in-a-batch", high=10)
+    crossing = sample_crossing().model_copy(
+        update={"crossing_id": crossing_id(user.id, 1), "interest_id": user.id, "email": user.email}
+    )
+    payload = as_message(TO_NOTIFIER, crossing).payload
+    batch = [Delivery(TO_NOTIFIER, f"copy-{n}", payload, attempt=1) for n in (1, 2)]
+    sender = SmtpSender(notifier_app.config["SMTP_SERVER"])
+
+    def handle() -> list:
+        with notifier_app.app_context():
+            return send_emails(batch, sender=sender)
+
+    alerts.smtp.hold(user.email)
+    with ThreadPoolExecutor(1) as pool:
+        outcomes = pool.submit(handle)
+        # One sender is mid-send; the other meets its record and waits for the outcome.
+        alerts.smtp.wait_until_holding(user.email)
+        wait_until(lambda: lock_waits(alerts, "alert_notifier") >= 1)
+        alerts.smtp.release(user.email)
+        assert outcomes.result(timeout=30) == [DONE, DONE]
+    assert alerts.smtp.counts()[user.email] == 1
 
 
 @pytest.fixture

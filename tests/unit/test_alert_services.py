@@ -91,6 +91,12 @@ def test_the_notifier_needs_a_mail_server_and_says_so(environment):
     environment.setenv("ALERT_EMAIL_FROM", "nobody")
     with pytest.raises(ConfigError, match="ALERT_EMAIL_FROM must be an email address"):
         NotifierSettings()
+    environment.delenv("ALERT_EMAIL_FROM")
+    environment.setenv("SMTP_CONNECTIONS", "5")  # each holds one of DB_POOL_SIZE's 5
+    with pytest.raises(ConfigError, match=r"SMTP_CONNECTIONS must be below DB_POOL_SIZE \(5\)"):
+        NotifierSettings()
+    environment.setenv("DB_POOL_SIZE", "6")
+    assert NotifierSettings().SMTP_CONNECTIONS == 5
 
 
 def test_a_removed_interest_is_remembered_longer_than_the_streams_keep_messages(environment):
