@@ -1,7 +1,12 @@
 """``python -m bench``: the whole benchmark (``make bench``); ``--soak`` for the 5-minute soak."""
 
 import argparse
+import os
 import sys
+
+# As in the test suite: this process uses gRPC and then forks pg_ctl as another user, which
+# grpcio's fork handlers can crash; the child execs at once and needs none of them.
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
 
 from bench.runner import INGEST_AIRPORTS, Options, main_run
 

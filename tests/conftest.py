@@ -8,6 +8,15 @@ crash processes are marked ``local_stack`` and skipped there.
 """
 
 import os
+
+# The suite's process uses gRPC (clients, in-process servers) and then forks: embedded
+# PostgreSQL runs pg_ctl as another user, which subprocess can only do with fork(), not
+# vfork(). grpcio's fork handlers then run in the child and crash it now and then (SIGSEGV
+# before exec: "Epoll1Poller ... Bad file descriptor"), so a stack fails to start. The
+# child execs at once and needs none of them: grpcio registers no handler when this is off.
+# The services never fork once gRPC runs, so they need none either.
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
+
 import tempfile
 from pathlib import Path
 
