@@ -21,14 +21,15 @@ $(STAMP): requirements-dev.txt pyproject.toml
 run: install
 	$(PY) -m devstack
 
-# Two pytest-xdist workers (TEST_WORKERS=0: one process); each test module runs whole on one,
-# so a module's own stack starts once (a stack several modules share starts in each worker).
+# Two pytest-xdist workers (TEST_WORKERS=0: one process). A unit of work runs whole on one:
+# a module, or every module of a stack they share, so each stack starts once; the longest
+# units go first (tests/scheduling.py).
 TEST_WORKERS ?= 2
 
 test: install
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 # The compose stack scaled to 3 x 3 on this machine's Docker engine: the integration suite
 # through the gateway, then the fault drills, and a table of their figures (docs/performance.md,

@@ -35,6 +35,9 @@ settings.register_profile("repeatable", derandomize=True)
 settings.register_profile("explore", derandomize=False)
 settings.load_profile("explore" if EXPLORE else "repeatable")
 
+# How make test's workers share the suite out (units of work, longest first).
+pytest_plugins = ["tests.scheduling"]
+
 
 class RemoteStack:
     """A stack someone else runs; only its URLs are known."""
