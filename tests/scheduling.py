@@ -22,8 +22,8 @@ import pytest
 from xdist.scheduler import LoadScopeScheduling
 
 SHARED_STACKS = ("collector_stack", "secure_stack", "monitored_stack")
-# The longest units (seconds each on this project's 2-core machine, in a whole run: 150, 145,
-# 120, 120, 85, 40). The order decides when a unit starts, never what runs.
+# The longest units (in a whole run on this project's 2-core machine: 1 to 3 minutes each,
+# the rest under a minute). The order decides when a unit starts, never what runs.
 LONGEST_FIRST = (
     "tests/integration/test_bench_smoke.py",
     "collector_stack",
