@@ -86,15 +86,17 @@ class UnitsOfWork(LoadScopeScheduling):
 
 def pytest_configure(config):
     """On the controller of a ``--dist loadgroup`` run, choose where the units are written."""
-    if config.getvalue("dist") == "loadgroup" and not hasattr(config, "workerinput"):
+    if config.getoption("dist", None) == "loadgroup" and not hasattr(config, "workerinput"):
         config.stash[units_key] = Path(tempfile.mkdtemp(prefix="pytest-units-")) / "units.json"
 
 
+@pytest.hookimpl(optionalhook=True)
 def pytest_configure_node(node):
     if units_key in node.config.stash:
         node.workerinput[UNITS_FILE] = str(node.config.stash[units_key])
 
 
+@pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config, log):
     if units_key in config.stash:
         # The units in collection order, as the workers sorted them: not by size.
