@@ -7,14 +7,20 @@ units go out longest first (``LONGEST_FIRST``), then in collection order, so
 that no worker is left with a long unit at the end while the other idles.
 
 pytest-xdist's own ``--dist loadgroup`` would group by ``xdist_group`` marks,
-but under pytest 9.2 it cannot attach the group to a test's id any more. And
-only the workers collect: they alone see each test's fixtures. So each worker
-writes every test's unit to a file, and the controller's scheduler (the one
-``--dist loadgroup`` asks for) reads it once all workers have collected.
+but under pytest 9.2 it cannot attach the group to a test's id any more, and
+only the workers collect: they alone see each test's fixtures. So under
+``--dist loadgroup`` each worker writes every test's unit to a file in a
+temporary directory of the controller (workers on the same machine, as
+``-n`` starts them), and the controller's scheduler reads it: a worker writes
+it before it reports its collection, and the scheduler reads it only once
+every worker has. ``xdist_group`` marks play no part. Options that reorder
+tests after collection (``--ff``, ``--nf``) keep each unit on one worker but
+lose the longest-first order.
 """
 
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -32,28 +38,40 @@ LONGEST_FIRST = (
     "secure_stack",
     "tests/integration/test_make_run.py",
 )
-# Where the workers write the units: a key of their input, and the controller's note of it.
+# The key of the units file's path in each worker's input, and in the controller's stash.
 UNITS_FILE = "units_of_work_file"
 units_key = pytest.StashKey[Path]()
 
 
 def module_of(nodeid: str) -> str:
+    """Return the path of the test module a test id names."""
     return nodeid.split("::")[0]
 
 
 def units_of_work(items: list[pytest.Item]) -> dict[str, str]:
-    """Return each test's unit by test id: the shared stack its module uses, else the module."""
-    unit_of_module: dict[str, str] = {}
+    """Return each test's unit by test id: the shared stack its module uses, else the module.
+
+    A module using two shared stacks would start one of them on a second
+    worker: refused, so that it is split instead.
+    """
+    stacks: dict[str, set[str]] = {}
     for item in items:
-        shared = [name for name in SHARED_STACKS if name in item.fixturenames]
-        if shared or module_of(item.nodeid) not in unit_of_module:
-            unit_of_module[module_of(item.nodeid)] = shared[0] if shared else module_of(item.nodeid)
+        used = {name for name in SHARED_STACKS if name in item.fixturenames}
+        stacks.setdefault(module_of(item.nodeid), set()).update(used)
+    unit_of_module = {}
+    for module, used in stacks.items():
+        if len(used) > 1:
+            raise pytest.UsageError(f"{module} uses {sorted(used)}: use one shared stack a module")
+        unit_of_module[module] = used.pop() if used else module
     return {item.nodeid: unit_of_module[module_of(item.nodeid)] for item in items}
 
 
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config, items):
-    """Order the tests by unit, longest first; on a worker, tell the controller the units."""
+    """Order the tests by unit, longest first; on a worker, write the units for the scheduler.
+
+    Last of the hooks, so that it sees the tests left after deselection.
+    """
     units = units_of_work(items)
     first_seen = {unit: index for index, unit in reversed(list(enumerate(units.values())))}
 
@@ -79,9 +97,13 @@ class UnitsOfWork(LoadScopeScheduling):
         self.units: dict[str, str] | None = None
 
     def _split_scope(self, nodeid: str) -> str:
+        """Return the test's unit; its module when no file was written (a collection error)."""
         if self.units is None:
-            self.units = json.loads(self.units_file.read_text())
-        return self.units[nodeid]
+            try:
+                self.units = json.loads(self.units_file.read_text())
+            except FileNotFoundError:
+                self.units = {}
+        return self.units.get(nodeid) or module_of(nodeid)
 
 
 def pytest_configure(config):
@@ -92,12 +114,14 @@ def pytest_configure(config):
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_configure_node(node):
+    """Tell each worker where to write the units."""
     if units_key in node.config.stash:
         node.workerinput[UNITS_FILE] = str(node.config.stash[units_key])
 
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config, log):
+    """Schedule by units of work under ``--dist loadgroup``; else leave it to pytest-xdist."""
     if units_key in config.stash:
         # The units in collection order, as the workers sorted them: not by size.
         config.option.loadscopereorder = False
@@ -106,7 +130,6 @@ def pytest_xdist_make_scheduler(config, log):
 
 
 def pytest_unconfigure(config):
+    """Remove the units file and its directory (with what a worker that died left there)."""
     if units_key in config.stash:
-        units_file = config.stash[units_key]
-        units_file.unlink(missing_ok=True)
-        units_file.parent.rmdir()
+        shutil.rmtree(config.stash[units_key].parent, ignore_errors=True)
