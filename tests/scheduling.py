@@ -73,7 +73,7 @@ def pytest_collection_modifyitems(config, items):
     Last of the hooks, so that it sees the tests left after deselection.
     """
     units = units_of_work(items)
-    first_seen = {unit: index for index, unit in reversed(list(enumerate(units.values())))}
+    first_seen = {unit: order for order, unit in enumerate(dict.fromkeys(units.values()))}
 
     def rank(item: pytest.Item) -> tuple[int, int]:
         unit = units[item.nodeid]
