@@ -15,7 +15,8 @@ The package's files are where the skeleton finds its parts:
 =================  =============================================================
 ``config.py``      ``Settings``: its settings class
 ``models.py``      ``db``: its Flask-SQLAlchemy instance, and its tables
-``routes.py``      ``bp``: its REST routes
+``__init__.py``    its docstring: ``Name: summary.``, then the API's overview
+``routes.py``      ``bp``: its REST routes; ``TAGS``: what its views' tags mean
 ``services.py``    ``health_facts()``: what ``/health`` adds (when ``health`` names
                    its key); ``health_checks()``: what else it depends on (``checks``)
 ``grpc_server.py`` the servicer class the declaration names (role ``grpc``)
@@ -23,7 +24,6 @@ The package's files are where the skeleton finds its parts:
                    broker subjects it consumes (role ``worker``)
 ``models.py``      ``OUTBOX``: its broker outbox table, when it publishes
 ``metrics.py``     ``SCRAPE_COLLECTORS``: collectors computed at each scrape
-``openapi.py``     ``DOCUMENT``: its API document's title, description and tags
 ``answers.py``     ``HealthFacts``: the model of what ``health_facts()`` returns;
                    ``HEALTH_CHECKS``: the model of each check's answer, by name
 ``migrations/``    ``versions/``: its Alembic revisions
@@ -72,9 +72,14 @@ class Service:
     health: str | None = None
     checks: bool = False
 
-    def part(self, module: str, attribute: str) -> Any:
-        """Import ``<service>.<module>`` and return its ``attribute``."""
-        return getattr(importlib.import_module(f"{self.name}.{module}"), attribute)
+    def part(self, module: str, attribute: str, *default: Any) -> Any:
+        """Import ``<service>.<module>`` and return its ``attribute`` (or ``default``)."""
+        return getattr(importlib.import_module(f"{self.name}.{module}"), attribute, *default)
+
+    @property
+    def overview(self) -> str:
+        """The package's docstring: what the service is, first in its API document."""
+        return importlib.import_module(self.name).__doc__
 
     @property
     def role_names(self) -> list[str]:

@@ -5,12 +5,17 @@ from flask import Blueprint, current_app, jsonify, request
 from common.web.auth import require_user, requires
 from common.web.errors import ApiError
 from common.web.inputs import json_object_body, parse_model, path_email
-from common.web.openapi import UNAVAILABLE, Message, Reply, documented
+from common.web.openapi import Message, Reply, documented
 from common.web.pagination import PageLink, json_page_response, page_query, parse_page_request
 from data_collector import flights, inputs, interests, services
 from data_collector.answers import AirportFlight, Average, Flight, Interest
 
 bp = Blueprint("collector", __name__)
+TAGS = {
+    "interests": "Which airports each user follows.",
+    "flights": "Collected flights, last flights, averages.",
+    "collection": "The OpenSky collection worker.",
+}
 
 # A page of flights is ~0.5 KB per item: 100 by default, never more than 1,000 (as users).
 DEFAULT_PAGE_SIZE = 100
@@ -38,7 +43,6 @@ BAD_FILTERS = (
         ),
         429: "A cycle was asked for or started less than a minute ago; ask again after "
         "`Retry-After` seconds.",
-        503: UNAVAILABLE,
     },
 )
 def request_collection_run():
@@ -107,7 +111,6 @@ def add_interest():
         400: "A threshold that is not an integer >= 0, neither threshold given, or thresholds "
         "that would leave `high_value` not above `low_value` (both are named).",
         404: "The user does not follow this airport.",
-        503: UNAVAILABLE,
     },
 )
 def change_thresholds():
@@ -137,7 +140,6 @@ def change_thresholds():
     answers={
         200: Reply("No longer followed.", Message, example={"message": "Interest removed"}),
         404: "The user does not follow this airport.",
-        503: UNAVAILABLE,
     },
 )
 def remove_interest():
@@ -159,7 +161,6 @@ def remove_interest():
             "The user's interests by airport code (empty for an unknown user).", list[Interest]
         ),
         400: "The email in the path is not a valid address.",
-        503: UNAVAILABLE,
     },
 )
 def list_interests(email: str):
@@ -247,7 +248,6 @@ def list_airport_flights():
             "A page of flights (empty when none is stored).", list[Flight], headers=(PageLink,)
         ),
         400: f"{BAD_AIRPORT}, {BAD_FILTERS}.",
-        503: UNAVAILABLE,
     },
 )
 def list_flights(airport_code: str):
@@ -278,7 +278,6 @@ def list_flights(airport_code: str):
         200: Reply("The most recent flight.", Flight),
         400: f"{BAD_AIRPORT}, or an unknown `type`.",
         404: "No flight is stored for this airport.",
-        503: UNAVAILABLE,
     },
 )
 def last_flight(icao: str):
@@ -300,7 +299,6 @@ def last_flight(icao: str):
     answers={
         200: Reply("The average, and the days it covers.", Average),
         400: f"{BAD_AIRPORT}, an unknown `type`, or `days` out of range.",
-        503: UNAVAILABLE,
     },
 )
 def average_flights(icao: str):

@@ -4,12 +4,13 @@ from flask import Blueprint
 
 from common.web.auth import requires
 from common.web.inputs import json_object_body, parse_model
-from common.web.openapi import UNAVAILABLE, Reply, documented
+from common.web.openapi import Reply, documented
 from sla_detector import configuration, services
 from sla_detector.answers import BreachesAnswer, ConfigAnswer
 from sla_detector.inputs import SlaConfig
 
 bp = Blueprint("sla", __name__)
+TAGS = {"sla": "The metrics watched, and their breaches."}
 
 CONFIG_EXAMPLE = {
     "metrics": [
@@ -39,7 +40,6 @@ PUT_ANSWERS = {
     tag="sla",
     answers={
         200: Reply("The configuration in force.", ConfigAnswer, example=CONFIG_EXAMPLE),
-        503: UNAVAILABLE,
     },
 )
 def get_config():
@@ -68,7 +68,7 @@ def put_config():
 @requires("ops")
 @documented(
     tag="sla",
-    answers={200: Reply("Each configured metric's breaches.", BreachesAnswer), 503: UNAVAILABLE},
+    answers={200: Reply("Each configured metric's breaches.", BreachesAnswer)},
 )
 def get_breaches():
     """Return each metric's breaches since the detector started: how many, and the last one."""

@@ -6,7 +6,7 @@ from common.emails import EMAIL_MAX_LENGTH
 from common.web.auth import current_caller, require_any_user, require_user, requires
 from common.web.errors import ApiError
 from common.web.inputs import json_object_body, parse_model, path_email
-from common.web.openapi import UNAVAILABLE, Message, Reply, documented
+from common.web.openapi import Message, Reply, documented
 from common.web.pagination import (
     INVALID_CURSOR_MESSAGE,
     PageLink,
@@ -19,6 +19,7 @@ from user_manager.answers import ConflictHeaders, ReplayHeader, User, UserCreate
 from user_manager.inputs import IdempotencyKeyHeader, UserCreate, UserPath
 
 bp = Blueprint("users", __name__)
+TAGS = {"users": "Create, list, read and delete users."}
 
 # A page of users is a few KB; 100 per page by default, never more than 1,000.
 DEFAULT_PAGE_SIZE = 100
@@ -57,7 +58,6 @@ def _outcome_response(outcome: idempotency.Outcome):
             headers=(ConflictHeaders,),
         ),
         422: KEY_REUSED,
-        503: UNAVAILABLE,
     },
 )
 def create_user():
@@ -77,7 +77,6 @@ def create_user():
     answers={
         200: Reply("A page of users ordered by email.", list[User], headers=(PageLink,)),
         400: "`limit` out of range, or a cursor that did not come from a Link header.",
-        503: UNAVAILABLE,
     },
 )
 def list_users():
@@ -102,7 +101,6 @@ def list_users():
         200: Reply("The user.", User),
         400: "The email in the path is not a valid address.",
         404: "No user has this email.",
-        503: UNAVAILABLE,
     },
 )
 def get_user(email: str):
@@ -134,7 +132,6 @@ def get_user(email: str):
             headers=(ReplayHeader,),
         ),
         422: KEY_REUSED,
-        503: UNAVAILABLE,
     },
 )
 def delete_user(email: str):

@@ -105,5 +105,5 @@ def build_app(service: "Service", *, test_config: dict | None, process: str) -> 
         add_scrape_collector(app, collector)
     app.register_blueprint(health.probes(service, db))
     app.register_blueprint(service.part("routes", "bp"))
-    install_api_docs(app, service.part("openapi", "DOCUMENT"))
+    install_api_docs(app, service.overview, service.part("routes", "TAGS", {}))
     return app

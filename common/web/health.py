@@ -33,7 +33,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from common.web.auth import api_keys_health, current_caller
-from common.web.openapi import Answer, Message, Reply, documented
+from common.web.openapi import OPERATIONS_TAG, Answer, Message, Reply, documented
 
 if TYPE_CHECKING:
     from common.broker.connection import Broker
@@ -178,7 +178,7 @@ def probes(service: "Service", db: SQLAlchemy) -> Blueprint:
 
     @blueprint.get("/ping")
     @documented(
-        tag="operations", answers={200: Reply("Alive.", Message, example={"message": "pong"})}
+        tag=OPERATIONS_TAG, answers={200: Reply("Alive.", Message, example={"message": "pong"})}
     )
     def ping():
         """Answer liveness probes: the web server answers.
@@ -189,7 +189,7 @@ def probes(service: "Service", db: SQLAlchemy) -> Blueprint:
 
     @blueprint.get("/health")
     @documented(
-        tag="operations",
+        tag=OPERATIONS_TAG,
         answers={
             200: Reply("Ready (`ok` or `degraded`).", answer),
             503: Reply("Not ready: the database does not answer.", answer),

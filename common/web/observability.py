@@ -24,7 +24,7 @@ from common.observability.request_ids import (
     unbind_request_id,
 )
 from common.web.auth import requires
-from common.web.openapi import Reply, documented
+from common.web.openapi import OPERATIONS_TAG, Reply, documented
 from common.web.paths import loggable_path
 
 access_log = logging.getLogger("access")
@@ -133,7 +133,7 @@ def install_request_observability(app: Flask) -> None:
     @app.get("/metrics")
     @requires("ops")
     @documented(
-        tag="operations",
+        tag=OPERATIONS_TAG,
         answers={
             200: Reply(
                 "Prometheus text exposition format.", {"type": "string"}, media_type="text/plain"

@@ -6,10 +6,16 @@ answers by status (:class:`Reply`, or a sentence for an error); its docstring
 is the summary and description. The decorator only records: no request
 passes through it. At start, :func:`install_api_docs` has apispec assemble
 the document from every route, adding what all operations share (the request
-id, 414, a body's 400/413/415, ``Retry-After`` on 429 and 503, and with
+id, 414, a body's 400/413/415, ``Retry-After`` on 429 and 503, the database's
+503 on every operation of the service's own API, and with
 ``AUTH_MODE=on`` each ``@requires`` scope with its 401 and 403), and serves
 it at ``/openapi.json`` with the Swagger UI at ``/docs/`` (assets from the
 flask-swagger-ui wheel, never a CDN: it works offline).
+
+What the document says of the whole service is written where a reader of
+the code looks first: the service package's docstring (``Name: summary.``
+titles the document "Name API", the rest is its overview), and ``TAGS``
+beside the blueprint in ``routes.py``.
 """
 
 import inspect
@@ -30,7 +36,12 @@ DOCUMENT_PATH = "/openapi.json"
 DOCS_PATH = "/docs"
 # Gunicorn's default limit_request_line: it refuses longer request lines itself.
 MAX_REQUEST_LINE_BYTES = 4094
-SECURITY_NOTE = """
+# What holds for every service's API, after its own overview.
+COMMON_NOTE = """
+
+**Errors** are JSON, `{"error": "...", "details": {...}}`. **Lists** are JSON arrays; the
+next page's URL is in the `Link: <...>; rel="next"` header. Every response carries
+`X-Request-ID`.
 
 **Who may call what.** With `AUTH_MODE=on`, every operation but `GET /ping` needs an API key
 (`X-API-Key`) or a bearer JWT, and the scope each operation names; a credential bound to a
@@ -59,7 +70,10 @@ URI_TOO_LONG = {
     "sees the request, so as HTML and without `X-Request-ID`.",
     "content": {"text/html": {"schema": {"type": "string"}}},
 }
+# Every view of a service's own API uses its database, and the app-wide handler answers
+# 503 when the database is unavailable; a view may say more of its 503.
 UNAVAILABLE = "The database is unavailable; retry after `Retry-After` seconds."
+OPERATIONS_TAG = "operations"
 BODY_ERRORS = {
     400: "A body that is not a JSON object, or invalid fields (`details` names each).",
     413: "The body is larger than {MAX_CONTENT_LENGTH} bytes.",
@@ -172,15 +186,6 @@ def documented(**operation: Any):
     return record
 
 
-@dataclass(frozen=True)
-class ApiDocument:
-    """What a service's document says of the service; the operations come from its views."""
-
-    title: str
-    description: str
-    tags: dict[str, str]
-
-
 class DocumentSchema(GenerateJsonSchema):
     """Pydantic's JSON schemas, less each field's title; answers show no defaults."""
 
@@ -211,12 +216,16 @@ def parameters(model: type[BaseModel], where: str) -> list[dict[str, Any]]:
     return found
 
 
-def install_api_docs(app: Flask, api: ApiDocument) -> None:
-    """Serve the document of ``app``'s routes at ``/openapi.json``, and the page showing it."""
+def install_api_docs(app: Flask, overview: str, tags: dict[str, str]) -> None:
+    """Serve the document of ``app``'s routes at ``/openapi.json``, and the page showing it.
+
+    ``overview`` is the service package's docstring; ``tags`` describe the
+    tags its views name.
+    """
 
     @app.get(DOCUMENT_PATH)
     @documented(
-        tag="operations", answers={200: Reply("The OpenAPI 3.1 document.", {"type": "object"})}
+        tag=OPERATIONS_TAG, answers={200: Reply("The OpenAPI 3.1 document.", {"type": "object"})}
     )
     def openapi_document():
         """Return this OpenAPI document.
@@ -225,26 +234,24 @@ def install_api_docs(app: Flask, api: ApiDocument) -> None:
         """
         return jsonify(document)
 
-    document = build_document(app, api)
+    document = build_document(app, overview, tags)
     app.register_blueprint(
         get_swaggerui_blueprint(
             DOCS_PATH,
             DOCUMENT_PATH,
             # validatorUrl None: no call to swagger.io's online validator (works offline).
-            config={"app_name": api.title, "validatorUrl": None},
+            config={"app_name": document["info"]["title"], "validatorUrl": None},
         )
     )
 
 
-def build_document(app: Flask, api: ApiDocument) -> dict[str, Any]:
+def build_document(app: Flask, overview: str, tags: dict[str, str]) -> dict[str, Any]:
     """Return the OpenAPI document of every route of ``app``, each documented by its view."""
-    spec = APISpec(
-        api.title, "1.0.0", "3.1.0", info={"description": api.description + SECURITY_NOTE}
-    )
-    for name, description in {
-        **api.tags,
-        "operations": "Probes, metrics and this document.",
-    }.items():
+    heading, _, description = inspect.cleandoc(overview).partition("\n\n")
+    name, _, summary = heading.replace("\n", " ").partition(": ")
+    info = {"summary": summary[:1].upper() + summary[1:], "description": description + COMMON_NOTE}
+    spec = APISpec(f"{name} API", "1.0.0", "3.1.0", info=info)
+    for name, description in {**tags, OPERATIONS_TAG: "Probes, metrics and this document."}.items():
         spec.tag({"name": name, "description": description})
     for name, scheme in SECURITY_SCHEMES.items():
         spec.components.security_scheme(name, scheme)
@@ -322,6 +329,8 @@ def _operation(app: Flask, path: str, method: str, view, refs: dict) -> dict[str
         raise TypeError(f"{method} {path}: give the model of {sorted(undocumented)} as path=")
     found["parameters"] = [*params, *parameters(RequestIdParameter, "header")]
     answers = dict(operation.answers)
+    if operation.tag != OPERATIONS_TAG:
+        answers.setdefault(503, UNAVAILABLE)
     if operation.body is not None:
         found["requestBody"] = {
             "required": True,

@@ -8,7 +8,7 @@ from openapi_spec_validator import validate
 from pydantic import BaseModel, Field
 
 from common.web.auth import requires
-from common.web.openapi import Answer, ApiDocument, Reply, documented, install_api_docs
+from common.web.openapi import Answer, Reply, documented, install_api_docs
 from data_collector.app import create_app as create_data_collector
 from data_collector.inputs import InterestRequest
 from devstack.stack import free_port
@@ -133,10 +133,13 @@ def test_a_new_route_is_documented_by_its_decorator_alone():
     # Only recorded: the view that serves requests is the function itself.
     assert decorate(save) is save
     app.post("/readings")(requires("readings:write")(save))
-    install_api_docs(app, ApiDocument(title="Readings", description="Readings.", tags={}))
+    install_api_docs(app, "Readings: what the sensors read.\n\nKept a day.", {})
 
     document = app.test_client().get("/openapi.json").get_json()
     validate(document)
+    assert document["info"]["title"] == "Readings API"
+    assert document["info"]["summary"] == "What the sensors read."
+    assert document["info"]["description"].startswith("Kept a day.\n\n**Errors** are JSON")
     operation = document["paths"]["/readings"]["post"]
     assert operation["summary"] == "Save a reading"
     assert operation["description"] == "Kept for a day.\n\nNeeds the scope `readings:write`."
@@ -163,4 +166,4 @@ def test_an_undocumented_route_stops_the_app_from_starting():
     app = small_app()
     app.get("/secret")(lambda: "")
     with pytest.raises(TypeError, match="/secret is not documented"):
-        install_api_docs(app, ApiDocument(title="T", description="D", tags={}))
+        install_api_docs(app, "T: t.", {})
