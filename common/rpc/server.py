@@ -17,7 +17,7 @@ from concurrent import futures
 
 import grpc
 from flask import Flask
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from common.observability.metrics import GRPC_SERVER_CALLS, GRPC_SERVER_LATENCY
 from common.observability.request_ids import (
@@ -28,6 +28,7 @@ from common.observability.request_ids import (
 )
 from common.rpc.generated import flight_tracker_pb2 as messages
 from common.rpc.generated import flight_tracker_pb2_grpc as stubs
+from common.rpc.health import HealthServicer
 from common.rpc.security import TokenInterceptor, add_port
 
 log = logging.getLogger(__name__)
@@ -127,6 +128,10 @@ SERVER_OPTIONS = [
     # again and spread over every replica it now names; calls in flight get the grace.
     ("grpc.max_connection_age_ms", 60_000),
     ("grpc.max_connection_age_grace_ms", 10_000),
+    # gRPC binds with SO_REUSEPORT by default: a server would then share its port with an
+    # old process still listening there (one that did not stop), which takes part of the
+    # calls. Without it, a taken port stops the start with a clear error instead.
+    ("grpc.so_reuseport", 0),
 ]
 
 
@@ -161,7 +166,7 @@ class GrpcServer:
             maximum_concurrent_rpcs=workers * CALLS_PER_WORKER,
         )
         servicer(app).add_to(self.server)
-        self.health = health.HealthServicer()
+        self.health = HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         self.address = f"{app.config['GRPC_BIND_HOST']}:{app.config['GRPC_PORT']}"
 
