@@ -29,7 +29,7 @@ import requests
 from psycopg2 import sql
 
 from common.observability import MULTIPROC_DIR_VARIABLE
-from common.process.supervisor import Supervisor
+from common.process.supervisor import GRACE_SECONDS, Supervisor
 from common.settings import GrpcSecurity
 from devstack import databases, prometheus
 
@@ -244,7 +244,9 @@ class LocalStack:
 
     def __init__(self, settings: StackSettings):
         self.settings = settings
-        self.supervisor = Supervisor("devstack", grace_seconds=20)
+        # Longer than a launcher gives its own children: a launcher killed first would leave
+        # a child that hangs in its stop running, and listening, after the stack forgot it.
+        self.supervisor = Supervisor("devstack", grace_seconds=GRACE_SECONDS + 5)
         # The simulator's client secret, new for every stack: a known literal would also
         # turn up where tests look for it leaking (Hypothesis draws strings from the code).
         self.simulator_client_secret = secrets.token_hex(16)  # never starts with "-"

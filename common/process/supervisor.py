@@ -22,11 +22,14 @@ from typing import IO
 
 log = logging.getLogger(__name__)
 
+# How long children get to stop after SIGTERM before SIGKILL.
+GRACE_SECONDS = 20.0
+
 
 class Supervisor:
     """Own a set of named child processes for the lifetime of this process."""
 
-    def __init__(self, name: str, *, grace_seconds: float = 20.0):
+    def __init__(self, name: str, *, grace_seconds: float = GRACE_SECONDS):
         self.name = name
         self.grace_seconds = grace_seconds
         self.children: dict[str, subprocess.Popen] = {}
