@@ -183,8 +183,11 @@ def test_a_range_waiting_for_its_retry_is_not_asked_for_by_other_cycles(collecto
 
     # Once due, the worker's poll runs a cycle for it by itself.
     collector.sim.clear_calls()
+    due_at = time.time()
     collector.sql("UPDATE collection_retries SET next_attempt_at = now()")
     wait_for_no_retry(collector)
+    # The first of the two ranges stored clears the retry; the cycle stores the other after.
+    assert collector.wait_for_cycle(after=due_at)["outcome"] == "done"
     assert {c["endpoint"] for c in collector.flight_calls()} == {"departure"}
     assert_complete(collector, flights)
 
