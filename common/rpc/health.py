@@ -18,7 +18,6 @@ statuses in the order they were set.
 
 import queue
 import threading
-from collections import defaultdict
 from collections.abc import Callable
 
 import grpc
@@ -39,7 +38,7 @@ class HealthServicer(health_pb2_grpc.HealthServicer):
         # server's event thread.
         self._lock = threading.Lock()
         self._statuses: dict[str, int] = {"": SERVING}
-        self._watchers: dict[str, set[Send]] = defaultdict(set)
+        self._watchers: dict[str, set[Send]] = {}
         self._ended: queue.SimpleQueue[tuple[str, Send]] = queue.SimpleQueue()
         self._shutting_down = False
 
@@ -59,7 +58,7 @@ class HealthServicer(health_pb2_grpc.HealthServicer):
             send(
                 health_pb2.HealthCheckResponse(status=self._statuses.get(service, SERVICE_UNKNOWN))
             )
-            self._watchers[service].add(send)
+            self._watchers.setdefault(service, set()).add(send)
 
         def ended():
             self._ended.put((service, send))
@@ -97,4 +96,8 @@ class HealthServicer(health_pb2_grpc.HealthServicer):
                 service, send = self._ended.get_nowait()
             except queue.Empty:
                 return
-            self._watchers[service].discard(send)
+            watchers = self._watchers.get(service, set())
+            watchers.discard(send)
+            if not watchers:
+                # Watched names come from clients: keep none that nobody watches any more.
+                self._watchers.pop(service, None)
