@@ -247,8 +247,13 @@ def install_api_docs(app: Flask, overview: str, tags: dict[str, str]) -> None:
 
 def build_document(app: Flask, overview: str, tags: dict[str, str]) -> dict[str, Any]:
     """Return the OpenAPI document of every route of ``app``, each documented by its view."""
-    heading, _, description = inspect.cleandoc(overview).partition("\n\n")
+    heading, _, description = inspect.cleandoc(overview or "").partition("\n\n")
     name, _, summary = heading.replace("\n", " ").partition(": ")
+    if not (name and summary and description):
+        raise TypeError(
+            "the service package's docstring opens its API document: write "
+            "'Name: summary.', a blank line, then the overview"
+        )
     info = {"summary": summary[:1].upper() + summary[1:], "description": description + COMMON_NOTE}
     spec = APISpec(f"{name} API", "1.0.0", "3.1.0", info=info)
     for name, description in {**tags, OPERATIONS_TAG: "Probes, metrics and this document."}.items():

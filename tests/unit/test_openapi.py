@@ -166,4 +166,11 @@ def test_an_undocumented_route_stops_the_app_from_starting():
     app = small_app()
     app.get("/secret")(lambda: "")
     with pytest.raises(TypeError, match="/secret is not documented"):
-        install_api_docs(app, "T: t.", {})
+        install_api_docs(app, "T: t.\n\nAn overview.", {})
+
+
+@pytest.mark.parametrize("overview", [None, "T: t.", "No name and summary.\n\nAn overview."])
+def test_a_service_package_without_its_overview_stops_the_app_from_starting(overview):
+    app = small_app()
+    with pytest.raises(TypeError, match="a blank line, then the overview"):
+        install_api_docs(app, overview, {})
