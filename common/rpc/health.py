@@ -10,10 +10,11 @@ server answers no call again, and its graceful stop hangs too. Clients'
 health checking opens a ``Watch`` per connection and ends it with the
 connection, so under churn it happens.
 
-Here the event thread takes no lock: an ended ``Watch`` is only recorded
-(a queue's put never waits), and dropped by the next ``Watch`` or status
-change. Sends still happen under one lock, so every watcher sees the
-statuses in the order they were set.
+Here the event thread never waits for a lock: an ended ``Watch`` is
+recorded (a queue's put never waits) and dropped at once if the lock is
+free, else by the next ``Watch`` or status change. Sends still happen
+under one lock, so every watcher sees the statuses in the order they were
+set.
 """
 
 import queue
@@ -63,6 +64,12 @@ class HealthServicer(health_pb2_grpc.HealthServicer):
         def ended():
             self._ended.put((service, send))
             send(None)
+            # Drop it now if nobody holds the lock; never wait for it on this thread.
+            if self._lock.acquire(blocking=False):
+                try:
+                    self._drop_ended()
+                finally:
+                    self._lock.release()
 
         if not context.add_callback(ended):
             ended()  # the call ended already: the callback would never run
@@ -73,6 +80,7 @@ class HealthServicer(health_pb2_grpc.HealthServicer):
     def set(self, service: str, status: int) -> None:
         """Set a service's status and send it to its watchers (ignored once shutting down)."""
         with self._lock:
+            self._drop_ended()
             if not self._shutting_down:
                 self._set(service, status)
 
