@@ -256,8 +256,9 @@ def build_document(app: Flask, overview: str, tags: dict[str, str]) -> dict[str,
         )
     info = {"summary": summary[:1].upper() + summary[1:], "description": description + COMMON_NOTE}
     spec = APISpec(f"{name} API", "1.0.0", "3.1.0", info=info)
-    for name, description in {**tags, OPERATIONS_TAG: "Probes, metrics and this document."}.items():
-        spec.tag({"name": name, "description": description})
+    tags = {**tags, OPERATIONS_TAG: "Probes, metrics and this document."}
+    for tag, meaning in tags.items():
+        spec.tag({"name": tag, "description": meaning})
     for name, scheme in SECURITY_SCHEMES.items():
         spec.components.security_scheme(name, scheme)
     routes = []
@@ -265,6 +266,8 @@ def build_document(app: Flask, overview: str, tags: dict[str, str]) -> dict[str,
         view = app.view_functions[rule.endpoint]
         if not hasattr(view, "openapi_operation"):
             raise TypeError(f"{rule.rule} is not documented: decorate its view with @documented")
+        if view.openapi_operation.tag not in tags:
+            raise TypeError(f"{rule.rule}: say what {view.openapi_operation.tag!r} means in TAGS")
         path = re.sub(r"<(?:[^:<>]+:)?([^<>]+)>", r"{\1}", rule.rule)
         routes += [(path, method, view) for method in sorted(rule.methods - {"HEAD", "OPTIONS"})]
     # Every model at once, so pydantic names each schema once for the whole document.

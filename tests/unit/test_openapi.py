@@ -117,6 +117,9 @@ def small_app(**config) -> Flask:
     return app
 
 
+READING_TAGS = {"readings": "What the sensors read."}
+
+
 def test_a_new_route_is_documented_by_its_decorator_alone():
     app = small_app(AUTH_MODE="on")
 
@@ -133,7 +136,7 @@ def test_a_new_route_is_documented_by_its_decorator_alone():
     # Only recorded: the view that serves requests is the function itself.
     assert decorate(save) is save
     app.post("/readings")(requires("readings:write")(save))
-    install_api_docs(app, "Readings: what the sensors read.\n\nKept a day.", {})
+    install_api_docs(app, "Readings: what the sensors read.\n\nKept a day.", READING_TAGS)
 
     document = app.test_client().get("/openapi.json").get_json()
     validate(document)
@@ -160,6 +163,13 @@ def test_a_new_route_is_documented_by_its_decorator_alone():
     }
     assert "1024 bytes" in operation["responses"]["413"]["description"]
     assert operation["security"] == [{"apiKey": []}, {"bearerAuth": ["readings:write"]}]
+
+
+def test_a_tag_nobody_described_stops_the_app_from_starting():
+    app = small_app()
+    app.get("/readings")(documented(tag="readings", answers={200: "Read."})(lambda: ""))
+    with pytest.raises(TypeError, match="say what 'readings' means in TAGS"):
+        install_api_docs(app, "T: t.\n\nAn overview.", {})
 
 
 def test_an_undocumented_route_stops_the_app_from_starting():
