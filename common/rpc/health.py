@@ -87,13 +87,13 @@ class HealthServicer(health_pb2_grpc.HealthServicer):
     def enter_graceful_shutdown(self) -> None:
         """Say NOT_SERVING for every service, for good: later ``set`` calls change nothing."""
         with self._lock:
+            self._drop_ended()
             if not self._shutting_down:
                 for service in list(self._statuses):
                     self._set(service, NOT_SERVING)
                 self._shutting_down = True
 
     def _set(self, service: str, status: int) -> None:
-        self._drop_ended()
         self._statuses[service] = status
         for send in list(self._watchers.get(service, ())):
             send(health_pb2.HealthCheckResponse(status=status))
