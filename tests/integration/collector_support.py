@@ -145,6 +145,24 @@ class Collector:
 
         return wait_until(finished, timeout=timeout, interval=0.1)
 
+    def wait_until_settled(self, timeout: float = CYCLE_TIMEOUT) -> dict:
+        """Wait until no range waits for its retry and no cycle runs; return the health's opensky.
+
+        A cycle clears a range's retry as soon as it stores that range, while it may
+        still be fetching others: what is stored is whole only once it has finished.
+        """
+
+        def settled():
+            response = self.dc.get("/health")
+            assert response.status_code == 200, response.text
+            opensky = response.json()["opensky"]
+            cycle = opensky["last_cycle"]
+            started, done = cycle["started_at"], cycle["finished_at"]
+            idle = started is None or (done is not None and parse_iso(done) >= parse_iso(started))
+            return opensky if idle and opensky["retries"]["waiting"] == 0 else None
+
+        return wait_until(settled, timeout=timeout, interval=0.1)
+
     def follow_without_waiting(self, *airports: str) -> str:
         """Make a new user follow ``airports``; return the user's email."""
         email = create_user(self.um)

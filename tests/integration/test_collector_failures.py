@@ -75,11 +75,6 @@ def assert_waits_for_its_retry(collector) -> dict:
     return retry
 
 
-def wait_for_no_retry(collector) -> None:
-    """Wait until every failed range was fetched again (the worker does it by itself)."""
-    wait_until(lambda: retries(collector)["waiting"] == 0, timeout=CYCLE_TIMEOUT)
-
-
 @pytest.mark.parametrize("variant", ["truncated", "not_a_list", "bad_items", "out_of_range"])
 def test_a_malformed_body_is_asked_for_again_within_the_request(collector, flights, variant):
     collector.sim.inject([{"kind": "malformed", "variant": variant}], endpoint="departure")
@@ -124,7 +119,7 @@ def test_a_body_malformed_at_every_attempt_is_skipped_whole_and_asked_for_again_
 
     # Nobody asks for a cycle: the worker asks for the range again once it is due.
     collector.sim.clear_calls()
-    wait_for_no_retry(collector)
+    collector.wait_until_settled()
     again = collector.flight_calls()
     assert [(c["endpoint"], c["params"]["airport"]) for c in again] == [("departure", "LIRF")]
     # The failed range again; one of the recent past reaches further back, at no extra cost.
@@ -150,7 +145,7 @@ def test_a_range_failing_again_waits_twice_as_long_each_time(collector, flights)
     wait_until(lambda: retries(collector)["ranges"][0]["attempts"] == 2, timeout=CYCLE_TIMEOUT)
     (second,) = retries(collector)["ranges"]
     assert "HTTP 503" in second["last_error"]
-    wait_for_no_retry(collector)
+    collector.wait_until_settled()
 
     arrivals = [c for c in collector.flight_calls() if c["endpoint"] == "arrival"]
     failed = [c for c in arrivals if c["injected"]]
@@ -185,7 +180,7 @@ def test_a_range_waiting_for_its_retry_is_not_asked_for_by_other_cycles(collecto
     collector.sim.clear_calls()
     due_at = time.time()
     collector.sql("UPDATE collection_retries SET next_attempt_at = now()")
-    wait_for_no_retry(collector)
+    collector.wait_until_settled()
     # The first of the two ranges stored clears the retry; the cycle stores the other after.
     assert collector.wait_for_cycle(after=due_at)["outcome"] == "done"
     assert {c["endpoint"] for c in collector.flight_calls()} == {"departure"}
@@ -197,7 +192,7 @@ def test_retries_the_plan_no_longer_asks_for_are_dropped_without_asking_opensky(
         "INSERT INTO collection_retries VALUES ('arrival', 'LIRQ', now() - interval '1 day', "
         "now() - interval '23 hours', 1, now(), now(), 'HTTP 502')"
     )
-    wait_for_no_retry(collector)  # nobody follows LIRQ any more
+    collector.wait_until_settled()  # nobody follows LIRQ any more
     assert collector.flight_calls() == []
 
 
@@ -223,7 +218,7 @@ def test_retries_a_cycle_could_not_reach_wait_again_instead_of_looping(collector
     token_calls = [c for c in collector.sim.calls() if c["endpoint"] == "token"]
     time.sleep(RETRY_FIRST / 2)
     assert [c for c in collector.sim.calls() if c["endpoint"] == "token"] == token_calls
-    wait_for_no_retry(collector)
+    collector.wait_until_settled()
 
 
 def test_a_range_the_database_refuses_is_skipped_and_the_cycle_goes_on(collector, flights):
@@ -241,7 +236,7 @@ def test_a_range_the_database_refuses_is_skipped_and_the_cycle_goes_on(collector
     finally:
         collector.sql("ALTER TABLE flight_data DROP CONSTRAINT test_refuse")
     collector.sim.clear_calls()
-    wait_for_no_retry(collector)
+    collector.wait_until_settled()
     assert {c["endpoint"] for c in collector.flight_calls()} == {"departure"}
     assert_complete(collector, flights)
 
