@@ -13,11 +13,12 @@ import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from flask import Response, current_app, request
 from pydantic import BaseModel, Field, create_model
 from sqlalchemy import Select, Subquery, Text, cast, func, select, true
+from werkzeug.urls import iri_to_uri
 
 from common.web.errors import ApiError
 from common.web.inputs import whole_number
@@ -26,6 +27,8 @@ INVALID_CURSOR_MESSAGE = "The cursor is invalid; use the URL from the previous p
 # The longest cursor a list writes: a sort key of one email of 254 characters, each escaped
 # in JSON as up to 12 ASCII characters, in base64. Longer is not one of ours.
 MAX_CURSOR_LENGTH = 4096
+# What a URL's path may hold unencoded besides letters, digits and ``-._~`` (RFC 3986).
+URL_PATH_SAFE = "/!$&'()*+,;=:@"
 
 
 @dataclass(frozen=True)
@@ -89,12 +92,15 @@ def page_url() -> str:
     relative to the request (RFC 8288 allows it), since a ``Host`` header is
     whatever the client chose to send.
     """
+    # The path as the client sent it, percent-encoded again: a header carries no
+    # newline, and a URL nothing but ASCII (``/flights/LIRF%0A`` lists LIRF).
+    path = quote(request.path, safe=URL_PATH_SAFE)
     public = current_app.config["PUBLIC_URL"]
     if public:
-        return public.rstrip("/") + request.path
+        return public.rstrip("/") + path
     if current_app.config["TRUSTED_PROXIES"]:
-        return request.base_url
-    return request.path
+        return iri_to_uri(request.root_url).rstrip("/") + path
+    return path
 
 
 class PageLink(BaseModel):

@@ -115,6 +115,16 @@ def test_without_an_email_every_stored_flight_is_listed_at_each_of_its_airports(
     assert {f["airport"] for f in everything if f["icao24"] == "f00005"} == {"LIMC", "EGLL"}
 
 
+def test_an_airport_code_sent_with_spaces_around_it_pages_through_that_airport(collector, user):
+    # The next page's Link repeats the path as sent: a newline, a tab or a non-Latin-1
+    # space in it must not break the header.
+    listed = [f["icao24"] for page in pages(collector, "/flights/LIRF", limit="2") for f in page]
+    for spelling in ("LIRF%0A", "%20LIRF%09", "lirf%E2%80%A8"):
+        spelled = pages(collector, f"/flights/{spelling}", limit="2")
+        assert len(spelled) > 1, spelling
+        assert [f["icao24"] for page in spelled for f in page] == listed, spelling
+
+
 def test_errors_and_empty_lists(collector, user):
     dc = collector.dc
     unknown = dc.get("/flights", params={"email": "nobody.at.all@example.com"})
