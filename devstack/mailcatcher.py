@@ -71,7 +71,9 @@ class Inbox:
             received_at=isoformat_utc(utc_now()),
             mail_from=envelope.mail_from,
             to=list(envelope.rcpt_tos),
-            subject=str(parsed.get("Subject", "")),
+            # A subject too long for one line is folded onto the next, and the parser keeps
+            # the fold's leading space, which mail clients do not show.
+            subject=str(parsed.get("Subject", "")).strip(),
             message_id=str(parsed.get("Message-ID", "")),
             body=body.get_content().replace("\r\n", "\n") if body is not None else "",
             connection=":".join(str(part) for part in session.peer[:2]),

@@ -6,7 +6,7 @@ from pydantic import AfterValidator, Field, PrivateAttr, model_validator
 
 from common.emails import normalize_email
 from common.settings import BrokerSettings, Port, ServiceSettings, named_after
-from sla_detector.inputs import SlaConfig, read_file
+from sla_detector.inputs import MAX_CHECK_SECONDS, SlaConfig, read_file
 
 # Each check must see new samples: at least this many scrape intervals between two checks.
 SCRAPES_PER_CHECK = 5
@@ -56,7 +56,7 @@ class Settings(ServiceSettings, BrokerSettings):
     )
     PROMETHEUS_SCRAPE_SECONDS: int = Field(15, ge=1)
     # T_check: five scrapes at the default interval, the most often the rule allows.
-    SLA_CHECK_SECONDS: int = Field(75, ge=1)
+    SLA_CHECK_SECONDS: int = Field(75, ge=1, le=MAX_CHECK_SECONDS)
     # The metrics to watch at first start (YAML); empty: none until PUT /sla/config.
     SLA_CONFIG_FILE: str = ""
     # Who is emailed a breach; empty: breaches are recorded and shown, nobody is told.

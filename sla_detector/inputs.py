@@ -19,6 +19,8 @@ NAME_MAX_LENGTH = 100
 QUERY_MAX_LENGTH = 2000
 # Each metric is one query to Prometheus per check.
 MAX_METRICS = 100
+# A day: a check rarer than that would tell of a breach days after it began.
+MAX_CHECK_SECONDS = 86_400
 PRINTABLE = r"^[^\x00-\x1f\x7f-\x9f\u2028\u2029]+$"
 
 
@@ -49,8 +51,12 @@ class MetricSla(BaseModel):
     query: str = Field(
         min_length=1,
         max_length=QUERY_MAX_LENGTH,
+        # PostgreSQL stores no NUL character, and a query needs none.
+        pattern=r"^[^\x00]+$",
         description="A PromQL query Prometheus accepts, giving an instant vector or a scalar "
-        "(with several series, the lowest is compared with `min`, the highest with `max`).",
+        "(with several series, the lowest is compared with `min`, the highest with `max`; an "
+        "infinite value, such as a `histogram_quantile` above the top bucket, counts as the "
+        "largest number there is).",
     )
     min: float | None = Field(None, description="Values below are out of range (none: no floor).")
     max: float | None = Field(None, description="Values above are out of range (none: no ceiling).")
@@ -76,8 +82,9 @@ class SlaConfig(BaseModel):
     check_seconds: int | None = Field(
         None,
         ge=1,
+        le=MAX_CHECK_SECONDS,
         description="Seconds between checks (T_check); none: `SLA_CHECK_SECONDS`. At least 5 "
-        "times `PROMETHEUS_SCRAPE_SECONDS`, so that each check sees new scrapes.",
+        "times `PROMETHEUS_SCRAPE_SECONDS`, so that each check sees new scrapes; at most a day.",
     )
 
     @field_validator("metrics")

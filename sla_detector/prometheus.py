@@ -10,6 +10,7 @@ but matches nothing now).
 """
 
 import math
+import sys
 
 import requests
 
@@ -58,7 +59,13 @@ def query(base_url: str, promql: str, *, timeout: float = QUERY_TIMEOUT_SECONDS)
         raise QueryRefusedError(
             f"it gives a {kind}; the detector compares values now (an instant vector or a scalar)"
         )
-    return [value for value in values if not math.isnan(value)]
+    # JSON (the API's answers, the breach events) has no infinity; the largest float
+    # compares with every finite limit as infinity does.
+    return [
+        math.copysign(sys.float_info.max, value) if math.isinf(value) else value
+        for value in values
+        if not math.isnan(value)
+    ]
 
 
 def is_ready(base_url: str, *, timeout: float = READY_TIMEOUT_SECONDS) -> bool:

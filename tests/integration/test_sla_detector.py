@@ -6,6 +6,7 @@ detector checks every 5 s (the shortest T_check that scrape interval allows).
 Each test puts the configuration it needs through the API.
 """
 
+import json
 import subprocess
 import sys
 import time
@@ -196,6 +197,53 @@ def test_a_query_prometheus_refuses_is_a_400_naming_it(monitored_stack, metric, 
 
     assert answer.status_code == 400
     assert answer.json()["details"]["metrics.0.query"].startswith(details)
+
+
+@pytest.mark.parametrize(
+    ("document", "field", "problem"),
+    [
+        ({"metrics": [], "check_seconds": 10**11}, "check_seconds", "less than or equal to 86400"),
+        ({"metrics": [], "check_seconds": 2**70}, "check_seconds", "less than or equal to 86400"),
+        (
+            {"metrics": [{"name": "m", "query": "vector(1) # \x00", "max": 1}]},
+            "metrics.0.query",
+            "should match pattern",
+        ),
+    ],
+)
+def test_what_could_not_be_stored_or_kept_to_is_a_400_and_changes_nothing(
+    monitored_stack, document, field, problem
+):
+    before = monitored_stack.sla.get("/sla/config").json()
+
+    answer = monitored_stack.sla.put("/sla/config", json=document)
+
+    assert answer.status_code == 400, answer.text
+    assert problem in answer.json()["details"][field]
+    assert monitored_stack.sla.get("/sla/config").json() == before
+
+
+def test_an_infinite_value_is_above_every_maximum_and_shown_as_a_number(
+    monitored_stack, breach_events
+):
+    name = unique("infinite")
+    put_metrics(monitored_stack, {"name": name, "query": "vector(1) / 0", "max": 1})
+
+    (event,) = wait_until(lambda: breach_events.of(name), timeout=BREACH_TIMEOUT)
+
+    assert (event["violated"], event["limit"]) == ("max", 1)
+    # Through PostgreSQL's JSONB, a number of 309 digits: the same float.
+    assert float(event["value"]) == sys.float_info.max
+    answer = monitored_stack.sla.get("/sla/breaches")
+
+    def refuse(constant: str):
+        raise AssertionError(f"{constant} is not JSON")
+
+    shown = json.loads(answer.text, parse_constant=refuse)
+    (metric,) = [metric for metric in shown["metrics"] if metric["name"] == name]
+    assert metric["last"]["value"] == sys.float_info.max
+    (email,) = wait_until(lambda: emails_about(monitored_stack, name), timeout=BREACH_TIMEOUT)
+    assert email["subject"] == f"SLA breach: {name} above its maximum (1.79769e+308, limit 1)"
 
 
 def test_the_configuration_survives_a_restart(monitored_stack):

@@ -42,6 +42,13 @@ def test_the_check_interval_must_be_five_scrape_intervals_naming_both(monkeypatc
     )
 
 
+def test_a_check_interval_over_a_day_is_refused_naming_the_variable(monkeypatch):
+    assert settings(monkeypatch, SLA_CHECK_SECONDS="86400").SLA_CHECK_SECONDS == 86400
+
+    with pytest.raises(ConfigError, match="SLA_CHECK_SECONDS must be at most 86400"):
+        settings(monkeypatch, SLA_CHECK_SECONDS="86401")
+
+
 def test_the_detector_does_not_start_with_a_check_interval_too_short():
     env = {**os.environ, "SLA_CHECK_SECONDS": "4", "PROMETHEUS_SCRAPE_SECONDS": "1"}
     result = subprocess.run(
@@ -89,6 +96,8 @@ ONE = "metrics:\n  - "
             "metrics: []\ncheck_seconds: 10",
             "check_seconds of SLA_CONFIG_FILE (10) must be at least",
         ),
+        ("metrics: []\ncheck_seconds: 100000000000", "check_seconds: input should be less than"),
+        (ONE + '{name: a, query: "up\\0", max: 1}', "metrics.0.query: string should match"),
     ],
 )
 def test_a_bad_file_stops_the_start_saying_where_and_why(monkeypatch, tmp_path, text, sentence):
