@@ -24,7 +24,7 @@ run: install
 # Three pytest-xdist workers (TEST_WORKERS=0: one process). A unit of work runs whole on
 # one: a module, or every module of a stack they share, so each stack starts once; the
 # longest units go first (tests/scheduling.py). Many tests wait on processes rather than
-# compute, so a third worker on two cores takes the suite from about 9.5 minutes to 8.
+# compute, so a third worker on two cores finishes the suite sooner.
 TEST_WORKERS ?= 3
 
 test: install

@@ -72,7 +72,7 @@ class Interest(Answer):
 
 
 class Flight(Answer):
-    """A flight as OpenSky reports it (seed table `flight_data`), with `type`.
+    """A flight as OpenSky reports it (a `flight_data` row without its `id`), with `type`.
 
     `type` says whether it is an arrival at the airport asked about (its time
     is `last_seen`) or a departure from it (its time is `first_seen`).

@@ -14,7 +14,7 @@ ACCOUNT_DAILY_CREDITS = 4000
 # COLLECT_INTERVAL_MINUTES, or a short interval would be silently stretched to this.
 MIN_GAP_MINUTES = 60
 
-# The seed's .env ships these placeholders; they mean "no credentials" (anonymous access).
+# .env as shipped holds these placeholders; they mean "no credentials" (anonymous access).
 CREDENTIAL_PLACEHOLDERS = {"your_api_client_id", "your_api_client_secret"}
 OpenSkyCredential = Annotated[
     str, AfterValidator(lambda value: "" if value in CREDENTIAL_PLACEHOLDERS else value)
@@ -67,7 +67,7 @@ class Settings(ServiceSettings, BrokerSettings):
     # --- Collection (the worker role) --------------------------------------------
     # Twice a day: arrivals are completed by OpenSky's nightly batch, so a 12-hour
     # period picks the batch up within half a day while the cheap "recent" requests
-    # (4 credits each) keep today's flights fresh; the assignment suggests 12 or 24 h.
+    # (4 credits each) keep today's flights fresh.
     COLLECT_INTERVAL_MINUTES: int = Field(720, ge=1)
     # A week back for a newly followed airport: the default window of /flights/average.
     COLLECT_BACKFILL_DAYS: int = Field(7, ge=0)

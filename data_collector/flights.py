@@ -132,7 +132,7 @@ def _flights_statement(
 
 
 def _served_fields(c) -> list:
-    """Return the columns of a served flight, as the seed's table names them, in order."""
+    """Return the columns of a served flight, named and ordered as in ``flight_data``."""
     return [
         c.icao24,
         isoformat_utc_sql(c.first_seen).label("first_seen"),

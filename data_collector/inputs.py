@@ -33,7 +33,7 @@ from data_collector.models import THRESHOLD_MAX
 FLIGHT_TYPES = {"arrivals": "arrival", "departures": "departure"}
 DIRECTIONS = tuple(FLIGHT_TYPES.values())
 UNIX_SECONDS = re.compile(r"[0-9]{1,11}(\.[0-9]{1,6})?")
-# The average looks back a week unless asked otherwise (the assignment's "last X days").
+# The average looks back a week unless ``days`` asks for another number of days.
 DEFAULT_AVERAGE_DAYS = 7
 
 

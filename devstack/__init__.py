@@ -1,5 +1,6 @@
-"""The local stack: both services, an embedded PostgreSQL and optionally the OpenSky simulator.
+"""The local stack: the five services, PostgreSQL, NATS, a mail catcher and Prometheus.
 
-``make run`` runs ``python -m devstack``; the test suite uses
-:class:`devstack.stack.LocalStack` to start the same processes on free ports.
+The OpenSky simulator too, when asked for. ``make run`` runs ``python -m
+devstack``; the test suite uses :class:`devstack.stack.LocalStack` to start the
+same processes on free ports.
 """

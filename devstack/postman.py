@@ -2,9 +2,10 @@
 
 The collection (v2.1) walks through every endpoint of the User Manager, the
 Data Collector and the SLA breach detector in an order that tells a story: a
-new user, the seed's four idempotency scenarios (section 7.2) for creating
-it, its interests (with thresholds) and the flights collected for them, then
-the same four scenarios for deleting it; last the SLA detector's
+new user, the four idempotency scenarios for creating it (a first request,
+the same request with the same key, a new key for a user that exists, no
+key), its interests (with thresholds) and the flights collected for them,
+then the same four scenarios for deleting it; last the SLA detector's
 configuration and breaches. Every request carries
 ``pm.test`` assertions on status and body, so the same file is a manual
 walkthrough in Postman and an automated test with newman
@@ -39,12 +40,12 @@ SLA_FOLDER = "SLA breach detector"
 
 DESCRIPTION = (
     "Every endpoint of the User Manager ({{um_url}}), the Data Collector ({{dc_url}}) and the "
-    "SLA breach detector ({{sla_url}}), in order: a new user, the seed's four idempotency "
-    "scenarios for creating it, its interests with thresholds and flights, then the four "
-    "scenarios for deleting it, and the SLA detector's configuration and breaches, read but "
-    "never changed. Run the whole collection (Run "
-    "collection, or `newman run`): each run uses a fresh email, tax code and keys. Start the "
-    "stack first: `make run OPENSKY_SIMULATOR=1` (see README)."
+    "SLA breach detector ({{sla_url}}), in order: a new user, the four idempotency scenarios "
+    "for creating it (a first request, the same one with the same key, a new key, no key), "
+    "its interests with thresholds and flights, then the four scenarios for deleting it, and "
+    "the SLA detector's configuration and breaches, read but never changed. Run the whole "
+    "collection (Run collection, or `newman run`): each run uses a fresh email, tax code and "
+    "keys. Start the stack first: `make run OPENSKY_SIMULATOR=1` (see README)."
 )
 JSON_HEADER = {"key": "Content-Type", "value": "application/json"}
 # A fixed IBAN is fine (it need not be unique); the tax code must be, so it is drawn per run.
@@ -231,9 +232,9 @@ def probes() -> dict[str, Any]:
 
 
 def create_user_scenarios() -> dict[str, Any]:
-    """Return the seed's section 7.2 for POST /users (plus a key reused for another body)."""
+    """Return the four idempotency scenarios of POST /users, and a key reused for another body."""
     return folder(
-        "Create a user: idempotency scenarios (seed 7.2)",
+        "Create a user: idempotency scenarios",
         "Run in order: scenario 2 repeats scenario 1's key ({{create_key}}).",
         [
             request(
@@ -716,9 +717,9 @@ def flights() -> dict[str, Any]:
 
 
 def delete_user_scenarios() -> dict[str, Any]:
-    """Return the seed's section 7.2 applied to DELETE /users/{email}."""
+    """Return the same four idempotency scenarios applied to DELETE /users/{email}."""
     return folder(
-        "Delete the user: idempotency scenarios (seed 7.2 for DELETE)",
+        "Delete the user: idempotency scenarios",
         "Run in order: scenario 2 repeats scenario 1's key ({{delete_key}}).",
         [
             request(

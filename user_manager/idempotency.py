@@ -165,7 +165,7 @@ class Outcome:
 
 
 def require_key(value: str | None) -> str:
-    """Return the header's value, or raise the seed's 400 when it is missing or malformed."""
+    """Return the header's value, or raise a 400 when it is missing or malformed."""
     if value is None or not value.strip():
         raise ApiError(400, "The Idempotency-Key header is required for this request.")
     if not KEY_PATTERN.fullmatch(value):

@@ -1,1 +1,1 @@
-"""PostgreSQL as both services use it: pooled connections and migrations."""
+"""PostgreSQL as every service uses it: pooled connections and migrations."""

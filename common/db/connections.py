@@ -1,6 +1,6 @@
-"""How both services open and use their pooled database connections.
+"""How the services open and use their pooled database connections.
 
-:func:`engine_options` is the pool both services use. Two round trips per
+:func:`engine_options` is the pool every service uses. Two round trips per
 request that buy nothing under load are avoided here:
 
 - SQLAlchemy's ``pool_pre_ping`` sends ``SELECT 1`` before *every* checkout.

@@ -1,11 +1,12 @@
-"""Schema migrations of both services: wait for PostgreSQL, migrate under a lock.
+"""Schema migrations of every service: wait for PostgreSQL, migrate under a lock.
 
 Containers start before their database accepts connections, and several
 replicas may start at once: :func:`upgrade_database` retries until the
 database answers, then applies the Alembic migrations while holding a
 PostgreSQL advisory lock, so exactly one process migrates and the others
 wait and find nothing left to do. :func:`run_migrations` is the Alembic
-environment both services' ``migrations/env.py`` delegate to.
+environment every service's migrations run in (``common/db/alembic/env.py``
+calls it, with the service's ``migrations/versions``).
 
 The migrations run as the database's owner role (``MIGRATION_DATABASE_URL``);
 the services serve as another role, which may read and write rows but

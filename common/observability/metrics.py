@@ -1,4 +1,4 @@
-"""Prometheus metrics shared by both services, aggregated across all of a service's processes.
+"""Prometheus metrics shared by the services, aggregated across all of a service's processes.
 
 A service is several processes (gunicorn workers, the gRPC server, the
 background worker), each with its own counters. prometheus_client's

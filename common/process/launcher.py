@@ -21,8 +21,8 @@ itself loads no Flask, SQLAlchemy, grpcio or pydantic (its children read the
 settings) and keeps the owner's URL to itself. ``python -m <service> ROLE [ROLE...]``
 runs just those roles, without migrating (an orchestrator runs ``migrate``
 on its own): ``web`` alone becomes gunicorn, the others run right in it.
-``python -m <service> healthcheck [web] [grpc] [database]`` probes a running
-instance.
+``python -m <service> healthcheck [web] [grpc] [database] [worker]`` probes a
+running instance.
 """
 
 import logging

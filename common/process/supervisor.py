@@ -1,12 +1,12 @@
 """Start child processes, forward shutdown signals to them, and leave none behind.
 
 Used by each service's launcher (gunicorn + gRPC server + background worker
-in one container) and by the local stack (PostgreSQL, both services, the
-OpenSky simulator). Children are fresh interpreters started with exec, so
-nothing fork-unsafe (grpcio, database connections) crosses into them. If any
-child dies unexpectedly, the rest are stopped and the supervisor exits
-non-zero, so that a container restart policy or the developer sees it
-rather than a half-working service.
+in one container) and by the local stack (NATS, the five services, the
+mail catcher, Prometheus, the OpenSky simulator). Children are fresh
+interpreters started with exec, so nothing fork-unsafe (grpcio, database
+connections) crosses into them. If any child dies unexpectedly, the rest are
+stopped and the supervisor exits non-zero, so that a container restart
+policy or the developer sees it rather than a half-working service.
 """
 
 import contextlib

@@ -1,1 +1,1 @@
-"""What both services' Flask apps share: the factory, errors, inputs, pages, probes, OpenAPI."""
+"""What the services' Flask apps share: the factory, errors, inputs, pages, probes, OpenAPI."""

@@ -1,10 +1,10 @@
-"""One JSON error shape for both services, produced by central handlers.
+"""One JSON error shape for every service, produced by central handlers.
 
-Every error leaves as ``{"error": "<sentence>"}`` (the seed's shape), with a
-``details`` object where the client can act on specifics (which fields are
-invalid). Routes raise :class:`ApiError` or let werkzeug's HTTP exceptions
-propagate; nothing assembles error JSON by hand, and no stack trace or 5xx
-from a bug in input handling reaches the client.
+Every error leaves as ``{"error": "<sentence>"}``, with a ``details`` object
+where the client can act on specifics (which fields are invalid). Routes
+raise :class:`ApiError` or let werkzeug's HTTP exceptions propagate; nothing
+assembles error JSON by hand, and no stack trace or 5xx from a bug in input
+handling reaches the client.
 """
 
 import logging

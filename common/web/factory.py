@@ -72,7 +72,7 @@ def build_app(service: "Service", *, test_config: dict | None, process: str) -> 
             app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=proxies, x_port=proxies
         )
     configure_logging(app.config["LOG_LEVEL"])
-    # Keep fields in the order the code writes them (seed shapes first).
+    # Keep fields in the order the code writes them, not sorted by name.
     app.json.sort_keys = False
     db.init_app(app)
     connections.install(app, db)

@@ -1,4 +1,4 @@
-"""Liveness (``GET /ping``) and readiness (``GET /health``) for both services: one set of rules.
+"""Liveness (``GET /ping``) and readiness (``GET /health``) for every service: one set of rules.
 
 ``/ping`` is liveness (the web server answers). ``/health`` is readiness, for
 a load balancer or an orchestrator deciding whether to send traffic here:

@@ -1,4 +1,4 @@
-"""Reading a request, shared by both services: every refusal is a 4xx saying what to fix.
+"""Reading a request, shared by the services: every refusal is a 4xx saying what to fix.
 
 Bodies are parsed into pydantic models that forbid unknown fields and refuse
 JSON values of the wrong type; every failure becomes one 400 whose

@@ -1,6 +1,6 @@
 """Keyset pagination shared by every list endpoint.
 
-Lists stay plain JSON arrays (the seed's shape); the next page is announced
+Lists are plain JSON arrays, in no envelope; the next page is announced
 in an RFC 8288 ``Link: <url>; rel="next"`` header, absent on the last page, as
 GitHub's API does. The cursor is an opaque token holding the sort key of the
 last item served, so pages stay stable while rows are inserted or deleted

@@ -637,10 +637,10 @@ def test_env_file_documents_every_setting_and_nothing_else():
     assert not unused, f".env documents settings nothing reads: {sorted(unused)}"
 
 
-def test_env_file_keeps_the_seed_placeholders_and_no_other_active_value():
+def test_env_file_keeps_the_opensky_placeholders_and_no_other_active_value():
     # Uncommented values are read by make run too, so only these (valid for both) are active:
-    # the seed's OpenSky placeholders, and the database passwords compose requires, which
-    # nothing but compose reads.
+    # the OpenSky placeholders (anonymous access), and the database passwords compose
+    # requires, which nothing but compose reads.
     active = read_dotenv()
     passwords = {name for name in active if name.endswith("_PASSWORD")}
     assert {name: active[name] for name in set(active) - passwords} == {

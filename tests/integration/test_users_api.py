@@ -1,4 +1,4 @@
-"""The User Manager's REST API as the seed describes it, and the gRPC question it answers."""
+"""The User Manager's REST API, and the gRPC question it answers."""
 
 import uuid
 
@@ -11,7 +11,8 @@ from tests.utils import create_user, new_key, unique_email, user_payload
 REPLAYED = "Idempotent-Replayed"
 
 
-# The seed's four Postman scenarios (seed.md section 7.2), for POST /users.
+# The four idempotency scenarios of POST /users: a first request, the same request with the
+# same key, a new key for a user that exists, no key.
 
 
 def test_scenario_1_first_request_creates_the_user(um):

@@ -20,7 +20,7 @@ def config_with(monkeypatch):
 @pytest.mark.parametrize(
     ("client_id", "client_secret"),
     [
-        ("your_api_client_id", "your_api_client_secret"),  # the seed's .env as shipped
+        ("your_api_client_id", "your_api_client_secret"),  # .env as shipped
         ("", ""),
         ("my-client", ""),
         ("my-client", "your_api_client_secret"),
