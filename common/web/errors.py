@@ -7,10 +7,12 @@ assembles error JSON by hand, and no stack trace or 5xx from a bug in input
 handling reaches the client.
 """
 
+import json
 import logging
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
-from flask import Flask, jsonify, request
+from flask import Flask, Response, jsonify, request
 from sqlalchemy.exc import DBAPIError, OperationalError
 from werkzeug.exceptions import HTTPException
 
@@ -63,6 +65,21 @@ def register_error_handlers(app: Flask) -> None:
         if error.code == 405 and error.valid_methods:
             headers["Allow"] = ", ".join(sorted(error.valid_methods))
         return error_response(error.code or 500, error.description or error.name, None, headers)
+
+    @app.after_request
+    def redirect_to_a_path(response: Response) -> Response:
+        """Point a redirect (``/docs`` to ``/docs/``) at a path, never at the client's ``Host``.
+
+        Werkzeug builds the URL of a missing trailing slash's redirect from the
+        ``Host`` header, which is whatever the client sent; a path is enough.
+        """
+        location = urlsplit(response.headers.get("Location", ""))
+        if 300 <= response.status_code < 400 and location.netloc:
+            path = urlunsplit(("", "", location.path, location.query, location.fragment))
+            response.headers["Location"] = path
+            response.set_data(json.dumps({"message": f"Moved to {path}"}))
+            response.mimetype = "application/json"
+        return response
 
     @app.errorhandler(OperationalError)
     def handle_database_unavailable(error: OperationalError):

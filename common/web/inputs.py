@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 
 from flask import request
 from pydantic import BaseModel, ValidationError
+from werkzeug.exceptions import BadRequest
 
 from common.emails import normalize_email
 from common.web.errors import ApiError
@@ -32,9 +33,10 @@ def json_object_body() -> dict[str, Any]:
         raise ApiError(415, "The request body must be JSON (Content-Type: application/json).")
     if json_depth(request.get_data()) > MAX_JSON_DEPTH:
         raise ApiError(400, f"The request body nests deeper than {MAX_JSON_DEPTH} levels.")
-    body = request.get_json(silent=True)
-    if body is None:
-        raise ApiError(400, "The request body is not valid JSON.")
+    try:
+        body = request.get_json()
+    except BadRequest:
+        raise ApiError(400, "The request body is not valid JSON.") from None
     if not isinstance(body, dict):
         raise ApiError(400, "The request body must be a JSON object.")
     return body

@@ -36,6 +36,16 @@ def test_the_next_page_link_never_comes_from_the_host_header(um):
     assert response.headers["Link"].startswith(f"<{um.base_url}/users?")
 
 
+def test_a_redirect_points_at_a_path_never_at_the_host_header(um):
+    response = um.get(
+        "/docs", params={"a": "1"}, headers={"Host": "evil.example"}, allow_redirects=False
+    )
+    assert response.status_code == 308
+    assert response.headers["Location"] == "/docs/?a=1"
+    assert response.json() == {"message": "Moved to /docs/?a=1"}
+    assert "evil.example" not in response.text
+
+
 @pytest.fixture(scope="module")
 def app_behind(local_stack):
     def build(**config):

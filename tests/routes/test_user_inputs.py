@@ -172,10 +172,16 @@ def test_body_that_is_not_json_is_a_415_or_400(um):
     assert "error" in form.json()
 
     json_type = {**key, "Content-Type": "application/json"}
-    for body, status in [("{broken", 400), ("[1, 2]", 400), ('"text"', 400), (b"\xff\xfe", 400)]:
+    for body, error in [
+        ("{broken", "The request body is not valid JSON."),
+        (b"\xff\xfe", "The request body is not valid JSON."),
+        ("[1, 2]", "The request body must be a JSON object."),
+        ('"text"', "The request body must be a JSON object."),
+        ("null", "The request body must be a JSON object."),
+    ]:
         response = um.post("/users", data=body, headers=json_type)
-        assert response.status_code == status, body
-        assert "error" in response.json()
+        assert response.status_code == 400, body
+        assert response.json()["error"] == error, body
 
 
 def test_oversized_body_is_a_json_413(um):
