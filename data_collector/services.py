@@ -96,12 +96,16 @@ def request_cycle() -> None:
 
 def health_facts() -> dict | None:
     """Return the ``opensky`` part of ``/health``: credits, waits, retries, breaker, last cycle."""
+    # The retries first: each statement sees the database as it is then, and a cycle that
+    # cleared a retry read here has already recorded its start, so the last cycle read
+    # next is that one or a later one, never the one before.
+    waiting = retries.summary()
     state = db.session.get(CollectorState, 1)
     if state is None:
         return None
     return {
         **state.to_dict(),
-        "retries": retries.summary(),
+        "retries": waiting,
         "circuit_breaker": circuit_breaker_facts(state),
     }
 
