@@ -138,8 +138,7 @@ DatabaseUrl = Annotated[str, AfterValidator(sqlalchemy_url)] | None
 AnyCase = BeforeValidator(lambda value: value.lower() if isinstance(value, str) else value)
 
 # Every service shares the machine with PostgreSQL and the other services, so none takes
-# every core: each gets one worker per two cores (the alert services and the SLA detector,
-# which serve little REST, are given a fixed number in compose and Kubernetes).
+# every core: each gets one worker per two cores (Kubernetes sets each its own number).
 DEFAULT_WEB_WORKERS = max(1, (os.cpu_count() or 2) // 2)
 
 # gRPC metadata values are printable ASCII; a token with spaces or control characters

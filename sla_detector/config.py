@@ -54,7 +54,7 @@ class Settings(ServiceSettings, BrokerSettings):
     PROMETHEUS_URL: Annotated[str, AfterValidator(lambda url: url.rstrip("/"))] = (
         "http://localhost:9090"
     )
-    PROMETHEUS_SCRAPE_SECONDS: int = Field(15, ge=1)
+    PROMETHEUS_SCRAPE_SECONDS: int = Field(15, ge=1, le=MAX_CHECK_SECONDS // SCRAPES_PER_CHECK)
     # T_check: five scrapes at the default interval, the most often the rule allows.
     SLA_CHECK_SECONDS: int = Field(75, ge=1, le=MAX_CHECK_SECONDS)
     # The metrics to watch at first start (YAML); empty: none until PUT /sla/config.

@@ -5,7 +5,7 @@ same documents. It imports no Flask: the settings read the file with it at
 start (a bad file stops the service with one sentence).
 """
 
-import math
+import sys
 from pathlib import Path
 
 import yaml
@@ -64,8 +64,9 @@ class MetricSla(BaseModel):
     @model_validator(mode="after")
     def _limits(self) -> "MetricSla":
         for side, value in (("min", self.min), ("max", self.max)):
-            if value is not None and not math.isfinite(value):
-                raise ValueError(f"{side} must be a finite number")
+            # Below the largest float in size: an infinite value counts as that float.
+            if value is not None and not abs(value) < sys.float_info.max:
+                raise ValueError(f"{side} must be a finite number below {sys.float_info.max:g}")
         if self.min is None and self.max is None:
             raise ValueError("give min, max or both")
         if self.min is not None and self.max is not None and self.min > self.max:

@@ -60,7 +60,7 @@ def query(base_url: str, promql: str, *, timeout: float = QUERY_TIMEOUT_SECONDS)
             f"it gives a {kind}; the detector compares values now (an instant vector or a scalar)"
         )
     # JSON (the API's answers, the breach events) has no infinity; the largest float
-    # compares with every finite limit as infinity does.
+    # compares with every limit as infinity does (a limit is below it in size).
     return [
         math.copysign(sys.float_info.max, value) if math.isinf(value) else value
         for value in values

@@ -8,9 +8,11 @@ starts from empty collector tables and a reset simulator.
 
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import psycopg2
 import pytest
@@ -291,3 +293,23 @@ def alerts():
     """The alert services on a stack of their own, one per module (its tests: local_stack)."""
     with alerts_stack() as started:
         yield started
+
+
+@pytest.fixture
+def scratch_database(local_stack):
+    """A new database on the suite's server, as its superuser; dropped afterwards."""
+    superuser = local_stack.admin_database_url("USER_MANAGER_DATABASE_URL")
+    name = f"migration_probe_{uuid.uuid4().hex[:8]}"
+    administer(superuser, f"CREATE DATABASE {name}")
+    parts = urlsplit(superuser)
+    yield urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, ""))
+    administer(superuser, f"DROP DATABASE {name} WITH (FORCE)")
+
+
+def administer(url: str, statement: str) -> None:
+    connection = psycopg2.connect(url)
+    connection.autocommit = True
+    try:
+        connection.cursor().execute(statement)
+    finally:
+        connection.close()

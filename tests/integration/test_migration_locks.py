@@ -9,8 +9,6 @@ timeout with nothing applied, and succeed once run again after the lock is gone.
 
 import threading
 import time
-import uuid
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg2
 import pytest
@@ -25,26 +23,6 @@ from user_manager.app import create_app
 pytestmark = pytest.mark.local_stack
 # Far beyond the lock timeout: a migration still waiting then would wait forever.
 GIVE_UP_SECONDS = 30
-
-
-@pytest.fixture
-def scratch_database(local_stack):
-    """A new database on the suite's server, as its superuser; dropped afterwards."""
-    superuser = local_stack.admin_database_url("USER_MANAGER_DATABASE_URL")
-    name = f"migration_probe_{uuid.uuid4().hex[:8]}"
-    administer(superuser, f"CREATE DATABASE {name}")
-    parts = urlsplit(superuser)
-    yield urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, ""))
-    administer(superuser, f"DROP DATABASE {name} WITH (FORCE)")
-
-
-def administer(url: str, statement: str) -> None:
-    connection = psycopg2.connect(url)
-    connection.autocommit = True
-    try:
-        connection.cursor().execute(statement)
-    finally:
-        connection.close()
 
 
 def test_a_migration_behind_a_long_transaction_fails_fast_and_runs_again(scratch_database):

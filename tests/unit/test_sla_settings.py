@@ -47,6 +47,9 @@ def test_a_check_interval_over_a_day_is_refused_naming_the_variable(monkeypatch)
 
     with pytest.raises(ConfigError, match="SLA_CHECK_SECONDS must be at most 86400"):
         settings(monkeypatch, SLA_CHECK_SECONDS="86401")
+    # Five scrapes must fit in a check: a scrape rarer than a fifth of a day leaves none.
+    with pytest.raises(ConfigError, match="PROMETHEUS_SCRAPE_SECONDS must be at most 17280"):
+        settings(monkeypatch, SLA_CHECK_SECONDS="86400", PROMETHEUS_SCRAPE_SECONDS="17281")
 
 
 def test_the_detector_does_not_start_with_a_check_interval_too_short():
@@ -89,6 +92,10 @@ ONE = "metrics:\n  - "
         ),
         (ONE + "{name: a, query: up}", "metrics.0: give min, max or both"),
         (ONE + "{name: a, query: up, max: .inf}", "metrics.0: max must be a finite number"),
+        (
+            ONE + "{name: a, query: up, min: -1.7976931348623157e+308}",
+            "metrics.0: min must be a finite number below 1.79769e+308",
+        ),
         (ONE + "{name: a, query: up, max: '1'}", "metrics.0.max: input should be a valid number"),
         (ONE + "{name: a, query: up, max: 1}\n  - {name: a, query: up, max: 2}", "names must be"),
         (ONE + "{name: a, query: up, max: 1, step: 5}", "metrics.0.step: extra inputs are not"),
