@@ -289,7 +289,8 @@ class Consumer:
 def _delivery(message) -> Delivery:
     try:
         payload = json.loads(message.data)
-    except ValueError:
+    except (ValueError, RecursionError):
+        # RecursionError: brackets nested deeper than the parser goes.
         payload = {"undecodable": message.data.decode(errors="replace")[:1000]}
     if not isinstance(payload, dict):
         payload = {"undecodable": payload}

@@ -155,6 +155,23 @@ def test_a_handler_that_raises_gets_the_batch_again(nats_server):
         consumer.stop()
 
 
+def test_a_message_nested_past_the_parser_is_parked_and_the_next_one_handled(nats_server):
+    broker = Broker(nats_server.url, name="test")
+
+    async def publish_raw(js, data: bytes):
+        await js.publish(TO_ALERT_SYSTEM, data, headers={"Nats-Msg-Id": str(uuid.uuid4())})
+
+    broker.call(publish_raw, b"[" * 50_000)
+    broker.publish(message(n=1))
+    handler = Recorder(lambda d: Park("not an event") if "undecodable" in d.payload else DONE)
+    consumer = consuming(nats_server, handler)
+    try:
+        wait_until(lambda: {"n": 1} in handler.payloads(), timeout=15)
+        wait_until(lambda: broker.dead_letters(TO_ALERT_SYSTEM) == 1, timeout=15)
+    finally:
+        consumer.stop()
+
+
 def test_publishing_while_the_broker_is_down_fails_fast_and_works_after_it_returns(nats_server):
     broker = Broker(nats_server.url, name="test", timeout=1)
     assert broker.publish(message(n=1))
