@@ -14,6 +14,7 @@ from email.message import EmailMessage
 from email.utils import format_datetime, parseaddr
 
 from common.broker.messages import Crossing, SlaBreach, Window
+from common.emails import ascii_domain_form
 
 SIDE = {"above": ("above", "upper"), "below": ("below", "lower")}
 
@@ -61,7 +62,7 @@ def message_id(kind: str, key: str, sender: str) -> str:
 def _email(*, sender: str, to: str, subject: str, body: str, msg_id: str) -> EmailMessage:
     email = EmailMessage(policy=POLICY)
     email["From"] = sender
-    email["To"] = to
+    email["To"] = ascii_domain_form(to)
     email["Subject"] = subject
     email["Date"] = format_datetime(datetime.now(UTC))
     email["Message-ID"] = msg_id

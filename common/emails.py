@@ -31,6 +31,8 @@ import unicodedata
 from email_validator import EmailNotValidError, validate_email
 
 EMAIL_MAX_LENGTH = 254
+# How an RFC 2047 encoded word opens: "=?utf-8?q?...?=" in a header is decoded by mail software.
+ENCODED_WORD = "=?"
 _ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
 
 
@@ -43,6 +45,9 @@ def normalize_email(value: str) -> str:
     """
     if len(value) > EMAIL_MAX_LENGTH:
         raise ValueError(f"must be at most {EMAIL_MAX_LENGTH} characters")
+    if ENCODED_WORD in value:
+        # Valid in a local part, but mail software decodes it in headers: into another address.
+        raise ValueError(f"must not contain {ENCODED_WORD!r}")
     simple = value.translate(_ASCII_LOWER)
     if not is_folded(simple):
         raise ValueError(_folding_complaint(simple))
@@ -62,6 +67,18 @@ def normalize_email(value: str) -> str:
         # Normalization can lengthen an address (an xn-- domain decoded).
         raise ValueError(f"must be at most {EMAIL_MAX_LENGTH} characters")
     return normalized
+
+
+def ascii_domain_form(address: str) -> str:
+    """Return ``address`` with its domain in IDNA's ASCII form (``xn--bcher-kva.de``).
+
+    One mailbox either way, and a mail server without SMTPUTF8 takes only
+    ASCII; only a local part beyond ASCII needs a server with it.
+    """
+    if address.rpartition("@")[2].isascii():
+        return address
+    result = validate_email(address, check_deliverability=False)
+    return f"{result.local_part}@{result.ascii_domain}"
 
 
 def lookup_form(value: str) -> str:

@@ -104,6 +104,10 @@ class SmtpBatch:
             raise SendError(UNREACHABLE, failure.reason, error.smtp_code) from None
         except smtplib.SMTPDataError as error:
             raise _refusal(error.smtp_code, error.smtp_error, "message refused") from None
+        except smtplib.SMTPNotSupportedError as error:
+            # Raised before anything is sent: a non-ASCII address to a server without
+            # SMTPUTF8. This message cannot go there; the others can.
+            raise SendError(PERMANENT, f"{self.server.address}: {error}") from None
         except (smtplib.SMTPException, OSError) as error:
             self._drop()
             raise SendError(UNREACHABLE, f"{self.server.address}: {error}") from None

@@ -11,6 +11,7 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from common.broker.messages import one_line
 from common.errors import ConfigError
 
 # A name shows in emails, metric labels and logs: short, and no control characters.
@@ -60,6 +61,12 @@ class MetricSla(BaseModel):
     )
     min: float | None = Field(None, description="Values below are out of range (none: no floor).")
     max: float | None = Field(None, description="Values above are out of range (none: no ceiling).")
+
+    @field_validator("name")
+    @classmethod
+    def _one_line(cls, name: str) -> str:
+        """Refuse what would break the Subject it goes into, as a breach event does."""
+        return one_line(name)
 
     @model_validator(mode="after")
     def _limits(self) -> "MetricSla":

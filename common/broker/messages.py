@@ -35,7 +35,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, AwareDatetime, BaseModel, Field, TypeAdapter
 
 from common.broker.connection import Message
-from common.emails import EMAIL_MAX_LENGTH, normalize_email
+from common.emails import EMAIL_MAX_LENGTH, ENCODED_WORD, normalize_email
 
 # A flights event lists at most this many followers: a message stays under NATS's default
 # 1 MB limit (a follower is about 100 bytes), and an airport followed by more is several parts.
@@ -54,8 +54,6 @@ AIRPORT_LENGTH = 8
 ID_LENGTH = 80
 # Letters and digits only: a code goes into an email's Subject.
 Airport = Annotated[str, Field(min_length=1, max_length=AIRPORT_LENGTH, pattern=r"^[A-Za-z0-9]+$")]
-Address = Annotated[str, Field(min_length=3, max_length=EMAIL_MAX_LENGTH)]
-Id = Annotated[str, Field(min_length=1, max_length=ID_LENGTH)]
 # What an email's headers and text show: an airport's name, a metric's name (a few dozen
 # characters) and its query (the SLA detector's own bound).
 LINE_MAX_LENGTH = 200
@@ -79,6 +77,9 @@ def one_line(value: str) -> str:
     """
     if any(unicodedata.category(char) in ("Cc", "Zl", "Zp") for char in value):
         raise ValueError("must be one line of printable characters")
+    if ENCODED_WORD in value:
+        # The mail library decodes an encoded word it finds in a header, line breaks and all.
+        raise ValueError(f"must not contain {ENCODED_WORD!r}")
     return value
 
 
@@ -97,6 +98,8 @@ def in_utc(moment: datetime) -> datetime:
 
 Recipient = Annotated[str, Field(max_length=EMAIL_MAX_LENGTH), AfterValidator(one_address)]
 Line = Annotated[str, Field(min_length=1, max_length=LINE_MAX_LENGTH), AfterValidator(one_line)]
+# Ids are keys of the notifier's records: PostgreSQL stores no NUL, so none is taken.
+Id = Annotated[str, Field(min_length=1, max_length=ID_LENGTH), AfterValidator(one_line)]
 Moment = Annotated[AwareDatetime, AfterValidator(in_utc)]
 
 CONDITIONS = ("inside", "above", "below")
@@ -119,7 +122,8 @@ class Follower(BaseModel):
     """An interest in the airport: who, and the thresholds (None: that side never fires)."""
 
     interest_id: InterestId
-    email: Address
+    # As strict as a crossing's recipient: an address that fails there would fail its batch.
+    email: Recipient
     high_value: Count | None = None
     low_value: Count | None = None
 

@@ -27,10 +27,12 @@ from common.broker.messages import (
     content_id,
 )
 from common.broker.streams import SLA_BREACH, TO_NOTIFIER
+from common.mail import SmtpSender, SmtpServer
 from common.process import launcher
 from common.settings import ConfigError
 from data_collector.config import Settings as DataCollectorSettings
 from devstack.stack import free_port
+from tests.smtp_server import SmtpTestServer
 from tests.unit.test_openapi import document_operations, flask_operations
 from user_manager.config import Settings as UserManagerSettings
 
@@ -244,6 +246,20 @@ def test_the_email_names_the_airport_the_threshold_the_value_and_the_window():
     assert "Window: 2026-12-05 00:00 UTC to 2026-12-06 00:00 UTC" in body
 
 
+def test_a_domain_beyond_ascii_is_written_in_its_ascii_form_which_any_server_takes():
+    crossing = sample_crossing().model_copy(update={"email": "kate@bücher.de"})
+    email = crossing_email(crossing, sender="Flight Tracker <alerts@tracker.example>")
+    assert email["To"] == "kate@xn--bcher-kva.de"
+    ascii_only = SmtpTestServer(enable_SMTPUTF8=False)
+    ascii_only.start()
+    try:
+        with SmtpSender(SmtpServer(ascii_only.host, ascii_only.port, timeout=5)).batch() as mail:
+            mail.send(email)
+        assert ascii_only.counts() == {"kate@xn--bcher-kva.de": 1}
+    finally:
+        ascii_only.stop()
+
+
 @pytest.mark.parametrize(
     "changes",
     [
@@ -255,6 +271,11 @@ def test_the_email_names_the_airport_the_threshold_the_value_and_the_window():
         {"email": "anna@example.com\r\nBcc: stranger@example.org"},
         {"email": "anna@example.com, stranger@example.org"},
         {"email": "Anna <anna@example.com>, stranger@example.org"},
+        # Encoded words: the mail library decodes them into the header, line breaks and all.
+        {"airport_name": "=?utf-8?q?Rome=0D=0ABcc=3A_stranger=40example.org?="},
+        {"email": "=?utf-8?q?stranger=40example.org?=@example.com"},
+        # PostgreSQL stores no NUL: the record of the sending would fail at every delivery.
+        {"crossing_id": "a\x00b"},
     ],
     ids=[
         "crlf",
@@ -265,6 +286,9 @@ def test_the_email_names_the_airport_the_threshold_the_value_and_the_window():
         "email-crlf",
         "list",
         "named",
+        "encoded-word",
+        "encoded-word-address",
+        "nul-id",
     ],
 )
 def test_a_crossing_that_would_forge_headers_or_add_recipients_is_parked_unsent(changes):
@@ -291,8 +315,16 @@ def test_an_sla_breach_naming_a_list_of_recipients_is_parked_unsent():
     }
     delivery = Delivery(SLA_BREACH, "sla-breach:x", breach, attempt=1)
     assert isinstance(send_one(delivery, mail=None, email_from="alerts@tracker.example"), Park)
-    delivery = Delivery(SLA_BREACH, "x", {**breach, "to": "ops@example.com", "metric": "p\n99"}, 1)
-    assert isinstance(send_one(delivery, mail=None, email_from="alerts@tracker.example"), Park)
+    for changes in ({"metric": "p\n99"}, {"metric": "=?utf-8?q?p99=0D=0AReply-To=3A_x?="}):
+        delivery = Delivery(SLA_BREACH, "x", {**breach, "to": "ops@example.com", **changes}, 1)
+        assert isinstance(send_one(delivery, mail=None, email_from="alerts@tracker.example"), Park)
+
+
+def test_a_flights_event_naming_a_follower_no_crossing_could_go_to_is_refused():
+    follower = {"interest_id": 1, "email": "kelvin\u212a@example.com", "high_value": 1}
+    payload = {**event(5, 0).model_dump(mode="json"), "followers": [follower]}
+    with pytest.raises(ValidationError, match=r"followers\.0\.email"):
+        FlightsEvent.model_validate(payload)
 
 
 def test_times_come_out_in_utc_and_removed_ids_are_bounded():

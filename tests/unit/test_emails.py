@@ -91,3 +91,8 @@ def test_two_different_addresses_never_reach_one_account(base, data):
     assert len(set(account_of.values())) == len(account_of), account_of
     folds = {compatibility_fold(canonical) for canonical in account_of.values()}
     assert len(folds) == len(account_of), account_of
+
+
+def test_an_encoded_word_is_refused_since_mail_software_decodes_it_into_another_address():
+    with pytest.raises(ValueError, match="must not contain '=\\?'"):
+        normalize_email("=?utf-8?q?stranger=40example.org?=@example.com")

@@ -122,3 +122,23 @@ def test_a_message_to_more_than_one_recipient_is_refused_and_nothing_is_sent(smt
         mail.send(with_bcc)
     assert listed.value.kind == PERMANENT
     assert smtp_server.counts() == {"anna@example.com": 1}
+
+
+@pytest.fixture
+def ascii_only_smtp_server():
+    """An SMTP server that offers no SMTPUTF8, as some still do not."""
+    server = SmtpTestServer(enable_SMTPUTF8=False)
+    server.start()
+    yield server
+    server.stop()
+
+
+def test_an_address_beyond_ascii_the_server_cannot_take_is_permanent_and_the_batch_goes_on(
+    ascii_only_smtp_server,
+):
+    with sender_for(ascii_only_smtp_server).batch() as mail:
+        with pytest.raises(SendError) as refused:
+            mail.send(email_to("jösé@example.com"))
+        mail.send(email_to("fine@example.com"))
+    assert refused.value.kind == PERMANENT
+    assert ascii_only_smtp_server.counts() == {"fine@example.com": 1}

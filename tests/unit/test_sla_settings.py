@@ -126,7 +126,9 @@ def test_the_api_takes_the_same_document_as_json():
     assert SlaConfig.model_validate({"metrics": [{"name": "a", "query": "up", "max": 1}]})
 
 
-@pytest.mark.parametrize("name", ["p99\nBcc: x", "p99\x85x", "p99\u2028x", "p99\u2029x"])
+@pytest.mark.parametrize(
+    "name", ["p99\nBcc: x", "p99\x85x", "p99\u2028x", "p99\u2029x", "=?utf-8?q?p=0D=0ABcc=3A_x?="]
+)
 def test_a_name_that_would_break_an_email_header_is_refused(name):
     with pytest.raises(ValueError, match=r"metrics\.0\.name"):
         SlaConfig.model_validate({"metrics": [{"name": name, "query": "up", "max": 1}]})
