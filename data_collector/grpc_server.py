@@ -13,7 +13,8 @@ class DataCollectorServicer(AppServicer, stubs.DataCollectorServiceServicer):
 
     def DeleteUserInterests(self, request, context):
         """Delete every interest of the user and report how many there were."""
+        email = self.email_argument(context, request.email)
         with self.serving(context, "DeleteUserInterests"):
-            deleted = interests.delete_user_interests(email=request.email)
+            deleted = interests.delete_user_interests(email=email)
         # success stays for clients built from the first release, which check it.
         return messages.DeleteInterestsResponse(success=True, deleted_count=deleted)

@@ -13,6 +13,7 @@ class UserServicer(AppServicer, stubs.UserServiceServicer):
 
     def CheckUserExists(self, request, context):
         """Look the user up by normalized email."""
+        email = self.email_argument(context, request.email)
         with self.serving(context, "CheckUserExists"):
-            exists = services.user_exists(email=request.email)
+            exists = services.user_exists(email=email)
         return messages.UserResponse(exists=exists)

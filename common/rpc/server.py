@@ -12,6 +12,7 @@ launcher's ``grpc`` role builds the :class:`GrpcServer` around it.
 import contextlib
 import logging
 import time
+import unicodedata
 from collections.abc import Iterator
 from concurrent import futures
 
@@ -19,6 +20,7 @@ import grpc
 from flask import Flask
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from common.emails import EMAIL_MAX_LENGTH
 from common.observability.metrics import GRPC_SERVER_CALLS, GRPC_SERVER_LATENCY
 from common.observability.request_ids import (
     GRPC_METADATA_KEY,
@@ -35,6 +37,12 @@ log = logging.getLogger(__name__)
 call_log = logging.getLogger("grpc.access")
 
 HEALTH_METHOD_PREFIX = "/grpc.health.v1.Health/"
+SERVED_METHODS = frozenset(
+    f"/{service.full_name}/{method.name}"
+    for descriptor in (messages.DESCRIPTOR, health_pb2.DESCRIPTOR)
+    for service in descriptor.services_by_name.values()
+    for method in service.methods
+)
 
 
 class ObservabilityInterceptor(grpc.ServerInterceptor):
@@ -60,8 +68,10 @@ class ObservabilityInterceptor(grpc.ServerInterceptor):
                 code = context.code() or grpc.StatusCode.OK
                 if isinstance(code, grpc.StatusCode):
                     code = code.name
-                GRPC_SERVER_CALLS.labels(method, code).inc()
-                GRPC_SERVER_LATENCY.labels(method).observe(elapsed)
+                # Metrics only for the methods served: a caller may name any method.
+                label = method if method in SERVED_METHODS else "unknown"
+                GRPC_SERVER_CALLS.labels(label, code).inc()
+                GRPC_SERVER_LATENCY.labels(label).observe(elapsed)
                 # Probes call Health every few seconds; their lines would drown the rest.
                 level = logging.DEBUG if method.startswith(HEALTH_METHOD_PREFIX) else logging.INFO
                 call_log.log(level, "%s %s %.1fms", method, code, elapsed * 1000)
@@ -97,6 +107,17 @@ class AppServicer:
     def add_to(self, server: grpc.Server) -> None:
         """Register this servicer with ``server`` (the generated ``add_..._to_server``)."""
         getattr(stubs, f"add_{self.SERVICE}Servicer_to_server")(self, server)
+
+    @staticmethod
+    def email_argument(context: grpc.ServicerContext, email: str) -> str:
+        """Return ``email``, or end the call ``INVALID_ARGUMENT`` if no stored address could be it.
+
+        The peers send addresses they have checked; anything else is a caller's
+        mistake, which no retry mends (a NUL would reach the database as one).
+        """
+        if len(email) > EMAIL_MAX_LENGTH or any(unicodedata.category(c) == "Cc" for c in email):
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "email: not an address")
+        return email
 
     @contextlib.contextmanager
     def serving(self, context: grpc.ServicerContext, method: str) -> Iterator[None]:

@@ -124,6 +124,25 @@ def test_a_call_with_the_token_is_served(token_server, um):
     assert "UNAUTHENTICATED" in token_server.log.read_text(), "refused calls are logged"
 
 
+@pytest.mark.parametrize("email", ["a\x00b@example.com", "a@" + "e" * 300 + ".com"])
+def test_an_email_no_stored_address_could_be_is_an_invalid_argument(
+    token_server, local_stack, email
+):
+    """Not UNAVAILABLE, which callers retry and read as 'the database is down'."""
+    request = messages.UserRequest(email=email)
+    with grpc.insecure_channel(token_server.address) as channel:
+        check = stubs.UserServiceStub(channel).CheckUserExists
+        call = lambda: check(request, timeout=CALL_TIMEOUT, metadata=bearer(TOKEN))  # noqa: E731
+        assert status_of(call) == grpc.StatusCode.INVALID_ARGUMENT
+    address = f"127.0.0.1:{grpc_ports(local_stack)['data_collector']}"
+    with grpc.insecure_channel(address) as channel:
+        delete = stubs.DataCollectorServiceStub(channel).DeleteUserInterests
+        assert status_of(lambda: delete(request, timeout=CALL_TIMEOUT)) == (
+            grpc.StatusCode.INVALID_ARGUMENT
+        )
+    assert "Traceback" not in token_server.log.read_text()
+
+
 def test_the_container_health_check_passes_on_a_server_with_a_token(token_server, monkeypatch):
     for variable, value in token_server.env.items():
         monkeypatch.setenv(variable, value)

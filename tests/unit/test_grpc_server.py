@@ -6,6 +6,7 @@ import grpc
 import pytest
 from flask import Flask
 
+from common.observability.metrics import GRPC_SERVER_CALLS
 from common.rpc.generated import flight_tracker_pb2 as messages
 from common.rpc.generated import flight_tracker_pb2_grpc as stubs
 from common.rpc.peers import PeerError, UserDirectory
@@ -76,3 +77,33 @@ def test_calls_beyond_the_bound_are_refused_at_once_and_the_rest_are_served(stuc
         assert all(call.result().exists for call in held)
     assert directory.check_user_exists("free@example.com") is True
     assert UserDirectory(address, timeout=2).check_user_exists("free@example.com") is True
+
+
+def test_methods_nobody_serves_share_one_label_in_the_metrics():
+    """A caller chooses the method's name: each new one must not be a new series to keep."""
+    app = Flask(__name__)
+    port = free_port()
+    app.config.update(
+        GRPC_SECURITY=GrpcSecurity(token="t" * 32),
+        GRPC_WORKERS=WORKERS,
+        GRPC_BIND_HOST="127.0.0.1",
+        GRPC_PORT=port,
+    )
+    server = GrpcServer(app, StuckUserService)
+    server.start()
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            for n in range(20):
+                made_up = channel.unary_unary(f"/made.up.Service/Method{n}")
+                with pytest.raises(grpc.RpcError) as refused:
+                    made_up(b"", timeout=5)
+                assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    finally:
+        server.stop()
+    labels = {
+        sample.labels["method"]
+        for metric in GRPC_SERVER_CALLS.collect()
+        for sample in metric.samples
+    }
+    assert not any("made.up" in label for label in labels), labels
+    assert "unknown" in labels
