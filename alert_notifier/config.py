@@ -51,9 +51,10 @@ class Settings(ServiceSettings, BrokerSettings):
                 "email sent at once holds a database connection, and the outbox relay needs one."
             )
         address = parseaddr(self.ALERT_EMAIL_FROM)[1]
-        if "@" not in address:
+        if "@" not in address or not address.isascii():
+            # Beyond ASCII, a mail server without SMTPUTF8 would refuse every email.
             raise ValueError(
-                f"ALERT_EMAIL_FROM must be an email address, such as 'Flight Tracker "
+                f"ALERT_EMAIL_FROM must be an ASCII email address, such as 'Flight Tracker "
                 f"<alerts@example.com>', got {self.ALERT_EMAIL_FROM!r}."
             )
         return self

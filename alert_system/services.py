@@ -49,6 +49,7 @@ from common.broker.messages import (
     Window,
     as_message,
     crossing_id,
+    one_address,
 )
 from common.broker.messages import AlertState as AlertStateMessage
 from common.broker.observability import pipeline_facts
@@ -254,6 +255,18 @@ def _evaluate(batch: Batch, event: FlightsEvent, follower: Follower) -> None:
         )
     )
     if condition == "inside":
+        return
+    try:
+        one_address(follower.email)
+    except ValueError as refusal:
+        # A row stored under older rules: no email can go there, and the other
+        # followers' crossings must not wait on it.
+        log.warning(
+            "interest %s crossed %s, but its address is refused (%s): no email",
+            follower.interest_id,
+            condition,
+            refusal,
+        )
         return
     threshold = THRESHOLD_OF[condition]
     batch.crossings[condition] += 1

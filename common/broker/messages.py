@@ -54,6 +54,7 @@ AIRPORT_LENGTH = 8
 ID_LENGTH = 80
 # Letters and digits only: a code goes into an email's Subject.
 Airport = Annotated[str, Field(min_length=1, max_length=AIRPORT_LENGTH, pattern=r"^[A-Za-z0-9]+$")]
+Address = Annotated[str, Field(min_length=3, max_length=EMAIL_MAX_LENGTH)]
 # What an email's headers and text show: an airport's name, a metric's name (a few dozen
 # characters) and its query (the SLA detector's own bound).
 LINE_MAX_LENGTH = 200
@@ -98,7 +99,7 @@ def in_utc(moment: datetime) -> datetime:
 
 Recipient = Annotated[str, Field(max_length=EMAIL_MAX_LENGTH), AfterValidator(one_address)]
 Line = Annotated[str, Field(min_length=1, max_length=LINE_MAX_LENGTH), AfterValidator(one_line)]
-# Ids are keys of the notifier's records: PostgreSQL stores no NUL, so none is taken.
+# Ids are keys of the notifier's records, so one line: PostgreSQL stores no NUL, say.
 Id = Annotated[str, Field(min_length=1, max_length=ID_LENGTH), AfterValidator(one_line)]
 Moment = Annotated[AwareDatetime, AfterValidator(in_utc)]
 
@@ -122,8 +123,8 @@ class Follower(BaseModel):
     """An interest in the airport: who, and the thresholds (None: that side never fires)."""
 
     interest_id: InterestId
-    # As strict as a crossing's recipient: an address that fails there would fail its batch.
-    email: Recipient
+    # As stored (rows of older rules included); a crossing checks it as a recipient.
+    email: Address
     high_value: Count | None = None
     low_value: Count | None = None
 

@@ -164,6 +164,20 @@ def test_events_no_statement_could_take_never_hold_up_the_pipeline(alerts):
     assert "Window: 2026-12-05 00:00 UTC to 2026-12-06 00:00 UTC" in mail.body
 
 
+def test_a_follower_whose_address_no_email_can_go_to_holds_up_no_one_else(alerts):
+    # Stored under older rules (folded with Unicode's): the rules now refuse it.
+    legacy = new_interest("legacy", high=10)
+    other = new_interest("beside-legacy", high=10)
+    before = alerts.broker.dead_letters(TO_ALERT_SYSTEM)
+    unsendable = {**legacy.follower(), "email": "\u017fam-legacy@example.com"}
+    alerts.publish(flights_event("LIRF", 100, [unsendable, other.follower()]))
+    alerts.wait_for_emails({other.email: 1})
+    alerts.wait_settled()
+    assert alerts.smtp.counts().get("\u017fam-legacy@example.com") is None
+    assert alerts.state(legacy) == ("above", 1)
+    assert alerts.broker.dead_letters(TO_ALERT_SYSTEM) == before
+
+
 def crossing(email: str, **changes) -> dict:
     """A ``crossing`` as the Alert System publishes it, with ``changes``."""
     return {
