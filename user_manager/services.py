@@ -123,7 +123,9 @@ def create_user(*, data: UserCreate, key: str, caller: Caller) -> Outcome:
 # keeps anything of it, whichever caller's: no user in a create's answer (its replay
 # answers 201 with "user": null, and creates nothing), no email in a delete's path nor in
 # user_email (which only finds a user's keys when the user is deleted). The fingerprint
-# stays: a key reused for another request must still be refused.
+# stays: a key reused for another request must still be refused. This request's own key
+# is left alone when an earlier request completed it: rewritten here, it would read as
+# answered by this request, which would then get that earlier answer instead of a 422.
 DELETE_USER = Write.of(
     """
 WITH answer AS (
@@ -151,6 +153,7 @@ UPDATE idempotency_keys SET
     user_email = NULL
 WHERE user_email = %(subject)s
     AND NOT EXISTS (SELECT FROM users WHERE email = %(subject)s)
+    AND NOT (caller = %(caller)s AND key = %(key)s AND status = 'completed')
 """,
 )
 

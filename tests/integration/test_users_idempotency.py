@@ -1,12 +1,20 @@
 """At-most-once under duplicates, concurrency, a crash mid-request, key misuse and key expiry."""
 
 import threading
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
 
-from tests.utils import DEFAULT_TIMEOUT, create_user, new_key, run_sql, user_payload
+from tests.utils import (
+    DEFAULT_TIMEOUT,
+    create_user,
+    new_key,
+    run_sql,
+    unique_email,
+    user_payload,
+)
 
 REPLAYED = "Idempotent-Replayed"
 CONCURRENT_REQUESTS = 50
@@ -96,6 +104,19 @@ def test_same_key_with_another_method_or_path_is_a_422(um):
     assert um.delete(f"/users/{other}", headers=key).status_code == 422
     assert um.post("/users", json=user_payload(), headers=key).status_code == 422
     assert um.get(f"/users/{other}").status_code == 200
+
+
+def test_a_key_a_refused_create_used_is_a_422_for_a_delete_of_that_email(um):
+    tax_code = f"TC{uuid.uuid4().hex[:12].upper()}"
+    create_user(um, tax_code=tax_code)
+    key, email = new_key(), unique_email()
+    # Refused (the tax code is taken): the key keeps that answer, naming no existing user.
+    refused = um.post("/users", json=user_payload(email, tax_code=tax_code), headers=key)
+    assert refused.status_code == 409
+    for _ in range(2):
+        reused = um.delete(f"/users/{email}", headers=key)
+        assert reused.status_code == 422, reused.text
+        assert "Idempotent-Replayed" not in reused.headers
 
 
 def test_the_fingerprint_ignores_what_normalization_ignores(um):
