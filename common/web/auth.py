@@ -219,7 +219,7 @@ class ApiKeys:
         self._state: tuple[dict[str, Caller], str | None] = ({}, None)
         try:
             self._version, keys = self._read()
-        except (OSError, ValueError, ConfigError) as error:
+        except (OSError, ValueError, RecursionError, ConfigError) as error:
             raise ConfigError(f"API_KEYS_FILE {self.path} cannot be read: {error}") from None
         self._state = (keys, None)
 
@@ -262,7 +262,8 @@ class ApiKeys:
                 if version == self._version:
                     return
                 self._version, keys = self._read()
-            except (OSError, ValueError, ConfigError) as error:
+            # Whatever the file holds, a failure to read it accepts no key (fails closed).
+            except Exception as error:
                 self._unusable(f"API_KEYS_FILE {self.path} cannot be read: {error}")
                 return
             recovered = self._state[1] is not None
@@ -289,7 +290,9 @@ def parse_api_keys(entries: Any, *, source: str) -> dict[str, Caller]:
         if not (isinstance(digest, str) and len(digest) == 64 and _is_hex(digest)):
             raise ConfigError(f"{where} ({entry['name']}): sha256 must be 64 hex digits")
         scopes = entry.get("scopes")
-        if not isinstance(scopes, list) or not set(scopes) <= set(SCOPES):
+        if not (isinstance(scopes, list) and all(isinstance(s, str) for s in scopes)) or not (
+            set(scopes) <= set(SCOPES)
+        ):
             raise ConfigError(f"{where} ({entry['name']}): scopes must be a list of {SCOPES}")
         email = entry.get("email")
         if email is not None:

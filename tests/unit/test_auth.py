@@ -41,6 +41,7 @@ def test_keys_are_found_by_the_hash_of_the_key_and_bound_emails_normalized():
         ({"name": "k", "sha256": "g" * 64, "scopes": []}, "64 hex digits"),
         ({"name": "k", "sha256": DIGEST, "scopes": ["root"]}, "scopes"),
         ({"name": "k", "sha256": DIGEST, "scopes": "ops"}, "scopes"),
+        ({"name": "k", "sha256": DIGEST, "scopes": [["users:read"]]}, "scopes"),
         ({"name": "k", "sha256": DIGEST, "scopes": [], "email": "not an email"}, "email"),
         ({"name": "k", "sha256": DIGEST, "scopes": [], "email": "\u212aate@x.com"}, "KELVIN"),
         ({"name": "k", "sha256": DIGEST, "scopes": [], "email": 7}, "email is not a string"),
@@ -153,7 +154,10 @@ def keys_file(path, *names: str) -> dict[str, str]:
     return keys
 
 
-@pytest.mark.parametrize("breakage", ["removed", "a directory", "not JSON", "not a keys list"])
+@pytest.mark.parametrize(
+    "breakage",
+    ["removed", "a directory", "not JSON", "not a keys list", "scopes of lists", "nested"],
+)
 def test_a_keys_file_that_cannot_be_used_accepts_no_key_until_fixed(
     tmp_path, monkeypatch, caplog, breakage
 ):
@@ -171,6 +175,10 @@ def test_a_keys_file_that_cannot_be_used_accepts_no_key_until_fixed(
         path.write_text('[{"name": "ops", "sha2')  # half written
     elif breakage == "not a keys list":
         path.write_text('{"keys": []}')
+    elif breakage == "scopes of lists":
+        path.write_text(json.dumps([{"name": "ops", "sha256": "0" * 64, "scopes": [["ops"]]}]))
+    elif breakage == "nested":
+        path.write_text("[" * 100_000)
     for _ in range(3):
         with pytest.raises(ApiError) as refused:
             keys.find(key)
