@@ -5,6 +5,7 @@ import time
 
 import pytest
 
+from opensky_sim import simulator
 from opensky_sim.simulator import TOKEN_PATH
 
 from .helpers import GOOD_FORM, day_start, flight, flights
@@ -127,14 +128,28 @@ def test_timeout_delays_then_answers_normally(client):
     assert call["cost"] == 30
 
 
-def test_an_outage_answers_every_matching_request_until_it_is_over(client):
+class SimulatorClock:
+    """The simulator's ``time`` module, whose ``time()`` moves only when the test says."""
+
+    def __init__(self):
+        self.now = time.time()
+
+    def time(self) -> float:
+        return self.now
+
+
+def test_an_outage_answers_every_matching_request_until_it_is_over(client, monkeypatch):
+    # The simulator's own clock: however slow the machine, the outage lasts until the
+    # test moves past it, not until the requests happen to take half a second.
+    clock = SimulatorClock()
+    monkeypatch.setattr(simulator, "time", clock)
     inject(client, [{"status": 503, "for_seconds": 0.5}], endpoint="departure")
     inject(client, [{"status": 500}], endpoint="departure")
 
     during = [departures(client).status_code for _ in range(3)]
     other = flights(client, "arrival", B, B + 3600, "EGLL").status_code
     (pending, queued) = client.get("/_sim/failures").get_json()
-    time.sleep(0.6)
+    clock.now += 0.6
     after = [departures(client).status_code for _ in range(2)]
 
     assert during == [503, 503, 503] and other == 200

@@ -94,7 +94,7 @@ def test_control_client_raises_on_a_refused_call(sim):
 
 
 def test_slow_answers_do_not_block_other_clients(sim):
-    sim.inject([{"kind": "timeout", "seconds": 0.5}], endpoint="arrival")
+    sim.inject([{"kind": "timeout", "seconds": 3}], endpoint="arrival")
 
     slow = threading.Thread(
         target=get, args=(sim, "arrival"), kwargs={"airport": "EGLL", "begin": B, "end": B + 60}
@@ -104,9 +104,9 @@ def test_slow_answers_do_not_block_other_clients(sim):
     while sim.pending_failures() and time.monotonic() < deadline:
         pass  # the slow request is inside the simulator once it took its failure
     assert sim.pending_failures() == []
-    started = time.monotonic()
     assert fetch_token(sim).status_code == 200
-    assert time.monotonic() - started < 0.4
+    # Answered while the slow request still waits: it did not queue behind it.
+    assert slow.is_alive()
     slow.join()
 
 
