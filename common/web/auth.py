@@ -334,6 +334,11 @@ class BearerTokens:
         # token -> (caller, until when it may be trusted without checking it again)
         self._verified: dict[str, tuple[Caller, float]] = {}
         self._verified_lock = threading.Lock()
+        # The last time the issuer's keys were asked for, whatever came of it, and whether
+        # that failed: PyJWT's own cooldown counts only fetches that worked.
+        self._refresh_lock = threading.Lock()
+        self._refreshed_at = -JWKS_REFRESH_COOLDOWN_SECONDS
+        self._refresh_failed = False
 
     def verify(self, token: str) -> Caller:
         """Return the caller of a valid token; raise a 401 (or 503 if the JWKS is unreachable)."""
@@ -356,7 +361,7 @@ class BearerTokens:
             header = jwt.get_unverified_header(token)
             if header.get("alg") not in ASYMMETRIC_ALGORITHMS:
                 raise unauthorized("The bearer token is not signed with an accepted algorithm.")
-            key = self._keys.get_signing_key_from_jwt(token)
+            key = self._signing_key(header.get("kid"))
             claims = jwt.decode(
                 token,
                 key.key,
@@ -376,6 +381,42 @@ class BearerTokens:
         except (jwt.PyJWTError, ValueError) as error:
             raise unauthorized(f"The bearer token is not valid: {error}.") from None
         return self._caller(claims), float(claims["exp"])
+
+    def _signing_key(self, kid: Any):
+        """Return the issuer's key named ``kid``: cached, else fetched at most once a cooldown.
+
+        A key the cache holds is found without waiting for anything. Otherwise one
+        request at a time asks the issuer, and none within the cooldown of the last
+        ask, whether it worked or not: tokens naming made-up key ids cannot make the
+        service call the issuer per request, nor queue every check behind its timeout.
+        """
+        if not isinstance(kid, str):
+            raise unauthorized("The bearer token names no key.")
+        key = self._cached_key(kid)
+        if key is not None:
+            return key
+        with self._refresh_lock:
+            key = self._cached_key(kid)  # another request may have fetched the keys meanwhile
+            if key is not None:
+                return key
+            if time.monotonic() - self._refreshed_at < JWKS_REFRESH_COOLDOWN_SECONDS:
+                if self._refresh_failed:
+                    raise self._jwt.PyJWKClientConnectionError("fetched within the cooldown")
+                raise unauthorized("The bearer token names a key its issuer does not publish.")
+            self._refreshed_at, self._refresh_failed = time.monotonic(), True
+            keys = self._keys.get_signing_keys(refresh=True)
+            self._refresh_failed = False
+        key = self._keys.match_kid(keys, kid)
+        if key is None:
+            raise unauthorized("The bearer token names a key its issuer does not publish.")
+        return key
+
+    def _cached_key(self, kid: str):
+        cached = self._keys.jwk_set_cache.get()  # None once expired
+        for key in cached.keys if cached is not None else ():
+            if key.key_id == kid and key.public_key_use in ("sig", None):
+                return key
+        return None
 
     def _caller(self, claims: Mapping[str, Any]) -> Caller:
         """Return the caller a verified token stands for: its scopes, its user if it names one."""

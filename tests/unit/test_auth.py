@@ -118,6 +118,32 @@ def test_a_token_sent_with_every_request_has_its_signature_checked_once_a_minute
     assert len(checks) == 4
 
 
+def test_made_up_key_ids_ask_the_issuer_once_a_cooldown_even_while_it_fails(provider):
+    tokens = auth.BearerTokens(
+        jwks_url=provider.jwks_url, issuer=ISSUER, audience=AUDIENCE, email_claim="email"
+    )
+    assert tokens.verify(provider.token(["users:read"])).scopes == {"users:read"}
+    fetched = provider.fetches
+    stranger = signing_key()
+
+    def refused(kid: str) -> int:
+        with pytest.raises(ApiError) as refusal:
+            tokens.verify(provider.token(["admin"], kid=kid, key=stranger))
+        return refusal.value.status
+
+    # The issuer is up: one ask for the first unknown key id, then none within the cooldown.
+    tokens._refreshed_at -= auth.JWKS_REFRESH_COOLDOWN_SECONDS
+    assert [refused(f"made-up-{n}") for n in range(10)] == [401] * 10
+    assert provider.fetches == fetched + 1
+    # The issuer fails: one ask after the cooldown, then none; tokens it signed still pass.
+    provider.reachable = False
+    tokens._refreshed_at -= auth.JWKS_REFRESH_COOLDOWN_SECONDS
+    assert [refused(f"unknown-{n}") for n in range(10)] == [503] * 10
+    assert provider.fetches == fetched + 2
+    assert tokens.verify(provider.token(["users:read"])).scopes == {"users:read"}
+    assert provider.fetches == fetched + 2
+
+
 @pytest.mark.parametrize(
     ("claims", "acts_for"),
     [
