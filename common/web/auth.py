@@ -386,9 +386,9 @@ class BearerTokens:
         """Return the issuer's key named ``kid``: cached, else fetched at most once a cooldown.
 
         A key the cache holds is found without waiting for anything. Otherwise one
-        request at a time asks the issuer, and none within the cooldown of the last
-        ask, whether it worked or not: tokens naming made-up key ids cannot make the
-        service call the issuer per request, nor queue every check behind its timeout.
+        request at a time asks the issuer, and none within the cooldown after the last
+        ask ended, whether it worked or not: tokens naming made-up key ids cannot make
+        the service call the issuer per request, and a request waits for one ask at most.
         """
         if not isinstance(kid, str):
             raise unauthorized("The bearer token names no key.")
@@ -403,9 +403,16 @@ class BearerTokens:
                 if self._refresh_failed:
                     raise self._jwt.PyJWKClientConnectionError("fetched within the cooldown")
                 raise unauthorized("The bearer token names a key its issuer does not publish.")
-            self._refreshed_at, self._refresh_failed = time.monotonic(), True
-            keys = self._keys.get_signing_keys(refresh=True)
-            self._refresh_failed = False
+            try:
+                self._refresh_failed = False
+                keys = self._keys.get_signing_keys(refresh=True)
+            except self._jwt.PyJWKClientConnectionError:
+                self._refresh_failed = True
+                raise
+            finally:
+                # From the end of the ask: those queued behind an issuer that hung are
+                # answered at once, not each after a timeout of its own.
+                self._refreshed_at = time.monotonic()
         key = self._keys.match_kid(keys, kid)
         if key is None:
             raise unauthorized("The bearer token names a key its issuer does not publish.")

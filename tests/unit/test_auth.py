@@ -2,6 +2,8 @@
 
 import hashlib
 import json
+import socket
+import threading
 import time
 
 import pytest
@@ -142,6 +144,54 @@ def test_made_up_key_ids_ask_the_issuer_once_a_cooldown_even_while_it_fails(prov
     assert provider.fetches == fetched + 2
     assert tokens.verify(provider.token(["users:read"])).scopes == {"users:read"}
     assert provider.fetches == fetched + 2
+
+
+def test_an_issuer_publishing_no_usable_key_is_a_401_each_time_not_an_outage(provider):
+    provider.published.clear()
+    tokens = auth.BearerTokens(
+        jwks_url=provider.jwks_url, issuer=ISSUER, audience=AUDIENCE, email_claim="email"
+    )
+    statuses = []
+    for _ in range(3):
+        with pytest.raises(ApiError) as refused:
+            tokens.verify(provider.token(["users:read"]))
+        statuses.append(refused.value.status)
+    assert statuses == [401, 401, 401]
+
+
+def test_requests_queued_behind_an_issuer_that_hangs_wait_for_one_ask_only(monkeypatch):
+    listener = socket.create_server(("127.0.0.1", 0))
+    asked = []  # connections it accepted, and never answers
+    threading.Thread(
+        target=lambda: [asked.append(listener.accept()) for _ in range(8)], daemon=True
+    ).start()
+    # As by default, an ask's timeout is as long as the cooldown (shorter, to run quickly).
+    monkeypatch.setattr(auth, "JWKS_TIMEOUT_SECONDS", 0.5)
+    monkeypatch.setattr(auth, "JWKS_REFRESH_COOLDOWN_SECONDS", 0.5)
+    tokens = auth.BearerTokens(
+        jwks_url=f"http://127.0.0.1:{listener.getsockname()[1]}/jwks.json",
+        issuer=ISSUER,
+        audience=AUDIENCE,
+        email_claim="email",
+    )
+    stranger = IdentityProvider()
+    statuses = []
+
+    def check(n: int) -> None:
+        try:
+            tokens.verify(stranger.token(kid=f"made-up-{n}", key=stranger.keys[stranger.kid]))
+        except ApiError as refusal:
+            statuses.append(refusal.status)
+
+    checks = [threading.Thread(target=check, args=(n,)) for n in range(6)]
+    for thread in checks:
+        thread.start()
+    for thread in checks:
+        thread.join(timeout=30)
+    stranger.close()
+    listener.close()
+    assert statuses == [503] * 6
+    assert len(asked) == 1
 
 
 @pytest.mark.parametrize(
