@@ -26,6 +26,7 @@ see the same.
 """
 
 import logging
+import math
 import re
 import time
 from dataclasses import dataclass
@@ -49,6 +50,10 @@ log = logging.getLogger(__name__)
 # When a 429 carries no X-Rate-Limit-Retry-After-Seconds, wait this long (a guess
 # that neither hammers OpenSky nor stalls collection for a day).
 DEFAULT_RETRY_AFTER_SECONDS = 300
+# What a bearer token may hold (RFC 6750's b64token): it goes into a header as it is.
+BEARER_TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
+# OpenSky's tokens last 30 minutes; one said to last longer is used for a day at most.
+MAX_TOKEN_SECONDS = 86_400
 MAX_TEXT_FIELD = 8  # ICAO codes and callsigns fit in 8 characters (their columns' length)
 # Distances and candidate counts are stored in PostgreSQL ``integer`` columns.
 INT32 = range(-(2**31), 2**31)
@@ -300,8 +305,11 @@ class OpenSkyClient:
                 try:
                     body = response.json()
                     token, lifetime = body["access_token"], float(body["expires_in"])
-                    if not isinstance(token, str) or not token or lifetime <= 0:
+                    if not (isinstance(token, str) and BEARER_TOKEN.fullmatch(token)):
                         raise ValueError("no usable token")
+                    if not 0 < lifetime < math.inf:  # NaN too
+                        raise ValueError(f"a lifetime of {lifetime} s")
+                    lifetime = min(lifetime, MAX_TOKEN_SECONDS)
                 except (ValueError, KeyError, TypeError) as error:
                     # Treated like a 5xx: a broken answer from a sick server.
                     raise _RetryableError(f"malformed token answer: {error}") from None
@@ -427,8 +435,8 @@ def parse_flights(response: requests.Response) -> list[dict[str, Any]]:
     """Turn an OpenSky flights body into ``flight_data`` rows, all or none."""
     try:
         body = response.json()
-    except ValueError as error:
-        raise MalformedResponseError(f"body is not JSON: {error}") from None
+    except (ValueError, RecursionError) as error:  # RecursionError: nested past the parser
+        raise MalformedResponseError(f"body is not JSON: {error!r}") from None
     if not isinstance(body, list):
         raise MalformedResponseError(f"body is a {type(body).__name__}, not a list of flights")
     return [parse_flight(item, index) for index, item in enumerate(body)]

@@ -1,6 +1,7 @@
 """The OpenSky client refuses values it could not store and retries broken or malformed bodies."""
 
 import json
+import time
 
 import pytest
 import requests
@@ -225,3 +226,54 @@ def test_after_the_cool_down_one_trial_call_closes_or_opens_it_again():
         fetch(failing)
     # One call, the trial: none of the request's other attempts is made.
     assert failing.breaker_snapshot().state == "open" and session.gets == calls + 1
+
+
+def test_a_body_nested_past_the_json_parser_is_malformed_and_asked_for_again():
+    malformed = metric_value("departure", "malformed")
+    session = _BodiesSession("[" * 100_000 + "]" * 100_000, json.dumps([_GOOD_FLIGHT]))
+    answer = _client(session).flights("departure", begin=0, end=3600, airport="LSZH")
+    assert session.gets == 2 and len(answer.flights) == 1
+    assert metric_value("departure", "malformed") == malformed + 1
+
+
+class _TokenSession:
+    """Answers the token POSTs in turn with ``tokens``; every GET with no flights."""
+
+    def __init__(self, *tokens: dict):
+        self.tokens = list(tokens)
+        self.sent: list[str] = []
+
+    def post(self, url, **kwargs):
+        response = requests.Response()
+        response.status_code = 200
+        response._content = json.dumps(self.tokens.pop(0)).encode()
+        return response
+
+    def get(self, url, headers=None, **kwargs):
+        self.sent.append(headers["Authorization"])
+        response = requests.Response()
+        response.status_code = 200
+        response._content = b"[]"
+        return response
+
+
+def test_a_token_that_could_not_be_sent_or_would_never_expire_is_asked_for_again():
+    session = _TokenSession(
+        {"access_token": "not-latin-1-\u20ac", "expires_in": 1800},  # no header can carry it
+        {"access_token": "two\nlines", "expires_in": 1800},
+        {"access_token": "good", "expires_in": float("nan")},  # would never expire
+        {"access_token": "good", "expires_in": 1e18},  # used for a day at most
+    )
+    client = OpenSkyClient(
+        api_url="http://opensky.invalid/api",
+        token_url="http://opensky.invalid/token",
+        client_id="collector",
+        client_secret="secret",
+        timeout=1,
+        max_attempts=4,
+        backoff_seconds=0,
+        session=session,
+    )
+    client.flights("arrival", begin=0, end=3600, airport="LIRF")
+    assert session.sent == ["Bearer good"] and session.tokens == []
+    assert client._token_expires_at - time.monotonic() <= 86_400
