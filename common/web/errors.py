@@ -73,8 +73,10 @@ def register_error_handlers(app: Flask) -> None:
         Werkzeug builds the URL of a missing trailing slash's redirect from the
         ``Host`` header, which is whatever the client sent; a path is enough.
         """
+        if not 300 <= response.status_code < 400:
+            return response  # every answer passes here: parse nothing for the others
         location = urlsplit(response.headers.get("Location", ""))
-        if 300 <= response.status_code < 400 and location.netloc:
+        if location.netloc:
             path = urlunsplit(("", "", location.path, location.query, location.fragment))
             response.headers["Location"] = path
             response.set_data(json.dumps({"message": f"Moved to {path}"}))

@@ -99,18 +99,15 @@ class _BodiesSession:
         return response
 
 
-def _client(session, max_attempts=3, **breaker) -> OpenSkyClient:
-    """A client of nothing real; ``breaker``: its breaker_failures and breaker_cooldown."""
+def _client(session, max_attempts=3, **options) -> OpenSkyClient:
+    """A client of nothing real, anonymous unless ``options`` give credentials (or a breaker)."""
+    defaults = {"client_id": "", "client_secret": "", "timeout": 1, "backoff_seconds": 0}
     return OpenSkyClient(
         api_url="http://opensky.invalid/api",
         token_url="http://opensky.invalid/token",
-        client_id="",
-        client_secret="",
-        timeout=1,
         max_attempts=max_attempts,
-        backoff_seconds=0,
         session=session,
-        **breaker,
+        **{**defaults, **options},
     )
 
 
@@ -264,16 +261,7 @@ def test_a_token_that_could_not_be_sent_or_would_never_expire_is_asked_for_again
         {"access_token": "good", "expires_in": float("nan")},  # would never expire
         {"access_token": "good", "expires_in": 1e18},  # used for a day at most
     )
-    client = OpenSkyClient(
-        api_url="http://opensky.invalid/api",
-        token_url="http://opensky.invalid/token",
-        client_id="collector",
-        client_secret="secret",
-        timeout=1,
-        max_attempts=4,
-        backoff_seconds=0,
-        session=session,
-    )
+    client = _client(session, max_attempts=4, client_id="collector", client_secret="secret")
     client.flights("arrival", begin=0, end=3600, airport="LIRF")
     assert session.sent == ["Bearer good"] and session.tokens == []
     assert client._token_expires_at - time.monotonic() <= 86_400
