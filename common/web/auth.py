@@ -282,6 +282,9 @@ def parse_api_keys(entries: Any, *, source: str) -> dict[str, Caller]:
     if not isinstance(entries, list):
         raise ConfigError(f"{source}: expected a JSON list of keys")
     by_hash = {}
+    # A key's name is its identity: it scopes its Idempotency-Keys. Entries sharing a name
+    # (the old and new key of a rotation) must be one principal, bound to the same user.
+    email_of_name: dict[str, str | None] = {}
     for number, entry in enumerate(entries, 1):
         where = f"{source}: key {number}"
         if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
@@ -300,6 +303,13 @@ def parse_api_keys(entries: Any, *, source: str) -> dict[str, Caller]:
                 email = _bound_email(email)
             except ValueError as error:
                 raise ConfigError(f"{where} ({entry['name']}): email {error}") from None
+        if digest.lower() in by_hash:
+            raise ConfigError(f"{where} ({entry['name']}): sha256 repeats an earlier key's")
+        if email_of_name.setdefault(entry["name"], email) != email:
+            raise ConfigError(
+                f"{where} ({entry['name']}): an earlier key of this name binds another email; "
+                "keys of different users need different names"
+            )
         by_hash[digest.lower()] = Caller(
             name=f"key:{entry['name']}",
             scopes=frozenset(scopes),

@@ -54,6 +54,36 @@ def test_a_malformed_keys_file_fails_saying_which_key_and_why(entry, complaint):
         parse_api_keys([entry], source="keys.json")
 
 
+def test_keys_of_one_name_are_one_principal_so_they_must_bind_the_same_user():
+    """A name scopes Idempotency-Keys: two users under one name would replay each other's."""
+    other = hashlib.sha256(b"another key").hexdigest()
+    rotated = parse_api_keys(
+        [
+            {"name": "mario", "sha256": DIGEST, "scopes": [], "email": "mario@x.com"},
+            {"name": "mario", "sha256": other, "scopes": [], "email": "Mario@X.com"},
+        ],
+        source="keys.json",
+    )
+    assert rotated[DIGEST].identity == rotated[other].identity
+    for second in ({"email": "luigi@x.com"}, {}):
+        with pytest.raises(ConfigError, match=r"key 2 \(mario\): an earlier key of this name"):
+            parse_api_keys(
+                [
+                    {"name": "mario", "sha256": DIGEST, "scopes": [], "email": "mario@x.com"},
+                    {"name": "mario", "sha256": other, "scopes": [], **second},
+                ],
+                source="keys.json",
+            )
+    with pytest.raises(ConfigError, match=r"key 2 \(luigi\): sha256 repeats"):
+        parse_api_keys(
+            [
+                {"name": "mario", "sha256": DIGEST, "scopes": []},
+                {"name": "luigi", "sha256": DIGEST.upper(), "scopes": ["admin"]},
+            ],
+            source="keys.json",
+        )
+
+
 def test_admin_lifts_the_binding_and_service_keys_are_limited_by_scope_only():
     bound_admin = Caller("k", frozenset({"admin"}), "a@x.com", "id")
     service = parse_api_keys(
