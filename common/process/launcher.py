@@ -249,6 +249,10 @@ def main(service: Service, args: Sequence[str]) -> int:
     args = list(args)
     try:
         if args == ["migrate"]:
+            if os.environ.get(MULTIPROC_DIR_VARIABLE):
+                # The app's metrics write their files there as soon as they are defined, and a
+                # migration's container (a pod's init container) starts with an empty /tmp.
+                prepare_metrics_dir(service.name)
             return service.migrate()
         if args[:1] == ["healthcheck"] and set(args[1:]) <= set(probed_parts(service)):
             halves = [part for part in healthcheck.HALVES if part in service.role_names]

@@ -1,5 +1,7 @@
 """REST under gunicorn with several workers, gRPC beside it, schema from migrations."""
 
+import subprocess
+import sys
 from concurrent.futures import ThreadPoolExecutor
 
 import grpc
@@ -8,7 +10,7 @@ import pytest
 from flask_migrate import check
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from tests.utils import create_user
+from tests.utils import SERVICES, create_user, run_sql, settings_class
 
 pytestmark = pytest.mark.local_stack
 
@@ -63,9 +65,6 @@ def test_models_and_migrations_agree(local_stack, monkeypatch, package):
 
 @pytest.mark.parametrize("package", ["user_manager", "data_collector"])
 def test_the_readiness_check_asks_the_service_own_database(local_stack, package):
-    import subprocess
-    import sys
-
     from devstack.stack import free_port
 
     def healthcheck(database_url: str) -> subprocess.CompletedProcess:
@@ -91,3 +90,27 @@ def test_grpc_and_the_worker_share_one_process_beside_gunicorn(local_stack):
         assert len(commands) == 2, commands
         assert any("gunicorn" in command for command in commands)
         assert any(command.endswith(f"-m {package} grpc worker") for command in commands)
+
+
+@pytest.mark.parametrize("package", SERVICES)
+def test_migrate_runs_where_the_metrics_directory_does_not_exist_yet(
+    local_stack, scratch_database, tmp_path, package
+):
+    """A pod's init container has the service's settings but an empty /tmp, as here."""
+    variable = settings_class(package).DATABASE_URL_VARIABLE
+    metrics = tmp_path / "not-yet" / "prometheus"
+    env = {
+        **local_stack.env,
+        variable: scratch_database,
+        variable.replace("_DATABASE_URL", "_MIGRATION_DATABASE_URL"): scratch_database,
+        "PROMETHEUS_MULTIPROC_DIR": str(metrics),
+    }
+    migrated = subprocess.run(
+        [sys.executable, "-m", package, "migrate"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert migrated.returncode == 0, migrated.stderr
+    assert run_sql(scratch_database, "SELECT count(*) FROM alembic_version") == [(1,)]
