@@ -139,12 +139,16 @@ def _schedule_and_budget_gauges(state: CollectorState | None) -> list[tuple[str,
             "The period of collection cycles (COLLECT_INTERVAL_MINUTES).",
             config["COLLECT_INTERVAL_MINUTES"] * 60,
         ),
+    ]
+    recorded = state.daily_credits if state is not None else None
+    gauges.append(
         (
             "collection_daily_credits",
-            "The credits collection may spend per UTC day (OPENSKY_DAILY_CREDITS).",
-            config["OPENSKY_DAILY_CREDITS"],
-        ),
-    ]
+            "The credits collection may spend per UTC day: the worker's OPENSKY_DAILY_CREDITS "
+            "as its last cycle had it (this process's until a cycle ran).",
+            config["OPENSKY_DAILY_CREDITS"] if recorded is None else recorded,
+        )
+    )
     if state is None:
         return gauges
     gauges += [

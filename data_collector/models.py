@@ -325,6 +325,9 @@ class CollectorState(db.Model):
     over_budget_on: Mapped[date | None] = mapped_column(Date)
     over_budget_credits: Mapped[int | None] = mapped_column(Integer)
     over_budget_airports: Mapped[list[str] | None] = mapped_column(ARRAY(String(4)))
+    # The worker's daily budget as its last cycle had it: its default follows the OpenSky
+    # account, whose credentials only the worker may hold, so the web role shows this one.
+    daily_credits: Mapped[int | None] = mapped_column(Integer)
     # The last interest reconciliation pass (data_collector.interests): when it ran, how it
     # ended (done, refused, stopped), the interests it removed, the users the User Manager
     # did not know among those it asked about.

@@ -149,6 +149,7 @@ def record_credit_waits(*, airports: list[str], budget: int) -> None:
     ``budget``: the daily credits the cycle had.
     """
     row = _state_row()
+    row.daily_credits = budget
     row.over_budget_on = utc_now().date() if airports else None
     row.over_budget_credits = budget if airports else None
     row.over_budget_airports = airports or None

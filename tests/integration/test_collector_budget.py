@@ -11,6 +11,7 @@ import time
 
 from data_collector.collection import cycle
 from tests.integration.collector_support import DAY, iso, make_flight, today_start
+from tests.utils import metric
 
 POPULAR, QUIET, ELSEWHERE = "LIRF", "LIMC", "LIPZ"
 # What is left of the day's 4,000 credits when the test starts: the popular airport's
@@ -135,6 +136,8 @@ def test_a_budget_raised_by_a_restart_is_spent_at_once(collector, collector_app)
     assert {f["icao24"] for f in collector.stored(POPULAR)} == at(POPULAR, flights)
     assert not cycle.collection_pending()
     assert waits_for_credits(collector, email) == {POPULAR: None}
+    # The web role, configured apart (as on Kubernetes), shows the budget the worker spends.
+    assert metric(collector.dc, "collection_daily_credits") == 4000 + 100
 
 
 def test_what_waits_for_credits_is_collected_when_the_next_utc_day_starts(collector):
