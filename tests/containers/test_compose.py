@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from common.observability import MULTIPROC_DIR_VARIABLE
+from common.observability.metrics import NODE_NAME_VARIABLE
 from common.process.supervisor import Supervisor
 from devstack.__main__ import RunSettings
 from tests.containers.deployment import (
@@ -113,10 +114,16 @@ OFF_WHEN_UNSET = {
 # notifier mails through the stack's mail catcher unless .env names a mail server (as make
 # run starts a catcher when SMTP_HOST is unset).
 # The SLA detector watches the shipped SLA file (mounted there) unless .env names another.
-COMPOSE_DEFAULTS = {"SMTP_HOST": MAIL_CATCHER, "SLA_CONFIG_FILE": "/etc/flight-tracker/sla.yml"}
-# Read by prometheus_client and the launcher, not through the services' settings classes;
-# compose fixes it so that the health check finds the worker's heartbeats.
-READ_OUTSIDE_CONFIG = {MULTIPROC_DIR_VARIABLE}
+# Every container's metrics name the one machine compose runs on, not the container.
+COMPOSE_DEFAULTS = {
+    "SMTP_HOST": MAIL_CATCHER,
+    "SLA_CONFIG_FILE": "/etc/flight-tracker/sla.yml",
+    "NODE_NAME": "docker-host",
+}
+# Read by prometheus_client, the launcher and the metrics' labels, not through the services'
+# settings classes; compose fixes the first so that the health check finds the worker's
+# heartbeats, and names the machine for the second.
+READ_OUTSIDE_CONFIG = {MULTIPROC_DIR_VARIABLE, NODE_NAME_VARIABLE}
 # check-jsonschema ships the Compose Specification's schema: this works offline.
 SCHEMA_CHECK = [sys.executable, "-m", "check_jsonschema", "--builtin-schema", "vendor.compose-spec"]
 
@@ -610,6 +617,14 @@ def test_no_local_address_default_survives_in_a_container(name, package):
         defaults = [str(call.default) for call in calls if call.has_default]
         if any(names_this_machine(default) for default in defaults):
             assert env.get(variable), f"{name}: set {variable} in compose (default {defaults})"
+
+
+def test_every_container_labels_its_metrics_with_the_one_machine_compose_runs_on():
+    """Without it each replica's `node` would be its container's id, a new one per restart."""
+    nodes = {
+        service_environment(COMPOSE["services"][name]).get(NODE_NAME_VARIABLE) for name in SERVICES
+    }
+    assert nodes == {COMPOSE_DEFAULTS[NODE_NAME_VARIABLE]}
 
 
 @pytest.mark.parametrize(("name", "package"), sorted(SERVICES.items()))
