@@ -43,22 +43,25 @@ def query(base_url: str, promql: str, *, timeout: float = QUERY_TIMEOUT_SECONDS)
         ) from None
     try:
         body = response.json()
-    except ValueError:
-        body = {}
+    except (ValueError, RecursionError):
+        body = None
+    body = body if isinstance(body, dict) else {}
     if response.status_code in (400, 422):
-        raise QueryRefusedError(body.get("error") or f"HTTP {response.status_code}")
-    if response.status_code != 200 or body.get("status") != "success":
-        raise PrometheusUnavailableError(f"{base_url} answered HTTP {response.status_code}")
-    data = body["data"]
-    kind = data.get("resultType")
-    if kind == "vector":
-        values = [float(series["value"][1]) for series in data["result"]]
-    elif kind == "scalar":
-        values = [float(data["result"][1])]
-    else:
+        error = body.get("error")
         raise QueryRefusedError(
-            f"it gives a {kind}; the detector compares values now (an instant vector or a scalar)"
+            error if isinstance(error, str) and error else f"HTTP {response.status_code}"
         )
+    if response.status_code != 200:
+        raise PrometheusUnavailableError(f"{base_url} answered HTTP {response.status_code}")
+    try:
+        if body.get("status") != "success":
+            raise ValueError
+        values = _values(body["data"])
+    except (AttributeError, IndexError, KeyError, TypeError, ValueError):
+        # A proxy in front of it, or another server at its address: not Prometheus's answer.
+        raise PrometheusUnavailableError(
+            f"{base_url} answered something that is not a query's result"
+        ) from None
     # JSON (the API's answers, the breach events) has no infinity; the largest float
     # compares with every limit as infinity does (a limit is below it in size).
     return [
@@ -66,6 +69,18 @@ def query(base_url: str, promql: str, *, timeout: float = QUERY_TIMEOUT_SECONDS)
         for value in values
         if not math.isnan(value)
     ]
+
+
+def _values(data: dict) -> list[float]:
+    """Return the values of a query's ``data``: one per series of a vector, one of a scalar."""
+    kind = data.get("resultType")
+    if kind == "vector":
+        return [float(series["value"][1]) for series in data["result"]]
+    if kind == "scalar":
+        return [float(data["result"][1])]
+    raise QueryRefusedError(
+        f"it gives a {kind}; the detector compares values now (an instant vector or a scalar)"
+    )
 
 
 def is_ready(base_url: str, *, timeout: float = READY_TIMEOUT_SECONDS) -> bool:

@@ -14,10 +14,13 @@ from sla_detector import configuration, prometheus
 from sla_detector.inputs import SlaConfig
 
 
+SCALAR_ONE = json.dumps({"status": "success", "data": {"resultType": "scalar", "result": [0, "1"]}})
+
+
 class SlowPrometheus:
     """An HTTP server answering instant queries after ``delay`` seconds; it keeps what it got."""
 
-    def __init__(self, delay: float):
+    def __init__(self, delay: float, answer: str = SCALAR_ONE, status: int = 200):
         self.delay = delay
         self.asked: list[dict[str, list[str]]] = []
         outer = self
@@ -26,10 +29,8 @@ class SlowPrometheus:
             def do_GET(self):
                 outer.asked.append(parse_qs(urlparse(self.path).query))
                 time.sleep(outer.delay)
-                body = json.dumps(
-                    {"status": "success", "data": {"resultType": "scalar", "result": [0, "1"]}}
-                ).encode()
-                self.send_response(200)
+                body = answer.encode()
+                self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
@@ -80,3 +81,36 @@ def test_checking_a_configuration_stops_within_half_the_request_time_and_changes
     assert refused.value.status == 503
     assert elapsed < 1.5
     assert len(server.asked) < 20
+
+
+def answer(result_type: str, result) -> str:
+    return json.dumps({"status": "success", "data": {"resultType": result_type, "result": result}})
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "[]",
+        "null",
+        json.dumps({"status": "success"}),
+        json.dumps({"status": "success", "data": []}),
+        answer("vector", [{"metric": {}}]),
+        answer("vector", [{"metric": {}, "value": [1]}]),
+        answer("vector", [{"metric": {}, "value": [1, "abc"]}]),
+        answer("vector", {"metric": {}}),
+        answer("scalar", None),
+        answer("scalar", [1, None]),
+        "[" * 100_000,
+    ],
+)
+def test_an_answer_that_is_no_query_result_is_prometheus_unavailable(body):
+    """A proxy or another server at its address: the detector waits, as for a 5xx."""
+    with SlowPrometheus(delay=0, answer=body) as server:
+        with pytest.raises(prometheus.PrometheusUnavailableError, match="not a query's result"):
+            prometheus.query(server.url, "up", timeout=2)
+
+
+def test_a_refusal_without_prometheus_error_field_is_still_a_refusal():
+    with SlowPrometheus(delay=0, answer="[1, 2]", status=400) as server:
+        with pytest.raises(prometheus.QueryRefusedError, match="HTTP 400"):
+            prometheus.query(server.url, "up", timeout=2)
