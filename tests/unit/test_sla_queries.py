@@ -13,7 +13,6 @@ from common.web.errors import ApiError
 from sla_detector import configuration, prometheus
 from sla_detector.inputs import SlaConfig
 
-
 SCALAR_ONE = json.dumps({"status": "success", "data": {"resultType": "scalar", "result": [0, "1"]}})
 
 
@@ -105,12 +104,14 @@ def answer(result_type: str, result) -> str:
 )
 def test_an_answer_that_is_no_query_result_is_prometheus_unavailable(body):
     """A proxy or another server at its address: the detector waits, as for a 5xx."""
-    with SlowPrometheus(delay=0, answer=body) as server:
-        with pytest.raises(prometheus.PrometheusUnavailableError, match="not a query's result"):
-            prometheus.query(server.url, "up", timeout=2)
+    not_a_result = pytest.raises(
+        prometheus.PrometheusUnavailableError, match="not a query's result"
+    )
+    with SlowPrometheus(delay=0, answer=body) as server, not_a_result:
+        prometheus.query(server.url, "up", timeout=2)
 
 
 def test_a_refusal_without_prometheus_error_field_is_still_a_refusal():
-    with SlowPrometheus(delay=0, answer="[1, 2]", status=400) as server:
-        with pytest.raises(prometheus.QueryRefusedError, match="HTTP 400"):
-            prometheus.query(server.url, "up", timeout=2)
+    refused = pytest.raises(prometheus.QueryRefusedError, match="HTTP 400")
+    with SlowPrometheus(delay=0, answer="[1, 2]", status=400) as server, refused:
+        prometheus.query(server.url, "up", timeout=2)
