@@ -1,12 +1,19 @@
 """Alert Notifier settings, read from the environment with local-stack defaults."""
 
-from email.utils import parseaddr
+from email.policy import default as default_policy
 from typing import Self
 
 from pydantic import Field, model_validator
 
 from common.mail import SmtpServer
-from common.settings import BrokerSettings, Port, ServiceSettings, is_loopback, named_after
+from common.settings import (
+    HOUR_SECONDS,
+    BrokerSettings,
+    Port,
+    ServiceSettings,
+    is_loopback,
+    named_after,
+)
 
 
 class Settings(ServiceSettings, BrokerSettings):
@@ -26,7 +33,7 @@ class Settings(ServiceSettings, BrokerSettings):
     SMTP_STARTTLS: bool = False
     # Any one step of the conversation (connect, a command, the message): a mail server that
     # is slower than this is treated as down, and the email is tried again later.
-    SMTP_TIMEOUT_SECONDS: float = Field(10.0, gt=0)
+    SMTP_TIMEOUT_SECONDS: float = Field(10.0, gt=0, le=HOUR_SECONDS)
     # Emails the worker sends at once, each over a connection of its own to the mail server
     # and to the database: sending one is mostly waiting on them, so a few overlap their
     # waits (a burst goes about this many times faster). Each takes one of the worker's
@@ -50,12 +57,21 @@ class Settings(ServiceSettings, BrokerSettings):
                 f"SMTP_CONNECTIONS must be below DB_POOL_SIZE ({self.DB_POOL_SIZE}): each "
                 "email sent at once holds a database connection, and the outbox relay needs one."
             )
-        address = parseaddr(self.ALERT_EMAIL_FROM)[1]
-        if "@" not in address or not address.isascii():
+        if not (self.SMTP_USERNAME or "").isascii() or not (self.SMTP_PASSWORD or "").isascii():
+            # smtplib sends the login as ASCII: anything else would fail every email.
+            raise ValueError("SMTP_USERNAME and SMTP_PASSWORD must be ASCII characters.")
+        # The mail library's own parser: it reports what a lenient reading would drop.
+        sender = default_policy.header_factory("From", self.ALERT_EMAIL_FROM)
+        addresses = [address.addr_spec for address in sender.addresses]
+        if sender.defects or len(addresses) != 1 or "@" not in addresses[0]:
+            raise ValueError(
+                f"ALERT_EMAIL_FROM must be one email address, such as 'Flight Tracker "
+                f"<alerts@example.com>', got {self.ALERT_EMAIL_FROM!r}."
+            )
+        if not addresses[0].isascii():
             # Beyond ASCII, a mail server without SMTPUTF8 would refuse every email.
             raise ValueError(
-                f"ALERT_EMAIL_FROM must be an ASCII email address, such as 'Flight Tracker "
-                f"<alerts@example.com>', got {self.ALERT_EMAIL_FROM!r}."
+                f"ALERT_EMAIL_FROM must be an ASCII email address, got {self.ALERT_EMAIL_FROM!r}."
             )
         return self
 

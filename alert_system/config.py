@@ -5,7 +5,7 @@ from typing import ClassVar
 from pydantic import Field
 
 from common.broker.streams import RETENTION_SECONDS
-from common.settings import BrokerSettings, ServiceSettings, named_after
+from common.settings import MAX_RETENTION_DAYS, BrokerSettings, ServiceSettings, named_after
 
 STREAM_RETENTION_DAYS = RETENTION_SECONDS // 86400
 
@@ -18,6 +18,8 @@ class Settings(ServiceSettings, BrokerSettings):
     # A removed interest is remembered this long, so an event about it that was already on
     # its way (in a stream, in the collector's outbox) never revives it: longer than the
     # streams keep a message, or a late redelivery could come after it is forgotten.
-    REMOVED_INTEREST_RETENTION_DAYS: int = Field(14, ge=STREAM_RETENTION_DAYS)
+    REMOVED_INTEREST_RETENTION_DAYS: int = Field(
+        14, ge=STREAM_RETENTION_DAYS, le=MAX_RETENTION_DAYS
+    )
     # How often the forgotten ones are deleted: once an hour keeps the table small.
     REMOVED_INTEREST_REAPER_INTERVAL_SECONDS: ClassVar[int] = 3600

@@ -38,9 +38,10 @@ ALLOWED = {
     "int_from_float": "a whole number",
     "float_parsing": "a number",
     "bool_parsing": "true or false (1, yes, on or 0, no, off)",
-    "greater_than_equal": "at least {ge:g}",
-    "greater_than": "more than {gt:g}",
-    "less_than_equal": "at most {le:g}",
+    "finite_number": "a finite number",
+    "greater_than_equal": "at least {ge}",
+    "greater_than": "more than {gt}",
+    "less_than_equal": "at most {le}",
     "literal_error": "{expected}",
 }
 
@@ -57,7 +58,12 @@ def refusal(error: ValidationError) -> str:
     if allowed is None:
         message = first["msg"]
         return f"{variable}: {message[0].lower()}{message[1:]}, got {first['input']!r}."
-    return f"{variable} must be {allowed.format(**first.get('ctx', {}))}, got {first['input']!r}."
+    # Bounds as written: 2147483647, not 2.14748e+09; 0.1, not 0.10000000000000001.
+    context = {
+        key: f"{value:g}" if isinstance(value, float) else value
+        for key, value in first.get("ctx", {}).items()
+    }
+    return f"{variable} must be {allowed.format(**context)}, got {first['input']!r}."
 
 
 # ``<VARIABLE>_FILE`` names a file holding a setting's value.
@@ -77,7 +83,8 @@ class EnvironmentSettings(BaseSettings):
     with one sentence, never pydantic's report of every field.
     """
 
-    model_config = SettingsConfigDict(case_sensitive=True)
+    # No setting means infinity: every number ends up in a timeout, a date or a count.
+    model_config = SettingsConfigDict(case_sensitive=True, allow_inf_nan=False)
 
     def __init__(self, **values: Any) -> None:
         try:
@@ -132,10 +139,19 @@ def sqlalchemy_url(url: str) -> str:
 
 
 # The types of settings, for one-line fields.
-Port = Annotated[int, Field(ge=1)]
+Port = Annotated[int, Field(ge=1, le=65535)]
+# PostgreSQL's timeouts are 32-bit milliseconds; a larger one makes it refuse every connection.
+PostgresMilliseconds = Annotated[int, Field(ge=0, le=2**31 - 1)]
+# Ceilings of durations a value beyond would not be a choice but a typo: a peer slower than an
+# hour is down; a retry waits at most a day; data is kept ten years at most (far beyond, the
+# dates it computes leave the calendar's range).
+HOUR_SECONDS = 3600
+DAY_SECONDS = 86400
+MAX_RETENTION_DAYS = 3650
 DatabaseUrl = Annotated[str, AfterValidator(sqlalchemy_url)] | None
 # A choice given in any case (AUTH_MODE=ON is on).
 AnyCase = BeforeValidator(lambda value: value.lower() if isinstance(value, str) else value)
+UpperCase = BeforeValidator(lambda value: value.upper() if isinstance(value, str) else value)
 
 # Every service shares the machine with PostgreSQL and the other services, so none takes
 # every core: each gets one worker per two cores (Kubernetes sets each its own number).
@@ -313,22 +329,24 @@ class ServiceSettings(EnvironmentSettings):
     # A request's statements are indexed and answer in milliseconds: 10 s is far beyond
     # any of them and well inside REQUEST_TIMEOUT_SECONDS, so a runaway query ends in a
     # 503 that frees its connection rather than in gunicorn killing the worker.
-    DB_STATEMENT_TIMEOUT_MS: int = Field(10000, ge=0)
+    DB_STATEMENT_TIMEOUT_MS: PostgresMilliseconds = 10000
     # A request waits for another request's short transaction on the same email or key,
     # or for the outbox relay's row during one gRPC call (GRPC_TIMEOUT_SECONDS); behind a
     # migration's table lock it gives up after 5 s (503, retried) instead of piling up.
-    DB_LOCK_TIMEOUT_MS: int = Field(5000, ge=0)
+    DB_LOCK_TIMEOUT_MS: PostgresMilliseconds = 5000
     # A serving transaction idles only between its own statements and during one gRPC
     # call: open longer, it is a bug holding locks and an old snapshot (which stalls
     # vacuum), and PostgreSQL ends the session.
-    DB_IDLE_IN_TRANSACTION_TIMEOUT_MS: int = Field(10000, ge=0)
+    DB_IDLE_IN_TRANSACTION_TIMEOUT_MS: PostgresMilliseconds = 10000
     # The worker's statements are bulk (a page of flights upserted, a day of them
     # deleted by retention) and a job may wait on OpenSky (two minutes at worst, with
     # retries) inside a transaction: five minutes bounds both and stops only a runaway.
-    DB_WORKER_TIMEOUT_MS: int = Field(300000, ge=0)
-    LOG_LEVEL: str = DEFAULT_LOG_LEVEL
-    # text: a readable line per event; json: a JSON object per line (anything else: text).
-    LOG_FORMAT: str = DEFAULT_LOG_FORMAT
+    DB_WORKER_TIMEOUT_MS: PostgresMilliseconds = 300000
+    LOG_LEVEL: Annotated[Literal["DEBUG", "INFO", "WARNING", "ERROR"], UpperCase] = (
+        DEFAULT_LOG_LEVEL
+    )
+    # text: a readable line per event; json: a JSON object per line.
+    LOG_FORMAT: Annotated[Literal["text", "json"], AnyCase] = DEFAULT_LOG_FORMAT
     # Where clients reach this service (next-page links are built from it), and how
     # many proxies in front of it set X-Forwarded-*: exactly those are trusted, and a
     # client's own Host or X-Forwarded-* headers never are.
@@ -425,12 +443,12 @@ class BrokerSettings(EnvironmentSettings):
     # A message handed to a consumer and not acknowledged within this is delivered again, to
     # any replica: how long a replica that died mid-batch delays its messages. A live one
     # tells the broker it is still working every third of it, so a slow batch is not redone.
-    CONSUMER_ACK_WAIT_SECONDS: float = Field(30.0, ge=1)
+    CONSUMER_ACK_WAIT_SECONDS: float = Field(30.0, ge=1, le=HOUR_SECONDS)
     # A message that failed is delivered again after this, then twice as long after each
     # failure: a mail server down for a minute is tried again a few times, not hammered ...
-    CONSUMER_RETRY_FIRST_SECONDS: float = Field(1.0, gt=0)
+    CONSUMER_RETRY_FIRST_SECONDS: float = Field(1.0, gt=0, le=DAY_SECONDS)
     # ... and never waits longer than this once it is back.
-    CONSUMER_RETRY_MAX_SECONDS: float = Field(60.0, gt=0)
+    CONSUMER_RETRY_MAX_SECONDS: float = Field(60.0, gt=0, le=DAY_SECONDS)
 
     @model_validator(mode="after")
     def _check_retry_range(self) -> Self:

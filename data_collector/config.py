@@ -4,7 +4,14 @@ from typing import Annotated, Any, ClassVar, Literal, Self
 
 from pydantic import AfterValidator, Field, model_validator
 
-from common.settings import AnyCase, BrokerSettings, ServiceSettings, named_after
+from common.settings import (
+    HOUR_SECONDS,
+    MAX_RETENTION_DAYS,
+    AnyCase,
+    BrokerSettings,
+    ServiceSettings,
+    named_after,
+)
 
 # OpenSky's daily credits for flights requests, as it documents them.
 ANONYMOUS_DAILY_CREDITS = 400
@@ -73,7 +80,7 @@ class Settings(ServiceSettings, BrokerSettings):
     COLLECT_BACKFILL_DAYS: int = Field(7, ge=0)
     # A day is fetched again once it is this many days old, then never again: by
     # then the nightly batch has filled its arrivals and every flight has landed.
-    COLLECT_REFRESH_DAYS: int = Field(1, ge=0)
+    COLLECT_REFRESH_DAYS: int = Field(1, ge=0, le=MAX_RETENTION_DAYS)
     # A gap longer than the interval would make cycles re-fetch today less often than
     # the operator asked for, so an explicit one is refused (see MIN_GAP_MINUTES).
     COLLECT_MIN_GAP_MINUTES: int = Field(default_factory=min_gap_within_the_interval, ge=0)
@@ -99,10 +106,10 @@ class Settings(ServiceSettings, BrokerSettings):
     # orphan can cost to one collection cycle.
     INTEREST_RECONCILE_MINUTES: int = Field(60, ge=1)
     # Flights (and collection marks) older than this are deleted after each cycle.
-    RETENTION_DAYS: int = Field(30, ge=1)
+    RETENTION_DAYS: int = Field(30, ge=1, le=MAX_RETENTION_DAYS)
     # OpenSky's flights queries can take several seconds on busy airports; 30 s
     # separates slow from stuck.
-    OPENSKY_TIMEOUT_SECONDS: float = Field(30.0, ge=0.1)
+    OPENSKY_TIMEOUT_SECONDS: float = Field(30.0, ge=0.1, le=HOUR_SECONDS)
     # Attempts per request on timeouts, 5xx and malformed bodies (then the range fails),
     # with exponential backoff from OPENSKY_RETRY_BACKOFF_SECONDS: 2, 4, 8 s by default.
     OPENSKY_MAX_ATTEMPTS: int = Field(4, ge=1)

@@ -4,7 +4,7 @@ from typing import ClassVar
 
 from pydantic import Field
 
-from common.settings import ServiceSettings, named_after
+from common.settings import MAX_RETENTION_DAYS, ServiceSettings, named_after
 
 
 class Settings(ServiceSettings):
@@ -18,7 +18,7 @@ class Settings(ServiceSettings):
 
     # At-most-once: a retry comes within minutes; 24 h is the customary window
     # (Stripe's) and keeps the table to one day of writes.
-    IDEMPOTENCY_KEY_RETENTION_HOURS: float = Field(24.0, ge=0.01)
+    IDEMPOTENCY_KEY_RETENTION_HOURS: float = Field(24.0, ge=0.01, le=MAX_RETENTION_DAYS * 24)
     # Expiry is enforced when a key is reused; the reaper only reclaims space,
     # so running it every ten minutes is plenty.
     IDEMPOTENCY_REAPER_INTERVAL_SECONDS: ClassVar[int] = 600

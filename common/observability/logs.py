@@ -122,6 +122,9 @@ def configure_logging(level: str = "INFO", log_format: str | None = None) -> Non
     handler.addFilter(RequestIdFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(level.upper())
+    # The launcher logs before any settings are checked: an unknown level is its child's to
+    # refuse, in a sentence, and logging goes on at INFO meanwhile.
+    known = isinstance(logging.getLevelName(level.upper()), int)
+    root.setLevel(level.upper() if known else "INFO")
     for name, quiet_level in QUIET_LOGGERS.items():
         logging.getLogger(name).setLevel(quiet_level)

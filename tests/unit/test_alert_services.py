@@ -91,11 +91,20 @@ def test_the_notifier_needs_a_mail_server_and_says_so(environment):
     assert NotifierSettings().startup_warnings() == []
     assert "secret" not in repr(NotifierSettings().SMTP_SERVER)
     # Beyond ASCII, a mail server without SMTPUTF8 would refuse every email.
-    for sender in ("nobody", "Flight Tracker <alerts@bücher.de>"):
+    environment.setenv("ALERT_EMAIL_FROM", "Flight Tracker <alerts@bücher.de>")
+    with pytest.raises(ConfigError, match="ALERT_EMAIL_FROM must be an ASCII email address"):
+        NotifierSettings()
+    # What a lenient reading would have sent as something else: two mailboxes, a cut address.
+    for sender in ("nobody", "alerts@example.com, x@y.z", "alerts@example.com\tx", "A <a@b.c"):
         environment.setenv("ALERT_EMAIL_FROM", sender)
-        with pytest.raises(ConfigError, match="ALERT_EMAIL_FROM must be an ASCII email address"):
+        with pytest.raises(ConfigError, match="ALERT_EMAIL_FROM must be one email address"):
             NotifierSettings()
     environment.delenv("ALERT_EMAIL_FROM")
+    # smtplib logs in with ASCII: any other character would fail every email.
+    environment.setenv("SMTP_PASSWORD", "sécret")
+    with pytest.raises(ConfigError, match="SMTP_USERNAME and SMTP_PASSWORD must be ASCII"):
+        NotifierSettings()
+    environment.setenv("SMTP_PASSWORD", "secret")
     environment.setenv("SMTP_CONNECTIONS", "5")  # each holds one of DB_POOL_SIZE's 5
     with pytest.raises(ConfigError, match=r"SMTP_CONNECTIONS must be below DB_POOL_SIZE \(5\)"):
         NotifierSettings()

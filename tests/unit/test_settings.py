@@ -39,6 +39,19 @@ def environment(monkeypatch):
         (UserManagerSettings, "FAULT_INJECTION_ENABLED", "perhaps", "true or false"),
         (UserManagerSettings, "USER_MANAGER_HTTP_PORT", "http", "a whole number"),
         (DataCollectorSettings, "WEB_CONCURRENCY", "0", "at least 1"),
+        # Values the code could not honour: a port past 16 bits (the system would wrap it),
+        # a timeout PostgreSQL refuses (then every connection fails), infinity anywhere, a
+        # retention whose dates leave the calendar, a level logging does not know.
+        (UserManagerSettings, "USER_MANAGER_HTTP_PORT", "99999", "at most 65535"),
+        (UserManagerSettings, "DB_STATEMENT_TIMEOUT_MS", "3000000000", "at most 2147483647"),
+        (DataCollectorSettings, "DB_WORKER_TIMEOUT_MS", "2147483648", "at most 2147483647"),
+        (UserManagerSettings, "IDEMPOTENCY_KEY_RETENTION_HOURS", "inf", "a finite number"),
+        (UserManagerSettings, "GRPC_TIMEOUT_SECONDS", "nan", "a finite number"),
+        (DataCollectorSettings, "OPENSKY_TIMEOUT_SECONDS", "1e10", "at most 3600"),
+        (DataCollectorSettings, "RETENTION_DAYS", "1000000", "at most 3650"),
+        (DataCollectorSettings, "CONSUMER_ACK_WAIT_SECONDS", "1e10", "at most 3600"),
+        (UserManagerSettings, "LOG_LEVEL", "LOUD", "'DEBUG', 'INFO', 'WARNING' or 'ERROR'"),
+        (UserManagerSettings, "LOG_FORMAT", "xml", "'text' or 'json'"),
     ],
 )
 def test_a_bad_value_is_refused_in_one_sentence_naming_variable_value_and_allowed(
@@ -60,6 +73,17 @@ def test_the_launcher_says_the_sentence_and_exits_with_2():
     )
     assert refused.returncode == 2
     assert refused.stderr == "user_manager: WEB_THREADS must be at least 1, got '0'.\n"
+
+
+def test_a_supervising_launcher_leaves_the_refusal_to_its_child_without_a_traceback():
+    """It logs before any settings are checked, at a level the environment may misspell."""
+    command = [sys.executable, "-m", "user_manager"]
+    refused = subprocess.run(
+        command, env={**os.environ, "LOG_LEVEL": "LOUD"}, capture_output=True, text=True, timeout=60
+    )
+    assert refused.returncode == 2
+    assert "LOG_LEVEL must be 'DEBUG', 'INFO', 'WARNING' or 'ERROR', got 'LOUD'." in refused.stderr
+    assert "Traceback" not in refused.stderr
 
 
 @pytest.mark.parametrize("settings", SERVICES)
