@@ -280,6 +280,10 @@ def test_an_sla_breach_is_mailed_to_the_operator_once(alerts):
 @pytest.mark.parametrize("service", ["alert_system", "alert_notifier"])
 def test_health_and_metrics_say_what_an_operator_needs(alerts, service):
     api = alerts.alert_system if service == "alert_system" else alerts.notifier
+    # A labelled counter shows once it counted: one event, one email, whatever ran before.
+    user = new_interest("operated", high=10)
+    alerts.publish(flights_event("LIRF", 100, [user.follower()]))
+    alerts.wait_for_emails({user.email: 1})
     answer = api.get("/health")
     assert answer.status_code == 200
     body = answer.json()
