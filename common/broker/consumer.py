@@ -17,12 +17,16 @@ that works through a long batch may call
 - :class:`Park`: publishes it to the dead-letter stream
   (``dead-letter.<subject>``, with the reason) and stops its delivery.
 
-A handler that raises leaves every message of its batch to be delivered
-again after a delay. A consumer that dies mid-batch acknowledges nothing,
-and the broker delivers the batch again after the ack wait; while a batch
-is being handled the consumer tells the broker it is still working on it,
-so a slow batch is not delivered twice. Handlers therefore make a second
-delivery of a message change nothing.
+A handler that raises because the database is unavailable leaves every
+message of its batch to be delivered again after a delay, for as long as it
+takes. Raising for any other reason, it is given each message of the batch
+alone: the others are handled, and one that fails alone is retried as a
+failure of its own (parked after ``MAX_ATTEMPTS``), so that a message no
+handler can take never holds back the ones beside it. A consumer that dies
+mid-batch acknowledges nothing, and the broker delivers the batch again
+after the ack wait; while a batch is being handled the consumer tells the
+broker it is still working on it, so a slow batch is not delivered twice.
+Handlers therefore make a second delivery of a message change nothing.
 
 The ack wait and the retry delays are the app's ``CONSUMER_*`` settings
 (:class:`common.settings.BrokerSettings`; the constants here when the app
@@ -40,6 +44,8 @@ from typing import Any
 
 from flask import Flask
 from prometheus_client import Counter
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from common.broker.connection import MSG_ID_HEADER, RECONNECT_WAIT_SECONDS, Broker
 from common.broker.streams import dead_letter_subject, ensure_streams, stream_of
@@ -236,13 +242,36 @@ class Consumer:
         )
         try:
             outcomes = await asyncio.to_thread(self._in_app_context, subscription, deliveries)
-        except Exception:
+        except Exception as error:
             log.exception("handling %d messages of %s failed", len(messages), subscription.subject)
-            outcomes = [Retry("the handler failed")] * len(messages)
+            outcomes = await self._one_by_one(subscription, deliveries, error)
         finally:
             progress.cancel()
         for message, delivery, outcome in zip(messages, deliveries, outcomes, strict=True):
             await self._settle(js, message, delivery, outcome)
+
+    async def _one_by_one(
+        self, subscription: Subscription, deliveries: list[Delivery], error: Exception
+    ) -> list[Outcome]:
+        """Return the outcomes of a batch whose handler raised ``error``, each message alone."""
+        if _is_outage(error):
+            return [Retry("the database is unavailable")] * len(deliveries)
+        if len(deliveries) == 1:
+            return [Retry(f"the handler fails on it: {type(error).__name__}", True)]
+        outcomes: list[Outcome] = []
+        for delivery in deliveries:
+            try:
+                alone = [delivery]
+                outcomes += await asyncio.to_thread(self._in_app_context, subscription, alone)
+            except Exception as failure:
+                if _is_outage(failure):
+                    rest = len(deliveries) - len(outcomes)
+                    return outcomes + [Retry("the database is unavailable")] * rest
+                log.warning(
+                    "%s %s fails its handler alone: %s", delivery.subject, delivery.msg_id, failure
+                )
+                outcomes.append(Retry(f"the handler fails on it: {type(failure).__name__}", True))
+        return outcomes
 
     def _in_app_context(self, subscription: Subscription, deliveries: list[Delivery]) -> list:
         with self.app.app_context():
@@ -284,6 +313,12 @@ class Consumer:
             )
             log.error("%s %s parked: %s", delivery.subject, delivery.msg_id, outcome.reason)
             await message.term()
+
+
+def _is_outage(error: Exception) -> bool:
+    """Tell whether ``error`` says the database cannot be used now (it fails every message)."""
+    outage = (OperationalError, InterfaceError, PoolTimeoutError)
+    return isinstance(error, outage) or getattr(error, "connection_invalidated", False)
 
 
 def _delivery(message) -> Delivery:

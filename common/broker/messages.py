@@ -54,7 +54,9 @@ AIRPORT_LENGTH = 8
 ID_LENGTH = 80
 # Letters and digits only: a code goes into an email's Subject.
 Airport = Annotated[str, Field(min_length=1, max_length=AIRPORT_LENGTH, pattern=r"^[A-Za-z0-9]+$")]
-Address = Annotated[str, Field(min_length=3, max_length=EMAIL_MAX_LENGTH)]
+# A follower's address as stored: lenient (older rules' rows), but PostgreSQL stores no NUL,
+# so an address holding one is no row's, and would fail its whole batch's transaction.
+Address = Annotated[str, Field(min_length=3, max_length=EMAIL_MAX_LENGTH, pattern=r"^[^\x00]+$")]
 # What an email's headers and text show: an airport's name, a metric's name (a few dozen
 # characters) and its query (the SLA detector's own bound).
 LINE_MAX_LENGTH = 200

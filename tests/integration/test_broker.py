@@ -13,10 +13,11 @@ from flask import Flask
 from flask_sqlalchemy import SQLAlchemy
 from prometheus_client import REGISTRY
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 
 from common.broker import outbox
 from common.broker.connection import Broker, BrokerUnavailableError, Message
-from common.broker.consumer import DONE, Consumer, Park, Retry, Subscription
+from common.broker.consumer import DONE, MAX_ATTEMPTS, Consumer, Park, Retry, Subscription
 from common.broker.streams import TO_ALERT_SYSTEM, TO_NOTIFIER
 from devstack.stack import free_port, nats_server_binary
 from tests.utils import wait_until
@@ -83,9 +84,11 @@ class Recorder:
             return [delivery.payload for delivery in self.seen]
 
 
-def consuming(server: NatsServer, handler, subject: str = TO_ALERT_SYSTEM) -> Consumer:
+def consuming(server: NatsServer, handler, subject: str = TO_ALERT_SYSTEM, **config) -> Consumer:
+    app = Flask("test")
+    app.config.update(config)
     consumer = Consumer(
-        Flask("test"),
+        app,
         Broker(server.url, name="test-consumer"),
         [Subscription(subject, f"test-{uuid.uuid4().hex[:8]}", handler)],
     )
@@ -152,6 +155,51 @@ def test_a_handler_that_raises_gets_the_batch_again(nats_server):
         # The handler's second call runs on a thread; its count comes after, on the loop.
         wait_until(lambda: consumer.counts.handled == 1, timeout=15)
         assert len(calls) == 2
+    finally:
+        consumer.stop()
+
+
+# Retries a few tenths of a second apart: a message failing alone is parked within seconds.
+QUICK_RETRIES = {"CONSUMER_RETRY_FIRST_SECONDS": 0.1, "CONSUMER_RETRY_MAX_SECONDS": 0.4}
+
+
+def test_a_message_that_fails_its_batch_is_parked_and_the_others_are_handled(nats_server):
+    """As a value the database refuses fails a whole transaction, and nothing else would."""
+    broker = Broker(nats_server.url, name="test")
+    for payload in ({"n": 1}, {"poison": True}, {"n": 2}):
+        broker.publish(message(**payload))
+    handled = Recorder()
+
+    def handler(deliveries):
+        if any("poison" in delivery.payload for delivery in deliveries):
+            raise ValueError("A string literal cannot contain NUL (0x00) characters.")
+        return handled(deliveries)
+
+    consumer = consuming(nats_server, handler, **QUICK_RETRIES)
+    try:
+        wait_until(lambda: broker.dead_letters(TO_ALERT_SYSTEM) == 1, timeout=15)
+        assert sorted(p["n"] for p in handled.payloads()) == [1, 2]
+        assert consumer.counts.handled == 2
+    finally:
+        consumer.stop()
+
+
+def test_a_database_outage_holds_the_batch_back_however_long_it_lasts(nats_server):
+    """It fails every message alike: none of them is the cause, none is parked."""
+    broker = Broker(nats_server.url, name="test")
+    for n in (1, 2):
+        broker.publish(message(n=n))
+
+    def handler(deliveries):
+        # Down until each message has been delivered more often than a failing one may be.
+        if any(delivery.attempt <= MAX_ATTEMPTS for delivery in deliveries):
+            raise OperationalError("SELECT 1", {}, ConnectionRefusedError("connection refused"))
+        return [DONE] * len(deliveries)
+
+    consumer = consuming(nats_server, handler, **QUICK_RETRIES)
+    try:
+        wait_until(lambda: consumer.counts.handled == 2, timeout=30)
+        assert broker.dead_letters(TO_ALERT_SYSTEM) == 0
     finally:
         consumer.stop()
 

@@ -353,3 +353,7 @@ def test_times_come_out_in_utc_and_removed_ids_are_bounded():
         ALERT_SYSTEM_EVENT.validate_python(
             {"kind": "removed", "interest_ids": list(range(1, MAX_IDS_PER_EVENT + 2))}
         )
+    # No stored row holds a NUL: a follower with one is a forged event, parked when read.
+    follower = {"interest_id": 1, "email": "x\x00y@example.com", "high_value": 1}
+    with pytest.raises(ValidationError):
+        FlightsEvent.model_validate({**event.model_dump(), "followers": [follower]})
