@@ -6,7 +6,7 @@ from pydantic import AfterValidator, Field, PrivateAttr, model_validator
 
 from common.emails import normalize_email
 from common.settings import BrokerSettings, Port, ServiceSettings, named_after
-from sla_detector.inputs import MAX_CHECK_SECONDS, SlaConfig, read_file
+from sla_detector.inputs import MAX_CHECK_SECONDS, ConfigFile, SlaConfig, read_file
 
 # Each check must see new samples: at least this many scrape intervals between two checks.
 SCRAPES_PER_CHECK = 5
@@ -62,7 +62,7 @@ class Settings(ServiceSettings, BrokerSettings):
     # Who is emailed a breach; empty: breaches are recorded and shown, nobody is told.
     SLA_ALERT_EMAIL: Annotated[str, AfterValidator(alert_email)] = ""
 
-    _sla_config: SlaConfig | None = PrivateAttr(None)
+    _sla_file: ConfigFile | None = PrivateAttr(None)
 
     @model_validator(mode="after")
     def _check_interval_and_file(self) -> Self:
@@ -72,8 +72,8 @@ class Settings(ServiceSettings, BrokerSettings):
         if refusal:
             raise ValueError(refusal)
         if self.SLA_CONFIG_FILE:
-            self._sla_config = read_file(self.SLA_CONFIG_FILE)
-            given = self._sla_config.check_seconds
+            self._sla_file = read_file(self.SLA_CONFIG_FILE)
+            given = self._sla_file.config.check_seconds
             if given is not None:
                 refusal = check_interval_refusal(
                     given, self.PROMETHEUS_SCRAPE_SECONDS, name="check_seconds of SLA_CONFIG_FILE"
@@ -86,7 +86,12 @@ class Settings(ServiceSettings, BrokerSettings):
     @property
     def SLA_CONFIG(self) -> SlaConfig | None:  # noqa: N802
         """The document of ``SLA_CONFIG_FILE``, validated (None without a file)."""
-        return self._sla_config
+        return self._sla_file.config if self._sla_file else None
+
+    @property
+    def SLA_CONFIG_DIGEST(self) -> str | None:  # noqa: N802
+        """The SHA-256 of ``SLA_CONFIG_FILE`` as it was read (None without a file)."""
+        return self._sla_file.digest if self._sla_file else None
 
     def startup_warnings(self) -> list[str]:
         """Return what the operator must know at start: nobody is emailed without an address."""

@@ -15,11 +15,9 @@ also asks Prometheus whether it accepts each query, and refuses a check
 interval shorter than five scrapes.
 """
 
-import hashlib
 import json
 import logging
 import time
-from pathlib import Path
 
 from flask import current_app
 
@@ -34,11 +32,6 @@ log = logging.getLogger(__name__)
 
 # A client that could not have its queries checked may try again this much later.
 RETRY_AFTER_SECONDS = 10
-
-
-def file_digest(path: str) -> str:
-    """Return the SHA-256 of the configuration file's bytes."""
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def check_seconds(config: SlaConfig) -> int:
@@ -67,7 +60,7 @@ def adopt_file(*, warn: bool) -> None:
     path = current_app.config["SLA_CONFIG_FILE"]
     if not path:
         return
-    digest = file_digest(path)
+    digest = current_app.config["SLA_CONFIG_DIGEST"]
     state = db.session.get(DetectorState, 1, with_for_update=True)
     if state.source == "api":
         if warn:
@@ -131,9 +124,7 @@ def replace(config: SlaConfig) -> SlaConfig:
     state = db.session.get(DetectorState, 1, with_for_update=True)
     state.document = stored.model_dump(mode="json")
     state.source, state.updated_at = "api", utc_now()
-    state.file_digest = (
-        file_digest(app_config["SLA_CONFIG_FILE"]) if app_config["SLA_CONFIG_FILE"] else None
-    )
+    state.file_digest = app_config["SLA_CONFIG_DIGEST"]
     db.session.commit()
     log.info(
         "SLA configuration replaced through the API: %s",

@@ -5,7 +5,9 @@ same documents. It imports no Flask: the settings read the file with it at
 start (a bad file stops the service with one sentence).
 """
 
+import hashlib
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
@@ -113,16 +115,36 @@ def first_problem(error: ValidationError) -> tuple[str, str]:
     return where, message[0].lower() + message[1:]
 
 
-def read_file(path: str) -> SlaConfig:
+@dataclass(frozen=True)
+class ConfigFile:
+    """``SLA_CONFIG_FILE`` as read at start: its document, and the SHA-256 of those bytes.
+
+    The digest tells a restarted detector whether the file changed. It is of the
+    bytes read once, never of the file read again: the file may have changed or
+    gone since, and the document is what the detector adopts.
+    """
+
+    config: SlaConfig
+    digest: str
+
+
+def read_file(path: str) -> ConfigFile:
     """Read and validate ``SLA_CONFIG_FILE``; raise ConfigError saying what is wrong."""
     try:
-        document = yaml.safe_load(Path(path).read_text())
+        content = Path(path).read_bytes()
     except OSError as error:
         raise ConfigError(f"SLA_CONFIG_FILE {path} cannot be read: {error.strerror}.") from None
+    try:
+        document = yaml.safe_load(content.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"SLA_CONFIG_FILE {path} is not UTF-8 text.") from None
     except yaml.YAMLError as error:
         raise ConfigError(f"SLA_CONFIG_FILE {path} is not YAML: {error}") from None
+    except RecursionError:
+        raise ConfigError(f"SLA_CONFIG_FILE {path} nests deeper than YAML is read.") from None
     try:
-        return SlaConfig.model_validate(document)
+        config = SlaConfig.model_validate(document)
     except ValidationError as error:
         where, message = first_problem(error)
         raise ConfigError(f"SLA_CONFIG_FILE {path}: {where}: {message}.") from None
+    return ConfigFile(config, hashlib.sha256(content).hexdigest())

@@ -211,7 +211,7 @@ def test_the_detector_asks_the_stacks_prometheus_and_watches_the_shipped_sla_fil
     source, options = mounts(DETECTOR)[env["SLA_CONFIG_FILE"]]
     assert options == ["ro"]
     # The file the detector accepts (the same as it reads at start).
-    assert read_file(str(REPO_ROOT / source)).metrics
+    assert read_file(str(REPO_ROOT / source)).config.metrics
     other = load_compose({**read_dotenv(), "SLA_CONFIG_FILE": "/etc/mine.yml"})
     assert service_environment(other["services"]["sla-detector"])["SLA_CONFIG_FILE"] == (
         "/etc/mine.yml"

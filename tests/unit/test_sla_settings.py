@@ -1,5 +1,6 @@
 """The SLA detector's settings and configuration file: refused at start with one sentence."""
 
+import hashlib
 import os
 import subprocess
 import sys
@@ -76,6 +77,35 @@ def test_the_configuration_file_is_read_at_start(monkeypatch, tmp_path):
 
     assert [metric.name for metric in config.metrics] == ["credits", "p99"]
     assert (config.metrics[0].min, config.metrics[1].min, config.metrics[1].max) == (50, None, 1)
+
+
+def test_the_file_is_read_once_its_digest_of_the_bytes_adopted(monkeypatch, tmp_path):
+    """Moved or edited after the start, it changes nothing until the next start."""
+    path = tmp_path / "sla.yml"
+    path.write_text(VALID)
+
+    read = settings(monkeypatch, SLA_CONFIG_FILE=str(path))
+    path.unlink()
+
+    digest, config = read.SLA_CONFIG_DIGEST, read.SLA_CONFIG
+    assert digest == hashlib.sha256(VALID.encode()).hexdigest()
+    assert [metric.name for metric in config.metrics] == ["credits", "p99"]
+
+
+@pytest.mark.parametrize(
+    ("content", "sentence"),
+    [
+        (b"metrics: [\xff]", "is not UTF-8 text"),
+        (b"metrics: " + b"[" * 5000 + b"]" * 5000, "nests deeper than YAML is read"),
+    ],
+)
+def test_a_file_that_is_no_text_or_nests_too_deep_is_named(
+    monkeypatch, tmp_path, content, sentence
+):
+    path = tmp_path / "sla.yml"
+    path.write_bytes(content)
+    with pytest.raises(ConfigError, match=f"SLA_CONFIG_FILE .*sla.yml {sentence}"):
+        settings(monkeypatch, SLA_CONFIG_FILE=str(path))
 
 
 ONE = "metrics:\n  - "
