@@ -38,6 +38,7 @@ import asyncio
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -76,6 +77,8 @@ MAX_ATTEMPTS = 5
 # Waits between deliveries of a failing message: 1, 2, 4 ... seconds, up to a minute.
 FIRST_RETRY_SECONDS = 1.0
 MAX_RETRY_SECONDS = 60.0
+# While the broker cannot be reached, the log says so this often.
+CLIENT_ERROR_LOG_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
@@ -152,6 +155,7 @@ class Consumer:
         self.ack_wait = app.config.get("CONSUMER_ACK_WAIT_SECONDS", ACK_WAIT_SECONDS)
         self.first_retry = app.config.get("CONSUMER_RETRY_FIRST_SECONDS", FIRST_RETRY_SECONDS)
         self.longest_retry = app.config.get("CONSUMER_RETRY_MAX_SECONDS", MAX_RETRY_SECONDS)
+        self._error_said_at = -CLIENT_ERROR_LOG_SECONDS
         self._loop = asyncio.new_event_loop()
         self._stopping: asyncio.Event | None = None
         self._thread = threading.Thread(target=self._run, name="broker-consumer", daemon=True)
@@ -194,6 +198,9 @@ class Consumer:
                     connect_timeout=self.broker.timeout,
                     max_reconnect_attempts=-1,
                     reconnect_time_wait=RECONNECT_WAIT_SECONDS,
+                    # Without it nats-py logs each failed try with its traceback (a broker
+                    # down for a day: gigabytes of them).
+                    error_cb=self._client_error,
                 )
                 js = client.jetstream(timeout=self.broker.timeout)
                 await ensure_streams(js, replicas=self.broker.stream_replicas)
@@ -233,6 +240,13 @@ class Consumer:
             finally:
                 if client is not None and not client.is_closed:
                     await client.close()
+
+    async def _client_error(self, error: Exception) -> None:
+        """Say that the broker cannot be reached: at once, then once a minute while it lasts."""
+        now = time.monotonic()
+        if now - self._error_said_at >= CLIENT_ERROR_LOG_SECONDS:
+            self._error_said_at = now
+            log.warning("NATS at %s: %s; trying again", self.broker.url, error or type(error))
 
     async def _handle(self, js, subscription: Subscription, messages: list) -> None:
         """Handle one batch in a worker thread, telling the broker it is in progress meanwhile."""

@@ -1,5 +1,6 @@
 """The broker as the services use it, on a real nats-server: publish, consume, outbox, faults."""
 
+import logging
 import subprocess
 import tempfile
 import threading
@@ -219,6 +220,21 @@ def test_a_message_nested_past_the_parser_is_parked_and_the_next_one_handled(nat
         wait_until(lambda: broker.dead_letters(TO_ALERT_SYSTEM) == 1, timeout=15)
     finally:
         consumer.stop()
+
+
+def test_a_consumer_waiting_for_a_broker_that_is_down_logs_no_tracebacks(caplog):
+    """nats-py's default error callback logs each failed try with its traceback."""
+    down = Broker(f"nats://127.0.0.1:{free_port()}", name="test", timeout=1)
+    app = Flask("test")
+    app.config["CONSUMER_ACK_WAIT_SECONDS"] = 1  # how long stop() waits for the thread
+    consumer = Consumer(app, down, [Subscription(TO_ALERT_SYSTEM, "d", Recorder())])
+    with caplog.at_level(logging.INFO):
+        consumer.start()
+        wait_until(lambda: "trying again" in caplog.text, timeout=15)
+        time.sleep(3)  # a few tries more (every 0.5 s): none is logged
+        consumer.stop()
+    assert not [record for record in caplog.records if record.exc_info], caplog.text[:2000]
+    assert caplog.text.count("trying again") == 1
 
 
 def test_publishing_while_the_broker_is_down_fails_fast_and_works_after_it_returns(nats_server):
