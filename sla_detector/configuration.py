@@ -24,7 +24,7 @@ from flask import current_app
 from common.timeutil import isoformat_utc, utc_now
 from common.web.errors import ApiError
 from sla_detector import prometheus
-from sla_detector.config import check_interval_refusal
+from sla_detector.config import check_interval_refusal, minimum_check_seconds
 from sla_detector.inputs import SlaConfig
 from sla_detector.models import DetectorState, db
 
@@ -35,8 +35,14 @@ RETRY_AFTER_SECONDS = 10
 
 
 def check_seconds(config: SlaConfig) -> int:
-    """Return the configuration's T_check: its own, or ``SLA_CHECK_SECONDS``."""
-    return config.check_seconds or current_app.config["SLA_CHECK_SECONDS"]
+    """Return the configuration's T_check: its own, or ``SLA_CHECK_SECONDS``.
+
+    Never under five scrapes: a stored T_check may predate a longer
+    ``PROMETHEUS_SCRAPE_SECONDS``, and a check closer to the last would
+    compare samples Prometheus has not refreshed.
+    """
+    given = config.check_seconds or current_app.config["SLA_CHECK_SECONDS"]
+    return max(given, minimum_check_seconds(current_app.config["PROMETHEUS_SCRAPE_SECONDS"]))
 
 
 def stored_state() -> DetectorState:
@@ -91,8 +97,9 @@ def replace(config: SlaConfig) -> SlaConfig:
     be asked (nothing changes then).
     """
     app_config = current_app.config
+    given = config.check_seconds or app_config["SLA_CHECK_SECONDS"]
     refusal = check_interval_refusal(
-        check_seconds(config), app_config["PROMETHEUS_SCRAPE_SECONDS"], name="check_seconds"
+        given, app_config["PROMETHEUS_SCRAPE_SECONDS"], name="check_seconds"
     )
     if refusal:
         raise ApiError(400, "Invalid SLA configuration.", details={"check_seconds": refusal})
@@ -120,7 +127,8 @@ def replace(config: SlaConfig) -> SlaConfig:
             ) from None
     if refused:
         raise ApiError(400, "Invalid SLA configuration.", details=refused)
-    stored = config.model_copy(update={"check_seconds": check_seconds(config)})
+    # Stored as given: without its own T_check, it follows SLA_CHECK_SECONDS as set at the time.
+    stored = config
     state = db.session.get(DetectorState, 1, with_for_update=True)
     state.document = stored.model_dump(mode="json")
     state.source, state.updated_at = "api", utc_now()

@@ -21,7 +21,7 @@ from common.broker.consumer import DONE, Consumer, Subscription
 from common.broker.streams import SLA_BREACH
 from devstack import prometheus
 from tests.integration.conftest import TEST_GAUGE, MonitoredStack
-from tests.utils import wait_until
+from tests.utils import run_sql, wait_until
 
 pytestmark = pytest.mark.local_stack
 
@@ -252,6 +252,10 @@ def test_the_configuration_survives_a_restart(monitored_stack):
         "check_seconds": 5,
     }
     put_metrics(monitored_stack, *document["metrics"])
+    # Put without a T_check of its own, it follows SLA_CHECK_SECONDS as set at each start.
+    database = monitored_stack.stack.env["SLA_DETECTOR_DATABASE_URL"]
+    stored = run_sql(database, "SELECT document->'check_seconds' FROM detector_state")
+    assert stored == [(None,)]
 
     monitored_stack.stack.stop_service("sla_detector")
     monitored_stack.stack.start_service("sla_detector")

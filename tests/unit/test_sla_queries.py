@@ -115,3 +115,13 @@ def test_a_refusal_without_prometheus_error_field_is_still_a_refusal():
     refused = pytest.raises(prometheus.QueryRefusedError, match="HTTP 400")
     with SlowPrometheus(delay=0, answer="[1, 2]", status=400) as server, refused:
         prometheus.query(server.url, "up", timeout=2)
+
+
+def test_the_check_interval_is_never_under_five_scrapes_of_the_settings_now():
+    """A stored T_check may predate a longer scrape interval; without one, the setting rules."""
+    app = Flask(__name__)
+    app.config.update(PROMETHEUS_SCRAPE_SECONDS=60, SLA_CHECK_SECONDS=600)
+    with app.app_context():
+        assert configuration.check_seconds(SlaConfig(metrics=[], check_seconds=75)) == 300
+        assert configuration.check_seconds(SlaConfig(metrics=[], check_seconds=900)) == 900
+        assert configuration.check_seconds(SlaConfig(metrics=[])) == 600
