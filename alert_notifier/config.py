@@ -1,9 +1,9 @@
 """Alert Notifier settings, read from the environment with local-stack defaults."""
 
 from email.policy import default as default_policy
-from typing import Self
+from typing import Annotated, Self
 
-from pydantic import Field, model_validator
+from pydantic import AfterValidator, Field, model_validator
 
 from common.mail import SmtpServer
 from common.settings import (
@@ -11,6 +11,7 @@ from common.settings import (
     BrokerSettings,
     Port,
     ServiceSettings,
+    host_name,
     is_loopback,
     named_after,
 )
@@ -23,7 +24,7 @@ class Settings(ServiceSettings, BrokerSettings):
 
     # The mail server the alerts go through (required: make run starts a local mail catcher
     # and points this at it when it is unset).
-    SMTP_HOST: str | None = None
+    SMTP_HOST: Annotated[str | None, AfterValidator(host_name)] = None
     # 25 between mail servers; a provider's submission port is usually 587 with STARTTLS.
     SMTP_PORT: Port = 25
     # Unset: no login (a relay that trusts this host). Set: both, sent after STARTTLS if on.

@@ -10,11 +10,13 @@ Flask or SQLAlchemy: the launcher reads a service's settings before either
 is loaded.
 """
 
+import ipaddress
 import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, Self
+from urllib.parse import urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -24,6 +26,7 @@ from pydantic import (
     ValidationError,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from common.errors import ConfigError
@@ -43,6 +46,8 @@ ALLOWED = {
     "greater_than": "more than {gt}",
     "less_than_equal": "at most {le}",
     "literal_error": "{expected}",
+    "url": "a URL ({schemes}) with a host and no query string, such as {example}",
+    "host": "a host name or address without a port (the port is a setting of its own)",
 }
 
 
@@ -127,6 +132,39 @@ class EnvironmentSettings(BaseSettings):
     def variables(cls) -> dict[str, str]:
         """Map each environment variable the class reads to the attribute it sets."""
         return {info.alias or name: name for name, info in cls.model_fields.items()}
+
+
+def url_with(*schemes: str, example: str) -> AfterValidator:
+    """Return a validator of a URL with one of ``schemes`` and a host; blank stays blank.
+
+    Anything else (a bare word, a path, a query string the code would append
+    to) could only fail at every use, far from the setting that caused it.
+    """
+
+    def check(value: str) -> str:
+        if not value:
+            return value
+        parts = urlsplit(value)
+        try:
+            usable = bool(parts.hostname) and (parts.port is None or parts.port > 0)
+        except ValueError:  # a port that is no number, or beyond 65535
+            usable = False
+        if parts.scheme not in schemes or not usable or parts.query or parts.fragment:
+            context = {"schemes": " or ".join(schemes), "example": example}
+            raise PydanticCustomError("url", "not a usable URL", context)
+        return value
+
+    return AfterValidator(check)
+
+
+def host_name(value: str | None) -> str | None:
+    """Return ``value`` if it names a host (an IPv6 address has colons; host:port does not)."""
+    if value and ":" in value:
+        try:
+            ipaddress.IPv6Address(value)
+        except ValueError:
+            raise PydanticCustomError("host", "not a host") from None
+    return value
 
 
 def sqlalchemy_url(url: str) -> str:
@@ -350,7 +388,7 @@ class ServiceSettings(EnvironmentSettings):
     # Where clients reach this service (next-page links are built from it), and how
     # many proxies in front of it set X-Forwarded-*: exactly those are trusted, and a
     # client's own Host or X-Forwarded-* headers never are.
-    PUBLIC_URL: str = ""
+    PUBLIC_URL: Annotated[str, url_with("http", "https", example="https://api.example.com")] = ""
     TRUSTED_PROXIES: int = Field(0, ge=0)
 
     # Who may call what (common.web.auth). Off keeps the original open flows, for a
@@ -358,7 +396,9 @@ class ServiceSettings(EnvironmentSettings):
     AUTH_MODE: Annotated[Literal["off", "on"], AnyCase] = "off"
     # Empty: that kind of credential is not accepted.
     API_KEYS_FILE: str = ""
-    JWT_JWKS_URL: str = ""
+    JWT_JWKS_URL: Annotated[
+        str, url_with("http", "https", example="https://id.example.com/.well-known/jwks.json")
+    ] = ""
     JWT_ISSUER: str = ""
     JWT_AUDIENCE: str = ""
     JWT_EMAIL_CLAIM: str = "email"
@@ -436,7 +476,9 @@ class BrokerSettings(EnvironmentSettings):
     """
 
     # The embedded nats-server of make run and the tests listens there.
-    NATS_URL: str = "nats://127.0.0.1:4222"
+    NATS_URL: Annotated[str, url_with("nats", "tls", example="nats://nats:4222")] = (
+        "nats://127.0.0.1:4222"
+    )
     # Copies of each stream in a clustered broker: 1 for one server, 3 in production (a
     # stream stays available with one server down); never more than the cluster's servers.
     NATS_STREAM_REPLICAS: int = Field(1, ge=1, le=5)

@@ -11,6 +11,7 @@ from common.settings import (
     BrokerSettings,
     ServiceSettings,
     named_after,
+    url_with,
 )
 
 # OpenSky's daily credits for flights requests, as it documents them.
@@ -58,12 +59,14 @@ class Settings(ServiceSettings, BrokerSettings):
     # POST /collection/runs: at most one cycle asked for this often (a cycle collects
     # everything due, so more would only spend credits).
     COLLECTION_RUN_MIN_INTERVAL_SECONDS: int = Field(60, ge=0)
-    OPENSKY_API_URL: Annotated[str, AfterValidator(lambda url: url.rstrip("/"))] = (
-        "https://opensky-network.org/api"
-    )
-    OPENSKY_TOKEN_URL: str = (
-        "https://auth.opensky-network.org/auth/realms/opensky-network/protocol/openid-connect/token"
-    )
+    OPENSKY_API_URL: Annotated[
+        str,
+        url_with("http", "https", example="https://opensky-network.org/api"),
+        AfterValidator(lambda url: url.rstrip("/")),
+    ] = "https://opensky-network.org/api"
+    OPENSKY_TOKEN_URL: Annotated[
+        str, url_with("http", "https", example="https://auth.example.com/token")
+    ] = "https://auth.opensky-network.org/auth/realms/opensky-network/protocol/openid-connect/token"
     OPENSKY_CLIENT_ID: OpenSkyCredential = ""
     OPENSKY_CLIENT_SECRET: OpenSkyCredential = Field("", repr=False)
     # The credits collection may spend per UTC day: OpenSky's daily quota of the

@@ -5,7 +5,7 @@ from typing import Annotated, ClassVar, Self
 from pydantic import AfterValidator, Field, PrivateAttr, model_validator
 
 from common.emails import normalize_email
-from common.settings import BrokerSettings, Port, ServiceSettings, named_after
+from common.settings import BrokerSettings, Port, ServiceSettings, named_after, url_with
 from sla_detector.inputs import MAX_CHECK_SECONDS, ConfigFile, SlaConfig, read_file
 
 # Each check must see new samples: at least this many scrape intervals between two checks.
@@ -51,9 +51,11 @@ class Settings(ServiceSettings, BrokerSettings):
 
     # Where the detector asks its queries (Prometheus's HTTP API), and how often that
     # Prometheus scrapes (the same variable configures the one make run and compose start).
-    PROMETHEUS_URL: Annotated[str, AfterValidator(lambda url: url.rstrip("/"))] = (
-        "http://localhost:9090"
-    )
+    PROMETHEUS_URL: Annotated[
+        str,
+        url_with("http", "https", example="http://prometheus:9090"),
+        AfterValidator(lambda url: url.rstrip("/")),
+    ] = "http://localhost:9090"
     PROMETHEUS_SCRAPE_SECONDS: int = Field(15, ge=1, le=MAX_CHECK_SECONDS // SCRAPES_PER_CHECK)
     # T_check: five scrapes at the default interval, the most often the rule allows.
     SLA_CHECK_SECONDS: int = Field(75, ge=1, le=MAX_CHECK_SECONDS)

@@ -80,6 +80,9 @@ def test_the_notifier_needs_a_mail_server_and_says_so(environment):
     environment.delenv("SMTP_HOST")
     with pytest.raises(ConfigError, match="SMTP_HOST must be set"):
         NotifierSettings()
+    environment.setenv("SMTP_HOST", "mail.example.com:587")  # the port is SMTP_PORT
+    with pytest.raises(ConfigError, match="SMTP_HOST must be a host name or address without"):
+        NotifierSettings()
     environment.setenv("SMTP_HOST", "mail.example.com")
     environment.setenv("SMTP_USERNAME", "alerts")
     with pytest.raises(ConfigError, match="SMTP_USERNAME and SMTP_PASSWORD go together"):

@@ -52,6 +52,14 @@ def environment(monkeypatch):
         (DataCollectorSettings, "CONSUMER_ACK_WAIT_SECONDS", "1e10", "at most 3600"),
         (UserManagerSettings, "LOG_LEVEL", "LOUD", "'DEBUG', 'INFO', 'WARNING' or 'ERROR'"),
         (UserManagerSettings, "LOG_FORMAT", "xml", "'text' or 'json'"),
+        # URLs that could only fail at every use: no scheme or host, a query the code would
+        # append its path after, a port that is no port.
+        (DataCollectorSettings, "NATS_URL", "garbage", "a URL (nats or tls) with a host"),
+        (DataCollectorSettings, "NATS_URL", "http://nats:4222", "a URL (nats or tls) with a host"),
+        (DataCollectorSettings, "OPENSKY_API_URL", "https://x/api?k=1", "a URL (http or https)"),
+        (DataCollectorSettings, "OPENSKY_TOKEN_URL", "http://x:99999/t", "a URL (http or https)"),
+        (UserManagerSettings, "JWT_JWKS_URL", "/jwks.json", "a URL (http or https) with a host"),
+        (UserManagerSettings, "USER_MANAGER_PUBLIC_URL", "api.example.com", "a URL (http or"),
     ],
 )
 def test_a_bad_value_is_refused_in_one_sentence_naming_variable_value_and_allowed(

@@ -162,3 +162,9 @@ def test_the_api_takes_the_same_document_as_json():
 def test_a_name_that_would_break_an_email_header_is_refused(name):
     with pytest.raises(ValueError, match=r"metrics\.0\.name"):
         SlaConfig.model_validate({"metrics": [{"name": name, "query": "up", "max": 1}]})
+
+
+@pytest.mark.parametrize("url", ["garbage", "prometheus:9090", "http://prometheus:9090/?x=1"])
+def test_a_prometheus_url_the_api_path_cannot_follow_is_refused(monkeypatch, url):
+    with pytest.raises(ConfigError, match="PROMETHEUS_URL must be a URL \\(http or https\\)"):
+        settings(monkeypatch, PROMETHEUS_URL=url)
