@@ -3,10 +3,14 @@
 The worker looks every second whether a check is due (T_check after the
 last one, by the database's clock) and claims it with one UPDATE of the
 state row, so however many replicas run, one of them checks each period.
-The queries go out with no transaction open; what they gave is then written
-in one transaction: each metric's sample (the last ``SAMPLES_KEPT`` kept),
-its last outcome, the breaches raised (each with its ``sla-breach`` event in
-the outbox, published by the relay once committed) and those ended.
+The queries go out with no transaction open, within half of T_check; what
+they gave is then written in one transaction, which first locks the state
+row and makes sure no later check has claimed a period since: a check that
+outlasted its period (a Prometheus slower than that) records nothing, so
+no period is sampled twice. That transaction writes each metric's sample
+(the last ``SAMPLES_KEPT`` kept), its last outcome, the breaches raised
+(each with its ``sla-breach`` event in the outbox, published by the relay
+once committed) and those ended.
 
 A metric whose query gave nothing (Prometheus down, the query refused, no
 series matching) gets no sample at that check, and its outcome says why: it
@@ -16,11 +20,12 @@ shows in ``/health`` (degraded) and the log, and it can never raise a breach.
 import hashlib
 import json
 import logging
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import delete, func, or_, select, update
 
 from common.broker.connection import Message
 from common.broker.outbox import enqueue
@@ -37,6 +42,7 @@ from sla_detector.models import Sample as SampleRow
 log = logging.getLogger(__name__)
 
 NO_DATA = "no data"
+NOT_ASKED = "not asked: the check ran out of its time (Prometheus is slow)"
 
 
 @dataclass
@@ -51,8 +57,8 @@ class Answer:
 LOOK_EVERY_SECONDS = 1.0
 
 
-def claim_due_check(period_seconds: int) -> bool:
-    """Claim this period's check if it is due (commits); False when it is not, or taken.
+def claim_due_check(period_seconds: int) -> datetime | None:
+    """Claim this period's check if it is due (commits); return the claim, None if not due.
 
     Due half a look early: the looks come every second, each a few milliseconds
     late, and a check found due a hair short of its period would otherwise
@@ -61,32 +67,38 @@ def claim_due_check(period_seconds: int) -> bool:
     due_after = timedelta(seconds=period_seconds - LOOK_EVERY_SECONDS / 2)
     due = or_(
         DetectorState.last_check_at.is_(None),
-        DetectorState.last_check_at <= utc_now() - due_after,
+        DetectorState.last_check_at <= func.now() - due_after,
     )
-    claimed = db.session.execute(
+    claimed = db.session.scalar(
         update(DetectorState)
         .where(DetectorState.id == 1, due)
-        .values(last_check_at=utc_now())
-        .returning(DetectorState.id)
-    ).first()
+        .values(last_check_at=func.now())
+        .returning(DetectorState.last_check_at)
+    )
     db.session.commit()
-    return claimed is not None
+    return claimed
 
 
 def check_if_due() -> bool:
     """Run a check when one is due; return whether one ran."""
     config = configuration.current()
     db.session.rollback()
-    if not claim_due_check(configuration.check_seconds(config)):
+    period = configuration.check_seconds(config)
+    claimed = claim_due_check(period)
+    if claimed is None:
         return False
-    check(config)
+    check(config, claimed, deadline=time.monotonic() + period / 2)
     return True
 
 
-def ask(metric: MetricSla) -> Answer:
-    """Query Prometheus for one metric; never raise (the outcome says what went wrong)."""
+def ask(metric: MetricSla, deadline: float) -> Answer:
+    """Query Prometheus for one metric by ``deadline``; never raise (the outcome says why not)."""
+    left = min(deadline - time.monotonic(), prometheus.QUERY_TIMEOUT_SECONDS)
+    if left <= 0:
+        QUERIES.labels("unavailable").inc()
+        return Answer(outcome=NOT_ASKED)
     try:
-        values = prometheus.query(current_app.config["PROMETHEUS_URL"], metric.query)
+        values = prometheus.query(current_app.config["PROMETHEUS_URL"], metric.query, timeout=left)
     except prometheus.QueryRefusedError as error:
         QUERIES.labels("refused").inc()
         return Answer(outcome=f"query refused by Prometheus: {error}")
@@ -99,9 +111,22 @@ def ask(metric: MetricSla) -> Answer:
     return Answer(values) if values else Answer(outcome=NO_DATA)
 
 
-def check(config: SlaConfig) -> None:
-    """Check every configured metric now and record what follows (commits)."""
-    answers = {metric.name: ask(metric) for metric in config.metrics}
+def check(config: SlaConfig, claimed: datetime, *, deadline: float) -> None:
+    """Check every configured metric and record what follows, unless superseded (commits).
+
+    ``claimed``: when this check claimed its period; ``deadline``: when the
+    queries must be done (a ``time.monotonic`` value).
+    """
+    answers = {metric.name: ask(metric, deadline) for metric in config.metrics}
+    state = db.session.get(DetectorState, 1, with_for_update=True, populate_existing=True)
+    if state.last_check_at != claimed:
+        db.session.rollback()
+        log.warning(
+            "SLA check of the period claimed at %s took longer than it: "
+            "a later check records instead",
+            isoformat_utc(claimed),
+        )
+        return
     for name, answer in answers.items():
         if answer.outcome != OUTCOME_OK:
             log.warning("SLA check of %s: %s; no sample taken", name, answer.outcome)
