@@ -20,9 +20,10 @@ that works through a long batch may call
 A handler that raises because the database is unavailable leaves every
 message of its batch to be delivered again after a delay, for as long as it
 takes. Raising for any other reason, it is given each message of the batch
-alone: the others are handled, and one that fails alone is retried as a
-failure of its own (parked after ``MAX_ATTEMPTS``), so that a message no
-handler can take never holds back the ones beside it. A consumer that dies
+alone: the others are handled, and one that fails alone beside them (or for
+its values) is retried as a failure of its own, parked after
+``MAX_ATTEMPTS``, so that a message no handler can take never holds back the
+ones beside it; a failure every message meets alike blames none. A consumer that dies
 mid-batch acknowledges nothing, and the broker delivers the batch again
 after the ack wait; while a batch is being handled the consumer tells the
 broker it is still working on it, so a slow batch is not delivered twice.
@@ -45,12 +46,12 @@ from typing import Any
 
 from flask import Flask
 from prometheus_client import Counter
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import DataError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from common.broker.connection import MSG_ID_HEADER, RECONNECT_WAIT_SECONDS, Broker
 from common.broker.streams import dead_letter_subject, ensure_streams, stream_of
-from common.process.heartbeat import Heartbeat
+from common.process.heartbeat import Heartbeat, progress
 
 log = logging.getLogger(__name__)
 
@@ -251,7 +252,7 @@ class Consumer:
     async def _handle(self, js, subscription: Subscription, messages: list) -> None:
         """Handle one batch in a worker thread, telling the broker it is in progress meanwhile."""
         deliveries = [_delivery(message) for message in messages]
-        progress = asyncio.ensure_future(
+        keeping = asyncio.ensure_future(
             _keep_in_progress(messages, self.ack_wait / PROGRESS_PER_ACK_WAIT)
         )
         try:
@@ -260,32 +261,63 @@ class Consumer:
             log.exception("handling %d messages of %s failed", len(messages), subscription.subject)
             outcomes = await self._one_by_one(subscription, deliveries, error)
         finally:
-            progress.cancel()
+            keeping.cancel()
         for message, delivery, outcome in zip(messages, deliveries, outcomes, strict=True):
             await self._settle(js, message, delivery, outcome)
 
     async def _one_by_one(
         self, subscription: Subscription, deliveries: list[Delivery], error: Exception
     ) -> list[Outcome]:
-        """Return the outcomes of a batch whose handler raised ``error``, each message alone."""
+        """Return the outcomes of a batch whose handler raised ``error``, each message alone.
+
+        A message is blamed only on evidence: it fails alone while another of its batch
+        is handled, or with an error about its values (one the database or a check
+        refuses). A failure every message meets alike otherwise (a database outage, a
+        schema an older replica does not know yet, a bug) blames none: the batch waits,
+        whole, for as long as it takes. A message whose outcome says the world is down
+        (the mail server, the database) settles the rest of the batch alike, untried.
+        """
+        world = Retry(f"the handler failed: {type(error).__name__}")
         if _is_outage(error):
-            return [Retry("the database is unavailable")] * len(deliveries)
+            return [world] * len(deliveries)
         if len(deliveries) == 1:
-            return [Retry(f"the handler fails on it: {type(error).__name__}", True)]
-        outcomes: list[Outcome] = []
+            return [_blame(error) if _is_about_values(error) else world]
+        outcomes: list[Outcome | Exception] = []
         for delivery in deliveries:
+            progress()
             try:
                 alone = [delivery]
-                outcomes += await asyncio.to_thread(self._in_app_context, subscription, alone)
+                (outcome,) = await asyncio.to_thread(self._in_app_context, subscription, alone)
             except Exception as failure:
                 if _is_outage(failure):
-                    rest = len(deliveries) - len(outcomes)
-                    return outcomes + [Retry("the database is unavailable")] * rest
+                    break
+                # The type only: a message's values (addresses) stay out of the log.
                 log.warning(
-                    "%s %s fails its handler alone: %s", delivery.subject, delivery.msg_id, failure
+                    "%s %s fails its handler alone (%s)",
+                    delivery.subject,
+                    delivery.msg_id,
+                    type(failure).__name__,
                 )
-                outcomes.append(Retry(f"the handler fails on it: {type(failure).__name__}", True))
-        return outcomes
+                outcome = failure
+            outcomes.append(outcome)
+            if isinstance(outcome, Retry) and not outcome.because_of_message:
+                world = outcome
+                break
+        # Handled: any outcome but an exception or a "the world is down" retry.
+        others_handled = any(
+            not isinstance(outcome, Exception)
+            and not (isinstance(outcome, Retry) and not outcome.because_of_message)
+            for outcome in outcomes
+        )
+        settled: list[Outcome] = []
+        for outcome in outcomes:
+            if not isinstance(outcome, Exception):
+                settled.append(outcome)
+            elif others_handled or _is_about_values(outcome):
+                settled.append(_blame(outcome))
+            else:
+                settled.append(world)
+        return settled + [world] * (len(deliveries) - len(settled))
 
     def _in_app_context(self, subscription: Subscription, deliveries: list[Delivery]) -> list:
         with self.app.app_context():
@@ -327,6 +359,17 @@ class Consumer:
             )
             log.error("%s %s parked: %s", delivery.subject, delivery.msg_id, outcome.reason)
             await message.term()
+
+
+def _is_about_values(error: Exception) -> bool:
+    """Tell whether ``error`` refuses a message's values (so that message is the cause)."""
+    # ValueError covers pydantic's ValidationError and psycopg2's "cannot contain NUL".
+    return isinstance(error, (ValueError, TypeError, RecursionError, DataError, IntegrityError))
+
+
+def _blame(error: Exception) -> Retry:
+    """Return the retry of a message that fails its handler (parked after MAX_ATTEMPTS)."""
+    return Retry(f"the handler fails on it: {type(error).__name__}", because_of_message=True)
 
 
 def _is_outage(error: Exception) -> bool:
