@@ -87,7 +87,7 @@ def check_if_due() -> bool:
     claimed = claim_due_check(period)
     if claimed is None:
         return False
-    check(config, claimed, deadline=time.monotonic() + period / 2)
+    check(config, claimed, period_seconds=period)
     return True
 
 
@@ -111,15 +111,19 @@ def ask(metric: MetricSla, deadline: float) -> Answer:
     return Answer(values) if values else Answer(outcome=NO_DATA)
 
 
-def check(config: SlaConfig, claimed: datetime, *, deadline: float) -> None:
-    """Check every configured metric and record what follows, unless superseded (commits).
+def check(config: SlaConfig, claimed: datetime, *, period_seconds: float) -> None:
+    """Check every configured metric and record what follows, within its period (commits).
 
-    ``claimed``: when this check claimed its period; ``deadline``: when the
-    queries must be done (a ``time.monotonic`` value).
+    ``claimed``: when this check claimed its period (the database's time). The
+    queries stop at half the period; what they gave is recorded only while the
+    claim is the last one and its period is not over (the next claim may come
+    any moment after), so a period is sampled once.
     """
-    answers = {metric.name: ask(metric, deadline) for metric in config.metrics}
+    started = time.monotonic()
+    answers = {metric.name: ask(metric, started + period_seconds / 2) for metric in config.metrics}
     state = db.session.get(DetectorState, 1, with_for_update=True, populate_existing=True)
-    if state.last_check_at != claimed:
+    over = time.monotonic() - started > period_seconds - LOOK_EVERY_SECONDS
+    if state.last_check_at != claimed or over:
         db.session.rollback()
         log.warning(
             "SLA check of the period claimed at %s took longer than it: "
