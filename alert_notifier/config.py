@@ -1,5 +1,6 @@
 """Alert Notifier settings, read from the environment with local-stack defaults."""
 
+from email.errors import ObsoleteHeaderDefect
 from email.policy import default as default_policy
 from typing import Annotated, Self
 
@@ -64,7 +65,9 @@ class Settings(ServiceSettings, BrokerSettings):
         # The mail library's own parser: it reports what a lenient reading would drop.
         sender = default_policy.header_factory("From", self.ALERT_EMAIL_FROM)
         addresses = [address.addr_spec for address in sender.addresses]
-        if sender.defects or len(addresses) != 1 or "@" not in addresses[0]:
+        # An obsolete form (a display name with a period) still names one mailbox.
+        defects = [d for d in sender.defects if not isinstance(d, ObsoleteHeaderDefect)]
+        if defects or len(addresses) != 1 or "@" not in addresses[0]:
             raise ValueError(
                 f"ALERT_EMAIL_FROM must be one email address, such as 'Flight Tracker "
                 f"<alerts@example.com>', got {self.ALERT_EMAIL_FROM!r}."

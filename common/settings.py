@@ -380,7 +380,7 @@ class ServiceSettings(EnvironmentSettings):
     # deleted by retention) and a job may wait on OpenSky (two minutes at worst, with
     # retries) inside a transaction: five minutes bounds both and stops only a runaway.
     DB_WORKER_TIMEOUT_MS: PostgresMilliseconds = 300000
-    LOG_LEVEL: Annotated[Literal["DEBUG", "INFO", "WARNING", "ERROR"], UpperCase] = (
+    LOG_LEVEL: Annotated[Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"], UpperCase] = (
         DEFAULT_LOG_LEVEL
     )
     # text: a readable line per event; json: a JSON object per line.
@@ -488,7 +488,7 @@ class BrokerSettings(EnvironmentSettings):
     CONSUMER_ACK_WAIT_SECONDS: float = Field(30.0, ge=1, le=HOUR_SECONDS)
     # A message that failed is delivered again after this, then twice as long after each
     # failure: a mail server down for a minute is tried again a few times, not hammered ...
-    CONSUMER_RETRY_FIRST_SECONDS: float = Field(1.0, gt=0, le=DAY_SECONDS)
+    CONSUMER_RETRY_FIRST_SECONDS: float = Field(1.0, ge=0.01, le=DAY_SECONDS)
     # ... and never waits longer than this once it is back.
     CONSUMER_RETRY_MAX_SECONDS: float = Field(60.0, gt=0, le=DAY_SECONDS)
 

@@ -102,6 +102,8 @@ def test_the_notifier_needs_a_mail_server_and_says_so(environment):
         environment.setenv("ALERT_EMAIL_FROM", sender)
         with pytest.raises(ConfigError, match="ALERT_EMAIL_FROM must be one email address"):
             NotifierSettings()
+    environment.setenv("ALERT_EMAIL_FROM", "Flight Tracker Inc. <alerts@example.com>")
+    assert NotifierSettings().ALERT_EMAIL_FROM.endswith("<alerts@example.com>")  # obsolete, fine
     environment.delenv("ALERT_EMAIL_FROM")
     # smtplib logs in with ASCII: any other character would fail every email.
     environment.setenv("SMTP_PASSWORD", "sécret")

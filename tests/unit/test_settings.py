@@ -50,7 +50,12 @@ def environment(monkeypatch):
         (DataCollectorSettings, "OPENSKY_TIMEOUT_SECONDS", "1e10", "at most 3600"),
         (DataCollectorSettings, "RETENTION_DAYS", "1000000", "at most 3650"),
         (DataCollectorSettings, "CONSUMER_ACK_WAIT_SECONDS", "1e10", "at most 3600"),
-        (UserManagerSettings, "LOG_LEVEL", "LOUD", "'DEBUG', 'INFO', 'WARNING' or 'ERROR'"),
+        (
+            UserManagerSettings,
+            "LOG_LEVEL",
+            "LOUD",
+            "'DEBUG', 'INFO', 'WARNING', 'ERROR' or 'CRITICAL'",
+        ),
         (UserManagerSettings, "LOG_FORMAT", "xml", "'text' or 'json'"),
         # URLs that could only fail at every use: no scheme or host, a query the code would
         # append its path after, a port that is no port.
@@ -90,7 +95,9 @@ def test_a_supervising_launcher_leaves_the_refusal_to_its_child_without_a_traceb
         command, env={**os.environ, "LOG_LEVEL": "LOUD"}, capture_output=True, text=True, timeout=60
     )
     assert refused.returncode == 2
-    assert "LOG_LEVEL must be 'DEBUG', 'INFO', 'WARNING' or 'ERROR', got 'LOUD'." in refused.stderr
+    assert "LOG_LEVEL must be 'DEBUG', 'INFO', 'WARNING', 'ERROR' or 'CRITICAL', got 'LOUD'." in (
+        refused.stderr
+    )
     assert "Traceback" not in refused.stderr
 
 
