@@ -22,6 +22,7 @@ import threading
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
 
 from common.broker.streams import DEAD_LETTERS, ensure_streams, stream_of
 
@@ -34,6 +35,14 @@ DEFAULT_TIMEOUT_SECONDS = 5.0
 # After an outage the client tries again every half second, for as long as it takes.
 RECONNECT_WAIT_SECONDS = 0.5
 MSG_ID_HEADER = "Nats-Msg-Id"
+
+
+def without_credentials(url: str) -> str:
+    """Return ``url`` without the user and password it may carry, for logs and errors."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
 
 
 class BrokerUnavailableError(Exception):
@@ -70,6 +79,8 @@ class Broker:
         stream_replicas: int = 1,
     ):
         self.url = url
+        # What logs and errors say: a URL may carry a user and password (nats://u:p@host).
+        self.shown_url = without_credentials(url)
         self.name = name
         self.timeout = timeout
         self.stream_replicas = stream_replicas
@@ -118,7 +129,7 @@ class Broker:
             future.cancel()
             if _is_broker_error(error):
                 raise BrokerUnavailableError(
-                    f"NATS at {self.url}: {type(error).__name__} {error}"
+                    f"NATS at {self.shown_url}: {type(error).__name__} {error}"
                 ) from error
             raise
 
@@ -145,20 +156,20 @@ class Broker:
                 )
             except Exception as error:
                 raise BrokerUnavailableError(
-                    f"cannot connect to NATS at {self.url}: {error}"
+                    f"cannot connect to NATS at {self.shown_url}: {error}"
                 ) from error
             await ensure_streams(
                 client.jetstream(timeout=self.timeout), replicas=self.stream_replicas
             )
             self._client = client
-            log.info("connected to NATS at %s as %s", self.url, self.name)
+            log.info("connected to NATS at %s as %s", self.shown_url, self.name)
             return client
 
     async def _disconnected(self) -> None:
-        log.warning("lost the connection to NATS at %s; reconnecting", self.url)
+        log.warning("lost the connection to NATS at %s; reconnecting", self.shown_url)
 
     async def _reconnected(self) -> None:
-        log.info("reconnected to NATS at %s", self.url)
+        log.info("reconnected to NATS at %s", self.shown_url)
         client = self._client
         if client is not None:
             # A broker that restarted empty (no volume) gets its streams back.

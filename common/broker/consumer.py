@@ -165,7 +165,7 @@ class Consumer:
         """Start consuming on a thread of its own."""
         self._thread.start()
         names = ", ".join(s.subject for s in self.subscriptions)
-        log.info("consuming %s from NATS at %s", names, self.broker.url)
+        log.info("consuming %s from NATS at %s", names, self.broker.shown_url)
 
     def stop(self) -> None:
         """Finish the batches in hand, acknowledge them, and stop."""
@@ -247,7 +247,7 @@ class Consumer:
         now = time.monotonic()
         if now - self._error_said_at >= CLIENT_ERROR_LOG_SECONDS:
             self._error_said_at = now
-            log.warning("NATS at %s: %s; trying again", self.broker.url, error or type(error))
+            log.warning("NATS at %s: %s; trying again", self.broker.shown_url, error or type(error))
 
     async def _handle(self, js, subscription: Subscription, messages: list) -> None:
         """Handle one batch in a worker thread, telling the broker it is in progress meanwhile."""

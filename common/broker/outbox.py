@@ -172,7 +172,7 @@ class Relay:
     def start(self) -> None:
         """Start relaying on a thread of its own."""
         self._thread.start()
-        log.info("outbox relay running (broker %s)", self.broker.url)
+        log.info("outbox relay running (broker %s)", self.broker.shown_url)
 
     def stop(self) -> None:
         """Stop after the batch in flight (what is left is published by the next start)."""

@@ -161,7 +161,7 @@ def broker_check(broker: "Broker") -> Callable[[], dict[str, Any]]:
 
     def check() -> dict[str, Any]:
         up = broker.is_connected(timeout=PEER_TIMEOUT_SECONDS)
-        return {"address": broker.url, "status": _status(up)}
+        return {"address": broker.shown_url, "status": _status(up)}
 
     return check
 
