@@ -95,8 +95,7 @@ def ask(metric: MetricSla, deadline: float) -> Answer:
     """Query Prometheus for one metric by ``deadline``; never raise (the outcome says why not)."""
     left = min(deadline - time.monotonic(), prometheus.QUERY_TIMEOUT_SECONDS)
     if left <= 0:
-        QUERIES.labels("unavailable").inc()
-        return Answer(outcome=NOT_ASKED)
+        return Answer(outcome=NOT_ASKED)  # not sent: not a query of sla_queries_total
     try:
         values = prometheus.query(current_app.config["PROMETHEUS_URL"], metric.query, timeout=left)
     except prometheus.QueryRefusedError as error:
@@ -120,7 +119,12 @@ def check(config: SlaConfig, claimed: datetime, *, period_seconds: float) -> Non
     any moment after), so a period is sampled once.
     """
     started = time.monotonic()
-    answers = {metric.name: ask(metric, started + period_seconds / 2) for metric in config.metrics}
+    # Asked from a different metric each period: when Prometheus is too slow for all of them,
+    # the ones it has no time for are not always the same (their breaches could never end).
+    metrics = config.metrics
+    first = int(claimed.timestamp() // period_seconds) % len(metrics) if metrics else 0
+    in_turn = metrics[first:] + metrics[:first]
+    answers = {metric.name: ask(metric, started + period_seconds / 2) for metric in in_turn}
     state = db.session.get(DetectorState, 1, with_for_update=True, populate_existing=True)
     over = time.monotonic() - started > period_seconds - LOOK_EVERY_SECONDS
     if state.last_check_at != claimed or over:

@@ -1,6 +1,7 @@
 """Checks of one detector's replicas: each period sampled once, however slow Prometheus is."""
 
 import threading
+from datetime import timedelta
 
 import pytest
 
@@ -82,3 +83,19 @@ def test_the_queries_stop_at_the_check_s_deadline(detector):
     # Half a second each, for half of the 8 s period: eight asked at most, the rest not at all.
     assert len(outcomes) == 20
     assert outcomes.count(checks.NOT_ASKED) >= 11
+
+
+def test_each_period_asks_from_another_metric_so_none_is_always_left_out(detector):
+    """Against a Prometheus too slow for all of them, the ones not asked change each period."""
+    config = SlaConfig.model_validate(
+        {"metrics": [{"name": f"m{n}", "query": f"vector({n})", "max": 10} for n in range(3)]}
+    )
+    with SlowPrometheus(delay=0) as prometheus, detector.app_context():
+        detector.config["PROMETHEUS_URL"] = prometheus.url
+        claimed = checks.claim_due_check(PERIOD)
+        for period in range(3):
+            checks.check(
+                config, claimed + timedelta(seconds=period * PERIOD), period_seconds=PERIOD
+            )
+    firsts = [prometheus.asked[n * 3]["query"][0] for n in range(3)]
+    assert sorted(firsts) == ["vector(0)", "vector(1)", "vector(2)"]
