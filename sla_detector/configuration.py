@@ -41,8 +41,13 @@ def check_seconds(config: SlaConfig) -> int:
     ``PROMETHEUS_SCRAPE_SECONDS``, and a check closer to the last would
     compare samples Prometheus has not refreshed.
     """
-    given = config.check_seconds or current_app.config["SLA_CHECK_SECONDS"]
-    return max(given, minimum_check_seconds(current_app.config["PROMETHEUS_SCRAPE_SECONDS"]))
+    scrape_seconds = current_app.config["PROMETHEUS_SCRAPE_SECONDS"]
+    return max(given_check_seconds(config), minimum_check_seconds(scrape_seconds))
+
+
+def given_check_seconds(config: SlaConfig) -> int:
+    """Return the T_check ``config`` asks for: its own, or ``SLA_CHECK_SECONDS``."""
+    return config.check_seconds or current_app.config["SLA_CHECK_SECONDS"]
 
 
 def stored_state() -> DetectorState:
@@ -97,9 +102,8 @@ def replace(config: SlaConfig) -> SlaConfig:
     be asked (nothing changes then).
     """
     app_config = current_app.config
-    given = config.check_seconds or app_config["SLA_CHECK_SECONDS"]
     refusal = check_interval_refusal(
-        given, app_config["PROMETHEUS_SCRAPE_SECONDS"], name="check_seconds"
+        given_check_seconds(config), app_config["PROMETHEUS_SCRAPE_SECONDS"], name="check_seconds"
     )
     if refusal:
         raise ApiError(400, "Invalid SLA configuration.", details={"check_seconds": refusal})
@@ -128,17 +132,16 @@ def replace(config: SlaConfig) -> SlaConfig:
     if refused:
         raise ApiError(400, "Invalid SLA configuration.", details=refused)
     # Stored as given: without its own T_check, it follows SLA_CHECK_SECONDS as set at the time.
-    stored = config
     state = db.session.get(DetectorState, 1, with_for_update=True)
-    state.document = stored.model_dump(mode="json")
+    state.document = config.model_dump(mode="json")
     state.source, state.updated_at = "api", utc_now()
     state.file_digest = app_config["SLA_CONFIG_DIGEST"]
     db.session.commit()
     log.info(
         "SLA configuration replaced through the API: %s",
-        json.dumps([metric.name for metric in stored.metrics]),
+        json.dumps([metric.name for metric in config.metrics]),
     )
-    return stored
+    return config
 
 
 def shown(config: SlaConfig) -> dict:

@@ -23,11 +23,13 @@ takes. Raising for any other reason, it is given each message of the batch
 alone: the others are handled, and one that fails alone beside them (or for
 its values) is retried as a failure of its own, parked after
 ``MAX_ATTEMPTS``, so that a message no handler can take never holds back the
-ones beside it; a failure every message meets alike blames none. A consumer that dies
-mid-batch acknowledges nothing, and the broker delivers the batch again
-after the ack wait; while a batch is being handled the consumer tells the
-broker it is still working on it, so a slow batch is not delivered twice.
-Handlers therefore make a second delivery of a message change nothing.
+ones beside it; a failure every message meets alike blames none.
+
+A consumer that dies mid-batch acknowledges nothing, and the broker
+delivers the batch again after the ack wait; while a batch is being handled
+the consumer tells the broker it is still working on it, so a slow batch is
+not delivered twice. Handlers therefore make a second delivery of a message
+change nothing.
 
 The ack wait and the retry delays are the app's ``CONSUMER_*`` settings
 (:class:`common.settings.BrokerSettings`; the constants here when the app
@@ -300,13 +302,11 @@ class Consumer:
                 )
                 outcome = failure
             outcomes.append(outcome)
-            if isinstance(outcome, Retry) and not outcome.because_of_message:
+            if _says_the_world_is_down(outcome):
                 world = outcome
                 break
-        # Handled: any outcome but an exception or a "the world is down" retry.
         others_handled = any(
-            not isinstance(outcome, Exception)
-            and not (isinstance(outcome, Retry) and not outcome.because_of_message)
+            not isinstance(outcome, Exception) and not _says_the_world_is_down(outcome)
             for outcome in outcomes
         )
         settled: list[Outcome] = []
@@ -365,6 +365,11 @@ def _is_about_values(error: Exception) -> bool:
     """Tell whether ``error`` refuses a message's values (so that message is the cause)."""
     # ValueError covers pydantic's ValidationError and psycopg2's "cannot contain NUL".
     return isinstance(error, (ValueError, TypeError, RecursionError, DataError, IntegrityError))
+
+
+def _says_the_world_is_down(outcome: Outcome | Exception) -> bool:
+    """Tell whether ``outcome`` is a retry for a cause outside the message (a server down)."""
+    return isinstance(outcome, Retry) and not outcome.because_of_message
 
 
 def _blame(error: Exception) -> Retry:
