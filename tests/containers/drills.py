@@ -43,6 +43,7 @@ from pathlib import Path
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
+from alert_notifier.config import Settings as NotifierSettings
 from common.broker.messages import FlightsEvent, Follower, Window
 from opensky_sim.control import SimulatorControl
 from tests.containers.compose_stack import (
@@ -1397,8 +1398,10 @@ def drill_alert_replicas_killed(stack: ComposeStack) -> DrillResult:
     ]
     result.check(counts.lost == 0, f"{counts.lost} crossings never mailed")
     # A notifier process dies between the mail server's acceptance and its commit only in a
-    # window of milliseconds: one email at most, documented; anything more is a defect.
-    result.check(counts.duplicates <= 1, f"{counts.duplicates} emails sent twice")
+    # window of milliseconds, each of its SMTP_CONNECTIONS senders at most once (docs/design.md,
+    # "When an email can still arrive twice"); anything more is a defect.
+    senders = NotifierSettings.model_fields["SMTP_CONNECTIONS"].default
+    result.check(counts.duplicates <= senders, f"{counts.duplicates} emails sent twice")
     result.check(done_at is not None, "the pipeline did not settle")
     result.check(in_flight < len(crossings.emails), "every email was out before the kill")
     return result
